@@ -1,0 +1,44 @@
+"""The HTTP front: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.routers import dev, health, ingest, journeys, keys, messages, templates
+from config.settings import Settings, get_settings
+from domain.db import create_engine, session_factory
+
+DESCRIPTION = """Durable customer journeys on Temporal.
+
+* `/v1/*` takes events in the Segment HTTP Tracking API format, authenticated by a source's write key
+  (HTTP Basic username).
+* `/api/*` is the management API for marketers, agents and admins: `Authorization: Bearer <key>`.
+
+Errors are `{"error": code, "detail": ...}`; the detail names the field and the problem.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = create_engine(settings.resolved_database_url)
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title="Journeys", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    errors.install(app)
+    for module in (ingest, templates, journeys, messages, keys, health):
+        app.include_router(module.router)
+    if settings.dev_mode:
+        app.include_router(dev.router)
+    return app

@@ -1,0 +1,77 @@
+"""Request-scoped dependencies: the database session and who is calling."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config.settings import Settings
+from domain.auth import service as auth
+from domain.auth.schemas import KeyKind, Principal, Role
+from domain.errors import Forbidden, Unauthorized
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    # One request, one transaction, committed before the response is sent (scope="function"),
+    # so a 2xx always means the data is stored, and any error rolls everything back.
+    async with request.app.state.sessions() as session, session.begin():
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def basic_username(request: Request) -> str | None:
+    """The HTTP Basic username, which is where Segment libraries put the write key."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[0] or None
+
+
+async def _management_principal(request: Request, session: Session) -> Principal:
+    secret = _bearer(request) or basic_username(request)
+    if not secret:
+        raise Unauthorized("send a management API key as 'Authorization: Bearer <key>'")
+    principal = await auth.authenticate(session, secret)
+    if principal is None:
+        raise Unauthorized("unknown or revoked API key")
+    if principal.kind is KeyKind.write:
+        raise Forbidden("a write key can only send events to /v1; use a management key here")
+    return principal
+
+
+def require(*roles: Role):
+    """Dependency: a management key with one of ``roles`` (admin always passes)."""
+
+    async def check(principal: Annotated[Principal, Depends(_management_principal)]) -> Principal:
+        if not principal.has_role(*roles):
+            wanted = ", ".join(r.value for r in (Role.admin, *roles))
+            raise Forbidden(f"this needs a key with role {wanted}; yours is {principal.role}")
+        return principal
+
+    return check
+
+
+Marketer = Annotated[Principal, Depends(require(Role.marketer))]
+Admin = Annotated[Principal, Depends(require())]

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from api.deps import Session
+from domain.db import utcnow
+from domain.events import repository as events
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    routing_backlog: int
+    routing_lag_seconds: float
+
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/api/health", response_model=Health, summary="Liveness, database and event-routing lag")
+async def health(session: Session) -> Health:
+    backlog, oldest = await events.count_pending(session)
+    lag = (utcnow() - oldest).total_seconds() if isinstance(oldest, datetime) else 0.0
+    return Health(status="ok", database="ok", routing_backlog=backlog, routing_lag_seconds=max(lag, 0.0))

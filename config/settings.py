@@ -1,0 +1,101 @@
+"""The one place that reads the environment. Every variable is prefixed ``JOURNEYS_``."""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-do-not-use-in-production"  # noqa: S105 - refused outside dev mode
+
+
+class SmtpSecurity(StrEnum):
+    none = "none"
+    starttls = "starttls"
+    tls = "tls"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOURNEYS_", env_file=None, extra="ignore")
+
+    dev_mode: bool = Field(False, description="Embedded defaults, dev keys and the /dev endpoints.")
+    data_dir: Path = Field(Path(".data"), description="Where the dev database, Temporal state and mail live.")
+    log_level: str = "INFO"
+    secret_key: SecretStr = Field(
+        SecretStr(DEV_SECRET), description="Signs unsubscribe and tracking links; 32+ characters."
+    )
+
+    database_url: str | None = Field(None, description="SQLAlchemy async URL; default SQLite under data_dir.")
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "journeys"
+    temporal_tls: bool = False
+    temporal_ui_port: int = Field(8233, description="Web UI of the dev server started by `journeys dev`.")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_security: SmtpSecurity = SmtpSecurity.none
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = 30.0
+    mail_from: str = Field("Journeys <noreply@journeys.localhost>", description="Default sender.")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str | None = Field(None, description="Base URL customers reach (links in emails).")
+
+    router_poll_seconds: float = Field(0.2, gt=0, description="How often the event router polls the outbox.")
+    router_batch_size: int = Field(500, gt=0, le=10_000)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'journeys.db').resolve()}"
+
+    @property
+    def mailbox_dir(self) -> Path:
+        return self.data_dir / "mailbox"
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_values_outside_dev(self) -> Settings:
+        if self.dev_mode:
+            return self
+        problems = []
+        secret = self.secret_key.get_secret_value()
+        if secret == DEV_SECRET or len(secret) < 32:
+            problems.append("JOURNEYS_SECRET_KEY must be set to a random value of at least 32 characters")
+        if (
+            self.smtp_password
+            and self.smtp_security is SmtpSecurity.none
+            and not _is_loopback(self.smtp_host)
+        ):
+            problems.append(
+                "JOURNEYS_SMTP_PASSWORD would cross the network in clear: set JOURNEYS_SMTP_SECURITY"
+            )
+        if problems:
+            raise ValueError("unsafe configuration outside dev mode: " + "; ".join(problems))
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

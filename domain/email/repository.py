@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.db import insert_ignoring_conflicts
+from domain.email.models import Message, Template, TemplateVersion
+
+
+async def get_template(session: AsyncSession, template_id: str) -> Template | None:
+    return await session.get(Template, template_id)
+
+
+async def existing_template_ids(session: AsyncSession, ids: set[str]) -> set[str]:
+    if not ids:
+        return set()
+    return set(await session.scalars(select(Template.id).where(Template.id.in_(ids))))
+
+
+async def get_version(session: AsyncSession, template_id: str, version: int) -> TemplateVersion | None:
+    return await session.scalar(
+        select(TemplateVersion).where(
+            TemplateVersion.template_id == template_id, TemplateVersion.version == version
+        )
+    )
+
+
+async def list_templates(session: AsyncSession) -> list[Template]:
+    return list(await session.scalars(select(Template).order_by(Template.created_at, Template.id)))
+
+
+async def add(session: AsyncSession, *rows) -> None:
+    session.add_all(rows)
+    await session.flush()
+
+
+async def claim_message(session: AsyncSession, values: dict) -> Message:
+    """The ledger row for this idempotency key, created if new."""
+    await session.execute(insert_ignoring_conflicts(session, Message, ["idempotency_key"]).values(**values))
+    return await session.scalar(
+        select(Message).where(Message.idempotency_key == values["idempotency_key"]).with_for_update()
+    )
+
+
+async def list_messages(
+    session: AsyncSession,
+    *,
+    customer_id: int | None,
+    journey_id: str | None,
+    limit: int,
+    before_id: int | None,
+) -> list[Message]:
+    stmt = select(Message).order_by(Message.id.desc()).limit(limit)
+    if customer_id is not None:
+        stmt = stmt.where(Message.customer_id == customer_id)
+    if journey_id is not None:
+        stmt = stmt.where(Message.journey_id == journey_id)
+    if before_id is not None:
+        stmt = stmt.where(Message.id < before_id)
+    return list(await session.scalars(stmt))
+
+
+async def message_by_key(session: AsyncSession, idempotency_key: str) -> Message | None:
+    return await session.scalar(select(Message).where(Message.idempotency_key == idempotency_key))

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from domain.db import Base, BigId, Json, UTCDateTime, utcnow
+
+
+class Event(Base):
+    """A Segment-format call as received, deduplicated on ``messageId``."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_customer_name_time", "customer_id", "name", "timestamp"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(16))  # track | identify | page | screen | group | alias
+    name: Mapped[str | None] = mapped_column(String(255))  # the track event name
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    anonymous_id: Mapped[str | None] = mapped_column(String(255))
+    properties: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    traits: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    context: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)  # corrected for client clock skew
+    original_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+
+
+class EventOutbox(Base):
+    """Events stored but not yet routed to Temporal. Written in the ingesting transaction, deleted by the
+    router once every journey it concerns has been signalled, so a crash in between loses nothing."""
+
+    __tablename__ = "event_outbox"
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,79 @@
+"""The built-in SMTP capture server for dev mode: accepts every message and keeps it in a Maildir.
+
+The envelope (MAIL FROM / RCPT TO) is kept as ``X-Envelope-*`` headers on top, so what the server was
+asked to deliver, not just what the headers say, can be inspected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+class MaildirHandler:
+    def __init__(self, directory: Path):
+        for sub in ("tmp", "new", "cur"):
+            (directory / sub).mkdir(parents=True, exist_ok=True)
+        self._maildir = mailbox.Maildir(directory, create=True)
+        self.received = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or envelope.content
+        if isinstance(content, str):
+            content = content.encode("utf-8", "surrogateescape")
+        stamp = (
+            f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
+        ).encode()
+        await asyncio.to_thread(self._maildir.add, stamp + content)
+        self.received += 1
+        return "250 Message accepted for delivery"
+
+
+async def start(host: str, port: int, directory: Path) -> tuple[asyncio.AbstractServer, MaildirHandler]:
+    handler = MaildirHandler(directory)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="journeys-capture", data_size_limit=25 * 1024 * 1024),
+        host=host,
+        port=port,
+    )
+    return server, handler
+
+
+def read_mailbox(directory: Path, limit: int = 100) -> list[dict[str, Any]]:
+    """Captured messages, newest first, as raw headers and decoded bodies."""
+    if not directory.exists():
+        return []
+    maildir = mailbox.Maildir(directory, create=False)
+    items = []
+    for key in maildir.iterkeys():
+        path = Path(directory, "new", key) if Path(directory, "new", key).exists() else None
+        raw = maildir.get_bytes(key)
+        items.append((path.stat().st_mtime_ns if path else 0, key, raw))
+    items.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    return [_describe(key, raw) for _, key, raw in items[:limit]]
+
+
+def _describe(key: str, raw: bytes) -> dict[str, Any]:
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    return {
+        "id": key,
+        "envelope_from": message.get("X-Envelope-From"),
+        "envelope_to": [a.strip() for a in (message.get("X-Envelope-To") or "").split(",") if a.strip()],
+        "message_id": message.get("Message-ID"),
+        "from": message.get("From"),
+        "to": message.get("To"),
+        "subject": message.get("Subject"),
+        "headers": [[name, str(value)] for name, value in message.items()],
+        "text": text.get_content() if text is not None else None,
+        "html": html.get_content() if html is not None else None,
+        "raw": raw.decode("utf-8", "replace"),
+    }
