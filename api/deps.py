@@ -30,7 +30,7 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 Session = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
-def _bearer(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
@@ -50,7 +50,7 @@ def basic_username(request: Request) -> str | None:
 
 
 async def _management_principal(request: Request, session: Session) -> Principal:
-    secret = _bearer(request) or basic_username(request)
+    secret = bearer_token(request) or basic_username(request)
     if not secret:
         raise Unauthorized("send a management API key as 'Authorization: Bearer <key>'")
     principal = await auth.authenticate(session, secret)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
-from api.deps import Session, basic_username
+from api.deps import Session, basic_username, bearer_token
 from domain.auth import service as auth
 from domain.auth.schemas import KeyKind, Principal
 from domain.errors import DomainError, Forbidden, Unauthorized
@@ -34,7 +34,8 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 async def _source(request: Request, session: Session, body: Annotated[dict, Depends(_body)]) -> Principal:
-    key = basic_username(request) or (body.get("writeKey") if isinstance(body.get("writeKey"), str) else None)
+    body_key = body.get("writeKey") if isinstance(body.get("writeKey"), str) else None
+    key = basic_username(request) or bearer_token(request) or body_key
     if not key:
         raise Unauthorized("send the source's write key as the HTTP Basic username or as writeKey")
     principal = await auth.authenticate(session, key)
