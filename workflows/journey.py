@@ -9,6 +9,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
@@ -69,8 +70,24 @@ class JourneyWorkflow:
         self._seen_event_ids.add(inp.entry_event.id)
         nodes = {n["id"]: n for n in inp.definition["nodes"]}
         entry = next(n for n in nodes.values() if n["type"] == "entry")
+        try:
+            await self._walk(inp, nodes, entry.get("next"))
+        except ActivityError:
+            # A step failed for good (e.g. a template that cannot render): record it, then surface it.
+            await self._finish("failed")
+            raise
+        await self._finish("completed")
+        return JourneyResult(status="completed", path=self._path)
+
+    async def _finish(self, status: str) -> None:
+        await workflow.execute_local_activity(
+            FINISH_ENROLLMENT,
+            FinishEnrollmentRequest(workflow_id=workflow.info().workflow_id, status=status),
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+
+    async def _walk(self, inp: JourneyInput, nodes: dict[str, dict[str, Any]], current: str | None) -> None:
         visits: Counter[str] = Counter()
-        current = entry.get("next")
         while current is not None:
             node = nodes[current]
             visits[current] += 1
@@ -83,12 +100,6 @@ class JourneyWorkflow:
             elif kind == "exit":
                 break
             current = node.get("next")
-        await workflow.execute_local_activity(
-            FINISH_ENROLLMENT,
-            FinishEnrollmentRequest(workflow_id=workflow.info().workflow_id, status="completed"),
-            start_to_close_timeout=timedelta(seconds=30),
-        )
-        return JourneyResult(status="completed", path=self._path)
 
     async def _send_email(self, inp: JourneyInput, node: dict[str, Any], visit: int) -> SendEmailResult:
         # The key names this enrollment (workflow id + entry event) and this step (node + visit), so a
