@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint format bench clean
+.PHONY: dev test lint format clean distclean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -26,5 +26,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-clean:
-	rm -rf $(VENV) .data
+clean:  # local state: database, Temporal history, captured mail
+	rm -rf .data
+
+distclean: clean
+	rm -rf $(VENV)
