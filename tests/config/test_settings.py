@@ -1,0 +1,42 @@
+import pytest
+from pydantic import ValidationError
+
+from config.settings import DEV_SECRET, Settings
+
+STRONG = "x" * 40
+
+
+def test_dev_mode_accepts_the_embedded_defaults(tmp_path):
+    settings = Settings(dev_mode=True, data_dir=tmp_path)
+    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{(tmp_path / 'journeys.db').resolve()}"
+    assert (settings.api_host, settings.api_port) == ("127.0.0.1", 8000)
+
+
+def test_outside_dev_mode_the_default_secret_is_refused():
+    with pytest.raises(ValidationError, match="JOURNEYS_SECRET_KEY"):
+        Settings(dev_mode=False, secret_key=DEV_SECRET)
+    with pytest.raises(ValidationError, match="JOURNEYS_SECRET_KEY"):
+        Settings(dev_mode=False, secret_key="short")
+    assert Settings(dev_mode=False, secret_key=STRONG).secret_key.get_secret_value() == STRONG
+
+
+def test_outside_dev_mode_an_smtp_password_in_clear_over_the_network_is_refused():
+    with pytest.raises(ValidationError, match="JOURNEYS_SMTP_SECURITY"):
+        Settings(dev_mode=False, secret_key=STRONG, smtp_host="smtp.example.com", smtp_password="pw")
+    Settings(dev_mode=False, secret_key=STRONG, smtp_host="smtp.example.com", smtp_password="pw", smtp_security="tls")
+    Settings(dev_mode=False, secret_key=STRONG, smtp_host="127.0.0.1", smtp_password="pw")
+
+
+def test_settings_come_from_prefixed_environment_variables(monkeypatch):
+    monkeypatch.setenv("JOURNEYS_API_PORT", "9001")
+    monkeypatch.setenv("JOURNEYS_DEV_MODE", "true")
+    assert Settings().api_port == 9001
+
+
+def test_the_cli_refuses_to_start_with_unsafe_settings(monkeypatch, capsys):
+    from runtime.cli import main
+
+    monkeypatch.delenv("JOURNEYS_DEV_MODE", raising=False)
+    monkeypatch.delenv("JOURNEYS_SECRET_KEY", raising=False)
+    assert main(["api"]) == 2
+    assert "JOURNEYS_SECRET_KEY" in capsys.readouterr().err
