@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
 from pydantic import BaseModel
 
@@ -22,6 +20,6 @@ router = APIRouter(tags=["health"])
 
 @router.get("/api/health", response_model=Health, summary="Liveness, database and event-routing lag")
 async def health(session: Session) -> Health:
-    backlog, oldest = await events.count_pending(session)
-    lag = (utcnow() - oldest).total_seconds() if isinstance(oldest, datetime) else 0.0
+    backlog, oldest = await events.backlog(session)
+    lag = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
     return Health(status="ok", database="ok", routing_backlog=backlog, routing_lag_seconds=max(lag, 0.0))

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import insert_ignoring_conflicts
@@ -36,8 +38,7 @@ async def dequeue(session: AsyncSession, event_ids: list[int]) -> None:
         await session.execute(delete(EventOutbox).where(EventOutbox.event_id.in_(event_ids)))
 
 
-async def count_pending(session: AsyncSession) -> tuple[int, object]:
-    from sqlalchemy import func
-
+async def backlog(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many events wait for routing, and since when the oldest has waited."""
     row = (await session.execute(select(func.count(), func.min(EventOutbox.created_at)))).one()
     return row[0], row[1]
