@@ -166,6 +166,14 @@ async def test_a_case_resolved_in_time_lets_the_journey_continue_on_the_outcome(
     assert result.updates == 1
     sla = await _sla_result(temporal, case.id)
     assert (sla.status, sla.outcome, sla.breached, sla.escalations) == ("resolved", "refunded", False, 0)
-    assert await _dispatched(sessions)
     async with sessions() as session:
         assert (await session.get(Case, case.id)).breached_at is None
+
+    # Closing comes after the clock stopped: the change is dropped, the finished clock is not restarted.
+    clock = temporal.client.get_workflow_handle(sla_workflow_id(case.id))
+    finished_run = (await clock.describe()).run_id
+    async with transaction(sessions) as session:
+        await cases.close(session, actor, case.id)
+    await wait_for(lambda: _dispatched(sessions))
+    latest = await clock.describe()
+    assert (latest.run_id, latest.status) == (finished_run, WorkflowExecutionStatus.COMPLETED)
