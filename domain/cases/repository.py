@@ -185,8 +185,8 @@ async def claim_next(
         update(Case)
         .where(Case.id == candidate, Case.status == "open", Case.assignee_id.is_(None))
         .values(**_claim_values(agent_id, now))
-        .returning(Case.id)
-        .execution_options(synchronize_session=False)
+        .returning(Case)
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
     return await session.scalar(stmt)
 
@@ -229,9 +229,9 @@ async def notes_of(session: AsyncSession, case_id: int) -> list[CaseNote]:
 # --- the SLA outbox --------------------------------------------------------------------------------
 
 
-async def enqueue_change(session: AsyncSession, case_id: int) -> None:
+def enqueue_change(session: AsyncSession, case_id: int) -> None:
+    """Queued with the session's next flush (the commit at the latest)."""
     session.add(CaseOutbox(case_id=case_id))
-    await session.flush()
 
 
 async def pending_changes(session: AsyncSession, limit: int) -> list[tuple[int, int]]:

@@ -264,7 +264,7 @@ async def open_case(
     if team.auto_assign:
         await _auto_assign(session, case, now)
     await _emit(session, case, CASE_OPENED, now, {"reason": case.reason})
-    await repo.enqueue_change(session, case.id)
+    repo.enqueue_change(session, case.id)
     return case, True
 
 
@@ -441,10 +441,9 @@ async def claim_next(session: AsyncSession, actor: Actor, *, now: datetime | Non
     if not actor.team_ids:
         return NextCase(case=None, detail="you belong to no team")
     await _check_cap(session, agent_id)
-    case_id = await repo.claim_next(session, actor.team_ids, agent_id, now)
-    if case_id is None:
+    case = await repo.claim_next(session, actor.team_ids, agent_id, now)
+    if case is None:
         return NextCase(case=None, detail="no unassigned open case in your teams")
-    case = await repo.get_case(session, case_id, fresh=True)
     await _claimed(session, case, agent_id, now)
     return NextCase(case=case_out(case), detail=f"case {case.id} is yours")
 
@@ -464,10 +463,10 @@ async def claim(session: AsyncSession, actor: Actor, case_id: int) -> CaseOut:
 
 
 async def _claimed(session: AsyncSession, case: Case, agent_id: int, now: datetime) -> None:
-    agent = await repo.get_agent(session, agent_id)
+    agent = await repo.get_agent(session, agent_id)  # loaded by the cap check: no query
     agent.last_assigned_at = now
+    repo.enqueue_change(session, case.id)
     await _log(session, case, agent_id, "claimed", "claimed", now)
-    await repo.enqueue_change(session, case.id)
 
 
 def _held_problem(case: Case) -> str:
@@ -559,7 +558,7 @@ async def _changed(
     case.revision += 1
     case.updated_at = now
     await _log(session, case, agent_id, kind, body, now)
-    await repo.enqueue_change(session, case.id)
+    repo.enqueue_change(session, case.id)
 
 
 async def _log(session: AsyncSession, case: Case, agent_id: int | None, kind: str, body: str, now: datetime):
