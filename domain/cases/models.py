@@ -53,6 +53,8 @@ class SlaPolicy(Base):
     priority: Mapped[str] = mapped_column(String(16), primary_key=True)
     first_response_minutes: Mapped[int] = mapped_column(Integer)
     resolution_minutes: Mapped[int] = mapped_column(Integer)
+    # {"timezone", "days" (0 = Monday), "start", "end" ("HH:MM")}; NULL = the clock runs around the clock.
+    business_hours: Mapped[dict[str, Any] | None] = mapped_column(Json)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, time
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Priority(StrEnum):
@@ -122,11 +123,45 @@ class AgentCreated(AgentOut):
     api_key: str = Field(description="The agent's management key (role agent); shown once.")
 
 
+class BusinessHoursIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str = Field(description="IANA time zone, e.g. Europe/Paris")
+    days: list[int] = Field([0, 1, 2, 3, 4], min_length=1, max_length=7, description="0 = Monday")
+    start: time = Field(description="HH:MM, local time")
+    end: time
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _weekdays(cls, value: list[int]) -> list[int]:
+        if any(d < 0 or d > 6 for d in value):
+            raise ValueError("days are 0 (Monday) to 6 (Sunday)")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
 class SlaPolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     first_response_minutes: int = Field(ge=1, le=60 * 24 * 90)
     resolution_minutes: int = Field(ge=1, le=60 * 24 * 365)
+    business_hours: BusinessHoursIn | None = Field(
+        None, description="Count only these hours towards the targets; none = around the clock."
+    )
 
 
 class SlaPolicyOut(SlaPolicyIn):

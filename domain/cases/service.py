@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.settings import Settings
 from domain.auth import service as auth
 from domain.auth.schemas import KeyCreate, Principal, Role
+from domain.cases import business_hours
 from domain.cases import repository as repo
+from domain.cases.business_hours import BusinessHours
 from domain.cases.models import Agent, Case, CaseNote, SlaPolicy, Team, TeamMember
 from domain.cases.schemas import (
     ACTIVE,
@@ -23,6 +25,7 @@ from domain.cases.schemas import (
     AgentIn,
     AgentOut,
     AgentUpdate,
+    BusinessHoursIn,
     CaseDetail,
     CaseIn,
     CaseOut,
@@ -157,32 +160,51 @@ async def update_me(session: AsyncSession, actor: Actor, spec: AgentUpdate) -> A
     return await _agent_out(session, agent)
 
 
-async def sla_targets(session: AsyncSession, priority: Priority) -> tuple[int, int]:
+@dataclass(frozen=True)
+class SlaTargets:
+    first_response_minutes: int
+    resolution_minutes: int
+    business_hours: BusinessHours | None = None
+
+    def deadlines(self, opened: datetime) -> tuple[datetime, datetime]:
+        return (
+            business_hours.add_minutes(opened, self.first_response_minutes, self.business_hours),
+            business_hours.add_minutes(opened, self.resolution_minutes, self.business_hours),
+        )
+
+
+def _hours(stored: dict[str, Any] | None) -> BusinessHours | None:
+    if not stored:
+        return None
+    spec = BusinessHoursIn.model_validate(stored)
+    return BusinessHours(spec.timezone, frozenset(spec.days), spec.start, spec.end)
+
+
+async def sla_targets(session: AsyncSession, priority: Priority) -> SlaTargets:
     policy = await repo.get_policy(session, priority.value)
     if policy is None:
-        return DEFAULT_SLA_MINUTES[priority]
-    return policy.first_response_minutes, policy.resolution_minutes
+        return SlaTargets(*DEFAULT_SLA_MINUTES[priority])
+    return SlaTargets(policy.first_response_minutes, policy.resolution_minutes, _hours(policy.business_hours))
+
+
+def _policy_out(priority: Priority, policy: SlaPolicy | None) -> SlaPolicyOut:
+    if policy is None:
+        first, resolution = DEFAULT_SLA_MINUTES[priority]
+        return SlaPolicyOut(
+            priority=priority, first_response_minutes=first, resolution_minutes=resolution, default=True
+        )
+    return SlaPolicyOut(
+        priority=priority,
+        first_response_minutes=policy.first_response_minutes,
+        resolution_minutes=policy.resolution_minutes,
+        business_hours=policy.business_hours,
+        default=False,
+    )
 
 
 async def list_policies(session: AsyncSession) -> list[SlaPolicyOut]:
     stored = {p.priority: p for p in await repo.list_policies(session)}
-    out = []
-    for priority in Priority:
-        policy = stored.get(priority.value)
-        first, resolution = (
-            (policy.first_response_minutes, policy.resolution_minutes)
-            if policy
-            else DEFAULT_SLA_MINUTES[priority]
-        )
-        out.append(
-            SlaPolicyOut(
-                priority=priority,
-                first_response_minutes=first,
-                resolution_minutes=resolution,
-                default=policy is None,
-            )
-        )
-    return out
+    return [_policy_out(priority, stored.get(priority.value)) for priority in Priority]
 
 
 async def set_policy(session: AsyncSession, priority: Priority, spec: SlaPolicyIn) -> SlaPolicyOut:
@@ -191,13 +213,14 @@ async def set_policy(session: AsyncSession, priority: Priority, spec: SlaPolicyI
         raise InvalidInput(
             {"field": "resolution_minutes", "problem": "must not be shorter than the first response"}
         )
+    values = spec.model_dump(mode="json")
     policy = await repo.get_policy(session, priority.value)
     if policy is None:
-        policy = await repo.add(session, SlaPolicy(priority=priority.value, **spec.model_dump()))
+        policy = await repo.add(session, SlaPolicy(priority=priority.value, **values))
     else:
-        policy.first_response_minutes = spec.first_response_minutes
-        policy.resolution_minutes = spec.resolution_minutes
-    return SlaPolicyOut(priority=priority, default=False, **spec.model_dump())
+        for name, value in values.items():
+            setattr(policy, name, value)
+    return _policy_out(priority, policy)
 
 
 # --- opening a case --------------------------------------------------------------------------------
@@ -234,8 +257,7 @@ async def open_case(
         raise InvalidInput({"field": "customer_id", "problem": f"no customer {spec.customer_id}"})
     tier = _value_tier(profile["traits"])
     priority = spec.priority or TIER_PRIORITY.get(tier or "", Priority.normal)
-    first_minutes, resolution_minutes = await sla_targets(session, priority)
-    first_due = now + timedelta(minutes=first_minutes)
+    first_due, resolution_due = (await sla_targets(session, priority)).deadlines(now)
     values = {
         "idempotency_key": spec.idempotency_key,
         "customer_id": spec.customer_id,
@@ -249,7 +271,7 @@ async def open_case(
         "waiting_workflow_id": spec.waiting_workflow_id,
         "context": await _snapshot(session, profile, tier, now),
         "first_response_due": first_due,
-        "resolution_due": now + timedelta(minutes=resolution_minutes),
+        "resolution_due": resolution_due,
         "due_at": first_due,
         "revision": 1,
         "created_at": now,

@@ -25,6 +25,11 @@ def upgrade() -> None:
         sa.Column("priority", sa.String(length=16), nullable=False),
         sa.Column("first_response_minutes", sa.Integer(), nullable=False),
         sa.Column("resolution_minutes", sa.Integer(), nullable=False),
+        sa.Column(
+            "business_hours",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
         sa.Column("updated_at", domain.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("priority", name=op.f("pk_case_sla_policies")),
     )
