@@ -669,6 +669,8 @@ async def record_breach(
             now,
             {"target": target, "escalated_from_team": case.escalated_from_team_id},
         )
+        if target_team != team.id and (await repo.get_team(session, target_team)).auto_assign:
+            await _auto_assign(session, case, now)
     return BreachOutcome(changed, case.priority, case.team_id, case.status)
 
 

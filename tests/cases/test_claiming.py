@@ -7,9 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from domain.cases import service as cases
 from domain.cases.models import Case
 from domain.cases.schemas import Priority
-from domain.db import utcnow
+from domain.db import transaction, utcnow
 from tests.cases.helpers import make_agent, make_customer, make_team, open_case
 
 
@@ -113,3 +114,18 @@ async def test_round_robin_spreads_new_cases_over_available_agents_below_their_c
     assert len(mine.json()) == 2
     waiting = await client.get("/api/cases?assignee=none", headers=bob["headers"])
     assert [c["status"] for c in waiting.json()] == ["open"]
+
+
+async def test_a_breached_case_goes_to_a_supervisor_when_that_team_assigns_automatically(sessions):
+    await make_team(sessions, "leads", auto_assign=True)
+    await make_team(sessions, "care", supervisor="leads")
+    lead = await make_agent(sessions, "lee", "leads")
+    case_id = await open_case(sessions, await make_customer(sessions, "u1"), "care")
+    async with transaction(sessions) as session:
+        first = await cases.record_breach(session, case_id, "first_response")
+        again = await cases.record_breach(session, case_id, "resolution")
+    assert (first.escalated, first.team, first.status, first.priority) == (True, "leads", "assigned", "high")
+    assert not again.escalated
+    async with sessions() as session:
+        case = await session.get(Case, case_id)
+    assert (case.assignee_id, case.team_id, case.escalated_from_team_id) == (lead["id"], "leads", "care")
