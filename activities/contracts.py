@@ -46,3 +46,49 @@ class SendEmailResult:
 class FinishEnrollmentRequest:
     workflow_id: str
     status: str
+
+
+# --- Cases: a journey's `escalate` node opens a case and waits for the signal below. ---------------
+
+OPEN_CASE = "open_case"
+CASE_SLA_BREACH = "case_sla_breach"
+# Signal sent to the workflow waiting on a case (OpenCaseRequest.waiting_workflow_id), payload CaseUpdate.
+CASE_UPDATE_SIGNAL = "case_update"
+# An open_case request that retrying cannot fix (unknown customer or team, invalid priority).
+CASE_REJECTED = "CaseRejected"
+
+
+@dataclass
+class OpenCaseRequest:
+    idempotency_key: str  # workflow id + node id (+ visit): a retried activity returns the same case
+    customer_id: int
+    reason: str
+    team: str
+    priority: str | None = None  # low | normal | high | urgent; None = the default for the value tier
+    journey_id: str | None = None
+    node_id: str | None = None
+    waiting_workflow_id: str | None = None
+
+
+@dataclass
+class CaseUpdate:
+    """What the waiting workflow learns: sent once on an SLA breach and once on resolution."""
+
+    case_id: int
+    status: str  # the case status when sent: open/assigned/pending on a breach, resolved when resolved
+    outcome: str | None  # the resolution's outcome code; None on a breach
+    breached: bool  # the SLA was breached (now or earlier in the case's life)
+
+
+@dataclass
+class CaseSlaBreachRequest:
+    case_id: int
+    target: str  # first_response | resolution
+
+
+@dataclass
+class CaseSlaBreachResult:
+    escalated: bool  # False when the case was already escalated or is resolved
+    priority: str
+    team: str
+    status: str

@@ -1,6 +1,7 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
 from domain.auth.models import ApiKey
+from domain.cases.models import Agent, Case, CaseNote, CaseOutbox, SlaPolicy, Team, TeamMember
 from domain.customers.models import Customer
 from domain.db import Base
 from domain.email.models import Message, Template, TemplateVersion
@@ -8,8 +9,12 @@ from domain.events.models import Event, EventOutbox
 from domain.journeys.models import Enrollment, Journey, JourneyVersion
 
 __all__ = [
+    "Agent",
     "ApiKey",
     "Base",
+    "Case",
+    "CaseNote",
+    "CaseOutbox",
     "Customer",
     "Enrollment",
     "Event",
@@ -17,6 +22,9 @@ __all__ = [
     "Journey",
     "JourneyVersion",
     "Message",
+    "SlaPolicy",
+    "Team",
+    "TeamMember",
     "Template",
     "TemplateVersion",
 ]

@@ -9,20 +9,29 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.cases import CaseActivities
 from activities.email import EmailActivities
 from activities.journeys import JourneyActivities
 from activities.smtp import Mailer
 from config.settings import Settings
+from runtime.case_dispatcher import CaseDispatcher
 from runtime.event_router import EventRouter
+from workflows.case_sla import CaseSlaWorkflow
 from workflows.journey import JourneyWorkflow
 
-WORKFLOWS = [JourneyWorkflow]
+WORKFLOWS = [JourneyWorkflow, CaseSlaWorkflow]
 
 
 def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> list:
     mail = EmailActivities(settings, sessions, Mailer(settings))
     journeys = JourneyActivities(sessions)
-    return [mail.send_email, journeys.finish_enrollment]
+    case_activities = CaseActivities(sessions)
+    return [
+        mail.send_email,
+        journeys.finish_enrollment,
+        case_activities.open_case,
+        case_activities.case_sla_breach,
+    ]
 
 
 def build_worker(client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Worker:
@@ -46,12 +55,17 @@ async def run_worker(
         poll_seconds=settings.router_poll_seconds,
         batch_size=settings.router_batch_size,
     )
+    dispatcher = CaseDispatcher(
+        client, sessions, task_queue=settings.temporal_task_queue, poll_seconds=settings.router_poll_seconds
+    )
     worker = build_worker(client, settings, sessions)
     async with worker:
         router_task = asyncio.create_task(router.run(stop), name="event-router")
+        cases_task = asyncio.create_task(dispatcher.run(stop), name="case-dispatcher")
         try:
             await stop.wait()
         finally:
             stop.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await router_task
+            for task in (router_task, cases_task):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

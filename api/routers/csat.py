@@ -1,0 +1,90 @@
+"""The customer's satisfaction page, reached through the signed link in a follow-up email.
+
+GET shows the question (a mail scanner opening the link records nothing); POST records the rating.
+Everything shown is escaped by Jinja's autoescape, and the page allows no script.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment
+
+from api.deps import Session, get_settings
+from config.settings import Settings
+from domain.cases import service as cases
+from domain.customers import service as customers
+from domain.errors import DomainError
+
+router = APIRouter(tags=["csat"], include_in_schema=False)
+
+_PAGE = Environment(autoescape=True).from_string(
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>How did we do?</title>
+<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}
+button{font-size:1.25rem;margin:.2rem;padding:.5rem .9rem}button.chosen{outline:3px solid #2563eb}</style>
+</head><body>
+{% if error %}<h1>Sorry</h1><p>{{ error }}</p>
+{% elif recorded %}<h1>Thank you{% if name %}, {{ name }}{% endif %}!</h1>
+<p>We recorded your rating: {{ recorded }} out of 5.</p>
+{% else %}<h1>{% if name %}{{ name }}, how{% else %}How{% endif %} did we do?</h1>
+<p>Rate how we handled your request, from 1 (poor) to 5 (excellent).</p>
+<form method="post" action="/csat/{{ case_id }}"><input type="hidden" name="sig" value="{{ sig }}">
+{% for n in range(1, 6) %}<button name="rating" value="{{ n }}"
+{%- if n == chosen %} class="chosen"{% endif %}>{{ n }}</button>{% endfor %}
+</form>{% endif %}
+</body></html>"""
+)
+
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def _page(status: int = 200, **values) -> HTMLResponse:
+    return HTMLResponse(_PAGE.render(**values), status_code=status, headers=_HEADERS)
+
+
+async def _name(session, customer_id: int) -> str | None:
+    profile = await customers.get_profile(session, customer_id)
+    traits = (profile or {}).get("traits", {})
+    name = traits.get("first_name") or traits.get("name")
+    return name if isinstance(name, str) else None
+
+
+@router.get("/csat/{case_id}", response_class=HTMLResponse)
+async def csat_form(
+    case_id: int,
+    session: Session,
+    settings: Annotated[Settings, Depends(get_settings)],
+    sig: str = Query("", max_length=128),
+    rating: int | None = Query(None),
+) -> HTMLResponse:
+    try:
+        case = await cases.csat_case(session, settings, case_id, sig)
+    except DomainError as err:
+        return _page(err.status_code, error=str(err.detail))
+    return _page(case_id=case.id, sig=sig, chosen=rating, name=await _name(session, case.customer_id))
+
+
+@router.post("/csat/{case_id}", response_class=HTMLResponse)
+async def csat_record(
+    case_id: int, request: Request, session: Session, settings: Annotated[Settings, Depends(get_settings)]
+) -> HTMLResponse:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    sig = (form.get("sig") or [""])[0]
+    raw = (form.get("rating") or [""])[0]
+    try:
+        rating = int(raw) if raw.isdigit() else 0
+        case = await cases.rate(session, settings, case_id, sig, rating)
+    except DomainError as err:
+        detail = err.detail["problem"] if isinstance(err.detail, dict) else err.detail
+        return _page(err.status_code, error=f"rating {detail}" if isinstance(err.detail, dict) else detail)
+    return _page(recorded=case.csat_rating, name=await _name(session, case.customer_id))

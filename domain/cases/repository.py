@@ -1,0 +1,282 @@
+"""All SQL of the cases area.
+
+It also reads the events and messages tables for a customer's 360 snapshot and writes case events into
+the events table (plus the outbox row the journey router reads), so journeys and segments see them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, func, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.cases.models import Agent, Case, CaseNote, CaseOutbox, SlaPolicy, Team, TeamMember
+from domain.db import UTCDateTime, insert_ignoring_conflicts
+from domain.email.models import Message
+from domain.events.models import Event, EventOutbox
+
+HELD = ("assigned", "pending")  # statuses that count against an agent's cap
+
+
+# --- teams and agents ------------------------------------------------------------------------------
+
+
+async def get_team(session: AsyncSession, team_id: str) -> Team | None:
+    return await session.get(Team, team_id)
+
+
+async def list_teams(session: AsyncSession) -> list[Team]:
+    return list(await session.scalars(select(Team).order_by(Team.id)))
+
+
+async def add(session: AsyncSession, row) -> Any:
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def members_by_team(session: AsyncSession) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for team_id, agent_id in await session.execute(
+        select(TeamMember.team_id, TeamMember.agent_id).order_by(TeamMember.agent_id)
+    ):
+        out.setdefault(team_id, []).append(agent_id)
+    return out
+
+
+async def agent_by_key(session: AsyncSession, api_key_id: int) -> Agent | None:
+    return await session.scalar(select(Agent).where(Agent.api_key_id == api_key_id))
+
+
+async def get_agent(session: AsyncSession, agent_id: int) -> Agent | None:
+    return await session.get(Agent, agent_id)
+
+
+async def list_agents(session: AsyncSession) -> list[Agent]:
+    return list(await session.scalars(select(Agent).order_by(Agent.id)))
+
+
+async def teams_of(session: AsyncSession, agent_id: int) -> list[str]:
+    stmt = select(TeamMember.team_id).where(TeamMember.agent_id == agent_id).order_by(TeamMember.team_id)
+    return list(await session.scalars(stmt))
+
+
+async def open_counts(session: AsyncSession, agent_ids: Sequence[int]) -> dict[int, int]:
+    if not agent_ids:
+        return {}
+    stmt = (
+        select(Case.assignee_id, func.count())
+        .where(Case.assignee_id.in_(agent_ids), Case.status.in_(HELD))
+        .group_by(Case.assignee_id)
+    )
+    return {agent_id: count for agent_id, count in await session.execute(stmt)}
+
+
+async def lock_team_agents(session: AsyncSession, team_id: str) -> list[Agent]:
+    """The team's available agents, row-locked on PostgreSQL so two concurrent openings cannot both
+    give the last free slot of one agent (SQLite already serialises writers with BEGIN IMMEDIATE)."""
+    stmt = (
+        select(Agent)
+        .join(TeamMember, TeamMember.agent_id == Agent.id)
+        .where(TeamMember.team_id == team_id, Agent.available.is_(True))
+        .order_by(Agent.id)
+        .with_for_update(of=Agent)
+    )
+    return list(await session.scalars(stmt))
+
+
+# --- SLA policies ----------------------------------------------------------------------------------
+
+
+async def get_policy(session: AsyncSession, priority: str) -> SlaPolicy | None:
+    return await session.get(SlaPolicy, priority)
+
+
+async def list_policies(session: AsyncSession) -> list[SlaPolicy]:
+    return list(await session.scalars(select(SlaPolicy)))
+
+
+# --- cases -----------------------------------------------------------------------------------------
+
+
+async def insert_case(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    """Insert a case; ``None`` when its idempotency key already names one."""
+    stmt = insert_ignoring_conflicts(session, Case, ["idempotency_key"]).values(**values).returning(Case.id)
+    return await session.scalar(stmt)
+
+
+async def case_by_key(session: AsyncSession, idempotency_key: str) -> Case | None:
+    return await session.scalar(select(Case).where(Case.idempotency_key == idempotency_key))
+
+
+async def get_case(session: AsyncSession, case_id: int, *, fresh: bool = False) -> Case | None:
+    options = {"populate_existing": True} if fresh else None
+    return await session.get(Case, case_id, execution_options=options or {})
+
+
+def queue_query(
+    team_ids: Sequence[str] | None,
+    *,
+    statuses: Sequence[str],
+    priority: str | None,
+    assignee_id: int | None,
+    unassigned: bool,
+    breached: bool | None,
+    customer_id: int | None,
+    limit: int,
+) -> Select:
+    stmt = select(Case).where(Case.status.in_(statuses))
+    if team_ids is not None:
+        stmt = stmt.where(Case.team_id.in_(team_ids))
+    if priority is not None:
+        stmt = stmt.where(Case.priority == priority)
+    if assignee_id is not None:
+        stmt = stmt.where(Case.assignee_id == assignee_id)
+    if unassigned:
+        stmt = stmt.where(Case.assignee_id.is_(None))
+    if breached is not None:
+        stmt = stmt.where(Case.breached_at.is_not(None) if breached else Case.breached_at.is_(None))
+    if customer_id is not None:
+        stmt = stmt.where(Case.customer_id == customer_id)
+    return stmt.order_by(*URGENCY).limit(limit)
+
+
+# SLA urgency: the nearest deadline first, then the higher priority, then the older case.
+URGENCY = (Case.due_at.asc().nulls_last(), Case.priority_rank.desc(), Case.id.asc())
+
+
+async def list_cases(session: AsyncSession, stmt: Select) -> list[Case]:
+    return list(await session.scalars(stmt))
+
+
+def _claim_values(agent_id: int, now: datetime) -> dict[str, Any]:
+    # Claiming is the first response; from then on the resolution deadline is the one that counts.
+    return {
+        "assignee_id": agent_id,
+        "status": "assigned",
+        "first_responded_at": func.coalesce(Case.first_responded_at, literal(now, UTCDateTime())),
+        "due_at": Case.resolution_due,
+        "revision": Case.revision + 1,
+        "updated_at": now,
+    }
+
+
+async def claim_next(
+    session: AsyncSession, team_ids: Sequence[str], agent_id: int, now: datetime
+) -> int | None:
+    """Atomically assign the most urgent unassigned open case of these teams to the agent.
+
+    PostgreSQL: the candidate row is locked with FOR UPDATE SKIP LOCKED, so concurrent agents each get a
+    different case without waiting on one another. SQLite: the transaction began IMMEDIATE (domain/db.py),
+    so claims run one after another. On both, the outer WHERE re-checks the row is still unclaimed.
+    """
+    candidate = (
+        select(Case.id)
+        .where(Case.team_id.in_(team_ids), Case.status == "open", Case.assignee_id.is_(None))
+        .order_by(*URGENCY)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(Case)
+        .where(Case.id == candidate, Case.status == "open", Case.assignee_id.is_(None))
+        .values(**_claim_values(agent_id, now))
+        .returning(Case)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return await session.scalar(stmt)
+
+
+async def claim(session: AsyncSession, case_id: int, agent_id: int, now: datetime) -> bool:
+    """Assign this case to the agent if nobody holds it; False when someone does (or it is not open)."""
+    stmt = (
+        update(Case)
+        .where(Case.id == case_id, Case.status == "open", Case.assignee_id.is_(None))
+        .values(**_claim_values(agent_id, now))
+        .returning(Case.id)
+        .execution_options(synchronize_session=False)
+    )
+    return await session.scalar(stmt) is not None
+
+
+async def mark_breached(session: AsyncSession, case_id: int, values: dict[str, Any]) -> bool:
+    """Record the SLA breach once: only an active case not breached before is changed."""
+    stmt = (
+        update(Case)
+        .where(Case.id == case_id, Case.breached_at.is_(None), Case.status.in_(("open", *HELD)))
+        .values(**values, revision=Case.revision + 1)
+        .returning(Case.id)
+        .execution_options(synchronize_session=False)
+    )
+    return await session.scalar(stmt) is not None
+
+
+async def add_note(session: AsyncSession, note: CaseNote) -> CaseNote:
+    session.add(note)
+    await session.flush()
+    return note
+
+
+async def notes_of(session: AsyncSession, case_id: int) -> list[CaseNote]:
+    stmt = select(CaseNote).where(CaseNote.case_id == case_id).order_by(CaseNote.id)
+    return list(await session.scalars(stmt))
+
+
+# --- the SLA outbox --------------------------------------------------------------------------------
+
+
+def enqueue_change(session: AsyncSession, case_id: int) -> None:
+    """Queued with the session's next flush (the commit at the latest)."""
+    session.add(CaseOutbox(case_id=case_id))
+
+
+async def pending_changes(session: AsyncSession, limit: int) -> list[tuple[int, int]]:
+    """(outbox id, case id) pairs, oldest first."""
+    stmt = select(CaseOutbox.id, CaseOutbox.case_id).order_by(CaseOutbox.id).limit(limit)
+    return [(row[0], row[1]) for row in await session.execute(stmt)]
+
+
+async def cases_by_ids(session: AsyncSession, case_ids: Sequence[int]) -> list[Case]:
+    return list(await session.scalars(select(Case).where(Case.id.in_(case_ids))))
+
+
+async def dequeue_changes(session: AsyncSession, outbox_ids: Sequence[int]) -> None:
+    if outbox_ids:
+        await session.execute(delete(CaseOutbox).where(CaseOutbox.id.in_(outbox_ids)))
+
+
+# --- the customer's 360 view and case events -------------------------------------------------------
+
+
+async def recent_events(session: AsyncSession, customer_id: int, limit: int) -> list[Event]:
+    stmt = (
+        select(Event)
+        .where(Event.customer_id == customer_id)
+        .order_by(Event.timestamp.desc(), Event.id.desc())
+        .limit(limit)
+    )
+    return list(await session.scalars(stmt))
+
+
+async def recent_messages(session: AsyncSession, customer_id: int, limit: int) -> list[Message]:
+    stmt = (
+        select(Message)
+        .where(Message.customer_id == customer_id)
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(limit)
+    )
+    return list(await session.scalars(stmt))
+
+
+async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
+    """Store a case event as a track call and queue it for the journey router; once per message id."""
+    stmt = insert_ignoring_conflicts(session, Event, ["message_id"]).values(**values).returning(Event.id)
+    event_id = await session.scalar(stmt)
+    if event_id is not None:
+        await session.execute(
+            insert_ignoring_conflicts(session, EventOutbox, ["event_id"]).values(event_id=event_id)
+        )

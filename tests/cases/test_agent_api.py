@@ -1,0 +1,188 @@
+"""The agent API: who may see and change which case, bad input, data returned as given."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from domain.auth.schemas import Role
+from domain.cases.models import Case, CaseNote
+from domain.events.models import Event, EventOutbox
+from tests.cases.helpers import make_agent, make_customer, make_team, open_case
+from tests.conftest import make_key
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+async def _snapshot(sessions, case_id: int) -> tuple:
+    async with sessions() as session:
+        case = await session.get(Case, case_id)
+        notes = await session.scalar(
+            select(func.count()).select_from(CaseNote).where(CaseNote.case_id == case_id)
+        )
+        return (
+            case.status,
+            case.assignee_id,
+            case.outcome,
+            case.priority,
+            case.team_id,
+            case.revision,
+            notes,
+        )
+
+
+async def test_an_agent_cannot_read_or_change_another_teams_case(client, sessions):
+    await make_team(sessions, "billing")
+    await make_team(sessions, "care")
+    outsider = await make_agent(sessions, "olga", "billing")
+    case_id = await open_case(sessions, await make_customer(sessions, "u1"), "care")
+    before = await _snapshot(sessions, case_id)
+    h = outsider["headers"]
+
+    for method, path, body in [
+        ("GET", f"/api/cases/{case_id}", None),
+        ("POST", f"/api/cases/{case_id}/claim", None),
+        ("POST", f"/api/cases/{case_id}/notes", {"body": "hi"}),
+        ("POST", f"/api/cases/{case_id}/resolve", {"outcome": "solved"}),
+        ("POST", f"/api/cases/{case_id}/release", None),
+        ("GET", "/api/cases?team=care", None),
+    ]:
+        response = await client.request(method, path, json=body, headers=h)
+        assert response.status_code == 404, (path, response.text)
+    assert (await client.get("/api/cases", headers=h)).json() == []
+    assert (await client.post("/api/cases/next", headers=h)).json()["case"] is None
+    assert await _snapshot(sessions, case_id) == before
+
+
+async def test_marketer_cannot_claim_and_a_write_key_reads_nothing(
+    client, sessions, marketer_headers, write_key
+):
+    await make_team(sessions, "care")
+    case_id = await open_case(sessions, await make_customer(sessions, "u1"), "care")
+    refused = await client.post("/api/cases/next", headers=marketer_headers)
+    assert refused.status_code == 403
+    assert (await client.post(f"/api/cases/{case_id}/claim", headers=marketer_headers)).status_code == 403
+    for auth in ({"headers": {"Authorization": f"Bearer {write_key}"}}, {"auth": (write_key, "")}):
+        assert (await client.get("/api/cases", **auth)).status_code == 403
+        assert (await client.get(f"/api/cases/{case_id}", **auth)).status_code == 403
+    async with sessions() as session:
+        assert (await session.get(Case, case_id)).assignee_id is None
+
+
+async def test_an_agent_role_key_without_an_agent_is_refused(client, sessions):
+    await make_team(sessions, "care")
+    headers = {"Authorization": f"Bearer {await make_key(sessions, role=Role.agent)}"}
+    response = await client.post("/api/cases/next", headers=headers)
+    assert response.status_code == 403
+    assert "not linked to an agent" in response.json()["detail"]
+
+
+async def test_bad_input_is_refused_with_the_problem_named_and_nothing_changes(client, sessions):
+    await make_team(sessions, "care")
+    ann = await make_agent(sessions, "ann", "care")
+    bob = await make_agent(sessions, "bob", "care")
+    customer = await make_customer(sessions, "u1")
+    case_id = await open_case(sessions, customer, "care")
+    assert (await client.post(f"/api/cases/{case_id}/claim", headers=ann["headers"])).status_code == 200
+    before = await _snapshot(sessions, case_id)
+
+    unknown = await client.post(
+        f"/api/cases/{case_id}/resolve", json={"outcome": "magic"}, headers=ann["headers"]
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"][0]["field"] == "outcome"
+    assert "solved" in unknown.json()["detail"][0]["problem"]
+
+    not_yours = await client.post(
+        f"/api/cases/{case_id}/resolve", json={"outcome": "solved"}, headers=bob["headers"]
+    )
+    assert not_yours.status_code == 409
+    assert f"held by agent {ann['id']}" in not_yours.json()["detail"]
+    assert (await client.post(f"/api/cases/{case_id}/pending", headers=bob["headers"])).status_code == 409
+    assert (await client.post(f"/api/cases/{case_id}/release", headers=bob["headers"])).status_code == 409
+    assert await _snapshot(sessions, case_id) == before
+
+    async with sessions() as session:
+        cases_before = await session.scalar(select(func.count()).select_from(Case))
+    bad_priority = await client.post(
+        "/api/cases",
+        json={"customer_id": customer, "reason": "x", "team": "care", "priority": "critical"},
+        headers=ann["headers"],
+    )
+    assert bad_priority.status_code == 422
+    assert bad_priority.json()["detail"][0]["field"] == "priority"
+    no_customer = await client.post(
+        "/api/cases", json={"customer_id": 999999, "reason": "x", "team": "care"}, headers=ann["headers"]
+    )
+    assert no_customer.status_code == 422
+    assert no_customer.json()["detail"] == {"field": "customer_id", "problem": "no customer 999999"}
+    other_team = await client.post(
+        "/api/cases", json={"customer_id": customer, "reason": "x", "team": "billing"}, headers=ann["headers"]
+    )
+    assert other_team.status_code == 422
+    assert other_team.json()["detail"]["field"] == "team"
+    bad_filter = await client.get("/api/cases?priority=critical", headers=ann["headers"])
+    assert bad_filter.status_code == 422
+    bad_policy = await client.put(
+        "/api/cases/sla-policies/critical",
+        json={"first_response_minutes": 5, "resolution_minutes": 60},
+        headers=ann["headers"],
+    )
+    assert bad_policy.status_code in (403, 422)
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Case)) == cases_before
+
+
+async def test_a_case_is_worked_to_resolution_and_emits_events(client, sessions):
+    await make_team(sessions, "care")
+    ann = await make_agent(sessions, "ann", "care")
+    customer = await make_customer(
+        sessions, "u1", value_tier="major", lifetime_value=1234.5, first_name="Ada"
+    )
+    opened = await client.post(
+        "/api/cases",
+        json={"customer_id": customer, "reason": "complaint", "team": "care"},
+        headers=ann["headers"],
+    )
+    assert opened.status_code == 201, opened.text
+    case = opened.json()
+    assert case["priority"] == "high"  # the major tier's default
+    h = ann["headers"]
+    assert (await client.post("/api/cases/next", headers=h)).json()["case"]["id"] == case["id"]
+    assert (await client.post(f"/api/cases/{case['id']}/pending", headers=h)).json()["status"] == "pending"
+    resolved = await client.post(
+        f"/api/cases/{case['id']}/resolve", json={"outcome": "refunded", "comment": "sorry"}, headers=h
+    )
+    assert resolved.status_code == 200
+    assert resolved.json()["status"] == "resolved"
+    assert resolved.json()["due_at"] is None  # the clock stopped
+    assert (
+        await client.post(f"/api/cases/{case['id']}/resolve", json={"outcome": "solved"}, headers=h)
+    ).status_code == 409
+    closed = await client.post(f"/api/cases/{case['id']}/close", headers=h)
+    assert closed.json()["status"] == "closed"
+
+    async with sessions() as session:
+        events = (await session.scalars(select(Event).order_by(Event.id))).all()
+        queued = set(await session.scalars(select(EventOutbox.event_id)))
+    assert [(e.type, e.name) for e in events] == [("track", "Case Opened"), ("track", "Case Resolved")]
+    assert all(e.customer_id == customer and e.user_id == "u1" for e in events)
+    assert {e.id for e in events} <= queued  # the journey router will see them
+    resolved_event = events[1].properties
+    assert resolved_event["outcome"] == "refunded"
+    assert resolved_event["case_id"] == case["id"]
+    assert f"/csat/{case['id']}?sig=" in resolved_event["csat_url"]
+
+
+async def test_notes_and_customer_data_come_back_exactly_as_given_as_json(client, sessions):
+    await make_team(sessions, "care")
+    ann = await make_agent(sessions, "ann", "care")
+    customer = await make_customer(sessions, "u1", name=HOSTILE)
+    case_id = await open_case(sessions, customer, "care", reason=HOSTILE)
+    note = await client.post(f"/api/cases/{case_id}/notes", json={"body": HOSTILE}, headers=ann["headers"])
+    assert note.status_code == 201
+    shown = await client.get(f"/api/cases/{case_id}", headers=ann["headers"])
+    assert shown.headers["content-type"] == "application/json"
+    body = shown.json()
+    assert body["reason"] == HOSTILE
+    assert body["context"]["traits"]["name"] == HOSTILE
+    assert [n["body"] for n in body["notes"] if n["kind"] == "note"] == [HOSTILE]

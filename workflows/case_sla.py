@@ -1,0 +1,133 @@
+"""CaseSlaWorkflow: one run per case, keeping its SLA clock.
+
+The worker's case dispatcher starts it (signal-with-start, id ``case/{id}/sla``) when a case is opened
+and signals every later change. While the case is active the workflow waits for the deadline that
+counts (first response until an agent claims the case, then resolution); when it passes, the case is
+escalated once and the waiting journey is told. Resolution stops the clock and tells the journey the
+outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contracts import (
+        CASE_SLA_BREACH,
+        CASE_UPDATE_SIGNAL,
+        CaseSlaBreachRequest,
+        CaseSlaBreachResult,
+        CaseUpdate,
+    )
+
+CASE_CHANGED_SIGNAL = "case_changed"
+FINAL = ("resolved", "closed")
+
+
+def sla_workflow_id(case_id: int) -> str:
+    return f"case/{case_id}/sla"
+
+
+@dataclass
+class CaseSlaInput:
+    case_id: int
+    first_response_due: str  # ISO 8601, UTC
+    resolution_due: str
+    waiting_workflow_id: str | None = None
+
+
+@dataclass
+class CaseState:
+    """The case as stored after a change; ``revision`` orders states delivered out of order."""
+
+    revision: int
+    status: str
+    first_responded: bool
+    outcome: str | None = None
+    breached: bool = False
+
+
+@dataclass
+class CaseSlaResult:
+    status: str
+    outcome: str | None
+    breached: bool
+    escalations: int
+
+
+@workflow.defn(name="CaseSlaWorkflow")
+class CaseSlaWorkflow:
+    def __init__(self) -> None:
+        self._state: CaseState | None = None
+        self._escalations = 0
+
+    @workflow.signal(name=CASE_CHANGED_SIGNAL)
+    def changed(self, state: CaseState) -> None:
+        if self._state is None or state.revision > self._state.revision:
+            self._state = state
+
+    @workflow.query(name="state")
+    def state(self) -> CaseState | None:
+        return self._state
+
+    def _revision(self) -> int:
+        return self._state.revision if self._state else 0
+
+    def _final(self) -> bool:
+        return self._state is not None and self._state.status in FINAL
+
+    @workflow.run
+    async def run(self, inp: CaseSlaInput) -> CaseSlaResult:
+        first_due = datetime.fromisoformat(inp.first_response_due)
+        resolution_due = datetime.fromisoformat(inp.resolution_due)
+        breached = bool(self._state and self._state.breached)
+        while not self._final():
+            if breached:
+                # Escalated once; from here only the resolution matters.
+                await workflow.wait_condition(self._final)
+                break
+            responded = self._state is not None and self._state.first_responded
+            target, due = ("resolution", resolution_due) if responded else ("first_response", first_due)
+            remaining = due - workflow.now()
+            if remaining > timedelta(0):
+                seen = self._revision()
+                try:
+                    await workflow.wait_condition(
+                        lambda seen=seen: self._revision() != seen, timeout=remaining
+                    )
+                    continue  # the case changed: re-evaluate which deadline counts
+                except TimeoutError:
+                    pass
+            breached = True
+            result = await workflow.execute_activity(
+                CASE_SLA_BREACH,
+                CaseSlaBreachRequest(case_id=inp.case_id, target=target),
+                activity_id=f"breach/{target}",
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
+                result_type=CaseSlaBreachResult,
+            )
+            if result.escalated:
+                self._escalations += 1
+                await self._tell(inp, CaseUpdate(inp.case_id, result.status, None, True))
+        final = self._state
+        await self._tell(
+            inp, CaseUpdate(inp.case_id, final.status, final.outcome, breached or final.breached)
+        )
+        return CaseSlaResult(final.status, final.outcome, breached or final.breached, self._escalations)
+
+    async def _tell(self, inp: CaseSlaInput, update: CaseUpdate) -> None:
+        if not inp.waiting_workflow_id:
+            return
+        try:
+            await workflow.get_external_workflow_handle(inp.waiting_workflow_id).signal(
+                CASE_UPDATE_SIGNAL, update
+            )
+        except (ApplicationError, FailureError) as err:
+            # The journey has finished or was cancelled meanwhile: the case itself stays as it is.
+            workflow.logger.info("case %s: waiting workflow not signalled: %s", inp.case_id, err)
