@@ -1,7 +1,7 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
 from domain.auth.models import ApiKey
-from domain.customers.models import Customer
+from domain.customers.models import Customer, CustomerAlias, CustomerErasure
 from domain.db import Base
 from domain.email.models import Message, Template, TemplateVersion
 from domain.events.models import Event, EventOutbox
@@ -11,6 +11,8 @@ __all__ = [
     "ApiKey",
     "Base",
     "Customer",
+    "CustomerAlias",
+    "CustomerErasure",
     "Enrollment",
     "Event",
     "EventOutbox",

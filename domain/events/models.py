@@ -40,3 +40,7 @@ class EventOutbox(Base):
 
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A router leases rows before routing them; a router that dies lets its lease run out and another
+    # takes the rows over (routing is idempotent, so the overlap is harmless).
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
