@@ -267,3 +267,14 @@ async def erasures(session: AsyncSession, user_id_sha256: str) -> list[CustomerE
     return list(
         await session.scalars(select(CustomerErasure).where(CustomerErasure.user_id_sha256 == user_id_sha256))
     )
+
+
+async def anonymise_messages(session: AsyncSession, customer_id: int) -> None:
+    """Keep the send ledger's rows (campaign counts, idempotency) but drop what names the person."""
+    from domain.email.models import Message
+
+    await session.execute(
+        update(Message.__table__)
+        .where(Message.__table__.c.customer_id == customer_id)
+        .values(to_address=None, subject=None, meta={}, customer_id=None)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers import repository
 from domain.customers.repository import Identity
+from domain.customers.schemas import (
+    Customer360,
+    CustomerPage,
+    CustomerSummary,
+    Erasure,
+    EventSummary,
+    Facts,
+    Profile,
+)
+from domain.errors import InvalidInput, NotFound
 from domain.events.schemas import is_timezone, normalise_email
 
 __all__ = ["Identity", "Resolution", "is_timezone", "normalise_email"]
@@ -174,3 +185,104 @@ async def get_profile(session: AsyncSession, customer_id: int) -> dict[str, Any]
         "timezone": customer.timezone,
         "locale": customer.locale,
     }
+
+
+# --- the customer 360 -----------------------------------------------------------------------------
+
+TRAIT_KEY = re.compile(r"^[A-Za-z0-9_.\- ]{1,100}$")
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    q: str | None = None,
+    email: str | None = None,
+    trait: str | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> CustomerPage:
+    """Customers matching every filter given, in id order, one page at a time (keyset paging)."""
+    trait_filter = None
+    if trait is not None:
+        key, sep, value = trait.partition(":")
+        if not sep or not TRAIT_KEY.match(key):
+            raise InvalidInput({"field": "trait", "problem": "expected key:value, e.g. plan:pro"})
+        trait_filter = (key, value)
+    rows = await repository.search(
+        session, q=q or None, email=email or None, trait=trait_filter, after=after, limit=limit + 1
+    )
+    items = [CustomerSummary.model_validate(c, from_attributes=True) for c in rows[:limit]]
+    return CustomerPage(items=items, next_after=items[-1].id if len(rows) > limit else None)
+
+
+async def view(session: AsyncSession, customer_id: int, *, recent: int = 50) -> Customer360:
+    from domain.customers.sections import SECTIONS
+    from domain.events import repository as events
+
+    customer = await repository.get(session, customer_id)
+    if customer is None:
+        raise NotFound(f"no customer {customer_id}")
+    anonymous_ids = [customer.anonymous_id] if customer.anonymous_id else []
+    anonymous_ids += await repository.aliases_of(session, customer_id)
+    sections = {name: await section(session, customer_id, recent) for name, section in SECTIONS.items()}
+    return Customer360(
+        profile=Profile(
+            id=customer.id,
+            user_id=customer.user_id,
+            anonymous_ids=anonymous_ids,
+            email=customer.email,
+            timezone=customer.timezone,
+            locale=customer.locale,
+            created_at=customer.created_at,
+            updated_at=customer.updated_at,
+        ),
+        traits=dict(customer.traits or {}),
+        facts=Facts(
+            first_seen_at=customer.first_seen_at,
+            last_seen_at=customer.last_seen_at,
+            event_count=customer.event_count,
+            track_counts=await events.counts_by_name(session, customer_id),
+            order_count=customer.order_count,
+            lifetime_value=customer.lifetime_value,
+        ),
+        recent_events=[
+            EventSummary.model_validate(e, from_attributes=True)
+            for e in await events.recent_for(session, customer_id, recent)
+        ],
+        **sections,
+    )
+
+
+async def erase(
+    session: AsyncSession, customer_id: int, *, by_key_id: int | None, reason: str | None
+) -> Erasure:
+    """Right to be forgotten: delete the profile, its events, aliases and enrollments, strip the
+    person from the send ledger, and keep a record that holds no personal data."""
+    from domain.events import repository as events
+
+    customer = await repository.get(session, customer_id)
+    if customer is None:
+        raise NotFound(f"no customer {customer_id}")
+    record = await repository.record_erasure(
+        session,
+        {
+            "customer_id": customer.id,
+            "user_id_sha256": sha256(customer.user_id),
+            "email_sha256": sha256(customer.email),
+            "events_erased": await events.count_for(session, customer_id),
+            "erased_by_key_id": by_key_id,
+            "reason": reason,
+            "erased_at": _now(),
+        },
+    )
+    await repository.anonymise_messages(session, customer_id)
+    await repository.delete_customer(session, customer_id)  # events, outbox, aliases, enrollments cascade
+    session.expunge(customer)
+    return Erasure.model_validate(record, from_attributes=True)
+
+
+async def erasures_of(session: AsyncSession, user_id: str) -> list[Erasure]:
+    return [
+        Erasure.model_validate(e, from_attributes=True)
+        for e in await repository.erasures(session, sha256(user_id) or "")
+    ]
