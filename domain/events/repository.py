@@ -71,6 +71,16 @@ async def dequeue(session: AsyncSession, event_ids: list[int], router_id: str | 
         await session.execute(stmt)
 
 
+async def release(session: AsyncSession, event_ids: list[int], router_id: str) -> None:
+    """Hand rows back before their lease ends (routing them failed; the next pass retries)."""
+    if event_ids:
+        await session.execute(
+            update(outbox)
+            .where(outbox.c.event_id.in_(event_ids), outbox.c.claimed_by == router_id)
+            .values(claimed_until=None, claimed_by=None)
+        )
+
+
 async def pending(session: AsyncSession, limit: int) -> list[Event]:
     stmt = select(Event).join(outbox, outbox.c.event_id == Event.id).order_by(outbox.c.event_id).limit(limit)
     return list(await session.scalars(stmt))
