@@ -232,7 +232,8 @@ def parse_call(kind: str, body: dict[str, Any]) -> tuple[Call | None, list[dict[
 def parse_batch(body: dict[str, Any]) -> tuple[list[Call], list[dict[str, Any]]]:
     """Every call of a ``/v1/batch`` body, or every problem found (each naming its index and field).
 
-    Batch-level ``context`` and ``integrations`` apply to each call, as in Segment's batch API.
+    Batch-level ``context`` and ``sentAt`` apply to each call, as in Segment's batch API (its
+    libraries put ``sentAt`` on the batch only, and clock-skew correction needs it).
     """
     items = body.get("batch")
     if not isinstance(items, list):
@@ -240,6 +241,7 @@ def parse_batch(body: dict[str, Any]) -> tuple[list[Call], list[dict[str, Any]]]
     if not items:
         return [], [{"field": "batch", "problem": "the batch is empty"}]
     shared_context = body.get("context") if isinstance(body.get("context"), dict) else None
+    shared_sent_at = body.get("sentAt")
     calls: list[Call] = []
     problems: list[dict[str, Any]] = []
     for index, item in enumerate(items):
@@ -259,6 +261,8 @@ def parse_batch(body: dict[str, Any]) -> tuple[list[Call], list[dict[str, Any]]]
             continue
         if shared_context and isinstance(item.get("context", {}), dict):
             item = {**item, "context": {**shared_context, **(item.get("context") or {})}}
+        if shared_sent_at is not None and item.get("sentAt") is None:
+            item = {**item, "sentAt": shared_sent_at}
         try:
             calls.append(model.model_validate(item))  # type: ignore[arg-type]
         except ValidationError as exc:

@@ -309,3 +309,17 @@ async def test_purchase_event_and_revenue_property_are_configurable(client, sess
     )
     c = await _customer(sessions, "c")
     assert (c.order_count, c.lifetime_value) == (1, Decimal("7.00"))
+
+
+async def test_batch_level_sent_at_corrects_every_call(client, sessions, write_key):
+    batch = {
+        "sentAt": "2030-01-01T12:00:00Z",
+        "batch": [
+            {"type": "track", "userId": "s", "event": "A", "timestamp": "2030-01-01T11:59:00Z"},
+            {"type": "track", "userId": "s", "event": "B", "timestamp": "2030-01-01T11:00:00Z"},
+        ],
+    }
+    assert (await client.post("/v1/batch", json=batch, auth=(write_key, ""))).status_code == 200
+    a, b = sorted(await _rows(sessions, Event), key=lambda e: e.name)
+    assert a.received_at - a.timestamp == timedelta(minutes=1)
+    assert b.received_at - b.timestamp == timedelta(hours=1)
