@@ -11,8 +11,8 @@ import time
 import zlib
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
-from sqlalchemy.exc import DBAPIError
 
 from api.deps import basic_username, bearer_token
 from domain.auth import service as auth
@@ -27,7 +27,6 @@ router = APIRouter(prefix="/v1", tags=["ingestion"])
 # A write key is checked against the database at most this often per process; revoking one takes
 # effect within this many seconds. It keeps the key lookup off the hot path.
 WRITE_KEY_CACHE_SECONDS = 10.0
-RETRIES = 3
 
 
 class BadEvent(DomainError):
@@ -71,8 +70,8 @@ async def _read(request: Request, limit: int) -> bytes:
 
 def _json(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise DomainError(
             {"field": "body", "problem": f"not valid JSON: {exc}"}, code="malformed_json"
         ) from exc
@@ -104,24 +103,10 @@ async def _source(request: Request, body: dict[str, Any]) -> Principal:
     return principal
 
 
-def _retryable(exc: DBAPIError) -> bool:
-    """A deadlock or serialisation failure (PostgreSQL) or a busy database (SQLite): safe to rerun,
-    because the whole request rolled back."""
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return code in ("40P01", "40001") or "database is locked" in str(exc.orig)
-
-
 async def _store(request: Request, calls: list[Call], source: Principal) -> None:
     settings = request.app.state.settings
     purchase = events.PurchaseRule(settings.purchase_event, settings.revenue_property)
-    for attempt in range(1, RETRIES + 1):
-        try:
-            async with transaction(request.app.state.sessions) as session:
-                await events.ingest(session, calls, source_key_id=source.key_id, purchase=purchase)
-            return
-        except DBAPIError as exc:
-            if attempt == RETRIES or not _retryable(exc):
-                raise
+    await request.app.state.ingestor.store(calls, source_key_id=source.key_id, purchase=purchase)
 
 
 def _single(kind: str):

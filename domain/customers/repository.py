@@ -5,8 +5,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Text, bindparam, case, cast, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import ARRAY, String, Text, any_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer, CustomerAlias, CustomerErasure
@@ -49,29 +48,36 @@ async def add(session: AsyncSession, customer: Customer) -> Customer:
 # --- identity resolution, in bulk -----------------------------------------------------------------
 
 
+def _one_of(session: AsyncSession, column, values: list[str]):
+    """``column IN values``; on PostgreSQL ``= ANY(array)``, one prepared statement for any count."""
+    if session.bind.dialect.name == "postgresql":
+        return column == any_(bindparam(f"any_{column.name}", values, type_=ARRAY(String)))
+    return column.in_(values)
+
+
 async def identities(
     session: AsyncSession, user_ids: Iterable[str], anonymous_ids: Iterable[str]
 ) -> tuple[dict[str, Identity], dict[str, Identity]]:
-    """Customers by userId and by anonymousId (own column or a merged alias), in two queries."""
+    """Customers by userId and by anonymousId (own column or a merged alias), in one or two queries."""
     user_ids, anonymous_ids = sorted(set(user_ids)), sorted(set(anonymous_ids))
     cols = (customers.c.id, customers.c.user_id, customers.c.anonymous_id)
     clauses = []
     if user_ids:
-        clauses.append(customers.c.user_id.in_(user_ids))
+        clauses.append(_one_of(session, customers.c.user_id, user_ids))
     if anonymous_ids:
-        clauses.append(customers.c.anonymous_id.in_(anonymous_ids))
+        clauses.append(_one_of(session, customers.c.anonymous_id, anonymous_ids))
     by_user: dict[str, Identity] = {}
     by_anon: dict[str, Identity] = {}
     if not clauses:
         return by_user, by_anon
     rows = (await session.execute(select(*cols).where(or_(*clauses)))).all()
-    known = {row.id: Identity(row.id, row.user_id, row.anonymous_id) for row in rows}
+    known = {row[0]: Identity(*row) for row in rows}
     if anonymous_ids:
         aliased = (
             await session.execute(
                 select(aliases.c.anonymous_id, *cols)
                 .join(customers, customers.c.id == aliases.c.customer_id)
-                .where(aliases.c.anonymous_id.in_(anonymous_ids))
+                .where(_one_of(session, aliases.c.anonymous_id, anonymous_ids))
             )
         ).all()
         for row in aliased:
@@ -87,7 +93,7 @@ async def identities(
 async def create_missing(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Insert customers (user_id / anonymous_id / seen dates), skipping any id that exists meanwhile."""
     if rows:
-        stmt = insert_ignoring_conflicts(session, Customer, None)
+        stmt = insert_ignoring_conflicts(session, customers, None)
         now = utcnow()
         await session.execute(
             stmt,
@@ -159,30 +165,18 @@ async def delete_customer(session: AsyncSession, customer_id: int) -> None:
 # --- profile facts, in bulk -----------------------------------------------------------------------
 
 
-def _traits_merge(session: AsyncSession):
-    """Shallow merge of a traits patch (Segment semantics: top-level keys replace)."""
-    if session.bind.dialect.name == "postgresql":
-        # Atomic in the UPDATE itself: two concurrent identifies cannot lose each other's traits.
-        return customers.c.traits.op("||")(cast(bindparam("p_traits", type_=Json), JSONB))
-    # SQLite writers are serialised (BEGIN IMMEDIATE), so the service merged it already.
-    return case(
-        (bindparam("p_has_traits") == 1, bindparam("p_traits", type_=Json)),
-        else_=customers.c.traits,
-    )
-
-
 async def apply_facts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """One executemany UPDATE for every customer the batch touched (sorted by id: no deadlocks).
+    """Add a batch's facts to every customer it touched in one executemany (the SQLite path;
+    PostgreSQL does this inside ``domain/events/postgres_batch.py``), in id order.
 
-    Each row: p_id, p_events, p_orders, p_value, p_first, p_last, p_traits, p_has_traits, p_email,
-    p_timezone, p_locale.
+    Each row: p_id, p_events, p_orders, p_value, p_first, p_last, p_traits, p_email, p_timezone,
+    p_locale, p_now, and on SQLite p_has_traits (the traits already merged by the caller).
     """
     if not rows:
         return
-    first, last = (
-        bindparam("p_first", type_=Customer.first_seen_at.type),
-        bindparam("p_last", type_=Customer.last_seen_at.type),
-    )
+    rows = sorted(rows, key=lambda r: r["p_id"])
+    first = bindparam("p_first", type_=Customer.first_seen_at.type)
+    last = bindparam("p_last", type_=Customer.last_seen_at.type)
     stmt = (
         update(customers)
         .where(customers.c.id == bindparam("p_id"))
@@ -193,14 +187,18 @@ async def apply_facts(session: AsyncSession, rows: list[dict[str, Any]]) -> None
             + bindparam("p_value", type_=customers.c.lifetime_value.type),
             first_seen_at=case((customers.c.first_seen_at > first, first), else_=customers.c.first_seen_at),
             last_seen_at=case((customers.c.last_seen_at < last, last), else_=customers.c.last_seen_at),
-            traits=_traits_merge(session),
+            # SQLite writers are serialised (BEGIN IMMEDIATE), so the caller merged the traits already.
+            traits=case(
+                (bindparam("p_has_traits") == 1, bindparam("p_traits", type_=Json)),
+                else_=customers.c.traits,
+            ),
             email=func.coalesce(bindparam("p_email", type_=Text), customers.c.email),
             timezone=func.coalesce(bindparam("p_timezone", type_=Text), customers.c.timezone),
             locale=func.coalesce(bindparam("p_locale", type_=Text), customers.c.locale),
             updated_at=bindparam("p_now", type_=Customer.updated_at.type),
         )
     )
-    await session.execute(stmt, sorted(rows, key=lambda r: r["p_id"]))
+    await session.execute(stmt, rows)
 
 
 async def traits_of(session: AsyncSession, customer_ids: list[int]) -> dict[int, dict[str, Any]]:

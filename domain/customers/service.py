@@ -45,6 +45,22 @@ class Resolution:
         return self.by_anon[anonymous_id].id  # type: ignore[index]
 
 
+async def resolve_known(session: AsyncSession, keys: dict[Key, datetime]) -> Resolution | None:
+    """The read-only fast path: every id already belongs to a customer, consistently (a visitor id
+    sent with a userId is already that user's). ``None`` when anything must be created or linked."""
+    by_user, by_anon = await repository.identities(
+        session, [u for u, _ in keys if u is not None], [a for _, a in keys if a is not None]
+    )
+    for user_id, anonymous_id in keys:
+        known = by_user.get(user_id) if user_id is not None else None
+        visitor = by_anon.get(anonymous_id) if anonymous_id is not None else None
+        if (user_id is not None and known is None) or (anonymous_id is not None and visitor is None):
+            return None
+        if known is not None and visitor is not None and known.id != visitor.id:
+            return None
+    return Resolution(by_user, by_anon)
+
+
 async def resolve_many(
     session: AsyncSession,
     keys: dict[Key, datetime],
@@ -276,6 +292,7 @@ async def erase(
         },
     )
     await repository.anonymise_messages(session, customer_id)
+    await events.forget_customer(session, customer_id)
     await repository.delete_customer(session, customer_id)  # events, outbox, aliases, enrollments cascade
     session.expunge(customer)
     return Erasure.model_validate(record, from_attributes=True)

@@ -13,16 +13,33 @@ events = Event.__table__
 outbox = EventOutbox.__table__
 
 
+EVENT_COLUMNS = (
+    "message_id",
+    "type",
+    "name",
+    "customer_id",
+    "user_id",
+    "anonymous_id",
+    "properties",
+    "traits",
+    "context",
+    "timestamp",
+    "original_timestamp",
+    "sent_at",
+)
+
+
 async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    """Insert a batch in one multi-row statement; returns (id, messageId) of the rows that were new.
+    """Insert a batch in one statement; returns (id, messageId) of the rows that were new.
 
     Rows whose messageId exists (an earlier delivery, or a concurrent retry of the same batch) are
     skipped by the unique index. Callers pass rows sorted by messageId so concurrent batches take the
-    index locks in one order and cannot deadlock.
+    index locks in one order and cannot deadlock. (PostgreSQL ingests through
+    ``domain/events/postgres_batch.py`` instead.)
     """
     if not rows:
         return []
-    stmt = insert_ignoring_conflicts(session, Event, ["message_id"]).returning(
+    stmt = insert_ignoring_conflicts(session, events, ["message_id"]).returning(
         events.c.id, events.c.message_id
     )
     result = await session.execute(stmt, rows)
@@ -30,9 +47,10 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> li
 
 
 async def enqueue(session: AsyncSession, event_ids: list[int]) -> None:
-    if event_ids:
-        now = utcnow()
-        await session.execute(insert(outbox), [{"event_id": i, "created_at": now} for i in event_ids])
+    if not event_ids:
+        return
+    now = utcnow()
+    await session.execute(insert(outbox), [{"event_id": i, "created_at": now} for i in event_ids])
 
 
 # --- the outbox, as routers see it ----------------------------------------------------------------
@@ -59,7 +77,20 @@ async def claim(session: AsyncSession, router_id: str, limit: int, lease: timede
     )
     if not claimed:
         return []
-    return list(await session.scalars(select(Event).where(Event.id.in_(claimed)).order_by(Event.id)))
+    found = list(await session.scalars(select(Event).where(Event.id.in_(claimed)).order_by(Event.id)))
+    orphans = set(claimed) - {e.id for e in found}  # the event was erased meanwhile
+    if orphans:
+        await session.execute(delete(outbox).where(outbox.c.event_id.in_(orphans)))
+    return found
+
+
+async def forget_customer(session: AsyncSession, customer_id: int) -> None:
+    """Drop a customer's queued events from the outbox (erasure; the events themselves cascade)."""
+    await session.execute(
+        delete(outbox).where(
+            outbox.c.event_id.in_(select(events.c.id).where(events.c.customer_id == customer_id))
+        )
+    )
 
 
 async def dequeue(session: AsyncSession, event_ids: list[int], router_id: str | None = None) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,6 +51,7 @@ class SegmentCall(BaseModel):
     userId: str | None = Field(None, max_length=MAX_ID)
     anonymousId: str | None = Field(None, max_length=MAX_ID)
     messageId: str | None = Field(None, min_length=1, max_length=MAX_ID)
+    # Kept as sent (a time without a zone means UTC); ingestion normalises them to UTC.
     timestamp: datetime | None = None
     sentAt: datetime | None = None
     context: dict[str, Any] = Field(default_factory=dict)
@@ -66,13 +67,6 @@ class SegmentCall(BaseModel):
         if isinstance(value, str) and not value.strip():
             return None
         return value
-
-    @field_validator("timestamp", "sentAt")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     @model_validator(mode="after")
     def _someone(self):

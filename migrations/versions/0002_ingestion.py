@@ -68,6 +68,7 @@ def upgrade() -> None:
         )
 
     with op.batch_alter_table("event_outbox", schema=None) as batch_op:
+        batch_op.drop_constraint("fk_event_outbox_event_id_events", type_="foreignkey")
         batch_op.add_column(sa.Column("claimed_until", domain.db.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("claimed_by", sa.String(length=64), nullable=True))
         batch_op.create_index(batch_op.f("ix_event_outbox_claimed_until"), ["claimed_until"], unique=False)
@@ -81,6 +82,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_event_outbox_claimed_until"))
         batch_op.drop_column("claimed_by")
         batch_op.drop_column("claimed_until")
+        batch_op.create_foreign_key(
+            "fk_event_outbox_event_id_events", "events", ["event_id"], ["id"], ondelete="CASCADE"
+        )
 
     with op.batch_alter_table("customers", schema=None) as batch_op:
         batch_op.drop_column("lifetime_value")
