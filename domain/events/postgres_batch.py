@@ -43,8 +43,20 @@ JSON_PARAMS = ("properties", "traits", "context", "profile_traits")
 
 _UNNEST = ", ".join(f"CAST(:{name} AS {kind})" for name, kind in PER_EVENT.items())
 _STORE_BATCH = """
-WITH v AS (
-    SELECT * FROM unnest({unnest}) AS v({names})
+WITH v0 AS (
+    SELECT * FROM unnest({unnest}) AS v0({names})
+), v AS (
+    -- An event given without its customer is attributed here: by userId, or by anonymousId (own
+    -- column or a merged alias). The caller sends only unambiguous ids this way.
+    SELECT {resolved_names}, COALESCE(v0.customer_id, u.id, a.id, al.customer_id) AS customer_id
+    FROM v0
+    LEFT JOIN customers AS u ON v0.customer_id IS NULL AND u.user_id = v0.user_id
+    LEFT JOIN customers AS a
+        ON v0.customer_id IS NULL AND v0.user_id IS NULL AND a.anonymous_id = v0.anonymous_id
+    LEFT JOIN customer_aliases AS al
+        ON v0.customer_id IS NULL AND v0.user_id IS NULL AND al.anonymous_id = v0.anonymous_id
+), unresolved AS (
+    SELECT count(*) AS n FROM v WHERE customer_id IS NULL
 ), ins AS (
     INSERT INTO events (message_id, type, name, customer_id, user_id, anonymous_id, properties, traits,
                         context, timestamp, original_timestamp, sent_at, received_at, source_key_id)
@@ -52,7 +64,7 @@ WITH v AS (
            CAST(traits AS JSONB), CAST(context AS JSONB), timestamp, original_timestamp, sent_at,
            CAST(:received_at AS TIMESTAMPTZ),
            CAST(:source_key_id AS BIGINT)
-    FROM v ORDER BY message_id
+    FROM v WHERE (SELECT n FROM unresolved) = 0 ORDER BY message_id
     ON CONFLICT (message_id) DO NOTHING
     RETURNING id, message_id, type
 ), queued AS (
@@ -95,10 +107,17 @@ WITH v AS (
     FROM facts AS f JOIN locked AS l ON l.id = f.customer_id LEFT JOIN patches AS p USING (customer_id)
     WHERE c.id = f.customer_id
 )
-SELECT id, message_id FROM ins
+SELECT id, message_id, 0 AS unresolved FROM ins
+UNION ALL SELECT NULL, NULL, n FROM unresolved WHERE n > 0
 """
 # Assembled from the constant PER_EVENT names above, never from input.
-STORE_BATCH = text(_STORE_BATCH.format(unnest=_UNNEST, names=", ".join(PER_EVENT)))
+STORE_BATCH = text(
+    _STORE_BATCH.format(
+        unnest=_UNNEST,
+        names=", ".join(PER_EVENT),
+        resolved_names=", ".join(f"v0.{n}" for n in PER_EVENT if n != "customer_id"),
+    )
+)
 
 
 def _json(value: Any) -> str | None:
@@ -107,13 +126,16 @@ def _json(value: Any) -> str | None:
 
 async def store_batch(
     session: AsyncSession, rows: list[dict[str, Any]], *, received_at: datetime, source_key_id: int | None
-) -> list[tuple[int, str]]:
+) -> list[tuple[int, str]] | None:
     """Store ``rows`` (one dict per event with the PER_EVENT keys, sorted by messageId); returns
-    (id, messageId) of the events that were new."""
+    (id, messageId) of the events that were new, or ``None``, having stored nothing, when a row
+    without ``customer_id`` names a customer that does not exist yet."""
     params: dict[str, Any] = {name: [r[name] for r in rows] for name in PER_EVENT}
     for name in JSON_PARAMS:
         params[name] = [_json(value) for value in params[name]]
     params["received_at"] = received_at
     params["source_key_id"] = source_key_id
-    result = await session.execute(STORE_BATCH, params)
-    return [(row[0], row[1]) for row in result.all()]
+    rows_out = (await session.execute(STORE_BATCH, params)).all()
+    if any(row[2] for row in rows_out):
+        return None
+    return [(row[0], row[1]) for row in rows_out]

@@ -155,10 +155,11 @@ def _identities(
 
 
 def _rows(
-    unique: dict[str, tuple[Call, datetime]], owners: customers.Resolution, purchase: PurchaseRule
+    unique: dict[str, tuple[Call, datetime]], owners: customers.Resolution | None, purchase: PurchaseRule
 ) -> list[dict[str, Any]]:
     """One row per event, sorted by messageId: one lock order for every writer, so concurrent batches
-    cannot deadlock on the unique index."""
+    cannot deadlock on the unique index. Without ``owners`` the customer is left for the database
+    to find (PostgreSQL hot path)."""
     seq = {message_id: n for n, message_id in enumerate(unique)}  # request order: the last identify wins
     rows = []
     for message_id in sorted(unique):
@@ -168,7 +169,7 @@ def _rows(
                 "message_id": message_id,
                 "type": call.type,
                 "name": call.event_name,
-                "customer_id": owners.customer_id(call.userId, call.anonymousId),
+                "customer_id": owners.customer_id(call.userId, call.anonymousId) if owners else None,
                 "user_id": call.userId,
                 "anonymous_id": call.anonymousId,
                 "properties": call.event_properties,
@@ -204,7 +205,7 @@ async def ingest(
         inserted = await postgres_batch.store_batch(
             session, rows, received_at=received_at, source_key_id=source_key_id
         )
-        return IngestResult(received=len(calls), stored=len(inserted))
+        return IngestResult(received=len(calls), stored=len(inserted or ()))
 
     inserted = await repository.insert_events(
         session,
@@ -240,7 +241,9 @@ class Ingestor:
         if database_url.startswith("postgresql"):
             # Its own small pool: autocommit, and no pre-ping round trip (a dropped connection is
             # retried below instead).
-            self._engine = create_engine(database_url, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+            self._engine = create_engine(
+                database_url, pool_pre_ping=False, pool_reset_on_return=None, isolation_level="AUTOCOMMIT"
+            )
             self._autocommit = session_factory(self._engine)
 
     async def close(self) -> None:
@@ -267,15 +270,32 @@ class Ingestor:
         received_at = utcnow()
         unique = _unique(calls, received_at)
         keys, aliases = _identities(unique)
+        # Ids that only look a customer up (userId alone, or anonymousId alone) are resolved by the
+        # storing statement itself; identity changes (both ids, alias) are settled here first.
+        linking = bool(aliases) or any(u is not None and a is not None for u, a in keys)
         async with self._autocommit() as session:
-            owners = None if aliases else await customers.resolve_known(session, keys)
-            if owners is None:
-                async with transaction(self._sessions) as tx:
-                    owners = await customers.resolve_many(tx, keys, aliases)
+            owners = None
+            if linking:  # an alias always links; both ids may already be linked (read-only check)
+                owners = None if aliases else await customers.resolve_known(session, keys)
+                owners = owners or await self._resolve(keys, aliases)
             inserted = await postgres_batch.store_batch(
                 session, _rows(unique, owners, purchase), received_at=received_at, source_key_id=source_key_id
             )
-        return IngestResult(received=len(calls), stored=len(inserted))
+            if inserted is None:  # new customers: create them, then store with their ids
+                owners = await self._resolve(keys, aliases)
+                inserted = await postgres_batch.store_batch(
+                    session,
+                    _rows(unique, owners, purchase),
+                    received_at=received_at,
+                    source_key_id=source_key_id,
+                )
+        return IngestResult(received=len(calls), stored=len(inserted or ()))
+
+    async def _resolve(
+        self, keys: dict[Key, datetime], aliases: list[tuple[str, str]]
+    ) -> customers.Resolution:
+        async with transaction(self._sessions) as session:
+            return await customers.resolve_many(session, keys, aliases)
 
 
 def _retryable(exc: DBAPIError) -> bool:
