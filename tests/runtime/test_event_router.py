@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from temporalio.service import RPCError
 
 from domain.customers.models import Customer
-from domain.db import transaction
+from domain.db import transaction, utcnow
 from domain.events.models import EventOutbox
 from domain.journeys.models import Enrollment
 from runtime.event_router import EventRouter
@@ -202,3 +202,11 @@ async def _at_least(sessions, stmt, n):
 
 async def _is_zero(sessions, stmt):
     return await _count(sessions, stmt) == 0
+
+
+async def test_an_outbox_row_whose_event_was_erased_is_dropped(sessions):
+    async with transaction(sessions) as session:
+        session.add(EventOutbox(event_id=987_654, created_at=utcnow()))
+    router = EventRouter(None, sessions, task_queue="unused")  # nothing to route: Temporal is never called
+    assert await router.route_once() == 0
+    assert await _count(sessions, select(func.count()).select_from(EventOutbox)) == 0
