@@ -16,35 +16,35 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# column -> array type of the per-event parameters
+# Each event's fields and their SQL types. The whole batch travels as ONE JSON document that
+# PostgreSQL unpacks with jsonb_to_recordset: encoding it is a single C call (orjson), where one array
+# parameter per column would cost the driver thousands of per-element checks.
 PER_EVENT = {
-    "message_id": "VARCHAR[]",
-    "type": "VARCHAR[]",
-    "name": "VARCHAR[]",
-    "customer_id": "BIGINT[]",
-    "user_id": "VARCHAR[]",
-    "anonymous_id": "VARCHAR[]",
-    "properties": "TEXT[]",  # JSON travels as text (the driver's C path) and PostgreSQL parses it
-    "traits": "TEXT[]",
-    "context": "TEXT[]",
-    "timestamp": "TIMESTAMPTZ[]",
-    "original_timestamp": "TIMESTAMPTZ[]",
-    "sent_at": "TIMESTAMPTZ[]",
+    "message_id": "VARCHAR",
+    "type": "VARCHAR",
+    "name": "VARCHAR",
+    "customer_id": "BIGINT",
+    "user_id": "VARCHAR",
+    "anonymous_id": "VARCHAR",
+    "properties": "JSONB",
+    "traits": "JSONB",
+    "context": "JSONB",
+    "timestamp": "TIMESTAMPTZ",
+    "original_timestamp": "TIMESTAMPTZ",
+    "sent_at": "TIMESTAMPTZ",
     # what the event adds to its customer's profile
-    "seq": "INTEGER[]",
-    "is_order": "BOOLEAN[]",
-    "revenue": "NUMERIC[]",
-    "profile_traits": "TEXT[]",
-    "email": "VARCHAR[]",
-    "timezone": "VARCHAR[]",
-    "locale": "VARCHAR[]",
+    "seq": "INTEGER",
+    "is_order": "BOOLEAN",
+    "revenue": "NUMERIC",
+    "profile_traits": "JSONB",
+    "email": "VARCHAR",
+    "timezone": "VARCHAR",
+    "locale": "VARCHAR",
 }
-JSON_PARAMS = ("properties", "traits", "context", "profile_traits")
 
-_UNNEST = ", ".join(f"CAST(:{name} AS {kind})" for name, kind in PER_EVENT.items())
 _STORE_BATCH = """
 WITH v0 AS (
-    SELECT * FROM unnest({unnest}) AS v0({names})
+    SELECT * FROM jsonb_to_recordset(CAST(:batch AS JSONB)) AS v0({columns})
 ), v AS (
     -- An event given without its customer is attributed here: by userId, or by anonymousId (own
     -- column or a merged alias). The caller sends only unambiguous ids this way.
@@ -60,8 +60,8 @@ WITH v0 AS (
 ), ins AS (
     INSERT INTO events (message_id, type, name, customer_id, user_id, anonymous_id, properties, traits,
                         context, timestamp, original_timestamp, sent_at, received_at, source_key_id)
-    SELECT message_id, type, name, customer_id, user_id, anonymous_id, CAST(properties AS JSONB),
-           CAST(traits AS JSONB), CAST(context AS JSONB), timestamp, original_timestamp, sent_at,
+    SELECT message_id, type, name, customer_id, user_id, anonymous_id, properties, traits, context,
+           timestamp, original_timestamp, sent_at,
            CAST(:received_at AS TIMESTAMPTZ),
            CAST(:source_key_id AS BIGINT)
     FROM v WHERE (SELECT n FROM unresolved) = 0 ORDER BY message_id
@@ -86,8 +86,8 @@ WITH v0 AS (
 ), patches AS (
     SELECT customer_id, jsonb_object_agg(key, value) AS patch FROM (
         SELECT DISTINCT ON (new.customer_id, t.key) new.customer_id, t.key, t.value
-        FROM new, jsonb_each(CAST(new.profile_traits AS JSONB)) AS t
-        WHERE new.profile_traits IS NOT NULL
+        FROM new, jsonb_each(new.profile_traits) AS t
+        WHERE jsonb_typeof(new.profile_traits) = 'object'
         ORDER BY new.customer_id, t.key, new.seq DESC
     ) AS latest GROUP BY customer_id
 ), locked AS (
@@ -113,15 +113,10 @@ UNION ALL SELECT NULL, NULL, n FROM unresolved WHERE n > 0
 # Assembled from the constant PER_EVENT names above, never from input.
 STORE_BATCH = text(
     _STORE_BATCH.format(
-        unnest=_UNNEST,
-        names=", ".join(PER_EVENT),
+        columns=", ".join(f"{name} {kind}" for name, kind in PER_EVENT.items()),
         resolved_names=", ".join(f"v0.{n}" for n in PER_EVENT if n != "customer_id"),
     )
 )
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
 
 
 async def store_batch(
@@ -130,11 +125,12 @@ async def store_batch(
     """Store ``rows`` (one dict per event with the PER_EVENT keys, sorted by messageId); returns
     (id, messageId) of the events that were new, or ``None``, having stored nothing, when a row
     without ``customer_id`` names a customer that does not exist yet."""
-    params: dict[str, Any] = {name: [r[name] for r in rows] for name in PER_EVENT}
-    for name in JSON_PARAMS:
-        params[name] = [_json(value) for value in params[name]]
-    params["received_at"] = received_at
-    params["source_key_id"] = source_key_id
+    params = {
+        # Decimal revenue goes as a JSON string: exact, and PostgreSQL reads it into NUMERIC.
+        "batch": orjson.dumps(rows, default=str).decode(),
+        "received_at": received_at,
+        "source_key_id": source_key_id,
+    }
     rows_out = (await session.execute(STORE_BATCH, params)).all()
     if any(row[2] for row in rows_out):
         return None

@@ -63,10 +63,8 @@ class IngestResult:
 
 
 def utc(value: datetime | None) -> datetime | None:
-    """Aware and in UTC; a time sent without a zone is taken as UTC."""
-    if value is None or value.tzinfo is UTC:
-        return value
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """Aware: a time sent without a zone is taken as UTC. (Storing converts any zone to UTC.)"""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def corrected_timestamp(call: SegmentCall, received_at: datetime) -> datetime:
