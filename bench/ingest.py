@@ -49,15 +49,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _batches(count: int, rng: random.Random) -> list[list[dict]]:
-    """Realistic server-side traffic: mostly track calls from ~2 000 customers, some identifies and
+def _batches(count: int, rng: random.Random, customers: int = 50_000) -> list[list[dict]]:
+    """Realistic server-side traffic: mostly track calls from known customers, some identifies and
     purchases, a library context on each; unique messageIds."""
     context = {"library": {"name": "analytics-python", "version": "2.3.4"}, "ip": "203.0.113.9"}
     batches = []
     for _ in range(count):
         batch = []
         for _ in range(BATCH):
-            user = f"user-{rng.randrange(2000)}"
+            user = f"user-{rng.randrange(customers)}"
             roll = rng.random()
             call = {
                 "userId": user,
@@ -195,8 +195,18 @@ async def _database(backend: str, workdir: Path) -> tuple[str, callable]:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
 
 
-async def _prepare(url: str) -> str:
-    """Migrate, add the baseline table, create a write key; returns the key."""
+SEED_CUSTOMERS = """
+INSERT INTO customers (user_id, traits, first_seen_at, last_seen_at, created_at, updated_at,
+                       event_count, order_count, lifetime_value)
+SELECT 'user-' || n, '{{}}', {now}, {now}, {now}, {now}, 0, 0, 0 FROM {series}
+"""
+
+
+async def _prepare(url: str, customers: int) -> str:
+    """Migrate, add the baseline table, seed the known customers, create a write key; returns the key.
+
+    The customers exist up front because steady-state traffic is about known customers; creating a
+    profile is the rare path (first sight of a person)."""
     from sqlalchemy import text
 
     from domain.auth import service as auth
@@ -213,8 +223,19 @@ async def _prepare(url: str) -> str:
             json="JSONB" if pg else "JSON",
             ts="TIMESTAMPTZ" if pg else "DATETIME",
         )
+        series = (
+            f"generate_series(0, {customers - 1}) AS n"
+            if pg
+            else "(WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s "
+            f"WHERE n < {customers - 1}) "
+            "SELECT n FROM s)"
+        )
+        now = "now()" if pg else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
         async with engine.begin() as conn:
             await conn.execute(text(ddl))
+            await conn.execute(text(SEED_CUSTOMERS.format(now=now, series=series)))
+            if pg:
+                await conn.execute(text("ANALYZE customers"))
         async with transaction(session_factory(engine)) as session:
             created = await auth.create_key(session, KeyCreate(name="bench", kind=KeyKind.write))
         return created.secret
@@ -222,13 +243,15 @@ async def _prepare(url: str) -> str:
         await engine.dispose()
 
 
-async def _measure(backend: str, seconds: float, concurrency: int, rng: random.Random) -> dict:
+async def _measure(
+    backend: str, seconds: float, concurrency: int, customers: int, rng: random.Random
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         url, drop = await _database(backend, Path(tmp))
         try:
-            key = await _prepare(url)
+            key = await _prepare(url, customers)
             auth = base64.b64encode(f"{key}:".encode()).decode()
-            templates = [json.dumps({"batch": b}).encode() for b in _batches(TEMPLATES, rng)]
+            templates = [json.dumps({"batch": b}).encode() for b in _batches(TEMPLATES, rng, customers)]
             rates = {}
             for name, target, env in (
                 ("baseline", ["bench.baseline_app:app"], {"BENCH_DATABASE_URL": url}),
@@ -266,20 +289,26 @@ async def main() -> None:
         "--seconds", type=float, help="measured seconds per server (default 5 quick, 20 full)"
     )
     parser.add_argument("--concurrency", type=int, default=8, help="connections posting at once")
+    parser.add_argument("--customers", type=int, default=50_000, help="known customers the events are about")
     args = parser.parse_args()
     seconds = args.seconds or (5.0 if args.quick else 20.0)
     rng = random.Random(1)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = {}
     for backend in backends:
-        results[backend] = await _measure(backend, seconds, args.concurrency, rng)
+        results[backend] = await _measure(backend, seconds, args.concurrency, args.customers, rng)
         r = results[backend]
         print(
             f"{backend:>10}: ours {r['ours_events_per_s']:>7} events/s   "
             f"bare INSERT {r['baseline_events_per_s']:>7} events/s   ratio {r['ratio']:.2f}",
             flush=True,
         )
-    figures = {"batch_size": BATCH, "concurrency": args.concurrency, "seconds": seconds}
+    figures = {
+        "batch_size": BATCH,
+        "concurrency": args.concurrency,
+        "customers": args.customers,
+        "seconds": seconds,
+    }
     for backend, r in results.items():
         figures |= {f"{backend}_{k}": v for k, v in r.items()}
     figures["ratio"] = results.get("postgresql", results.get("sqlite"))["ratio"]
