@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, String, Text, any_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import ARRAY, String, Text, any_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer, CustomerAlias, CustomerErasure
-from domain.db import Json, insert_ignoring_conflicts, utcnow
+from domain.db import insert_ignoring_conflicts, utcnow
 
 customers = Customer.__table__
 aliases = CustomerAlias.__table__
@@ -163,42 +163,6 @@ async def delete_customer(session: AsyncSession, customer_id: int) -> None:
 
 
 # --- profile facts, in bulk -----------------------------------------------------------------------
-
-
-async def apply_facts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Add a batch's facts to every customer it touched in one executemany (the SQLite path;
-    PostgreSQL does this inside ``domain/events/postgres_batch.py``), in id order.
-
-    Each row: p_id, p_events, p_orders, p_value, p_first, p_last, p_traits, p_email, p_timezone,
-    p_locale, p_now, and on SQLite p_has_traits (the traits already merged by the caller).
-    """
-    if not rows:
-        return
-    rows = sorted(rows, key=lambda r: r["p_id"])
-    first = bindparam("p_first", type_=Customer.first_seen_at.type)
-    last = bindparam("p_last", type_=Customer.last_seen_at.type)
-    stmt = (
-        update(customers)
-        .where(customers.c.id == bindparam("p_id"))
-        .values(
-            event_count=customers.c.event_count + bindparam("p_events"),
-            order_count=customers.c.order_count + bindparam("p_orders"),
-            lifetime_value=customers.c.lifetime_value
-            + bindparam("p_value", type_=customers.c.lifetime_value.type),
-            first_seen_at=case((customers.c.first_seen_at > first, first), else_=customers.c.first_seen_at),
-            last_seen_at=case((customers.c.last_seen_at < last, last), else_=customers.c.last_seen_at),
-            # SQLite writers are serialised (BEGIN IMMEDIATE), so the caller merged the traits already.
-            traits=case(
-                (bindparam("p_has_traits") == 1, bindparam("p_traits", type_=Json)),
-                else_=customers.c.traits,
-            ),
-            email=func.coalesce(bindparam("p_email", type_=Text), customers.c.email),
-            timezone=func.coalesce(bindparam("p_timezone", type_=Text), customers.c.timezone),
-            locale=func.coalesce(bindparam("p_locale", type_=Text), customers.c.locale),
-            updated_at=bindparam("p_now", type_=Customer.updated_at.type),
-        )
-    )
-    await session.execute(stmt, rows)
 
 
 async def traits_of(session: AsyncSession, customer_ids: list[int]) -> dict[int, dict[str, Any]]:

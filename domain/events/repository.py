@@ -1,56 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.db import insert_ignoring_conflicts, utcnow
+from domain.db import utcnow
 from domain.events.models import Event, EventOutbox
 
 events = Event.__table__
 outbox = EventOutbox.__table__
-
-
-EVENT_COLUMNS = (
-    "message_id",
-    "type",
-    "name",
-    "customer_id",
-    "user_id",
-    "anonymous_id",
-    "properties",
-    "traits",
-    "context",
-    "timestamp",
-    "original_timestamp",
-    "sent_at",
-)
-
-
-async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    """Insert a batch in one statement; returns (id, messageId) of the rows that were new.
-
-    Rows whose messageId exists (an earlier delivery, or a concurrent retry of the same batch) are
-    skipped by the unique index. Callers pass rows sorted by messageId so concurrent batches take the
-    index locks in one order and cannot deadlock. (PostgreSQL ingests through
-    ``domain/events/postgres_batch.py`` instead.)
-    """
-    if not rows:
-        return []
-    stmt = insert_ignoring_conflicts(session, events, ["message_id"]).returning(
-        events.c.id, events.c.message_id
-    )
-    result = await session.execute(stmt, rows)
-    return [(row[0], row[1]) for row in result.all()]
-
-
-async def enqueue(session: AsyncSession, event_ids: list[int]) -> None:
-    if not event_ids:
-        return
-    now = utcnow()
-    await session.execute(insert(outbox), [{"event_id": i, "created_at": now} for i in event_ids])
 
 
 # --- the outbox, as routers see it ----------------------------------------------------------------

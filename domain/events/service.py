@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from domain.customers import repository as profiles
 from domain.customers import service as customers
 from domain.db import create_engine, session_factory, transaction, utcnow
-from domain.events import postgres_batch, repository
-from domain.events.repository import EVENT_COLUMNS
+from domain.events import postgres_batch, sqlite_batch
 from domain.events.schemas import (
     AliasCall,
     Call,
@@ -205,19 +204,17 @@ async def ingest(
         )
         return IngestResult(received=len(calls), stored=len(inserted or ()))
 
-    inserted = await repository.insert_events(
-        session,
-        [
-            {k: r[k] for k in EVENT_COLUMNS} | {"received_at": received_at, "source_key_id": source_key_id}
-            for r in rows
-        ],
+    inserted = await sqlite_batch.insert_events(
+        session, rows, received_at=received_at, source_key_id=source_key_id
     )
     stored = {message_id for _, message_id in inserted}
     facts: dict[int, _Facts] = {}
     for row in sorted(rows, key=lambda r: r["seq"]):
         if row["message_id"] in stored:
             facts.setdefault(row["customer_id"], _Facts()).add(row["timestamp"], row)
-    await repository.enqueue(session, sorted(i for i, m in inserted if unique[m][0].type == "track"))
+    await sqlite_batch.enqueue(
+        session, sorted(i for i, m in inserted if unique[m][0].type == "track"), received_at
+    )
     await _apply(session, facts, received_at)
     return IngestResult(received=len(calls), stored=len(inserted))
 
@@ -304,29 +301,22 @@ def _retryable(exc: DBAPIError) -> bool:
 
 
 async def _apply(session: AsyncSession, facts: dict[int, _Facts], now: datetime) -> None:
-    postgres = session.bind.dialect.name == "postgresql"
-    current: dict[int, dict[str, Any]] = {}
-    if not postgres:
-        patched = [cid for cid, f in facts.items() if f.traits]
-        current = await profiles.traits_of(session, patched) if patched else {}
+    patched = [cid for cid, f in facts.items() if f.traits]
+    current = await profiles.traits_of(session, patched) if patched else {}
     rows = []
     for customer_id, f in facts.items():
         row = {
-            "p_id": customer_id,
-            "p_events": f.events,
-            "p_orders": f.orders,
-            "p_value": f.value,
-            "p_first": f.first,
-            "p_last": f.last,
-            "p_email": f.email,
-            "p_timezone": f.timezone,
-            "p_locale": f.locale,
-            "p_now": now,
+            "id": customer_id,
+            "events": f.events,
+            "orders": f.orders,
+            "value": f.value,
+            "first": f.first,
+            "last": f.last,
+            "email": f.email,
+            "timezone": f.timezone,
+            "locale": f.locale,
         }
-        if postgres:
-            row["p_traits"] = f.traits
-        else:
-            row["p_traits"] = {**current.get(customer_id, {}), **f.traits}
-            row["p_has_traits"] = 1 if f.traits else 0
+        if f.traits:  # SQLite has one writer at a time, so merging here is safe
+            row["traits"] = {**current.get(customer_id, {}), **f.traits}
         rows.append(row)
-    await profiles.apply_facts(session, rows)
+    await sqlite_batch.apply_facts(session, rows, now)
