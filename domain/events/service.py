@@ -6,6 +6,7 @@ executemany UPDATE for the profile facts, and customer lookups in bulk; no per-e
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -233,6 +234,9 @@ class Ingestor:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], database_url: str):
         self._sessions = sessions
         self._engine = None
+        # SQLite has one writer at a time. Queueing our own requests here is far cheaper than letting
+        # them collide on the database lock, whose busy handler sleeps between retries.
+        self._sqlite_writer = asyncio.Lock()
         if database_url.startswith("postgresql"):
             # Its own small pool: autocommit, and no pre-ping round trip (a dropped connection is
             # retried below instead).
@@ -251,7 +255,7 @@ class Ingestor:
         for attempt in range(1, self.RETRIES + 1):
             try:
                 if self._engine is None:
-                    async with transaction(self._sessions) as session:
+                    async with self._sqlite_writer, transaction(self._sessions) as session:
                         return await ingest(session, calls, source_key_id=source_key_id, purchase=purchase)
                 return await self._store_postgres(calls, source_key_id=source_key_id, purchase=purchase)
             except DBAPIError as exc:
