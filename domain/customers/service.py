@@ -23,10 +23,8 @@ from domain.customers.schemas import (
     Facts,
     Profile,
 )
+from domain.db import utcnow
 from domain.errors import InvalidInput, NotFound
-from domain.events.schemas import is_timezone, normalise_email
-
-__all__ = ["Identity", "Resolution", "is_timezone", "normalise_email"]
 
 Key = tuple[str | None, str | None]  # (userId, anonymousId) as a call carries them
 
@@ -131,7 +129,7 @@ async def link(
         previous = (await repository.identities(session, [previous_id], []))[0].get(previous_id)
     if previous is None:
         if known is None:
-            at = seen_at or _now()
+            at = seen_at or utcnow()
             await repository.create_missing(
                 session,
                 [{"user_id": user_id, "anonymous_id": previous_id, "first_seen_at": at, "last_seen_at": at}],
@@ -176,12 +174,6 @@ async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> Non
     session.expunge(source)
     if anonymous_id:
         await repository.add_alias(session, anonymous_id, target_id)
-
-
-def _now() -> datetime:
-    from domain.db import utcnow
-
-    return utcnow()
 
 
 def sha256(value: str | None) -> str | None:
@@ -288,7 +280,7 @@ async def erase(
             "events_erased": await events.count_for(session, customer_id),
             "erased_by_key_id": by_key_id,
             "reason": reason,
-            "erased_at": _now(),
+            "erased_at": utcnow(),
         },
     )
     await repository.anonymise_messages(session, customer_id)
