@@ -29,7 +29,9 @@ class Event(Base):
     original_timestamp: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    source_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    # The write key that sent it (audit). No foreign key: every event of a source would share-lock
+    # the same api_keys row, and PostgreSQL's multixacts make that the slowest part of ingesting.
+    source_key_id: Mapped[int | None] = mapped_column(BigId)
 
 
 class EventOutbox(Base):

@@ -67,6 +67,9 @@ def upgrade() -> None:
             sa.Column("lifetime_value", sa.Numeric(precision=16, scale=2), server_default="0", nullable=False)
         )
 
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_constraint("fk_events_source_key_id_api_keys", type_="foreignkey")
+
     with op.batch_alter_table("event_outbox", schema=None) as batch_op:
         batch_op.drop_constraint("fk_event_outbox_event_id_events", type_="foreignkey")
         batch_op.add_column(sa.Column("claimed_until", domain.db.UTCDateTime(timezone=True), nullable=True))
@@ -84,6 +87,11 @@ def downgrade() -> None:
         batch_op.drop_column("claimed_until")
         batch_op.create_foreign_key(
             "fk_event_outbox_event_id_events", "events", ["event_id"], ["id"], ondelete="CASCADE"
+        )
+
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.create_foreign_key(
+            "fk_events_source_key_id_api_keys", "api_keys", ["source_key_id"], ["id"], ondelete="SET NULL"
         )
 
     with op.batch_alter_table("customers", schema=None) as batch_op:
