@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routers import cases, csat, dev, health, ingest, journeys, keys, messages, templates
+from api.routers import cases, csat, customers, dev, health, ingest, journeys, keys, messages, templates
 from config.settings import Settings, get_settings
 from domain.db import create_engine, session_factory
+from domain.events.service import Ingestor
 
 DESCRIPTION = """Durable customer journeys on Temporal.
 
@@ -29,15 +30,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.resolved_database_url)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
+        app.state.ingestor = Ingestor(app.state.sessions, settings.resolved_database_url)
         try:
             yield
         finally:
+            await app.state.ingestor.close()
             await engine.dispose()
 
     app = FastAPI(title="Journeys", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     errors.install(app)
-    for module in (ingest, templates, journeys, messages, keys, health, cases, csat):
+    for module in (ingest, templates, journeys, messages, keys, health, cases, csat, customers):
         app.include_router(module.router)
     if settings.dev_mode:
         app.include_router(dev.router)

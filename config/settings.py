@@ -51,6 +51,17 @@ class Settings(BaseSettings):
 
     router_poll_seconds: float = Field(0.2, gt=0, description="How often the event router polls the outbox.")
     router_batch_size: int = Field(500, gt=0, le=10_000)
+    router_concurrency: int = Field(32, gt=0, le=1_000, description="Temporal calls in flight per router.")
+    router_lease_seconds: float = Field(
+        60.0, gt=0, description="How long a router owns the outbox rows it claimed before another may."
+    )
+
+    purchase_event: str = Field(
+        "Order Completed", min_length=1, description="Track event that counts as an order (profile facts)."
+    )
+    revenue_property: str = Field(
+        "revenue", min_length=1, description="Property of the purchase event that adds to lifetime value."
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -2,7 +2,7 @@
 
 from domain.auth.models import ApiKey
 from domain.cases.models import Agent, Case, CaseNote, CaseOutbox, SlaPolicy, Team, TeamMember
-from domain.customers.models import Customer
+from domain.customers.models import Customer, CustomerAlias, CustomerErasure
 from domain.db import Base
 from domain.email.models import Message, Template, TemplateVersion
 from domain.events.models import Event, EventOutbox
@@ -16,6 +16,8 @@ __all__ = [
     "CaseNote",
     "CaseOutbox",
     "Customer",
+    "CustomerAlias",
+    "CustomerErasure",
     "Enrollment",
     "Event",
     "EventOutbox",

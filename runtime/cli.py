@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("dev", help="start Temporal, SMTP capture, worker and API on embedded defaults")
     sub.add_parser("api", help="serve the HTTP API")
     sub.add_parser("worker", help="run the Temporal worker and the event router")
+    sub.add_parser("router", help="run only the event router (more routers may run side by side)")
     sub.add_parser("migrate", help="upgrade the database schema to the latest version")
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create a key and print its secret (shown once)")
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
     elif args.command == "worker":
         asyncio.run(_worker(settings))
+    elif args.command == "router":
+        asyncio.run(_router(settings))
     elif args.command == "migrate":
         from runtime.migrate import upgrade
 
@@ -69,6 +72,33 @@ async def _worker(settings: Settings) -> None:
     try:
         client = await temporal.connect(settings)
         await run_worker(client, settings, session_factory(engine), stop)
+    finally:
+        await engine.dispose()
+
+
+async def _router(settings: Settings) -> None:
+    import signal
+
+    from domain.db import create_engine, session_factory
+    from runtime import temporal
+    from runtime.event_router import EventRouter
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        router = EventRouter(
+            await temporal.connect(settings),
+            session_factory(engine),
+            task_queue=settings.temporal_task_queue,
+            poll_seconds=settings.router_poll_seconds,
+            batch_size=settings.router_batch_size,
+            concurrency=settings.router_concurrency,
+            lease_seconds=settings.router_lease_seconds,
+        )
+        await router.run(stop)
     finally:
         await engine.dispose()
 

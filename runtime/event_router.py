@@ -1,9 +1,11 @@
 """The event router: reads the outbox of stored track events and enrolls customers into journeys.
 
-Ingestion only writes (event + outbox row, one transaction). This loop turns each outbox row into
-signal-with-start calls on deterministic workflow ids, then deletes the row. A crash anywhere in
-between repeats the pass: Temporal refuses a second start of the same id and the workflow ignores an
-event id it has seen, so a trigger is neither lost nor doubled.
+Ingestion only writes (event + outbox row, one transaction). This loop leases a batch of outbox rows,
+turns each into signal-with-start calls on deterministic workflow ids, then deletes the rows it routed.
+A crash anywhere in between leaves the rows leased until the lease runs out; then this or another
+router routes them again: Temporal refuses a second start of the same id and the workflow ignores an
+event id it has seen, so a trigger is neither lost nor doubled. Several routers can run at once:
+each claims rows no other router holds (FOR UPDATE SKIP LOCKED on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -44,6 +50,7 @@ class EventRouter:
         poll_seconds: float = 0.2,
         batch_size: int = 500,
         concurrency: int = 32,
+        lease_seconds: float = 60.0,
     ):
         self._client = client
         self._sessions = sessions
@@ -51,6 +58,8 @@ class EventRouter:
         self._poll_seconds = poll_seconds
         self._batch_size = batch_size
         self._gate = asyncio.Semaphore(concurrency)
+        self._lease = timedelta(seconds=lease_seconds)
+        self.router_id = f"{socket.gethostname()[:40]}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.stats = RouterStats()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -67,21 +76,30 @@ class EventRouter:
     async def route_once(self) -> int:
         """Route one batch of pending events; returns how many were handled."""
         async with transaction(self._sessions) as session:
-            events = await outbox.pending(session, self._batch_size)
+            events = await outbox.claim(session, self.router_id, self._batch_size, self._lease)
             if not events:
                 return 0
             versions = await journeys.live_versions_for(session, {e.name for e in events if e.name})
-        work = []
+        work, owners = [], []
         for event in events:
             for version in versions:
                 entry = next(n for n in version.definition["nodes"] if n["type"] == "entry")
                 if graph.matches_entry(entry, event.name, event.properties or {}):
                     work.append(self._enroll(version, event))
-        await asyncio.gather(*work)
+                    owners.append(event.id)
+        results = await asyncio.gather(*work, return_exceptions=True)
+        failed = {
+            event_id for event_id, r in zip(owners, results, strict=True) if isinstance(r, BaseException)
+        }
+        for event_id, result in zip(owners, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("routing event %s failed; it stays queued", event_id, exc_info=result)
+        routed = [e.id for e in events if e.id not in failed]
         async with transaction(self._sessions) as session:
-            await outbox.dequeue(session, [e.id for e in events])
-        self.stats.routed_events += len(events)
-        return len(events)
+            await outbox.dequeue(session, routed, self.router_id)
+            await outbox.release(session, sorted(failed), self.router_id)
+        self.stats.routed_events += len(routed)
+        return len(routed)
 
     async def _enroll(self, version, event) -> None:
         workflow_id = journeys.workflow_id_for(version.journey_id, event.customer_id)

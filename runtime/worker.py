@@ -54,6 +54,8 @@ async def run_worker(
         task_queue=settings.temporal_task_queue,
         poll_seconds=settings.router_poll_seconds,
         batch_size=settings.router_batch_size,
+        concurrency=settings.router_concurrency,
+        lease_seconds=settings.router_lease_seconds,
     )
     dispatcher = CaseDispatcher(
         client, sessions, task_queue=settings.temporal_task_queue, poll_seconds=settings.router_poll_seconds

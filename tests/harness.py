@@ -48,12 +48,12 @@ class Engine:
 
     async def identify(self, user_id: str, **traits) -> None:
         async with transaction(self.sessions) as session:
-            await events.ingest(session, IdentifyCall(userId=user_id, traits=traits), source_key_id=None)
+            await events.ingest(session, [IdentifyCall(userId=user_id, traits=traits)], source_key_id=None)
 
     async def track(self, user_id: str, event: str, message_id: str | None = None, **properties) -> None:
         async with transaction(self.sessions) as session:
             call = TrackCall(userId=user_id, event=event, properties=properties, messageId=message_id)
-            await events.ingest(session, call, source_key_id=None)
+            await events.ingest(session, [call], source_key_id=None)
 
 
 @contextlib.asynccontextmanager

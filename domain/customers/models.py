@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import ForeignKey, Integer, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db import Base, BigId, Json, UTCDateTime, utcnow
@@ -23,5 +24,38 @@ class Customer(Base):
     locale: Mapped[str | None] = mapped_column(String(35))
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Facts kept up to date by ingestion (see domain/events/service.py).
+    event_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    order_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lifetime_value: Mapped[Decimal] = mapped_column(
+        Numeric(16, 2, asdecimal=True), default=Decimal(0), server_default="0"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CustomerAlias(Base):
+    """Further anonymous ids of a customer: the visitor ids merged into it by ``alias`` or an identify
+    that carried both ids. The customer's own ``anonymous_id`` column holds the first one."""
+
+    __tablename__ = "customer_aliases"
+
+    anonymous_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CustomerErasure(Base):
+    """The record that a person's data was erased on request (right to be forgotten). It keeps no
+    personal data: only SHA-256 digests of the ids, so a later audit can answer "was X erased?"."""
+
+    __tablename__ = "customer_erasures"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigId)
+    user_id_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    email_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    events_erased: Mapped[int] = mapped_column(Integer)
+    erased_by_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

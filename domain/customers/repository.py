@@ -1,9 +1,27 @@
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ARRAY, String, Text, any_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.customers.models import Customer
+from domain.customers.models import Customer, CustomerAlias, CustomerErasure
+from domain.db import insert_ignoring_conflicts, utcnow
+
+customers = Customer.__table__
+aliases = CustomerAlias.__table__
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The ids a customer is known by (no traits: the hot path does not need them)."""
+
+    id: int
+    user_id: str | None
+    anonymous_id: str | None
 
 
 async def get(session: AsyncSession, customer_id: int) -> Customer | None:
@@ -25,3 +43,200 @@ async def add(session: AsyncSession, customer: Customer) -> Customer:
     session.add(customer)
     await session.flush()
     return customer
+
+
+# --- identity resolution, in bulk -----------------------------------------------------------------
+
+
+def _one_of(session: AsyncSession, column, values: list[str]):
+    """``column IN values``; on PostgreSQL ``= ANY(array)``, one prepared statement for any count."""
+    if session.bind.dialect.name == "postgresql":
+        return column == any_(bindparam(f"any_{column.name}", values, type_=ARRAY(String)))
+    return column.in_(values)
+
+
+async def identities(
+    session: AsyncSession, user_ids: Iterable[str], anonymous_ids: Iterable[str]
+) -> tuple[dict[str, Identity], dict[str, Identity]]:
+    """Customers by userId and by anonymousId (own column or a merged alias), in one or two queries."""
+    user_ids, anonymous_ids = sorted(set(user_ids)), sorted(set(anonymous_ids))
+    cols = (customers.c.id, customers.c.user_id, customers.c.anonymous_id)
+    clauses = []
+    if user_ids:
+        clauses.append(_one_of(session, customers.c.user_id, user_ids))
+    if anonymous_ids:
+        clauses.append(_one_of(session, customers.c.anonymous_id, anonymous_ids))
+    by_user: dict[str, Identity] = {}
+    by_anon: dict[str, Identity] = {}
+    if not clauses:
+        return by_user, by_anon
+    rows = (await session.execute(select(*cols).where(or_(*clauses)))).all()
+    known = {row[0]: Identity(*row) for row in rows}
+    if anonymous_ids:
+        aliased = (
+            await session.execute(
+                select(aliases.c.anonymous_id, *cols)
+                .join(customers, customers.c.id == aliases.c.customer_id)
+                .where(_one_of(session, aliases.c.anonymous_id, anonymous_ids))
+            )
+        ).all()
+        for row in aliased:
+            by_anon[row.anonymous_id] = known.setdefault(row.id, Identity(row.id, row.user_id, row[3]))
+    for ident in known.values():
+        if ident.user_id is not None:
+            by_user[ident.user_id] = ident
+        if ident.anonymous_id is not None:
+            by_anon[ident.anonymous_id] = ident
+    return by_user, by_anon
+
+
+async def create_missing(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert customers (user_id / anonymous_id / seen dates), skipping any id that exists meanwhile."""
+    if rows:
+        stmt = insert_ignoring_conflicts(session, customers, None)
+        now = utcnow()
+        await session.execute(
+            stmt,
+            [
+                {
+                    "traits": {},
+                    "event_count": 0,
+                    "order_count": 0,
+                    "lifetime_value": Decimal(0),
+                    "created_at": now,
+                    "updated_at": now,
+                    **row,
+                }
+                for row in rows
+            ],
+        )
+
+
+async def add_alias(session: AsyncSession, anonymous_id: str, customer_id: int) -> None:
+    stmt = insert_ignoring_conflicts(session, CustomerAlias, ["anonymous_id"])
+    await session.execute(
+        stmt.values(anonymous_id=anonymous_id, customer_id=customer_id, created_at=utcnow())
+    )
+
+
+async def claim_user_id(session: AsyncSession, customer_id: int, user_id: str) -> bool:
+    """Give an anonymous profile its userId; False when another writer got there first."""
+    result = await session.execute(
+        update(customers)
+        .where(customers.c.id == customer_id, customers.c.user_id.is_(None))
+        .values(user_id=user_id, updated_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+async def rename_user_id(session: AsyncSession, customer_id: int, user_id: str) -> None:
+    await session.execute(
+        update(customers).where(customers.c.id == customer_id).values(user_id=user_id, updated_at=utcnow())
+    )
+
+
+async def lock(session: AsyncSession, customer_ids: list[int]) -> dict[int, Customer]:
+    """Load and (on PostgreSQL) row-lock customers, in id order so two mergers cannot deadlock."""
+    stmt = select(Customer).where(Customer.id.in_(customer_ids)).order_by(Customer.id)
+    if session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return {c.id: c for c in (await session.scalars(stmt)).all()}
+
+
+async def reattribute(session: AsyncSession, source_id: int, target_id: int) -> None:
+    """Move everything recorded about ``source`` to ``target`` (events, enrollments, messages,
+    aliases), before ``source`` is deleted."""
+    from domain.email.models import Message
+    from domain.events.models import Event
+    from domain.journeys.models import Enrollment
+
+    for model in (Event, Enrollment, Message, CustomerAlias):
+        await session.execute(
+            update(model.__table__)
+            .where(model.__table__.c.customer_id == source_id)
+            .values(customer_id=target_id)
+        )
+
+
+async def delete_customer(session: AsyncSession, customer_id: int) -> None:
+    await session.execute(delete(customers).where(customers.c.id == customer_id))
+
+
+# --- profile facts, in bulk -----------------------------------------------------------------------
+
+
+async def traits_of(session: AsyncSession, customer_ids: list[int]) -> dict[int, dict[str, Any]]:
+    rows = await session.execute(
+        select(customers.c.id, customers.c.traits).where(customers.c.id.in_(customer_ids))
+    )
+    return {row.id: dict(row.traits or {}) for row in rows}
+
+
+# --- the customer 360 -----------------------------------------------------------------------------
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    q: str | None,
+    email: str | None,
+    trait: tuple[str, str] | None,
+    after: int | None,
+    limit: int,
+) -> list[Customer]:
+    stmt = select(Customer).order_by(Customer.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(Customer.id > after)
+    if q:
+        matches = [
+            Customer.user_id == q,
+            Customer.anonymous_id == q,
+            Customer.email == q.strip().lower(),
+            Customer.id.in_(select(aliases.c.customer_id).where(aliases.c.anonymous_id == q)),
+        ]
+        if q.isdigit() and len(q) < 19:
+            matches.append(Customer.id == int(q))
+        stmt = stmt.where(or_(*matches))
+    if email:
+        stmt = stmt.where(Customer.email.startswith(email.strip().lower(), autoescape=True))
+    if trait:
+        key, value = trait
+        if session.bind.dialect.name == "postgresql":
+            stmt = stmt.where(Customer.traits.op("->>")(key) == value)
+        else:
+            stmt = stmt.where(func.json_extract(Customer.traits, f'$."{key}"').cast(Text) == value)
+    return list(await session.scalars(stmt))
+
+
+async def aliases_of(session: AsyncSession, customer_id: int) -> list[str]:
+    return list(
+        await session.scalars(
+            select(aliases.c.anonymous_id)
+            .where(aliases.c.customer_id == customer_id)
+            .order_by(aliases.c.created_at, aliases.c.anonymous_id)
+        )
+    )
+
+
+async def record_erasure(session: AsyncSession, values: dict[str, Any]) -> CustomerErasure:
+    row = CustomerErasure(**values)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def erasures(session: AsyncSession, user_id_sha256: str) -> list[CustomerErasure]:
+    return list(
+        await session.scalars(select(CustomerErasure).where(CustomerErasure.user_id_sha256 == user_id_sha256))
+    )
+
+
+async def anonymise_messages(session: AsyncSession, customer_id: int) -> None:
+    """Keep the send ledger's rows (campaign counts, idempotency) but drop what names the person."""
+    from domain.email.models import Message
+
+    await session.execute(
+        update(Message.__table__)
+        .where(Message.__table__.c.customer_id == customer_id)
+        .values(to_address=None, subject=None, meta={}, customer_id=None)
+    )

@@ -1,78 +1,183 @@
-"""Customer profiles: resolve who an event is about, merge traits."""
+"""Customer profiles: who an event is about, identity merges, facts, the 360 view and erasure."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers import repository
-from domain.customers.models import Customer
+from domain.customers.repository import Identity
+from domain.customers.schemas import (
+    Customer360,
+    CustomerPage,
+    CustomerSummary,
+    Erasure,
+    EventSummary,
+    Facts,
+    Profile,
+)
+from domain.db import utcnow
+from domain.errors import InvalidInput, NotFound
+
+Key = tuple[str | None, str | None]  # (userId, anonymousId) as a call carries them
 
 
-async def resolve(
-    session: AsyncSession, *, user_id: str | None, anonymous_id: str | None, seen_at: datetime
-) -> Customer:
-    """The customer an event belongs to, created on first sight.
+@dataclass
+class Resolution:
+    """Which customer each (userId, anonymousId) of a request belongs to."""
 
-    A known ``userId`` wins; an anonymous profile seen with a ``userId`` for the first time becomes
-    that known customer.
+    by_user: dict[str, Identity]
+    by_anon: dict[str, Identity]
+
+    def customer_id(self, user_id: str | None, anonymous_id: str | None) -> int:
+        # A known userId wins: a visitor id seen with a user id belongs to that user.
+        if user_id is not None:
+            return self.by_user[user_id].id
+        return self.by_anon[anonymous_id].id  # type: ignore[index]
+
+
+async def resolve_known(session: AsyncSession, keys: dict[Key, datetime]) -> Resolution | None:
+    """The read-only fast path: every id already belongs to a customer, consistently (a visitor id
+    sent with a userId is already that user's). ``None`` when anything must be created or linked."""
+    by_user, by_anon = await repository.identities(
+        session, [u for u, _ in keys if u is not None], [a for _, a in keys if a is not None]
+    )
+    for user_id, anonymous_id in keys:
+        known = by_user.get(user_id) if user_id is not None else None
+        visitor = by_anon.get(anonymous_id) if anonymous_id is not None else None
+        if (user_id is not None and known is None) or (anonymous_id is not None and visitor is None):
+            return None
+        if known is not None and visitor is not None and known.id != visitor.id:
+            return None
+    return Resolution(by_user, by_anon)
+
+
+async def resolve_many(
+    session: AsyncSession,
+    keys: dict[Key, datetime],
+    aliases: Iterable[tuple[str, str]] = (),
+) -> Resolution:
+    """Resolve (and create) every customer a request mentions with a handful of queries.
+
+    ``keys`` maps each (userId, anonymousId) pair to the earliest time it was seen (a new profile's
+    first-seen date). ``aliases`` are (userId, previousId) pairs from ``alias`` calls. Identity changes
+    (claiming a visitor profile, merging two profiles) are rare and take the slow path, one by one.
     """
-    found = await repository.find_by_ids(session, user_id, anonymous_id)
-    by_user = next((c for c in found if user_id is not None and c.user_id == user_id), None)
-    by_anon = next((c for c in found if anonymous_id is not None and c.anonymous_id == anonymous_id), None)
-    customer = by_user or by_anon
-    if customer is None:
-        customer = await repository.add(
+    user_ids = {u for u, _ in keys if u is not None} | {u for u, _ in aliases}
+    anon_ids = {a for _, a in keys if a is not None} | {p for _, p in aliases}
+    by_user, by_anon = await repository.identities(session, user_ids, anon_ids)
+    changed = False
+    for user_id, previous_id in aliases:
+        await link(session, user_id, previous_id, explicit=True, seen_at=keys.get((user_id, None)))
+        changed = True
+    for (user_id, anonymous_id), seen_at in keys.items():
+        if user_id is None or anonymous_id is None:
+            continue
+        known, visitor = by_user.get(user_id), by_anon.get(anonymous_id)
+        if known is not None and visitor is not None and known.id == visitor.id:
+            continue
+        if known is not None and visitor is None:
+            await repository.add_alias(session, anonymous_id, known.id)
+            by_anon[anonymous_id] = known
+            continue
+        await link(session, user_id, anonymous_id, explicit=False, seen_at=seen_at)
+        changed = True
+    if changed:
+        by_user, by_anon = await repository.identities(session, user_ids, anon_ids)
+
+    firsts: dict[Key, datetime] = {}
+    for (user_id, anonymous_id), seen_at in keys.items():
+        key: Key = (user_id, None) if user_id is not None else (None, anonymous_id)
+        if (user_id is not None and user_id not in by_user) or (
+            user_id is None and anonymous_id not in by_anon
+        ):
+            firsts[key] = min(seen_at, firsts.get(key, seen_at))
+    for user_id, _ in aliases:
+        if user_id not in by_user:
+            firsts.setdefault((user_id, None), min(keys.values()))
+    if firsts:
+        await repository.create_missing(
             session,
-            Customer(
-                user_id=user_id,
-                anonymous_id=anonymous_id,
-                traits={},
-                first_seen_at=seen_at,
-                last_seen_at=seen_at,
-            ),
+            [
+                {"user_id": u, "anonymous_id": a, "first_seen_at": at, "last_seen_at": at}
+                for (u, a), at in sorted(firsts.items(), key=lambda kv: (kv[0][0] or "", kv[0][1] or ""))
+            ],
         )
-    elif customer.user_id is None and user_id is not None:
-        customer.user_id = user_id
-    customer.first_seen_at = min(customer.first_seen_at, seen_at)
-    customer.last_seen_at = max(customer.last_seen_at, seen_at)
-    return customer
+        new_users, new_anons = await repository.identities(
+            session, [u for u, _ in firsts if u], [a for u, a in firsts if u is None and a]
+        )
+        by_user.update(new_users)
+        by_anon.update(new_anons)
+    return Resolution(by_user, by_anon)
 
 
-def merge_traits(customer: Customer, traits: dict[str, Any], context: dict[str, Any]) -> None:
-    """Fold new traits into the profile; keep a normalised email, an IANA timezone and the locale."""
-    if traits:
-        customer.traits = {**(customer.traits or {}), **traits}
-    email = traits.get("email")
-    if isinstance(email, str):
-        normalised = normalise_email(email)
-        if normalised:
-            customer.email = normalised
-    timezone = traits.get("timezone") or context.get("timezone")
-    if isinstance(timezone, str) and is_timezone(timezone):
-        customer.timezone = timezone
-    locale = traits.get("locale") or context.get("locale")
-    if isinstance(locale, str) and 0 < len(locale) <= 35:
-        customer.locale = locale
+async def link(
+    session: AsyncSession, user_id: str, previous_id: str, *, explicit: bool, seen_at: datetime | None
+) -> None:
+    """Make ``previous_id`` (a visitor id, or with ``alias`` possibly a former userId) part of the
+    customer known as ``user_id``: claim the visitor profile, or merge it into the known one."""
+    by_user, by_anon = await repository.identities(session, [user_id], [previous_id])
+    known, previous = by_user.get(user_id), by_anon.get(previous_id)
+    if previous is None and explicit:
+        previous = (await repository.identities(session, [previous_id], []))[0].get(previous_id)
+    if previous is None:
+        if known is None:
+            at = seen_at or utcnow()
+            await repository.create_missing(
+                session,
+                [{"user_id": user_id, "anonymous_id": previous_id, "first_seen_at": at, "last_seen_at": at}],
+            )
+        else:
+            await repository.add_alias(session, previous_id, known.id)
+        return
+    if known is None:
+        if previous.user_id is None:
+            await repository.claim_user_id(session, previous.id, user_id)
+        elif explicit and previous.user_id == previous_id:
+            await repository.rename_user_id(session, previous.id, user_id)
+        # Otherwise the visitor id belongs to another known person (a shared device): the user gets a
+        # profile of their own and nobody's history is moved.
+        return
+    if known.id != previous.id and (
+        previous.user_id is None or (explicit and previous.user_id == previous_id)
+    ):
+        await merge(session, source_id=previous.id, target_id=known.id)
 
 
-def normalise_email(value: str) -> str | None:
-    try:
-        return validate_email(value.strip(), check_deliverability=False).normalized
-    except EmailNotValidError:
-        return None
+async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> None:
+    """Fold profile ``source`` into ``target``: its events, enrollments and messages are re-attributed,
+    facts added up, traits merged (the target's win), its visitor id kept as an alias."""
+    rows = await repository.lock(session, [source_id, target_id])
+    source, target = rows.get(source_id), rows.get(target_id)
+    if source is None or target is None:
+        return
+    await repository.reattribute(session, source_id, target_id)
+    target.event_count += source.event_count
+    target.order_count += source.order_count
+    target.lifetime_value = Decimal(target.lifetime_value or 0) + Decimal(source.lifetime_value or 0)
+    target.first_seen_at = min(target.first_seen_at, source.first_seen_at)
+    target.last_seen_at = max(target.last_seen_at, source.last_seen_at)
+    target.traits = {**(source.traits or {}), **(target.traits or {})}
+    target.email = target.email or source.email
+    target.timezone = target.timezone or source.timezone
+    target.locale = target.locale or source.locale
+    anonymous_id = source.anonymous_id
+    await session.flush()
+    await repository.delete_customer(session, source_id)
+    session.expunge(source)
+    if anonymous_id:
+        await repository.add_alias(session, anonymous_id, target_id)
 
 
-def is_timezone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+def sha256(value: str | None) -> str | None:
+    return hashlib.sha256(value.encode()).hexdigest() if value else None
 
 
 async def get_profile(session: AsyncSession, customer_id: int) -> dict[str, Any] | None:
@@ -88,3 +193,105 @@ async def get_profile(session: AsyncSession, customer_id: int) -> dict[str, Any]
         "timezone": customer.timezone,
         "locale": customer.locale,
     }
+
+
+# --- the customer 360 -----------------------------------------------------------------------------
+
+TRAIT_KEY = re.compile(r"^[A-Za-z0-9_.\- ]{1,100}$")
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    q: str | None = None,
+    email: str | None = None,
+    trait: str | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> CustomerPage:
+    """Customers matching every filter given, in id order, one page at a time (keyset paging)."""
+    trait_filter = None
+    if trait is not None:
+        key, sep, value = trait.partition(":")
+        if not sep or not TRAIT_KEY.match(key):
+            raise InvalidInput({"field": "trait", "problem": "expected key:value, e.g. plan:pro"})
+        trait_filter = (key, value)
+    rows = await repository.search(
+        session, q=q or None, email=email or None, trait=trait_filter, after=after, limit=limit + 1
+    )
+    items = [CustomerSummary.model_validate(c, from_attributes=True) for c in rows[:limit]]
+    return CustomerPage(items=items, next_after=items[-1].id if len(rows) > limit else None)
+
+
+async def view(session: AsyncSession, customer_id: int, *, recent: int = 50) -> Customer360:
+    from domain.customers.sections import SECTIONS
+    from domain.events import repository as events
+
+    customer = await repository.get(session, customer_id)
+    if customer is None:
+        raise NotFound(f"no customer {customer_id}")
+    anonymous_ids = [customer.anonymous_id] if customer.anonymous_id else []
+    anonymous_ids += await repository.aliases_of(session, customer_id)
+    sections = {name: await section(session, customer_id, recent) for name, section in SECTIONS.items()}
+    return Customer360(
+        profile=Profile(
+            id=customer.id,
+            user_id=customer.user_id,
+            anonymous_ids=anonymous_ids,
+            email=customer.email,
+            timezone=customer.timezone,
+            locale=customer.locale,
+            created_at=customer.created_at,
+            updated_at=customer.updated_at,
+        ),
+        traits=dict(customer.traits or {}),
+        facts=Facts(
+            first_seen_at=customer.first_seen_at,
+            last_seen_at=customer.last_seen_at,
+            event_count=customer.event_count,
+            track_counts=await events.counts_by_name(session, customer_id),
+            order_count=customer.order_count,
+            lifetime_value=customer.lifetime_value,
+        ),
+        recent_events=[
+            EventSummary.model_validate(e, from_attributes=True)
+            for e in await events.recent_for(session, customer_id, recent)
+        ],
+        **sections,
+    )
+
+
+async def erase(
+    session: AsyncSession, customer_id: int, *, by_key_id: int | None, reason: str | None
+) -> Erasure:
+    """Right to be forgotten: delete the profile, its events, aliases and enrollments, strip the
+    person from the send ledger, and keep a record that holds no personal data."""
+    from domain.events import repository as events
+
+    customer = await repository.get(session, customer_id)
+    if customer is None:
+        raise NotFound(f"no customer {customer_id}")
+    record = await repository.record_erasure(
+        session,
+        {
+            "customer_id": customer.id,
+            "user_id_sha256": sha256(customer.user_id),
+            "email_sha256": sha256(customer.email),
+            "events_erased": await events.count_for(session, customer_id),
+            "erased_by_key_id": by_key_id,
+            "reason": reason,
+            "erased_at": utcnow(),
+        },
+    )
+    await repository.anonymise_messages(session, customer_id)
+    await events.forget_customer(session, customer_id)
+    await repository.delete_customer(session, customer_id)  # events, outbox, aliases, enrollments cascade
+    session.expunge(customer)
+    return Erasure.model_validate(record, from_attributes=True)
+
+
+async def erasures_of(session: AsyncSession, user_id: str) -> list[Erasure]:
+    return [
+        Erasure.model_validate(e, from_attributes=True)
+        for e in await repository.erasures(session, sha256(user_id) or "")
+    ]

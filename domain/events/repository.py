@@ -1,44 +1,108 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.db import insert_ignoring_conflicts
+from domain.db import utcnow
 from domain.events.models import Event, EventOutbox
 
-
-async def insert_event(session: AsyncSession, values: dict) -> int | None:
-    """Insert one event; ``None`` when its messageId was already received."""
-    stmt = insert_ignoring_conflicts(session, Event, ["message_id"]).values(**values).returning(Event.id)
-    return await session.scalar(stmt)
+events = Event.__table__
+outbox = EventOutbox.__table__
 
 
-async def enqueue(session: AsyncSession, event_ids: list[int]) -> None:
+# --- the outbox, as routers see it ----------------------------------------------------------------
+
+
+async def claim(session: AsyncSession, router_id: str, limit: int, lease: timedelta) -> list[Event]:
+    """Lease up to ``limit`` unclaimed (or expired) outbox rows to ``router_id``; returns their events.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets several routers claim disjoint batches at once.
+    SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), which serialises claims.
+    """
+    now = utcnow()
+    free = or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now)
+    pick = select(outbox.c.event_id).where(free).order_by(outbox.c.event_id).limit(limit)
+    if session.bind.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    claimed = list(
+        await session.scalars(
+            update(outbox)
+            .where(outbox.c.event_id.in_(pick.scalar_subquery()))
+            .values(claimed_until=now + lease, claimed_by=router_id)
+            .returning(outbox.c.event_id)
+        )
+    )
+    if not claimed:
+        return []
+    found = list(await session.scalars(select(Event).where(Event.id.in_(claimed)).order_by(Event.id)))
+    orphans = set(claimed) - {e.id for e in found}  # the event was erased meanwhile
+    if orphans:
+        await session.execute(delete(outbox).where(outbox.c.event_id.in_(orphans)))
+    return found
+
+
+async def forget_customer(session: AsyncSession, customer_id: int) -> None:
+    """Drop a customer's queued events from the outbox (erasure; the events themselves cascade)."""
+    await session.execute(
+        delete(outbox).where(
+            outbox.c.event_id.in_(select(events.c.id).where(events.c.customer_id == customer_id))
+        )
+    )
+
+
+async def dequeue(session: AsyncSession, event_ids: list[int], router_id: str | None = None) -> None:
+    """Delete routed rows (only those still leased to ``router_id`` when given)."""
+    if event_ids:
+        stmt = delete(outbox).where(outbox.c.event_id.in_(event_ids))
+        if router_id is not None:
+            stmt = stmt.where(outbox.c.claimed_by == router_id)
+        await session.execute(stmt)
+
+
+async def release(session: AsyncSession, event_ids: list[int], router_id: str) -> None:
+    """Hand rows back before their lease ends (routing them failed; the next pass retries)."""
     if event_ids:
         await session.execute(
-            insert_ignoring_conflicts(session, EventOutbox, ["event_id"]),
-            [{"event_id": i} for i in event_ids],
+            update(outbox)
+            .where(outbox.c.event_id.in_(event_ids), outbox.c.claimed_by == router_id)
+            .values(claimed_until=None, claimed_by=None)
         )
 
 
 async def pending(session: AsyncSession, limit: int) -> list[Event]:
+    stmt = select(Event).join(outbox, outbox.c.event_id == Event.id).order_by(outbox.c.event_id).limit(limit)
+    return list(await session.scalars(stmt))
+
+
+async def backlog(session: AsyncSession) -> tuple[int, datetime | None]:
+    """How many events wait for routing, and since when the oldest has waited."""
+    row = (await session.execute(select(func.count(), func.min(outbox.c.created_at)))).one()
+    return row[0], row[1]
+
+
+# --- reads for the customer 360 -------------------------------------------------------------------
+
+
+async def recent_for(session: AsyncSession, customer_id: int, limit: int) -> list[Event]:
     stmt = (
         select(Event)
-        .join(EventOutbox, EventOutbox.event_id == Event.id)
-        .order_by(EventOutbox.event_id)
+        .where(Event.customer_id == customer_id)
+        .order_by(Event.timestamp.desc(), Event.id.desc())
         .limit(limit)
     )
     return list(await session.scalars(stmt))
 
 
-async def dequeue(session: AsyncSession, event_ids: list[int]) -> None:
-    if event_ids:
-        await session.execute(delete(EventOutbox).where(EventOutbox.event_id.in_(event_ids)))
+async def counts_by_name(session: AsyncSession, customer_id: int) -> dict[str, int]:
+    rows = await session.execute(
+        select(events.c.name, func.count())
+        .where(events.c.customer_id == customer_id, events.c.type == "track")
+        .group_by(events.c.name)
+    )
+    return {name: count for name, count in rows.all() if name is not None}
 
 
-async def backlog(session: AsyncSession) -> tuple[int, datetime | None]:
-    """How many events wait for routing, and since when the oldest has waited."""
-    row = (await session.execute(select(func.count(), func.min(EventOutbox.created_at)))).one()
-    return row[0], row[1]
+async def count_for(session: AsyncSession, customer_id: int) -> int:
+    return await session.scalar(select(func.count()).where(events.c.customer_id == customer_id)) or 0

@@ -41,7 +41,7 @@ async def test_identify_sets_traits_and_normalised_email(client, sessions, write
     assert response.status_code == 200
     async with sessions() as session:
         customer = await session.scalar(select(Customer))
-    assert customer.email == "Ada@example.com"
+    assert customer.email == "ada@example.com"
     assert customer.traits["first_name"] == "Ada"
     assert customer.timezone == "Europe/Berlin"
 

@@ -13,8 +13,7 @@ from activities.email import EmailActivities
 from activities.smtp import Mailer
 from domain.db import transaction
 from domain.email.models import Message
-from domain.events import repository as outbox
-from domain.events.models import Event
+from domain.events.models import Event, EventOutbox
 from domain.journeys.models import Enrollment
 from tests import temporal_env
 from tests.harness import running_engine
@@ -102,9 +101,8 @@ async def test_the_same_trigger_routed_twice_enrolls_and_sends_once(engine):
     assert await engine.router.route_once() == 1
     # A routing pass that crashed after signalling but before dequeuing sees the event again.
     async with transaction(engine.sessions) as session:
-        await outbox.enqueue(
-            session, [await session.scalar(select(Event.id).where(Event.message_id == "m-1"))]
-        )
+        event_id = await session.scalar(select(Event.id).where(Event.message_id == "m-1"))
+        session.add(EventOutbox(event_id=event_id))
     assert await engine.router.route_once() == 1
     await _result(engine, "welcome-once")
     # A second, distinct Signed Up later: re-entry policy "once" keeps the customer out.

@@ -1,0 +1,59 @@
+"""Customer 360: find a customer, see everything about them, erase them on request."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from api.deps import Admin, Session, require
+from domain.auth.schemas import Principal, Role
+from domain.customers import service as customers
+from domain.customers.schemas import Customer360, CustomerPage, Erasure
+
+router = APIRouter(prefix="/api/customers", tags=["customers"])
+
+# Marketers and support agents both look customers up.
+Reader = Annotated[Principal, Depends(require(Role.marketer, Role.agent))]
+
+
+@router.get("", response_model=CustomerPage, summary="Search customers by id, email or trait (paged)")
+async def search_customers(
+    session: Session,
+    _: Reader,
+    q: Annotated[
+        str | None, Query(max_length=255, description="userId, anonymousId, email or customer id")
+    ] = None,
+    email: Annotated[str | None, Query(max_length=320, description="email, or its beginning")] = None,
+    trait: Annotated[str | None, Query(max_length=400, description="key:value, e.g. plan:pro")] = None,
+    after: Annotated[int | None, Query(ge=0, description="next_after of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> CustomerPage:
+    return await customers.search(session, q=q, email=email, trait=trait, after=after, limit=limit)
+
+
+@router.get("/erasures", response_model=list[Erasure], summary="Was this userId erased? (audit)")
+async def list_erasures(
+    session: Session, _: Admin, user_id: Annotated[str, Query(min_length=1, max_length=255)]
+) -> list[Erasure]:
+    return await customers.erasures_of(session, user_id)
+
+
+@router.get("/{customer_id}", response_model=Customer360, summary="Everything known about one customer")
+async def get_customer(
+    customer_id: int,
+    session: Session,
+    _: Reader,
+    recent: Annotated[int, Query(ge=1, le=500, description="How many recent events and messages")] = 50,
+) -> Customer360:
+    return await customers.view(session, customer_id, recent=recent)
+
+
+@router.delete("/{customer_id}", response_model=Erasure, summary="Erase the customer (right to be forgotten)")
+async def erase_customer(
+    customer_id: int,
+    session: Session,
+    admin: Admin,
+    reason: Annotated[str | None, Query(max_length=500)] = None,
+) -> Erasure:
+    return await customers.erase(session, customer_id, by_key_id=admin.key_id, reason=reason)

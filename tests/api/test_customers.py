@@ -1,0 +1,164 @@
+"""Customer 360: search, the full view, erasure."""
+
+from sqlalchemy import func, select
+
+from domain.auth.schemas import Role
+from domain.customers.models import Customer, CustomerAlias, CustomerErasure
+from domain.db import transaction, utcnow
+from domain.email.models import Message
+from domain.events.models import Event, EventOutbox
+from domain.journeys.models import Enrollment, Journey
+from tests.conftest import make_key
+
+
+async def _send(client, write_key, batch):
+    response = await client.post("/v1/batch", json={"batch": batch}, auth=(write_key, ""))
+    assert response.status_code == 200, response.text
+
+
+async def _seed(client, write_key):
+    batch = []
+    for i in range(7):
+        batch.append(
+            {
+                "type": "identify",
+                "userId": f"user-{i}",
+                "traits": {"email": f"Person{i}@Shop.example", "plan": "pro" if i % 2 else "free"},
+            }
+        )
+    batch.append(
+        {"type": "track", "userId": "user-3", "event": "Order Completed", "properties": {"revenue": 30}}
+    )
+    batch.append(
+        {"type": "track", "userId": "user-3", "event": "Order Completed", "properties": {"revenue": 12.5}}
+    )
+    batch.append({"type": "page", "userId": "user-3", "name": "Home"})
+    batch.append({"type": "track", "anonymousId": "visitor-3", "event": "Viewed"})
+    batch.append({"type": "alias", "userId": "user-3", "previousId": "visitor-3"})
+    await _send(client, write_key, batch)
+
+
+async def test_search_by_id_email_and_trait_with_paging(client, sessions, write_key, marketer_headers):
+    await _seed(client, write_key)
+    agent = {"Authorization": f"Bearer {await make_key(sessions, role=Role.agent)}"}
+
+    found = (await client.get("/api/customers", params={"q": "user-3"}, headers=agent)).json()
+    assert [c["user_id"] for c in found["items"]] == ["user-3"]
+    assert found["items"][0]["lifetime_value"] == 42.5
+    by_visitor = (await client.get("/api/customers", params={"q": "visitor-3"}, headers=agent)).json()
+    assert [c["user_id"] for c in by_visitor["items"]] == ["user-3"]
+    by_email = (await client.get("/api/customers", params={"email": "PERSON5@"}, headers=agent)).json()
+    assert [c["email"] for c in by_email["items"]] == ["person5@shop.example"]
+
+    pages, after = [], None
+    while True:
+        params = {"trait": "plan:pro", "limit": 2} | ({"after": after} if after else {})
+        page = (await client.get("/api/customers", params=params, headers=marketer_headers)).json()
+        pages.append([c["user_id"] for c in page["items"]])
+        after = page["next_after"]
+        if after is None:
+            break
+    assert [len(p) for p in pages] == [2, 1]
+    assert sorted(u for p in pages for u in p) == ["user-1", "user-3", "user-5"]
+
+    bad = await client.get("/api/customers", params={"trait": "no-colon"}, headers=agent)
+    assert bad.status_code == 422 and bad.json()["detail"]["field"] == "trait"
+
+
+async def test_customer_360_has_every_section(client, sessions, write_key, marketer_headers):
+    await _seed(client, write_key)
+    async with sessions() as session:
+        customer = await session.scalar(select(Customer).where(Customer.user_id == "user-3"))
+    async with transaction(sessions) as session:
+        session.add(Journey(id="welcome", name="Welcome", status="published", draft={}, published_version=1))
+        await session.flush()
+        session.add(
+            Enrollment(
+                workflow_id=f"journey/welcome/customer/{customer.id}",
+                journey_id="welcome",
+                version=1,
+                customer_id=customer.id,
+                status="active",
+            )
+        )
+        session.add(
+            Message(
+                idempotency_key="k1",
+                message_id="<k1@journeys>",
+                customer_id=customer.id,
+                template_id="welcome",
+                to_address="person3@shop.example",
+                subject="Hi",
+                status="sent",
+                sent_at=utcnow(),
+            )
+        )
+
+    response = await client.get(f"/api/customers/{customer.id}", headers=marketer_headers)
+    assert response.status_code == 200, response.text
+    view = response.json()
+    assert view["profile"]["user_id"] == "user-3"
+    assert view["profile"]["anonymous_ids"] == ["visitor-3"]
+    assert view["traits"] == {"email": "person3@shop.example", "plan": "pro"}
+    facts = view["facts"]
+    assert facts["order_count"] == 2 and facts["lifetime_value"] == 42.5
+    assert facts["event_count"] == 6
+    assert facts["track_counts"] == {"Order Completed": 2, "Viewed": 1}
+    assert {e["type"] for e in view["recent_events"]} == {"identify", "track", "page", "alias"}
+    assert [j["journey_id"] for j in view["journeys"]] == ["welcome"]
+    assert [m["subject"] for m in view["messages"]] == ["Hi"]
+    assert view["loyalty"] is None and view["cases"] is None
+
+    missing = await client.get("/api/customers/999999", headers=marketer_headers)
+    assert missing.status_code == 404
+
+
+async def test_erasure_forgets_the_person_and_records_it(
+    client, sessions, write_key, admin_headers, marketer_headers
+):
+    await _seed(client, write_key)
+    async with sessions() as session:
+        customer = await session.scalar(select(Customer).where(Customer.user_id == "user-3"))
+    async with transaction(sessions) as session:
+        session.add(
+            Message(
+                idempotency_key="k2",
+                message_id="<k2@journeys>",
+                customer_id=customer.id,
+                to_address="person3@shop.example",
+                subject="Your order, Person3",
+                status="sent",
+            )
+        )
+
+    denied = await client.delete(f"/api/customers/{customer.id}", headers=marketer_headers)
+    assert denied.status_code == 403
+    response = await client.delete(
+        f"/api/customers/{customer.id}", params={"reason": "GDPR art. 17 request #81"}, headers=admin_headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["events_erased"] == 6
+
+    async with sessions() as session:
+        assert await session.get(Customer, customer.id) is None
+        assert await session.scalar(select(func.count()).where(Event.customer_id == customer.id)) == 0
+        assert await session.scalar(select(func.count()).select_from(CustomerAlias)) == 0
+        assert await session.scalar(select(func.count()).select_from(EventOutbox)) == 0
+        (message,) = (await session.scalars(select(Message))).all()
+        assert (message.customer_id, message.to_address, message.subject) == (None, None, None)
+        (record,) = (await session.scalars(select(CustomerErasure))).all()
+        assert "user-3" not in (record.user_id_sha256, record.email_sha256)
+        # Nobody else was touched.
+        assert await session.scalar(select(func.count()).select_from(Customer)) == 6
+
+    audit = await client.get("/api/customers/erasures", params={"user_id": "user-3"}, headers=admin_headers)
+    assert [(e["customer_id"], e["reason"]) for e in audit.json()] == [
+        (customer.id, "GDPR art. 17 request #81")
+    ]
+    assert (await client.get(f"/api/customers/{customer.id}", headers=admin_headers)).status_code == 404
+    # The person coming back later starts a new, empty profile.
+    await _send(client, write_key, [{"type": "track", "userId": "user-3", "event": "Back"}])
+    found = (await client.get("/api/customers", params={"q": "user-3"}, headers=admin_headers)).json()[
+        "items"
+    ]
+    assert len(found) == 1 and found[0]["id"] != customer.id and found[0]["event_count"] == 1
