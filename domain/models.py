@@ -6,6 +6,14 @@ from domain.db import Base
 from domain.email.models import Message, Template, TemplateVersion
 from domain.events.models import Event, EventOutbox
 from domain.journeys.models import Enrollment, Journey, JourneyVersion
+from domain.loyalty.models import (
+    LoyaltyAccount,
+    LoyaltyCursor,
+    LoyaltyEntry,
+    LoyaltyLot,
+    LoyaltyProgram,
+    LoyaltyTierChange,
+)
 
 __all__ = [
     "ApiKey",
@@ -16,6 +24,12 @@ __all__ = [
     "EventOutbox",
     "Journey",
     "JourneyVersion",
+    "LoyaltyAccount",
+    "LoyaltyCursor",
+    "LoyaltyEntry",
+    "LoyaltyLot",
+    "LoyaltyProgram",
+    "LoyaltyTierChange",
     "Message",
     "Template",
     "TemplateVersion",

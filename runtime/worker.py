@@ -1,4 +1,4 @@
-"""The worker process: Temporal workflows and activities, plus the event router."""
+"""The worker process: Temporal workflows and activities, plus the event router and loyalty earner."""
 
 from __future__ import annotations
 
@@ -11,18 +11,32 @@ from temporalio.worker import Worker
 
 from activities.email import EmailActivities
 from activities.journeys import JourneyActivities
+from activities.loyalty import LoyaltyActivities
 from activities.smtp import Mailer
 from config.settings import Settings
 from runtime.event_router import EventRouter
+from runtime.loyalty_earner import LoyaltyEarner
+from runtime.loyalty_schedules import ensure_schedules
 from workflows.journey import JourneyWorkflow
+from workflows.loyalty_maintenance import LoyaltyMaintenanceWorkflow
 
-WORKFLOWS = [JourneyWorkflow]
+WORKFLOWS = [JourneyWorkflow, LoyaltyMaintenanceWorkflow]
 
 
 def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> list:
     mail = EmailActivities(settings, sessions, Mailer(settings))
     journeys = JourneyActivities(sessions)
-    return [mail.send_email, journeys.finish_enrollment]
+    loyalty = LoyaltyActivities(sessions)
+    return [
+        mail.send_email,
+        journeys.finish_enrollment,
+        loyalty.award_points,
+        loyalty.deduct_points,
+        loyalty.loyalty_status,
+        loyalty.warn_expiring,
+        loyalty.expire_points,
+        loyalty.reevaluate_tiers,
+    ]
 
 
 def build_worker(client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Worker:
@@ -47,11 +61,20 @@ async def run_worker(
         batch_size=settings.router_batch_size,
     )
     worker = build_worker(client, settings, sessions)
+    await ensure_schedules(client, settings)
+    earner = LoyaltyEarner(
+        sessions,
+        poll_seconds=settings.loyalty_earn_poll_seconds,
+        batch_size=settings.loyalty_earn_batch_size,
+        gap_timeout=settings.loyalty_event_gap_seconds,
+    )
     async with worker:
         router_task = asyncio.create_task(router.run(stop), name="event-router")
+        earner_task = asyncio.create_task(earner.run(stop), name="loyalty-earner")
         try:
             await stop.wait()
         finally:
             stop.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await router_task
+            for task in (router_task, earner_task):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -1,0 +1,62 @@
+"""Events the programme emits into the event stream, so journeys can trigger on them.
+
+Each goes into ``events`` plus ``event_outbox`` in the transaction that wrote the ledger entry, with a
+message id derived from that entry: a retried operation finds the entry and emits nothing again, and
+the unique message id would refuse a second copy anyway.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.db import utcnow
+from domain.loyalty import repository
+
+CONTEXT = {"library": {"name": "journeys.loyalty"}}
+
+
+def entry_message_id(entry_id: int) -> str:
+    return f"loyalty/entry/{entry_id}"
+
+
+def tier_change_message_id(change_id: int) -> str:
+    return f"loyalty/tier-change/{change_id}"
+
+
+def expiring_message_id(customer_id: int, first_lot_id: int) -> str:
+    # A lot is warned about once, so the first lot of a warning names that warning for good.
+    return f"loyalty/expiring/{customer_id}/{first_lot_id}"
+
+
+async def emit(
+    session: AsyncSession,
+    *,
+    customer_id: int,
+    name: str,
+    message_id: str,
+    properties: dict[str, Any],
+    at: datetime,
+) -> int | None:
+    user_id, anonymous_id = await repository.customer_ids(session, customer_id)
+    return await repository.insert_event(
+        session,
+        {
+            "message_id": message_id,
+            "type": "track",
+            "name": name,
+            "customer_id": customer_id,
+            "user_id": user_id,
+            "anonymous_id": anonymous_id,
+            "properties": properties,
+            "traits": {},
+            "context": CONTEXT,
+            "timestamp": at,
+            "original_timestamp": at,
+            "sent_at": None,
+            "received_at": utcnow(),
+            "source_key_id": None,
+        },
+    )
