@@ -124,7 +124,10 @@ async def test_malformed_programmes_are_refused_and_the_old_one_kept(client, ses
         ({"rules": [{"id": "r", "event": "E", "points": -5}]}, "rules.0.points"),
         ({"rules": [{"id": "r", "event": "E", "points": 1.5}]}, "rules.0.points"),
         ({"rules": [{"id": "r", "event": "Points Earned", "points": 5}]}, "rules.0.event"),
-        ({"rules": [{"id": "r", "event": "E", "points": 1}, {"id": "r", "event": "F", "points": 1}]}, "rules"),
+        (
+            {"rules": [{"id": "r", "event": "E", "points": 1}, {"id": "r", "event": "F", "points": 1}]},
+            "rules",
+        ),
         ({"tiers": [{"name": "a", "threshold": 10}]}, "tiers"),
         ({"tiers": [{"name": "a", "threshold": 0}, {"name": "b", "threshold": 0}]}, "tiers"),
         ({"tiers": []}, "tiers"),
