@@ -165,7 +165,8 @@ async def bench_earn(sessions, customers: list[int], n: int) -> tuple[float, flo
         events = (
             await session.execute(
                 text(
-                    "SELECT id, customer_id, properties FROM events WHERE name = 'Order Completed' ORDER BY id"
+                    "SELECT id, customer_id, properties FROM events "
+                    "WHERE name = 'Order Completed' ORDER BY id"
                 )
             )
         ).all()

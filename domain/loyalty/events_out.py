@@ -35,12 +35,13 @@ async def emit(
     session: AsyncSession,
     *,
     customer_id: int,
+    who: repository.Identity,
     name: str,
     message_id: str,
     properties: dict[str, Any],
     at: datetime,
 ) -> int | None:
-    user_id, anonymous_id = await repository.customer_ids(session, customer_id)
+    user_id, anonymous_id = who
     return await repository.insert_event(
         session,
         {

@@ -38,38 +38,44 @@ async def save_program(session: AsyncSession, config: dict, at: datetime) -> Loy
     return row
 
 
-async def customer_exists(session: AsyncSession, customer_id: int) -> bool:
-    return await session.scalar(select(Customer.id).where(Customer.id == customer_id)) is not None
+Identity = tuple[str | None, str | None]  # (user_id, anonymous_id), as events carry them
 
 
-async def customer_ids(session: AsyncSession, customer_id: int) -> tuple[str | None, str | None]:
-    row = (
-        await session.execute(
-            select(Customer.user_id, Customer.anonymous_id).where(Customer.id == customer_id)
-        )
-    ).one()
-    return row[0], row[1]
-
-
-async def lock_account(session: AsyncSession, customer_id: int, defaults: dict[str, Any]) -> LoyaltyAccount:
-    """The member's account row, created on first use, locked until the transaction ends."""
-    await session.execute(
-        insert_ignoring_conflicts(session, LoyaltyAccount, ["customer_id"]).values(
-            customer_id=customer_id, **defaults
-        )
+async def identities(session: AsyncSession, customer_ids: list[int]) -> dict[int, Identity]:
+    """user_id and anonymous_id of each customer that exists."""
+    if not customer_ids:
+        return {}
+    rows = await session.execute(
+        select(Customer.id, Customer.user_id, Customer.anonymous_id).where(Customer.id.in_(set(customer_ids)))
     )
-    return await session.scalar(
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+async def lock_accounts(
+    session: AsyncSession, customer_ids: list[int], defaults: dict[str, Any]
+) -> dict[int, LoyaltyAccount]:
+    """The members' account rows, created on first use and locked until the transaction ends (FOR
+    UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers). Rows are locked in
+    ascending id order, the one order every writer uses, so two writers never deadlock."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    await session.execute(
+        insert_ignoring_conflicts(session, LoyaltyAccount, ["customer_id"]),
+        [{"customer_id": i, **defaults} for i in ids],
+    )
+    rows = await session.scalars(
         select(LoyaltyAccount)
-        .where(LoyaltyAccount.customer_id == customer_id)
+        .where(LoyaltyAccount.customer_id.in_(ids))
+        .order_by(LoyaltyAccount.customer_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
+    return {row.customer_id: row for row in rows}
 
 
-async def lock_accounts(session: AsyncSession, customer_ids: list[int], defaults: dict[str, Any]) -> None:
-    """Lock several accounts in ascending id order, the one order every multi-account writer uses."""
-    for customer_id in sorted(set(customer_ids)):
-        await lock_account(session, customer_id, defaults)
+async def lock_account(session: AsyncSession, customer_id: int, defaults: dict[str, Any]) -> LoyaltyAccount:
+    return (await lock_accounts(session, [customer_id], defaults))[customer_id]
 
 
 async def get_account(session: AsyncSession, customer_id: int) -> LoyaltyAccount | None:
@@ -80,15 +86,24 @@ async def entry_by_key(session: AsyncSession, key: str) -> LoyaltyEntry | None:
     return await session.scalar(select(LoyaltyEntry).where(LoyaltyEntry.idempotency_key == key))
 
 
+async def existing_keys(session: AsyncSession, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    return set(
+        await session.scalars(
+            select(LoyaltyEntry.idempotency_key).where(LoyaltyEntry.idempotency_key.in_(keys))
+        )
+    )
+
+
 async def add_entry(session: AsyncSession, entry: LoyaltyEntry) -> LoyaltyEntry:
     session.add(entry)
     await session.flush()
     return entry
 
 
-async def add_lot(session: AsyncSession, lot: LoyaltyLot) -> None:
-    session.add(lot)
-    await session.flush()
+def add_lot(session: AsyncSession, lot: LoyaltyLot) -> None:
+    session.add(lot)  # flushed with the next statement; nothing needs its key before then
 
 
 async def open_lots(session: AsyncSession, customer_id: int) -> list[LoyaltyLot]:

@@ -88,9 +88,11 @@ async def put_program(session: AsyncSession, config: ProgramConfig, now: datetim
 # Reading
 
 
-async def _require_customer(session: AsyncSession, customer_id: int) -> None:
-    if not await repository.customer_exists(session, customer_id):
+async def _require_customer(session: AsyncSession, customer_id: int) -> repository.Identity:
+    found = await repository.identities(session, [customer_id])
+    if customer_id not in found:
         raise NotFound(f"no customer {customer_id}")
+    return found[customer_id]
 
 
 async def account(
@@ -235,10 +237,15 @@ async def _append(
     reason: str | None = None,
     rule_id: str | None = None,
     event_id: int | None = None,
+    who: repository.Identity,
     lot: LoyaltyLot | None = None,
     meta: dict[str, Any] | None = None,
+    tier_cache: dict[int, int] | None = None,
 ) -> LoyaltyEntry:
-    """Apply one movement to a locked account whose key is known to be unused."""
+    """Apply one movement to a locked account whose key is known to be unused.
+
+    ``tier_cache`` (customer id -> tier points as of ``now``) lets a batch with one ``now`` count
+    tier points once per member and add each earn to it, instead of summing the ledger per entry."""
     occurred_at = occurred_at or now
     if points < 0:
         if acct.balance + points < 0:
@@ -270,7 +277,7 @@ async def _append(
         ),
     )
     if points > 0:
-        await repository.add_lot(
+        repository.add_lot(
             session,
             LoyaltyLot(
                 entry_id=entry.id,
@@ -303,22 +310,44 @@ async def _append(
     await events_out.emit(
         session,
         customer_id=acct.customer_id,
+        who=who,
         name=ENTRY_EVENT[kind],
         message_id=events_out.entry_message_id(entry.id),
         properties=properties,
         at=now,
     )
     if kind == "earn":
-        await _evaluate_tier(session, config, acct, now, cause=entry.id)
+        cached = tier_cache.get(acct.customer_id) if tier_cache is not None else None
+        if cached is None:
+            tier_points = await _tier_points(session, config, acct.customer_id, now)
+        else:
+            since = ledger.tier_window_start(config, now)
+            counts = occurred_at <= now and (since is None or occurred_at > since)
+            tier_points = cached + (points if counts else 0)
+        if tier_cache is not None:
+            tier_cache[acct.customer_id] = tier_points
+        await _set_tier(session, config, acct, tier_points, now, cause=entry.id, who=who)
     return entry
 
 
-async def _evaluate_tier(
-    session: AsyncSession, config: ProgramConfig, acct: LoyaltyAccount, as_of: datetime, *, cause: int | None
-) -> LoyaltyTierChange | None:
-    points = await repository.earned_between(
-        session, acct.customer_id, after=ledger.tier_window_start(config, as_of), until=as_of
+async def _tier_points(
+    session: AsyncSession, config: ProgramConfig, customer_id: int, as_of: datetime
+) -> int:
+    return await repository.earned_between(
+        session, customer_id, after=ledger.tier_window_start(config, as_of), until=as_of
     )
+
+
+async def _set_tier(
+    session: AsyncSession,
+    config: ProgramConfig,
+    acct: LoyaltyAccount,
+    points: int,
+    as_of: datetime,
+    *,
+    cause: int | None,
+    who: repository.Identity,
+) -> LoyaltyTierChange | None:
     tier = config.tier_for(points).name
     acct.tier_points, acct.tier_evaluated_at = points, as_of
     if tier == acct.tier:
@@ -339,6 +368,7 @@ async def _evaluate_tier(
     await events_out.emit(
         session,
         customer_id=acct.customer_id,
+        who=who,
         name=TIER_CHANGED,
         message_id=events_out.tier_change_message_id(change.id),
         properties={
@@ -371,7 +401,7 @@ async def _move(
     reason: str | None,
     meta: dict[str, Any] | None = None,
 ) -> MovementOut:
-    await _require_customer(session, customer_id)
+    who = await _require_customer(session, customer_id)
     config = await program(session)
     acct = await _lock(session, config, customer_id, now)
     existing = await _replay_or_none(session, key, customer_id, kind, points)
@@ -388,6 +418,7 @@ async def _move(
         now=now,
         reason=reason,
         meta=meta,
+        who=who,
     )
     return _movement(entry, acct, replayed=False)
 
@@ -506,7 +537,7 @@ async def on_events(session: AsyncSession, events: list[StoredEvent], now: datet
     """
     config = await program(session)
     work = [
-        (event, rule)
+        (event, rule, f"event:{event.id}:{rule.id}")
         for event in events
         if event.type == "track"
         for rule in config.rules
@@ -515,13 +546,16 @@ async def on_events(session: AsyncSession, events: list[StoredEvent], now: datet
     ]
     if not work:
         return 0
-    await repository.lock_accounts(session, [e.customer_id for e, _ in work], _defaults(config, now))
+    customers = [e.customer_id for e, _, _ in work]
+    accounts = await repository.lock_accounts(session, customers, _defaults(config, now))
+    people = await repository.identities(session, customers)
+    done = await repository.existing_keys(session, [key for _, _, key in work])
+    tier_cache: dict[int, int] = {}
     written = 0
-    for event, rule in work:
-        key = f"event:{event.id}:{rule.id}"
-        if await repository.entry_by_key(session, key) is not None:
+    for event, rule, key in work:
+        if key in done:
             continue
-        acct = await _lock(session, config, event.customer_id, now)
+        acct = accounts[event.customer_id]
         tier = config.tier_named(acct.tier) or config.tiers[0]
         points = ledger.with_multiplier(ledger.base_points(rule, event.properties or {}), tier.multiplier)
         points = await _capped(session, rule, event.customer_id, points, event.timestamp)
@@ -541,6 +575,8 @@ async def on_events(session: AsyncSession, events: list[StoredEvent], now: datet
             rule_id=rule.id,
             event_id=event.id,
             meta={"tier_multiplier": tier.multiplier} if tier.multiplier != 1 else None,
+            who=people[event.customer_id],
+            tier_cache=tier_cache,
         )
         written += 1
     return written
@@ -558,17 +594,19 @@ async def warn_expiring(session: AsyncSession, now: datetime, limit: int) -> int
         return 0
     until = now + timedelta(days=config.expiry_warning_days)
     customers = await repository.customers_with_lots_expiring(session, until, limit, unwarned_only=True)
-    await repository.lock_accounts(session, customers, _defaults(config, now))
+    accounts = await repository.lock_accounts(session, customers, _defaults(config, now))
+    people = await repository.identities(session, customers)
     for customer_id in customers:
         lots = await repository.lots_expiring(session, customer_id, until, unwarned_only=True)
         if not lots:
             continue
         for lot in lots:
             lot.warned_at = now
-        acct = await _lock(session, config, customer_id, now)
+        acct = accounts[customer_id]
         await events_out.emit(
             session,
             customer_id=customer_id,
+            who=people[customer_id],
             name=POINTS_EXPIRING_SOON,
             message_id=events_out.expiring_message_id(customer_id, min(lot.entry_id for lot in lots)),
             properties={
@@ -587,10 +625,10 @@ async def expire_due(session: AsyncSession, now: datetime, limit: int) -> int:
     """Close every lot whose expiry has passed: one `expire` entry per lot, keyed by the lot."""
     config = await program(session)
     customers = await repository.customers_with_lots_expiring(session, now, limit, unwarned_only=False)
-    await repository.lock_accounts(session, customers, _defaults(config, now))
+    accounts = await repository.lock_accounts(session, customers, _defaults(config, now))
+    people = await repository.identities(session, customers)
     expired = 0
     for customer_id in customers:
-        acct = await _lock(session, config, customer_id, now)
         for lot in await repository.lots_expiring(session, customer_id, now):
             key = f"expire:{lot.entry_id}"
             if await repository.entry_by_key(session, key) is not None:
@@ -598,7 +636,7 @@ async def expire_due(session: AsyncSession, now: datetime, limit: int) -> int:
             await _append(
                 session,
                 config,
-                acct,
+                accounts[customer_id],
                 kind="expire",
                 points=-lot.remaining,
                 key=key,
@@ -606,6 +644,7 @@ async def expire_due(session: AsyncSession, now: datetime, limit: int) -> int:
                 now=now,
                 reason=f"points earned {lot.earned_at.date().isoformat()} expired",
                 lot=lot,
+                who=people[customer_id],
             )
             expired += 1
     return expired
@@ -618,9 +657,13 @@ async def reevaluate_tiers(
     Returns (tier changes, last customer id of the page, or None when done)."""
     config = await program(session)
     customers = await repository.account_ids_after(session, after_customer_id, limit)
+    accounts = await repository.lock_accounts(session, customers, _defaults(config, now))
+    people = await repository.identities(session, customers)
     changed = 0
     for customer_id in customers:
-        acct = await _lock(session, config, customer_id, now)
-        if await _evaluate_tier(session, config, acct, now, cause=None) is not None:
-            changed += 1
+        points = await _tier_points(session, config, customer_id, now)
+        change = await _set_tier(
+            session, config, accounts[customer_id], points, now, cause=None, who=people[customer_id]
+        )
+        changed += change is not None
     return changed, (customers[-1] if customers else None)
