@@ -225,12 +225,19 @@ async def lock_cursor(session: AsyncSession, name: str) -> LoyaltyCursor:
     )
 
 
+_EVENT_COLUMNS = (Event.id, Event.type, Event.name, Event.customer_id, Event.properties, Event.timestamp)
+
+
 async def events_after(session: AsyncSession, position: int, limit: int) -> list[tuple]:
     """(id, type, name, customer_id, properties, timestamp) of stored events above ``position``."""
     rows = await session.execute(
-        select(Event.id, Event.type, Event.name, Event.customer_id, Event.properties, Event.timestamp)
-        .where(Event.id > position)
-        .order_by(Event.id)
-        .limit(limit)
+        select(*_EVENT_COLUMNS).where(Event.id > position).order_by(Event.id).limit(limit)
     )
+    return [tuple(r) for r in rows]
+
+
+async def events_with_ids(session: AsyncSession, ids: list[int]) -> list[tuple]:
+    if not ids:
+        return []
+    rows = await session.execute(select(*_EVENT_COLUMNS).where(Event.id.in_(ids)).order_by(Event.id))
     return [tuple(r) for r in rows]

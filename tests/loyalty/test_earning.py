@@ -21,11 +21,11 @@ async def track(client, write_key, user_id: str, event: str, properties: dict, *
     assert response.status_code == 200, response.text
 
 
-async def earn_all(sessions, cursor: EventCursor | None = None) -> int:
+async def earn_all(sessions, cursor: EventCursor | None = None, batch_size: int = 100) -> int:
     cursor = cursor or EventCursor()
     written = 0
     while True:
-        read, wrote = await earn_once(sessions, cursor, utcnow(), 100)
+        read, wrote = await earn_once(sessions, cursor, utcnow(), batch_size)
         written += wrote
         if read == 0:
             return written
@@ -157,31 +157,39 @@ async def test_an_event_that_commits_late_under_a_lower_id_still_earns(sessions)
             await session.execute(text("SELECT setval(pg_get_serial_sequence('events', 'id'), 1000)"))
     clock = [0.0]
     cursor = EventCursor(gap_timeout=60, clock=lambda: clock[0])
-    for event_id in (1, 2, 4):
+    for event_id in (1, 2, 4, 5, 6, 7):
         await store(event_id)
-    await earn_all(sessions, cursor)
-    assert [e.event_id for e in await entries(sessions, customer)] == [1, 2, 4]
+    await earn_all(sessions, cursor, batch_size=2)  # reading goes on past the hole, batch after batch
+    assert [e.event_id for e in await entries(sessions, customer)] == [1, 2, 4, 5, 6, 7]
     async with sessions() as session:
         assert (await session.get(LoyaltyCursor, "events")).position == 2  # held back by the hole at 3
     await store(3)
     await earn_all(sessions, cursor)
-    assert sorted(e.event_id for e in await entries(sessions, customer)) == [1, 2, 3, 4]
+    assert sorted(e.event_id for e in await entries(sessions, customer)) == [1, 2, 3, 4, 5, 6, 7]
     async with sessions() as session:
-        assert (await session.get(LoyaltyCursor, "events")).position >= 4
+        assert (await session.get(LoyaltyCursor, "events")).position >= 7
     clock[0] = 61  # any hole left (the ids PostgreSQL skipped above) is given up on after the timeout
     await earn_all(sessions, cursor)
     async with sessions() as session:
         newest = await session.scalar(select(func.max(Event.id)))  # our own Points Earned events too
         assert (await session.get(LoyaltyCursor, "events")).position == newest
-    assert len(await entries(sessions, customer)) == 4
+    assert len(await entries(sessions, customer)) == 7
 
 
-def test_a_hole_that_never_fills_is_skipped_after_the_timeout():
+def test_a_hole_holds_the_position_until_it_fills_or_times_out_but_never_stalls_reading():
     clock = [0.0]
     cursor = EventCursor(gap_timeout=60, clock=lambda: clock[0])
-    assert cursor.advance(0, [1, 2, 5, 6]) == 2
-    clock[0] = 59
-    assert cursor.advance(2, [5, 6]) == 2
+    cursor.resume(0)
+    plan = cursor.plan([], [1, 2, 5, 6])
+    assert (plan.position, plan.seen_upto, sorted(plan.holes)) == (2, 6, [3, 4])
+    cursor.apply(plan)
+    clock[0] = 30
+    plan = cursor.plan([4], [7])  # 4 committed late; reading goes on past the hole at 3
+    assert (plan.position, plan.seen_upto, sorted(plan.holes)) == (2, 7, [3])
+    cursor.apply(plan)
     clock[0] = 61
-    assert cursor.advance(2, [5, 6]) == 6
-    assert cursor.advance(6, []) == 6
+    plan = cursor.plan([], [])
+    assert (plan.position, plan.holes) == (7, {})
+    # A pass that rolled back (plan never applied) leaves the cursor as it was.
+    cursor.plan([], [9])
+    assert cursor.seen_upto == 7
