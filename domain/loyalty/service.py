@@ -586,6 +586,35 @@ async def on_events(session: AsyncSession, events: list[StoredEvent], now: datet
 # Scheduled maintenance: each pass handles one page of members and is safe to run twice
 
 
+async def _warn(
+    session: AsyncSession,
+    acct: LoyaltyAccount,
+    lots: list[LoyaltyLot],
+    now: datetime,
+    *,
+    who: repository.Identity,
+) -> None:
+    if not lots:
+        return
+    for lot in lots:
+        lot.warned_at = now
+    await events_out.emit(
+        session,
+        customer_id=acct.customer_id,
+        who=who,
+        name=POINTS_EXPIRING_SOON,
+        message_id=events_out.expiring_message_id(acct.customer_id, min(lot.entry_id for lot in lots)),
+        properties={
+            "points": sum(lot.remaining for lot in lots),
+            "expires_at": min(lot.expires_at for lot in lots).isoformat(),
+            "balance": acct.balance,
+            "tier": acct.tier,
+            "lots": len(lots),
+        },
+        at=now,
+    )
+
+
 async def warn_expiring(session: AsyncSession, now: datetime, limit: int) -> int:
     """One `Points Expiring Soon` per member for lots expiring within the warning window and not
     warned yet; lots already past due are included, so no expiry ever comes without a warning."""
@@ -598,26 +627,7 @@ async def warn_expiring(session: AsyncSession, now: datetime, limit: int) -> int
     people = await repository.identities(session, customers)
     for customer_id in customers:
         lots = await repository.lots_expiring(session, customer_id, until, unwarned_only=True)
-        if not lots:
-            continue
-        for lot in lots:
-            lot.warned_at = now
-        acct = accounts[customer_id]
-        await events_out.emit(
-            session,
-            customer_id=customer_id,
-            who=people[customer_id],
-            name=POINTS_EXPIRING_SOON,
-            message_id=events_out.expiring_message_id(customer_id, min(lot.entry_id for lot in lots)),
-            properties={
-                "points": sum(lot.remaining for lot in lots),
-                "expires_at": min(lot.expires_at for lot in lots).isoformat(),
-                "balance": acct.balance,
-                "tier": acct.tier,
-                "lots": len(lots),
-            },
-            at=now,
-        )
+        await _warn(session, accounts[customer_id], lots, now, who=people[customer_id])
     return len(customers)
 
 
@@ -629,7 +639,16 @@ async def expire_due(session: AsyncSession, now: datetime, limit: int) -> int:
     people = await repository.identities(session, customers)
     expired = 0
     for customer_id in customers:
-        for lot in await repository.lots_expiring(session, customer_id, now):
+        due = await repository.lots_expiring(session, customer_id, now)
+        # Missed warnings (the schedule was down, or expiry ran alone) are given now, before the points go.
+        await _warn(
+            session,
+            accounts[customer_id],
+            [lot for lot in due if lot.warned_at is None],
+            now,
+            who=people[customer_id],
+        )
+        for lot in due:
             key = f"expire:{lot.entry_id}"
             if await repository.entry_by_key(session, key) is not None:
                 continue
