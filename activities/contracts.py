@@ -61,22 +61,24 @@ INVALID_POINTS = "InvalidPoints"
 
 @dataclass
 class PointsRequest:
-    """award_points / deduct_points. The key must be derived from workflow id + node id (+ visit), so a
-    retried or replayed step finds its first entry and moves no points again."""
+    """award_points / deduct_points, once per idempotency key: derive it from workflow id + node id
+    (+ visit), so a retried or replayed step finds its first entry and moves no points again."""
 
     idempotency_key: str
     customer_id: int
     points: int  # whole, positive
-    reason: str
+    reason: str | None = None
+    journey_id: str | None = None
+    node_id: str | None = None
     # workflow.now() of the step; expiry and tier windows count from it. Defaults to the activity's time.
     occurred_at: str | None = None
 
 
 @dataclass
 class PointsResult:
-    status: str  # applied | insufficient (deduct only: nothing was taken)
-    balance: int
-    tier: str
+    balance: int | None = None
+    tier: str | None = None
+    status: str = "applied"  # applied | insufficient (deduct only: nothing was taken)
     entry_id: int | None = None
     replayed: bool = False
 

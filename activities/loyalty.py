@@ -27,7 +27,7 @@ from activities.contracts import (
 from domain.db import transaction, utcnow
 from domain.errors import NotFound
 from domain.loyalty import service as loyalty
-from domain.loyalty.schemas import MAX_POINTS
+from domain.loyalty.schemas import MAX_POINTS, MovementOut
 
 
 def _checked(req: PointsRequest) -> datetime:
@@ -44,6 +44,22 @@ def _checked(req: PointsRequest) -> datetime:
     return datetime.fromisoformat(req.occurred_at)
 
 
+def _reason(req: PointsRequest) -> str:
+    if req.reason:
+        return req.reason
+    return f"journey {req.journey_id}, step {req.node_id}" if req.journey_id else "journey step"
+
+
+def _result(moved: MovementOut) -> PointsResult:
+    return PointsResult(
+        balance=moved.balance,
+        tier=moved.tier,
+        status="applied",
+        entry_id=moved.entry.id,
+        replayed=moved.replayed,
+    )
+
+
 def _unknown(exc: NotFound) -> ApplicationError:
     return ApplicationError(str(exc.detail), type=UNKNOWN_CUSTOMER, non_retryable=True)
 
@@ -58,11 +74,11 @@ class LoyaltyActivities:
         try:
             async with transaction(self._sessions) as session:
                 moved = await loyalty.award(
-                    session, req.customer_id, req.idempotency_key, req.points, req.reason, now
+                    session, req.customer_id, req.idempotency_key, req.points, _reason(req), now
                 )
         except NotFound as exc:
             raise _unknown(exc) from exc
-        return PointsResult("applied", moved.balance, moved.tier, moved.entry.id, moved.replayed)
+        return _result(moved)
 
     @activity.defn(name=DEDUCT_POINTS)
     async def deduct_points(self, req: PointsRequest) -> PointsResult:
@@ -71,14 +87,14 @@ class LoyaltyActivities:
         try:
             async with transaction(self._sessions) as session:
                 moved = await loyalty.deduct(
-                    session, req.customer_id, req.idempotency_key, req.points, req.reason, now
+                    session, req.customer_id, req.idempotency_key, req.points, _reason(req), now
                 )
         except loyalty.InsufficientPoints:
             status = await self.loyalty_status(LoyaltyStatusRequest(req.customer_id))
-            return PointsResult("insufficient", status.balance, status.tier)
+            return PointsResult(balance=status.balance, tier=status.tier, status="insufficient")
         except NotFound as exc:
             raise _unknown(exc) from exc
-        return PointsResult("applied", moved.balance, moved.tier, moved.entry.id, moved.replayed)
+        return _result(moved)
 
     @activity.defn(name=LOYALTY_STATUS)
     async def loyalty_status(self, req: LoyaltyStatusRequest) -> LoyaltyStatusResult:
