@@ -34,6 +34,21 @@ async def test_worker_earns_from_ingested_events_and_keeps_one_schedule_per_task
         async with sessions() as session:
             return await session.scalar(select(Customer.id).where(Customer.user_id == "eve"))
 
+    # A journey that starts when points are earned: the programme's events route like any other.
+    journey = {
+        "id": "thanks-for-points",
+        "name": "Thanks for your points",
+        "definition": {
+            "nodes": [
+                {"id": "start", "type": "entry", "event": "Points Earned", "next": "done"},
+                {"id": "done", "type": "exit"},
+            ]
+        },
+    }
+    assert (await client.post("/api/journeys", json=journey, headers=marketer_headers)).status_code == 201
+    published = await client.post("/api/journeys/thanks-for-points/publish", headers=marketer_headers)
+    assert published.status_code == 201
+
     env = await local()
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(env.client, settings, sessions, stop))
@@ -57,6 +72,13 @@ async def test_worker_earns_from_ingested_events_and_keeps_one_schedule_per_task
 
         account = await wait_for(balance)
         assert account["balance"] == 42
+
+        async def enrolled():
+            found = await client.get("/api/journeys/thanks-for-points/enrollments", headers=marketer_headers)
+            return found.json()
+
+        enrollments = await wait_for(enrolled)
+        assert [e["customer_id"] for e in enrollments] == [await customer_id()]
 
         # A second worker start (or a second worker) leaves the schedules as they are.
         await ensure_schedules(env.client, settings)
