@@ -31,7 +31,11 @@ def expiring_message_id(customer_id: int, first_lot_id: int) -> str:
     return f"loyalty/expiring/{customer_id}/{first_lot_id}"
 
 
-async def emit(
+_PENDING = "loyalty.pending_events"
+_CHUNK = 1_000  # rows per INSERT, well inside both backends' bound-parameter limits
+
+
+def emit(
     session: AsyncSession,
     *,
     customer_id: int,
@@ -40,10 +44,10 @@ async def emit(
     message_id: str,
     properties: dict[str, Any],
     at: datetime,
-) -> int | None:
+) -> None:
+    """Queue an event on the session; ``flush`` writes the queue (before the transaction commits)."""
     user_id, anonymous_id = who
-    return await repository.insert_event(
-        session,
+    session.info.setdefault(_PENDING, []).append(
         {
             "message_id": message_id,
             "type": "track",
@@ -59,5 +63,14 @@ async def emit(
             "sent_at": None,
             "received_at": utcnow(),
             "source_key_id": None,
-        },
+        }
     )
+
+
+async def flush(session: AsyncSession) -> int:
+    """Write the queued events, in order, a chunk per statement; returns how many were new."""
+    pending = session.info.pop(_PENDING, [])
+    written = 0
+    for start in range(0, len(pending), _CHUNK):
+        written += await repository.insert_events(session, pending[start : start + _CHUNK])
+    return written

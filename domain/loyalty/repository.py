@@ -74,6 +74,15 @@ async def lock_accounts(
     return {row.customer_id: row for row in rows}
 
 
+async def lock_existing_account(session: AsyncSession, customer_id: int) -> LoyaltyAccount | None:
+    return await session.scalar(
+        select(LoyaltyAccount)
+        .where(LoyaltyAccount.customer_id == customer_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 async def lock_account(session: AsyncSession, customer_id: int, defaults: dict[str, Any]) -> LoyaltyAccount:
     return (await lock_accounts(session, [customer_id], defaults))[customer_id]
 
@@ -201,16 +210,21 @@ async def add_tier_change(session: AsyncSession, change: LoyaltyTierChange) -> L
     return change
 
 
-async def insert_event(session: AsyncSession, values: dict[str, Any]) -> int | None:
-    """Store an event the programme emits and queue it for routing; ``None`` if its id exists."""
-    event_id = await session.scalar(
-        insert_ignoring_conflicts(session, Event, ["message_id"]).values(**values).returning(Event.id)
-    )
-    if event_id is not None:
-        await session.execute(
-            insert_ignoring_conflicts(session, EventOutbox, ["event_id"]).values(event_id=event_id)
+async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    """Store events the programme emits and queue them for routing; a message id already stored is
+    skipped. Returns how many were new."""
+    if not rows:
+        return 0
+    ids = list(
+        await session.scalars(
+            insert_ignoring_conflicts(session, Event, ["message_id"]).values(rows).returning(Event.id)
         )
-    return event_id
+    )
+    if ids:
+        await session.execute(
+            insert_ignoring_conflicts(session, EventOutbox, ["event_id"]), [{"event_id": i} for i in ids]
+        )
+    return len(ids)
 
 
 async def lock_cursor(session: AsyncSession, name: str) -> LoyaltyCursor:

@@ -225,7 +225,7 @@ async def _replay_or_none(
 
 async def _append(
     session: AsyncSession,
-    config: ProgramConfig,
+    config: ProgramConfig | None,  # needed for credits (expiry, tier) only
     acct: LoyaltyAccount,
     *,
     kind: str,
@@ -256,7 +256,7 @@ async def _append(
             lot.remaining += points
         else:
             ledger.spend(await repository.open_lots(session, acct.customer_id), -points)
-    expires_at = ledger.expiry_for(config, occurred_at) if points > 0 else None
+    expires_at = ledger.expiry_for(config, occurred_at) if config is not None and points > 0 else None
     entry = await repository.add_entry(
         session,
         LoyaltyEntry(
@@ -288,6 +288,17 @@ async def _append(
                 expires_at=expires_at,
             ),
         )
+    tier_points = None
+    if kind == "earn":  # counted before the account changes, so the account is written once
+        cached = tier_cache.get(acct.customer_id) if tier_cache is not None else None
+        if cached is None:
+            tier_points = await _tier_points(session, config, acct.customer_id, now)
+        else:
+            since = ledger.tier_window_start(config, now)
+            counts = occurred_at <= now and (since is None or occurred_at > since)
+            tier_points = cached + (points if counts else 0)
+        if tier_cache is not None:
+            tier_cache[acct.customer_id] = tier_points
     acct.balance += points
     acct.updated_at = now
     if kind == "earn":
@@ -307,7 +318,7 @@ async def _append(
         properties["expires_at"] = expires_at.isoformat()
     if kind == "adjust":
         properties["points"] = points
-    await events_out.emit(
+    events_out.emit(
         session,
         customer_id=acct.customer_id,
         who=who,
@@ -316,16 +327,7 @@ async def _append(
         properties=properties,
         at=now,
     )
-    if kind == "earn":
-        cached = tier_cache.get(acct.customer_id) if tier_cache is not None else None
-        if cached is None:
-            tier_points = await _tier_points(session, config, acct.customer_id, now)
-        else:
-            since = ledger.tier_window_start(config, now)
-            counts = occurred_at <= now and (since is None or occurred_at > since)
-            tier_points = cached + (points if counts else 0)
-        if tier_cache is not None:
-            tier_cache[acct.customer_id] = tier_points
+    if tier_points is not None:
         await _set_tier(session, config, acct, tier_points, now, cause=entry.id, who=who)
     return entry
 
@@ -365,7 +367,7 @@ async def _set_tier(
         ),
     )
     old = config.tier_named(previous)
-    await events_out.emit(
+    events_out.emit(
         session,
         customer_id=acct.customer_id,
         who=who,
@@ -402,8 +404,16 @@ async def _move(
     meta: dict[str, Any] | None = None,
 ) -> MovementOut:
     who = await _require_customer(session, customer_id)
-    config = await program(session)
-    acct = await _lock(session, config, customer_id, now)
+    if points > 0:
+        config = await program(session)
+        acct = await _lock(session, config, customer_id, now)
+    else:  # a debit needs no programme, and a member without an account has nothing to spend
+        config = None
+        acct = await repository.lock_existing_account(session, customer_id)
+        if acct is None:
+            raise InsufficientPoints(
+                {"field": "points", "problem": f"the balance is 0; {-points} cannot be taken"}
+            )
     existing = await _replay_or_none(session, key, customer_id, kind, points)
     if existing is not None:
         return _movement(existing, acct, replayed=True)
@@ -420,6 +430,7 @@ async def _move(
         meta=meta,
         who=who,
     )
+    await events_out.flush(session)
     return _movement(entry, acct, replayed=False)
 
 
@@ -579,6 +590,7 @@ async def on_events(session: AsyncSession, events: list[StoredEvent], now: datet
             tier_cache=tier_cache,
         )
         written += 1
+    await events_out.flush(session)
     return written
 
 
@@ -586,7 +598,7 @@ async def on_events(session: AsyncSession, events: list[StoredEvent], now: datet
 # Scheduled maintenance: each pass handles one page of members and is safe to run twice
 
 
-async def _warn(
+def _warn(
     session: AsyncSession,
     acct: LoyaltyAccount,
     lots: list[LoyaltyLot],
@@ -598,7 +610,7 @@ async def _warn(
         return
     for lot in lots:
         lot.warned_at = now
-    await events_out.emit(
+    events_out.emit(
         session,
         customer_id=acct.customer_id,
         who=who,
@@ -627,7 +639,8 @@ async def warn_expiring(session: AsyncSession, now: datetime, limit: int) -> int
     people = await repository.identities(session, customers)
     for customer_id in customers:
         lots = await repository.lots_expiring(session, customer_id, until, unwarned_only=True)
-        await _warn(session, accounts[customer_id], lots, now, who=people[customer_id])
+        _warn(session, accounts[customer_id], lots, now, who=people[customer_id])
+    await events_out.flush(session)
     return len(customers)
 
 
@@ -641,7 +654,7 @@ async def expire_due(session: AsyncSession, now: datetime, limit: int) -> int:
     for customer_id in customers:
         due = await repository.lots_expiring(session, customer_id, now)
         # Missed warnings (the schedule was down, or expiry ran alone) are given now, before the points go.
-        await _warn(
+        _warn(
             session,
             accounts[customer_id],
             [lot for lot in due if lot.warned_at is None],
@@ -666,6 +679,7 @@ async def expire_due(session: AsyncSession, now: datetime, limit: int) -> int:
                 who=people[customer_id],
             )
             expired += 1
+    await events_out.flush(session)
     return expired
 
 
@@ -685,4 +699,5 @@ async def reevaluate_tiers(
             session, config, accounts[customer_id], points, now, cause=None, who=people[customer_id]
         )
         changed += change is not None
+    await events_out.flush(session)
     return changed, (customers[-1] if customers else None)
