@@ -72,6 +72,7 @@ class Model:
 
 @settings(
     max_examples=30,
+    # No shrinking: against a database it takes minutes; a failure prints its full operation list.
     phases=(Phase.explicit, Phase.reuse, Phase.generate),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
