@@ -26,6 +26,7 @@ from activities.contracts import (
 )
 from domain.db import transaction, utcnow
 from domain.errors import NotFound
+from domain.loyalty import maintenance
 from domain.loyalty import service as loyalty
 from domain.loyalty.schemas import MAX_POINTS, MovementOut
 
@@ -110,7 +111,7 @@ class LoyaltyActivities:
         as_of, total = datetime.fromisoformat(req.as_of), 0
         while True:  # each page commits on its own; warned lots drop out of the next page's query
             async with transaction(self._sessions) as session:
-                done = await loyalty.warn_expiring(session, as_of, req.page_size)
+                done = await maintenance.warn_expiring(session, as_of, req.page_size)
             total += done
             activity.heartbeat(total)
             if done < req.page_size:
@@ -121,7 +122,7 @@ class LoyaltyActivities:
         as_of, total = datetime.fromisoformat(req.as_of), 0
         while True:
             async with transaction(self._sessions) as session:
-                expired = await loyalty.expire_due(session, as_of, req.page_size)
+                expired = await maintenance.expire_due(session, as_of, req.page_size)
             total += expired
             activity.heartbeat(total)
             if expired == 0:
@@ -134,7 +135,7 @@ class LoyaltyActivities:
         after = int(details[0]) if details else 0  # resume where a crashed attempt stopped
         while True:
             async with transaction(self._sessions) as session:
-                changed, last = await loyalty.reevaluate_tiers(
+                changed, last = await maintenance.reevaluate_tiers(
                     session, as_of, after_customer_id=after, limit=req.page_size
                 )
             total += changed

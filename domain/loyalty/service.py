@@ -1,9 +1,5 @@
-"""Loyalty rules: the programme, earning, spending, expiry and tiers.
-
-Every write to a member's points follows one pattern: lock the account row, look the idempotency key
-up, apply the movement to lots and balance, append the entry, emit the event, all in one transaction.
-The lock makes concurrent writers for one member queue; the unique key makes a retry a no-op.
-"""
+"""Loyalty rules: the programme, reading a member's points, and the movements the API and journey
+steps make (redeem, adjust, award, deduct), plus earning from stored events."""
 
 from __future__ import annotations
 
@@ -15,14 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import Conflict, NotFound
 from domain.loyalty import events_out, ledger, repository
-from domain.loyalty.models import LoyaltyAccount, LoyaltyEntry, LoyaltyLot, LoyaltyTierChange
+from domain.loyalty.models import LoyaltyAccount, LoyaltyEntry
+from domain.loyalty.postings import InsufficientPoints, account_defaults, append, lock_member
 from domain.loyalty.schemas import (
-    POINTS_ADJUSTED,
-    POINTS_EARNED,
-    POINTS_EXPIRED,
-    POINTS_EXPIRING_SOON,
-    POINTS_REDEEMED,
-    TIER_CHANGED,
     AccountOut,
     AdjustIn,
     AuditOut,
@@ -34,17 +25,6 @@ from domain.loyalty.schemas import (
     ProgramOut,
     RedeemIn,
 )
-
-ENTRY_EVENT = {
-    "earn": POINTS_EARNED,
-    "redeem": POINTS_REDEEMED,
-    "adjust": POINTS_ADJUSTED,
-    "expire": POINTS_EXPIRED,
-}
-
-
-class InsufficientPoints(Conflict):
-    code = "insufficient_points"
 
 
 class IdempotencyKeyReused(Conflict):
@@ -183,25 +163,7 @@ async def audit(session: AsyncSession, customer_id: int) -> AuditOut:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Writing: the one path every movement takes
-
-
-def _defaults(config: ProgramConfig, now: datetime) -> dict[str, Any]:
-    return {
-        "balance": 0,
-        "tier": config.tiers[0].name,
-        "tier_points": 0,
-        "tier_evaluated_at": now,
-        "lifetime_earned": 0,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-async def _lock(
-    session: AsyncSession, config: ProgramConfig, customer_id: int, now: datetime
-) -> LoyaltyAccount:
-    return await repository.lock_account(session, customer_id, _defaults(config, now))
+# Movements: redeem, adjust, award, deduct
 
 
 def _same_request(entry: LoyaltyEntry, customer_id: int, kind: str, points: int) -> bool:
@@ -221,168 +183,6 @@ async def _replay_or_none(
             }
         )
     return existing
-
-
-async def _append(
-    session: AsyncSession,
-    config: ProgramConfig | None,  # needed for credits (expiry, tier) only
-    acct: LoyaltyAccount,
-    *,
-    kind: str,
-    points: int,
-    key: str,
-    source: str,
-    now: datetime,
-    occurred_at: datetime | None = None,
-    reason: str | None = None,
-    rule_id: str | None = None,
-    event_id: int | None = None,
-    who: repository.Identity,
-    lot: LoyaltyLot | None = None,
-    meta: dict[str, Any] | None = None,
-    tier_cache: dict[int, int] | None = None,
-) -> LoyaltyEntry:
-    """Apply one movement to a locked account whose key is known to be unused.
-
-    ``tier_cache`` (customer id -> tier points as of ``now``) lets a batch with one ``now`` count
-    tier points once per member and add each earn to it, instead of summing the ledger per entry."""
-    occurred_at = occurred_at or now
-    if points < 0:
-        if acct.balance + points < 0:
-            raise InsufficientPoints(
-                {"field": "points", "problem": f"the balance is {acct.balance}; {-points} cannot be taken"}
-            )
-        if lot is not None:  # expiry closes exactly this lot
-            lot.remaining += points
-        else:
-            ledger.spend(await repository.open_lots(session, acct.customer_id), -points)
-    expires_at = ledger.expiry_for(config, occurred_at) if config is not None and points > 0 else None
-    entry = await repository.add_entry(
-        session,
-        LoyaltyEntry(
-            idempotency_key=key,
-            customer_id=acct.customer_id,
-            kind=kind,
-            points=points,
-            balance_after=acct.balance + points,
-            reason=reason,
-            source=source,
-            rule_id=rule_id,
-            event_id=event_id,
-            lot_entry_id=lot.entry_id if lot is not None else None,
-            occurred_at=occurred_at,
-            expires_at=expires_at,
-            meta=meta or {},
-            created_at=now,
-        ),
-    )
-    if points > 0:
-        repository.add_lot(
-            session,
-            LoyaltyLot(
-                entry_id=entry.id,
-                customer_id=acct.customer_id,
-                points=points,
-                remaining=points,
-                earned_at=occurred_at,
-                expires_at=expires_at,
-            ),
-        )
-    tier_points = None
-    if kind == "earn":  # counted before the account changes, so the account is written once
-        cached = tier_cache.get(acct.customer_id) if tier_cache is not None else None
-        if cached is None:
-            tier_points = await _tier_points(session, config, acct.customer_id, now)
-        else:
-            since = ledger.tier_window_start(config, now)
-            counts = occurred_at <= now and (since is None or occurred_at > since)
-            tier_points = cached + (points if counts else 0)
-        if tier_cache is not None:
-            tier_cache[acct.customer_id] = tier_points
-    acct.balance += points
-    acct.updated_at = now
-    if kind == "earn":
-        acct.lifetime_earned += points
-    properties: dict[str, Any] = {
-        "points": abs(points),
-        "balance": acct.balance,
-        "tier": acct.tier,
-        "entry_id": entry.id,
-        "reason": reason,
-    }
-    if rule_id:
-        properties["rule_id"] = rule_id
-    if event_id:
-        properties["source_event_id"] = event_id
-    if expires_at:
-        properties["expires_at"] = expires_at.isoformat()
-    if kind == "adjust":
-        properties["points"] = points
-    events_out.emit(
-        session,
-        customer_id=acct.customer_id,
-        who=who,
-        name=ENTRY_EVENT[kind],
-        message_id=events_out.entry_message_id(entry.id),
-        properties=properties,
-        at=now,
-    )
-    if tier_points is not None:
-        await _set_tier(session, config, acct, tier_points, now, cause=entry.id, who=who)
-    return entry
-
-
-async def _tier_points(
-    session: AsyncSession, config: ProgramConfig, customer_id: int, as_of: datetime
-) -> int:
-    return await repository.earned_between(
-        session, customer_id, after=ledger.tier_window_start(config, as_of), until=as_of
-    )
-
-
-async def _set_tier(
-    session: AsyncSession,
-    config: ProgramConfig,
-    acct: LoyaltyAccount,
-    points: int,
-    as_of: datetime,
-    *,
-    cause: int | None,
-    who: repository.Identity,
-) -> LoyaltyTierChange | None:
-    tier = config.tier_for(points).name
-    acct.tier_points, acct.tier_evaluated_at = points, as_of
-    if tier == acct.tier:
-        return None
-    previous, acct.tier = acct.tier, tier
-    change = await repository.add_tier_change(
-        session,
-        LoyaltyTierChange(
-            customer_id=acct.customer_id,
-            from_tier=previous,
-            to_tier=tier,
-            tier_points=points,
-            entry_id=cause,
-            changed_at=as_of,
-        ),
-    )
-    old = config.tier_named(previous)
-    events_out.emit(
-        session,
-        customer_id=acct.customer_id,
-        who=who,
-        name=TIER_CHANGED,
-        message_id=events_out.tier_change_message_id(change.id),
-        properties={
-            "from_tier": previous,
-            "to_tier": tier,
-            "direction": "up" if old is None or config.tier_for(points).threshold > old.threshold else "down",
-            "tier_points": points,
-            "balance": acct.balance,
-        },
-        at=as_of,
-    )
-    return change
 
 
 def _movement(entry: LoyaltyEntry, acct: LoyaltyAccount, replayed: bool) -> MovementOut:
@@ -406,7 +206,7 @@ async def _move(
     who = await _require_customer(session, customer_id)
     if points > 0:
         config = await program(session)
-        acct = await _lock(session, config, customer_id, now)
+        acct = await lock_member(session, config, customer_id, now)
     else:  # a debit needs no programme, and a member without an account has nothing to spend
         config = None
         acct = await repository.lock_existing_account(session, customer_id)
@@ -417,7 +217,7 @@ async def _move(
     existing = await _replay_or_none(session, key, customer_id, kind, points)
     if existing is not None:
         return _movement(existing, acct, replayed=True)
-    entry = await _append(
+    entry = await append(
         session,
         config,
         acct,
@@ -558,7 +358,7 @@ async def on_events(session: AsyncSession, events: list[StoredEvent], now: datet
     if not work:
         return 0
     customers = [e.customer_id for e, _, _ in work]
-    accounts = await repository.lock_accounts(session, customers, _defaults(config, now))
+    accounts = await repository.lock_accounts(session, customers, account_defaults(config, now))
     people = await repository.identities(session, customers)
     done = await repository.existing_keys(session, [key for _, _, key in work])
     tier_cache: dict[int, int] = {}
@@ -572,7 +372,7 @@ async def on_events(session: AsyncSession, events: list[StoredEvent], now: datet
         points = await _capped(session, rule, event.customer_id, points, event.timestamp)
         if points <= 0:
             continue
-        await _append(
+        await append(
             session,
             config,
             acct,
@@ -592,112 +392,3 @@ async def on_events(session: AsyncSession, events: list[StoredEvent], now: datet
         written += 1
     await events_out.flush(session)
     return written
-
-
-# ---------------------------------------------------------------------------------------------------
-# Scheduled maintenance: each pass handles one page of members and is safe to run twice
-
-
-def _warn(
-    session: AsyncSession,
-    acct: LoyaltyAccount,
-    lots: list[LoyaltyLot],
-    now: datetime,
-    *,
-    who: repository.Identity,
-) -> None:
-    if not lots:
-        return
-    for lot in lots:
-        lot.warned_at = now
-    events_out.emit(
-        session,
-        customer_id=acct.customer_id,
-        who=who,
-        name=POINTS_EXPIRING_SOON,
-        message_id=events_out.expiring_message_id(acct.customer_id, min(lot.entry_id for lot in lots)),
-        properties={
-            "points": sum(lot.remaining for lot in lots),
-            "expires_at": min(lot.expires_at for lot in lots).isoformat(),
-            "balance": acct.balance,
-            "tier": acct.tier,
-            "lots": len(lots),
-        },
-        at=now,
-    )
-
-
-async def warn_expiring(session: AsyncSession, now: datetime, limit: int) -> int:
-    """One `Points Expiring Soon` per member for lots expiring within the warning window and not
-    warned yet; lots already past due are included, so no expiry ever comes without a warning."""
-    config = await program(session)
-    if not config.expiry_months:
-        return 0
-    until = now + timedelta(days=config.expiry_warning_days)
-    customers = await repository.customers_with_lots_expiring(session, until, limit, unwarned_only=True)
-    accounts = await repository.lock_accounts(session, customers, _defaults(config, now))
-    people = await repository.identities(session, customers)
-    for customer_id in customers:
-        lots = await repository.lots_expiring(session, customer_id, until, unwarned_only=True)
-        _warn(session, accounts[customer_id], lots, now, who=people[customer_id])
-    await events_out.flush(session)
-    return len(customers)
-
-
-async def expire_due(session: AsyncSession, now: datetime, limit: int) -> int:
-    """Close every lot whose expiry has passed: one `expire` entry per lot, keyed by the lot."""
-    config = await program(session)
-    customers = await repository.customers_with_lots_expiring(session, now, limit, unwarned_only=False)
-    accounts = await repository.lock_accounts(session, customers, _defaults(config, now))
-    people = await repository.identities(session, customers)
-    expired = 0
-    for customer_id in customers:
-        due = await repository.lots_expiring(session, customer_id, now)
-        # Missed warnings (the schedule was down, or expiry ran alone) are given now, before the points go.
-        _warn(
-            session,
-            accounts[customer_id],
-            [lot for lot in due if lot.warned_at is None],
-            now,
-            who=people[customer_id],
-        )
-        for lot in due:
-            key = f"expire:{lot.entry_id}"
-            if await repository.entry_by_key(session, key) is not None:
-                continue
-            await _append(
-                session,
-                config,
-                accounts[customer_id],
-                kind="expire",
-                points=-lot.remaining,
-                key=key,
-                source="schedule",
-                now=now,
-                reason=f"points earned {lot.earned_at.date().isoformat()} expired",
-                lot=lot,
-                who=people[customer_id],
-            )
-            expired += 1
-    await events_out.flush(session)
-    return expired
-
-
-async def reevaluate_tiers(
-    session: AsyncSession, now: datetime, *, after_customer_id: int, limit: int
-) -> tuple[int, int | None]:
-    """Re-evaluate one page of members (points leave a rolling window; thresholds change).
-    Returns (tier changes, last customer id of the page, or None when done)."""
-    config = await program(session)
-    customers = await repository.account_ids_after(session, after_customer_id, limit)
-    accounts = await repository.lock_accounts(session, customers, _defaults(config, now))
-    people = await repository.identities(session, customers)
-    changed = 0
-    for customer_id in customers:
-        points = await _tier_points(session, config, customer_id, now)
-        change = await _set_tier(
-            session, config, accounts[customer_id], points, now, cause=None, who=people[customer_id]
-        )
-        changed += change is not None
-    await events_out.flush(session)
-    return changed, (customers[-1] if customers else None)

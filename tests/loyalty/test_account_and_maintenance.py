@@ -7,6 +7,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.contracts import INVALID_POINTS, UNKNOWN_CUSTOMER, LoyaltyMaintenanceRequest, PointsRequest
 from activities.loyalty import LoyaltyActivities
 from domain.db import transaction, utcnow
+from domain.loyalty import maintenance
 from domain.loyalty import service as loyalty
 from domain.loyalty.schemas import ProgramConfig
 from tests.loyalty.helpers import PROGRAM, audit, emitted, entries, make_customer, set_program
@@ -86,7 +87,7 @@ async def test_expiry_without_a_warning_pass_still_warns_first(sessions):
     async with transaction(sessions) as session:
         await loyalty.award(session, customer, "a", 70, "welcome", earned_at)
     async with transaction(sessions) as session:
-        assert await loyalty.expire_due(session, earned_at + timedelta(days=400), 10) == 1
+        assert await maintenance.expire_due(session, earned_at + timedelta(days=400), 10) == 1
     stream = [e.name for e in await emitted(sessions) if e.name != "Points Earned"]
     assert stream == ["Points Expiring Soon", "Points Expired"]
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from domain.db import transaction
-from domain.loyalty import ledger
+from domain.loyalty import ledger, maintenance
 from domain.loyalty import service as loyalty
 from domain.loyalty.schemas import AdjustIn, RedeemIn
 from tests.loyalty.helpers import audit, make_customer, set_program
@@ -111,9 +111,9 @@ async def test_stored_state_always_equals_the_ledger_replay(sessions, ops):
                     assert -amount > model.balance
             elif kind == "wait":
                 now += timedelta(days=amount)
-                await loyalty.warn_expiring(session, now, 100)
-                await loyalty.expire_due(session, now, 100)
-                await loyalty.reevaluate_tiers(session, now, after_customer_id=customer - 1, limit=1)
+                await maintenance.warn_expiring(session, now, 100)
+                await maintenance.expire_due(session, now, 100)
+                await maintenance.reevaluate_tiers(session, now, after_customer_id=customer - 1, limit=1)
                 model.expire(now)
         if kind != "wait":
             last = (kind, amount, key)
