@@ -119,3 +119,20 @@ async def test_journey_activities_refuse_what_a_retry_cannot_fix(sessions):
     assert await entries(sessions) == []
     result = await env.run(acts.expire_points, LoyaltyMaintenanceRequest(as_of=utcnow().isoformat()))
     assert result.count == 0
+
+
+async def test_a_journey_step_needs_only_key_customer_and_points(sessions):
+    """What the journey engine sends: no reason, no time; the step is named in the ledger instead."""
+    customer = await make_customer(sessions)
+    acts, env = LoyaltyActivities(sessions), ActivityEnvironment()
+    step = PointsRequest("journey/j1/customer/1/bonus/1", customer, 25, journey_id="j1", node_id="bonus")
+    first = await env.run(acts.award_points, step)
+    again = await env.run(acts.award_points, step)
+    assert (first.status, first.balance, first.tier, first.replayed) == ("applied", 25, "member", False)
+    assert (again.entry_id, again.balance, again.replayed) == (first.entry_id, 25, True)
+    spend = PointsRequest("journey/j1/customer/1/perk/1", customer, 40, journey_id="j1", node_id="perk")
+    refused = await env.run(acts.deduct_points, spend)
+    assert (refused.status, refused.balance, refused.entry_id) == ("insufficient", 25, None)
+    assert [(e.kind, e.points, e.reason) for e in await entries(sessions, customer)] == [
+        ("earn", 25, "journey j1, step bonus")
+    ]
