@@ -63,6 +63,15 @@ class Settings(BaseSettings):
         "revenue", min_length=1, description="Property of the purchase event that adds to lifetime value."
     )
 
+    loyalty_earn_poll_seconds: float = Field(1.0, gt=0, description="How often events are read for points.")
+    loyalty_earn_batch_size: int = Field(500, gt=0, le=10_000)
+    loyalty_event_gap_seconds: float = Field(
+        60.0, gt=0, description="How long a missing event id holds the earner back before it is skipped."
+    )
+    loyalty_maintenance_every_seconds: int = Field(
+        86_400, ge=60, description="Interval of the loyalty expiry and tier Temporal Schedules."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

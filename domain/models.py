@@ -7,6 +7,14 @@ from domain.db import Base
 from domain.email.models import Message, Template, TemplateVersion
 from domain.events.models import Event, EventOutbox
 from domain.journeys.models import Enrollment, Journey, JourneyVersion
+from domain.loyalty.models import (
+    LoyaltyAccount,
+    LoyaltyCursor,
+    LoyaltyEntry,
+    LoyaltyLot,
+    LoyaltyProgram,
+    LoyaltyTierChange,
+)
 
 __all__ = [
     "Agent",
@@ -23,6 +31,12 @@ __all__ = [
     "EventOutbox",
     "Journey",
     "JourneyVersion",
+    "LoyaltyAccount",
+    "LoyaltyCursor",
+    "LoyaltyEntry",
+    "LoyaltyLot",
+    "LoyaltyProgram",
+    "LoyaltyTierChange",
     "Message",
     "SlaPolicy",
     "Team",

@@ -1,4 +1,4 @@
-"""The worker process: Temporal workflows and activities, plus the event router."""
+"""The worker process: Temporal workflows and activities, plus the event router and loyalty earner."""
 
 from __future__ import annotations
 
@@ -12,25 +12,36 @@ from temporalio.worker import Worker
 from activities.cases import CaseActivities
 from activities.email import EmailActivities
 from activities.journeys import JourneyActivities
+from activities.loyalty import LoyaltyActivities
 from activities.smtp import Mailer
 from config.settings import Settings
 from runtime.case_dispatcher import CaseDispatcher
 from runtime.event_router import EventRouter
+from runtime.loyalty_earner import LoyaltyEarner
+from runtime.loyalty_schedules import ensure_schedules
 from workflows.case_sla import CaseSlaWorkflow
 from workflows.journey import JourneyWorkflow
+from workflows.loyalty_maintenance import LoyaltyMaintenanceWorkflow
 
-WORKFLOWS = [JourneyWorkflow, CaseSlaWorkflow]
+WORKFLOWS = [JourneyWorkflow, CaseSlaWorkflow, LoyaltyMaintenanceWorkflow]
 
 
 def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> list:
     mail = EmailActivities(settings, sessions, Mailer(settings))
     journeys = JourneyActivities(sessions)
     case_activities = CaseActivities(sessions)
+    loyalty = LoyaltyActivities(sessions)
     return [
         mail.send_email,
         journeys.finish_enrollment,
         case_activities.open_case,
         case_activities.case_sla_breach,
+        loyalty.award_points,
+        loyalty.deduct_points,
+        loyalty.loyalty_status,
+        loyalty.warn_expiring,
+        loyalty.expire_points,
+        loyalty.reevaluate_tiers,
     ]
 
 
@@ -45,9 +56,18 @@ def build_worker(client: Client, settings: Settings, sessions: async_sessionmake
 
 
 async def run_worker(
-    client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession], stop: asyncio.Event
+    client: Client,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    stop: asyncio.Event,
+    *,
+    schedules: bool = True,
 ) -> None:
-    """Run the Temporal worker and the event router until ``stop`` is set."""
+    """Run the Temporal worker and its background loops until ``stop`` is set.
+
+    ``schedules=False`` skips creating the Temporal Schedules, for the time-skipping test server,
+    which does not implement them.
+    """
     router = EventRouter(
         client,
         sessions,
@@ -61,13 +81,22 @@ async def run_worker(
         client, sessions, task_queue=settings.temporal_task_queue, poll_seconds=settings.router_poll_seconds
     )
     worker = build_worker(client, settings, sessions)
+    if schedules:
+        await ensure_schedules(client, settings)
+    earner = LoyaltyEarner(
+        sessions,
+        poll_seconds=settings.loyalty_earn_poll_seconds,
+        batch_size=settings.loyalty_earn_batch_size,
+        gap_timeout=settings.loyalty_event_gap_seconds,
+    )
     async with worker:
         router_task = asyncio.create_task(router.run(stop), name="event-router")
         cases_task = asyncio.create_task(dispatcher.run(stop), name="case-dispatcher")
+        earner_task = asyncio.create_task(earner.run(stop), name="loyalty-earner")
         try:
             await stop.wait()
         finally:
             stop.set()
-            for task in (router_task, cases_task):
+            for task in (router_task, cases_task, earner_task):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

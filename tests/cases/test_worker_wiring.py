@@ -20,7 +20,7 @@ async def test_the_worker_runs_the_clock_of_a_case_worked_over_http(client, sess
     customer = await make_customer(sessions, "u1")
     env = await time_skipping()
     stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(env.client, settings, sessions, stop))
+    worker = asyncio.create_task(run_worker(env.client, settings, sessions, stop, schedules=False))
     try:
         opened = await client.post(
             "/api/cases",

@@ -1,0 +1,257 @@
+"""All SQL of the loyalty area."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.customers.models import Customer
+from domain.db import insert_ignoring_conflicts
+from domain.events.models import Event, EventOutbox
+from domain.loyalty.models import (
+    LoyaltyAccount,
+    LoyaltyCursor,
+    LoyaltyEntry,
+    LoyaltyLot,
+    LoyaltyProgram,
+    LoyaltyTierChange,
+)
+
+PROGRAM_ID = 1
+
+
+async def get_program(session: AsyncSession) -> LoyaltyProgram | None:
+    return await session.get(LoyaltyProgram, PROGRAM_ID)
+
+
+async def save_program(session: AsyncSession, config: dict, at: datetime) -> LoyaltyProgram:
+    row = await session.get(LoyaltyProgram, PROGRAM_ID, with_for_update=True)
+    if row is None:
+        row = LoyaltyProgram(id=PROGRAM_ID, config=config, version=1, updated_at=at)
+        session.add(row)
+    else:
+        row.config, row.version, row.updated_at = config, row.version + 1, at
+    await session.flush()
+    return row
+
+
+Identity = tuple[str | None, str | None]  # (user_id, anonymous_id), as events carry them
+
+
+async def identities(session: AsyncSession, customer_ids: list[int]) -> dict[int, Identity]:
+    """user_id and anonymous_id of each customer that exists."""
+    if not customer_ids:
+        return {}
+    rows = await session.execute(
+        select(Customer.id, Customer.user_id, Customer.anonymous_id).where(Customer.id.in_(set(customer_ids)))
+    )
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+async def lock_accounts(
+    session: AsyncSession, customer_ids: list[int], defaults: dict[str, Any]
+) -> dict[int, LoyaltyAccount]:
+    """The members' account rows, created on first use and locked until the transaction ends (FOR
+    UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers). Rows are locked in
+    ascending id order, the one order every writer uses, so two writers never deadlock."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    await session.execute(
+        insert_ignoring_conflicts(session, LoyaltyAccount, ["customer_id"]),
+        [{"customer_id": i, **defaults} for i in ids],
+    )
+    rows = await session.scalars(
+        select(LoyaltyAccount)
+        .where(LoyaltyAccount.customer_id.in_(ids))
+        .order_by(LoyaltyAccount.customer_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {row.customer_id: row for row in rows}
+
+
+async def lock_existing_account(session: AsyncSession, customer_id: int) -> LoyaltyAccount | None:
+    return await session.scalar(
+        select(LoyaltyAccount)
+        .where(LoyaltyAccount.customer_id == customer_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def lock_account(session: AsyncSession, customer_id: int, defaults: dict[str, Any]) -> LoyaltyAccount:
+    return (await lock_accounts(session, [customer_id], defaults))[customer_id]
+
+
+async def get_account(session: AsyncSession, customer_id: int) -> LoyaltyAccount | None:
+    return await session.get(LoyaltyAccount, customer_id)
+
+
+async def entry_by_key(session: AsyncSession, key: str) -> LoyaltyEntry | None:
+    return await session.scalar(select(LoyaltyEntry).where(LoyaltyEntry.idempotency_key == key))
+
+
+async def existing_keys(session: AsyncSession, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    return set(
+        await session.scalars(
+            select(LoyaltyEntry.idempotency_key).where(LoyaltyEntry.idempotency_key.in_(keys))
+        )
+    )
+
+
+async def add_entry(session: AsyncSession, entry: LoyaltyEntry) -> LoyaltyEntry:
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+def add_lot(session: AsyncSession, lot: LoyaltyLot) -> None:
+    session.add(lot)  # flushed with the next statement; nothing needs its key before then
+
+
+async def open_lots(session: AsyncSession, customer_id: int) -> list[LoyaltyLot]:
+    return list(
+        await session.scalars(
+            select(LoyaltyLot)
+            .where(LoyaltyLot.customer_id == customer_id, LoyaltyLot.remaining > 0)
+            .order_by(LoyaltyLot.earned_at, LoyaltyLot.entry_id)
+        )
+    )
+
+
+async def lots_expiring(
+    session: AsyncSession, customer_id: int, until: datetime, *, unwarned_only: bool = False
+) -> list[LoyaltyLot]:
+    stmt = (
+        select(LoyaltyLot)
+        .where(
+            LoyaltyLot.customer_id == customer_id,
+            LoyaltyLot.remaining > 0,
+            LoyaltyLot.expires_at.is_not(None),
+            LoyaltyLot.expires_at <= until,
+        )
+        .order_by(LoyaltyLot.expires_at, LoyaltyLot.entry_id)
+    )
+    if unwarned_only:
+        stmt = stmt.where(LoyaltyLot.warned_at.is_(None))
+    return list(await session.scalars(stmt))
+
+
+async def customers_with_lots_expiring(
+    session: AsyncSession, until: datetime, limit: int, *, unwarned_only: bool
+) -> list[int]:
+    stmt = (
+        select(LoyaltyLot.customer_id)
+        .where(LoyaltyLot.remaining > 0, LoyaltyLot.expires_at.is_not(None), LoyaltyLot.expires_at <= until)
+        .group_by(LoyaltyLot.customer_id)
+        .order_by(LoyaltyLot.customer_id)
+        .limit(limit)
+    )
+    if unwarned_only:
+        stmt = stmt.where(LoyaltyLot.warned_at.is_(None))
+    return list(await session.scalars(stmt))
+
+
+async def account_ids_after(session: AsyncSession, after: int, limit: int) -> list[int]:
+    return list(
+        await session.scalars(
+            select(LoyaltyAccount.customer_id)
+            .where(LoyaltyAccount.customer_id > after)
+            .order_by(LoyaltyAccount.customer_id)
+            .limit(limit)
+        )
+    )
+
+
+async def earned_between(
+    session: AsyncSession,
+    customer_id: int,
+    *,
+    after: datetime | None,
+    until: datetime | None,
+    rule_id: str | None = None,
+    inclusive_start: bool = False,
+) -> int:
+    """Sum of `earn` entries with ``after < occurred_at <= until`` (or ``>=`` start when inclusive)."""
+    stmt = select(func.coalesce(func.sum(LoyaltyEntry.points), 0)).where(
+        LoyaltyEntry.customer_id == customer_id, LoyaltyEntry.kind == "earn"
+    )
+    if after is not None:
+        stmt = stmt.where(
+            LoyaltyEntry.occurred_at >= after if inclusive_start else LoyaltyEntry.occurred_at > after
+        )
+    if until is not None:
+        stmt = stmt.where(LoyaltyEntry.occurred_at <= until)
+    if rule_id is not None:
+        stmt = stmt.where(LoyaltyEntry.rule_id == rule_id)
+    return int(await session.scalar(stmt) or 0)
+
+
+async def entries_of(
+    session: AsyncSession, customer_id: int, *, limit: int | None = None, before_id: int | None = None
+) -> list[LoyaltyEntry]:
+    stmt = select(LoyaltyEntry).where(LoyaltyEntry.customer_id == customer_id)
+    if before_id is not None:
+        stmt = stmt.where(LoyaltyEntry.id < before_id)
+    if limit is None:
+        return list(await session.scalars(stmt.order_by(LoyaltyEntry.id)))
+    return list(await session.scalars(stmt.order_by(LoyaltyEntry.id.desc()).limit(limit)))
+
+
+async def add_tier_change(session: AsyncSession, change: LoyaltyTierChange) -> LoyaltyTierChange:
+    session.add(change)
+    await session.flush()
+    return change
+
+
+async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    """Store events the programme emits and queue them for routing; a message id already stored is
+    skipped. Returns how many were new."""
+    if not rows:
+        return 0
+    ids = list(
+        await session.scalars(
+            insert_ignoring_conflicts(session, Event, ["message_id"]).values(rows).returning(Event.id)
+        )
+    )
+    if ids:
+        await session.execute(
+            insert_ignoring_conflicts(session, EventOutbox, ["event_id"]), [{"event_id": i} for i in ids]
+        )
+    return len(ids)
+
+
+async def lock_cursor(session: AsyncSession, name: str) -> LoyaltyCursor:
+    await session.execute(
+        insert_ignoring_conflicts(session, LoyaltyCursor, ["name"]).values(name=name, position=0)
+    )
+    return await session.scalar(
+        select(LoyaltyCursor)
+        .where(LoyaltyCursor.name == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+_EVENT_COLUMNS = (Event.id, Event.type, Event.name, Event.customer_id, Event.properties, Event.timestamp)
+
+
+async def events_after(session: AsyncSession, position: int, limit: int) -> list[tuple]:
+    """(id, type, name, customer_id, properties, timestamp) of stored events above ``position``."""
+    rows = await session.execute(
+        select(*_EVENT_COLUMNS).where(Event.id > position).order_by(Event.id).limit(limit)
+    )
+    return [tuple(r) for r in rows]
+
+
+async def events_with_ids(session: AsyncSession, ids: list[int]) -> list[tuple]:
+    if not ids:
+        return []
+    rows = await session.execute(select(*_EVENT_COLUMNS).where(Event.id.in_(ids)).order_by(Event.id))
+    return [tuple(r) for r in rows]
