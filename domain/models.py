@@ -6,17 +6,29 @@ from domain.db import Base
 from domain.email.models import Message, Template, TemplateVersion
 from domain.events.models import Event, EventOutbox
 from domain.journeys.models import Enrollment, Journey, JourneyVersion
+from domain.segments.models import (
+    CustomerScore,
+    Segment,
+    SegmentMembership,
+    SegmentRefreshState,
+    SegmentVersion,
+)
 
 __all__ = [
     "ApiKey",
     "Base",
     "Customer",
+    "CustomerScore",
     "Enrollment",
     "Event",
     "EventOutbox",
     "Journey",
     "JourneyVersion",
     "Message",
+    "Segment",
+    "SegmentMembership",
+    "SegmentRefreshState",
+    "SegmentVersion",
     "Template",
     "TemplateVersion",
 ]
