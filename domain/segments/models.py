@@ -6,12 +6,15 @@ from typing import Any
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from domain.customers.models import Customer
 from domain.db import Base, BigId, Json, UTCDateTime, utcnow
 from domain.events.models import Event
 
 # Segment evaluation scans events by name and time; with the customer id in the index the count per
 # customer is answered from the index alone (PostgreSQL index-only scan).
 EVENTS_BY_NAME_TIME = Index("ix_events_name_time_customer", Event.name, Event.timestamp, Event.customer_id)
+# The refresher evaluates customers created since its last pass against every segment.
+CUSTOMERS_BY_CREATION = Index("ix_customers_created_at", Customer.created_at)
 
 
 class Segment(Base):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, delete, func, insert, literal, or_, select, true, update
+from sqlalchemy import Select, String, case, cast, delete, func, insert, literal, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer
@@ -165,18 +164,21 @@ async def open_memberships(
 ) -> list[int]:
     """Start a stay for each customer not already in; returns those actually entered."""
     entered: list[int] = []
-    stmt = (
-        _insert(session, SegmentMembership.__table__)
-        .on_conflict_do_nothing(
-            index_elements=["segment_id", "customer_id"], index_where=SegmentMembership.exited_at.is_(None)
-        )
-        .returning(SegmentMembership.customer_id)
-    )
+    table = SegmentMembership.__table__
     for chunk in _chunks(customer_ids):
-        rows = [
-            {"segment_id": segment_id, "customer_id": c, "entered_at": at, "exited_at": None} for c in chunk
-        ]
-        entered.extend((await session.execute(stmt, rows)).scalars().all())
+        # One INSERT ... SELECT per chunk; customers deleted meanwhile simply drop out.
+        source = select(literal(segment_id), Customer.id, literal(at, table.c.entered_at.type)).where(
+            ids_filter(_dialect(session), Customer.id, chunk)
+        )
+        stmt = (
+            _insert(session, table)
+            .from_select(["segment_id", "customer_id", "entered_at"], source)
+            .on_conflict_do_nothing(
+                index_elements=["segment_id", "customer_id"], index_where=table.c.exited_at.is_(None)
+            )
+            .returning(table.c.customer_id)
+        )
+        entered.extend((await session.execute(stmt)).scalars().all())
     return entered
 
 
@@ -203,36 +205,37 @@ async def record_events(
     session: AsyncSession, name: str, properties: dict, customer_ids: list[int], at: datetime
 ) -> None:
     """Store ``name`` events for these customers and queue them for the router (journey triggers)."""
+    events = Event.__table__
+    customers = Customer.__table__
+    # Unique per segment, customer, kind and moment: a repeated pass cannot store the same change twice.
+    prefix = f"segment/{properties.get('segment_id')}/{name}/{at.isoformat()}/"
+    dialect = _dialect(session)
     for chunk in _chunks(customer_ids):
-        who = await session.execute(
-            select(Customer.id, Customer.user_id, Customer.anonymous_id).where(
-                ids_filter(_dialect(session), Customer.id, chunk)
+        source = select(
+            literal(prefix, String) + cast(customers.c.id, String),
+            literal("track"),
+            literal(name),
+            customers.c.id,
+            customers.c.user_id,
+            customers.c.anonymous_id,
+            literal(properties, events.c.properties.type),
+            literal({}, events.c.traits.type),
+            literal({}, events.c.context.type),
+            literal(at, events.c.timestamp.type),
+            literal(at, events.c.received_at.type),
+        ).where(ids_filter(dialect, customers.c.id, chunk))
+        columns = [
+            "message_id", "type", "name", "customer_id", "user_id", "anonymous_id",
+            "properties", "traits", "context", "timestamp", "received_at",
+        ]  # fmt: skip
+        stmt = insert(events).from_select(columns, source).returning(events.c.id)
+        ids = (await session.execute(stmt)).scalars().all()
+        if ids:
+            outbox = EventOutbox.__table__
+            queued = select(Event.id, literal(at, outbox.c.created_at.type)).where(
+                ids_filter(dialect, Event.id, list(ids))
             )
-        )
-        rows = [
-            {
-                "message_id": f"segment-{uuid.uuid4()}",
-                "type": "track",
-                "name": name,
-                "customer_id": cid,
-                "user_id": user_id,
-                "anonymous_id": anonymous_id,
-                "properties": properties,
-                "traits": {},
-                "context": {},
-                "timestamp": at,
-                "received_at": at,
-            }
-            for cid, user_id, anonymous_id in who
-        ]
-        if not rows:
-            continue
-        ids = (
-            (await session.execute(insert(Event.__table__).returning(Event.__table__.c.id), rows))
-            .scalars()
-            .all()
-        )
-        await session.execute(insert(EventOutbox.__table__), [{"event_id": i, "created_at": at} for i in ids])
+            await session.execute(insert(outbox).from_select(["event_id", "created_at"], queued))
 
 
 async def members_page(session: AsyncSession, segment_id: str, after: int, limit: int) -> list[tuple]:
@@ -298,6 +301,10 @@ async def events_after(
             )
         )
     return [(row[0], row[1], row[2]) for row in rows]
+
+
+async def created_since(session: AsyncSession, since: datetime) -> set[int]:
+    return set((await session.scalars(select(Customer.id).where(Customer.created_at >= since))).all())
 
 
 async def customers_with_events_between(

@@ -337,30 +337,53 @@ async def refresh_from_events(
 
     Reads events by id after a cursor kept in the database, in the same transaction as the membership
     changes, so a crash repeats the pass and a repeat changes nothing. An id skipped because its
-    transaction was still open is retried for a while rather than lost.
+    transaction was still open is retried for a while rather than lost. Each segment re-evaluates only
+    the customers whose new events can change it: events it names, any event when it reads traits
+    (identify and track both carry them), and customers seen for the first time.
     """
     at = now or utcnow()
     progress = await repository.state(session, EVENT_CURSOR)
     pending = {int(i): float(t) for i, t in (progress.pending or [])}
     rows = await repository.events_after(session, progress.cursor, sorted(pending), batch_size)
+    previous_pass = progress.ran_at
+    progress.ran_at = at
     if not rows:
         _expire_pending(progress, pending)
         return 0
-    seen = {event_id for event_id, _, _ in rows}
-    fresh_max = max((i for i in seen if i > progress.cursor), default=progress.cursor)
-    clock = time.time()
-    for gap in set(range(progress.cursor + 1, fresh_max)) - seen:
-        pending.setdefault(gap, clock)
-    for found in seen & set(pending):
-        del pending[found]
-    progress.cursor = fresh_max
+    fresh = sorted(i for i, _, _ in rows if i > progress.cursor)
+    _note_gaps(progress.cursor, fresh, pending)
+    for event_id, _, _ in rows:
+        pending.pop(event_id, None)
+    progress.cursor = fresh[-1] if fresh else progress.cursor
     _expire_pending(progress, pending)
+
     catalog = await _catalog(session)
-    watched = {name for sid in catalog.rules for name in r.dependencies(catalog.expanded(sid)).event_names}
-    own = {ENTERED, EXITED} - watched  # our own entry/exit events change nothing unless a rule uses them
-    customers = {customer_id for _, customer_id, name in rows if name not in own}
-    await refresh_customers(session, customers, now=at, catalog=catalog)
+    by_name: dict[str | None, set[int]] = {}
+    for _, customer_id, name in rows:
+        by_name.setdefault(name, set()).add(customer_id)
+    everyone = set().union(*by_name.values())
+    since = (previous_pass or at) - timedelta(seconds=PENDING_SECONDS)
+    newcomers = await repository.created_since(session, since)
+    for segment_id in sorted(catalog.rules):
+        deps = r.dependencies(catalog.expanded(segment_id))
+        if deps.traits:
+            scope = set(everyone)
+        else:
+            scope = set(newcomers)
+            for name in deps.event_names:
+                scope |= by_name.get(name, set())
+        await refresh_customers(session, scope, now=at, segment_ids=[segment_id], catalog=catalog)
     return len(rows)
+
+
+def _note_gaps(cursor: int, fresh: list[int], pending: dict[int, float]) -> None:
+    """Ids missing between the cursor and the newest event read may belong to open transactions."""
+    clock = time.time()
+    previous = cursor
+    for event_id in fresh:
+        for gap in range(previous + 1, min(event_id, previous + 1 + PENDING_MAX)):
+            pending.setdefault(gap, clock)
+        previous = event_id
 
 
 def _expire_pending(progress, pending: dict[int, float]) -> None:
@@ -375,6 +398,7 @@ async def refresh_window_edges(session: AsyncSession, *, now: datetime | None = 
     A window "within N days" loses events whose timestamp crossed now - N days since the last pass;
     the customers owning those events are re-evaluated. Date traits relative to today (within the last
     N days, birthdays) change when some zone's date changes; those segments are re-evaluated whole.
+    Messages sent since the last pass are picked up here for segments on received messages.
     """
     at = now or utcnow()
     progress = await repository.state(session, WINDOW_EDGES)
@@ -383,7 +407,8 @@ async def refresh_window_edges(session: AsyncSession, *, now: datetime | None = 
     total = RefreshStats()
     for segment_id in sorted(catalog.rules):
         deps = r.dependencies(catalog.expanded(segment_id))
-        timed = deps.event_windows or deps.message_windows or deps.clock_traits
+        # Sends are not events: segments on received messages pick new sends up here too.
+        timed = deps.event_windows or deps.messages or deps.clock_traits
         if not timed:
             continue
         if since is None or (deps.clock_traits and _some_date_changed(since, at)):
@@ -395,6 +420,8 @@ async def refresh_window_edges(session: AsyncSession, *, now: datetime | None = 
                 crossing |= await repository.customers_with_events_between(
                     session, name, since - span, at - span
                 )
+            if deps.messages:
+                crossing |= await repository.customers_with_messages_between(session, since, at)
             for days in deps.message_windows:
                 span = timedelta(days=days)
                 crossing |= await repository.customers_with_messages_between(session, since - span, at - span)

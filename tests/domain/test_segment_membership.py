@@ -53,7 +53,13 @@ async def _customers(sessions, count: int) -> None:
         await session.execute(
             insert(Customer),
             [
-                {"user_id": f"old-{i}", "traits": {}, "first_seen_at": now, "last_seen_at": now}
+                {
+                    "user_id": f"old-{i}",
+                    "traits": {},
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "created_at": now - timedelta(days=1),
+                }
                 for i in range(count)
             ],
         )
@@ -155,3 +161,40 @@ async def test_birthdays_are_today_in_the_customers_own_time_zone(sessions):
         await segments.refresh_window_edges(session, now=now)
         await segments.refresh_window_edges(session, now=now + timedelta(hours=13))
     assert await _members(sessions, "birthday") == {"berlin", "kiri"}
+
+
+async def test_sends_reach_received_message_segments_on_the_scheduled_pass(sessions):
+    from domain.email.models import Message
+
+    await _identify(sessions, "ada", email="ada@example.com")
+    await _create(sessions, "welcomed", {"message": "received", "template_id": "welcome"})
+    async with transaction(sessions) as session:
+        await segments.refresh_window_edges(session)
+        ada = await session.scalar(select(Customer.id).where(Customer.user_id == "ada"))
+        session.add(
+            Message(
+                idempotency_key="k1",
+                message_id="<k1>",
+                customer_id=ada,
+                template_id="welcome",
+                status="sent",
+                sent_at=utcnow(),
+                meta={},
+            )
+        )
+    assert await _members(sessions, "welcomed") == set()
+    async with transaction(sessions) as session:
+        stats = await segments.refresh_window_edges(session, now=utcnow() + timedelta(seconds=1))
+    assert await _members(sessions, "welcomed") == {"ada"} and stats.customers == 1
+
+
+async def test_a_new_customer_enters_segments_defined_by_what_they_did_not_do(sessions):
+    await _create(sessions, "never-bought", {"not": {"event": "Order Completed"}})
+    refresher = SegmentRefresher(sessions)
+    await refresher.refresh_once()
+    await _track(sessions, "newbie", "Page Viewed")  # an event the segment does not name
+    await refresher.refresh_once()
+    assert await _members(sessions, "never-bought") == {"newbie"}
+    await _track(sessions, "newbie", "Order Completed")
+    await refresher.refresh_once()
+    assert await _members(sessions, "never-bought") == set()
