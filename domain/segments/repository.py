@@ -85,13 +85,11 @@ async def current_rules(session: AsyncSession) -> list[tuple[str, int, dict[str,
 
 
 async def published_journey_definitions(session: AsyncSession) -> list[tuple[str, dict[str, Any]]]:
-    """(journey id, definition) of the live version of every published or paused journey."""
+    """(journey id, definition) of every version of the published or paused journeys: customers may
+    still be running an older version."""
     stmt = (
         select(JourneyVersion.journey_id, JourneyVersion.definition)
-        .join(
-            Journey,
-            (Journey.id == JourneyVersion.journey_id) & (JourneyVersion.version == Journey.published_version),
-        )
+        .join(Journey, Journey.id == JourneyVersion.journey_id)
         .where(Journey.status.in_(("published", "paused")))
     )
     return [(row[0], row[1]) for row in await session.execute(stmt)]

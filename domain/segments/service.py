@@ -186,9 +186,11 @@ async def update(
 async def delete(session: AsyncSession, segment_id: str) -> None:
     await _segment(session, segment_id)
     journeys = sorted(
-        journey_id
-        for journey_id, definition in await repository.published_journey_definitions(session)
-        if _mentions_segment(definition, segment_id)
+        {
+            journey_id
+            for journey_id, definition in await repository.published_journey_definitions(session)
+            if _mentions_segment(definition, segment_id)
+        }
     )
     if journeys:
         raise Conflict(

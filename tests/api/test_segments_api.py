@@ -213,12 +213,18 @@ async def test_delete_is_refused_while_a_published_journey_uses_the_segment(
         # A journey whose branch node reads the segment, as the journey engine stores it.
         branch = {"id": "check", "type": "branch", "segment_id": "vips", "yes": "done", "no": "done"}
         session.add(
-            Journey(id="vip-care", name="VIP care", status="published", draft={}, published_version=1)
+            Journey(id="vip-care", name="VIP care", status="published", draft={}, published_version=2)
         )
         await session.flush()
         session.add(
             JourneyVersion(
                 journey_id="vip-care", version=1, trigger_event="Signed Up", definition={"nodes": [branch]}
+            )
+        )
+        # Version 2 no longer reads the segment, but customers may still be running version 1.
+        session.add(
+            JourneyVersion(
+                journey_id="vip-care", version=2, trigger_event="Signed Up", definition={"nodes": []}
             )
         )
     refused = await client.delete("/api/segments/vips", headers=marketer_headers)
