@@ -19,3 +19,13 @@ class MaintenanceResult:
     customers: int = 0
     entered: int = 0
     exited: int = 0
+
+
+# For journey branches and entry filters: decide live, for one customer, with the in-Python evaluator.
+CUSTOMER_IN_SEGMENT = "customer_in_segment"
+
+
+@dataclass
+class SegmentCheck:
+    segment_id: str
+    customer_id: int

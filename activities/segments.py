@@ -5,7 +5,13 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.segment_contracts import RECOMPUTE_CUSTOMER_SCORES, REFRESH_WINDOW_EDGES, MaintenanceResult
+from activities.segment_contracts import (
+    CUSTOMER_IN_SEGMENT,
+    RECOMPUTE_CUSTOMER_SCORES,
+    REFRESH_WINDOW_EDGES,
+    MaintenanceResult,
+    SegmentCheck,
+)
 from config.settings import Settings
 from domain.db import transaction
 from domain.segments import service as segments
@@ -28,3 +34,9 @@ class SegmentActivities:
         async with transaction(self._sessions) as session:
             stats = await segments.recompute_scores(session, self._settings.segment_purchase_event)
         return MaintenanceResult("customer_scores", stats.customers, stats.entered, stats.exited)
+
+    @activity.defn(name=CUSTOMER_IN_SEGMENT)
+    async def customer_in_segment(self, check: SegmentCheck) -> bool:
+        """Live answer from the customer's current data, not the last stored membership."""
+        async with self._sessions() as session:
+            return await segments.matches(session, check.segment_id, check.customer_id)

@@ -32,6 +32,7 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
         journeys.finish_enrollment,
         segments.refresh_window_edges,
         segments.recompute_customer_scores,
+        segments.customer_in_segment,
     ]
 
 

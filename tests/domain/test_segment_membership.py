@@ -198,3 +198,19 @@ async def test_a_new_customer_enters_segments_defined_by_what_they_did_not_do(se
     await _track(sessions, "newbie", "Order Completed")
     await refresher.refresh_once()
     assert await _members(sessions, "never-bought") == set()
+
+
+async def test_journeys_can_ask_live_whether_a_customer_is_in_a_segment(sessions, settings):
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.segment_contracts import SegmentCheck
+    from activities.segments import SegmentActivities
+
+    await _create(sessions, "berliners", {"trait": "city", "op": "equals", "value": "Berlin"})
+    await _identify(sessions, "ada", city="Berlin")  # no refresher pass yet: stored membership is stale
+    async with sessions() as session:
+        ada = await session.scalar(select(Customer.id).where(Customer.user_id == "ada"))
+    check = SegmentActivities(settings, sessions).customer_in_segment
+    assert await ActivityEnvironment().run(check, SegmentCheck("berliners", ada)) is True
+    await _identify(sessions, "ada", city="Paris")
+    assert await ActivityEnvironment().run(check, SegmentCheck("berliners", ada)) is False
