@@ -97,7 +97,8 @@ async def published_journey_definitions(session: AsyncSession) -> list[tuple[str
 
 # -- evaluation ------------------------------------------------------------------------------------------
 async def matching_ids(session: AsyncSession, query: Select) -> set[int]:
-    return set((await session.scalars(query)).all())
+    conn = await session.connection()
+    return set((await conn.execute(query)).scalars().all())
 
 
 async def scalar(session: AsyncSession, query: Select):
@@ -132,19 +133,14 @@ async def customer_facts(
 
 # -- membership --------------------------------------------------------------------------------------
 async def current_members(session: AsyncSession, segment_id: str, among: set[int] | None) -> set[int]:
-    base = select(SegmentMembership.customer_id).where(
-        SegmentMembership.segment_id == segment_id, SegmentMembership.exited_at.is_(None)
-    )
+    table = SegmentMembership.__table__
+    base = select(table.c.customer_id).where(table.c.segment_id == segment_id, table.c.exited_at.is_(None))
     if among is None:
-        return set((await session.scalars(base)).all())
+        return await matching_ids(session, base)
     found: set[int] = set()
     for chunk in _chunks(among):
-        found.update(
-            (
-                await session.scalars(
-                    base.where(ids_filter(_dialect(session), SegmentMembership.customer_id, chunk))
-                )
-            ).all()
+        found |= await matching_ids(
+            session, base.where(ids_filter(_dialect(session), table.c.customer_id, chunk))
         )
     return found
 
@@ -284,21 +280,15 @@ async def events_after(
     session: AsyncSession, cursor: int, retry_ids: list[int], limit: int
 ) -> list[tuple[int, int, str | None]]:
     """(id, customer id, name) of events past the cursor, plus those retried by id."""
-    rows = list(
-        await session.execute(
-            select(Event.id, Event.customer_id, Event.name)
-            .where(Event.id > cursor)
-            .order_by(Event.id)
-            .limit(limit)
-        )
-    )
+    events = Event.__table__
+    columns = (events.c.id, events.c.customer_id, events.c.name)
+    conn = await session.connection()  # Core rows: thousands per pass, no ORM loading needed
+    rows = (
+        await conn.execute(select(*columns).where(events.c.id > cursor).order_by(events.c.id).limit(limit))
+    ).all()
     if retry_ids:
-        rows += list(
-            await session.execute(
-                select(Event.id, Event.customer_id, Event.name).where(Event.id.in_(retry_ids))
-            )
-        )
-    return [(row[0], row[1], row[2]) for row in rows]
+        rows += (await conn.execute(select(*columns).where(events.c.id.in_(retry_ids)))).all()
+    return [tuple(row) for row in rows]
 
 
 async def created_since(session: AsyncSession, since: datetime) -> set[int]:
