@@ -18,6 +18,7 @@ from api.routers import (
     keys,
     loyalty,
     messages,
+    segments,
     templates,
 )
 from config.settings import Settings, get_settings
@@ -52,7 +53,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Journeys", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     errors.install(app)
-    for module in (ingest, templates, journeys, messages, keys, health, cases, csat, customers, loyalty):
+    for module in (
+        ingest,
+        templates,
+        journeys,
+        messages,
+        keys,
+        health,
+        cases,
+        csat,
+        customers,
+        loyalty,
+        segments,
+    ):
         app.include_router(module.router)
     if settings.dev_mode:
         app.include_router(dev.router)

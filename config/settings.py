@@ -72,6 +72,17 @@ class Settings(BaseSettings):
         86_400, ge=60, description="Interval of the loyalty expiry and tier Temporal Schedules."
     )
 
+    segment_refresh_poll_seconds: float = Field(
+        0.5, gt=0, description="How often new events are read to refresh segment membership."
+    )
+    segment_refresh_batch_size: int = Field(5_000, gt=0, le=100_000)
+    segment_window_edge_seconds: int = Field(
+        300, ge=10, description="Schedule of the pass that moves customers across segment time windows."
+    )
+    customer_scores_seconds: int = Field(
+        3_600, ge=60, description="Schedule of value tier and RFM recompute."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -15,6 +15,13 @@ from domain.loyalty.models import (
     LoyaltyProgram,
     LoyaltyTierChange,
 )
+from domain.segments.models import (
+    CustomerScore,
+    Segment,
+    SegmentMembership,
+    SegmentRefreshState,
+    SegmentVersion,
+)
 
 __all__ = [
     "Agent",
@@ -26,6 +33,7 @@ __all__ = [
     "Customer",
     "CustomerAlias",
     "CustomerErasure",
+    "CustomerScore",
     "Enrollment",
     "Event",
     "EventOutbox",
@@ -38,6 +46,10 @@ __all__ = [
     "LoyaltyProgram",
     "LoyaltyTierChange",
     "Message",
+    "Segment",
+    "SegmentMembership",
+    "SegmentRefreshState",
+    "SegmentVersion",
     "SlaPolicy",
     "Team",
     "TeamMember",

@@ -1,4 +1,4 @@
-"""The worker process: Temporal workflows and activities, plus the event router and loyalty earner."""
+"""The worker process: Temporal workflows and activities, plus the background loops that feed them."""
 
 from __future__ import annotations
 
@@ -13,17 +13,21 @@ from activities.cases import CaseActivities
 from activities.email import EmailActivities
 from activities.journeys import JourneyActivities
 from activities.loyalty import LoyaltyActivities
+from activities.segments import SegmentActivities
 from activities.smtp import Mailer
 from config.settings import Settings
 from runtime.case_dispatcher import CaseDispatcher
 from runtime.event_router import EventRouter
 from runtime.loyalty_earner import LoyaltyEarner
-from runtime.loyalty_schedules import ensure_schedules
+from runtime.loyalty_schedules import ensure_schedules as ensure_loyalty_schedules
+from runtime.segment_refresher import SegmentRefresher
+from runtime.segment_schedules import ensure_schedules as ensure_segment_schedules
 from workflows.case_sla import CaseSlaWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.loyalty_maintenance import LoyaltyMaintenanceWorkflow
+from workflows.segments import SegmentMaintenanceWorkflow
 
-WORKFLOWS = [JourneyWorkflow, CaseSlaWorkflow, LoyaltyMaintenanceWorkflow]
+WORKFLOWS = [JourneyWorkflow, CaseSlaWorkflow, LoyaltyMaintenanceWorkflow, SegmentMaintenanceWorkflow]
 
 
 def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> list:
@@ -31,6 +35,7 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
     journeys = JourneyActivities(sessions)
     case_activities = CaseActivities(sessions)
     loyalty = LoyaltyActivities(sessions)
+    segments = SegmentActivities(settings, sessions)
     return [
         mail.send_email,
         journeys.finish_enrollment,
@@ -42,6 +47,9 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
         loyalty.warn_expiring,
         loyalty.expire_points,
         loyalty.reevaluate_tiers,
+        segments.refresh_window_edges,
+        segments.recompute_customer_scores,
+        segments.customer_in_segment,
     ]
 
 
@@ -80,9 +88,15 @@ async def run_worker(
     dispatcher = CaseDispatcher(
         client, sessions, task_queue=settings.temporal_task_queue, poll_seconds=settings.router_poll_seconds
     )
+    refresher = SegmentRefresher(
+        sessions,
+        poll_seconds=settings.segment_refresh_poll_seconds,
+        batch_size=settings.segment_refresh_batch_size,
+    )
     worker = build_worker(client, settings, sessions)
     if schedules:
-        await ensure_schedules(client, settings)
+        await ensure_loyalty_schedules(client, settings)
+        await ensure_segment_schedules(client, settings)
     earner = LoyaltyEarner(
         sessions,
         poll_seconds=settings.loyalty_earn_poll_seconds,
@@ -93,10 +107,11 @@ async def run_worker(
         router_task = asyncio.create_task(router.run(stop), name="event-router")
         cases_task = asyncio.create_task(dispatcher.run(stop), name="case-dispatcher")
         earner_task = asyncio.create_task(earner.run(stop), name="loyalty-earner")
+        refresher_task = asyncio.create_task(refresher.run(stop), name="segment-refresher")
         try:
             await stop.wait()
         finally:
             stop.set()
-            for task in (router_task, cases_task, earner_task):
+            for task in (router_task, cases_task, earner_task, refresher_task):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -1,0 +1,56 @@
+"""Dates as a customer sees them: today in their own time zone, birthdays and anniversaries.
+
+Both evaluators use these helpers so they agree on what "today" means for every customer.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, available_timezones
+
+DATE_PREFIX_LEN = 10  # values are compared on their leading YYYY-MM-DD
+
+
+@lru_cache(maxsize=1)
+def known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def local_date(zone: str | None, now: datetime) -> date:
+    """Today for a customer; an unknown or missing zone means UTC."""
+    if zone and zone in known_zones():
+        return now.astimezone(ZoneInfo(zone)).date()
+    return now.astimezone(UTC).date()
+
+
+def dates_by_zone(now: datetime) -> tuple[date, dict[date, list[str]]]:
+    """UTC's date, and the other dates some zone is on right now with those zones (at most two)."""
+    utc_today = now.astimezone(UTC).date()
+    others: dict[date, list[str]] = {}
+    for zone in sorted(known_zones()):
+        today = now.astimezone(ZoneInfo(zone)).date()
+        if today != utc_today:
+            others.setdefault(today, []).append(zone)
+    return utc_today, others
+
+
+def anniversary_days(today: date) -> set[str]:
+    """The MM-DD values whose anniversary is today; 29 February is celebrated on the 28th otherwise."""
+    days = {today.strftime("%m-%d")}
+    if today.month == 2 and today.day == 28 and not calendar.isleap(today.year):
+        days.add("02-29")
+    return days
+
+
+def utc_today(now: datetime) -> date:
+    return now.astimezone(UTC).date()
+
+
+def day_span(now: datetime, days: int, *, forward: bool) -> tuple[str, str]:
+    """Inclusive YYYY-MM-DD bounds of 'within the last/next N days' (UTC calendar days)."""
+    today = utc_today(now)
+    if forward:
+        return today.isoformat(), (today + timedelta(days=days)).isoformat()
+    return (today - timedelta(days=days)).isoformat(), today.isoformat()

@@ -1,0 +1,309 @@
+"""Compile a rule into one SQL query (SQLAlchemy Core) that runs on SQLite and PostgreSQL.
+
+Two shapes of the same logic:
+- full: every customer. Event conditions become ``id IN (SELECT customer_id ... GROUP BY ... HAVING)``,
+  and a positive event condition at the top drives the query (no scan of the customers table when
+  nothing else needs it), which is the query one would write by hand.
+- scoped: a given set of customers (incremental refresh). Event conditions become correlated counts
+  answered from the (customer_id, name, timestamp) index, so the cost follows the set, not the table.
+
+Every predicate is two-valued (never NULL) so ``not`` means what it says; the in-Python evaluator
+(domain/segments/evaluate.py) implements the same semantics.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Float,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.sql.elements import ColumnElement
+
+from domain.customers.models import Customer
+from domain.email.models import Message
+from domain.events.models import Event
+from domain.segments import calendar as cal
+from domain.segments import rules as r
+from domain.segments.evaluate import engagement_event
+from domain.segments.models import CustomerScore
+
+customers = Customer.__table__
+events = Event.__table__
+messages = Message.__table__
+scores = CustomerScore.__table__
+
+_DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
+_DATE_REGEX = "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+
+
+class JsonValue:
+    """One key of a JSON object column, with type tests that match JSON semantics on both backends."""
+
+    def __init__(self, dialect: str, column, key: str):
+        self.pg = dialect == "postgresql"
+        if self.pg:
+            self.type = func.jsonb_typeof(column.op("->")(key))
+            self.text = column.op("->>", return_type=String)(key)
+        else:
+            path = f'$."{key}"'  # keys are validated: letters, digits, '_' and '-'
+            self.type = func.json_type(column, path)
+            self.text = func.json_extract(column, path, type_=String)
+            self._raw = func.json_extract(column, path, type_=Float)
+
+    @property
+    def is_string(self):
+        return self.type == ("string" if self.pg else "text")
+
+    @property
+    def is_number(self):
+        return self.type == "number" if self.pg else self.type.in_(("integer", "real"))
+
+    @property
+    def number(self):
+        # CASE guards the cast: PostgreSQL does not promise to evaluate AND operands in order.
+        return case((self.is_number, cast(self.text, Float))) if self.pg else self._raw
+
+    def exists(self):
+        return and_(self.type.is_not(None), self.type != "null")
+
+    def equals(self, value: Any):
+        if isinstance(value, bool):
+            if self.pg:
+                return and_(self.type == "boolean", self.text == ("true" if value else "false"))
+            return self.type == ("true" if value else "false")
+        if isinstance(value, int | float):
+            return and_(self.is_number, self.number == value)
+        return and_(self.is_string, self.text == value)
+
+    def contains(self, value: str):
+        found = func.strpos(self.text, value) if self.pg else func.instr(self.text, value)
+        return and_(self.is_string, found > 0)
+
+    def date(self):
+        """The leading YYYY-MM-DD of a string value, and the test that it has one."""
+        like = self.text.op("~")(_DATE_REGEX) if self.pg else self.text.op("GLOB")(_DATE_GLOB)
+        return func.substr(self.text, 1, 10), and_(self.is_string, like)
+
+
+_COMPARE = {
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+    "equals": lambda a, b: a == b,
+}
+
+
+def _two_valued(expr) -> ColumnElement[bool]:
+    return func.coalesce(expr, false())
+
+
+class Compiler:
+    def __init__(self, dialect: str, now: datetime, *, scoped: bool = False):
+        self.dialect = dialect
+        self.now = now
+        self.scoped = scoped
+
+    # -- value tests ------------------------------------------------------------------------------
+    def value_test(self, test: r.ValueTest, column) -> ColumnElement[bool]:
+        v = JsonValue(self.dialect, column, test.key)
+        op = test.op
+        if op == "exists":
+            return _two_valued(v.exists())
+        if op == "not_exists":
+            return not_(_two_valued(v.exists()))
+        if op in ("equals", "not_equals"):
+            positive = _two_valued(v.equals(test.value))
+            return positive if op == "equals" else not_(positive)
+        if op in ("in", "not_in"):
+            positive = _two_valued(or_(*[v.equals(x) for x in test.value]))
+            return positive if op == "in" else not_(positive)
+        if op == "contains":
+            return _two_valued(v.contains(test.value))
+        if op in r.NUMBER_OPS:
+            return _two_valued(and_(v.is_number, _COMPARE[op](v.number, test.value)))
+        day, dated = v.date()
+        if op == "before":
+            return _two_valued(and_(dated, day < test.value))
+        if op == "after":
+            return _two_valued(and_(dated, day > test.value))
+        if op in r.DAYS_OPS:
+            low, high = cal.day_span(self.now, test.value, forward=op == "within_next_days")
+            return _two_valued(and_(dated, day >= low, day <= high))
+        return _two_valued(and_(dated, self._anniversary(op, v.text)))
+
+    def _anniversary(self, op: str, text) -> ColumnElement[bool]:
+        """Today differs by time zone: one branch per date some zone is on right now."""
+        utc_today, others = cal.dates_by_zone(self.now)
+        zone = customers.c.timezone
+        elsewhere = [z for zones in others.values() for z in zones]
+        groups = [(utc_today, or_(zone.is_(None), zone.not_in(elsewhere)) if elsewhere else true())]
+        groups += [(day, zone.in_(zones)) for day, zones in others.items()]
+        branches = []
+        for today, in_zone in groups:
+            if op == "anniversary_today":
+                branches.append(
+                    and_(in_zone, func.substr(text, 6, 5).in_(sorted(cal.anniversary_days(today))))
+                )
+            else:
+                branches.append(and_(in_zone, func.substr(text, 6, 2) == f"{today.month:02d}"))
+        return or_(*branches)
+
+    # -- conditions ----------------------------------------------------------------------------
+    def condition(self, rule: r.Rule, id_col) -> ColumnElement[bool]:
+        match rule:
+            case r.All(rules):
+                return and_(*[self.condition(x, id_col) for x in rules])
+            case r.Any_(rules):
+                return or_(*[self.condition(x, id_col) for x in rules])
+            case r.Not(inner):
+                return not_(self.condition(inner, id_col))
+            case r.Trait(test):
+                return self.value_test(test, customers.c.traits)
+            case r.Event():
+                return self._event(rule, id_col)
+            case r.MessageEngagement(action="received"):
+                return self._received(rule, id_col)
+            case r.MessageEngagement():
+                return self._event(engagement_event(rule), id_col)
+            case r.Tier(tiers):
+                return self._scored(scores.c.tier.in_(tiers), id_col)
+            case r.Rfm(dimension, op, value):
+                return self._scored(_COMPARE[op](scores.c[dimension], value), id_col)
+            case r.SegmentRef():
+                raise ValueError("expand segment references before compiling")
+        raise AssertionError(f"unhandled rule {rule!r}")
+
+    def event_filter(self, rule: r.Event) -> list:
+        conds = [events.c.name == rule.name]
+        if rule.within_days is not None:
+            conds.append(events.c.timestamp >= self.now - timedelta(days=rule.within_days))
+        conds += [self.value_test(t, events.c.properties) for t in rule.where]
+        return conds
+
+    def grouped(self, rule: r.Event, having_op: str, n: int) -> Select:
+        """Customers whose matching-event count satisfies ``count <having_op> n``."""
+        stmt = select(events.c.customer_id).where(*self.event_filter(rule)).group_by(events.c.customer_id)
+        if not (having_op == "gte" and n <= 1):
+            stmt = stmt.having(_COMPARE[having_op](func.count(), n))
+        return stmt
+
+    def _event(self, rule: r.Event, id_col) -> ColumnElement[bool]:
+        op, n = rule.count_op, rule.count
+        if op == "at_least" and n == 0:
+            return true()
+        none = op in ("at_most", "exactly") and n == 0
+        if self.scoped:
+            matching = select(events.c.id).where(events.c.customer_id == id_col, *self.event_filter(rule))
+            if op == "at_least" and n == 1:
+                return exists(matching)
+            if none:
+                return not_(exists(matching))
+            counted = (
+                select(func.count())
+                .select_from(events)
+                .where(events.c.customer_id == id_col, *self.event_filter(rule))
+                .scalar_subquery()
+            )
+            return _COMPARE[{"at_least": "gte", "at_most": "lte", "exactly": "equals"}[op]](counted, n)
+        if op == "at_least":
+            return id_col.in_(self.grouped(rule, "gte", n))
+        if op == "at_most":
+            return not_(id_col.in_(self.grouped(rule, "gt", n)))
+        if none:
+            return not_(id_col.in_(self.grouped(rule, "gte", 1)))
+        return id_col.in_(self.grouped(rule, "equals", n))
+
+    def _received(self, rule: r.MessageEngagement, id_col) -> ColumnElement[bool]:
+        conds = [messages.c.customer_id.is_not(None), messages.c.status == "sent"]
+        if rule.template_id is not None:
+            conds.append(messages.c.template_id == rule.template_id)
+        if rule.within_days is not None:
+            sent = func.coalesce(messages.c.sent_at, messages.c.created_at)
+            conds.append(
+                sent
+                >= bindparam(None, self.now - timedelta(days=rule.within_days), type_=messages.c.sent_at.type)
+            )
+        if self.scoped:
+            return exists(select(messages.c.id).where(messages.c.customer_id == id_col, *conds))
+        return id_col.in_(select(messages.c.customer_id).where(*conds))
+
+    def _scored(self, cond, id_col) -> ColumnElement[bool]:
+        if self.scoped:
+            return exists(select(scores.c.customer_id).where(scores.c.customer_id == id_col, cond))
+        return id_col.in_(select(scores.c.customer_id).where(cond))
+
+
+def _needs_customer_row(rules: list[r.Rule]) -> bool:
+    return any(isinstance(node, r.Trait) for rule in rules for node in r.walk(rule))
+
+
+def _driver(rule: r.Rule) -> tuple[r.Event | None, list[r.Rule]]:
+    """A positive event condition that every member must satisfy, and the rest of the rule."""
+    if isinstance(rule, r.Event) and rule.count_op in ("at_least", "exactly") and rule.count > 0:
+        return rule, []
+    if isinstance(rule, r.All):
+        for i, child in enumerate(rule.rules):
+            driver, rest = _driver(child)
+            if driver is not None and not rest:
+                return driver, [*rule.rules[:i], *rule.rules[i + 1 :]]
+    return None, []
+
+
+def ids_filter(dialect: str, id_col, customer_ids: list[int]) -> ColumnElement[bool]:
+    """``id_col IN ids`` with one bound parameter, whatever the number of ids."""
+    if dialect == "postgresql":
+        return id_col == any_(bindparam(None, list(customer_ids), type_=ARRAY(BigInteger)))
+    listed = func.json_each(json.dumps(list(customer_ids))).table_valued("value")
+    return id_col.in_(select(listed.c.value))
+
+
+def members_query(rule: r.Rule, dialect: str, now: datetime, customer_ids: list[int] | None = None) -> Select:
+    """SELECT the ids of customers matching an expanded ``rule`` (all customers, or ``customer_ids``)."""
+    if customer_ids is not None:
+        compiler = Compiler(dialect, now, scoped=True)
+        return select(customers.c.id).where(
+            ids_filter(dialect, customers.c.id, customer_ids), compiler.condition(rule, customers.c.id)
+        )
+    compiler = Compiler(dialect, now)
+    driver, rest = _driver(rule)
+    if driver is None:
+        return select(customers.c.id).where(compiler.condition(rule, customers.c.id))
+    having = "gte" if driver.count_op == "at_least" else "equals"
+    grouped = compiler.grouped(driver, having, driver.count).subquery("driver")
+    if not rest:
+        return select(grouped.c.customer_id.label("id"))
+    if not _needs_customer_row(rest):
+        return select(grouped.c.customer_id.label("id")).where(
+            and_(*[compiler.condition(x, grouped.c.customer_id) for x in rest])
+        )
+    joined = grouped.join(customers, customers.c.id == grouped.c.customer_id)
+    return (
+        select(customers.c.id)
+        .select_from(joined)
+        .where(and_(*[compiler.condition(x, customers.c.id) for x in rest]))
+    )
+
+
+def count_query(rule: r.Rule, dialect: str, now: datetime) -> Select:
+    inner = members_query(rule, dialect, now).subquery()
+    return select(func.count()).select_from(inner)

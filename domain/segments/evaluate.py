@@ -1,0 +1,164 @@
+"""The in-process evaluator: does one customer match a rule? Used by journey branches and entry filters.
+
+It must agree with the SQL compiler (domain/segments/compiler.py) on every rule and every customer; a
+property-based test generates both and compares.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from domain.segments import calendar as cal
+from domain.segments import rules as r
+
+DATE_LIKE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+@dataclass
+class Score:
+    tier: str | None
+    recency: int | None
+    frequency: int | None
+    monetary: int | None
+
+
+@dataclass
+class MessageFact:
+    template_id: str | None
+    status: str
+    sent_at: datetime
+
+
+@dataclass
+class EventFact:
+    name: str | None
+    properties: dict[str, Any]
+    timestamp: datetime
+
+
+@dataclass
+class CustomerFacts:
+    """Everything a rule can look at for one customer."""
+
+    traits: dict[str, Any]
+    timezone: str | None = None
+    events: list[EventFact] = field(default_factory=list)
+    messages: list[MessageFact] = field(default_factory=list)
+    score: Score | None = None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    """JSON equality: types must match (true is not 1), numbers compare by value (1 == 1.0)."""
+    if isinstance(expected, bool):
+        return isinstance(actual, bool) and actual == expected
+    if _is_number(expected):
+        return _is_number(actual) and actual == expected
+    return isinstance(actual, str) and actual == expected
+
+
+def _date_of(value: Any) -> str | None:
+    return value[: cal.DATE_PREFIX_LEN] if isinstance(value, str) and DATE_LIKE.match(value) else None
+
+
+_NUMBER = {
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+    "equals": lambda a, b: a == b,
+}
+
+
+def test_value(test: r.ValueTest, values: dict[str, Any], zone: str | None, now: datetime) -> bool:
+    value = values.get(test.key) if isinstance(values, dict) else None
+    op = test.op
+    if op == "exists":
+        return value is not None
+    if op == "not_exists":
+        return value is None
+    if op == "equals":
+        return _same(value, test.value)
+    if op == "not_equals":
+        return not _same(value, test.value)
+    if op == "in":
+        return any(_same(value, v) for v in test.value)
+    if op == "not_in":
+        return not any(_same(value, v) for v in test.value)
+    if op == "contains":
+        return isinstance(value, str) and test.value in value
+    if op in r.NUMBER_OPS:
+        return _is_number(value) and _NUMBER[op](value, test.value)
+    day = _date_of(value)
+    if day is None:
+        return False
+    if op == "before":
+        return day < test.value
+    if op == "after":
+        return day > test.value
+    if op in r.DAYS_OPS:
+        low, high = cal.day_span(now, test.value, forward=op == "within_next_days")
+        return low <= day <= high
+    today = cal.local_date(zone, now)
+    if op == "anniversary_today":
+        return day[5:10] in cal.anniversary_days(today)
+    if op == "anniversary_this_month":
+        return day[5:7] == f"{today.month:02d}"
+    raise AssertionError(f"unhandled operator {op}")
+
+
+def engagement_event(rule: r.MessageEngagement) -> r.Event:
+    """Opens and clicks are events carrying the template id; received is the delivery ledger."""
+    where = (r.ValueTest("template_id", "equals", rule.template_id),) if rule.template_id else ()
+    return r.Event(r.ENGAGEMENT_EVENTS[rule.action], where, "at_least", 1, rule.within_days)
+
+
+def _count_matches(op: str, count: int, n: int) -> bool:
+    return {"at_least": n >= count, "at_most": n <= count, "exactly": n == count}[op]
+
+
+def evaluate(rule: r.Rule, facts: CustomerFacts, now: datetime) -> bool:
+    """``rule`` must be expanded (no segment references)."""
+    match rule:
+        case r.All(rules):
+            return all(evaluate(x, facts, now) for x in rules)
+        case r.Any_(rules):
+            return any(evaluate(x, facts, now) for x in rules)
+        case r.Not(inner):
+            return not evaluate(inner, facts, now)
+        case r.Trait(test):
+            return test_value(test, facts.traits or {}, facts.timezone, now)
+        case r.Event():
+            since = now - timedelta(days=rule.within_days) if rule.within_days is not None else None
+            n = sum(
+                1
+                for e in facts.events
+                if e.name == rule.name
+                and (since is None or e.timestamp >= since)
+                and all(test_value(t, e.properties or {}, facts.timezone, now) for t in rule.where)
+            )
+            return _count_matches(rule.count_op, rule.count, n)
+        case r.MessageEngagement(action="received"):
+            since = now - timedelta(days=rule.within_days) if rule.within_days is not None else None
+            return any(
+                m.status == "sent"
+                and (rule.template_id is None or m.template_id == rule.template_id)
+                and (since is None or m.sent_at >= since)
+                for m in facts.messages
+            )
+        case r.MessageEngagement():
+            return evaluate(engagement_event(rule), facts, now)
+        case r.Tier(tiers):
+            return facts.score is not None and facts.score.tier in tiers
+        case r.Rfm(dimension, op, value):
+            score = getattr(facts.score, dimension, None) if facts.score else None
+            return score is not None and _NUMBER[op](score, value)
+        case r.SegmentRef():
+            raise ValueError("expand segment references before evaluating")
+    raise AssertionError(f"unhandled rule {rule!r}")

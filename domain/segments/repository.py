@@ -1,0 +1,405 @@
+"""All SQL of the segments area."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, String, case, cast, delete, func, insert, literal, or_, select, true, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.customers.models import Customer
+from domain.email.models import Message
+from domain.events.models import Event, EventOutbox
+from domain.journeys.models import Journey, JourneyVersion
+from domain.segments.compiler import JsonValue, ids_filter
+from domain.segments.evaluate import CustomerFacts, EventFact, MessageFact, Score
+from domain.segments.models import (
+    CustomerScore,
+    Segment,
+    SegmentMembership,
+    SegmentRefreshState,
+    SegmentVersion,
+)
+
+CHUNK = 5_000
+
+
+def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
+    ids = sorted(ids)
+    for i in range(0, len(ids), CHUNK):
+        yield ids[i : i + CHUNK]
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name
+
+
+# -- segments and versions ---------------------------------------------------------------------------
+async def get(session: AsyncSession, segment_id: str) -> Segment | None:
+    return await session.get(Segment, segment_id)
+
+
+async def add(session: AsyncSession, row) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def list_all(session: AsyncSession) -> list[Segment]:
+    return list(await session.scalars(select(Segment).order_by(Segment.created_at, Segment.id)))
+
+
+async def delete_segment(session: AsyncSession, segment_id: str) -> None:
+    await session.execute(delete(SegmentMembership).where(SegmentMembership.segment_id == segment_id))
+    await session.execute(delete(SegmentVersion).where(SegmentVersion.segment_id == segment_id))
+    await session.execute(delete(Segment).where(Segment.id == segment_id))
+
+
+async def get_version(session: AsyncSession, segment_id: str, version: int) -> SegmentVersion | None:
+    return await session.scalar(
+        select(SegmentVersion).where(
+            SegmentVersion.segment_id == segment_id, SegmentVersion.version == version
+        )
+    )
+
+
+async def versions(session: AsyncSession, segment_id: str) -> list[SegmentVersion]:
+    return list(
+        await session.scalars(
+            select(SegmentVersion)
+            .where(SegmentVersion.segment_id == segment_id)
+            .order_by(SegmentVersion.version)
+        )
+    )
+
+
+async def current_rules(session: AsyncSession) -> list[tuple[str, int, dict[str, Any]]]:
+    """(segment id, version, rule JSON) of every segment's current version."""
+    stmt = select(Segment.id, SegmentVersion.version, SegmentVersion.rule).join(
+        SegmentVersion,
+        (SegmentVersion.segment_id == Segment.id) & (SegmentVersion.version == Segment.current_version),
+    )
+    return [(row[0], row[1], row[2]) for row in await session.execute(stmt)]
+
+
+async def published_journey_definitions(session: AsyncSession) -> list[tuple[str, dict[str, Any]]]:
+    """(journey id, definition) of every version of the published or paused journeys: customers may
+    still be running an older version."""
+    stmt = (
+        select(JourneyVersion.journey_id, JourneyVersion.definition)
+        .join(Journey, Journey.id == JourneyVersion.journey_id)
+        .where(Journey.status.in_(("published", "paused")))
+    )
+    return [(row[0], row[1]) for row in await session.execute(stmt)]
+
+
+# -- evaluation ------------------------------------------------------------------------------------------
+async def matching_ids(session: AsyncSession, query: Select) -> set[int]:
+    conn = await session.connection()
+    return set((await conn.execute(query)).scalars().all())
+
+
+async def scalar(session: AsyncSession, query: Select):
+    return await session.scalar(query)
+
+
+async def customer_facts(
+    session: AsyncSession, customer_id: int, event_names: set[str]
+) -> CustomerFacts | None:
+    customer = await session.get(Customer, customer_id)
+    if customer is None:
+        return None
+    facts = CustomerFacts(traits=dict(customer.traits or {}), timezone=customer.timezone)
+    if event_names:
+        rows = await session.execute(
+            select(Event.name, Event.properties, Event.timestamp).where(
+                Event.customer_id == customer_id, Event.name.in_(event_names)
+            )
+        )
+        facts.events = [EventFact(name, props or {}, ts) for name, props, ts in rows]
+    rows = await session.execute(
+        select(Message.template_id, Message.status, func.coalesce(Message.sent_at, Message.created_at)).where(
+            Message.customer_id == customer_id
+        )
+    )
+    facts.messages = [MessageFact(template, status, at) for template, status, at in rows]
+    score = await session.get(CustomerScore, customer_id)
+    if score is not None:
+        facts.score = Score(score.tier, score.recency, score.frequency, score.monetary)
+    return facts
+
+
+# -- membership --------------------------------------------------------------------------------------
+async def current_members(session: AsyncSession, segment_id: str, among: set[int] | None) -> set[int]:
+    table = SegmentMembership.__table__
+    base = select(table.c.customer_id).where(table.c.segment_id == segment_id, table.c.exited_at.is_(None))
+    if among is None:
+        return await matching_ids(session, base)
+    found: set[int] = set()
+    for chunk in _chunks(among):
+        found |= await matching_ids(
+            session, base.where(ids_filter(_dialect(session), table.c.customer_id, chunk))
+        )
+    return found
+
+
+def _insert(session: AsyncSession, table):
+    if _dialect(session) == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table)
+
+
+async def open_memberships(
+    session: AsyncSession, segment_id: str, customer_ids: set[int], at: datetime
+) -> list[int]:
+    """Start a stay for each customer not already in; returns those actually entered."""
+    entered: list[int] = []
+    table = SegmentMembership.__table__
+    for chunk in _chunks(customer_ids):
+        # One INSERT ... SELECT per chunk; customers deleted meanwhile simply drop out.
+        source = select(literal(segment_id), Customer.id, literal(at, table.c.entered_at.type)).where(
+            ids_filter(_dialect(session), Customer.id, chunk)
+        )
+        stmt = (
+            _insert(session, table)
+            .from_select(["segment_id", "customer_id", "entered_at"], source)
+            .on_conflict_do_nothing(
+                index_elements=["segment_id", "customer_id"], index_where=table.c.exited_at.is_(None)
+            )
+            .returning(table.c.customer_id)
+        )
+        entered.extend((await session.execute(stmt)).scalars().all())
+    return entered
+
+
+async def close_memberships(
+    session: AsyncSession, segment_id: str, customer_ids: set[int], at: datetime
+) -> list[int]:
+    exited: list[int] = []
+    for chunk in _chunks(customer_ids):
+        stmt = (
+            update(SegmentMembership)
+            .where(
+                SegmentMembership.segment_id == segment_id,
+                SegmentMembership.exited_at.is_(None),
+                ids_filter(_dialect(session), SegmentMembership.customer_id, chunk),
+            )
+            .values(exited_at=at)
+            .returning(SegmentMembership.customer_id)
+        )
+        exited.extend((await session.execute(stmt)).scalars().all())
+    return exited
+
+
+async def record_events(
+    session: AsyncSession, name: str, properties: dict, customer_ids: list[int], at: datetime
+) -> None:
+    """Store ``name`` events for these customers and queue them for the router (journey triggers)."""
+    events = Event.__table__
+    customers = Customer.__table__
+    # Unique per segment, customer, kind and moment: a repeated pass cannot store the same change twice.
+    prefix = f"segment/{properties.get('segment_id')}/{name}/{at.isoformat()}/"
+    dialect = _dialect(session)
+    for chunk in _chunks(customer_ids):
+        source = select(
+            literal(prefix, String) + cast(customers.c.id, String),
+            literal("track"),
+            literal(name),
+            customers.c.id,
+            customers.c.user_id,
+            customers.c.anonymous_id,
+            literal(properties, events.c.properties.type),
+            literal({}, events.c.traits.type),
+            literal({}, events.c.context.type),
+            literal(at, events.c.timestamp.type),
+            literal(at, events.c.received_at.type),
+        ).where(ids_filter(dialect, customers.c.id, chunk))
+        columns = [
+            "message_id", "type", "name", "customer_id", "user_id", "anonymous_id",
+            "properties", "traits", "context", "timestamp", "received_at",
+        ]  # fmt: skip
+        stmt = insert(events).from_select(columns, source).returning(events.c.id)
+        ids = (await session.execute(stmt)).scalars().all()
+        if ids:
+            outbox = EventOutbox.__table__
+            queued = select(Event.id, literal(at, outbox.c.created_at.type)).where(
+                ids_filter(dialect, Event.id, list(ids))
+            )
+            await session.execute(insert(outbox).from_select(["event_id", "created_at"], queued))
+
+
+async def members_page(session: AsyncSession, segment_id: str, after: int, limit: int) -> list[tuple]:
+    stmt = (
+        select(SegmentMembership.customer_id, Customer.user_id, Customer.email, SegmentMembership.entered_at)
+        .join(Customer, Customer.id == SegmentMembership.customer_id)
+        .where(
+            SegmentMembership.segment_id == segment_id,
+            SegmentMembership.exited_at.is_(None),
+            SegmentMembership.customer_id > after,
+        )
+        .order_by(SegmentMembership.customer_id)
+        .limit(limit)
+    )
+    return list(await session.execute(stmt))
+
+
+async def member_count(session: AsyncSession, segment_id: str) -> int:
+    return await session.scalar(
+        select(func.count()).where(
+            SegmentMembership.segment_id == segment_id, SegmentMembership.exited_at.is_(None)
+        )
+    )
+
+
+async def customers_brief(session: AsyncSession, ids: list[int]) -> list[tuple]:
+    if not ids:
+        return []
+    stmt = (
+        select(Customer.id, Customer.user_id, Customer.email)
+        .where(Customer.id.in_(ids))
+        .order_by(Customer.id)
+    )
+    return list(await session.execute(stmt))
+
+
+# -- background passes -----------------------------------------------------------------------------------
+async def state(session: AsyncSession, name: str) -> SegmentRefreshState:
+    found = await session.get(SegmentRefreshState, name, with_for_update=_dialect(session) == "postgresql")
+    if found is None:
+        found = SegmentRefreshState(name=name, cursor=0, pending=[], ran_at=None)
+        session.add(found)
+        await session.flush()
+    return found
+
+
+async def events_after(
+    session: AsyncSession, cursor: int, retry_ids: list[int], limit: int
+) -> list[tuple[int, int, str | None]]:
+    """(id, customer id, name) of events past the cursor, plus those retried by id."""
+    events = Event.__table__
+    columns = (events.c.id, events.c.customer_id, events.c.name)
+    conn = await session.connection()  # Core rows: thousands per pass, no ORM loading needed
+    rows = (
+        await conn.execute(select(*columns).where(events.c.id > cursor).order_by(events.c.id).limit(limit))
+    ).all()
+    if retry_ids:
+        rows += (await conn.execute(select(*columns).where(events.c.id.in_(retry_ids)))).all()
+    return [tuple(row) for row in rows]
+
+
+async def created_since(session: AsyncSession, since: datetime) -> set[int]:
+    return set((await session.scalars(select(Customer.id).where(Customer.created_at >= since))).all())
+
+
+async def customers_with_events_between(
+    session: AsyncSession, name: str, start: datetime, end: datetime
+) -> set[int]:
+    stmt = (
+        select(Event.customer_id)
+        .where(Event.name == name, Event.timestamp >= start, Event.timestamp < end)
+        .distinct()
+    )
+    return set((await session.scalars(stmt)).all())
+
+
+async def customers_with_messages_between(session: AsyncSession, start: datetime, end: datetime) -> set[int]:
+    sent = func.coalesce(Message.sent_at, Message.created_at)
+    stmt = (
+        select(Message.customer_id)
+        .where(Message.customer_id.is_not(None), Message.status == "sent", sent >= start, sent < end)
+        .distinct()
+    )
+    return set((await session.scalars(stmt)).all())
+
+
+# -- value tiers and RFM ------------------------------------------------------------------------------
+TIER_SHARES = (("key", 0.01), ("major", 0.05), ("ordinary", 0.20))
+
+
+async def recompute_scores(
+    session: AsyncSession, purchase_event: str, revenue_property: str, now: datetime
+) -> list[int]:
+    """Recompute ltv, tier and RFM for every customer in one statement; returns customers whose
+    scores changed (only those rows are written)."""
+    total = await session.scalar(select(func.count()).select_from(Customer))
+    if not total:
+        return []
+    events = Event.__table__
+    revenue = JsonValue(_dialect(session), events.c.properties, revenue_property)
+    purchases = (
+        select(
+            events.c.customer_id,
+            func.sum(case((revenue.is_number, revenue.number), else_=0.0)).label("ltv"),
+            func.count().label("orders"),
+            func.max(events.c.timestamp).label("last_order_at"),
+        )
+        .where(events.c.name == purchase_event)
+        .group_by(events.c.customer_id)
+        .subquery("purchases")
+    )
+    customers = Customer.__table__
+    ltv = func.coalesce(purchases.c.ltv, 0.0)
+    orders = func.coalesce(purchases.c.orders, 0)
+    buyer = purchases.c.customer_id.is_not(None)
+    rank = func.row_number().over(order_by=(ltv.desc(), customers.c.id))
+    tier_cases = [(ltv <= 0, literal("small"))]
+    tier_cases += [(rank <= math.ceil(total * share), literal(name)) for name, share in TIER_SHARES]
+
+    def quintile(column):
+        return case((buyer, func.ntile(5).over(partition_by=buyer, order_by=(column, customers.c.id))))
+
+    scored = (
+        select(
+            customers.c.id.label("customer_id"),
+            ltv.label("ltv"),
+            orders.label("order_count"),
+            purchases.c.last_order_at,
+            case(*tier_cases, else_=literal("small")).label("tier"),
+            quintile(purchases.c.last_order_at).label("recency"),
+            quintile(purchases.c.orders).label("frequency"),
+            quintile(purchases.c.ltv).label("monetary"),
+            literal(now, CustomerScore.__table__.c.computed_at.type).label("computed_at"),
+        )
+        .select_from(customers.outerjoin(purchases, purchases.c.customer_id == customers.c.id))
+        .where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
+    )
+    table = CustomerScore.__table__
+    columns = [
+        "customer_id",
+        "ltv",
+        "order_count",
+        "last_order_at",
+        "tier",
+        "recency",
+        "frequency",
+        "monetary",
+        "computed_at",
+    ]
+    stmt = _insert(session, table).from_select(columns, scored)
+    changing = [c for c in columns if c not in ("customer_id", "computed_at")]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["customer_id"],
+        set_={c: stmt.excluded[c] for c in columns if c != "customer_id"},
+        where=or_(*[table.c[c].is_distinct_from(stmt.excluded[c]) for c in changing]),
+    ).returning(table.c.customer_id)
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def score(session: AsyncSession, customer_id: int) -> CustomerScore | None:
+    return await session.get(CustomerScore, customer_id)
+
+
+async def tier_summary(session: AsyncSession) -> list[tuple]:
+    """Per tier: customers, min and max ltv, revenue."""
+    stmt = select(
+        CustomerScore.tier,
+        func.count(),
+        func.min(CustomerScore.ltv),
+        func.max(CustomerScore.ltv),
+        func.coalesce(func.sum(CustomerScore.ltv), 0.0),
+    ).group_by(CustomerScore.tier)
+    return list(await session.execute(stmt))

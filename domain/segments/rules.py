@@ -1,0 +1,389 @@
+"""The segment rule language: JSON in, a validated tree out, errors naming the path inside the rule.
+
+A rule is one of::
+
+    {"all": [rule, ...]}   {"any": [rule, ...]}   {"not": rule}
+    {"trait": "city", "op": "equals", "value": "Berlin"}
+    {"event": "Order Completed", "where": [{"property": "revenue", "op": "gte", "value": 50}],
+     "times": {"at_least": 2}, "within_days": 30}
+    {"value_tier": ["key", "major"]}
+    {"rfm": "recency", "op": "gte", "value": 4}
+    {"message": "opened", "template_id": "welcome", "within_days": 30}
+    {"segment": "vip"}
+    {"subscription": ...}, {"loyalty_tier": ...}, {"loyalty_balance": ...}   (not available yet)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+# Operators on a JSON value (customer trait or event property), grouped by the type of `value`.
+SCALAR_OPS = {"equals", "not_equals"}
+LIST_OPS = {"in", "not_in"}
+STRING_OPS = {"contains"}
+PRESENCE_OPS = {"exists", "not_exists"}
+NUMBER_OPS = {"gt", "gte", "lt", "lte"}
+DATE_OPS = {"before", "after"}
+DAYS_OPS = {"within_last_days", "within_next_days"}
+ANNIVERSARY_OPS = {"anniversary_today", "anniversary_this_month"}
+VALUE_OPS = SCALAR_OPS | LIST_OPS | STRING_OPS | PRESENCE_OPS | NUMBER_OPS | DATE_OPS
+TRAIT_OPS = VALUE_OPS | DAYS_OPS | ANNIVERSARY_OPS
+# Ops whose truth changes with the clock alone (the window-edge pass re-evaluates them).
+CLOCK_OPS = DAYS_OPS | ANNIVERSARY_OPS
+
+TIERS = ("key", "major", "ordinary", "small")
+RFM_DIMENSIONS = ("recency", "frequency", "monetary")
+RFM_OPS = {"equals", "gt", "gte", "lt", "lte"}
+COUNT_OPS = ("at_least", "at_most", "exactly")
+MESSAGE_ACTIONS = ("received", "opened", "clicked")
+# Engagement is recorded as these events (property `template_id`).
+ENGAGEMENT_EVENTS = {"opened": "Email Opened", "clicked": "Email Clicked"}
+NOT_YET = {
+    "subscription": "subscription state",
+    "loyalty_tier": "loyalty tier",
+    "loyalty_balance": "loyalty balance",
+}
+MAX_DAYS = 36_500
+MAX_DEPTH = 20
+
+
+class RuleError(Exception):
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class NotAvailable(RuleError):
+    """A condition of the language whose data this installation does not have yet."""
+
+
+@dataclass(frozen=True)
+class All:
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class Any_:
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    rule: Rule
+
+
+@dataclass(frozen=True)
+class ValueTest:
+    """One test on a JSON value: ``key`` looked up in traits or event properties."""
+
+    key: str
+    op: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Trait:
+    test: ValueTest
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    where: tuple[ValueTest, ...] = ()
+    count_op: str = "at_least"
+    count: int = 1
+    within_days: int | None = None
+
+
+@dataclass(frozen=True)
+class Tier:
+    tiers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rfm:
+    dimension: str
+    op: str
+    value: int
+
+
+@dataclass(frozen=True)
+class MessageEngagement:
+    action: str
+    template_id: str | None = None
+    within_days: int | None = None
+
+
+@dataclass(frozen=True)
+class SegmentRef:
+    segment_id: str
+    path: str = field(default="", compare=False)
+
+
+Rule = All | Any_ | Not | Trait | Event | Tier | Rfm | MessageEngagement | SegmentRef
+
+
+def parse(raw: Any, path: str = "rule", depth: int = 0) -> Rule:
+    if depth > MAX_DEPTH:
+        raise RuleError(path, f"rules nest at most {MAX_DEPTH} levels deep")
+    if not isinstance(raw, dict):
+        raise RuleError(path, "must be an object")
+    for key, label in NOT_YET.items():
+        if key in raw:
+            raise NotAvailable(path, f"{label} conditions are not available yet")
+    kinds = [
+        k
+        for k in ("all", "any", "not", "trait", "event", "value_tier", "rfm", "message", "segment")
+        if k in raw
+    ]
+    if len(kinds) != 1:
+        found = ", ".join(sorted(raw)) or "nothing"
+        raise RuleError(
+            path,
+            "must have exactly one of all, any, not, trait, event, value_tier, rfm, message, segment "
+            f"(found {found})",
+        )
+    kind = kinds[0]
+    return _PARSERS[kind](raw, path, depth)
+
+
+def _allowed(raw: dict, path: str, keys: set[str]) -> None:
+    extra = sorted(set(raw) - keys)
+    if extra:
+        raise RuleError(f"{path}.{extra[0]}", f"unknown field (allowed: {', '.join(sorted(keys))})")
+
+
+def _group(raw: dict, path: str, depth: int) -> Rule:
+    kind = "all" if "all" in raw else "any"
+    _allowed(raw, path, {kind})
+    items = raw[kind]
+    if not isinstance(items, list) or not items:
+        raise RuleError(f"{path}.{kind}", "must be a non-empty list of rules")
+    rules = tuple(parse(item, f"{path}.{kind}[{i}]", depth + 1) for i, item in enumerate(items))
+    return All(rules) if kind == "all" else Any_(rules)
+
+
+def _not(raw: dict, path: str, depth: int) -> Rule:
+    _allowed(raw, path, {"not"})
+    return Not(parse(raw["not"], f"{path}.not", depth + 1))
+
+
+def _key(value: Any, path: str, what: str) -> str:
+    if not isinstance(value, str) or not KEY.match(value):
+        raise RuleError(path, f"{what} must be 1-64 letters, digits, '_' or '-'")
+    return value
+
+
+def _days(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DAYS:
+        raise RuleError(path, f"must be a whole number of days between 0 and {MAX_DAYS}")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e15
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | bool) or _is_number(value)
+
+
+def parse_value_test(raw: dict, path: str, key_field: str, ops: set[str]) -> ValueTest:
+    _allowed(raw, path, {key_field, "op", "value"})
+    key = _key(raw.get(key_field), f"{path}.{key_field}", key_field)
+    op = raw.get("op")
+    if op not in ops:
+        raise RuleError(f"{path}.op", f"unknown operator {op!r} (known: {', '.join(sorted(ops))})")
+    value = raw.get("value")
+    vpath = f"{path}.value"
+    needs_value = op not in PRESENCE_OPS | ANNIVERSARY_OPS
+    if not needs_value:
+        if "value" in raw:
+            raise RuleError(vpath, f"operator {op} takes no value")
+        return ValueTest(key, op)
+    if "value" not in raw:
+        raise RuleError(vpath, f"operator {op} needs a value")
+    if op in SCALAR_OPS and not _is_scalar(value):
+        raise RuleError(vpath, f"operator {op} needs a string, number or boolean")
+    if op in LIST_OPS:
+        if not isinstance(value, list) or not value or not all(_is_scalar(v) for v in value):
+            raise RuleError(vpath, f"operator {op} needs a non-empty list of strings, numbers or booleans")
+        value = tuple(value)
+    if op in STRING_OPS and not isinstance(value, str):
+        raise RuleError(vpath, f"operator {op} needs a string")
+    if op in NUMBER_OPS and not _is_number(value):
+        raise RuleError(vpath, f"operator {op} needs a number")
+    if op in DATE_OPS and not (isinstance(value, str) and DATE.match(value)):
+        raise RuleError(vpath, f"operator {op} needs a date as YYYY-MM-DD")
+    if op in DAYS_OPS:
+        value = _days(value, vpath)
+    return ValueTest(key, op, value)
+
+
+def _trait(raw: dict, path: str, _depth: int) -> Rule:
+    return Trait(parse_value_test(raw, path, "trait", TRAIT_OPS))
+
+
+def _event(raw: dict, path: str, _depth: int) -> Rule:
+    _allowed(raw, path, {"event", "where", "times", "within_days"})
+    name = raw["event"]
+    if not isinstance(name, str) or not 0 < len(name) <= 255:
+        raise RuleError(f"{path}.event", "must be an event name (1-255 characters)")
+    where_raw = raw.get("where", [])
+    if not isinstance(where_raw, list):
+        raise RuleError(f"{path}.where", "must be a list of property tests")
+    where = []
+    for i, item in enumerate(where_raw):
+        ipath = f"{path}.where[{i}]"
+        if not isinstance(item, dict):
+            raise RuleError(ipath, "must be an object")
+        where.append(parse_value_test(item, ipath, "property", VALUE_OPS))
+    count_op, count = "at_least", 1
+    if "times" in raw:
+        times = raw["times"]
+        tpath = f"{path}.times"
+        if not isinstance(times, dict) or len(times) != 1:
+            raise RuleError(tpath, "must be one of {at_least: N}, {at_most: N}, {exactly: N}")
+        ((count_op, count),) = times.items()
+        if count_op not in COUNT_OPS:
+            raise RuleError(f"{tpath}.{count_op}", f"unknown operator (known: {', '.join(COUNT_OPS)})")
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1_000_000:
+            raise RuleError(f"{tpath}.{count_op}", "must be a whole number from 0 to 1000000")
+    within = raw.get("within_days")
+    if within is not None:
+        within = _days(within, f"{path}.within_days")
+    return Event(name, tuple(where), count_op, count, within)
+
+
+def _tier(raw: dict, path: str, _depth: int) -> Rule:
+    _allowed(raw, path, {"value_tier"})
+    tiers = raw["value_tier"]
+    if isinstance(tiers, str):
+        tiers = [tiers]
+    if not isinstance(tiers, list) or not tiers or not all(t in TIERS for t in tiers):
+        raise RuleError(f"{path}.value_tier", f"must be one or more of {', '.join(TIERS)}")
+    return Tier(tuple(dict.fromkeys(tiers)))
+
+
+def _rfm(raw: dict, path: str, _depth: int) -> Rule:
+    _allowed(raw, path, {"rfm", "op", "value"})
+    if raw["rfm"] not in RFM_DIMENSIONS:
+        raise RuleError(f"{path}.rfm", f"must be one of {', '.join(RFM_DIMENSIONS)}")
+    if raw.get("op") not in RFM_OPS:
+        raise RuleError(
+            f"{path}.op", f"unknown operator {raw.get('op')!r} (known: {', '.join(sorted(RFM_OPS))})"
+        )
+    value = raw.get("value")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+        raise RuleError(f"{path}.value", "must be a score from 1 to 5")
+    return Rfm(raw["rfm"], raw["op"], value)
+
+
+def _message(raw: dict, path: str, _depth: int) -> Rule:
+    _allowed(raw, path, {"message", "template_id", "within_days"})
+    if raw["message"] not in MESSAGE_ACTIONS:
+        raise RuleError(f"{path}.message", f"must be one of {', '.join(MESSAGE_ACTIONS)}")
+    template_id = raw.get("template_id")
+    if template_id is not None:
+        _key(template_id, f"{path}.template_id", "template_id")
+    within = raw.get("within_days")
+    if within is not None:
+        within = _days(within, f"{path}.within_days")
+    return MessageEngagement(raw["message"], template_id, within)
+
+
+def _segment(raw: dict, path: str, _depth: int) -> Rule:
+    _allowed(raw, path, {"segment"})
+    return SegmentRef(_key(raw["segment"], f"{path}.segment", "segment"), path=f"{path}.segment")
+
+
+_PARSERS = {
+    "all": _group,
+    "any": _group,
+    "not": _not,
+    "trait": _trait,
+    "event": _event,
+    "value_tier": _tier,
+    "rfm": _rfm,
+    "message": _message,
+    "segment": _segment,
+}
+
+
+def walk(rule: Rule):
+    """Every node of a rule, depth first (segment references are not expanded)."""
+    yield rule
+    if isinstance(rule, All | Any_):
+        for child in rule.rules:
+            yield from walk(child)
+    elif isinstance(rule, Not):
+        yield from walk(rule.rule)
+
+
+def references(rule: Rule) -> list[SegmentRef]:
+    return [node for node in walk(rule) if isinstance(node, SegmentRef)]
+
+
+def expand(rule: Rule, segments: dict[str, Rule]) -> Rule:
+    """Replace segment references by the referenced rules (references are checked acyclic on save)."""
+    if isinstance(rule, SegmentRef):
+        return expand(segments[rule.segment_id], segments)
+    if isinstance(rule, All):
+        return All(tuple(expand(r, segments) for r in rule.rules))
+    if isinstance(rule, Any_):
+        return Any_(tuple(expand(r, segments) for r in rule.rules))
+    if isinstance(rule, Not):
+        return Not(expand(rule.rule, segments))
+    return rule
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    """What can change a rule's outcome for a customer, so refreshes touch only what they must."""
+
+    event_names: frozenset[str]
+    messages: bool
+    scores: bool
+    traits: bool
+    event_windows: tuple[tuple[str, int], ...]  # (event name, days) windows whose edge moves with time
+    message_windows: tuple[int, ...]  # received-message windows in days
+    clock_traits: bool  # date traits relative to today
+
+
+def dependencies(expanded: Rule) -> Dependencies:
+    names, windows, message_windows = set(), set(), set()
+    messages = scores = traits = clock = False
+    for node in walk(expanded):
+        if isinstance(node, Event):
+            names.add(node.name)
+            if node.within_days is not None:
+                windows.add((node.name, node.within_days))
+        elif isinstance(node, MessageEngagement):
+            if node.action == "received":
+                messages = True
+                if node.within_days is not None:
+                    message_windows.add(node.within_days)
+            else:
+                names.add(ENGAGEMENT_EVENTS[node.action])
+                if node.within_days is not None:
+                    windows.add((ENGAGEMENT_EVENTS[node.action], node.within_days))
+        elif isinstance(node, Tier | Rfm):
+            scores = True
+        elif isinstance(node, Trait):
+            traits = True
+            clock = clock or node.test.op in CLOCK_OPS
+    return Dependencies(
+        frozenset(names),
+        messages,
+        scores,
+        traits,
+        tuple(sorted(windows)),
+        tuple(sorted(message_windows)),
+        clock,
+    )

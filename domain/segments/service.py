@@ -1,0 +1,490 @@
+"""Segments: validated rules with versions, stored membership kept fresh incrementally, value tiers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.db import utcnow
+from domain.errors import Conflict, InvalidInput, NotFound
+from domain.segments import calendar as cal
+from domain.segments import compiler, repository
+from domain.segments import rules as r
+from domain.segments.evaluate import evaluate
+from domain.segments.models import Segment, SegmentVersion
+from domain.segments.schemas import (
+    CustomerBrief,
+    MemberOut,
+    MembersPage,
+    PreviewIn,
+    PreviewOut,
+    RefreshStats,
+    ScoresOut,
+    SegmentIn,
+    SegmentOut,
+    SegmentUpdate,
+    SegmentVersionOut,
+    TierOut,
+    TiersOut,
+)
+
+ENTERED = "Segment Entered"
+EXITED = "Segment Exited"
+EVENT_CURSOR = "event_cursor"
+WINDOW_EDGES = "window_edges"
+# An event id skipped by the cursor (its transaction had not committed) is looked for this long.
+PENDING_SECONDS = 60
+PENDING_MAX = 10_000
+
+
+# -- the catalogue of rules ----------------------------------------------------------------------------
+class Catalog:
+    """Every segment's current rule, parsed; expands references for evaluation."""
+
+    def __init__(self, rows: list[tuple[str, int, dict[str, Any]]]):
+        self.versions = {sid: version for sid, version, _ in rows}
+        self.rules = {sid: r.parse(rule) for sid, _, rule in rows}
+
+    def expanded(self, segment_id: str) -> r.Rule:
+        return r.expand(self.rules[segment_id], self.rules)
+
+    def dependents(self, segment_id: str) -> list[str]:
+        """Segments whose rule refers to ``segment_id``, directly or through others."""
+        found, frontier = [], {segment_id}
+        while frontier:
+            nxt = {
+                sid
+                for sid, rule in self.rules.items()
+                if sid not in found
+                and sid not in frontier
+                and any(ref.segment_id in frontier for ref in r.references(rule))
+            }
+            found += sorted(nxt)
+            frontier = nxt
+        return found
+
+
+async def _catalog(session: AsyncSession) -> Catalog:
+    return Catalog(await repository.current_rules(session))
+
+
+def _invalid(path: str, problem: str) -> InvalidInput:
+    return InvalidInput({"path": path, "problem": problem}, code="invalid_rule")
+
+
+def parse_rule(raw: Any) -> r.Rule:
+    try:
+        return r.parse(raw)
+    except r.NotAvailable as exc:
+        raise InvalidInput({"path": exc.path, "problem": exc.problem}, code="not_available_yet") from exc
+    except r.RuleError as exc:
+        raise _invalid(exc.path, exc.problem) from exc
+
+
+def _check_references(rule: r.Rule, segment_id: str | None, catalog: Catalog) -> None:
+    """Every referenced segment exists, and no chain of references leads back to ``segment_id``."""
+    for ref in r.references(rule):
+        if ref.segment_id == segment_id:
+            raise _invalid(ref.path, f"segment {segment_id!r} cannot refer to itself")
+        if ref.segment_id not in catalog.rules:
+            raise _invalid(ref.path, f"segment {ref.segment_id!r} does not exist")
+        if segment_id is None:
+            continue
+        chain = _path_to(ref.segment_id, segment_id, catalog, [segment_id, ref.segment_id])
+        if chain:
+            raise _invalid(ref.path, "circular reference: " + " -> ".join(chain))
+
+
+def _path_to(start: str, target: str, catalog: Catalog, trail: list[str]) -> list[str] | None:
+    for ref in r.references(catalog.rules.get(start, r.All(()))):
+        if ref.segment_id == target:
+            return [*trail, target]
+        if ref.segment_id in trail:
+            continue
+        found = _path_to(ref.segment_id, target, catalog, [*trail, ref.segment_id])
+        if found:
+            return found
+    return None
+
+
+# -- CRUD ----------------------------------------------------------------------------------------------
+async def _out(session: AsyncSession, segment: Segment) -> SegmentOut:
+    version = await repository.get_version(session, segment.id, segment.current_version)
+    return SegmentOut(
+        id=segment.id,
+        name=segment.name,
+        description=segment.description,
+        version=segment.current_version,
+        rule=version.rule,
+        members=await repository.member_count(session, segment.id),
+        created_at=segment.created_at,
+        updated_at=segment.updated_at,
+    )
+
+
+async def _segment(session: AsyncSession, segment_id: str) -> Segment:
+    found = await repository.get(session, segment_id)
+    if found is None:
+        raise NotFound(f"segment {segment_id!r} does not exist")
+    return found
+
+
+async def create(session: AsyncSession, spec: SegmentIn, *, now: datetime | None = None) -> SegmentOut:
+    rule = parse_rule(spec.rule)
+    segment_id = spec.id or uuid.uuid4().hex[:12]
+    if await repository.get(session, segment_id) is not None:
+        raise Conflict({"field": "id", "problem": f"a segment with id {segment_id!r} exists"})
+    _check_references(rule, segment_id, await _catalog(session))
+    at = now or utcnow()
+    segment = Segment(
+        id=segment_id,
+        name=spec.name,
+        description=spec.description,
+        current_version=1,
+        created_at=at,
+        updated_at=at,
+    )
+    await repository.add(session, segment)
+    await repository.add(
+        session, SegmentVersion(segment_id=segment_id, version=1, rule=spec.rule, created_at=at)
+    )
+    await rebuild(session, segment_id, now=at)
+    return await _out(session, segment)
+
+
+async def update(
+    session: AsyncSession, segment_id: str, spec: SegmentUpdate, *, now: datetime | None = None
+) -> SegmentOut:
+    segment = await _segment(session, segment_id)
+    at = now or utcnow()
+    if spec.rule is not None:
+        rule = parse_rule(spec.rule)
+        _check_references(rule, segment_id, await _catalog(session))
+        segment.current_version += 1
+        await repository.add(
+            session,
+            SegmentVersion(
+                segment_id=segment_id, version=segment.current_version, rule=spec.rule, created_at=at
+            ),
+        )
+    if spec.name is not None:
+        segment.name = spec.name
+    if spec.description is not None:
+        segment.description = spec.description
+    segment.updated_at = at
+    if spec.rule is not None:
+        catalog = await _catalog(session)
+        for sid in [segment_id, *catalog.dependents(segment_id)]:
+            await rebuild(session, sid, now=at, catalog=catalog)
+    return await _out(session, segment)
+
+
+async def delete(session: AsyncSession, segment_id: str) -> None:
+    await _segment(session, segment_id)
+    journeys = sorted(
+        {
+            journey_id
+            for journey_id, definition in await repository.published_journey_definitions(session)
+            if _mentions_segment(definition, segment_id)
+        }
+    )
+    if journeys:
+        raise Conflict(
+            {"problem": f"segment {segment_id!r} is used by published journeys", "journeys": journeys},
+            code="segment_in_use",
+        )
+    dependents = (await _catalog(session)).dependents(segment_id)
+    if dependents:
+        raise Conflict(
+            {"problem": f"segment {segment_id!r} is used by other segments", "segments": dependents},
+            code="segment_in_use",
+        )
+    await repository.delete_segment(session, segment_id)
+
+
+def _mentions_segment(node: Any, segment_id: str) -> bool:
+    """Journeys refer to segments in fields named ``segment_id`` anywhere in their nodes."""
+    if isinstance(node, dict):
+        if node.get("segment_id") == segment_id:
+            return True
+        return any(_mentions_segment(v, segment_id) for v in node.values())
+    if isinstance(node, list):
+        return any(_mentions_segment(v, segment_id) for v in node)
+    return False
+
+
+async def get(session: AsyncSession, segment_id: str) -> SegmentOut:
+    return await _out(session, await _segment(session, segment_id))
+
+
+async def list_all(session: AsyncSession) -> list[SegmentOut]:
+    return [await _out(session, s) for s in await repository.list_all(session)]
+
+
+async def versions(session: AsyncSession, segment_id: str) -> list[SegmentVersionOut]:
+    await _segment(session, segment_id)
+    return [
+        SegmentVersionOut(segment_id=v.segment_id, version=v.version, rule=v.rule, created_at=v.created_at)
+        for v in await repository.versions(session, segment_id)
+    ]
+
+
+async def preview(session: AsyncSession, spec: PreviewIn, *, now: datetime | None = None) -> PreviewOut:
+    """Count and sample of who a rule selects right now; nothing is stored."""
+    rule = parse_rule(spec.rule)
+    catalog = await _catalog(session)
+    _check_references(rule, None, catalog)
+    expanded = r.expand(rule, catalog.rules)
+    at = now or utcnow()
+    dialect = session.bind.dialect.name
+    count = await repository.scalar(session, compiler.count_query(expanded, dialect, at))
+    sample_query = compiler.members_query(expanded, dialect, at).order_by(None).limit(spec.sample_size)
+    ids = sorted(await repository.matching_ids(session, sample_query))
+    sample = [
+        CustomerBrief(id=i, user_id=u, email=e) for i, u, e in await repository.customers_brief(session, ids)
+    ]
+    return PreviewOut(count=count, sample=sample)
+
+
+async def members(session: AsyncSession, segment_id: str, *, after: int = 0, limit: int = 100) -> MembersPage:
+    await _segment(session, segment_id)
+    rows = await repository.members_page(session, segment_id, after, limit)
+    page = [MemberOut(customer_id=c, user_id=u, email=e, entered_at=at) for c, u, e, at in rows]
+    return MembersPage(members=page, next_after=page[-1].customer_id if len(page) == limit else None)
+
+
+# -- evaluation -------------------------------------------------------------------------------------------
+async def matches(
+    session: AsyncSession, segment_id: str, customer_id: int, *, now: datetime | None = None
+) -> bool:
+    """Decide for one customer, live (journey branches and entry filters)."""
+    catalog = await _catalog(session)
+    if segment_id not in catalog.rules:
+        raise NotFound(f"segment {segment_id!r} does not exist")
+    return await matches_rule(session, catalog.expanded(segment_id), customer_id, now=now)
+
+
+async def matches_rule(
+    session: AsyncSession, expanded: r.Rule, customer_id: int, *, now: datetime | None = None
+) -> bool:
+    facts = await repository.customer_facts(session, customer_id, set(r.dependencies(expanded).event_names))
+    return facts is not None and evaluate(expanded, facts, now or utcnow())
+
+
+async def _apply(
+    session: AsyncSession,
+    segment_id: str,
+    version: int,
+    matched: set[int],
+    scope: set[int] | None,
+    at: datetime,
+) -> RefreshStats:
+    current = await repository.current_members(session, segment_id, scope)
+    entered = await repository.open_memberships(session, segment_id, matched - current, at)
+    exited = await repository.close_memberships(session, segment_id, current - matched, at)
+    properties = {"segment_id": segment_id, "segment_version": version}
+    await repository.record_events(session, ENTERED, properties, entered, at)
+    await repository.record_events(session, EXITED, properties, exited, at)
+    return RefreshStats(
+        entered=len(entered), exited=len(exited), customers=len(scope) if scope is not None else len(matched)
+    )
+
+
+async def rebuild(
+    session: AsyncSession, segment_id: str, *, now: datetime | None = None, catalog: Catalog | None = None
+) -> RefreshStats:
+    """Full evaluation of one segment over every customer, applied as entries and exits."""
+    catalog = catalog or await _catalog(session)
+    at = now or utcnow()
+    query = compiler.members_query(catalog.expanded(segment_id), session.bind.dialect.name, at)
+    matched = await repository.matching_ids(session, query)
+    return await _apply(session, segment_id, catalog.versions[segment_id], matched, None, at)
+
+
+async def refresh_customers(
+    session: AsyncSession,
+    customer_ids: set[int] | list[int],
+    *,
+    now: datetime | None = None,
+    segment_ids: list[str] | None = None,
+    catalog: Catalog | None = None,
+) -> RefreshStats:
+    """Re-evaluate only these customers against every segment (or ``segment_ids``)."""
+    scope = set(customer_ids)
+    total = RefreshStats(customers=len(scope))
+    if not scope:
+        return total
+    catalog = catalog or await _catalog(session)
+    at = now or utcnow()
+    dialect = session.bind.dialect.name
+    for segment_id in segment_ids if segment_ids is not None else sorted(catalog.rules):
+        matched: set[int] = set()
+        for chunk in repository._chunks(scope):
+            query = compiler.members_query(catalog.expanded(segment_id), dialect, at, customer_ids=chunk)
+            matched |= await repository.matching_ids(session, query)
+        stats = await _apply(session, segment_id, catalog.versions[segment_id], matched, scope, at)
+        total.entered += stats.entered
+        total.exited += stats.exited
+    return total
+
+
+async def refresh_from_events(
+    session: AsyncSession, *, batch_size: int = 5_000, now: datetime | None = None
+) -> int:
+    """One pass of the incremental refresher: customers of events stored since the last pass.
+
+    Reads events by id after a cursor kept in the database, in the same transaction as the membership
+    changes, so a crash repeats the pass and a repeat changes nothing. An id skipped because its
+    transaction was still open is retried for a while rather than lost. Each segment re-evaluates only
+    the customers whose new events can change it: events it names, any event when it reads traits
+    (identify and track both carry them), and customers seen for the first time.
+    """
+    at = now or utcnow()
+    progress = await repository.state(session, EVENT_CURSOR)
+    pending = {int(i): float(t) for i, t in (progress.pending or [])}
+    rows = await repository.events_after(session, progress.cursor, sorted(pending), batch_size)
+    previous_pass = progress.ran_at
+    progress.ran_at = at
+    if not rows:
+        _expire_pending(progress, pending)
+        return 0
+    fresh = sorted(i for i, _, _ in rows if i > progress.cursor)
+    _note_gaps(progress.cursor, fresh, pending)
+    for event_id, _, _ in rows:
+        pending.pop(event_id, None)
+    progress.cursor = fresh[-1] if fresh else progress.cursor
+    _expire_pending(progress, pending)
+
+    catalog = await _catalog(session)
+    by_name: dict[str | None, set[int]] = {}
+    for _, customer_id, name in rows:
+        by_name.setdefault(name, set()).add(customer_id)
+    everyone = set().union(*by_name.values())
+    since = (previous_pass or at) - timedelta(seconds=PENDING_SECONDS)
+    newcomers = await repository.created_since(session, since)
+    for segment_id in sorted(catalog.rules):
+        deps = r.dependencies(catalog.expanded(segment_id))
+        if deps.traits:
+            scope = set(everyone)
+        else:
+            scope = set(newcomers)
+            for name in deps.event_names:
+                scope |= by_name.get(name, set())
+        await refresh_customers(session, scope, now=at, segment_ids=[segment_id], catalog=catalog)
+    return len(rows)
+
+
+def _note_gaps(cursor: int, fresh: list[int], pending: dict[int, float]) -> None:
+    """Ids missing between the cursor and the newest event read may belong to open transactions."""
+    clock = time.time()
+    previous = cursor
+    for event_id in fresh:
+        for gap in range(previous + 1, min(event_id, previous + 1 + PENDING_MAX)):
+            pending.setdefault(gap, clock)
+        previous = event_id
+
+
+def _expire_pending(progress, pending: dict[int, float]) -> None:
+    horizon = time.time() - PENDING_SECONDS
+    kept = sorted((i, t) for i, t in pending.items() if t >= horizon)[-PENDING_MAX:]
+    progress.pending = [[i, t] for i, t in kept]
+
+
+async def refresh_window_edges(session: AsyncSession, *, now: datetime | None = None) -> RefreshStats:
+    """Move customers whose time windows moved since the last pass, and only them.
+
+    A window "within N days" loses events whose timestamp crossed now - N days since the last pass;
+    the customers owning those events are re-evaluated. Date traits relative to today (within the last
+    N days, birthdays) change when some zone's date changes; those segments are re-evaluated whole.
+    Messages sent since the last pass are picked up here for segments on received messages.
+    """
+    at = now or utcnow()
+    progress = await repository.state(session, WINDOW_EDGES)
+    since = progress.ran_at
+    catalog = await _catalog(session)
+    total = RefreshStats()
+    for segment_id in sorted(catalog.rules):
+        deps = r.dependencies(catalog.expanded(segment_id))
+        # Sends are not events: segments on received messages pick new sends up here too.
+        timed = deps.event_windows or deps.messages or deps.clock_traits
+        if not timed:
+            continue
+        if since is None or (deps.clock_traits and _some_date_changed(since, at)):
+            stats = await rebuild(session, segment_id, now=at, catalog=catalog)
+        else:
+            crossing: set[int] = set()
+            for name, days in deps.event_windows:
+                span = timedelta(days=days)
+                crossing |= await repository.customers_with_events_between(
+                    session, name, since - span, at - span
+                )
+            if deps.messages:
+                crossing |= await repository.customers_with_messages_between(session, since, at)
+            for days in deps.message_windows:
+                span = timedelta(days=days)
+                crossing |= await repository.customers_with_messages_between(session, since - span, at - span)
+            stats = await refresh_customers(
+                session, crossing, now=at, segment_ids=[segment_id], catalog=catalog
+            )
+        total.entered += stats.entered
+        total.exited += stats.exited
+        total.customers += stats.customers
+    progress.ran_at = at
+    return total
+
+
+def _some_date_changed(since: datetime, now: datetime) -> bool:
+    if cal.utc_today(since) != cal.utc_today(now):
+        return True
+    return any(cal.local_date(zone, since) != cal.local_date(zone, now) for zone in cal.known_zones())
+
+
+# -- value tiers and RFM -----------------------------------------------------------------------------
+async def recompute_scores(
+    session: AsyncSession,
+    purchase_event: str,
+    revenue_property: str = "revenue",
+    *,
+    now: datetime | None = None,
+) -> RefreshStats:
+    """Recompute tiers and RFM; customers whose scores changed are re-evaluated in segments using them."""
+    at = now or utcnow()
+    changed = await repository.recompute_scores(session, purchase_event, revenue_property, at)
+    catalog = await _catalog(session)
+    using = [sid for sid in sorted(catalog.rules) if r.dependencies(catalog.expanded(sid)).scores]
+    stats = await refresh_customers(session, changed, now=at, segment_ids=using, catalog=catalog)
+    stats.customers = len(changed)
+    return stats
+
+
+async def scores_for(session: AsyncSession, customer_id: int) -> ScoresOut | None:
+    """The customer's lifetime value, order count, value tier and RFM (None before the first pass)."""
+    found = await repository.score(session, customer_id)
+    return ScoresOut.model_validate(found, from_attributes=True) if found is not None else None
+
+
+async def tiers(session: AsyncSession) -> TiersOut:
+    rows = {
+        tier: (n, low, high, revenue)
+        for tier, n, low, high, revenue in await repository.tier_summary(session)
+    }
+    total = sum(revenue for _, _, _, revenue in rows.values()) or 0.0
+    out = []
+    for tier in r.TIERS:
+        n, low, high, revenue = rows.get(tier, (0, None, None, 0.0))
+        out.append(
+            TierOut(
+                tier=tier,
+                customers=n,
+                min_ltv=low,
+                max_ltv=high,
+                revenue=revenue,
+                revenue_share=(revenue / total) if total else 0.0,
+            )
+        )
+    top = sum(t.revenue_share for t in out if t.tier != "small")
+    return TiersOut(tiers=out, top_20_percent_revenue_share=top)

@@ -1,0 +1,252 @@
+"""Segments over HTTP: create with versions, preview, paged members, precise 422s, 409 while in use."""
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from domain.db import transaction, utcnow
+from domain.events.models import Event, EventOutbox
+from domain.journeys.models import Journey, JourneyVersion
+from domain.segments.models import Segment, SegmentMembership, SegmentVersion
+
+BUYERS = {"event": "Order Completed", "times": {"at_least": 2}, "within_days": 30}
+
+
+async def _track(client, write_key, user, event, days_ago=0, **properties):
+    ts = (utcnow() - timedelta(days=days_ago)).isoformat()
+    response = await client.post(
+        "/v1/track",
+        auth=(write_key, ""),
+        json={"userId": user, "event": event, "properties": properties, "timestamp": ts},
+    )
+    assert response.status_code == 200, response.text
+
+
+async def _identify(client, write_key, user, **traits):
+    response = await client.post(
+        "/v1/identify", auth=(write_key, ""), json={"userId": user, "traits": traits}
+    )
+    assert response.status_code == 200, response.text
+
+
+async def _stored(sessions):
+    async with sessions() as session:
+        return tuple(
+            [await session.scalar(select(func.count()).select_from(m)) for m in (Segment, SegmentVersion)]
+        )
+
+
+async def test_create_computes_members_and_emits_entry_events(client, sessions, marketer_headers, write_key):
+    for user in ("ada", "bob"):
+        await _track(client, write_key, user, "Order Completed", days_ago=3, revenue=10)
+    await _track(client, write_key, "ada", "Order Completed", days_ago=1, revenue=20)
+    await _track(client, write_key, "cy", "Order Completed", days_ago=45)
+    await _track(client, write_key, "cy", "Order Completed", days_ago=40)
+
+    created = await client.post(
+        "/api/segments",
+        json={"id": "repeat-buyers", "name": "Repeat buyers", "rule": BUYERS},
+        headers=marketer_headers,
+    )
+    assert created.status_code == 201, created.text
+    assert (created.json()["version"], created.json()["members"]) == (1, 1)
+
+    page = (await client.get("/api/segments/repeat-buyers/members", headers=marketer_headers)).json()
+    assert [m["user_id"] for m in page["members"]] == ["ada"]
+    async with sessions() as session:
+        entered = (
+            await session.execute(
+                select(Event.user_id, Event.properties)
+                .join(EventOutbox, EventOutbox.event_id == Event.id)
+                .where(Event.name == "Segment Entered")
+            )
+        ).all()
+    assert entered == [("ada", {"segment_id": "repeat-buyers", "segment_version": 1})]
+
+
+async def test_update_makes_a_new_version_and_moves_members(client, sessions, marketer_headers, write_key):
+    await _identify(client, write_key, "ada", city="Berlin")
+    await _identify(client, write_key, "bob", city="Paris")
+    rule = {"trait": "city", "op": "equals", "value": "Berlin"}
+    await client.post(
+        "/api/segments", json={"id": "local", "name": "Local", "rule": rule}, headers=marketer_headers
+    )
+    updated = await client.put(
+        "/api/segments/local",
+        json={"rule": {"trait": "city", "op": "in", "value": ["Paris"]}},
+        headers=marketer_headers,
+    )
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["version"] == 2
+    members = (await client.get("/api/segments/local/members", headers=marketer_headers)).json()["members"]
+    assert [m["user_id"] for m in members] == ["bob"]
+    versions = (await client.get("/api/segments/local/versions", headers=marketer_headers)).json()
+    assert [v["rule"] for v in versions] == [rule, {"trait": "city", "op": "in", "value": ["Paris"]}]
+    async with sessions() as session:
+        stays = (
+            await session.execute(select(SegmentMembership.customer_id, SegmentMembership.exited_at))
+        ).all()
+    assert len(stays) == 2 and sum(exited is not None for _, exited in stays) == 1  # ada's stay closed
+
+
+async def test_members_are_paged(client, marketer_headers, write_key):
+    for i in range(5):
+        await _identify(client, write_key, f"user-{i}", plan="pro")
+    await client.post(
+        "/api/segments",
+        json={"id": "pro", "name": "Pro", "rule": {"trait": "plan", "op": "equals", "value": "pro"}},
+        headers=marketer_headers,
+    )
+    seen, after = [], 0
+    while True:
+        page = (
+            await client.get(f"/api/segments/pro/members?limit=2&after={after}", headers=marketer_headers)
+        ).json()
+        seen += [m["user_id"] for m in page["members"]]
+        if page["next_after"] is None:
+            break
+        after = page["next_after"]
+    assert sorted(seen) == [f"user-{i}" for i in range(5)]
+
+
+async def test_preview_counts_and_samples_without_saving(client, sessions, marketer_headers, write_key):
+    await _identify(client, write_key, "ada", city="Berlin", age=36)
+    await _identify(client, write_key, "bob", city="Berlin", age=17)
+    response = await client.post(
+        "/api/segments/preview",
+        json={
+            "rule": {
+                "all": [
+                    {"trait": "city", "op": "equals", "value": "Berlin"},
+                    {"trait": "age", "op": "gte", "value": 18},
+                ]
+            }
+        },
+        headers=marketer_headers,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["count"] == 1
+    assert [c["user_id"] for c in response.json()["sample"]] == ["ada"]
+    assert await _stored(sessions) == (0, 0)
+
+
+async def _rejected(client, headers, rule, *, id="bad", method="post", url="/api/segments"):
+    body = {"rule": rule} if method == "put" else {"id": id, "name": "Bad", "rule": rule}
+    response = await client.request(method.upper(), url, json=body, headers=headers)
+    assert response.status_code == 422, response.text
+    return response.json()
+
+
+async def test_bad_rules_name_the_path_and_store_nothing(client, sessions, marketer_headers):
+    unknown_op = await _rejected(
+        client,
+        marketer_headers,
+        {
+            "all": [
+                {"trait": "city", "op": "equals", "value": "x"},
+                {"trait": "age", "op": "bigger", "value": 3},
+            ]
+        },
+    )
+    assert unknown_op["error"] == "invalid_rule"
+    assert unknown_op["detail"]["path"] == "rule.all[1].op"
+    assert "bigger" in unknown_op["detail"]["problem"]
+
+    wrong_type = await _rejected(
+        client, marketer_headers, {"any": [{"not": {"trait": "age", "op": "gt", "value": "old"}}]}
+    )
+    assert wrong_type["detail"] == {"path": "rule.any[0].not.value", "problem": "operator gt needs a number"}
+
+    bad_count = await _rejected(
+        client, marketer_headers, {"event": "Order Completed", "times": {"at_least": "2"}}
+    )
+    assert bad_count["detail"]["path"] == "rule.times.at_least"
+
+    bad_tier = await _rejected(client, marketer_headers, {"value_tier": ["platinum"]})
+    assert bad_tier["detail"]["path"] == "rule.value_tier"
+
+    self_ref = await _rejected(client, marketer_headers, {"any": [{"segment": "loop"}]}, id="loop")
+    assert self_ref["detail"] == {
+        "path": "rule.any[0].segment",
+        "problem": "segment 'loop' cannot refer to itself",
+    }
+
+    missing = await _rejected(client, marketer_headers, {"segment": "nowhere"})
+    assert missing["detail"]["path"] == "rule.segment"
+    assert await _stored(sessions) == (0, 0)
+
+
+async def test_a_cycle_through_other_segments_is_refused(client, sessions, marketer_headers):
+    city = {"trait": "city", "op": "exists"}
+    assert (
+        await client.post(
+            "/api/segments", json={"id": "a", "name": "A", "rule": city}, headers=marketer_headers
+        )
+    ).status_code == 201
+    b = {"id": "b", "name": "B", "rule": {"all": [{"segment": "a"}, city]}}
+    assert (await client.post("/api/segments", json=b, headers=marketer_headers)).status_code == 201
+    cycle = await _rejected(
+        client, marketer_headers, {"any": [city, {"segment": "b"}]}, method="put", url="/api/segments/a"
+    )
+    assert cycle["detail"] == {"path": "rule.any[1].segment", "problem": "circular reference: a -> b -> a"}
+    got = (await client.get("/api/segments/a", headers=marketer_headers)).json()
+    assert (got["version"], got["rule"]) == (1, city)
+    assert await _stored(sessions) == (2, 2)
+
+
+async def test_conditions_of_areas_not_yet_available_are_refused_clearly(client, sessions, marketer_headers):
+    for rule in ({"subscription": "newsletter"}, {"all": [{"loyalty_tier": "gold"}]}):
+        body = await _rejected(client, marketer_headers, rule)
+        assert body["error"] == "not_available_yet"
+        assert "not available yet" in body["detail"]["problem"]
+    assert await _stored(sessions) == (0, 0)
+
+
+async def test_delete_is_refused_while_a_published_journey_uses_the_segment(
+    client, sessions, marketer_headers
+):
+    rule = {"trait": "vip", "op": "equals", "value": True}
+    await client.post(
+        "/api/segments", json={"id": "vips", "name": "VIPs", "rule": rule}, headers=marketer_headers
+    )
+    async with transaction(sessions) as session:
+        # A journey whose branch node reads the segment, as the journey engine stores it.
+        branch = {"id": "check", "type": "branch", "segment_id": "vips", "yes": "done", "no": "done"}
+        session.add(
+            Journey(id="vip-care", name="VIP care", status="published", draft={}, published_version=2)
+        )
+        await session.flush()
+        session.add(
+            JourneyVersion(
+                journey_id="vip-care", version=1, trigger_event="Signed Up", definition={"nodes": [branch]}
+            )
+        )
+        # Version 2 no longer reads the segment, but customers may still be running version 1.
+        session.add(
+            JourneyVersion(
+                journey_id="vip-care", version=2, trigger_event="Signed Up", definition={"nodes": []}
+            )
+        )
+    refused = await client.delete("/api/segments/vips", headers=marketer_headers)
+    assert refused.status_code == 409
+    assert refused.json()["detail"]["journeys"] == ["vip-care"]
+    assert await _stored(sessions) == (1, 1)
+
+    async with transaction(sessions) as session:
+        (await session.get(Journey, "vip-care")).status = "archived"
+    assert (await client.delete("/api/segments/vips", headers=marketer_headers)).status_code == 204
+    assert await _stored(sessions) == (0, 0)
+    assert (await client.get("/api/segments/vips", headers=marketer_headers)).status_code == 404
+
+
+async def test_delete_is_refused_while_another_segment_refers_to_it(client, marketer_headers):
+    await client.post(
+        "/api/segments",
+        json={"id": "a", "name": "A", "rule": {"trait": "x", "op": "exists"}},
+        headers=marketer_headers,
+    )
+    await client.post(
+        "/api/segments", json={"id": "b", "name": "B", "rule": {"segment": "a"}}, headers=marketer_headers
+    )
+    refused = await client.delete("/api/segments/a", headers=marketer_headers)
+    assert refused.status_code == 409 and refused.json()["detail"]["segments"] == ["b"]

@@ -1,0 +1,93 @@
+"""Value tiers (1 / 4 / 15 / 80 by lifetime value) and RFM quintiles from purchase events."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import insert, select
+
+from domain.customers.models import Customer
+from domain.db import transaction, utcnow
+from domain.events.models import Event
+from domain.segments import service as segments
+from domain.segments.models import SegmentMembership
+from domain.segments.schemas import SegmentIn
+
+PURCHASE = "Order Completed"
+
+
+async def _shop(sessions, customers: int = 100) -> dict[int, int]:
+    """Customer i (1..customers) bought i times for i each; customer 0 never bought. Returns ids."""
+    now = utcnow()
+    ids = {}
+    async with transaction(sessions) as session:
+        for i in range(customers + 1):
+            cid = await session.scalar(
+                insert(Customer)
+                .values(user_id=f"c{i}", traits={}, first_seen_at=now, last_seen_at=now)
+                .returning(Customer.id)
+            )
+            ids[i] = cid
+            rows = [
+                {
+                    "message_id": f"{i}-{n}",
+                    "type": "track",
+                    "name": PURCHASE,
+                    "customer_id": cid,
+                    "properties": {"revenue": float(i)} if n else {"revenue": "not a number"},
+                    "traits": {},
+                    "context": {},
+                    "timestamp": now - timedelta(days=customers - i, hours=n),
+                    "received_at": now,
+                }
+                for n in range(i + 1)
+            ]
+            if i:
+                await session.execute(insert(Event), rows)
+    return ids
+
+
+async def test_tiers_and_rfm_follow_lifetime_value(sessions, client, marketer_headers):
+    ids = await _shop(sessions, 100)
+    async with transaction(sessions) as session:
+        stats = await segments.recompute_scores(session, PURCHASE)
+    assert stats.customers == 101
+    async with sessions() as session:
+        scores = {i: await segments.scores_for(session, cid) for i, cid in ids.items()}
+    # 101 customers: key = top ceil(1.01) = 2, major up to 6, ordinary up to 21.
+    assert [i for i, s in scores.items() if s.tier == "key"] == [99, 100]
+    assert [i for i, s in scores.items() if s.tier == "major"] == [95, 96, 97, 98]
+    assert len([s for s in scores.values() if s.tier == "ordinary"]) == 15
+    assert scores[100].ltv == 100 * 100 and scores[100].order_count == 101  # "not a number" counts as 0
+    assert scores[0].tier == "small" and scores[0].ltv == 0 and scores[0].recency is None
+    # Quintiles among buyers: the most recent, most frequent, biggest spenders score 5.
+    assert (scores[100].recency, scores[100].frequency, scores[100].monetary) == (5, 5, 5)
+    assert (scores[1].recency, scores[1].frequency, scores[1].monetary) == (1, 1, 1)
+    assert sorted({s.recency for s in scores.values() if s.recency}) == [1, 2, 3, 4, 5]
+
+    tiers = (await client.get("/api/segments/tiers", headers=marketer_headers)).json()
+    by_tier = {t["tier"]: t for t in tiers["tiers"]}
+    assert by_tier["key"]["customers"] == 2 and by_tier["key"]["min_ltv"] == 99 * 99
+    assert abs(sum(t["revenue_share"] for t in tiers["tiers"]) - 1) < 1e-9
+    assert tiers["top_20_percent_revenue_share"] > 0.5
+
+    async with transaction(sessions) as session:
+        again = await segments.recompute_scores(session, PURCHASE)
+    assert again.customers == 0  # nothing changed, nothing written
+
+
+async def test_a_tier_segment_follows_the_recompute(sessions):
+    ids = await _shop(sessions, 20)
+    async with transaction(sessions) as session:
+        await segments.create(session, SegmentIn(id="vip", name="VIP", rule={"value_tier": ["key", "major"]}))
+        await segments.recompute_scores(session, PURCHASE)
+    async with sessions() as session:
+        members = set(
+            (
+                await session.scalars(
+                    select(SegmentMembership.customer_id).where(SegmentMembership.exited_at.is_(None))
+                )
+            ).all()
+        )
+    # 21 customers: key = top 1, major up to ceil(1.05) = 2.
+    assert members == {ids[20], ids[19]}

@@ -1,0 +1,216 @@
+"""Stored membership: incremental refresh from new events, window edges, trait changes, birthdays."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert, select
+
+from domain.customers.models import Customer
+from domain.db import transaction, utcnow
+from domain.events import service as events
+from domain.events.models import Event
+from domain.events.schemas import IdentifyCall, TrackCall
+from domain.segments import service as segments
+from domain.segments.models import SegmentMembership
+from domain.segments.schemas import PreviewIn, SegmentIn
+from runtime.segment_refresher import SegmentRefresher
+from tests.conftest import wait_for
+
+RECENT_BUYERS = {"event": "Order Completed", "within_days": 30}
+
+
+async def _create(sessions, segment_id, rule, now=None):
+    async with transaction(sessions) as session:
+        return await segments.create(session, SegmentIn(id=segment_id, name=segment_id, rule=rule), now=now)
+
+
+async def _members(sessions, segment_id) -> set[str]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Customer.user_id)
+            .join(SegmentMembership, SegmentMembership.customer_id == Customer.id)
+            .where(SegmentMembership.segment_id == segment_id, SegmentMembership.exited_at.is_(None))
+        )
+        return {row[0] for row in rows}
+
+
+async def _track(sessions, user, name, at=None, **properties):
+    async with transaction(sessions) as session:
+        call = TrackCall(userId=user, event=name, properties=properties, timestamp=at)
+        await events.ingest(session, [call], source_key_id=None)
+
+
+async def _identify(sessions, user, **traits):
+    async with transaction(sessions) as session:
+        await events.ingest(session, [IdentifyCall(userId=user, traits=traits)], source_key_id=None)
+
+
+async def _customers(sessions, count: int) -> None:
+    now = utcnow()
+    async with transaction(sessions) as session:
+        await session.execute(
+            insert(Customer),
+            [
+                {
+                    "user_id": f"old-{i}",
+                    "traits": {},
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "created_at": now - timedelta(days=1),
+                }
+                for i in range(count)
+            ],
+        )
+
+
+async def test_a_customer_who_performs_the_event_is_a_member_within_seconds(sessions, monkeypatch):
+    await _customers(sessions, 200)
+    await _create(sessions, "recent-buyers", RECENT_BUYERS)
+    refresher = SegmentRefresher(sessions, poll_seconds=0.05)
+    await refresher.refresh_once()  # history up to now is already reflected by the create
+
+    scopes: list[set[int]] = []
+    original = segments.refresh_customers
+
+    async def recording(session, customer_ids, **kwargs):
+        scopes.append(set(customer_ids))
+        return await original(session, customer_ids, **kwargs)
+
+    async def no_rebuild(*_args, **_kwargs):
+        raise AssertionError("a new event must not rebuild the segment")
+
+    monkeypatch.setattr(segments, "refresh_customers", recording)
+    monkeypatch.setattr(segments, "rebuild", no_rebuild)
+    stop = asyncio.Event()
+    task = asyncio.create_task(refresher.run(stop))
+    try:
+        await _track(sessions, "ada", "Order Completed", revenue=30)
+        started = asyncio.get_running_loop().time()
+        await wait_for(lambda: _members_has(sessions, "ada"), within=5)
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        stop.set()
+        await task
+    async with sessions() as session:
+        ada = await session.scalar(select(Customer.id).where(Customer.user_id == "ada"))
+    assert scopes and all(scope <= {ada} for scope in scopes)  # only ada was evaluated
+    async with sessions() as session:
+        entered = await session.scalar(select(Event.properties).where(Event.name == "Segment Entered"))
+    assert entered == {"segment_id": "recent-buyers", "segment_version": 1}
+
+
+async def _members_has(sessions, user):
+    return user in await _members(sessions, "recent-buyers")
+
+
+async def test_trait_changes_move_customers_in_and_out(sessions):
+    await _create(sessions, "berliners", {"trait": "city", "op": "equals", "value": "Berlin"})
+    refresher = SegmentRefresher(sessions)
+    await _identify(sessions, "ada", city="Berlin")
+    await refresher.refresh_once()
+    assert await _members(sessions, "berliners") == {"ada"}
+    await _identify(sessions, "ada", city="Paris")
+    await refresher.refresh_once()
+    assert await _members(sessions, "berliners") == set()
+    async with sessions() as session:
+        names = (
+            await session.scalars(select(Event.name).where(Event.name.like("Segment %")).order_by(Event.id))
+        ).all()
+    assert names == ["Segment Entered", "Segment Exited"]
+    assert await refresher.refresh_once() > 0 and await _members(sessions, "berliners") == set()
+
+
+async def test_a_window_that_expires_moves_only_the_customers_crossing_its_edge(sessions):
+    t0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    await _track(sessions, "leaving", "Order Completed", at=t0 - timedelta(days=29))
+    await _track(sessions, "staying", "Order Completed", at=t0 - timedelta(days=5))
+    await _track(sessions, "lapsed", "Order Completed", at=t0 - timedelta(days=90))
+    await _create(sessions, "recent-buyers", RECENT_BUYERS, now=t0)
+    await _create(sessions, "lapsed", {"not": RECENT_BUYERS}, now=t0)
+    assert await _members(sessions, "recent-buyers") == {"leaving", "staying"}
+    async with transaction(sessions) as session:
+        await segments.refresh_window_edges(session, now=t0)  # first pass: full evaluation
+    async with transaction(sessions) as session:
+        stats = await segments.refresh_window_edges(session, now=t0 + timedelta(days=2))
+    assert await _members(sessions, "recent-buyers") == {"staying"}
+    assert await _members(sessions, "lapsed") == {"leaving", "lapsed"}
+    assert (stats.entered, stats.exited, stats.customers) == (1, 1, 2)  # one customer, two segments
+    async with transaction(sessions) as session:
+        again = await segments.refresh_window_edges(session, now=t0 + timedelta(days=2, minutes=5))
+    assert (again.entered, again.exited, again.customers) == (0, 0, 0)
+
+
+async def test_birthdays_are_today_in_the_customers_own_time_zone(sessions):
+    # 11:00 UTC on 14 May is already 15 May in Kiribati (UTC+14) but still 14 May in Berlin.
+    now = datetime(2026, 5, 14, 11, tzinfo=UTC)
+    await _identify(sessions, "kiri", birthday="1990-05-15", timezone="Pacific/Kiritimati")
+    await _identify(sessions, "berlin", birthday="1990-05-15", timezone="Europe/Berlin")
+    await _identify(sessions, "today", birthday="1985-05-14")
+    rule = {"trait": "birthday", "op": "anniversary_today"}
+    await _create(sessions, "birthday", rule, now=now)
+    assert await _members(sessions, "birthday") == {"kiri", "today"}
+    async with sessions() as session:
+        ids = dict((await session.execute(select(Customer.user_id, Customer.id))).all())
+        decided = {u for u, cid in ids.items() if await segments.matches(session, "birthday", cid, now=now)}
+        preview = await segments.preview(session, PreviewIn(rule=rule), now=now)
+    assert decided == {"kiri", "today"} and preview.count == 2
+    # When the date changes in Berlin, the scheduled pass moves it in.
+    async with transaction(sessions) as session:
+        await segments.refresh_window_edges(session, now=now)
+        await segments.refresh_window_edges(session, now=now + timedelta(hours=13))
+    assert await _members(sessions, "birthday") == {"berlin", "kiri"}
+
+
+async def test_sends_reach_received_message_segments_on_the_scheduled_pass(sessions):
+    from domain.email.models import Message
+
+    await _identify(sessions, "ada", email="ada@example.com")
+    await _create(sessions, "welcomed", {"message": "received", "template_id": "welcome"})
+    async with transaction(sessions) as session:
+        await segments.refresh_window_edges(session)
+        ada = await session.scalar(select(Customer.id).where(Customer.user_id == "ada"))
+        session.add(
+            Message(
+                idempotency_key="k1",
+                message_id="<k1>",
+                customer_id=ada,
+                template_id="welcome",
+                status="sent",
+                sent_at=utcnow(),
+                meta={},
+            )
+        )
+    assert await _members(sessions, "welcomed") == set()
+    async with transaction(sessions) as session:
+        stats = await segments.refresh_window_edges(session, now=utcnow() + timedelta(seconds=1))
+    assert await _members(sessions, "welcomed") == {"ada"} and stats.customers == 1
+
+
+async def test_a_new_customer_enters_segments_defined_by_what_they_did_not_do(sessions):
+    await _create(sessions, "never-bought", {"not": {"event": "Order Completed"}})
+    refresher = SegmentRefresher(sessions)
+    await refresher.refresh_once()
+    await _track(sessions, "newbie", "Page Viewed")  # an event the segment does not name
+    await refresher.refresh_once()
+    assert await _members(sessions, "never-bought") == {"newbie"}
+    await _track(sessions, "newbie", "Order Completed")
+    await refresher.refresh_once()
+    assert await _members(sessions, "never-bought") == set()
+
+
+async def test_journeys_can_ask_live_whether_a_customer_is_in_a_segment(sessions, settings):
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.segment_contracts import SegmentCheck
+    from activities.segments import SegmentActivities
+
+    await _create(sessions, "berliners", {"trait": "city", "op": "equals", "value": "Berlin"})
+    await _identify(sessions, "ada", city="Berlin")  # no refresher pass yet: stored membership is stale
+    async with sessions() as session:
+        ada = await session.scalar(select(Customer.id).where(Customer.user_id == "ada"))
+    check = SegmentActivities(settings, sessions).customer_in_segment
+    assert await ActivityEnvironment().run(check, SegmentCheck("berliners", ada)) is True
+    await _identify(sessions, "ada", city="Paris")
+    assert await ActivityEnvironment().run(check, SegmentCheck("berliners", ada)) is False
