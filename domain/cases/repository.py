@@ -240,6 +240,11 @@ async def pending_changes(session: AsyncSession, limit: int) -> list[tuple[int, 
     return [(row[0], row[1]) for row in await session.execute(stmt)]
 
 
+async def cases_of_customer(session: AsyncSession, customer_id: int, limit: int) -> list[Case]:
+    stmt = select(Case).where(Case.customer_id == customer_id).order_by(Case.id.desc()).limit(limit)
+    return list(await session.scalars(stmt))
+
+
 async def cases_by_ids(session: AsyncSession, case_ids: Sequence[int]) -> list[Case]:
     return list(await session.scalars(select(Case).where(Case.id.in_(case_ids))))
 

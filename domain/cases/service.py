@@ -448,6 +448,11 @@ async def queue(session: AsyncSession, actor: Actor, f: QueueFilter) -> list[Cas
 # --- working a case --------------------------------------------------------------------------------
 
 
+async def cases_of_customer(session: AsyncSession, customer_id: int, limit: int) -> list[CaseOut]:
+    """The customer's latest cases, for the customer 360 (marketers and admins; agents use the queue)."""
+    return [case_out(c) for c in await repo.cases_of_customer(session, customer_id, limit)]
+
+
 async def _check_cap(session: AsyncSession, agent_id: int) -> None:
     agent = await repo.get_agent(session, agent_id)
     held = (await repo.open_counts(session, [agent_id])).get(agent_id, 0)

@@ -1,7 +1,7 @@
 """Sections of the customer 360 that other areas own.
 
 Each section is an async function ``(session, customer_id, limit) -> data``; its name is a field of
-``Customer360``. An area adds its section here (e.g. ``"loyalty"``, ``"cases"``) when it lands.
+``Customer360``. Imports are local so the customer area does not load every other area at import time.
 """
 
 from __future__ import annotations
@@ -41,7 +41,32 @@ async def messages(session: AsyncSession, customer_id: int, limit: int) -> list[
     return [MessageSummary.model_validate(m, from_attributes=True) for m in rows]
 
 
+async def loyalty(session: AsyncSession, customer_id: int, limit: int) -> dict[str, Any]:
+    from domain.loyalty import service as loyalty_service
+    from domain.segments import service as segments_service
+
+    status = await loyalty_service.status(session, customer_id)
+    scores = await segments_service.scores_for(session, customer_id)
+    return {
+        "balance": status.balance,
+        "tier": status.tier,
+        "tier_points": status.tier_points,
+        # Value tier and RFM scores (recomputed on a schedule; null before the first run).
+        "value": scores.model_dump(mode="json") if scores is not None else None,
+    }
+
+
+async def cases(session: AsyncSession, customer_id: int, limit: int) -> list[dict[str, Any]]:
+    from domain.cases import service as cases_service
+
+    return [
+        c.model_dump(mode="json") for c in await cases_service.cases_of_customer(session, customer_id, limit)
+    ]
+
+
 SECTIONS: dict[str, Section] = {
     "journeys": journeys,
     "messages": messages,
+    "loyalty": loyalty,
+    "cases": cases,
 }

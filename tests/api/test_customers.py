@@ -107,7 +107,7 @@ async def test_customer_360_has_every_section(client, sessions, write_key, marke
     assert {e["type"] for e in view["recent_events"]} == {"identify", "track", "page", "alias"}
     assert [j["journey_id"] for j in view["journeys"]] == ["welcome"]
     assert [m["subject"] for m in view["messages"]] == ["Hi"]
-    assert view["loyalty"] is None and view["cases"] is None
+    assert view["loyalty"]["balance"] == 0 and view["cases"] == []
 
     missing = await client.get("/api/customers/999999", headers=marketer_headers)
     assert missing.status_code == 404
@@ -162,3 +162,25 @@ async def test_erasure_forgets_the_person_and_records_it(
         "items"
     ]
     assert len(found) == 1 and found[0]["id"] != customer.id and found[0]["event_count"] == 1
+
+
+async def test_the_customer_360_shows_points_and_cases(client, sessions, write_key, marketer_headers):
+    from domain.cases import service as cases
+    from domain.cases.schemas import TeamIn
+    from domain.loyalty import service as loyalty
+
+    await client.post(
+        "/v1/identify", auth=(write_key, ""), json={"userId": "vip", "traits": {"email": "vip@shop.example"}}
+    )
+    async with sessions() as session:
+        customer = await session.scalar(select(Customer).where(Customer.user_id == "vip"))
+    async with sessions.begin() as session:
+        await loyalty.award(session, customer.id, "welcome-bonus", 120, "welcome", utcnow())
+        await cases.create_team(session, TeamIn(id="care", name="Care"))
+        await cases.open_case(
+            session, cases.OpenCase(customer_id=customer.id, reason="Complaint", team="care")
+        )
+
+    view = (await client.get(f"/api/customers/{customer.id}", headers=marketer_headers)).json()
+    assert view["loyalty"]["balance"] == 120
+    assert [(c["reason"], c["status"]) for c in view["cases"]] == [("Complaint", "open")]
