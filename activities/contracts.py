@@ -10,6 +10,8 @@ from typing import Any
 
 SEND_EMAIL = "send_email"
 FINISH_ENROLLMENT = "finish_enrollment"
+SEND_BROADCAST_BATCH = "send_broadcast_batch"
+FINISH_BROADCAST = "finish_broadcast"
 
 # Errors an activity raises that retrying cannot fix.
 RENDER_FAILED = "RenderFailed"
@@ -33,6 +35,9 @@ class SendEmailRequest:
     journey_id: str | None = None
     node_id: str | None = None
     event: EventRef | None = None
+    # None: the template version's own category ("marketing" | "transactional") and subscription group
+    category: str | None = None
+    subscription_group: str | None = None
 
 
 @dataclass
@@ -46,3 +51,25 @@ class SendEmailResult:
 class FinishEnrollmentRequest:
     workflow_id: str
     status: str
+
+
+@dataclass
+class BroadcastBatchRequest:
+    broadcast_id: str
+    after_id: int  # the page starts after this customer id
+
+
+@dataclass
+class BroadcastBatchResult:
+    status: str  # running (more to do) | done | paused | cancelled | completed | failed
+    last_id: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+@dataclass
+class FinishBroadcastRequest:
+    broadcast_id: str
+    status: str
+    error: str | None = None

@@ -7,7 +7,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import errors
-from api.routers import dev, health, ingest, journeys, keys, messages, templates
+from api.routers import (
+    broadcasts,
+    dev,
+    health,
+    ingest,
+    journeys,
+    keys,
+    messages,
+    subscriptions,
+    templates,
+    unsubscribe,
+)
 from config.settings import Settings, get_settings
 from domain.db import create_engine, session_factory
 
@@ -37,7 +48,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Journeys", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     errors.install(app)
-    for module in (ingest, templates, journeys, messages, keys, health):
+    for module in (
+        ingest,
+        templates,
+        journeys,
+        messages,
+        keys,
+        health,
+        subscriptions,
+        unsubscribe,
+        broadcasts,
+    ):
         app.include_router(module.router)
     if settings.dev_mode:
         app.include_router(dev.router)

@@ -9,20 +9,29 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.broadcasts import BroadcastActivities
 from activities.email import EmailActivities
 from activities.journeys import JourneyActivities
 from activities.smtp import Mailer
 from config.settings import Settings
 from runtime.event_router import EventRouter
+from workflows.broadcast import BroadcastWorkflow
 from workflows.journey import JourneyWorkflow
 
-WORKFLOWS = [JourneyWorkflow]
+WORKFLOWS = [JourneyWorkflow, BroadcastWorkflow]
 
 
 def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> list:
-    mail = EmailActivities(settings, sessions, Mailer(settings))
+    mailer = Mailer(settings)  # one SMTP pool shared by single sends and broadcasts
+    mail = EmailActivities(settings, sessions, mailer)
+    broadcast = BroadcastActivities(settings, sessions, mailer)
     journeys = JourneyActivities(sessions)
-    return [mail.send_email, journeys.finish_enrollment]
+    return [
+        mail.send_email,
+        journeys.finish_enrollment,
+        broadcast.send_broadcast_batch,
+        broadcast.finish_broadcast,
+    ]
 
 
 def build_worker(client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Worker:
