@@ -63,9 +63,12 @@ class Composer:
     """Builds messages from one sender; the parts that never change are prepared once."""
 
     def __init__(self, mail_from: str):
-        [(name, address)] = getaddresses([mail_from])
+        check_header_value("mail_from", mail_from)
+        parsed = getaddresses([mail_from])
+        if len(parsed) != 1:
+            raise InvalidRecipient("mail_from must be one address, e.g. 'Acme <news@acme.example>'")
+        [(name, address)] = parsed
         checked_address(address)
-        check_header_value("from", name)
         self.envelope_from = address
         self.domain = address.rpartition("@")[2]
         self._from = _header("From", formataddr((name, address), charset="utf-8"))

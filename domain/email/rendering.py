@@ -125,7 +125,8 @@ def render(
         # stripped, never rewritten: a line break inside it is refused by compose, not joined away
         rendered_subject = _run(subject, False, context, budget).strip(" ")
         body = _run(html, True, context, budget)
-        rendered_text = _run(text, False, context, budget) if text is not None else None
+        # no text part: one derived once from the HTML template, rendered like the others
+        rendered_text = _run(text if text is not None else _derived_text(html), False, context, budget)
     except RenderError:
         raise
     except Exception as exc:  # blocked operation, over budget, bad data: this message fails, not the worker
@@ -141,8 +142,6 @@ def render(
         page = body
     if "<style" in body:  # the marketer's own CSS: inline it for this message (the slow path)
         page = _inliner.inline(page)
-    if rendered_text is None:
-        rendered_text = render_with_budget(_compiled(_derived_text(html), False), context, budget)
     rendered_text = (
         rendered_text.strip() + "\n" + _fill(_text_skeleton(footer.skeleton_key()), "", "", footer, False)
     )

@@ -20,8 +20,9 @@ from decimal import Decimal
 from typing import Any
 
 from jinja2 import Undefined, nodes
+from jinja2.compiler import CodeGenerator
 from jinja2.filters import do_format
-from jinja2.runtime import Context
+from jinja2.runtime import Context, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 MAX_OUTPUT_CHARS = 1_000_000
@@ -89,8 +90,19 @@ def _safe_format(value: Any, *args: Any, **kwargs: Any) -> str:
     return do_format(value, *args, **kwargs)
 
 
+class _CodeGenerator(CodeGenerator):
+    def visit_Concat(self, node: nodes.Concat, frame) -> None:
+        # '~' goes through the environment, which refuses to stringify objects (macros, loop, types)
+        self.write("environment.concat(context.eval_ctx, (")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class TemplateSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**"})
+    code_generator_class = _CodeGenerator
 
     def __init__(self, *, autoescape: bool):
         super().__init__(autoescape=autoescape, finalize=_refuse_objects)
@@ -109,6 +121,15 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
             if budget is not None and i % 64 == 0:
                 budget.tick()
             yield n
+
+    def concat(self, eval_ctx, values: tuple) -> str:
+        for value in values:
+            _refuse_objects(value)
+        return (markup_join if eval_ctx.autoescape else str_join)(values)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        # Jinja returns a silent Undefined here; we fail the render so probing is visible.
+        raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} is not allowed")
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
