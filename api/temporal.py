@@ -16,7 +16,7 @@ class TemporalUnavailable(DomainError):
     code = "temporal_unavailable"
 
 
-async def _client(request: Request) -> Client:
+async def temporal_client(request: Request) -> Client:
     state = request.app.state
     if getattr(state, "temporal", None) is None:
         try:
@@ -26,4 +26,4 @@ async def _client(request: Request) -> Client:
     return state.temporal
 
 
-TemporalClient = Annotated[Client, Depends(_client)]
+TemporalClient = Annotated[Client, Depends(temporal_client)]

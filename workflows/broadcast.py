@@ -9,6 +9,8 @@ honoured between batches. Long broadcasts continue-as-new to keep the history sm
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -83,7 +85,8 @@ class BroadcastWorkflow:
             delay = datetime.fromisoformat(inp.send_at) - workflow.now()
             if delay > timedelta(0):
                 # a cancel during the wait ends it at once
-                await workflow.wait_condition(lambda: self._cancelled, timeout=delay)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await workflow.wait_condition(lambda: self._cancelled, timeout=delay)
         for _ in range(BATCHES_PER_RUN):
             p.status = "paused" if self._paused else "running"
             await workflow.wait_condition(lambda: not self._paused or self._cancelled)

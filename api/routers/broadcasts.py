@@ -1,28 +1,26 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query, Request
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
-from api.deps import Marketer, Session, get_settings
-from api.temporal import TemporalClient, TemporalUnavailable
+from api.deps import Marketer, Session
+from api.temporal import TemporalClient, TemporalUnavailable, temporal_client
 from config.settings import Settings
 from domain.broadcasts import service as broadcasts
 from domain.broadcasts.schemas import BroadcastIn, BroadcastOut
 from workflows.broadcast import BroadcastInput, BroadcastWorkflow
 
-AppSettings = Annotated[Settings, Depends(get_settings)]
-
 router = APIRouter(prefix="/api/broadcasts", tags=["broadcasts"])
 
 
 @router.post("", status_code=201, response_model=BroadcastOut, summary="Send a template to an audience")
-async def create_broadcast(
-    spec: BroadcastIn, session: Session, _: Marketer, temporal: TemporalClient, settings: AppSettings
-):
-    row = await broadcasts.create(session, spec)
+async def create_broadcast(spec: BroadcastIn, session: Session, _: Marketer, request: Request):
+    row = await broadcasts.create(
+        session, spec
+    )  # validated first: a bad request is a 422 even if Temporal is down
+    temporal = await temporal_client(request)
+    settings: Settings = request.app.state.settings
     try:
         await temporal.start_workflow(
             BroadcastWorkflow.run,

@@ -15,9 +15,21 @@ from workflows.journey import JourneyInput, JourneyWorkflow
 DEFINITION = {
     "nodes": [
         {"id": "entry", "type": "entry", "next": "welcome"},
-        {"id": "welcome", "type": "send_email", "template_id": "welcome", "template_version": 1, "next": "wait"},
+        {
+            "id": "welcome",
+            "type": "send_email",
+            "template_id": "welcome",
+            "template_version": 1,
+            "next": "wait",
+        },
         {"id": "wait", "type": "wait", "seconds": 3 * 86400, "next": "followup"},
-        {"id": "followup", "type": "send_email", "template_id": "welcome", "template_version": 1, "next": "done"},
+        {
+            "id": "followup",
+            "type": "send_email",
+            "template_id": "welcome",
+            "template_version": 1,
+            "next": "done",
+        },
         {"id": "done", "type": "exit"},
     ]
 }
@@ -53,5 +65,8 @@ async def test_unsubscribe_stops_the_next_step_of_a_running_journey(
         assert result.path == ["welcome", "wait", "followup", "done"]
     assert capture.handler.received == 1
     ledger = (await client.get("/api/messages", params={"customer_id": cid}, headers=marketer_headers)).json()
-    assert sorted((m["node_id"], m["status"]) for m in ledger) == [("followup", "skipped"), ("welcome", "sent")]
+    assert sorted((m["node_id"], m["status"]) for m in ledger) == [
+        ("followup", "skipped"),
+        ("welcome", "sent"),
+    ]
     assert "unsubscribed from newsletter" in next(m["error"] for m in ledger if m["node_id"] == "followup")
