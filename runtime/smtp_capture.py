@@ -41,9 +41,14 @@ class MaildirHandler:
         stamp = (
             f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
         ).encode()
-        await asyncio.to_thread(self._maildir.add, stamp + content)
-        self.received += 1
+        # Once a Message-ID is marked seen, the message must be stored even if the client goes away
+        # now (aiosmtpd cancels this coroutine when the connection drops): shield the write.
+        await asyncio.shield(asyncio.ensure_future(asyncio.to_thread(self._store, stamp + content)))
         return "250 Message accepted for delivery"
+
+    def _store(self, data: bytes) -> None:
+        self._maildir.add(data)
+        self.received += 1
 
 
 def _message_id(content: bytes) -> bytes | None:
