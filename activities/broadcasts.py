@@ -27,7 +27,7 @@ from activities.contracts import (
 from activities.smtp import Mailer, PermanentFailure, TemporaryFailure
 from config.settings import Settings
 from domain.broadcasts import service as broadcasts
-from domain.db import transaction, utcnow
+from domain.db import transaction
 from domain.email import compose, rendering
 from domain.email.delivery import MessageFactory
 from domain.subscriptions import service as subscriptions
@@ -77,7 +77,8 @@ class BroadcastSender:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         for customer in plan.todo:
             queue.put_nowait(customer)
-        changes: list[dict[str, Any]] = []
+        sent: list[str] = []
+        changes: list[dict[str, Any]] = []  # failures, one row each (rare)
         bounced: list[tuple[str, str]] = []
         temporary: list[str] = []
         limiter = RateLimit(rate)
@@ -85,15 +86,17 @@ class BroadcastSender:
         done = 0
 
         async def flush(force: bool = False) -> None:
-            nonlocal changes, bounced
-            if not force and len(changes) < FLUSH_EVERY:
+            nonlocal sent, changes, bounced
+            if not force and len(sent) + len(changes) < FLUSH_EVERY:
                 return
             async with flush_lock:
-                batch, changes = changes, []
-                hard, bounced = bounced, []
-                if batch or hard:
+                if not force and len(sent) + len(changes) < FLUSH_EVERY:  # flushed while we waited
+                    return
+                keys, failures, hard = sent, changes, bounced
+                sent, changes, bounced = [], [], []
+                if keys or failures or hard:
                     async with transaction(self._sessions) as session:
-                        await broadcasts.record_results(session, batch)
+                        await broadcasts.record_results(session, keys, failures)
                         for address, why in hard:
                             await subscriptions.suppress_address(session, address, "bounced", why[:500])
                 _heartbeat(req.after_id, done)
@@ -116,7 +119,10 @@ class BroadcastSender:
                     change["subj"] = prepared.subject
                     await limiter.wait()
                     await self._mailer.send(self._factory.envelope_from, prepared.to, prepared.data)
-                    change.update(s="sent", at=utcnow())
+                    sent.append(key)
+                    done += 1
+                    await flush()
+                    continue
                 except (rendering.RenderError, compose.InvalidRecipient) as exc:
                     change["e"] = str(exc)[:2000]
                 except PermanentFailure as exc:

@@ -61,7 +61,7 @@ async def mark_messages(
     await session.execute(
         update(Message)
         .where(Message.idempotency_key.in_(keys))
-        .values(status=status, error=error, **extra, **values)
+        .values(status=status, error=error, attempts=Message.attempts + 1, **extra, **values)
         .execution_options(synchronize_session=False)
     )
 

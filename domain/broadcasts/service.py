@@ -176,8 +176,10 @@ async def plan_batch(session: AsyncSession, broadcast_id: str, after_id: int, me
     )
 
 
-async def record_results(session: AsyncSession, changes: list[dict[str, Any]]) -> None:
-    await repository.mark_each(session, changes)
+async def record_results(session: AsyncSession, sent: list[str], failures: list[dict[str, Any]]) -> None:
+    """Sent keys in one statement (the subject is the broadcast's template's); failures row by row."""
+    await repository.mark_messages(session, sent, "sent")
+    await repository.mark_each(session, failures)
 
 
 async def finish_batch(

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from email.header import Header
 from email.utils import formataddr, formatdate, getaddresses, parseaddr
 
 from email_validator import EmailNotValidError, validate_email
 
-_CONTROL = frozenset(chr(c) for c in range(32)) | {"\x7f"}
-_NAME_SEPARATORS = str.maketrans("", "", "\u2028\u2029\u0085")
+# C0 controls (CR, LF, NUL, TAB, ...), DEL, and the Unicode line/paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f\u0085\u2028\u2029]")
 
 
 class InvalidRecipient(ValueError):
@@ -25,13 +26,24 @@ class InvalidRecipient(ValueError):
 
 
 def check_header_value(field: str, value: str) -> str:
-    if any(ch in _CONTROL for ch in value) or value != value.translate(_NAME_SEPARATORS):
+    if _CONTROL.search(value):
         raise InvalidRecipient(f"{field} contains a line break or control character")
     return value
 
 
+# Plain ASCII addresses (nearly all of them) are accepted by this strict pattern without the full
+# validator; anything else (quoted local parts, IDN domains, odd forms) goes through email_validator.
+_SIMPLE_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+
+
 def checked_address(value: str) -> str:
     check_header_value("address", value)
+    if len(value) <= 254 and _SIMPLE_ADDRESS.fullmatch(value):
+        local, _, domain = value.rpartition("@")
+        return f"{local}@{domain.lower()}"
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
