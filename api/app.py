@@ -17,6 +17,7 @@ from api.routers import (
     messages,
     subscriptions,
     templates,
+    tracking,
     unsubscribe,
 )
 from config.settings import Settings, get_settings
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscriptions,
         unsubscribe,
         broadcasts,
+        tracking,
     ):
         app.include_router(module.router)
     if settings.dev_mode:

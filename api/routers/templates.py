@@ -49,7 +49,12 @@ async def update_template(
 async def preview(template_id: str, spec: PreviewIn, session: Session, _: Marketer, request: Request):
     version, customer = await email.preview_subject(session, template_id, spec)
     prepared = prepare_or_422(
-        factory(request), version, customer, idempotency_key=f"preview/{uuid.uuid4()}", event=spec.event
+        factory(request),
+        version,
+        customer,
+        idempotency_key=f"preview/{uuid.uuid4()}",
+        event=spec.event,
+        track=False,
     )
     r = prepared.rendered
     return PreviewOut(subject=r.subject, html=r.html, text=r.text)
@@ -65,7 +70,9 @@ async def test_send(template_id: str, spec: TestSendIn, session: Session, _: Mar
     version, customer = await email.preview_subject(session, template_id, spec)
     key = f"test/{uuid.uuid4()}"
     made = factory(request)
-    prepared = prepare_or_422(made, version, customer, idempotency_key=key, event=spec.event, to=spec.to)
+    prepared = prepare_or_422(
+        made, version, customer, idempotency_key=key, event=spec.event, to=spec.to, track=False
+    )
     try:
         await mailer(request).send(made.envelope_from, prepared.to, prepared.data)
     except (PermanentFailure, TemporaryFailure) as exc:

@@ -11,7 +11,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from config.settings import Settings
-from domain.email import compose, rendering
+from domain.email import compose, rendering, tracking
 from domain.email.models import TemplateVersion
 from domain.errors import InvalidInput
 from domain.subscriptions import service as subscriptions
@@ -33,6 +33,7 @@ class MessageFactory:
         self.envelope_from = self.composer.envelope_from
         self._sender_name = parseaddr(settings.mail_from)[0] or self.composer.domain
         self._postal_address = settings.postal_address
+        self._tracking = settings.email_tracking
 
     def message_id(self, idempotency_key: str) -> str:
         return compose.message_id_for(idempotency_key, self.composer.domain)
@@ -55,6 +56,7 @@ class MessageFactory:
         group_id: str | None = None,
         group_name: str | None = None,
         to: str | None = None,
+        track: bool = True,
     ) -> Prepared:
         """Render and compose; raises ``RenderError`` or ``InvalidRecipient`` for this message only."""
         address = compose.checked_address(to or customer["email"])
@@ -81,6 +83,16 @@ class MessageFactory:
                 group_name=group_name or group_id or "our emails",
             ),
         )
+        html = rendered.html
+        if track and self._tracking:
+            ref = tracking.message_ref(idempotency_key)
+            cid = customer["id"]
+            html = tracking.instrument(
+                html,
+                base=self._base,
+                sign_click=lambda url: tracking.click_token(self._secret, cid, ref, url),
+                open_url=f"{self._base}/o/{tracking.open_token(self._secret, cid, ref)}",
+            )
         headers = {}
         if marketing:
             # RFC 8058 one-click: mailbox providers POST "List-Unsubscribe=One-Click" to this URL.
@@ -89,7 +101,7 @@ class MessageFactory:
         data = self.composer.build(
             to=address,
             subject=rendered.subject,
-            html=rendered.html,
+            html=html,
             text=rendered.text,
             message_id=self.message_id(idempotency_key),
             headers=headers,
