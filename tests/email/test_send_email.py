@@ -98,3 +98,51 @@ async def test_header_injection_through_traits_fails_without_retry(sessions, act
     async with transaction(sessions) as session:
         [row] = await email.list_messages(session, customer_id=cid)
     assert row.status == "failed" and "line break" in row.error
+
+
+class _RefusingHandler:
+    """An SMTP server that refuses one mailbox for good (550) and accepts the rest."""
+
+    def __init__(self):
+        self.accepted = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("gone@"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.accepted.extend(envelope.rcpt_tos)
+        return "250 OK"
+
+
+async def test_permanent_refusal_fails_without_retry_and_suppresses_the_address(settings, sessions):
+    import asyncio
+
+    from aiosmtpd.smtp import SMTP
+
+    handler = _RefusingHandler()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(handler), host=settings.smtp_host, port=settings.smtp_port
+    )
+    mailer = Mailer(settings, size=1)
+    try:
+        acts = EmailActivities(settings, sessions, mailer)
+        gone = await add_customer(sessions, email="gone@example.com", traits={"first_name": "G"})
+        ok = await add_customer(sessions, email="ok@example.com", traits={"first_name": "O"})
+        await add_template(sessions)
+        with pytest.raises(ApplicationError) as err:
+            await acts.send_email(_req(gone, key="k-gone"))
+        assert err.value.non_retryable and "550" in str(err.value)
+        assert (await acts.send_email(_req(ok, key="k-ok"))).status == "sent"
+        assert handler.accepted == ["ok@example.com"]
+        async with transaction(sessions) as session:
+            reasons = await subscriptions.blocked(session, {gone: "gone@example.com"}, "transactional", None)
+        assert reasons == {gone: "address suppressed (bounced)"}
+        # a later step to the bounced address is skipped without touching the server
+        assert (await acts.send_email(_req(gone, key="k-gone-2"))).status == "skipped"
+    finally:
+        await mailer.close()
+        server.close()
+        await server.wait_closed()
