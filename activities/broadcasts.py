@@ -19,9 +19,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.contracts import (
     FINISH_BROADCAST,
+    PLAN_BROADCAST_SLOTS,
     SEND_BROADCAST_BATCH,
     BroadcastBatchRequest,
     BroadcastBatchResult,
+    BroadcastSlot,
+    BroadcastSlots,
+    BroadcastSlotsRequest,
     FinishBroadcastRequest,
 )
 from activities.smtp import Mailer, PermanentFailure, TemporaryFailure
@@ -68,7 +72,7 @@ class BroadcastSender:
     async def run_batch(self, req: BroadcastBatchRequest) -> BroadcastBatchResult:
         async with transaction(self._sessions) as session:
             plan = await broadcasts.plan_batch(
-                session, req.broadcast_id, req.after_id, self._factory.message_id
+                session, req.broadcast_id, req.after_id, self._factory.message_id, req.timezones
             )
             rate = (await broadcasts.get(session, req.broadcast_id)).rate_per_second
         if plan.status != "running":
@@ -143,7 +147,9 @@ class BroadcastSender:
                 type="SmtpTemporaryFailure",
             )
         async with transaction(self._sessions) as session:
-            counts = await broadcasts.finish_batch(session, req.broadcast_id, plan.last_id, plan.keys)
+            counts = await broadcasts.finish_batch(
+                session, req.broadcast_id, req.slot, plan.last_id, plan.keys
+            )
         return BroadcastBatchResult(
             status="running",
             last_id=plan.last_id,
@@ -161,6 +167,12 @@ class BroadcastActivities:
     @activity.defn(name=SEND_BROADCAST_BATCH)
     async def send_broadcast_batch(self, req: BroadcastBatchRequest) -> BroadcastBatchResult:
         return await self._sender.run_batch(req)
+
+    @activity.defn(name=PLAN_BROADCAST_SLOTS)
+    async def plan_broadcast_slots(self, req: BroadcastSlotsRequest) -> BroadcastSlots:
+        async with transaction(self._sessions) as session:
+            slots = await broadcasts.time_slots(session, req.broadcast_id)
+        return BroadcastSlots([BroadcastSlot(at=at.isoformat(), timezones=zones) for at, zones in slots])
 
     @activity.defn(name=FINISH_BROADCAST)
     async def finish_broadcast(self, req: FinishBroadcastRequest) -> None:

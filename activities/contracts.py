@@ -11,6 +11,7 @@ from typing import Any
 SEND_EMAIL = "send_email"
 FINISH_ENROLLMENT = "finish_enrollment"
 SEND_BROADCAST_BATCH = "send_broadcast_batch"
+PLAN_BROADCAST_SLOTS = "plan_broadcast_slots"
 FINISH_BROADCAST = "finish_broadcast"
 
 # Errors an activity raises that retrying cannot fix.
@@ -57,6 +58,24 @@ class FinishEnrollmentRequest:
 class BroadcastBatchRequest:
     broadcast_id: str
     after_id: int  # the page starts after this customer id
+    slot: int = 0  # local-time broadcasts: which send time (progress is (slot, after_id))
+    timezones: list[str] | None = None  # only customers in these timezones ("" = none known)
+
+
+@dataclass
+class BroadcastSlot:
+    at: str  # ISO 8601 UTC instant
+    timezones: list[str] | None = None
+
+
+@dataclass
+class BroadcastSlotsRequest:
+    broadcast_id: str
+
+
+@dataclass
+class BroadcastSlots:
+    slots: list[BroadcastSlot]
 
 
 @dataclass

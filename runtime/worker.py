@@ -30,6 +30,7 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
         mail.send_email,
         journeys.finish_enrollment,
         broadcast.send_broadcast_batch,
+        broadcast.plan_broadcast_slots,
         broadcast.finish_broadcast,
     ]
 

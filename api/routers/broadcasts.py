@@ -24,7 +24,11 @@ async def create_broadcast(spec: BroadcastIn, session: Session, _: Marketer, req
     try:
         await temporal.start_workflow(
             BroadcastWorkflow.run,
-            BroadcastInput(broadcast_id=row.id, send_at=row.send_at.isoformat() if row.send_at else None),
+            BroadcastInput(
+                broadcast_id=row.id,
+                send_at=row.send_at.isoformat() if row.send_at else None,
+                local_time=row.local_send_at is not None,
+            ),
             id=broadcasts.workflow_id(row.id),
             task_queue=settings.temporal_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -25,10 +25,14 @@ class Broadcast(Base):
     subscription_group: Mapped[str | None] = mapped_column(String(64))
     audience: Mapped[dict[str, Any]] = mapped_column(Json)
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "send at this wall-clock time in each recipient's timezone" (ISO, no offset), else None
+    local_send_at: Mapped[str | None] = mapped_column(String(32))
+    default_timezone: Mapped[str | None] = mapped_column(String(64))
     rate_per_second: Mapped[int | None] = mapped_column(Integer)
     batch_size: Mapped[int] = mapped_column(Integer, default=500)
     # scheduled | running | paused | cancelled | completed | failed
     status: Mapped[str] = mapped_column(String(16))
+    slot: Mapped[int] = mapped_column(Integer, default=0)
     cursor: Mapped[int] = mapped_column(BigInteger, default=0)
     sent: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.broadcasts.models import Broadcast
@@ -94,13 +94,21 @@ async def count_statuses(session: AsyncSession, keys: list[str]) -> dict[str, in
     return dict(rows.all())
 
 
+async def timezones(session: AsyncSession, ids: list[int]) -> set[str]:
+    rows = await session.scalars(select(Customer.timezone).where(Customer.id.in_(ids)).distinct())
+    return {tz or "" for tz in rows}
+
+
 async def advance(
-    session: AsyncSession, broadcast_id: str, cursor: int, sent: int, skipped: int, failed: int
+    session: AsyncSession, broadcast_id: str, slot: int, cursor: int, sent: int, skipped: int, failed: int
 ):
+    """Add a page's totals once: only when (slot, cursor) moves forward (a retried page does not)."""
+    forward = or_(Broadcast.slot < slot, and_(Broadcast.slot == slot, Broadcast.cursor < cursor))
     await session.execute(
         update(Broadcast)
-        .where(Broadcast.id == broadcast_id, Broadcast.cursor < cursor)
+        .where(Broadcast.id == broadcast_id, forward)
         .values(
+            slot=slot,
             cursor=cursor,
             sent=Broadcast.sent + sent,
             skipped=Broadcast.skipped + skipped,

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, NaiveDatetime, field_validator, model_validator
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -33,8 +34,28 @@ class BroadcastIn(BaseModel):
     subscription_group: str | None = Field(None, pattern=SLUG, description="Default: the template's group.")
     audience: Audience
     send_at: AwareDatetime | None = Field(None, description="ISO 8601 with offset; default: now.")
+    local_send_at: NaiveDatetime | None = Field(
+        None,
+        description="Wall-clock time in each recipient's own timezone, e.g. 2030-03-01T09:00 (no offset).",
+    )
+    default_timezone: str = Field("UTC", description="For customers without a timezone (with local_send_at).")
     rate_per_second: int | None = Field(None, ge=1, le=100_000, description="Cap on messages per second.")
     batch_size: int = Field(500, ge=1, le=5000)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA timezone such as 'Europe/Paris'") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_time(self) -> BroadcastIn:
+        if self.send_at is not None and self.local_send_at is not None:
+            raise ValueError("give send_at (one instant) or local_send_at (each recipient's time), not both")
+        return self
 
 
 class BroadcastOut(BaseModel):
@@ -45,6 +66,8 @@ class BroadcastOut(BaseModel):
     subscription_group: str | None
     audience: dict
     send_at: datetime | None
+    local_send_at: str | None
+    default_timezone: str | None
     rate_per_second: int | None
     batch_size: int
     status: str

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,6 +62,9 @@ async def create(session: AsyncSession, spec: BroadcastIn) -> Broadcast:
         subscription_group=group,
         audience=spec_audience,
         send_at=spec.send_at,
+        local_send_at=spec.local_send_at.isoformat() if spec.local_send_at else None,
+        default_timezone=spec.default_timezone if spec.local_send_at else None,
+        slot=0,
         rate_per_second=spec.rate_per_second,
         batch_size=spec.batch_size,
         status="scheduled",
@@ -117,7 +122,35 @@ class BatchPlan:
     keys: list[str] = field(default_factory=list)  # every ledger key of this page
 
 
-async def plan_batch(session: AsyncSession, broadcast_id: str, after_id: int, message_id) -> BatchPlan:
+async def time_slots(session: AsyncSession, broadcast_id: str) -> list[tuple[datetime, list[str]]]:
+    """For a local-time broadcast: the UTC instants to send at, each with the timezones it serves
+    (``""`` = customers without a known timezone, who get the default one). Earliest first; a time
+    already past sends as soon as the broadcast starts."""
+    row = await get(session, broadcast_id)
+    local = datetime.fromisoformat(row.local_send_at)
+    zones: set[str] = set()
+    after = 0
+    while ids := await audience.page(session, row.audience, after, 5000):
+        zones |= await repository.timezones(session, ids)
+        after = ids[-1]
+    by_instant: dict[datetime, list[str]] = {}
+    for zone in sorted(zones):
+        tz = ZoneInfo(zone if zone and _valid_zone(zone) else row.default_timezone)
+        by_instant.setdefault(local.replace(tzinfo=tz).astimezone(UTC), []).append(zone)
+    return sorted(by_instant.items())
+
+
+def _valid_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+async def plan_batch(
+    session: AsyncSession, broadcast_id: str, after_id: int, message_id, timezones: list[str] | None = None
+) -> BatchPlan:
     """Page the audience after ``after_id``, claim ledger rows, and sort recipients into to-send /
     blocked (suppressed or unsubscribed, checked now) / already settled by an earlier attempt."""
     row = await repository.get(session, broadcast_id)
@@ -132,6 +165,9 @@ async def plan_batch(session: AsyncSession, broadcast_id: str, after_id: int, me
         return BatchPlan(status="done")
     version = await email_repository.get_version(session, row.template_id, row.template_version)
     customers = [c for c in await repository.profiles(session, ids) if c["email"]]
+    if timezones is not None:  # this send time's share of the audience
+        wanted = set(timezones)
+        customers = [c for c in customers if (c["timezone"] or "") in wanted]
     keys = {c["id"]: message_key(broadcast_id, c["id"]) for c in customers}
     now = utcnow()
     statuses = await repository.claim_messages(
@@ -183,13 +219,14 @@ async def record_results(session: AsyncSession, sent: list[str], failures: list[
 
 
 async def finish_batch(
-    session: AsyncSession, broadcast_id: str, cursor: int, keys: list[str]
+    session: AsyncSession, broadcast_id: str, slot: int, cursor: int, keys: list[str]
 ) -> dict[str, int]:
     """Move the cursor past this page and add its outcome to the totals (once, even if retried)."""
     counts = await repository.count_statuses(session, keys)
     await repository.advance(
         session,
         broadcast_id,
+        slot,
         cursor,
         counts.get("sent", 0),
         counts.get("skipped", 0),

@@ -160,3 +160,58 @@ async def test_bad_broadcasts_are_refused_naming_the_field(client, marketer_head
     fields = [d["field"] for d in detail] if isinstance(detail, list) else [detail["field"]]
     assert any(f.startswith(field) for f in fields), fields
     assert (await client.get("/api/broadcasts", headers=marketer_headers)).json() == []
+
+
+async def test_local_time_broadcast_sends_at_nine_in_each_recipients_timezone(
+    client, marketer_headers, sessions, capture, temporal
+):
+    from domain.customers.models import Customer
+
+    await add_template(sessions)
+    zones = {
+        "tokyo@example.com": "Asia/Tokyo",
+        "paris@example.com": "Europe/Paris",
+        "nyc@example.com": "America/New_York",
+    }
+    async with transaction(sessions) as session:
+        now = datetime.now(UTC)
+        for address, zone in [*zones.items(), ("nozone@example.com", None)]:
+            session.add(
+                Customer(
+                    user_id=address,
+                    email=address,
+                    traits={},
+                    timezone=zone,
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
+            )
+    day = (datetime.now(UTC) + timedelta(days=3)).date()
+    await _create(
+        client,
+        marketer_headers,
+        id="nine",
+        local_send_at=f"{day}T09:00:00",
+        default_timezone="Europe/Paris",
+    )
+    handle = temporal.client.get_workflow_handle("broadcast/nine", result_type=BroadcastProgress)
+    await temporal.sleep(timedelta(days=5))  # skipped time
+    result = await handle.result()
+    from zoneinfo import ZoneInfo
+
+    expected = sorted(
+        {
+            datetime(day.year, day.month, day.day, 9, tzinfo=ZoneInfo(z)).astimezone(UTC)
+            for z in zones.values()
+        }
+    )
+    assert [datetime.fromisoformat(at) for at in result.slots] == expected
+    assert (result.status, result.sent) == ("completed", 4)
+    # delivered in the order the zones reach 9:00; the customer without a zone goes with Paris
+    order = [m["envelope_to"][0] for m in sorted(await capture.wait_for_count(4), key=lambda m: m["id"])]
+    assert (
+        order.index("tokyo@example.com") < order.index("paris@example.com") < order.index("nyc@example.com")
+    )
+    assert (
+        order.index("tokyo@example.com") < order.index("nozone@example.com") < order.index("nyc@example.com")
+    )
