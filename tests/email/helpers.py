@@ -8,17 +8,15 @@ from domain.subscriptions import service as subscriptions
 from domain.subscriptions.schemas import GroupIn
 
 
-async def add_customers(sessions, n: int, *, prefix: str = "c", **fields) -> list[int]:
+async def add_customers(sessions, n: int, *, prefix: str = "c") -> list[int]:
+    """``n`` customers ``{prefix}{i}@example.com`` with first_name ``Name{i}``, in id order."""
     now = utcnow()
     async with transaction(sessions) as session:
         rows = [
             Customer(
                 user_id=f"{prefix}{i}",
                 email=f"{prefix}{i}@example.com",
-                traits={"first_name": f"Name{i}", **fields.pop("traits", {})}
-                if i == 0
-                else {"first_name": f"Name{i}"},
-                locale=fields.get("locale"),
+                traits={"first_name": f"Name{i}"},
                 first_seen_at=now,
                 last_seen_at=now,
             )
