@@ -146,3 +146,16 @@ async def test_permanent_refusal_fails_without_retry_and_suppresses_the_address(
         await mailer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_slow_template_fails_its_send_clearly_and_the_next_send_works(sessions, activities, capture):
+    cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    slow = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
+    await add_template(sessions, id="slow", html=slow)
+    await add_template(sessions, id="welcome")
+    with pytest.raises(ApplicationError) as err:
+        await activities.send_email(_req(cid, key="k-slow", template="slow"))
+    assert err.value.non_retryable and "longer than 1s" in str(err.value)
+    assert (await activities.send_email(_req(cid, key="k-ok"))).status == "sent"
+    [msg] = await capture.wait_for_count(1)
+    assert msg["subject"] == "Hi Ann"
