@@ -13,6 +13,8 @@ from domain.customers import service as customers
 from domain.db import transaction
 from domain.email import compose, rendering
 from domain.email import service as email
+from domain.email.delivery import MessageFactory, Prepared
+from domain.subscriptions import service as subscriptions
 
 
 class EmailActivities:
@@ -20,13 +22,14 @@ class EmailActivities:
         self._settings = settings
         self._sessions = sessions
         self._mailer = mailer
+        self._factory = MessageFactory(settings)
 
     @activity.defn(name=SEND_EMAIL)
     async def send_email(self, req: SendEmailRequest) -> SendEmailResult:
-        message_id = email.message_id_for(
-            req.idempotency_key, compose.sender_domain(self._settings.mail_from)
-        )
-        # 1. Claim the ledger row and render, in one short transaction (no network I/O inside it).
+        message_id = self._factory.message_id(req.idempotency_key)
+        # 1. Claim the ledger row, check suppression and render, in one short transaction (no network
+        #    I/O inside it). Suppression is read here, at send time, so an unsubscribe made while the
+        #    journey waited stops this step.
         async with transaction(self._sessions) as session:
             row = await email.claim_message(
                 session,
@@ -41,7 +44,7 @@ class EmailActivities:
             if row.status in ("sent", "skipped", "failed"):
                 return SendEmailResult(status=row.status, message_id=row.message_id, detail=row.error)
             row.attempts += 1
-            outcome = await self._prepare(session, req, row, message_id)
+            outcome = await self._prepare(session, req, row)
         if isinstance(outcome, SendEmailResult):
             if outcome.status == "failed":
                 raise ApplicationError(
@@ -49,22 +52,34 @@ class EmailActivities:
                 )
             return outcome
         # 2. Deliver. A crash after this line and before step 3 re-sends with the same Message-ID,
-        #    which receiving servers and our capture treat as the same message.
+        #    which receiving servers treat as the same message.
         try:
-            await self._mailer.send(outcome)
+            await self._mailer.send(self._factory.envelope_from, outcome.to, outcome.data)
         except PermanentFailure as exc:
-            await self._finish(req.idempotency_key, "failed", str(exc))
+            async with transaction(self._sessions) as session:
+                await email.finish_message(session, req.idempotency_key, "failed", str(exc))
+                await subscriptions.suppress_address(session, outcome.to, "bounced", str(exc)[:500])
             raise ApplicationError(str(exc), type=UNDELIVERABLE, non_retryable=True) from exc
+        # Temporary failures propagate: Temporal retries with the workflow's backoff policy.
         # 3. Record the delivery.
-        await self._finish(req.idempotency_key, "sent", None)
+        async with transaction(self._sessions) as session:
+            await email.finish_message(session, req.idempotency_key, "sent", None)
         return SendEmailResult(status="sent", message_id=message_id)
 
-    async def _prepare(self, session: AsyncSession, req: SendEmailRequest, row, message_id: str):
+    async def _prepare(self, session: AsyncSession, req: SendEmailRequest, row) -> Prepared | SendEmailResult:
         customer = await customers.get_profile(session, req.customer_id)
         if customer is None or not customer.get("email"):
             email.mark(row, "skipped", error="customer has no email address")
-            return SendEmailResult(status="skipped", message_id=message_id, detail=row.error)
+            return SendEmailResult(status="skipped", message_id=row.message_id, detail=row.error)
         version = await email.get_version(session, req.template_id, req.template_version)
+        category = req.category or version.category
+        group_id = req.subscription_group or version.subscription_group
+        reasons = await subscriptions.blocked(
+            session, {customer["id"]: customer["email"]}, category, group_id
+        )
+        if reasons:
+            email.mark(row, "skipped", error=reasons[customer["id"]])
+            return SendEmailResult(status="skipped", message_id=row.message_id, detail=row.error)
         event = None
         if req.event is not None:
             event = {
@@ -73,24 +88,18 @@ class EmailActivities:
                 "timestamp": req.event.timestamp,
             }
         try:
-            rendered = rendering.render(
-                version.subject, version.html, version.text, rendering.context_for(customer, event)
-            )
-            message = compose.build(
-                mail_from=self._settings.mail_from,
-                to=customer["email"],
-                subject=rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
-                message_id=message_id,
+            prepared = self._factory.make(
+                version,
+                customer,
+                idempotency_key=req.idempotency_key,
+                event=event,
+                journey={"id": req.journey_id, "node_id": req.node_id},
+                category=category,
+                group_id=group_id,
             )
         except (rendering.RenderError, compose.InvalidRecipient) as exc:
             email.mark(row, "failed", error=str(exc))
-            return SendEmailResult(status="failed", message_id=message_id, detail=str(exc))
-        row.to_address = customer["email"]
-        row.subject = rendered.subject
-        return message
-
-    async def _finish(self, idempotency_key: str, status: str, error: str | None) -> None:
-        async with transaction(self._sessions) as session:
-            await email.finish_message(session, idempotency_key, status, error)
+            return SendEmailResult(status="failed", message_id=row.message_id, detail=str(exc))
+        row.to_address = prepared.to
+        row.subject = prepared.subject
+        return prepared

@@ -1,8 +1,14 @@
-"""Delivering MIME messages over SMTP with aiosmtplib."""
+"""Delivering messages over a pool of SMTP connections (aiosmtplib).
+
+Opening a connection (TCP, EHLO, STARTTLS, AUTH) costs more than sending a message, so connections are
+kept and reused: at most ``smtp_pool_size`` at once, opened on demand. A connection that fails is thrown
+away and the message is tried once more on a fresh one before the error is raised.
+"""
 
 from __future__ import annotations
 
-from email.message import EmailMessage
+import asyncio
+import contextlib
 
 import aiosmtplib
 
@@ -13,26 +19,66 @@ class PermanentFailure(Exception):
     """The server refused the message for good (5xx): retrying will not help."""
 
 
-class Mailer:
-    def __init__(self, settings: Settings):
-        self._settings = settings
+class TemporaryFailure(Exception):
+    """The server asked us to try later (4xx) or could not be reached."""
 
-    async def send(self, message: EmailMessage) -> None:
+
+class Mailer:
+    def __init__(self, settings: Settings, size: int | None = None):
+        self._settings = settings
+        self.size = size or settings.smtp_pool_size
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(self.size)
+
+    def _client(self) -> aiosmtplib.SMTP:
         s = self._settings
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                use_tls=s.smtp_security is SmtpSecurity.tls,
-                start_tls=s.smtp_security is SmtpSecurity.starttls,
-                timeout=s.smtp_timeout_seconds,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise PermanentFailure(str(exc)) from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            if 500 <= exc.code < 600:
-                raise PermanentFailure(f"{exc.code} {exc.message}") from exc
-            raise
+        return aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            use_tls=s.smtp_security is SmtpSecurity.tls,
+            start_tls=s.smtp_security is SmtpSecurity.starttls,
+            timeout=s.smtp_timeout_seconds,
+        )
+
+    async def send(self, sender: str, recipient: str, data: bytes) -> None:
+        """Deliver one message to one recipient; raises PermanentFailure or TemporaryFailure."""
+        async with self._slots:
+            for attempt in (1, 2):
+                client = self._idle.pop() if self._idle else None
+                try:
+                    if client is None or not client.is_connected:
+                        client = self._client()
+                        await client.connect()
+                    await client.sendmail(sender, [recipient], data)
+                except aiosmtplib.SMTPRecipientsRefused as exc:
+                    self._idle.append(client)
+                    code = min(r.code for r in exc.recipients)
+                    raise (PermanentFailure if code >= 500 else TemporaryFailure)(str(exc)) from exc
+                except aiosmtplib.SMTPResponseException as exc:
+                    await _discard(client)
+                    if 500 <= exc.code < 600:
+                        raise PermanentFailure(f"{exc.code} {exc.message}") from exc
+                    raise TemporaryFailure(f"{exc.code} {exc.message}") from exc
+                except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+                    await _discard(client)
+                    if attempt == 2:
+                        raise TemporaryFailure(f"SMTP server unreachable: {exc}") from exc
+                    continue
+                self._idle.append(client)
+                return
+
+    async def close(self) -> None:
+        while self._idle:
+            await _discard(self._idle.pop())
+
+
+async def _discard(client: aiosmtplib.SMTP | None) -> None:
+    if client is None:
+        return
+    with contextlib.suppress(Exception):
+        if client.is_connected:
+            await client.quit()
+    with contextlib.suppress(Exception):
+        client.close()

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.routers import (
+    broadcasts,
     cases,
     csat,
     customers,
@@ -19,7 +20,10 @@ from api.routers import (
     loyalty,
     messages,
     segments,
+    subscriptions,
     templates,
+    tracking,
+    unsubscribe,
 )
 from config.settings import Settings, get_settings
 from domain.db import create_engine, session_factory
@@ -65,6 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         customers,
         loyalty,
         segments,
+        subscriptions,
+        unsubscribe,
+        broadcasts,
+        tracking,
     ):
         app.include_router(module.router)
     if settings.dev_mode:

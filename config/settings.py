@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_timeout_seconds: float = 30.0
     mail_from: str = Field("Journeys <noreply@journeys.localhost>", description="Default sender.")
+    smtp_pool_size: int = Field(16, ge=1, le=256, description="SMTP connections kept open per worker.")
+    email_tracking: bool = Field(True, description="Open pixel and click redirects in sent email.")
+    postal_address: str | None = Field(
+        None, description="The sender's postal address, shown in every email footer (CAN-SPAM)."
+    )
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

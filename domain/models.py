@@ -1,6 +1,7 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
 from domain.auth.models import ApiKey
+from domain.broadcasts.models import Broadcast
 from domain.cases.models import Agent, Case, CaseNote, CaseOutbox, SlaPolicy, Team, TeamMember
 from domain.customers.models import Customer, CustomerAlias, CustomerErasure
 from domain.db import Base
@@ -22,11 +23,13 @@ from domain.segments.models import (
     SegmentRefreshState,
     SegmentVersion,
 )
+from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
 __all__ = [
     "Agent",
     "ApiKey",
     "Base",
+    "Broadcast",
     "Case",
     "CaseNote",
     "CaseOutbox",
@@ -51,6 +54,9 @@ __all__ = [
     "SegmentRefreshState",
     "SegmentVersion",
     "SlaPolicy",
+    "Subscription",
+    "SubscriptionGroup",
+    "Suppression",
     "Team",
     "TeamMember",
     "Template",

@@ -2,6 +2,9 @@
 
 The envelope (MAIL FROM / RCPT TO) is kept as ``X-Envelope-*`` headers on top, so what the server was
 asked to deliver, not just what the headers say, can be inspected.
+
+Like a real mailbox provider, it keeps one copy per Message-ID: a message delivered again with the same
+Message-ID (a sender retrying after a crash) is accepted and counted in ``duplicates``, not stored.
 """
 
 from __future__ import annotations
@@ -22,17 +25,38 @@ class MaildirHandler:
             (directory / sub).mkdir(parents=True, exist_ok=True)
         self._maildir = mailbox.Maildir(directory, create=True)
         self.received = 0
+        self.duplicates = 0
+        self._seen: set[bytes] = set()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content
         if isinstance(content, str):
             content = content.encode("utf-8", "surrogateescape")
+        message_id = _message_id(content)
+        if message_id is not None:
+            if message_id in self._seen:
+                self.duplicates += 1
+                return "250 Message accepted for delivery (duplicate Message-ID)"
+            self._seen.add(message_id)
         stamp = (
             f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
         ).encode()
-        await asyncio.to_thread(self._maildir.add, stamp + content)
-        self.received += 1
+        # Once a Message-ID is marked seen, the message must be stored even if the client goes away
+        # now (aiosmtpd cancels this coroutine when the connection drops): shield the write.
+        await asyncio.shield(asyncio.ensure_future(asyncio.to_thread(self._store, stamp + content)))
         return "250 Message accepted for delivery"
+
+    def _store(self, data: bytes) -> None:
+        self._maildir.add(data)
+        self.received += 1
+
+
+def _message_id(content: bytes) -> bytes | None:
+    head = content.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        if line[:11].lower() == b"message-id:":
+            return line[11:].strip()
+    return None
 
 
 async def start(host: str, port: int, directory: Path) -> tuple[asyncio.AbstractServer, MaildirHandler]:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.broadcasts import BroadcastActivities
 from activities.cases import CaseActivities
 from activities.email import EmailActivities
 from activities.journeys import JourneyActivities
@@ -22,16 +23,25 @@ from runtime.loyalty_earner import LoyaltyEarner
 from runtime.loyalty_schedules import ensure_schedules as ensure_loyalty_schedules
 from runtime.segment_refresher import SegmentRefresher
 from runtime.segment_schedules import ensure_schedules as ensure_segment_schedules
+from workflows.broadcast import BroadcastWorkflow
 from workflows.case_sla import CaseSlaWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.loyalty_maintenance import LoyaltyMaintenanceWorkflow
 from workflows.segments import SegmentMaintenanceWorkflow
 
-WORKFLOWS = [JourneyWorkflow, CaseSlaWorkflow, LoyaltyMaintenanceWorkflow, SegmentMaintenanceWorkflow]
+WORKFLOWS = [
+    JourneyWorkflow,
+    BroadcastWorkflow,
+    CaseSlaWorkflow,
+    LoyaltyMaintenanceWorkflow,
+    SegmentMaintenanceWorkflow,
+]
 
 
 def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> list:
-    mail = EmailActivities(settings, sessions, Mailer(settings))
+    mailer = Mailer(settings)  # one SMTP pool shared by single sends and broadcasts
+    mail = EmailActivities(settings, sessions, mailer)
+    broadcast = BroadcastActivities(settings, sessions, mailer)
     journeys = JourneyActivities(sessions)
     case_activities = CaseActivities(sessions)
     loyalty = LoyaltyActivities(sessions)
@@ -39,6 +49,9 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
     return [
         mail.send_email,
         journeys.finish_enrollment,
+        broadcast.send_broadcast_batch,
+        broadcast.plan_broadcast_slots,
+        broadcast.finish_broadcast,
         case_activities.open_case,
         case_activities.case_sla_breach,
         loyalty.award_points,

@@ -1,10 +1,24 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
 
+from fastapi import APIRouter, Request
+
+from activities.smtp import PermanentFailure, TemporaryFailure
 from api.deps import Marketer, Session
+from api.mail import factory, mailer
 from domain.email import service as email
-from domain.email.schemas import TemplateIn, TemplateOut, TemplateUpdate
+from domain.email.delivery import prepare_or_422
+from domain.email.schemas import (
+    PreviewIn,
+    PreviewOut,
+    TemplateIn,
+    TemplateOut,
+    TemplateUpdate,
+    TestSendIn,
+    TestSendOut,
+)
+from domain.errors import DomainError
 
 router = APIRouter(prefix="/api/templates", tags=["templates"])
 
@@ -29,3 +43,38 @@ async def update_template(
     template_id: str, spec: TemplateUpdate, session: Session, _: Marketer
 ) -> TemplateOut:
     return await email.update_template(session, template_id, spec)
+
+
+@router.post("/{template_id}/preview", response_model=PreviewOut, summary="Render for a customer or sample")
+async def preview(template_id: str, spec: PreviewIn, session: Session, _: Marketer, request: Request):
+    version, customer = await email.preview_subject(session, template_id, spec)
+    prepared = prepare_or_422(
+        factory(request),
+        version,
+        customer,
+        idempotency_key=f"preview/{uuid.uuid4()}",
+        event=spec.event,
+        track=False,
+    )
+    r = prepared.rendered
+    return PreviewOut(subject=r.subject, html=r.html, text=r.text)
+
+
+class SmtpUnavailable(DomainError):
+    status_code = 503
+    code = "smtp_unavailable"
+
+
+@router.post("/{template_id}/test", response_model=TestSendOut, summary="Send a test email to an address")
+async def test_send(template_id: str, spec: TestSendIn, session: Session, _: Marketer, request: Request):
+    version, customer = await email.preview_subject(session, template_id, spec)
+    key = f"test/{uuid.uuid4()}"
+    made = factory(request)
+    prepared = prepare_or_422(
+        made, version, customer, idempotency_key=key, event=spec.event, to=spec.to, track=False
+    )
+    try:
+        await mailer(request).send(made.envelope_from, prepared.to, prepared.data)
+    except (PermanentFailure, TemporaryFailure) as exc:
+        raise SmtpUnavailable(f"the SMTP server did not take the test email: {exc}") from exc
+    return TestSendOut(message_id=made.message_id(key), to=prepared.to)

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db import Base, BigId, Json, UTCDateTime, utcnow
@@ -31,6 +32,12 @@ class TemplateVersion(Base):
     subject: Mapped[str] = mapped_column(Text)
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
+    layout: Mapped[str | None] = mapped_column(String(64), default="base")
+    # marketing mail honours unsubscribes and carries List-Unsubscribe; transactional mail does not
+    category: Mapped[str] = mapped_column(String(16), default="marketing", server_default="marketing")
+    subscription_group: Mapped[str | None] = mapped_column(String(64))
+    # per-locale variants: {"fr": {"subject": ..., "html": ..., "text": ...}}
+    variants: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default=sql_text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -1,76 +1,275 @@
-"""Rendering marketer-written templates in Jinja2's immutable sandbox.
+"""Rendering marketer-written templates: sandboxed body, trusted layout, inlined CSS, derived text.
 
-Templates are untrusted code: the sandbox blocks attribute tricks (``__class__``, ``mro``) and the
-immutable variant also blocks mutating the context. Missing variables render empty so one customer
-without a trait does not break a campaign; use ``{{ traits.first_name | default("there") }}``.
+Templates are untrusted code (see ``domain.email.sandbox``). At save time ``check_template`` reports
+syntax errors, blocked constructs and unknown variables; at render time a failing template raises
+``RenderError`` for that one message. Missing *values* render empty so one customer without a trait does
+not break a campaign; use ``{{ traits.first_name | default("there") }}``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+import css_inline
+from jinja2 import Environment, FileSystemLoader, TemplateSyntaxError, meta, select_autoescape
+from markupsafe import Markup, escape
 
+from domain.email.sandbox import INTERNALS, Budget, TemplateSandbox, blocked_constructs, render_with_budget
 from domain.errors import InvalidInput
 
-_html_env = ImmutableSandboxedEnvironment(autoescape=True)
-_text_env = ImmutableSandboxedEnvironment(autoescape=False)
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+LAYOUTS = ("base",)
+
+# The variables a template may use; anything else is reported at save time.
+VARIABLES = frozenset(
+    {"customer", "traits", "event", "properties", "journey", "unsubscribe_url", "preferences_url"}
+    | {"range", "dict", "loop"}
+)
+
+_html_env = TemplateSandbox(autoescape=True)
+_text_env = TemplateSandbox(autoescape=False)
+# Our own layouts are trusted code: a normal environment, autoescaped.
+_layouts = Environment(
+    loader=FileSystemLoader(TEMPLATES_DIR),
+    autoescape=select_autoescape(["html"]),
+    keep_trailing_newline=False,
+)
+_inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
 
 class RenderError(Exception):
-    """A template failed for this one message (bad data, blocked operation). Not retryable."""
+    """A template failed for this one message (bad data, blocked operation, over budget). Not retryable."""
 
 
 @dataclass(frozen=True)
 class RenderedEmail:
     subject: str
     html: str
-    text: str | None
+    text: str
 
 
-def check_syntax(parts: dict[str, str | None]) -> None:
-    """Compile each part; a syntax error becomes a 422 naming the part and the line."""
+@dataclass(frozen=True)
+class Footer:
+    """What the layout's footer shows; ``unsubscribe_url`` is None for transactional email."""
+
+    sender_name: str
+    postal_address: str | None
+    unsubscribe_url: str | None = None
+    preferences_url: str | None = None
+    group_name: str | None = None
+
+    def skeleton_key(self) -> tuple:
+        return (self.sender_name, self.postal_address, self.group_name, self.unsubscribe_url is not None)
+
+
+def check_template(parts: dict[str, str | None], prefix: str = "") -> None:
+    """Compile each part; report syntax errors, blocked constructs and unknown variables as a 422."""
     for field, source in parts.items():
         if source is None:
             continue
         env = _html_env if field == "html" else _text_env
+        name = f"{prefix}{field}"
         try:
-            env.parse(source)
+            ast = env.parse(source)
+            env.compile(source)  # also finds unknown filters and tests
         except TemplateSyntaxError as exc:
             raise InvalidInput(
-                {"field": field, "line": exc.lineno, "problem": f"template syntax error: {exc.message}"},
+                {"field": name, "line": exc.lineno, "problem": f"template syntax error: {exc.message}"},
                 code="template_syntax_error",
             ) from exc
+        blocked = blocked_constructs(ast)
+        if blocked:
+            raise InvalidInput({"field": name, "problem": "; ".join(blocked)}, code="template_blocked")
+        unknown = sorted(meta.find_undeclared_variables(ast) - VARIABLES)
+        if unknown:
+            raise InvalidInput(
+                {
+                    "field": name,
+                    "problem": f"unknown variable(s): {', '.join(unknown)}; "
+                    f"available: {', '.join(sorted(VARIABLES - {'range', 'dict', 'loop'}))}",
+                },
+                code="template_unknown_variable",
+            )
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=1024)
 def _compiled(source: str, html: bool):
     return (_html_env if html else _text_env).from_string(source)
 
 
-def render(subject: str, html: str, text: str | None, context: dict[str, Any]) -> RenderedEmail:
+def _run(source: str, html: bool, context: dict[str, Any], budget: Budget) -> str:
+    out = render_with_budget(_compiled(source, html), context, budget)
+    if INTERNALS.search(out):
+        raise RenderError("template output exposes internal objects; refusing to send")
+    return out
+
+
+def render(
+    subject: str,
+    html: str,
+    text: str | None,
+    context: dict[str, Any],
+    *,
+    layout: str | None = "base",
+    footer: Footer | None = None,
+    lang: str = "en",
+    budget: Budget | None = None,
+) -> RenderedEmail:
+    """Render one message. Every failure of the template becomes a ``RenderError``."""
+    budget = budget or Budget()
     try:
-        rendered_subject = _compiled(subject, False).render(context).strip()
-        rendered_html = _compiled(html, True).render(context)
-        rendered_text = _compiled(text, False).render(context) if text is not None else None
-    except SecurityError as exc:
-        raise RenderError(f"template used a blocked operation: {exc}") from exc
-    except Exception as exc:  # any template runtime error fails this message only
-        raise RenderError(f"template failed to render: {type(exc).__name__}: {exc}") from exc
-    if any(ch in rendered_subject for ch in "\r\n\x00"):
-        raise RenderError("rendered subject contains a line break or NUL; refusing to send")
-    return RenderedEmail(subject=rendered_subject, html=rendered_html, text=rendered_text)
+        # stripped, never rewritten: a line break inside it is refused by compose, not joined away
+        rendered_subject = _run(subject, False, context, budget).strip(" ")
+        body = _run(html, True, context, budget)
+        # no text part: one derived once from the HTML template, rendered like the others
+        rendered_text = _run(text if text is not None else _derived_text(html), False, context, budget)
+    except RenderError:
+        raise
+    except Exception as exc:  # blocked operation, over budget, bad data: this message fails, not the worker
+        raise RenderError(f"template failed to render: {exc}") from exc
+    if not rendered_subject:
+        raise RenderError("the rendered subject is empty")
+    footer = footer or Footer(sender_name="", postal_address=None)
+    if layout is not None:
+        page = _fill(
+            _html_skeleton(layout, lang, footer.skeleton_key()), body, rendered_subject, footer, True
+        )
+    else:
+        page = body
+    if "<style" in body:  # the marketer's own CSS: inline it for this message (the slow path)
+        page = _inliner.inline(page)
+    rendered_text = (
+        rendered_text.strip() + "\n" + _fill(_text_skeleton(footer.skeleton_key()), "", "", footer, False)
+    )
+    return RenderedEmail(subject=rendered_subject, html=page, text=rendered_text.strip() + "\n")
 
 
-def context_for(customer: dict[str, Any], event: dict[str, Any] | None) -> dict[str, Any]:
-    """The variables a template sees: ``customer``, ``traits``, ``event`` and ``properties``."""
+# Layout + footer are the same for every recipient of a template except for a few values, so they are
+# rendered and CSS-inlined once with sentinels, and each message fills the sentinels in.
+_BODY, _SUBJECT, _UNSUB, _PREFS = (f"JRNYSENTINEL{n}X" for n in ("BODY", "SUBJECT", "UNSUB", "PREFS"))
+
+
+def _sentinel_footer(key: tuple) -> dict[str, Any]:
+    sender_name, postal_address, group_name, marketing = key
+    return {
+        "sender_name": sender_name,
+        "postal_address": postal_address,
+        "group_name": group_name,
+        "unsubscribe_url": _UNSUB if marketing else None,
+        "preferences_url": _PREFS if marketing else None,
+    }
+
+
+@lru_cache(maxsize=256)
+def _html_skeleton(layout: str, lang: str, key: tuple) -> str:
+    page = _layouts.get_template(f"layouts/{layout}.html").render(
+        body=Markup(_BODY),  # noqa: S704 - a constant sentinel, replaced by the sandboxed body
+        subject=_SUBJECT,
+        lang=lang,
+        **_sentinel_footer(key),
+    )
+    return _inliner.inline(page) if "<style" in page else page
+
+
+@lru_cache(maxsize=256)
+def _text_skeleton(key: tuple) -> str:
+    return _layouts.get_template("layouts/footer.txt").render(**_sentinel_footer(key))
+
+
+def _fill(skeleton: str, body: str, subject: str, footer: Footer, html: bool) -> str:
+    quote = escape if html else str
+    return (
+        skeleton.replace(_SUBJECT, quote(subject))
+        .replace(_UNSUB, quote(footer.unsubscribe_url or ""))
+        .replace(_PREFS, quote(footer.preferences_url or ""))
+        .replace(_BODY, body)
+    )
+
+
+def context_for(
+    customer: dict[str, Any],
+    event: dict[str, Any] | None,
+    *,
+    journey: dict[str, Any] | None = None,
+    unsubscribe_url: str | None = None,
+    preferences_url: str | None = None,
+) -> dict[str, Any]:
+    """The variables a template sees (``VARIABLES``)."""
     event = event or {}
     return {
         "customer": customer,
         "traits": customer.get("traits") or {},
         "event": event,
         "properties": event.get("properties") or {},
+        "journey": journey or {},
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
     }
+
+
+def pick_variant(variants: dict[str, dict[str, Any]] | None, locale: str | None) -> dict[str, Any] | None:
+    """The variant for ``locale``: exact tag first (``pt-BR``), then its language (``pt``)."""
+    if not variants or not locale:
+        return None
+    wanted = locale.replace("_", "-").lower()
+    lowered = {k.lower(): v for k, v in variants.items()}
+    return lowered.get(wanted) or lowered.get(wanted.split("-")[0])
+
+
+class _TextExtractor(HTMLParser):
+    _SKIP = frozenset({"style", "script", "head", "title"})
+    _BREAK = frozenset({"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "li", "table", "hr"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self._skip = 0
+        self._href: list[str | None] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self._SKIP:
+            self._skip += 1
+        elif tag in self._BREAK:
+            self.out.append("\n")
+        if tag == "li":
+            self.out.append("- ")
+        if tag == "a":
+            self._href.append(dict(attrs).get("href"))
+
+    def handle_endtag(self, tag):
+        if tag in self._SKIP:
+            self._skip = max(0, self._skip - 1)
+        elif tag in self._BREAK:
+            self.out.append("\n")
+        if tag == "a" and self._href:
+            href = self._href.pop()
+            if href and href.startswith(("http://", "https://", "mailto:", "{{")):
+                self.out.append(f" ({href})")
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.out.append(" ".join(data.split()) if data.strip() else (" " if data else ""))
+
+
+@lru_cache(maxsize=256)
+def _derived_text(html_source: str) -> str:
+    """A text template derived once from the HTML template (Jinja tags pass through as text)."""
+    return html_to_text(html_source)
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text part for templates that only have HTML."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    lines = [" ".join(line.split()) for line in "".join(parser.out).splitlines()]
+    text, blank = [], False
+    for line in lines:
+        if line or not blank:
+            text.append(line)
+        blank = not line
+    return "\n".join(text).strip()

@@ -1,25 +1,59 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
 
 
-class TemplateIn(BaseModel):
+class Variant(BaseModel):
+    """The template in another language; parts left out fall back to the main ones."""
+
+    subject: str | None = Field(None, min_length=1, max_length=2000)
+    html: str | None = Field(None, min_length=1, max_length=500_000)
+    text: str | None = Field(None, max_length=500_000)
+
+
+class TemplateContent(BaseModel):
+    subject: str = Field(min_length=1, max_length=2000)
+    html: str = Field(min_length=1, max_length=500_000)
+    text: str | None = Field(
+        None, max_length=500_000, description="Plain-text part; derived from the HTML when absent."
+    )
+    layout: Literal["base"] | None = Field("base", description="Wrap in templates/layouts/<layout>.html.")
+    category: Literal["marketing", "transactional"] = "marketing"
+    subscription_group: str | None = Field(None, pattern=SLUG)
+    variants: dict[str, Variant] = Field(
+        default_factory=dict, description="Per-locale variants: {'fr': {...}}"
+    )
+
+    @field_validator("subject")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("the subject must be one line without control characters")
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _locales(cls, value: dict[str, Variant]) -> dict[str, Variant]:
+        for key in value:
+            if not re.match(LOCALE, key):
+                raise ValueError(f"{key!r} is not a locale tag such as 'fr' or 'pt-BR'")
+        return value
+
+
+class TemplateIn(TemplateContent):
     id: str | None = Field(None, pattern=SLUG, description="Your own id (slug); generated when absent.")
     name: str = Field(min_length=1, max_length=200)
-    subject: str = Field(min_length=1, max_length=2000)
-    html: str = Field(min_length=1, max_length=500_000)
-    text: str | None = Field(None, max_length=500_000)
 
 
-class TemplateUpdate(BaseModel):
+class TemplateUpdate(TemplateContent):
     name: str | None = Field(None, min_length=1, max_length=200)
-    subject: str = Field(min_length=1, max_length=2000)
-    html: str = Field(min_length=1, max_length=500_000)
-    text: str | None = Field(None, max_length=500_000)
 
 
 class TemplateOut(BaseModel):
@@ -29,8 +63,38 @@ class TemplateOut(BaseModel):
     subject: str
     html: str
     text: str | None
+    layout: str | None
+    category: str
+    subscription_group: str | None
+    variants: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+class PreviewIn(BaseModel):
+    """Render for a stored customer, or for sample data."""
+
+    customer_id: int | None = None
+    traits: dict[str, Any] = Field(default_factory=dict, description="Sample traits (no customer_id).")
+    email: str | None = Field(None, max_length=320, description="Sample address (no customer_id).")
+    locale: str | None = Field(None, pattern=LOCALE)
+    event: dict[str, Any] | None = Field(None, description="Sample triggering event: {name, properties}.")
+    version: int | None = Field(None, ge=1, description="Default: the current version.")
+
+
+class PreviewOut(BaseModel):
+    subject: str
+    html: str
+    text: str
+
+
+class TestSendIn(PreviewIn):
+    to: str = Field(min_length=3, max_length=320, description="Where the test email goes.")
+
+
+class TestSendOut(BaseModel):
+    message_id: str
+    to: str
 
 
 class MessageOut(BaseModel):

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.customers import service as customers
 from domain.db import utcnow
 from domain.email import rendering, repository
 from domain.email.models import Message, Template, TemplateVersion
-from domain.email.schemas import MessageOut, TemplateIn, TemplateOut, TemplateUpdate
-from domain.errors import Conflict, NotFound
+from domain.email.schemas import (
+    MessageOut,
+    PreviewIn,
+    TemplateContent,
+    TemplateIn,
+    TemplateOut,
+    TemplateUpdate,
+)
+from domain.errors import Conflict, InvalidInput, NotFound
+from domain.subscriptions import service as subscriptions
 
 
 def _out(template: Template, version: TemplateVersion) -> TemplateOut:
@@ -23,20 +32,49 @@ def _out(template: Template, version: TemplateVersion) -> TemplateOut:
         subject=version.subject,
         html=version.html,
         text=version.text,
+        layout=version.layout,
+        category=version.category,
+        subscription_group=version.subscription_group,
+        variants=version.variants or {},
         created_at=template.created_at,
         updated_at=template.updated_at,
     )
 
 
+async def _check(session: AsyncSession, spec: TemplateContent) -> None:
+    rendering.check_template({"subject": spec.subject, "html": spec.html, "text": spec.text})
+    for locale, variant in spec.variants.items():
+        parts = {"subject": variant.subject, "html": variant.html, "text": variant.text}
+        rendering.check_template(parts, prefix=f"variants.{locale}.")
+    if spec.subscription_group is not None:
+        await subscriptions.require_group(session, spec.subscription_group, "subscription_group")
+    if spec.category == subscriptions.TRANSACTIONAL and spec.subscription_group is not None:
+        raise InvalidInput(
+            {"field": "subscription_group", "problem": "transactional email belongs to no subscription group"}
+        )
+
+
+def _version(template_id: str, number: int, spec: TemplateContent) -> TemplateVersion:
+    return TemplateVersion(
+        template_id=template_id,
+        version=number,
+        subject=spec.subject,
+        html=spec.html,
+        text=spec.text,
+        layout=spec.layout,
+        category=spec.category,
+        subscription_group=spec.subscription_group,
+        variants={k: v.model_dump(exclude_none=True) for k, v in spec.variants.items()},
+    )
+
+
 async def create_template(session: AsyncSession, spec: TemplateIn) -> TemplateOut:
-    rendering.check_syntax({"subject": spec.subject, "html": spec.html, "text": spec.text})
+    await _check(session, spec)
     template_id = spec.id or uuid.uuid4().hex[:12]
     if await repository.get_template(session, template_id) is not None:
         raise Conflict({"field": "id", "problem": f"a template with id {template_id!r} exists"})
     template = Template(id=template_id, name=spec.name, current_version=1)
-    version = TemplateVersion(
-        template_id=template_id, version=1, subject=spec.subject, html=spec.html, text=spec.text
-    )
+    version = _version(template_id, 1, spec)
     await repository.add(session, template)
     await repository.add(session, version)
     return _out(template, version)
@@ -44,18 +82,12 @@ async def create_template(session: AsyncSession, spec: TemplateIn) -> TemplateOu
 
 async def update_template(session: AsyncSession, template_id: str, spec: TemplateUpdate) -> TemplateOut:
     """Saves a new version; journeys already published keep the version they pinned."""
-    rendering.check_syntax({"subject": spec.subject, "html": spec.html, "text": spec.text})
+    await _check(session, spec)
     template = await _template(session, template_id)
     template.current_version += 1
     if spec.name:
         template.name = spec.name
-    version = TemplateVersion(
-        template_id=template_id,
-        version=template.current_version,
-        subject=spec.subject,
-        html=spec.html,
-        text=spec.text,
-    )
+    version = _version(template_id, template.current_version, spec)
     await repository.add(session, version)
     return _out(template, version)
 
@@ -97,10 +129,26 @@ async def _template(session: AsyncSession, template_id: str) -> Template:
     return template
 
 
-def message_id_for(idempotency_key: str, sender_domain: str) -> str:
-    """A Message-ID that is the same for every attempt of one logical send."""
-    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
-    return f"<{digest}@{sender_domain}>"
+async def preview_subject(
+    session: AsyncSession, template_id: str, spec: PreviewIn
+) -> tuple[TemplateVersion, dict[str, Any]]:
+    """The version and the customer (stored, or sample data) a preview or test send renders for."""
+    template = await _template(session, template_id)
+    version = await get_version(session, template_id, spec.version or template.current_version)
+    if spec.customer_id is not None:
+        customer = await customers.get_profile(session, spec.customer_id)
+        if customer is None:
+            raise InvalidInput({"field": "customer_id", "problem": f"no customer {spec.customer_id}"})
+    else:
+        customer = {
+            "id": 0,
+            "user_id": None,
+            "email": spec.email or "preview@example.com",
+            "traits": spec.traits,
+            "timezone": None,
+            "locale": spec.locale,
+        }
+    return version, customer
 
 
 async def claim_message(session: AsyncSession, *, idempotency_key: str, message_id: str, **fields) -> Message:

@@ -42,7 +42,8 @@ RFM_OPS = {"equals", "gt", "gte", "lt", "lte"}
 COUNT_OPS = ("at_least", "at_most", "exactly")
 MESSAGE_ACTIONS = ("received", "opened", "clicked")
 # Engagement is recorded as these events (property `template_id`).
-ENGAGEMENT_EVENTS = {"opened": "Email Opened", "clicked": "Email Clicked"}
+# The events the email area records for opens and clicks (domain/email/tracking.py), with template_id.
+ENGAGEMENT_EVENTS = {"opened": "Email Opened", "clicked": "Email Link Clicked"}
 NOT_YET = {
     "subscription": "subscription state",
     "loyalty_tier": "loyalty tier",

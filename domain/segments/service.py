@@ -258,6 +258,15 @@ async def members(session: AsyncSession, segment_id: str, *, after: int = 0, lim
 
 
 # -- evaluation -------------------------------------------------------------------------------------------
+async def exists(session: AsyncSession, segment_id: str) -> bool:
+    return await repository.get(session, segment_id) is not None
+
+
+async def member_ids(session: AsyncSession, segment_id: str, after: int, limit: int) -> list[int]:
+    """Current members in ascending id order, one page (broadcast audiences)."""
+    return [row[0] for row in await repository.members_page(session, segment_id, after, limit)]
+
+
 async def matches(
     session: AsyncSession, segment_id: str, customer_id: int, *, now: datetime | None = None
 ) -> bool:

@@ -29,7 +29,7 @@ CUSTOMERS = 8
 
 KEYS = ["city", "age", "birthday"]
 ZONES = [None, "UTC", "Europe/Berlin", "Pacific/Kiritimati", "Pacific/Pago_Pago", "Asia/Kolkata", "Not/AZone"]
-NAMES = ["Order Completed", "Viewed Product", "Email Opened", "Email Clicked"]
+NAMES = ["Order Completed", "Viewed Product", "Email Opened", "Email Link Clicked"]
 TEMPLATES = ["welcome", "promo"]
 STRINGS = ["Berlin", "berlin", "Ber", "", "Zürich", "a-b"]
 

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError
+
+from api.deps import Marketer, Session
+from api.temporal import TemporalClient, TemporalUnavailable, temporal_client
+from config.settings import Settings
+from domain.broadcasts import service as broadcasts
+from domain.broadcasts.schemas import BroadcastIn, BroadcastOut
+from workflows.broadcast import BroadcastInput, BroadcastWorkflow
+
+router = APIRouter(prefix="/api/broadcasts", tags=["broadcasts"])
+
+
+@router.post("", status_code=201, response_model=BroadcastOut, summary="Send a template to an audience")
+async def create_broadcast(spec: BroadcastIn, session: Session, _: Marketer, request: Request):
+    row = await broadcasts.create(
+        session, spec
+    )  # validated first: a bad request is a 422 even if Temporal is down
+    temporal = await temporal_client(request)
+    settings: Settings = request.app.state.settings
+    try:
+        await temporal.start_workflow(
+            BroadcastWorkflow.run,
+            BroadcastInput(
+                broadcast_id=row.id,
+                send_at=row.send_at.isoformat() if row.send_at else None,
+                local_time=row.local_send_at is not None,
+            ),
+            id=broadcasts.workflow_id(row.id),
+            task_queue=settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except RPCError as exc:  # the broadcast row is rolled back with the request
+        raise TemporalUnavailable(f"could not start the broadcast: {exc}") from exc
+    return broadcasts.out(row)
+
+
+@router.get("", response_model=list[BroadcastOut])
+async def list_broadcasts(session: Session, _: Marketer, limit: int = Query(50, ge=1, le=500)):
+    return await broadcasts.list_broadcasts(session, limit)
+
+
+@router.get("/{broadcast_id}", response_model=BroadcastOut, summary="Status and progress")
+async def get_broadcast(broadcast_id: str, session: Session, _: Marketer) -> BroadcastOut:
+    return broadcasts.out(await broadcasts.get(session, broadcast_id))
+
+
+async def _steer(broadcast_id: str, action: str, session, temporal) -> BroadcastOut:
+    row = await broadcasts.change(session, broadcast_id, action)
+    await session.flush()
+    try:
+        await temporal.get_workflow_handle(broadcasts.workflow_id(broadcast_id)).signal(action)
+    except RPCError as exc:
+        raise TemporalUnavailable(f"could not {action} the broadcast: {exc}") from exc
+    return broadcasts.out(row)
+
+
+@router.post("/{broadcast_id}/pause", response_model=BroadcastOut, summary="Pause after the current batch")
+async def pause(broadcast_id: str, session: Session, _: Marketer, temporal: TemporalClient):
+    return await _steer(broadcast_id, "pause", session, temporal)
+
+
+@router.post("/{broadcast_id}/resume", response_model=BroadcastOut)
+async def resume(broadcast_id: str, session: Session, _: Marketer, temporal: TemporalClient):
+    return await _steer(broadcast_id, "resume", session, temporal)
+
+
+@router.post("/{broadcast_id}/cancel", response_model=BroadcastOut, summary="Stop; nothing more is sent")
+async def cancel(broadcast_id: str, session: Session, _: Marketer, temporal: TemporalClient):
+    return await _steer(broadcast_id, "cancel", session, temporal)

@@ -1,0 +1,94 @@
+"""Pages customers reach from an email: one-click unsubscribe (RFC 8058) and the preference page.
+
+No cookie or key: the signed token in the URL is the credential. Every page is rendered by an
+autoescaping Jinja environment, so nothing from the database or the URL can inject HTML.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader
+
+from api.deps import Session
+from api.mail import factory
+from domain.email.rendering import TEMPLATES_DIR
+from domain.subscriptions import service as subscriptions
+from domain.subscriptions.tokens import BadToken
+
+router = APIRouter(tags=["unsubscribe"], include_in_schema=True)
+_pages = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
+_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+
+
+def _page(name: str, status: int = 200, **values) -> HTMLResponse:
+    html = _pages.get_template(f"pages/{name}.html").render(**values)
+    return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+
+def _secret(request: Request) -> str:
+    return request.app.state.settings.secret_key.get_secret_value()
+
+
+def _what(group_id: str) -> str:
+    return "marketing email" if group_id == subscriptions.ALL_GROUPS else f"“{group_id}” email"
+
+
+@router.get("/u/{token}", response_class=HTMLResponse, summary="Unsubscribe confirmation page")
+async def confirm_unsubscribe(token: str, request: Request, session: Session):
+    """Shows a button; a GET never unsubscribes (link scanners follow GETs)."""
+    try:
+        customer_id, group_id = subscriptions.read_unsubscribe_token(_secret(request), token)
+    except BadToken as exc:
+        return _page("invalid_link", 403, reason=str(exc))
+    prefs = await subscriptions.preferences(session, customer_id)
+    return _page(
+        "unsubscribe_confirm",
+        what=_what(group_id),
+        email=prefs.email,
+        action=f"/u/{token}",
+        preferences_url=factory(request).preferences_url(customer_id),
+    )
+
+
+@router.post("/u/{token}", response_class=HTMLResponse, summary="One-click unsubscribe (RFC 8058)")
+async def one_click_unsubscribe(token: str, request: Request, session: Session):
+    """Mailbox providers POST ``List-Unsubscribe=One-Click`` here; our confirmation page posts too."""
+    try:
+        customer_id, group_id = subscriptions.read_unsubscribe_token(_secret(request), token)
+    except BadToken as exc:
+        return _page("invalid_link", 403, reason=str(exc))
+    await subscriptions.unsubscribe(session, customer_id, group_id, "one_click")
+    prefs = await subscriptions.preferences(session, customer_id)
+    return _page(
+        "unsubscribe_done",
+        what=_what(group_id),
+        email=prefs.email,
+        preferences_url=factory(request).preferences_url(customer_id),
+    )
+
+
+@router.get("/preferences/{token}", response_class=HTMLResponse, summary="Preference page")
+async def preference_page(token: str, request: Request, session: Session):
+    try:
+        customer_id = subscriptions.read_preferences_token(_secret(request), token)
+    except BadToken as exc:
+        return _page("invalid_link", 403, reason=str(exc))
+    prefs = await subscriptions.preferences(session, customer_id)
+    return _page("preferences", prefs=prefs, action=f"/preferences/{token}", saved=False)
+
+
+@router.post("/preferences/{token}", response_class=HTMLResponse, summary="Save preferences")
+async def save_preferences(token: str, request: Request, session: Session):
+    try:
+        customer_id = subscriptions.read_preferences_token(_secret(request), token)
+    except BadToken as exc:
+        return _page("invalid_link", 403, reason=str(exc))
+    body = await request.body()
+    form = parse_qs(body[:65536].decode("utf-8", "replace"))
+    prefs = await subscriptions.save_preferences(
+        session, customer_id, set(form.get("group", [])), bool(form.get("unsubscribe_all"))
+    )
+    return _page("preferences", prefs=prefs, action=f"/preferences/{token}", saved=True)

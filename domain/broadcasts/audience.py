@@ -1,0 +1,37 @@
+"""Who a broadcast goes to: an interface that pages customer ids in ascending order.
+
+An audience is a small JSON spec:
+- ``{"kind": "all"}``: every customer with an email address;
+- ``{"kind": "customers", "customer_ids": [..]}``: an explicit list;
+- ``{"kind": "segment", "segment_id": ".."}``: a segment's current members.
+
+Paging by id (``after_id``) rather than offset keeps each page cheap and makes progress one number.
+Members are read when their batch runs, so someone who joins before their page is reached gets the
+broadcast; the ledger's unique key means nobody gets it twice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.customers.models import Customer
+from domain.errors import InvalidInput
+from domain.segments import service as segments
+
+
+async def validate(session: AsyncSession, audience: dict) -> None:
+    kind = audience.get("kind")
+    if kind == "segment" and not await segments.exists(session, audience["segment_id"]):
+        raise InvalidInput({"field": "audience.segment_id", "problem": "no such segment"})
+
+
+async def page(session: AsyncSession, audience: dict, after_id: int, limit: int) -> list[int]:
+    kind = audience["kind"]
+    if kind == "segment":
+        return await segments.member_ids(session, audience["segment_id"], after_id, limit)
+    stmt = select(Customer.id).where(Customer.id > after_id, Customer.email.is_not(None))
+    if kind == "customers":
+        ids = sorted(i for i in audience["customer_ids"] if i > after_id)[:limit]
+        stmt = stmt.where(Customer.id.in_(ids))
+    return list(await session.scalars(stmt.order_by(Customer.id).limit(limit)))

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.broadcasts.models import Broadcast
+from domain.customers.models import Customer
+from domain.db import insert_ignoring_conflicts, utcnow
+from domain.email.models import Message
+
+
+async def get(session: AsyncSession, broadcast_id: str, *, lock: bool = False) -> Broadcast | None:
+    if lock:
+        return await session.scalar(select(Broadcast).where(Broadcast.id == broadcast_id).with_for_update())
+    return await session.get(Broadcast, broadcast_id)
+
+
+async def add(session: AsyncSession, row: Broadcast) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def list_all(session: AsyncSession, limit: int) -> list[Broadcast]:
+    return list(await session.scalars(select(Broadcast).order_by(Broadcast.created_at.desc()).limit(limit)))
+
+
+async def profiles(session: AsyncSession, ids: list[int]) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        select(
+            Customer.id, Customer.user_id, Customer.email, Customer.traits, Customer.timezone, Customer.locale
+        )
+        .where(Customer.id.in_(ids))
+        .order_by(Customer.id)
+    )
+    return [
+        {"id": i, "user_id": u, "email": e, "traits": t or {}, "timezone": tz, "locale": lc}
+        for i, u, e, t, tz, lc in rows
+    ]
+
+
+async def claim_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Ledger rows for a batch, created where new; returns each key's current status."""
+    if not rows:
+        return {}
+    await session.execute(insert_ignoring_conflicts(session, Message, ["idempotency_key"]), rows)
+    keys = [r["idempotency_key"] for r in rows]
+    found = await session.execute(
+        select(Message.idempotency_key, Message.status).where(Message.idempotency_key.in_(keys))
+    )
+    return dict(found.all())
+
+
+async def mark_messages(
+    session: AsyncSession, keys: list[str], status: str, error: str | None = None, **values: Any
+) -> None:
+    if not keys:
+        return
+    extra = {"sent_at": utcnow()} if status == "sent" else {}
+    await session.execute(
+        update(Message)
+        .where(Message.idempotency_key.in_(keys))
+        .values(status=status, error=error, attempts=Message.attempts + 1, **extra, **values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def mark_each(session: AsyncSession, changes: list[dict[str, Any]]) -> None:
+    """Per-row updates in one executemany: dicts of k (key), s (status), e (error), subj, at (sent)."""
+    if changes:
+        t = Message.__table__
+        stmt = (
+            update(t)
+            .where(t.c.idempotency_key == bindparam("k"))
+            .values(
+                status=bindparam("s"),
+                error=bindparam("e"),
+                subject=bindparam("subj"),
+                sent_at=bindparam("at"),
+                attempts=t.c.attempts + 1,
+            )
+        )
+        conn = await session.connection()
+        await conn.execute(stmt, changes)
+
+
+async def count_statuses(session: AsyncSession, keys: list[str]) -> dict[str, int]:
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(Message.status, func.count()).where(Message.idempotency_key.in_(keys)).group_by(Message.status)
+    )
+    return dict(rows.all())
+
+
+async def timezones(session: AsyncSession, ids: list[int]) -> set[str]:
+    rows = await session.scalars(select(Customer.timezone).where(Customer.id.in_(ids)).distinct())
+    return {tz or "" for tz in rows}
+
+
+async def advance(
+    session: AsyncSession, broadcast_id: str, slot: int, cursor: int, sent: int, skipped: int, failed: int
+):
+    """Add a page's totals once: only when (slot, cursor) moves forward (a retried page does not)."""
+    forward = or_(Broadcast.slot < slot, and_(Broadcast.slot == slot, Broadcast.cursor < cursor))
+    await session.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast_id, forward)
+        .values(
+            slot=slot,
+            cursor=cursor,
+            sent=Broadcast.sent + sent,
+            skipped=Broadcast.skipped + skipped,
+            failed=Broadcast.failed + failed,
+        )
+    )

@@ -1,0 +1,245 @@
+"""Broadcasts: creating them (template version pinned), their state machine, and the database side of
+each batch the BroadcastWorkflow runs."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.broadcasts import audience, repository
+from domain.broadcasts.models import Broadcast
+from domain.broadcasts.schemas import BroadcastIn, BroadcastOut
+from domain.db import utcnow
+from domain.email import repository as email_repository
+from domain.email.models import TemplateVersion
+from domain.errors import Conflict, InvalidInput, NotFound
+from domain.subscriptions import service as subscriptions
+
+ACTIVE = ("scheduled", "running", "paused")
+FINAL = ("cancelled", "completed", "failed")
+
+
+def workflow_id(broadcast_id: str) -> str:
+    return f"broadcast/{broadcast_id}"
+
+
+def message_key(broadcast_id: str, customer_id: int) -> str:
+    return f"broadcast/{broadcast_id}/customer/{customer_id}"
+
+
+def out(row: Broadcast) -> BroadcastOut:
+    return BroadcastOut.model_validate(row, from_attributes=True)
+
+
+async def create(session: AsyncSession, spec: BroadcastIn) -> Broadcast:
+    template = await email_repository.get_template(session, spec.template_id)
+    if template is None:
+        raise InvalidInput({"field": "template_id", "problem": f"no template {spec.template_id!r}"})
+    version_number = spec.template_version or template.current_version
+    version = await email_repository.get_version(session, spec.template_id, version_number)
+    if version is None:
+        raise InvalidInput({"field": "template_version", "problem": f"no version {version_number}"})
+    group = spec.subscription_group or version.subscription_group
+    if spec.subscription_group is not None:
+        await subscriptions.require_group(session, spec.subscription_group, "subscription_group")
+    if group is not None and version.category == subscriptions.TRANSACTIONAL:
+        raise InvalidInput({"field": "subscription_group", "problem": "the template is transactional"})
+    spec_audience = spec.audience.model_dump()
+    await audience.validate(session, spec_audience)
+    broadcast_id = spec.id or uuid.uuid4().hex[:12]
+    if await repository.get(session, broadcast_id) is not None:
+        raise Conflict({"field": "id", "problem": f"a broadcast with id {broadcast_id!r} exists"})
+    row = Broadcast(
+        id=broadcast_id,
+        name=spec.name,
+        template_id=spec.template_id,
+        template_version=version_number,
+        subscription_group=group,
+        audience=spec_audience,
+        send_at=spec.send_at,
+        local_send_at=spec.local_send_at.isoformat() if spec.local_send_at else None,
+        default_timezone=spec.default_timezone if spec.local_send_at else None,
+        slot=0,
+        rate_per_second=spec.rate_per_second,
+        batch_size=spec.batch_size,
+        status="scheduled",
+        cursor=0,
+        sent=0,
+        skipped=0,
+        failed=0,
+        created_at=utcnow(),
+    )
+    await repository.add(session, row)
+    return row
+
+
+async def get(session: AsyncSession, broadcast_id: str) -> Broadcast:
+    row = await repository.get(session, broadcast_id)
+    if row is None:
+        raise NotFound(f"no broadcast {broadcast_id!r}")
+    return row
+
+
+async def list_broadcasts(session: AsyncSession, limit: int) -> list[BroadcastOut]:
+    return [out(r) for r in await repository.list_all(session, limit)]
+
+
+_TRANSITIONS = {"pause": ("scheduled", "running"), "resume": ("paused",), "cancel": ACTIVE}
+
+
+async def change(session: AsyncSession, broadcast_id: str, action: str) -> Broadcast:
+    """pause / resume / cancel: the database says what the marketer asked; the workflow acts on it
+    between batches (it is signalled too)."""
+    row = await get(session, broadcast_id)
+    if row.status not in _TRANSITIONS[action]:
+        raise Conflict(f"cannot {action} a broadcast that is {row.status}")
+    row.status = {"pause": "paused", "resume": "running" if row.started_at else "scheduled"}.get(
+        action, "cancelled"
+    )
+    if action == "cancel":
+        row.finished_at = utcnow()
+    return row
+
+
+# -- the database side of one batch ------------------------------------------------------------------
+
+
+@dataclass
+class BatchPlan:
+    status: str
+    version: TemplateVersion | None = None
+    group_id: str | None = None
+    group_name: str | None = None
+    last_id: int = 0
+    # customers to send to now; the rest of the page is already settled (sent/skipped/failed)
+    todo: list[dict[str, Any]] = field(default_factory=list)
+    blocked: dict[int, str] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)  # every ledger key of this page
+
+
+async def time_slots(session: AsyncSession, broadcast_id: str) -> list[tuple[datetime, list[str]]]:
+    """For a local-time broadcast: the UTC instants to send at, each with the timezones it serves
+    (``""`` = customers without a known timezone, who get the default one). Earliest first; a time
+    already past sends as soon as the broadcast starts."""
+    row = await get(session, broadcast_id)
+    local = datetime.fromisoformat(row.local_send_at)
+    zones: set[str] = set()
+    after = 0
+    while ids := await audience.page(session, row.audience, after, 5000):
+        zones |= await repository.timezones(session, ids)
+        after = ids[-1]
+    by_instant: dict[datetime, list[str]] = {}
+    for zone in sorted(zones):
+        tz = ZoneInfo(zone if zone and _valid_zone(zone) else row.default_timezone)
+        by_instant.setdefault(local.replace(tzinfo=tz).astimezone(UTC), []).append(zone)
+    return sorted(by_instant.items())
+
+
+def _valid_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+async def plan_batch(
+    session: AsyncSession, broadcast_id: str, after_id: int, message_id, timezones: list[str] | None = None
+) -> BatchPlan:
+    """Page the audience after ``after_id``, claim ledger rows, and sort recipients into to-send /
+    blocked (suppressed or unsubscribed, checked now) / already settled by an earlier attempt."""
+    row = await repository.get(session, broadcast_id)
+    if row is None:
+        raise NotFound(f"no broadcast {broadcast_id!r}")
+    if row.status in FINAL or row.status == "paused":
+        return BatchPlan(status=row.status)
+    if row.status == "scheduled":
+        row.status, row.started_at = "running", utcnow()
+    ids = await audience.page(session, row.audience, after_id, row.batch_size)
+    if not ids:
+        return BatchPlan(status="done")
+    version = await email_repository.get_version(session, row.template_id, row.template_version)
+    customers = [c for c in await repository.profiles(session, ids) if c["email"]]
+    if timezones is not None:  # this send time's share of the audience
+        wanted = set(timezones)
+        customers = [c for c in customers if (c["timezone"] or "") in wanted]
+    keys = {c["id"]: message_key(broadcast_id, c["id"]) for c in customers}
+    now = utcnow()
+    statuses = await repository.claim_messages(
+        session,
+        [
+            {
+                "idempotency_key": keys[c["id"]],
+                "message_id": message_id(keys[c["id"]]),
+                "customer_id": c["id"],
+                "template_id": row.template_id,
+                "template_version": row.template_version,
+                "to_address": c["email"],
+                "status": "pending",
+                "attempts": 0,
+                "meta": {"broadcast_id": broadcast_id},
+                "created_at": now,
+            }
+            for c in customers
+        ],
+    )
+    pending = [c for c in customers if statuses.get(keys[c["id"]]) == "pending"]
+    group = await subscriptions.get_group(session, row.subscription_group) if row.subscription_group else None
+    blocked = await subscriptions.blocked(
+        session, {c["id"]: c["email"] for c in pending}, version.category, row.subscription_group
+    )
+    await repository.mark_each(
+        session,
+        [
+            {"k": keys[cid], "s": "skipped", "e": reason, "subj": None, "at": None}
+            for cid, reason in blocked.items()
+        ],
+    )
+    return BatchPlan(
+        status="running",
+        version=version,
+        group_id=row.subscription_group,
+        group_name=group.name if group else None,
+        last_id=ids[-1],
+        todo=[c for c in pending if c["id"] not in blocked],
+        blocked=blocked,
+        keys=list(keys.values()),
+    )
+
+
+async def record_results(session: AsyncSession, sent: list[str], failures: list[dict[str, Any]]) -> None:
+    """Sent keys in one statement (the subject is the broadcast's template's); failures row by row."""
+    await repository.mark_messages(session, sent, "sent")
+    await repository.mark_each(session, failures)
+
+
+async def finish_batch(
+    session: AsyncSession, broadcast_id: str, slot: int, cursor: int, keys: list[str]
+) -> dict[str, int]:
+    """Move the cursor past this page and add its outcome to the totals (once, even if retried)."""
+    counts = await repository.count_statuses(session, keys)
+    await repository.advance(
+        session,
+        broadcast_id,
+        slot,
+        cursor,
+        counts.get("sent", 0),
+        counts.get("skipped", 0),
+        counts.get("failed", 0),
+    )
+    return counts
+
+
+async def finish(session: AsyncSession, broadcast_id: str, status: str, error: str | None) -> None:
+    row = await repository.get(session, broadcast_id)
+    if row is None:
+        return
+    if row.status not in FINAL:
+        row.status = status
+        row.error = error
+        row.finished_at = utcnow()

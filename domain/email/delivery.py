@@ -1,0 +1,121 @@
+"""From (template version, customer) to the bytes one recipient receives, with links and headers.
+
+Shared by the single send (journeys, test sends) and broadcasts, so both render, check and sign the
+same way. Pure CPU: no database, no network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import Any
+
+from config.settings import Settings
+from domain.email import compose, rendering, tracking
+from domain.email.models import TemplateVersion
+from domain.errors import InvalidInput
+from domain.subscriptions import service as subscriptions
+
+
+@dataclass(frozen=True)
+class Prepared:
+    to: str
+    subject: str
+    data: bytes
+    rendered: rendering.RenderedEmail
+
+
+class MessageFactory:
+    def __init__(self, settings: Settings):
+        self._secret = settings.secret_key.get_secret_value()
+        self._base = settings.resolved_public_url
+        self.composer = compose.Composer(settings.mail_from)
+        self.envelope_from = self.composer.envelope_from
+        self._sender_name = parseaddr(settings.mail_from)[0] or self.composer.domain
+        self._postal_address = settings.postal_address
+        self._tracking = settings.email_tracking
+
+    def message_id(self, idempotency_key: str) -> str:
+        return compose.message_id_for(idempotency_key, self.composer.domain)
+
+    def unsubscribe_url(self, customer_id: int, group_id: str | None) -> str:
+        return f"{self._base}/u/{subscriptions.unsubscribe_token(self._secret, customer_id, group_id)}"
+
+    def preferences_url(self, customer_id: int) -> str:
+        return f"{self._base}/preferences/{subscriptions.preferences_token(self._secret, customer_id)}"
+
+    def make(
+        self,
+        version: TemplateVersion,
+        customer: dict[str, Any],
+        *,
+        idempotency_key: str,
+        event: dict[str, Any] | None = None,
+        journey: dict[str, Any] | None = None,
+        category: str | None = None,
+        group_id: str | None = None,
+        group_name: str | None = None,
+        to: str | None = None,
+        track: bool = True,
+    ) -> Prepared:
+        """Render and compose; raises ``RenderError`` or ``InvalidRecipient`` for this message only."""
+        address = compose.checked_address(to or customer["email"])
+        category = category or version.category
+        group_id = group_id or version.subscription_group
+        marketing = category == subscriptions.MARKETING
+        unsubscribe = self.unsubscribe_url(customer["id"], group_id) if marketing else None
+        preferences = self.preferences_url(customer["id"]) if marketing else None
+        variant = rendering.pick_variant(version.variants, customer.get("locale")) or {}
+        rendered = rendering.render(
+            variant.get("subject", version.subject),
+            variant.get("html", version.html),
+            variant.get("text", version.text) if variant else version.text,
+            rendering.context_for(
+                customer, event, journey=journey, unsubscribe_url=unsubscribe, preferences_url=preferences
+            ),
+            layout=version.layout,
+            lang=(customer.get("locale") or "en").split("-")[0].split("_")[0][:8] or "en",
+            footer=rendering.Footer(
+                sender_name=self._sender_name,
+                postal_address=self._postal_address,
+                unsubscribe_url=unsubscribe,
+                preferences_url=preferences,
+                group_name=group_name or group_id or "our emails",
+            ),
+        )
+        html = rendered.html
+        if track and self._tracking:
+            ref = tracking.message_ref(idempotency_key, version.template_id)
+            cid = customer["id"]
+            html = tracking.instrument(
+                html,
+                base=self._base,
+                sign_click=lambda url: tracking.click_token(self._secret, cid, ref, url),
+                open_url=f"{self._base}/o/{tracking.open_token(self._secret, cid, ref)}",
+            )
+        headers = {}
+        if marketing:
+            # RFC 8058 one-click: mailbox providers POST "List-Unsubscribe=One-Click" to this URL.
+            headers["List-Unsubscribe"] = f"<{unsubscribe}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        data = self.composer.build(
+            to=address,
+            subject=rendered.subject,
+            html=html,
+            text=rendered.text,
+            message_id=self.message_id(idempotency_key),
+            headers=headers,
+        )
+        return Prepared(to=address, subject=rendered.subject, data=data, rendered=rendered)
+
+
+def prepare_or_422(
+    factory: MessageFactory, version: TemplateVersion, customer: dict[str, Any], **kwargs
+) -> Prepared:
+    """For previews and test sends: a template or address problem is the caller's 422."""
+    try:
+        return factory.make(version, customer, **kwargs)
+    except rendering.RenderError as exc:
+        raise InvalidInput({"field": "template", "problem": str(exc)}, code="render_failed") from exc
+    except compose.InvalidRecipient as exc:
+        raise InvalidInput({"field": "to", "problem": str(exc)}, code="invalid_recipient") from exc

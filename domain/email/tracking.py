@@ -1,0 +1,92 @@
+"""Engagement: a signed open pixel and signed click redirects, recorded as customer events.
+
+Links are rewritten at send time to ``/c/{token}``; the token signs the customer, the message and the
+target URL, so the redirect only ever goes to a URL that was in the message we rendered (no open
+redirect) and a tampered token is refused. Opens and clicks become ``Email Opened`` / ``Email Link
+Clicked`` events of the customer (first open per message, first click per link), usable in segments
+and journey triggers like any tracked event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+
+from markupsafe import escape
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.customers import repository as customers
+from domain.events import service as events
+from domain.events.schemas import TrackCall
+from domain.subscriptions import tokens
+
+OPENED, CLICKED = "Email Opened", "Email Link Clicked"
+_HREF = re.compile(r"""href=(["'])(https?://[^"'<>\s]+)\1""", re.IGNORECASE)
+PIXEL_GIF = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+
+
+def message_ref(idempotency_key: str, template_id: str | None) -> str:
+    """Names one sent message in signed links: a digest of its key, and its template for segments."""
+    return f"{hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]}~{template_id or ''}"
+
+
+def open_token(secret: str, customer_id: int, ref: str) -> str:
+    return tokens.sign(secret, "open", f"{customer_id}|{ref}")
+
+
+def click_token(secret: str, customer_id: int, ref: str, url: str) -> str:
+    return tokens.sign(secret, "click", f"{customer_id}|{ref}|{url}")
+
+
+def read_open(secret: str, token: str) -> tuple[int, str]:
+    customer, ref = tokens.verify(secret, "open", token).split("|", 1)
+    return int(customer), ref
+
+
+def read_click(secret: str, token: str) -> tuple[int, str, str]:
+    customer, ref, url = tokens.verify(secret, "click", token).split("|", 2)
+    return int(customer), ref, url
+
+
+def instrument(html: str, *, base: str, sign_click: Callable[[str], str], open_url: str) -> str:
+    """Point every external http(s) link through the click redirect and add the open pixel."""
+
+    def rewrite(match: re.Match) -> str:
+        quote, url = match.group(1), match.group(2).replace("&amp;", "&")
+        if url.startswith(base):  # our own links (unsubscribe, preferences) stay as they are
+            return match.group(0)
+        return f"href={quote}{escape(f'{base}/c/{sign_click(url)}')}{quote}"
+
+    html = _HREF.sub(rewrite, html)
+    pixel = f'<img src="{escape(open_url)}" width="1" height="1" alt="" style="display:block;border:0">'
+    at = html.rfind("</body>")
+    return html[:at] + pixel + html[at:] if at >= 0 else html + pixel
+
+
+async def record(
+    session: AsyncSession, kind: str, customer_id: int, ref: str, url: str | None = None
+) -> bool:
+    """Store the engagement event (once per message, or per message and link). False: no such customer."""
+    customer = await customers.get(session, customer_id)
+    if customer is None or not (customer.user_id or customer.anonymous_id):
+        return False
+    dedupe = f"{kind}/{ref}" + (f"/{hashlib.sha256(url.encode()).hexdigest()[:16]}" if url else "")
+    template_id = ref.partition("~")[2] or None
+    properties = {"message_ref": ref, "template_id": template_id} | ({"url": url} if url else {})
+    await events.ingest(
+        session,
+        [
+            TrackCall(
+                userId=customer.user_id,
+                anonymousId=None if customer.user_id else customer.anonymous_id,
+                event=kind,
+                properties=properties,
+                messageId=dedupe,
+            )
+        ],
+        source_key_id=None,
+    )
+    return True

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from domain.db import Base, BigId, UTCDateTime, utcnow
+
+
+class SubscriptionGroup(Base):
+    """A kind of marketing mail a customer can opt in to or out of (newsletter, offers, ...)."""
+
+    __tablename__ = "subscription_groups"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    # opt-out groups send until the customer unsubscribes; opt-in groups only after they subscribe
+    opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Subscription(Base):
+    """A customer's explicit choice for one group (absent: the group's default applies)."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("customer_id", "group_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    group_id: Mapped[str] = mapped_column(ForeignKey("subscription_groups.id", ondelete="CASCADE"))
+    subscribed: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(32))  # one_click | preferences | api
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Suppression(Base):
+    """An address we must not mail: unsubscribed from all marketing, hard-bounced, or complained."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(String(16))  # unsubscribed | bounced | complained
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

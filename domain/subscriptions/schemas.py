@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, EmailStr, Field
+
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class GroupIn(BaseModel):
+    id: str = Field(pattern=SLUG, description="Slug used in templates, journeys and broadcasts.")
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    opt_in: bool = Field(
+        False, description="Send only to customers who subscribed (else until they opt out)."
+    )
+
+
+class GroupOut(GroupIn):
+    created_at: datetime
+
+
+class SuppressionIn(BaseModel):
+    address: EmailStr
+    reason: Literal["unsubscribed", "bounced", "complained"]
+    detail: str | None = Field(None, max_length=2000)
+
+
+class SuppressionOut(BaseModel):
+    id: int
+    address: str
+    reason: str
+    detail: str | None
+    created_at: datetime
+
+
+class FeedbackEvent(BaseModel):
+    """One report from the mail provider about an address."""
+
+    type: Literal["bounce", "complaint"]
+    email: EmailStr
+    bounce_type: Literal["permanent", "transient"] = "permanent"
+    detail: str | None = Field(None, max_length=2000)
+
+
+class FeedbackBatch(BaseModel):
+    events: list[FeedbackEvent] = Field(min_length=1, max_length=1000)
+
+
+class FeedbackResult(BaseModel):
+    suppressed: int
+    ignored: int
+
+
+class PreferenceGroup(BaseModel):
+    id: str
+    name: str
+    description: str | None
+    subscribed: bool
+
+
+class Preferences(BaseModel):
+    customer_id: int
+    email: str | None
+    unsubscribed_from_all: bool
+    groups: list[PreferenceGroup]

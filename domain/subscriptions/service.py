@@ -1,0 +1,178 @@
+"""Subscription groups, customers' choices, the suppression list, and who may be mailed right now.
+
+``blocked`` is asked at send time, for every message, so a choice made a second ago applies to the next
+step of a journey already running and to the rest of a broadcast already under way.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.customers import repository as customers
+from domain.errors import Conflict, InvalidInput, NotFound
+from domain.subscriptions import repository, tokens
+from domain.subscriptions.models import SubscriptionGroup
+from domain.subscriptions.schemas import (
+    FeedbackBatch,
+    FeedbackResult,
+    GroupIn,
+    GroupOut,
+    PreferenceGroup,
+    Preferences,
+    SuppressionIn,
+    SuppressionOut,
+)
+
+MARKETING, TRANSACTIONAL = "marketing", "transactional"
+ALL_GROUPS = "*"
+
+
+async def create_group(session: AsyncSession, spec: GroupIn) -> GroupOut:
+    if await repository.get_group(session, spec.id) is not None:
+        raise Conflict({"field": "id", "problem": f"a subscription group {spec.id!r} exists"})
+    group = SubscriptionGroup(**spec.model_dump())
+    await repository.add(session, group)
+    return GroupOut.model_validate(group, from_attributes=True)
+
+
+async def list_groups(session: AsyncSession) -> list[GroupOut]:
+    return [GroupOut.model_validate(g, from_attributes=True) for g in await repository.list_groups(session)]
+
+
+async def get_group(session: AsyncSession, group_id: str) -> SubscriptionGroup | None:
+    return await repository.get_group(session, group_id)
+
+
+async def require_group(session: AsyncSession, group_id: str, field: str) -> SubscriptionGroup:
+    group = await repository.get_group(session, group_id)
+    if group is None:
+        raise InvalidInput({"field": field, "problem": f"no subscription group {group_id!r}"})
+    return group
+
+
+async def blocked(
+    session: AsyncSession, recipients: dict[int, str], category: str, group_id: str | None
+) -> dict[int, str]:
+    """Why each recipient (customer id -> address) must not get this message; absent = may send."""
+    out: dict[int, str] = {}
+    suppressed = await repository.suppressed(session, sorted(set(recipients.values())))
+    for customer_id, address in recipients.items():
+        reason = suppressed.get(address)
+        if reason == "bounced" or (reason and category == MARKETING):
+            out[customer_id] = f"address suppressed ({reason})"
+    if category != MARKETING or group_id is None:
+        return out
+    group = await repository.get_group(session, group_id)
+    choices = await repository.choices(session, [c for c in recipients if c not in out])
+    for customer_id in recipients:
+        if customer_id in out:
+            continue
+        choice = choices.get((customer_id, group_id))
+        if choice is False:
+            out[customer_id] = f"unsubscribed from {group_id}"
+        elif choice is None and group is not None and group.opt_in:
+            out[customer_id] = f"not opted in to {group_id}"
+    return out
+
+
+async def unsubscribe(session: AsyncSession, customer_id: int, group_id: str, source: str) -> None:
+    """Opt the customer out of one group, or of all marketing (``ALL_GROUPS``)."""
+    customer = await customers.get(session, customer_id)
+    if customer is None:
+        raise NotFound("this customer no longer exists")
+    if group_id == ALL_GROUPS or await repository.get_group(session, group_id) is None:
+        # a group deleted since the email was sent: honour the wish by stopping all marketing
+        if customer.email:
+            await repository.suppress(session, customer.email, "unsubscribed", f"{source} by customer")
+        return
+    await repository.set_choice(session, customer_id, group_id, False, source)
+
+
+async def preferences(session: AsyncSession, customer_id: int) -> Preferences:
+    customer = await customers.get(session, customer_id)
+    if customer is None:
+        raise NotFound("this customer no longer exists")
+    groups = await repository.list_groups(session)
+    choices = await repository.choices(session, [customer_id])
+    suppressed = await repository.suppressed(session, [customer.email] if customer.email else [])
+    return Preferences(
+        customer_id=customer_id,
+        email=customer.email,
+        unsubscribed_from_all=bool(suppressed),
+        groups=[
+            PreferenceGroup(
+                id=g.id,
+                name=g.name,
+                description=g.description,
+                subscribed=choices.get((customer_id, g.id), not g.opt_in),
+            )
+            for g in groups
+        ],
+    )
+
+
+async def save_preferences(
+    session: AsyncSession, customer_id: int, subscribed: set[str], unsubscribe_all: bool
+) -> Preferences:
+    current = await preferences(session, customer_id)
+    for group in current.groups:
+        await repository.set_choice(session, customer_id, group.id, group.id in subscribed, "preferences")
+    if current.email:
+        if unsubscribe_all:
+            await repository.suppress(session, current.email, "unsubscribed", "preference page")
+        else:
+            reasons = await repository.suppressed(session, [current.email])
+            if reasons.get(current.email) == "unsubscribed":  # re-subscribing lifts only their own opt-out
+                await repository.unsuppress(session, current.email)
+    return await preferences(session, customer_id)
+
+
+async def record_feedback(session: AsyncSession, batch: FeedbackBatch) -> FeedbackResult:
+    """Bounces and complaints from the mail provider. Transient bounces do not suppress."""
+    suppressed = ignored = 0
+    for event in batch.events:
+        if event.type == "bounce" and event.bounce_type == "transient":
+            ignored += 1
+            continue
+        reason = "bounced" if event.type == "bounce" else "complained"
+        await repository.suppress(session, event.email.lower(), reason, event.detail)
+        suppressed += 1
+    return FeedbackResult(suppressed=suppressed, ignored=ignored)
+
+
+async def add_suppression(session: AsyncSession, spec: SuppressionIn) -> None:
+    await repository.suppress(session, spec.address.lower(), spec.reason, spec.detail)
+
+
+async def suppress_address(session: AsyncSession, address: str, reason: str, detail: str | None) -> None:
+    await repository.suppress(session, address, reason, detail)
+
+
+async def list_suppressions(session: AsyncSession, limit: int, after_id: int | None) -> list[SuppressionOut]:
+    rows = await repository.list_suppressions(session, limit, after_id)
+    return [SuppressionOut.model_validate(r, from_attributes=True) for r in rows]
+
+
+async def remove_suppression(session: AsyncSession, address: str) -> None:
+    if not await repository.unsuppress(session, address.lower()):
+        raise NotFound(f"{address!r} is not suppressed")
+
+
+# -- signed links -------------------------------------------------------------------------------------
+
+
+def unsubscribe_token(secret: str, customer_id: int, group_id: str | None) -> str:
+    return tokens.sign(secret, "unsubscribe", f"{customer_id}:{group_id or ALL_GROUPS}")
+
+
+def read_unsubscribe_token(secret: str, token: str) -> tuple[int, str]:
+    customer, _, group = tokens.verify(secret, "unsubscribe", token).partition(":")
+    return int(customer), group
+
+
+def preferences_token(secret: str, customer_id: int) -> str:
+    return tokens.sign(secret, "preferences", str(customer_id))
+
+
+def read_preferences_token(secret: str, token: str) -> int:
+    return int(tokens.verify(secret, "preferences", token))

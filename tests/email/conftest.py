@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from runtime import smtp_capture
+
+
+@dataclass
+class Capture:
+    handler: smtp_capture.MaildirHandler
+    directory: Path
+
+    def messages(self, limit: int = 100_000) -> list[dict]:
+        return smtp_capture.read_mailbox(self.directory, limit)
+
+    def recipients(self) -> list[str]:
+        """The envelope recipients of every stored message (cheap: reads only the first header line)."""
+        out = []
+        for sub in ("new", "cur"):
+            for path in (self.directory / sub).iterdir():
+                with path.open("rb") as f:
+                    f.readline()  # X-Envelope-From
+                    out.extend(a.strip() for a in f.readline().decode().split(":", 1)[1].split(","))
+        return out
+
+    async def wait_until(self, n: int, within: float = 30.0) -> None:
+        """Poll (with a deadline) until ``n`` distinct messages were received."""
+        deadline = asyncio.get_running_loop().time() + within
+        while self.handler.received < n:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"expected {n} messages, capture has {self.handler.received}")
+            await asyncio.sleep(0.02)
+
+    async def wait_for_count(self, n: int, within: float = 30.0) -> list[dict]:
+        """Wait for ``n`` messages and return them all, parsed (for small tests)."""
+        await self.wait_until(n, within)
+        return await asyncio.to_thread(self.messages)
+
+
+@pytest.fixture
+async def capture(settings) -> Capture:
+    """The SMTP capture server on the port the settings point at."""
+    server, handler = await smtp_capture.start(settings.smtp_host, settings.smtp_port, settings.mailbox_dir)
+    try:
+        yield Capture(handler, settings.mailbox_dir)
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from domain.customers.models import Customer
+from domain.db import transaction, utcnow
+from domain.email import service as email
+from domain.email.schemas import TemplateIn
+from domain.subscriptions import service as subscriptions
+from domain.subscriptions.schemas import GroupIn
+
+
+async def add_customers(sessions, n: int, *, prefix: str = "c") -> list[int]:
+    """``n`` customers ``{prefix}{i}@example.com`` with first_name ``Name{i}``, in id order."""
+    now = utcnow()
+    async with transaction(sessions) as session:
+        rows = [
+            Customer(
+                user_id=f"{prefix}{i}",
+                email=f"{prefix}{i}@example.com",
+                traits={"first_name": f"Name{i}"},
+                first_seen_at=now,
+                last_seen_at=now,
+            )
+            for i in range(n)
+        ]
+        session.add_all(rows)
+        await session.flush()
+        return [r.id for r in rows]
+
+
+async def add_customer(sessions, *, email: str, traits: dict, locale: str | None = None) -> int:
+    now = utcnow()
+    async with transaction(sessions) as session:
+        row = Customer(
+            user_id=email, email=email, traits=traits, locale=locale, first_seen_at=now, last_seen_at=now
+        )
+        session.add(row)
+        await session.flush()
+        return row.id
+
+
+async def add_template(sessions, **spec) -> str:
+    spec = {
+        "id": "welcome",
+        "name": "Welcome",
+        "subject": "Hi {{ traits.first_name }}",
+        "html": "<p>Hello {{ traits.first_name }}</p>",
+    } | spec
+    async with transaction(sessions) as session:
+        if (
+            spec.get("subscription_group")
+            and await subscriptions.get_group(session, spec["subscription_group"]) is None
+        ):
+            await subscriptions.create_group(
+                session, GroupIn(id=spec["subscription_group"], name=spec["subscription_group"].title())
+            )
+        return (await email.create_template(session, TemplateIn(**spec))).id

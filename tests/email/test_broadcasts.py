@@ -1,0 +1,243 @@
+"""Broadcasts through the API and the BroadcastWorkflow: batches, suppression, schedule, pause, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from temporalio.worker import Worker
+
+from domain.db import transaction
+from domain.email.models import Message
+from domain.segments import service as segments
+from domain.segments.schemas import SegmentIn
+from domain.subscriptions import service as subscriptions
+from runtime.worker import WORKFLOWS
+from runtime.worker import activities as worker_activities
+from tests.email.helpers import add_customers, add_template
+from tests.temporal_env import time_skipping
+from workflows.broadcast import BroadcastProgress, BroadcastWorkflow
+
+
+@pytest.fixture
+async def temporal(app, settings, sessions):
+    async with await time_skipping() as env:
+        app.state.temporal = env.client
+        async with Worker(
+            env.client,
+            task_queue=settings.temporal_task_queue,
+            workflows=WORKFLOWS,
+            activities=worker_activities(settings, sessions),
+        ):
+            yield env
+
+
+async def _create(client, headers, **spec):
+    body = {
+        "name": "Spring sale",
+        "template_id": "welcome",
+        "audience": {"kind": "all"},
+        "batch_size": 7,
+    } | spec
+    r = await client.post("/api/broadcasts", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def test_broadcast_reaches_everyone_once_except_the_suppressed(
+    client, marketer_headers, sessions, capture, temporal
+):
+    ids = await add_customers(sessions, 30)
+    await add_template(sessions, subscription_group="offers")
+    async with transaction(sessions) as session:
+        await subscriptions.unsubscribe(session, ids[3], "offers", "one_click")
+        await subscriptions.suppress_address(session, "c5@example.com", "complained", None)
+    created = await _create(client, marketer_headers, id="spring")
+    assert created["status"] == "scheduled" and created["template_version"] == 1
+    result = await temporal.client.get_workflow_handle(
+        "broadcast/spring", result_type=BroadcastProgress
+    ).result()
+    assert (result.status, result.sent, result.skipped, result.failed) == ("completed", 28, 2, 0)
+    messages = await capture.wait_for_count(28)
+    per_recipient = Counter(m["envelope_to"][0] for m in messages)
+    assert len(per_recipient) == 28 and set(per_recipient.values()) == {1}
+    assert "c3@example.com" not in per_recipient and "c5@example.com" not in per_recipient
+    assert {m["subject"] for m in messages if m["envelope_to"] == ["c7@example.com"]} == {"Hi Name7"}
+    assert all(dict(m["headers"]).get("List-Unsubscribe-Post") for m in messages)
+    status = (await client.get("/api/broadcasts/spring", headers=marketer_headers)).json()
+    assert (status["status"], status["sent"], status["skipped"], status["cursor"]) == (
+        "completed",
+        28,
+        2,
+        ids[-1],
+    )
+
+
+async def test_broadcast_to_a_customer_list_at_a_later_time(
+    client, marketer_headers, sessions, capture, temporal
+):
+    ids = await add_customers(sessions, 10)
+    await add_template(sessions)
+    send_at = (datetime.now(UTC) + timedelta(hours=6)).isoformat()
+    await _create(
+        client,
+        marketer_headers,
+        id="later",
+        audience={"kind": "customers", "customer_ids": ids[:4]},
+        send_at=send_at,
+    )
+    handle = temporal.client.get_workflow_handle("broadcast/later", result_type=BroadcastProgress)
+    assert (await handle.query(BroadcastWorkflow.progress)).status == "scheduled"
+    assert capture.handler.received == 0
+    await temporal.sleep(timedelta(hours=7))  # skipped time
+    result = await handle.result()
+    assert (result.status, result.sent) == ("completed", 4)
+    assert sorted(m["envelope_to"][0] for m in await capture.wait_for_count(4)) == [
+        f"c{i}@example.com" for i in range(4)
+    ]
+
+
+async def test_pause_holds_and_cancel_stops_a_rate_limited_broadcast(
+    client, marketer_headers, sessions, capture, temporal
+):
+    await add_customers(sessions, 60)
+    await add_template(sessions)
+    await _create(client, marketer_headers, id="slow", batch_size=5, rate_per_second=50)
+    await capture.wait_for_count(3)
+    r = await client.post("/api/broadcasts/slow/pause", headers=marketer_headers)
+    assert r.status_code == 200 and r.json()["status"] == "paused"
+    handle = temporal.client.get_workflow_handle("broadcast/slow", result_type=BroadcastProgress)
+
+    async def paused():
+        return (await handle.query(BroadcastWorkflow.progress)).status == "paused"
+
+    deadline = asyncio.get_running_loop().time() + 20
+    while not await paused():
+        assert asyncio.get_running_loop().time() < deadline, "the workflow never paused"
+        await asyncio.sleep(0.05)
+    held = capture.handler.received
+    assert held < 60
+    assert (await client.post("/api/broadcasts/slow/pause", headers=marketer_headers)).status_code == 409
+    r = await client.post("/api/broadcasts/slow/cancel", headers=marketer_headers)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    result = await handle.result()
+    assert result.status == "cancelled"
+    assert capture.handler.received == held == result.sent
+    status = (await client.get("/api/broadcasts/slow", headers=marketer_headers)).json()
+    assert status["status"] == "cancelled" and status["sent"] == held
+
+
+async def test_pause_then_resume_finishes_the_broadcast(
+    client, marketer_headers, sessions, capture, temporal
+):
+    await add_customers(sessions, 20)
+    await add_template(sessions)
+    await _create(client, marketer_headers, id="pr", batch_size=5, rate_per_second=40)
+    await capture.wait_for_count(1)
+    assert (await client.post("/api/broadcasts/pr/pause", headers=marketer_headers)).status_code == 200
+    assert (await client.post("/api/broadcasts/pr/resume", headers=marketer_headers)).status_code == 200
+    result = await temporal.client.get_workflow_handle("broadcast/pr", result_type=BroadcastProgress).result()
+    assert (result.status, result.sent) == ("completed", 20)
+    assert len({m["envelope_to"][0] for m in await capture.wait_for_count(20)}) == 20
+
+
+async def test_broadcast_to_a_segment_reaches_its_members_only(
+    client, marketer_headers, sessions, capture, temporal
+):
+    await add_customers(sessions, 12)
+    await add_template(sessions)
+    async with transaction(sessions) as session:
+        rule = {"trait": "first_name", "op": "in", "value": ["Name2", "Name5", "Name9"]}
+        await segments.create(session, SegmentIn(id="picked", name="Picked", rule=rule))
+    await _create(
+        client, marketer_headers, id="to-segment", audience={"kind": "segment", "segment_id": "picked"}
+    )
+    result = await temporal.client.get_workflow_handle(
+        "broadcast/to-segment", result_type=BroadcastProgress
+    ).result()
+    assert (result.status, result.sent) == ("completed", 3)
+    assert sorted(m["envelope_to"][0] for m in await capture.wait_for_count(3)) == [
+        "c2@example.com",
+        "c5@example.com",
+        "c9@example.com",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"template_id": "nope"}, "template_id"),
+        ({"template_version": 9}, "template_version"),
+        ({"audience": {"kind": "customers", "customer_ids": []}}, "audience.customers.customer_ids"),
+        ({"audience": {"kind": "segment", "segment_id": "vip"}}, "audience.segment_id"),
+        ({"send_at": "2030-01-01T09:00:00"}, "send_at"),
+        ({"rate_per_second": 0}, "rate_per_second"),
+    ],
+)
+async def test_bad_broadcasts_are_refused_naming_the_field(client, marketer_headers, sessions, patch, field):
+    await add_template(sessions)
+    body = {"name": "x", "template_id": "welcome", "audience": {"kind": "all"}} | patch
+    r = await client.post("/api/broadcasts", json=body, headers=marketer_headers)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    fields = [d["field"] for d in detail] if isinstance(detail, list) else [detail["field"]]
+    assert any(f.startswith(field) for f in fields), fields
+    assert (await client.get("/api/broadcasts", headers=marketer_headers)).json() == []
+
+
+async def test_local_time_broadcast_sends_at_nine_in_each_recipients_timezone(
+    client, marketer_headers, sessions, capture, temporal
+):
+    from domain.customers.models import Customer
+
+    await add_template(sessions)
+    zones = {
+        "tokyo@example.com": "Asia/Tokyo",
+        "paris@example.com": "Europe/Paris",
+        "nyc@example.com": "America/New_York",
+    }
+    async with transaction(sessions) as session:
+        now = datetime.now(UTC)
+        for address, zone in [*zones.items(), ("nozone@example.com", None)]:
+            session.add(
+                Customer(
+                    user_id=address,
+                    email=address,
+                    traits={},
+                    timezone=zone,
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
+            )
+    day = (datetime.now(UTC) + timedelta(days=3)).date()
+    await _create(
+        client,
+        marketer_headers,
+        id="nine",
+        local_send_at=f"{day}T09:00:00",
+        default_timezone="Europe/Paris",
+    )
+    handle = temporal.client.get_workflow_handle("broadcast/nine", result_type=BroadcastProgress)
+    await temporal.sleep(timedelta(days=5))  # skipped time
+    result = await handle.result()
+    from zoneinfo import ZoneInfo
+
+    expected = sorted(
+        {
+            datetime(day.year, day.month, day.day, 9, tzinfo=ZoneInfo(z)).astimezone(UTC)
+            for z in zones.values()
+        }
+    )
+    assert [datetime.fromisoformat(at) for at in result.slots] == expected
+    assert (result.status, result.sent) == ("completed", 4)
+    assert len(await capture.wait_for_count(4)) == 4
+    # sent in the order the zones reach 9:00 (each send time's batch is recorded before the next starts);
+    # the customer without a timezone goes with the default, Paris
+    async with transaction(sessions) as session:
+        rows = (await session.execute(select(Message.to_address, Message.sent_at))).all()
+    sent_at = dict(rows)
+    assert sent_at["tokyo@example.com"] < sent_at["paris@example.com"] < sent_at["nyc@example.com"]
+    assert sent_at["tokyo@example.com"] < sent_at["nozone@example.com"] < sent_at["nyc@example.com"]

@@ -1,0 +1,70 @@
+"""Our fast MIME writer produces what the standard library parses back exactly, and refuses injection."""
+
+from __future__ import annotations
+
+from email import policy
+from email.parser import BytesParser
+
+import pytest
+
+from domain.email.compose import Composer, InvalidRecipient, checked_address, message_id_for
+
+
+def _parse(data: bytes):
+    return BytesParser(policy=policy.default).parsebytes(data)
+
+
+def test_message_round_trips_through_the_stdlib_parser():
+    composer = Composer("Acme Café <news@acme.example>")
+    data = composer.build(
+        to="ann@example.com",
+        subject="Grüße, Ann — 50 % off",
+        html="<p>Héllo</p>" + "x" * 5000,
+        text="Héllo\nline two",
+        message_id=message_id_for("k1", "acme.example"),
+        headers={"List-Unsubscribe": "<https://acme.example/u/t>"},
+    )
+    msg = _parse(data)
+    assert msg["Subject"] == "Grüße, Ann — 50 % off"
+    assert msg["From"].addresses[0].display_name == "Acme Café"
+    assert msg["From"].addresses[0].addr_spec == "news@acme.example"
+    assert msg["To"] == "ann@example.com"
+    assert msg["Message-ID"] == message_id_for("k1", "acme.example")
+    assert msg["List-Unsubscribe"] == "<https://acme.example/u/t>"
+    assert msg.get_body(("plain",)).get_content() == "Héllo\nline two"
+    assert msg.get_body(("html",)).get_content().startswith("<p>Héllo</p>xxx")
+    assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+    assert msg.defects == []
+
+
+def test_message_id_is_stable_per_key():
+    assert message_id_for("a", "d") == message_id_for("a", "d") != message_id_for("b", "d")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "ann@example.com\r\nBcc: eve@evil.example",
+        "ann@example.com\nX: y",
+        "ann\x00@example.com",
+        "not an address",
+    ],
+)
+def test_bad_addresses_are_refused_not_rewritten(bad):
+    with pytest.raises(InvalidRecipient):
+        checked_address(bad)
+
+
+@pytest.mark.parametrize(
+    "subject", ["Hi\r\nBcc: eve@evil.example", "Hi\nX-Evil: 1", "Hi\x0b", "Hi\u2028there"]
+)
+def test_subjects_with_line_breaks_or_controls_are_refused(subject):
+    with pytest.raises(InvalidRecipient):
+        Composer("a@b.example").build(
+            to="c@d.example", subject=subject, html="x", text="x", message_id="<m@d>"
+        )
+
+
+def test_sender_name_with_line_break_is_refused():
+    with pytest.raises(InvalidRecipient):
+        Composer("Evil\r\nBcc: x@y.example <a@b.example>")

@@ -1,0 +1,202 @@
+"""Templates, preview, test send, one-click unsubscribe, the preference page and the feedback webhook."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.mail import factory as _unused  # noqa: F401 - imported for the app's lazy factory
+from domain.db import transaction
+from domain.email.delivery import MessageFactory
+from domain.subscriptions import service as subscriptions
+from tests.email.helpers import add_customer
+
+GOOD = {
+    "id": "welcome",
+    "name": "Welcome",
+    "subject": "Hi {{ traits.first_name }}",
+    "html": "<p>Hello {{ traits.first_name }}</p>",
+}
+
+
+@pytest.fixture
+def links(settings) -> MessageFactory:
+    return MessageFactory(settings)
+
+
+async def _group(client, headers, gid="newsletter", name="Newsletter"):
+    r = await client.post("/api/subscription-groups", json={"id": gid, "name": name}, headers=headers)
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "problem"),
+    [
+        ({"html": "<p>{% if %}</p>"}, "html", "syntax"),
+        ({"html": "<p>{{ trait.first_name }}</p>"}, "html", "unknown variable(s): trait"),
+        ({"html": "{{ ''.__class__ }}"}, "html", "not allowed"),
+        ({"subject": "Hi\r\nBcc: eve@evil.example"}, "subject", "one line"),
+        ({"subscription_group": "nope"}, "subscription_group", "no subscription group"),
+        ({"variants": {"fr": {"html": "{{ config }}"}}}, "variants.fr.html", "unknown variable"),
+    ],
+)
+async def test_bad_templates_are_refused_at_save_naming_the_field(
+    client, marketer_headers, patch, field, problem
+):
+    r = await client.post("/api/templates", json=GOOD | patch, headers=marketer_headers)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    detail = detail[0] if isinstance(detail, list) else detail
+    assert detail["field"].endswith(field) and problem in detail["problem"]
+    assert (await client.get("/api/templates", headers=marketer_headers)).json() == []
+
+
+async def test_preview_for_sample_data_and_for_a_customer(client, marketer_headers, sessions):
+    r = await client.post(
+        "/api/templates",
+        json=GOOD | {"variants": {"fr": {"subject": "Salut {{ traits.first_name }}"}}},
+        headers=marketer_headers,
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        "/api/templates/welcome/preview", json={"traits": {"first_name": "Zoé"}}, headers=marketer_headers
+    )
+    assert r.status_code == 200, r.text
+    assert (
+        r.json()["subject"] == "Hi Zoé"
+        and "Hello Zoé" in r.json()["html"]
+        and "Hello Zoé" in r.json()["text"]
+    )
+    cid = await add_customer(
+        sessions, email="jean@example.com", traits={"first_name": "Jean"}, locale="fr-FR"
+    )
+    r = await client.post(
+        "/api/templates/welcome/preview", json={"customer_id": cid}, headers=marketer_headers
+    )
+    assert r.json()["subject"] == "Salut Jean"
+    r = await client.post(
+        "/api/templates/welcome/preview", json={"customer_id": 999999}, headers=marketer_headers
+    )
+    assert r.status_code == 422 and r.json()["detail"]["field"] == "customer_id"
+
+
+async def test_test_send_arrives_and_injection_in_the_address_is_refused(client, marketer_headers, capture):
+    await client.post("/api/templates", json=GOOD, headers=marketer_headers)
+    r = await client.post(
+        "/api/templates/welcome/test",
+        json={"to": "qa@example.com", "traits": {"first_name": "Tess"}},
+        headers=marketer_headers,
+    )
+    assert r.status_code == 200, r.text
+    [msg] = await capture.wait_for_count(1)
+    assert msg["envelope_to"] == ["qa@example.com"] and msg["subject"] == "Hi Tess"
+    for bad in ["qa@example.com\r\nBcc: eve@evil.example", "qa@example.com>\nRCPT TO:<eve@evil.example"]:
+        r = await client.post("/api/templates/welcome/test", json={"to": bad}, headers=marketer_headers)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"]["field"] == "to"
+    r = await client.post(
+        "/api/templates/welcome/test",
+        json={"to": "qa@example.com", "traits": {"first_name": "X\r\nBcc: eve@evil.example"}},
+        headers=marketer_headers,
+    )
+    assert r.status_code == 422, r.text
+    assert capture.handler.received == 1
+    assert all(m["envelope_to"] == ["qa@example.com"] for m in capture.messages())
+    assert not any(name.lower() == "bcc" for m in capture.messages() for name, _ in m["headers"])
+
+
+async def test_one_click_unsubscribe_needs_no_credentials_and_get_does_not_unsubscribe(
+    client, marketer_headers, sessions, links
+):
+    await _group(client, marketer_headers)
+    cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    url = links.unsubscribe_url(cid, "newsletter").removeprefix(links._base)
+    page = await client.get(url)
+    assert page.status_code == 200 and '<form method="post"' in page.text and "ann@example.com" in page.text
+    prefs = (await client.get(f"/api/customers/{cid}/subscriptions", headers=marketer_headers)).json()
+    assert prefs["groups"][0]["subscribed"] is True  # the GET changed nothing
+    r = await client.post(
+        url,
+        content="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200 and "unsubscribed" in r.text
+    prefs = (await client.get(f"/api/customers/{cid}/subscriptions", headers=marketer_headers)).json()
+    assert prefs["groups"][0]["subscribed"] is False and prefs["unsubscribed_from_all"] is False
+    async with transaction(sessions) as session:
+        assert await subscriptions.blocked(session, {cid: "ann@example.com"}, "marketing", "newsletter")
+        assert not await subscriptions.blocked(session, {cid: "ann@example.com"}, "transactional", None)
+
+
+async def test_tampered_tokens_are_refused(client, marketer_headers, sessions, links):
+    await _group(client, marketer_headers)
+    ann = await add_customer(sessions, email="ann@example.com", traits={})
+    bob = await add_customer(sessions, email="bob@example.com", traits={})
+    token = links.unsubscribe_url(ann, "newsletter").rsplit("/", 1)[1]
+    body, mac = token.split(".")
+    forged_body = links.unsubscribe_url(bob, "newsletter").rsplit("/", 1)[1].split(".")[0]
+    pref_token = links.preferences_url(ann).rsplit("/", 1)[1]
+    for bad in [f"{forged_body}.{mac}", f"{body}.{mac[:-2]}AA", "garbage", f"{body}.", pref_token]:
+        r = await client.post(f"/u/{bad}")
+        assert r.status_code == 403, (bad, r.status_code)
+        assert "not valid" in r.text
+    prefs = (await client.get(f"/api/customers/{bob}/subscriptions", headers=marketer_headers)).json()
+    assert prefs["groups"][0]["subscribed"] is True
+
+
+async def test_preference_page_escapes_everything_and_saves_choices(
+    client, marketer_headers, sessions, links
+):
+    await _group(client, marketer_headers, "offers", '<script>alert("x")</script> Offers')
+    await _group(client, marketer_headers, "news", "News")
+    cid = await add_customer(sessions, email="ann@example.com", traits={})
+    url = links.preferences_url(cid).removeprefix(links._base)
+    page = await client.get(url)
+    assert page.status_code == 200
+    assert "<script>" not in page.text and "&lt;script&gt;" in page.text
+    r = await client.post(
+        url, content="group=news", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status_code == 200 and "Saved" in r.text
+    prefs = (await client.get(f"/api/customers/{cid}/subscriptions", headers=marketer_headers)).json()
+    assert {g["id"]: g["subscribed"] for g in prefs["groups"]} == {"news": True, "offers": False}
+    r = await client.post(
+        url,
+        content="group=news&unsubscribe_all=1",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    prefs = (await client.get(f"/api/customers/{cid}/subscriptions", headers=marketer_headers)).json()
+    assert prefs["unsubscribed_from_all"] is True
+
+
+async def test_feedback_webhook_needs_an_admin_key_and_feeds_suppressions(
+    client, admin_headers, marketer_headers
+):
+    batch = {
+        "events": [
+            {
+                "type": "bounce",
+                "email": "gone@example.com",
+                "bounce_type": "permanent",
+                "detail": "550 5.1.1",
+            },
+            {"type": "bounce", "email": "full@example.com", "bounce_type": "transient"},
+            {"type": "complaint", "email": "angry@example.com"},
+        ]
+    }
+    assert (await client.post("/api/webhooks/email-feedback", json=batch)).status_code == 401
+    assert (
+        await client.post("/api/webhooks/email-feedback", json=batch, headers=marketer_headers)
+    ).status_code == 403
+    r = await client.post("/api/webhooks/email-feedback", json=batch, headers=admin_headers)
+    assert r.status_code == 200 and r.json() == {"suppressed": 2, "ignored": 1}
+    listed = (await client.get("/api/suppressions", headers=marketer_headers)).json()
+    assert {(s["address"], s["reason"]) for s in listed} == {
+        ("gone@example.com", "bounced"),
+        ("angry@example.com", "complained"),
+    }
+    r = await client.post(
+        "/api/webhooks/email-feedback",
+        json={"events": [{"type": "bounce", "email": "x\r\n@y"}]},
+        headers=admin_headers,
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["field"].startswith("events.0.email")

@@ -1,0 +1,80 @@
+"""Signed open pixel and click redirect: recorded as customer events; only URLs of the message."""
+
+from __future__ import annotations
+
+import re
+from email import policy
+from email.parser import BytesParser
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+
+from domain.db import transaction
+from domain.email import tracking
+from domain.email.delivery import MessageFactory
+from domain.email.models import TemplateVersion
+from domain.events.models import Event
+from domain.segments import service as segments
+from domain.segments.schemas import PreviewIn
+from tests.email.helpers import add_customer
+
+VERSION = TemplateVersion(
+    template_id="sale",
+    subject="Hi",
+    html='<p><a href="https://shop.example/sale?x=1&amp;y=2">Sale</a> '
+    '<a href="mailto:help@acme.example">Help</a></p>',
+    text=None,
+    layout="base",
+    category="marketing",
+    subscription_group=None,
+    variants={},
+)
+
+
+async def _events(sessions, name):
+    async with transaction(sessions) as session:
+        return list(await session.scalars(select(Event).where(Event.name == name)))
+
+
+async def test_clicks_and_opens_are_recorded_once_and_redirect_only_to_message_links(
+    settings, sessions, client
+):
+    cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    factory = MessageFactory(settings)
+    customer = {"id": cid, "email": "ann@example.com", "traits": {}}
+    preview = factory.make(VERSION, customer, idempotency_key="broadcast/x/1", track=False).rendered.html
+    assert "https://shop.example/sale" in preview  # previews keep the original link
+    sent = factory.make(VERSION, customer, idempotency_key="broadcast/x/1").data
+    body = BytesParser(policy=policy.default).parsebytes(sent).get_body(("html",)).get_content()
+    assert "https://shop.example/sale" not in body and "mailto:help@acme.example" in body
+    click_url = re.search(r'href="([^"]+/c/[^"]+)"', body).group(1)
+    open_url = re.search(r'<img src="([^"]+/o/[^"]+)"', body).group(1)
+    for _ in range(2):
+        r = await client.get(urlsplit(click_url).path)
+        assert r.status_code == 302 and r.headers["location"] == "https://shop.example/sale?x=1&y=2"
+        r = await client.get(urlsplit(open_url).path)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/gif"
+    [clicked] = await _events(sessions, "Email Link Clicked")
+    assert clicked.customer_id == cid and clicked.properties["url"] == "https://shop.example/sale?x=1&y=2"
+    [opened] = await _events(sessions, "Email Opened")
+    assert opened.customer_id == cid
+    # Segments see the engagement per template: "clicked the sale email" selects Ann.
+    async with transaction(sessions) as session:
+        found = await segments.preview(
+            session, PreviewIn(rule={"message": "clicked", "template_id": "sale", "within_days": 7})
+        )
+        other = await segments.preview(session, PreviewIn(rule={"message": "opened", "template_id": "other"}))
+    assert (found.count, other.count) == (1, 0)
+
+
+async def test_tampered_click_token_never_redirects(settings, sessions, client):
+    cid = await add_customer(sessions, email="ann@example.com", traits={})
+    secret = settings.secret_key.get_secret_value()
+    good = tracking.click_token(secret, cid, "ref", "https://shop.example/")
+    forged = tracking.click_token("another-secret-another-secret-xx", cid, "ref", "https://evil.example/")
+    mac = good.split(".")[1]
+    evil_body = forged.split(".")[0]
+    for bad in (forged, f"{evil_body}.{mac}", "nonsense"):
+        r = await client.get(f"/c/{bad}")
+        assert r.status_code == 403 and "location" not in r.headers
+    assert await _events(sessions, "Email Link Clicked") == []

@@ -1,0 +1,72 @@
+"""After a one-click unsubscribe, the next step of a journey already running sends nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.worker import Worker
+
+from activities.contracts import EventRef
+from runtime.worker import activities as worker_activities
+from tests.email.helpers import add_customer, add_template
+from tests.temporal_env import time_skipping
+from workflows.journey import JourneyInput, JourneyWorkflow
+
+DEFINITION = {
+    "nodes": [
+        {"id": "entry", "type": "entry", "next": "welcome"},
+        {
+            "id": "welcome",
+            "type": "send_email",
+            "template_id": "welcome",
+            "template_version": 1,
+            "next": "wait",
+        },
+        {"id": "wait", "type": "wait", "seconds": 3 * 86400, "next": "followup"},
+        {
+            "id": "followup",
+            "type": "send_email",
+            "template_id": "welcome",
+            "template_version": 1,
+            "next": "done",
+        },
+        {"id": "done", "type": "exit"},
+    ]
+}
+
+
+async def test_unsubscribe_stops_the_next_step_of_a_running_journey(
+    settings, sessions, client, capture, marketer_headers
+):
+    cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    await add_template(sessions, subscription_group="newsletter")
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    async with await time_skipping() as env:
+        acts = worker_activities(settings, sessions)
+        async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=acts):
+            handle = await env.client.start_workflow(
+                JourneyWorkflow.run,
+                JourneyInput(
+                    journey_id="onboarding",
+                    version=1,
+                    customer_id=cid,
+                    definition=DEFINITION,
+                    entry_event=EventRef(id=1, name="signed_up"),
+                ),
+                id=f"journey/onboarding/customer/{cid}",
+                task_queue=queue,
+            )
+            [first] = await capture.wait_for_count(1)
+            # the customer clicks the one-click link in the first email (no credentials)
+            url = dict(first["headers"])["List-Unsubscribe"].strip("<>")
+            r = await client.post("/u/" + url.split("/u/", 1)[1], content="List-Unsubscribe=One-Click")
+            assert r.status_code == 200
+            result = await handle.result()  # three days pass in skipped time
+        assert result.path == ["welcome", "wait", "followup", "done"]
+    assert capture.handler.received == 1
+    ledger = (await client.get("/api/messages", params={"customer_id": cid}, headers=marketer_headers)).json()
+    assert sorted((m["node_id"], m["status"]) for m in ledger) == [
+        ("followup", "skipped"),
+        ("welcome", "sent"),
+    ]
+    assert "unsubscribed from newsletter" in next(m["error"] for m in ledger if m["node_id"] == "followup")

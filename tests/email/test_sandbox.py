@@ -1,0 +1,141 @@
+"""Templates are untrusted code: injection payloads are refused at save or fail safely at render."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from domain.email import rendering
+from domain.email.sandbox import Budget
+from domain.errors import InvalidInput
+
+PAYLOADS = [
+    line
+    for line in (Path(__file__).parent / "ssti_payloads.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("# ")
+]
+CUSTOMER = {"id": 7, "email": "ann@example.com", "traits": {"first_name": "Ann", "plan": "pro"}}
+LEAKS = ("<class", "__", "object at 0x", "root:", "uid=", "<function", "<built-in", "SECRET")
+
+
+def test_corpus_is_large_enough():
+    assert len(PAYLOADS) >= 40
+
+
+def _outcome(payload: str) -> str:
+    """'save' (refused by check_template), 'render' (RenderError) or the rendered output."""
+    try:
+        rendering.check_template({"html": payload})
+    except InvalidInput:
+        return "save"
+    try:
+        out = rendering.render(
+            "Hello", payload, None, rendering.context_for(CUSTOMER, None), layout=None, budget=Budget(0.5)
+        )
+    except rendering.RenderError:
+        return "render"
+    return out.html + out.text
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_injection_payload_is_refused_or_harmless(payload):
+    started = time.monotonic()
+    outcome = _outcome(payload)
+    assert time.monotonic() - started < 2.0
+    if outcome not in ("save", "render"):
+        for leak in LEAKS:
+            assert leak not in outcome, f"{payload!r} leaked {leak!r}: {outcome[:300]!r}"
+    # whatever happened, the customer's data is untouched (immutable sandbox)
+    assert CUSTOMER["traits"] == {"first_name": "Ann", "plan": "pro"}
+
+
+def test_every_payload_is_stopped_not_merely_rendered_empty():
+    outcomes = [_outcome(p) for p in PAYLOADS]
+    stopped = sum(o in ("save", "render") for o in outcomes)
+    # one or two (str.format_map of nothing) render harmless text; every other one is stopped
+    assert stopped >= len(PAYLOADS) - 2, [
+        p for p, o in zip(PAYLOADS, outcomes, strict=True) if o not in ("save", "render")
+    ]
+
+
+def test_plain_expressions_still_work():
+    rendering.check_template({"subject": "Hi {{ traits.first_name }}", "html": "<p>{{ 7 * 7 }}</p>"})
+    out = rendering.render(
+        "Hi {{ traits.first_name }}",
+        "<p>{{ 7 * 7 }} {{ traits.plan | upper }} {% for i in range(3) %}{{ i }}{% endfor %}</p>",
+        None,
+        rendering.context_for(CUSTOMER, None),
+    )
+    assert out.subject == "Hi Ann"
+    assert "49 PRO 012" in out.html
+    assert "49 PRO 012" in out.text
+
+
+def test_unknown_variable_is_reported_at_save_with_its_name():
+    with pytest.raises(InvalidInput) as err:
+        rendering.check_template({"subject": "ok", "html": "<p>{{ trait.first_name }}</p>"})
+    assert err.value.detail["field"] == "html"
+    assert "trait" in err.value.detail["problem"]
+
+
+def test_syntax_error_is_reported_with_field_and_line():
+    with pytest.raises(InvalidInput) as err:
+        rendering.check_template({"subject": "ok", "html": "<p>\n{% if %}</p>"})
+    assert err.value.detail["field"] == "html"
+    assert err.value.detail["line"] == 2
+
+
+def test_slow_template_is_cut_off_and_the_next_render_works():
+    slow = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
+    started = time.monotonic()
+    with pytest.raises(rendering.RenderError, match=r"longer than 0\.3s"):
+        rendering.render("s", slow, None, rendering.context_for(CUSTOMER, None), budget=Budget(0.3))
+    assert time.monotonic() - started < 1.5
+    ok = rendering.render("s", "<p>{{ traits.first_name }}</p>", None, rendering.context_for(CUSTOMER, None))
+    assert "Ann" in ok.html
+
+
+def test_oversized_output_is_cut_off():
+    big = "{% for i in range(10000) %}{{ 'x' * 10000 }}{% endfor %}"
+    with pytest.raises(rendering.RenderError, match="larger than"):
+        rendering.render("s", big, None, rendering.context_for(CUSTOMER, None))
+
+
+def test_customer_data_is_escaped_in_html_and_kept_in_text():
+    customer = {**CUSTOMER, "traits": {"first_name": "<script>alert(1)</script>"}}
+    out = rendering.render(
+        "Hi", "<p>{{ traits.first_name }}</p>", None, rendering.context_for(customer, None)
+    )
+    assert "<script>" not in out.html
+    assert "&lt;script&gt;" in out.html
+    assert "<script>alert(1)</script>" in out.text
+
+
+def test_layout_footer_has_links_and_postal_address_and_css_is_inlined():
+    footer = rendering.Footer(
+        sender_name="Acme",
+        postal_address="1 Main St, Springfield",
+        unsubscribe_url="https://mail.example/u/abc",
+        preferences_url="https://mail.example/preferences/abc",
+        group_name="Newsletter",
+    )
+    out = rendering.render(
+        "Hi",
+        "<style>p { color: red }</style><p>Body</p>",
+        None,
+        rendering.context_for(CUSTOMER, None),
+        footer=footer,
+    )
+    assert 'href="https://mail.example/u/abc"' in out.html
+    assert "1 Main St, Springfield" in out.html and "1 Main St, Springfield" in out.text
+    assert "Unsubscribe: https://mail.example/u/abc" in out.text
+    assert 'style="color: red;"' in out.html and "<style" not in out.html
+
+
+def test_locale_variant_is_chosen_by_language():
+    variants = {"fr": {"subject": "Bonjour"}, "pt-BR": {"subject": "Olá"}}
+    assert rendering.pick_variant(variants, "fr-CA")["subject"] == "Bonjour"
+    assert rendering.pick_variant(variants, "pt_BR")["subject"] == "Olá"
+    assert rendering.pick_variant(variants, "de") is None

@@ -1,0 +1,180 @@
+"""BroadcastWorkflow: one run per broadcast, paging through the audience in batches.
+
+No workflow per recipient: each batch (hundreds of customers) is one activity that heartbeats. The
+cursor (last customer id done) lives in the workflow's state and in the broadcasts table; a worker that
+dies mid-batch loses nothing: the batch activity times out on its heartbeat and runs again on another
+worker, skipping every recipient the ledger already records. Pause, resume and cancel are signals,
+honoured between batches. Long broadcasts continue-as-new to keep the history small.
+
+A local-time broadcast ("9:00 in each recipient's timezone") first groups the audience's timezones by
+the UTC instant their 9:00 falls on, then runs one pass of batches per instant, earliest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contracts import (
+        FINISH_BROADCAST,
+        PLAN_BROADCAST_SLOTS,
+        SEND_BROADCAST_BATCH,
+        BroadcastBatchRequest,
+        BroadcastBatchResult,
+        BroadcastSlot,
+        BroadcastSlots,
+        BroadcastSlotsRequest,
+        FinishBroadcastRequest,
+    )
+
+BATCHES_PER_RUN = 200
+BATCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
+)
+
+
+@dataclass
+class BroadcastInput:
+    broadcast_id: str
+    send_at: str | None = None  # ISO 8601; the workflow waits for it with a durable timer
+    local_time: bool = False  # send at the broadcast's wall-clock time in each recipient's timezone
+    # carried over continue-as-new:
+    slots: list[BroadcastSlot] | None = None
+    slot_index: int = 0
+    after_id: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    paused: bool = False
+    heartbeat_seconds: int = 30
+
+
+@dataclass
+class BroadcastProgress:
+    status: str
+    after_id: int
+    sent: int
+    skipped: int
+    failed: int
+    slot: int = 0
+    slots: list[str] = field(default_factory=list)  # the UTC send times, one per timezone group
+
+
+@workflow.defn(name="BroadcastWorkflow")
+class BroadcastWorkflow:
+    def __init__(self) -> None:
+        self._paused = False
+        self._cancelled = False
+        self._progress = BroadcastProgress("scheduled", 0, 0, 0, 0)
+
+    @workflow.signal
+    def pause(self) -> None:
+        self._paused = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._paused = False
+
+    @workflow.signal
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    @workflow.query
+    def progress(self) -> BroadcastProgress:
+        return self._progress
+
+    @workflow.run
+    async def run(self, inp: BroadcastInput) -> BroadcastProgress:
+        self._paused = self._paused or inp.paused
+        p = self._progress = BroadcastProgress(
+            "scheduled", inp.after_id, inp.sent, inp.skipped, inp.failed, inp.slot_index
+        )
+        slots = inp.slots
+        if slots is None and inp.local_time:
+            planned: BroadcastSlots = await workflow.execute_activity(
+                PLAN_BROADCAST_SLOTS,
+                BroadcastSlotsRequest(broadcast_id=inp.broadcast_id),
+                activity_id="plan-slots",
+                start_to_close_timeout=timedelta(minutes=10),
+                retry_policy=BATCH_RETRY,
+                result_type=BroadcastSlots,
+            )
+            slots = planned.slots
+        slots = slots if slots is not None else [BroadcastSlot(at=inp.send_at or "", timezones=None)]
+        p.slots = [s.at for s in slots]
+        batches = 0
+        for index in range(inp.slot_index, len(slots)):
+            slot = slots[index]
+            p.slot = index
+            if index != inp.slot_index:
+                p.after_id = 0
+            if slot.at:
+                delay = datetime.fromisoformat(slot.at) - workflow.now()
+                if delay > timedelta(0):
+                    p.status = "scheduled"
+                    with contextlib.suppress(asyncio.TimeoutError):  # a cancel ends the wait at once
+                        await workflow.wait_condition(lambda: self._cancelled, timeout=delay)
+            while True:
+                if batches == BATCHES_PER_RUN:  # keep the history small
+                    workflow.continue_as_new(
+                        dataclasses.replace(
+                            inp,
+                            slots=slots,
+                            slot_index=index,
+                            after_id=p.after_id,
+                            sent=p.sent,
+                            skipped=p.skipped,
+                            failed=p.failed,
+                            paused=self._paused,
+                        )
+                    )
+                p.status = "paused" if self._paused else "running"
+                await workflow.wait_condition(lambda: not self._paused or self._cancelled)
+                if self._cancelled:
+                    return await self._finish(inp.broadcast_id, p, "cancelled")
+                p.status = "running"
+                result: BroadcastBatchResult = await workflow.execute_activity(
+                    SEND_BROADCAST_BATCH,
+                    BroadcastBatchRequest(
+                        broadcast_id=inp.broadcast_id,
+                        after_id=p.after_id,
+                        slot=index,
+                        timezones=slot.timezones,
+                    ),
+                    activity_id=f"slot-{index}-after-{p.after_id}",
+                    start_to_close_timeout=timedelta(hours=1),
+                    heartbeat_timeout=timedelta(seconds=inp.heartbeat_seconds),
+                    retry_policy=BATCH_RETRY,
+                    result_type=BroadcastBatchResult,
+                )
+                batches += 1
+                if result.status == "paused":  # paused through the database before the signal arrived
+                    self._paused = True
+                    continue
+                if result.status in ("cancelled", "completed", "failed"):
+                    return await self._finish(inp.broadcast_id, p, result.status)
+                if result.status == "done":
+                    break
+                p.after_id = result.last_id
+                p.sent += result.sent
+                p.skipped += result.skipped
+                p.failed += result.failed
+        return await self._finish(inp.broadcast_id, p, "completed")
+
+    async def _finish(self, broadcast_id: str, p: BroadcastProgress, status: str) -> BroadcastProgress:
+        await workflow.execute_activity(
+            FINISH_BROADCAST,
+            FinishBroadcastRequest(broadcast_id=broadcast_id, status=status),
+            activity_id="finish",
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=BATCH_RETRY,
+        )
+        p.status = status
+        return p
