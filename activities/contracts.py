@@ -46,3 +46,143 @@ class SendEmailResult:
 class FinishEnrollmentRequest:
     workflow_id: str
     status: str
+    steps: list[StepRecord] = field(default_factory=list)
+    journey_id: str | None = None
+    version: int | None = None
+    customer_id: int | None = None
+
+
+# --- the journey engine ------------------------------------------------------------------------------
+
+JOURNEY_CONTEXT = "journey_context"
+REGISTER_LISTENERS = "register_listeners"
+RECORD_STEPS = "record_steps"
+UPDATE_TRAITS = "update_traits"
+CALL_WEBHOOK = "call_webhook"
+# Implemented by the loyalty, cases and segments areas; the journey engine calls them by these names.
+AWARD_POINTS = "award_points"
+DEDUCT_POINTS = "deduct_points"
+OPEN_CASE = "open_case"
+EVALUATE_SEGMENT = "evaluate_segment"
+
+# Signals a running JourneyWorkflow accepts (besides "event", which carries an EventRef).
+CASE_RESOLVED_SIGNAL = "case_resolved"
+JOURNEY_STATUS_SIGNAL = "journey_status"
+WEBHOOK_REJECTED = "WebhookRejected"
+
+
+@dataclass
+class StepRecord:
+    node_id: str
+    visit: int
+    entered_at: str
+    left_at: str | None = None
+    outcome: str | None = None
+
+
+@dataclass
+class JourneyContextRequest:
+    journey_id: str
+    customer_id: int
+    # Count this customer's marketing sends at or after this instant (ISO, workflow time); None: skip.
+    sends_since: str | None = None
+
+
+@dataclass
+class JourneyContext:
+    journey_status: str  # published | paused | archived | draft
+    timezone: str | None
+    traits: dict[str, Any] = field(default_factory=dict)
+    recent_sends: list[str] = field(default_factory=list)  # ISO times, oldest first
+
+
+@dataclass
+class RegisterListenersRequest:
+    workflow_id: str
+    customer_id: int
+    event_names: list[str]
+    # Events already stored that the enrollment may have missed while registering: those with an id
+    # above ``after_event_id`` received at or after ``since`` (ISO).
+    after_event_id: int = 0
+    since: str | None = None
+
+
+@dataclass
+class RecordStepsRequest:
+    workflow_id: str
+    journey_id: str
+    version: int
+    customer_id: int
+    steps: list[StepRecord] = field(default_factory=list)
+
+
+@dataclass
+class UpdateTraitsRequest:
+    customer_id: int
+    traits: dict[str, Any]
+
+
+@dataclass
+class WebhookRequest:
+    idempotency_key: str
+    url: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class WebhookResult:
+    status_code: int
+
+
+@dataclass
+class PointsRequest:
+    """award_points / deduct_points: once per idempotency key."""
+
+    idempotency_key: str
+    customer_id: int
+    points: int
+    reason: str | None = None
+    journey_id: str | None = None
+    node_id: str | None = None
+
+
+@dataclass
+class PointsResult:
+    balance: int | None = None
+
+
+@dataclass
+class OpenCaseRequest:
+    """open_case: once per idempotency key. When the case is resolved, the cases area signals
+    ``workflow_id`` with CASE_RESOLVED_SIGNAL and a CaseResolved."""
+
+    idempotency_key: str
+    customer_id: int
+    subject: str
+    priority: str
+    sla_seconds: int
+    workflow_id: str
+    journey_id: str | None = None
+    node_id: str | None = None
+
+
+@dataclass
+class OpenCaseResult:
+    case_id: int
+
+
+@dataclass
+class CaseResolved:
+    case_id: int
+    outcome: str = "resolved"
+
+
+@dataclass
+class SegmentMembershipRequest:
+    customer_id: int
+    segment_ids: list[str]
+
+
+@dataclass
+class SegmentMembership:
+    member_of: list[str] = field(default_factory=list)

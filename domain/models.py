@@ -5,7 +5,7 @@ from domain.customers.models import Customer
 from domain.db import Base
 from domain.email.models import Message, Template, TemplateVersion
 from domain.events.models import Event, EventOutbox
-from domain.journeys.models import Enrollment, Journey, JourneyVersion
+from domain.journeys.models import Enrollment, Journey, JourneyListener, JourneyStep, JourneyVersion
 
 __all__ = [
     "ApiKey",
@@ -15,6 +15,8 @@ __all__ = [
     "Event",
     "EventOutbox",
     "Journey",
+    "JourneyListener",
+    "JourneyStep",
     "JourneyVersion",
     "Message",
     "Template",

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import EventRef
 from domain.db import transaction
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 class RouterStats:
     routed_events: int = 0
     enrollments_started: int = 0
+    signals_sent: int = 0
 
 
 class EventRouter:
@@ -71,29 +74,72 @@ class EventRouter:
             if not events:
                 return 0
             versions = await journeys.live_versions_for(session, {e.name for e in events if e.name})
-        work = []
-        for event in events:
-            for version in versions:
-                entry = next(n for n in version.definition["nodes"] if n["type"] == "entry")
-                if graph.matches_entry(entry, event.name, event.properties or {}):
-                    work.append(self._enroll(version, event))
-        await asyncio.gather(*work)
+            listeners = await journeys.listeners_for(
+                session, {(e.customer_id, e.name) for e in events if e.name}
+            )
+        await asyncio.gather(self._enroll_all(events, versions), self._signal_listeners(events, listeners))
         async with transaction(self._sessions) as session:
             await outbox.dequeue(session, [e.id for e in events])
         self.stats.routed_events += len(events)
         return len(events)
 
-    async def _enroll(self, version, event) -> None:
-        workflow_id = journeys.workflow_id_for(version.journey_id, event.customer_id)
+    async def _enroll_all(self, events, versions) -> None:
+        # One customer's triggers for one journey run in order, so the re-entry policy sees the
+        # enrollment the previous trigger made; different customers and journeys run concurrently.
+        lanes: dict[tuple[str, int], list] = defaultdict(list)
+        for event in events:
+            for version in versions:
+                entry = next(n for n in version.definition["nodes"] if n["type"] == "entry")
+                if graph.matches_entry(entry, event.name, event.properties or {}):
+                    lanes[(version.journey_id, event.customer_id)].append((version, entry, event))
+
+        async def run_lane(items) -> None:
+            for version, entry, event in items:
+                await self._enroll(version, entry, event)
+
+        await asyncio.gather(*(run_lane(items) for items in lanes.values()))
+
+    async def _signal_listeners(self, events, listeners) -> None:
+        """Deliver each event to the enrollments that registered for it (a wait or a goal)."""
+        by_pair: dict[tuple[int, str], list[str]] = defaultdict(list)
+        for customer_id, name, workflow_id in listeners:
+            by_pair[(customer_id, name)].append(workflow_id)
+        work = [
+            self._signal(workflow_id, _ref(event))
+            for event in events
+            for workflow_id in by_pair.get((event.customer_id, event.name), [])
+        ]
+        await asyncio.gather(*work)
+
+    async def _signal(self, workflow_id: str, ref: EventRef) -> None:
+        async with self._gate:
+            try:
+                await self._client.get_workflow_handle(workflow_id).signal("event", ref)
+                self.stats.signals_sent += 1
+            except RPCError as exc:
+                # Finished meanwhile: its listener rows go with it; nothing waits for this event.
+                if exc.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+
+    async def _enroll(self, version, entry: dict, event) -> None:
+        reentry = entry.get("reentry", "once")
+        key = None
+        if reentry == "once_per_key":
+            value = (event.properties or {}).get(entry["entry_key"])
+            if value is None or value == "":
+                log.info("event %s lacks entry key %r; not enrolled", event.id, entry["entry_key"])
+                return
+            key = str(value)[:128]
+        elif reentry in ("after_exit", "always"):
+            key = f"e{event.id}"  # one enrollment per trigger: a re-delivered trigger finds the same id
+        workflow_id = journeys.workflow_id_for(version.journey_id, event.customer_id, key)
         async with transaction(self._sessions) as session:
-            if await journeys.enrollment_finished(session, workflow_id):
-                return  # re-entry policy "once": this customer has been through the journey
-        ref = EventRef(
-            id=event.id,
-            name=event.name,
-            properties=event.properties or {},
-            timestamp=event.timestamp.isoformat(),
-        )
+            allowed = await journeys.may_enroll(
+                session, version.journey_id, event.customer_id, workflow_id, reentry
+            )
+        if not allowed:
+            return
+        ref = _ref(event)
         async with self._gate:
             try:
                 await self._client.start_workflow(
@@ -123,3 +169,12 @@ class EventRouter:
                 event_id=event.id,
             )
         self.stats.enrollments_started += 1
+
+
+def _ref(event) -> EventRef:
+    return EventRef(
+        id=event.id,
+        name=event.name,
+        properties=event.properties or {},
+        timestamp=event.timestamp.isoformat(),
+    )

@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 from activities.email import EmailActivities
 from activities.journeys import JourneyActivities
 from activities.smtp import Mailer
+from activities.webhooks import WebhookActivities
 from config.settings import Settings
 from runtime.event_router import EventRouter
 from workflows.journey import JourneyWorkflow
@@ -22,7 +23,7 @@ WORKFLOWS = [JourneyWorkflow]
 def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> list:
     mail = EmailActivities(settings, sessions, Mailer(settings))
     journeys = JourneyActivities(sessions)
-    return [mail.send_email, journeys.finish_enrollment]
+    return [mail.send_email, *journeys.all(), WebhookActivities(settings).call_webhook]
 
 
 def build_worker(client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Worker:

@@ -44,3 +44,29 @@ class EnrollmentOut(BaseModel):
     status: str
     entered_at: datetime
     completed_at: datetime | None
+
+
+class StepOut(BaseModel):
+    node_id: str
+    visit: int
+    entered_at: datetime
+    left_at: datetime | None
+    outcome: str | None
+
+
+class EnrollmentPath(EnrollmentOut):
+    path: list[StepOut]
+
+
+class NodeStats(BaseModel):
+    node_id: str
+    entered: int = Field(description="Visits to the node.")
+    completed: int = Field(description="Visits that moved on.")
+    waiting_now: int = Field(description="Active enrollments at the node now.")
+    converted: int = Field(description="Enrollments that passed the node and reached the goal.")
+
+
+class JourneyStats(BaseModel):
+    journey_id: str
+    enrollments: dict[str, int] = Field(description="Enrollments by status.")
+    nodes: list[NodeStats]

@@ -7,17 +7,30 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.customers import repository as customer_rows
+from domain.customers import service as customers
 from domain.db import utcnow
 from domain.email import service as email
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.journeys import definition as graph
 from domain.journeys import repository
 from domain.journeys.models import Journey, JourneyVersion
-from domain.journeys.schemas import EnrollmentOut, JourneyIn, JourneyOut, JourneyUpdate, JourneyVersionOut
+from domain.journeys.schemas import (
+    EnrollmentOut,
+    EnrollmentPath,
+    JourneyIn,
+    JourneyOut,
+    JourneyStats,
+    JourneyUpdate,
+    JourneyVersionOut,
+    NodeStats,
+    StepOut,
+)
 
 
-def workflow_id_for(journey_id: str, customer_id: int) -> str:
-    return f"journey/{journey_id}/customer/{customer_id}"
+def workflow_id_for(journey_id: str, customer_id: int, entry_key: str | None = None) -> str:
+    base = f"journey/{journey_id}/customer/{customer_id}"
+    return f"{base}/{entry_key}" if entry_key else base
 
 
 def _out(journey: Journey) -> JourneyOut:
@@ -74,23 +87,22 @@ async def publish(session: AsyncSession, journey_id: str) -> JourneyVersionOut:
         raise Conflict("an archived journey cannot be published")
     definition = await _validated(session, journey.draft)
     pinned = await email.current_versions(session, definition.template_ids())
-    snapshot = definition.model_dump(mode="json")
+    snapshot = graph.snapshot(definition)
     for node in snapshot["nodes"]:
         if node["type"] == "send_email":
             node["template_version"] = pinned[node["template_id"]]
-        elif node["type"] == "wait":
-            node["seconds"] = graph.parse_duration(node["duration"])
     number = await repository.latest_version_number(session, journey_id) + 1
     version = JourneyVersion(
         journey_id=journey_id,
         version=number,
         definition=snapshot,
-        trigger_event=definition.entry.event,
+        trigger_event=definition.entry.event if definition.entry.trigger == "event" else "",
         published_at=utcnow(),
     )
     await repository.add(session, version)
     journey.published_version = number
-    journey.status = "published"
+    if journey.status != "paused":  # publishing an edit does not resume a paused journey
+        journey.status = "published"
     return _version_out(version)
 
 
@@ -161,3 +173,155 @@ def _version_out(version: JourneyVersion) -> JourneyVersionOut:
         definition=version.definition,
         published_at=version.published_at,
     )
+
+
+# --- lifecycle ---------------------------------------------------------------------------------------
+
+_TRANSITIONS = {
+    "pause": ({"published"}, "paused"),
+    "resume": ({"paused"}, "published"),
+    "archive": ({"draft", "published", "paused"}, "archived"),
+}
+
+
+async def change_status(session: AsyncSession, journey_id: str, action: str) -> tuple[JourneyOut, list[str]]:
+    """Pause, resume or archive. Returns the journey and the enrollments to tell (they hold or leave
+    at their next send; the signal wakes a paused one at once, a periodic re-check covers a lost one)."""
+    journey = await _journey(session, journey_id)
+    allowed, target = _TRANSITIONS[action]
+    if journey.status not in allowed:
+        raise Conflict(f"a {journey.status} journey cannot {action}")
+    journey.status = target
+    journey.updated_at = utcnow()
+    return _out(journey), await repository.active_workflow_ids(session, journey_id)
+
+
+# --- what running enrollments ask of the database ----------------------------------------------------
+
+
+async def enrollment_context(
+    session: AsyncSession, journey_id: str, customer_id: int, sends_since: datetime | None
+) -> dict:
+    journey = await repository.get(session, journey_id)
+    customer = await customer_rows.get(session, customer_id)
+    sends = []
+    if sends_since is not None:
+        sends = [
+            t.isoformat() for t in await repository.recent_marketing_sends(session, customer_id, sends_since)
+        ]
+    return {
+        "journey_status": journey.status if journey else "archived",
+        "timezone": customer.timezone if customer else None,
+        "traits": dict(customer.traits or {}) if customer else {},
+        "recent_sends": sends,
+    }
+
+
+async def register_listeners(
+    session: AsyncSession,
+    *,
+    workflow_id: str,
+    customer_id: int,
+    names: list[str],
+    after_event_id: int,
+    since: datetime | None,
+) -> list:
+    """Record what the enrollment waits for; return matching events it may have missed meanwhile."""
+    await repository.add_listeners(session, workflow_id, customer_id, names)
+    return await repository.events_since(session, customer_id, names, after_event_id, since)
+
+
+async def listeners_for(session: AsyncSession, pairs: set[tuple[int, str]]) -> list[tuple[int, str, str]]:
+    return await repository.listeners_for(session, pairs)
+
+
+async def record_steps(
+    session: AsyncSession, *, workflow_id: str, journey_id: str, version: int, customer_id: int, steps
+) -> None:
+    await repository.upsert_steps(
+        session,
+        [
+            {
+                "workflow_id": workflow_id,
+                "journey_id": journey_id,
+                "version": version,
+                "customer_id": customer_id,
+                "node_id": s.node_id,
+                "visit": s.visit,
+                "entered_at": datetime.fromisoformat(s.entered_at),
+                "left_at": datetime.fromisoformat(s.left_at) if s.left_at else None,
+                "outcome": s.outcome,
+            }
+            for s in steps
+        ],
+    )
+
+
+async def close_enrollment(session: AsyncSession, workflow_id: str, status: str, at: datetime) -> None:
+    await repository.finish_enrollment(session, workflow_id, status, at)
+    await repository.remove_listeners(session, workflow_id)
+
+
+async def may_enroll(
+    session: AsyncSession, journey_id: str, customer_id: int, workflow_id: str, reentry: str
+) -> bool:
+    """The re-entry policy. ``once``/``once_per_key``: never again under this id (the id carries the
+    key); ``after_exit``: not while an enrollment is active; ``always``: every trigger."""
+    if reentry in ("once", "once_per_key"):
+        return await repository.enrollment(session, workflow_id) is None
+    if reentry == "after_exit":
+        return not await repository.has_active_enrollment(session, journey_id, customer_id)
+    return True
+
+
+async def update_traits(session: AsyncSession, customer_id: int, traits: dict) -> None:
+    customer = await customer_rows.get(session, customer_id)
+    if customer is not None:
+        customers.merge_traits(customer, traits, {})
+
+
+# --- visibility --------------------------------------------------------------------------------------
+
+
+async def stats(session: AsyncSession, journey_id: str) -> JourneyStats:
+    journey = await _journey(session, journey_id)
+    rows = {r[0]: r for r in await repository.node_stats(session, journey_id)}
+    order = [n["id"] for n in (journey.draft or {}).get("nodes", [])]
+    order += sorted(set(rows) - set(order))
+    nodes = [
+        NodeStats(
+            node_id=node_id,
+            entered=rows[node_id][1] if node_id in rows else 0,
+            completed=rows[node_id][2] if node_id in rows else 0,
+            waiting_now=int(rows[node_id][3] or 0) if node_id in rows else 0,
+            converted=rows[node_id][4] if node_id in rows else 0,
+        )
+        for node_id in order
+        if node_id in rows or node_id in order
+    ]
+    return JourneyStats(
+        journey_id=journey_id,
+        enrollments=await repository.enrollment_counts(session, journey_id),
+        nodes=nodes,
+    )
+
+
+async def enrollment_paths(session: AsyncSession, journey_id: str, customer_id: int) -> list[EnrollmentPath]:
+    await _journey(session, journey_id)
+    found = await repository.enrollments_of_customer(session, journey_id, customer_id)
+    if not found:
+        raise NotFound(f"customer {customer_id} has not entered journey {journey_id!r}")
+    steps = await repository.steps_of(session, [e.workflow_id for e in found])
+    out = []
+    for enrollment in found:
+        out.append(
+            EnrollmentPath(
+                **EnrollmentOut.model_validate(enrollment, from_attributes=True).model_dump(),
+                path=[
+                    StepOut.model_validate(s, from_attributes=True)
+                    for s in steps
+                    if s.workflow_id == enrollment.workflow_id
+                ],
+            )
+        )
+    return out
