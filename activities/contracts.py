@@ -81,11 +81,33 @@ class StepRecord:
 
 
 @dataclass
+class TimePlan:
+    """A moment to compute in the customer's timezone (time-zone rules are data that changes, so the
+    workflow records the answer from an activity instead of computing it itself).
+
+    kind ``send``: the first moment at or after ``now`` allowed by quiet hours and the frequency cap;
+    ``local_time``: the next ``at`` (on ``weekdays``); ``anniversary``: the next yearly ``trait`` date
+    at ``at``; ``date``: the ``trait`` date + ``offset_days`` at ``at``.
+    """
+
+    kind: str
+    now: str
+    default_timezone: str = "UTC"
+    quiet_start: str | None = None
+    quiet_end: str | None = None
+    cap_max: int | None = None
+    cap_window_seconds: int | None = None
+    at: str | None = None
+    weekdays: list[str] = field(default_factory=list)
+    trait: str | None = None
+    offset_days: int = 0
+
+
+@dataclass
 class JourneyContextRequest:
     journey_id: str
     customer_id: int
-    # Count this customer's marketing sends at or after this instant (ISO, workflow time); None: skip.
-    sends_since: str | None = None
+    plan: TimePlan | None = None
 
 
 @dataclass
@@ -93,7 +115,8 @@ class JourneyContext:
     journey_status: str  # published | paused | archived | draft
     timezone: str | None
     traits: dict[str, Any] = field(default_factory=dict)
-    recent_sends: list[str] = field(default_factory=list)  # ISO times, oldest first
+    moment: str | None = None  # the plan's answer (ISO); None when the trait date is missing
+    held_by: str | None = None  # send plans: "quiet_hours" | "frequency_cap" | None
 
 
 @dataclass

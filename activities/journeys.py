@@ -46,9 +46,8 @@ class JourneyActivities:
 
     @activity.defn(name=JOURNEY_CONTEXT)
     async def journey_context(self, req: JourneyContextRequest) -> JourneyContext:
-        since = datetime.fromisoformat(req.sends_since) if req.sends_since else None
         async with transaction(self._sessions) as session:
-            found = await journeys.enrollment_context(session, req.journey_id, req.customer_id, since)
+            found = await journeys.enrollment_context(session, req.journey_id, req.customer_id, req.plan)
         return JourneyContext(**found)
 
     @activity.defn(name=REGISTER_LISTENERS)

@@ -52,11 +52,12 @@ with workflow.unsafe.imports_passed_through():
         SendEmailRequest,
         SendEmailResult,
         StepRecord,
+        TimePlan,
         UpdateTraitsRequest,
         WebhookRequest,
         WebhookResult,
     )
-    from workflows import conditions, timing
+    from workflows import conditions
 
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -125,6 +126,7 @@ class JourneyWorkflow:
         self._resolved_cases: dict[int, str] = {}
         self._listening: set[str] = set()
         self._inp: JourneyInput | None = None
+        self._awake_since: datetime | None = None
 
     # --- signals and queries -------------------------------------------------------------------
 
@@ -163,6 +165,8 @@ class JourneyWorkflow:
             self._seen_event_ids.add(inp.entry_event.id)
             current, visits = entry.get("next"), {}
             await self._listen(self._rule_events(), after_event_id=inp.entry_event.id)
+            if entry.get("trigger") == "date_trait" and not await self._wait_for_anniversary(entry):
+                current = None
         else:
             state = inp.state
             current, visits = state.current, dict(state.visits)
@@ -238,9 +242,16 @@ class JourneyWorkflow:
         cap = self._rules.get("frequency_cap")
         quiet = self._rules.get("quiet_hours")
         while True:
-            now = workflow.now()
-            since = now - timedelta(seconds=cap["window_seconds"]) if cap else None
-            ctx = await self._context(sends_since=since)
+            plan = None
+            if cap or quiet:
+                plan = self._plan(
+                    "send",
+                    quiet_start=quiet["start"] if quiet else None,
+                    quiet_end=quiet["end"] if quiet else None,
+                    cap_max=cap["max"] if cap else None,
+                    cap_window_seconds=cap["window_seconds"] if cap else None,
+                )
+            ctx = await self._context(plan)
             if ctx.journey_status == "archived":
                 self._outcome = "exited"
                 raise _Leave
@@ -250,19 +261,12 @@ class JourneyWorkflow:
                 await self._flush()
                 await self._wait(lambda: self._status_hint != "paused", PAUSE_RECHECK)
                 continue
-            moment, reason = timing.next_send_moment(
-                now,
-                timing.zone(ctx.timezone, self._rules.get("default_timezone", "UTC")),
-                quiet=(quiet["start"], quiet["end"]) if quiet else None,
-                cap=(cap["max"], cap["window_seconds"]) if cap else None,
-                recent_sends=[datetime.fromisoformat(t) for t in ctx.recent_sends],
-            )
-            if reason is None:
+            if ctx.held_by is None:
                 break
-            rule = quiet if reason == "quiet_hours" else cap
+            rule = quiet if ctx.held_by == "quiet_hours" else cap
             if rule.get("on_limit") == "drop":
-                return node.get("next"), f"dropped:{reason}"
-            await self._sleep_until(moment)
+                return node.get("next"), f"dropped:{ctx.held_by}"
+            await self._sleep_until(datetime.fromisoformat(ctx.moment))
         # The key names this enrollment (workflow id + entry event) and this step (node + visit), so a
         # retried activity, a replay or a crashed worker all find the same ledger row.
         key = f"{workflow.info().workflow_id}/{self._inp.entry_event.id}/{node['id']}/{visit}"
@@ -285,25 +289,39 @@ class JourneyWorkflow:
         return node.get("next"), result.status
 
     async def _wait_until(self, node: dict[str, Any]) -> tuple[str | None, str | None]:
-        ctx = await self._context()
-        tz = timing.zone(ctx.timezone, self._rules.get("default_timezone", "UTC"))
-        now = workflow.now()
         if node.get("date_trait"):
-            day = timing.parse_date(ctx.traits.get(node["date_trait"]))
-            if day is None:
-                return node.get("next"), "no_date"
-            target = timing.on_date(tz, day, node["at"], node.get("offset_days", 0))
-            if target < now:
-                return node.get("next"), "date_passed"
+            plan = self._plan(
+                "date", at=node["at"], trait=node["date_trait"], offset_days=node["offset_days"]
+            )
         else:
-            target = timing.next_local_time(now, tz, node["at"], node.get("weekdays") or None)
+            plan = self._plan("local_time", at=node["at"], weekdays=node.get("weekdays") or [])
+        ctx = await self._context(plan)
+        if ctx.moment is None:
+            return node.get("next"), "no_date"
+        target = datetime.fromisoformat(ctx.moment)
+        if target < workflow.now():
+            return node.get("next"), "date_passed"
         await self._sleep_until(target)
         return node.get("next"), None
 
+    async def _wait_for_anniversary(self, entry: dict[str, Any]) -> bool:
+        """Date-trait entry: wait until the day at the entry's local time; False if there is no date."""
+        ref = self._inp.entry_event
+        if ref.name == "$anniversary" and ref.timestamp:
+            # The sweep computed the moment when it enrolled; recomputing here could roll to next year.
+            await self._sleep_until(datetime.fromisoformat(ref.timestamp))
+            return True
+        ctx = await self._context(self._plan("anniversary", at=entry["at"], trait=entry["trait"]))
+        if ctx.moment is None:
+            return False
+        await self._sleep_until(datetime.fromisoformat(ctx.moment))
+        return True
+
     async def _wait_for_event(self, node: dict[str, Any]) -> tuple[str | None, str | None]:
         start = len(self._inbox)
-        entered = workflow.now()
-        await self._listen([node["event"]], since=entered)
+        # Nodes between two waits take no time in the journey's terms: an event that arrived since the
+        # enrollment last woke (or since entry) belongs to this wait even if it beat the registration.
+        await self._listen([node["event"]], after_event_id=self._inp.entry_event.id, since=self._awake_since)
 
         def arrived() -> bool:
             return any(
@@ -450,6 +468,7 @@ class JourneyWorkflow:
             return bool(condition())
         with contextlib.suppress(asyncio.TimeoutError):
             await workflow.wait_condition(lambda: self._interrupted() or condition(), timeout=within)
+        self._awake_since = workflow.now()
         self._check_interrupts()
         return bool(condition())
 
@@ -457,13 +476,19 @@ class JourneyWorkflow:
         await self._flush()
         await self._wait(lambda: False, moment - workflow.now())
 
-    async def _context(self, sends_since: datetime | None = None) -> JourneyContext:
+    def _plan(self, kind: str, **fields: Any) -> TimePlan:
+        return TimePlan(
+            kind=kind,
+            now=workflow.now().isoformat(),
+            default_timezone=self._rules.get("default_timezone", "UTC"),
+            **fields,
+        )
+
+    async def _context(self, plan: TimePlan | None = None) -> JourneyContext:
         return await workflow.execute_local_activity(
             JOURNEY_CONTEXT,
             JourneyContextRequest(
-                journey_id=self._inp.journey_id,
-                customer_id=self._inp.customer_id,
-                sends_since=sends_since.isoformat() if sends_since else None,
+                journey_id=self._inp.journey_id, customer_id=self._inp.customer_id, plan=plan
             ),
             result_type=JourneyContext,
             **LOCAL,

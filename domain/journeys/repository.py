@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlalchemy import and_, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.customers.models import Customer
 from domain.db import insert_ignoring_conflicts, utcnow
 from domain.email.models import Message
 from domain.events.models import Event
@@ -51,6 +52,33 @@ async def live_versions(session: AsyncSession, event_names: set[str]) -> list[Jo
         )
     )
     return list(await session.scalars(stmt))
+
+
+async def live_versions_without_event(session: AsyncSession) -> list[JourneyVersion]:
+    """Published versions of live journeys that no event enrolls into (date, segment, manual)."""
+    stmt = (
+        select(JourneyVersion)
+        .join(Journey, Journey.id == JourneyVersion.journey_id)
+        .where(
+            Journey.status == "published",
+            JourneyVersion.version == Journey.published_version,
+            JourneyVersion.trigger_event == "",
+        )
+    )
+    return list(await session.scalars(stmt))
+
+
+async def customers_with_trait(
+    session: AsyncSession, after_id: int, limit: int
+) -> list[tuple[int, dict, str | None]]:
+    """A page of customers (id, traits, timezone), in id order, for sweeps over date traits."""
+    rows = await session.execute(
+        select(Customer.id, Customer.traits, Customer.timezone)
+        .where(Customer.id > after_id)
+        .order_by(Customer.id)
+        .limit(limit)
+    )
+    return [(i, t or {}, tz) for i, t, tz in rows]
 
 
 async def enrollment(session: AsyncSession, workflow_id: str) -> Enrollment | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,7 +13,7 @@ from domain.db import utcnow
 from domain.email import service as email
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.journeys import definition as graph
-from domain.journeys import repository
+from domain.journeys import repository, timing
 from domain.journeys.models import Journey, JourneyVersion
 from domain.journeys.schemas import (
     EnrollmentOut,
@@ -131,7 +131,13 @@ async def enrollment_finished(session: AsyncSession, workflow_id: str) -> bool:
 
 
 async def record_enrollment(
-    session: AsyncSession, *, workflow_id: str, journey_id: str, version: int, customer_id: int, event_id: int
+    session: AsyncSession,
+    *,
+    workflow_id: str,
+    journey_id: str,
+    version: int,
+    customer_id: int,
+    event_id: int | None,
 ) -> None:
     await repository.record_enrollment(
         session,
@@ -199,22 +205,38 @@ async def change_status(session: AsyncSession, journey_id: str, action: str) -> 
 # --- what running enrollments ask of the database ----------------------------------------------------
 
 
-async def enrollment_context(
-    session: AsyncSession, journey_id: str, customer_id: int, sends_since: datetime | None
-) -> dict:
+async def enrollment_context(session: AsyncSession, journey_id: str, customer_id: int, plan=None) -> dict:
+    """What a running enrollment needs to decide its next move, and the answer to its time plan."""
     journey = await repository.get(session, journey_id)
     customer = await customer_rows.get(session, customer_id)
-    sends = []
-    if sends_since is not None:
-        sends = [
-            t.isoformat() for t in await repository.recent_marketing_sends(session, customer_id, sends_since)
-        ]
-    return {
+    traits = dict(customer.traits or {}) if customer else {}
+    out = {
         "journey_status": journey.status if journey else "archived",
         "timezone": customer.timezone if customer else None,
-        "traits": dict(customer.traits or {}) if customer else {},
-        "recent_sends": sends,
+        "traits": traits,
     }
+    if plan is not None:
+        now = datetime.fromisoformat(plan.now)
+        sends = []
+        if plan.cap_max and plan.cap_window_seconds:
+            since = now - timedelta(seconds=plan.cap_window_seconds)
+            sends = await repository.recent_marketing_sends(session, customer_id, since)
+        moment, held_by = timing.plan(
+            plan.kind,
+            now,
+            timing.zone(out["timezone"], plan.default_timezone),
+            traits=traits,
+            recent_sends=sends,
+            quiet=(plan.quiet_start, plan.quiet_end) if plan.quiet_start and plan.quiet_end else None,
+            cap=(plan.cap_max, plan.cap_window_seconds) if plan.cap_max and plan.cap_window_seconds else None,
+            at=plan.at,
+            weekdays=plan.weekdays,
+            trait=plan.trait,
+            offset_days=plan.offset_days,
+        )
+        out["moment"] = moment.isoformat() if moment else None
+        out["held_by"] = held_by
+    return out
 
 
 async def register_listeners(
@@ -325,3 +347,21 @@ async def enrollment_paths(session: AsyncSession, journey_id: str, customer_id: 
             )
         )
     return out
+
+
+async def date_trait_versions(session: AsyncSession) -> list[JourneyVersionOut]:
+    return [
+        _version_out(v)
+        for v in await repository.live_versions_without_event(session)
+        if _entry_of(v.definition).get("trigger") == "date_trait"
+    ]
+
+
+async def customer_page(
+    session: AsyncSession, after_id: int, limit: int
+) -> list[tuple[int, dict, str | None]]:
+    return await repository.customers_with_trait(session, after_id, limit)
+
+
+def _entry_of(definition: dict) -> dict:
+    return next(n for n in definition["nodes"] if n["type"] == "entry")

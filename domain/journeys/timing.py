@@ -133,3 +133,32 @@ def next_send_moment(
             continue
         return moment, reason
     return moment, reason
+
+
+def plan(
+    kind: str,
+    now: datetime,
+    tz: ZoneInfo,
+    *,
+    traits: dict,
+    recent_sends: list[datetime],
+    quiet: tuple[str, str] | None = None,
+    cap: tuple[int, int] | None = None,
+    at: str | None = None,
+    weekdays: list[str] | None = None,
+    trait: str | None = None,
+    offset_days: int = 0,
+) -> tuple[datetime | None, str | None]:
+    """Answer a journey's question about time: ``(moment, held_by)``; see ``TimePlan``."""
+    if kind == "send":
+        return next_send_moment(now, tz, quiet=quiet, cap=cap, recent_sends=recent_sends)
+    if kind == "local_time":
+        return next_local_time(now, tz, at, weekdays or None), None
+    day = parse_date(traits.get(trait)) if trait else None
+    if day is None:
+        return None, None
+    if kind == "anniversary":
+        return next_anniversary(now, tz, day, at, offset_days), None
+    if kind == "date":
+        return on_date(tz, day, at, offset_days), None
+    raise ValueError(f"unknown time plan {kind!r}")
