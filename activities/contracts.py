@@ -50,6 +50,8 @@ class FinishEnrollmentRequest:
     journey_id: str | None = None
     version: int | None = None
     customer_id: int | None = None
+    entry_event_id: int | None = None
+    entered_at: str | None = None
 
 
 # --- the journey engine ------------------------------------------------------------------------------
@@ -108,6 +110,10 @@ class JourneyContextRequest:
     journey_id: str
     customer_id: int
     plan: TimePlan | None = None
+    # False when only the journey's status is needed (a send without quiet hours or cap).
+    with_customer: bool = True
+    # True after a status signal: read the journey's status from the database, not a cache.
+    fresh_status: bool = False
 
 
 @dataclass

@@ -3,6 +3,8 @@ the database. The workflow runs them as local activities (no server round trip);
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,10 +27,40 @@ from activities.contracts import (
 from domain.db import transaction, utcnow
 from domain.journeys import service as journeys
 
+# A journey's status is read before every send; a second's staleness (a pause takes effect within a
+# second) saves a database round trip per send.
+STATUS_TTL_SECONDS = 1.0
+
 
 class JourneyActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]):
         self._sessions = sessions
+        self._status: dict[str, tuple[float, str]] = {}
+        self._status_reads: dict[str, asyncio.Future[str]] = {}
+
+    async def _journey_status(self, journey_id: str, fresh: bool) -> str:
+        now = time.monotonic()
+        cached = self._status.get(journey_id)
+        if not fresh and cached is not None and now - cached[0] < STATUS_TTL_SECONDS:
+            return cached[1]
+        pending = self._status_reads.get(journey_id)
+        if pending is not None and not fresh:
+            return await asyncio.shield(pending)  # many enrollments missed at once: one read serves all
+        future = asyncio.get_running_loop().create_future()
+        self._status_reads[journey_id] = future
+        try:
+            async with self._sessions() as session:
+                status = await journeys.status_of(session, journey_id)
+            self._status[journey_id] = (time.monotonic(), status)
+            future.set_result(status)
+            return status
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so an unawaited failure is not reported twice
+            raise
+        finally:
+            if self._status_reads.get(journey_id) is future:
+                del self._status_reads[journey_id]
 
     @activity.defn(name=FINISH_ENROLLMENT)
     async def finish_enrollment(self, req: FinishEnrollmentRequest) -> None:
@@ -42,13 +74,28 @@ class JourneyActivities:
                     customer_id=req.customer_id,
                     steps=req.steps,
                 )
+            if req.journey_id is not None:
+                # The router records the enrollment after starting it; a journey that finishes first
+                # creates the row here, so the router's late insert finds it and changes nothing.
+                await journeys.record_enrollment(
+                    session,
+                    workflow_id=req.workflow_id,
+                    journey_id=req.journey_id,
+                    version=req.version,
+                    customer_id=req.customer_id,
+                    event_id=req.entry_event_id,
+                    entered_at=datetime.fromisoformat(req.entered_at) if req.entered_at else None,
+                )
             await journeys.close_enrollment(session, req.workflow_id, req.status, utcnow())
 
     @activity.defn(name=JOURNEY_CONTEXT)
     async def journey_context(self, req: JourneyContextRequest) -> JourneyContext:
-        async with transaction(self._sessions) as session:
-            found = await journeys.enrollment_context(session, req.journey_id, req.customer_id, req.plan)
-        return JourneyContext(**found)
+        status = await self._journey_status(req.journey_id, req.fresh_status)
+        if not req.with_customer:
+            return JourneyContext(journey_status=status, timezone=None)
+        async with self._sessions() as session:  # reads only: no write lock
+            found = await journeys.enrollment_context(session, req.customer_id, req.plan)
+        return JourneyContext(journey_status=status, **found)
 
     @activity.defn(name=REGISTER_LISTENERS)
     async def register_listeners(self, req: RegisterListenersRequest) -> list[EventRef]:

@@ -84,20 +84,75 @@ class EventRouter:
         return len(events)
 
     async def _enroll_all(self, events, versions) -> None:
-        # One customer's triggers for one journey run in order, so the re-entry policy sees the
-        # enrollment the previous trigger made; different customers and journeys run concurrently.
-        lanes: dict[tuple[str, int], list] = defaultdict(list)
+        """Apply each matching journey's re-entry policy to the batch, start the enrollments that pass,
+        and record them: two database transactions per batch, not per event."""
+        candidates: list[_Candidate] = []
         for event in events:
             for version in versions:
                 entry = next(n for n in version.definition["nodes"] if n["type"] == "entry")
                 if graph.matches_entry(entry, event.name, event.properties or {}):
-                    lanes[(version.journey_id, event.customer_id)].append((version, entry, event))
+                    candidate = _candidate(version, entry, event)
+                    if candidate is not None:
+                        candidates.append(candidate)
+        if not candidates:
+            return
+        async with transaction(self._sessions) as session:
+            known = await journeys.existing_enrollments(session, [c.workflow_id for c in candidates])
+            active = await journeys.customers_inside(
+                session,
+                {
+                    (c.version.journey_id, c.event.customer_id)
+                    for c in candidates
+                    if c.reentry == "after_exit"
+                },
+            )
+        chosen: dict[str, _Candidate] = {}
+        for c in candidates:  # in event order
+            lane = (c.version.journey_id, c.event.customer_id)
+            if c.workflow_id in chosen or c.workflow_id in known:
+                continue  # the same trigger again, or the once/once-per-key enrollment already made
+            if c.reentry == "after_exit":
+                if lane in active:
+                    continue  # still inside: this trigger does not re-enter
+                active.add(lane)
+            chosen[c.workflow_id] = c
+        started = await asyncio.gather(*(self._start(c) for c in chosen.values()))
+        rows = [c for c, ok in zip(chosen.values(), started, strict=True) if ok]
+        if rows:
+            async with transaction(self._sessions) as session:
+                for c in rows:
+                    await journeys.record_enrollment(
+                        session,
+                        workflow_id=c.workflow_id,
+                        journey_id=c.version.journey_id,
+                        version=c.version.version,
+                        customer_id=c.event.customer_id,
+                        event_id=c.event.id,
+                    )
+            self.stats.enrollments_started += len(rows)
 
-        async def run_lane(items) -> None:
-            for version, entry, event in items:
-                await self._enroll(version, entry, event)
-
-        await asyncio.gather(*(run_lane(items) for items in lanes.values()))
+    async def _start(self, c: _Candidate) -> bool:
+        ref = _ref(c.event)
+        async with self._gate:
+            try:
+                await self._client.start_workflow(
+                    JourneyWorkflow.run,
+                    JourneyInput(
+                        journey_id=c.version.journey_id,
+                        version=c.version.version,
+                        customer_id=c.event.customer_id,
+                        definition=c.version.definition,
+                        entry_event=ref,
+                    ),
+                    id=c.workflow_id,
+                    task_queue=self._task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    start_signal="event",
+                    start_signal_args=[ref],
+                )
+            except WorkflowAlreadyStartedError:
+                return False  # closed earlier under this id: enrolled once already
+        return True
 
     async def _signal_listeners(self, events, listeners) -> None:
         """Deliver each event to the enrollments that registered for it (a wait or a goal)."""
@@ -121,54 +176,29 @@ class EventRouter:
                 if exc.status is not RPCStatusCode.NOT_FOUND:
                     raise
 
-    async def _enroll(self, version, entry: dict, event) -> None:
-        reentry = entry.get("reentry", "once")
-        key = None
-        if reentry == "once_per_key":
-            value = (event.properties or {}).get(entry["entry_key"])
-            if value is None or value == "":
-                log.info("event %s lacks entry key %r; not enrolled", event.id, entry["entry_key"])
-                return
-            key = str(value)[:128]
-        elif reentry in ("after_exit", "always"):
-            key = f"e{event.id}"  # one enrollment per trigger: a re-delivered trigger finds the same id
-        workflow_id = journeys.workflow_id_for(version.journey_id, event.customer_id, key)
-        async with transaction(self._sessions) as session:
-            allowed = await journeys.may_enroll(
-                session, version.journey_id, event.customer_id, workflow_id, reentry
-            )
-        if not allowed:
-            return
-        ref = _ref(event)
-        async with self._gate:
-            try:
-                await self._client.start_workflow(
-                    JourneyWorkflow.run,
-                    JourneyInput(
-                        journey_id=version.journey_id,
-                        version=version.version,
-                        customer_id=event.customer_id,
-                        definition=version.definition,
-                        entry_event=ref,
-                    ),
-                    id=workflow_id,
-                    task_queue=self._task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    start_signal="event",
-                    start_signal_args=[ref],
-                )
-            except WorkflowAlreadyStartedError:
-                return  # closed earlier under this id: enrolled once already
-        async with transaction(self._sessions) as session:
-            await journeys.record_enrollment(
-                session,
-                workflow_id=workflow_id,
-                journey_id=version.journey_id,
-                version=version.version,
-                customer_id=event.customer_id,
-                event_id=event.id,
-            )
-        self.stats.enrollments_started += 1
+
+@dataclass
+class _Candidate:
+    version: object
+    event: object
+    workflow_id: str
+    reentry: str
+
+
+def _candidate(version, entry: dict, event) -> _Candidate | None:
+    """The enrollment a trigger would make, its id carrying what the re-entry policy needs."""
+    reentry = entry.get("reentry", "once")
+    key = None
+    if reentry == "once_per_key":
+        value = (event.properties or {}).get(entry["entry_key"])
+        if value is None or value == "":
+            log.info("event %s lacks entry key %r; not enrolled", event.id, entry["entry_key"])
+            return None
+        key = str(value)[:128]
+    elif reentry in ("after_exit", "always"):
+        key = f"e{event.id}"  # one enrollment per trigger: a re-delivered trigger finds the same id
+    workflow_id = journeys.workflow_id_for(version.journey_id, event.customer_id, key)
+    return _Candidate(version=version, event=event, workflow_id=workflow_id, reentry=reentry)
 
 
 def _ref(event) -> EventRef:

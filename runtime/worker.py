@@ -14,6 +14,7 @@ from activities.journeys import JourneyActivities
 from activities.smtp import Mailer
 from activities.webhooks import WebhookActivities
 from config.settings import Settings
+from runtime import anniversaries
 from runtime.event_router import EventRouter
 from workflows.journey import JourneyWorkflow
 
@@ -50,9 +51,14 @@ async def run_worker(
     worker = build_worker(client, settings, sessions)
     async with worker:
         router_task = asyncio.create_task(router.run(stop), name="event-router")
+        sweep_task = asyncio.create_task(
+            anniversaries.run(client, sessions, stop, task_queue=settings.temporal_task_queue),
+            name="anniversary-sweep",
+        )
         try:
             await stop.wait()
         finally:
             stop.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await router_task
+                await sweep_task

@@ -198,6 +198,8 @@ class JourneyWorkflow:
                 journey_id=inp.journey_id,
                 version=inp.version,
                 customer_id=inp.customer_id,
+                entry_event_id=inp.entry_event.id or None,
+                entered_at=workflow.info().start_time.isoformat(),
             ),
             **LOCAL,
         )
@@ -241,6 +243,7 @@ class JourneyWorkflow:
     async def _send_email(self, node: dict[str, Any], visit: int) -> tuple[str | None, str | None]:
         cap = self._rules.get("frequency_cap")
         quiet = self._rules.get("quiet_hours")
+        fresh = False
         while True:
             plan = None
             if cap or quiet:
@@ -251,7 +254,7 @@ class JourneyWorkflow:
                     cap_max=cap["max"] if cap else None,
                     cap_window_seconds=cap["window_seconds"] if cap else None,
                 )
-            ctx = await self._context(plan)
+            ctx = await self._context(plan, with_customer=plan is not None, fresh_status=fresh)
             if ctx.journey_status == "archived":
                 self._outcome = "exited"
                 raise _Leave
@@ -260,6 +263,7 @@ class JourneyWorkflow:
                 self._status_hint = "paused"
                 await self._flush()
                 await self._wait(lambda: self._status_hint != "paused", PAUSE_RECHECK)
+                fresh = True
                 continue
             if ctx.held_by is None:
                 break
@@ -484,11 +488,17 @@ class JourneyWorkflow:
             **fields,
         )
 
-    async def _context(self, plan: TimePlan | None = None) -> JourneyContext:
+    async def _context(
+        self, plan: TimePlan | None = None, *, with_customer: bool = True, fresh_status: bool = False
+    ) -> JourneyContext:
         return await workflow.execute_local_activity(
             JOURNEY_CONTEXT,
             JourneyContextRequest(
-                journey_id=self._inp.journey_id, customer_id=self._inp.customer_id, plan=plan
+                journey_id=self._inp.journey_id,
+                customer_id=self._inp.customer_id,
+                plan=plan,
+                with_customer=with_customer,
+                fresh_status=fresh_status,
             ),
             result_type=JourneyContext,
             **LOCAL,

@@ -161,20 +161,22 @@ async def events_since(
 
 
 async def upsert_steps(session: AsyncSession, rows: list[dict]) -> None:
-    for row in rows:
-        await session.execute(
-            insert_ignoring_conflicts(session, JourneyStep, ["workflow_id", "node_id", "visit"]).values(**row)
-        )
-        if row.get("left_at") is not None:
-            await session.execute(
-                update(JourneyStep)
-                .where(
-                    JourneyStep.workflow_id == row["workflow_id"],
-                    JourneyStep.node_id == row["node_id"],
-                    JourneyStep.visit == row["visit"],
-                )
-                .values(left_at=row["left_at"], outcome=row["outcome"])
-            )
+    """Insert step records, or update when they left (one statement for the batch)."""
+    if not rows:
+        return
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(JourneyStep)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["workflow_id", "node_id", "visit"],
+        set_={
+            "left_at": func.coalesce(stmt.excluded.left_at, JourneyStep.left_at),
+            "outcome": func.coalesce(stmt.excluded.outcome, JourneyStep.outcome),
+        },
+    )
+    await session.execute(stmt, rows)
 
 
 async def steps_of(session: AsyncSession, workflow_ids: list[str]) -> list[JourneyStep]:
@@ -235,6 +237,31 @@ async def active_workflow_ids(session: AsyncSession, journey_id: str) -> list[st
             )
         )
     )
+
+
+async def existing_workflow_ids(session: AsyncSession, workflow_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for i in range(0, len(workflow_ids), 500):
+        chunk = workflow_ids[i : i + 500]
+        found.update(
+            await session.scalars(select(Enrollment.workflow_id).where(Enrollment.workflow_id.in_(chunk)))
+        )
+    return found
+
+
+async def active_lanes(session: AsyncSession, lanes: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    if not lanes:
+        return set()
+    rows = await session.execute(
+        select(Enrollment.journey_id, Enrollment.customer_id)
+        .where(
+            Enrollment.status == "active",
+            Enrollment.journey_id.in_({j for j, _ in lanes}),
+            Enrollment.customer_id.in_({c for _, c in lanes}),
+        )
+        .distinct()
+    )
+    return {(j, c) for j, c in rows if (j, c) in lanes}
 
 
 async def has_active_enrollment(session: AsyncSession, journey_id: str, customer_id: int) -> bool:

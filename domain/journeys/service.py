@@ -138,6 +138,7 @@ async def record_enrollment(
     version: int,
     customer_id: int,
     event_id: int | None,
+    entered_at: datetime | None = None,
 ) -> None:
     await repository.record_enrollment(
         session,
@@ -148,7 +149,7 @@ async def record_enrollment(
             "customer_id": customer_id,
             "entry_event_id": event_id,
             "status": "active",
-            "entered_at": utcnow(),
+            "entered_at": entered_at or utcnow(),
         },
     )
 
@@ -205,16 +206,16 @@ async def change_status(session: AsyncSession, journey_id: str, action: str) -> 
 # --- what running enrollments ask of the database ----------------------------------------------------
 
 
-async def enrollment_context(session: AsyncSession, journey_id: str, customer_id: int, plan=None) -> dict:
-    """What a running enrollment needs to decide its next move, and the answer to its time plan."""
+async def status_of(session: AsyncSession, journey_id: str) -> str:
     journey = await repository.get(session, journey_id)
+    return journey.status if journey else "archived"
+
+
+async def enrollment_context(session: AsyncSession, customer_id: int, plan=None) -> dict:
+    """What a running enrollment needs to know of its customer, and the answer to its time plan."""
     customer = await customer_rows.get(session, customer_id)
     traits = dict(customer.traits or {}) if customer else {}
-    out = {
-        "journey_status": journey.status if journey else "archived",
-        "timezone": customer.timezone if customer else None,
-        "traits": traits,
-    }
+    out = {"timezone": customer.timezone if customer else None, "traits": traits}
     if plan is not None:
         now = datetime.fromisoformat(plan.now)
         sends = []
@@ -284,11 +285,19 @@ async def close_enrollment(session: AsyncSession, workflow_id: str, status: str,
     await repository.remove_listeners(session, workflow_id)
 
 
+async def existing_enrollments(session: AsyncSession, workflow_ids: list[str]) -> set[str]:
+    return await repository.existing_workflow_ids(session, workflow_ids)
+
+
+async def customers_inside(session: AsyncSession, lanes: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Which (journey, customer) pairs have an active enrollment (the ``after_exit`` policy)."""
+    return await repository.active_lanes(session, lanes)
+
+
 async def may_enroll(
     session: AsyncSession, journey_id: str, customer_id: int, workflow_id: str, reentry: str
 ) -> bool:
-    """The re-entry policy. ``once``/``once_per_key``: never again under this id (the id carries the
-    key); ``after_exit``: not while an enrollment is active; ``always``: every trigger."""
+    """The re-entry policy for one trigger (the router applies the same rules to whole batches)."""
     if reentry in ("once", "once_per_key"):
         return await repository.enrollment(session, workflow_id) is None
     if reentry == "after_exit":
