@@ -7,6 +7,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import RENDER_FAILED, SEND_EMAIL, UNDELIVERABLE, SendEmailRequest, SendEmailResult
+from activities.heartbeat import heartbeating
 from activities.smtp import Mailer, PermanentFailure
 from config.settings import Settings
 from domain.customers import service as customers
@@ -23,6 +24,10 @@ class EmailActivities:
 
     @activity.defn(name=SEND_EMAIL)
     async def send_email(self, req: SendEmailRequest) -> SendEmailResult:
+        async with heartbeating():
+            return await self._send_email(req)
+
+    async def _send_email(self, req: SendEmailRequest) -> SendEmailResult:
         message_id = email.message_id_for(
             req.idempotency_key, compose.sender_domain(self._settings.mail_from)
         )

@@ -145,7 +145,11 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
         await upgrade_async(url)
-        db = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=120) if url.startswith("sqlite") else create_engine(url)
+        db = (
+            create_engine(url, pool_size=1, max_overflow=0, pool_timeout=120)
+            if url.startswith("sqlite")
+            else create_engine(url)
+        )
         sessions = session_factory(db)
         settings = Settings(dev_mode=True, data_dir=Path(tmp), database_url=url, smtp_port=_free_port())
         # The SMTP server runs in its own process, as a relay would in production.
