@@ -57,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
         WebhookRequest,
         WebhookResult,
     )
-    from workflows import conditions
+    from domain.journeys import conditions
 
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),

@@ -19,6 +19,8 @@ from domain.journeys.schemas import (
     JourneyStats,
     JourneyUpdate,
     JourneyVersionOut,
+    SimulationIn,
+    SimulationResult,
 )
 from runtime.temporal import connect
 
@@ -134,3 +136,12 @@ async def customer_path(
     journey_id: str, customer_id: int, session: Session, _: Marketer
 ) -> list[EnrollmentPath]:
     return await journeys.enrollment_paths(session, journey_id, customer_id)
+
+
+@router.post(
+    "/{journey_id}/simulate",
+    response_model=SimulationResult,
+    summary="Dry run for one customer on a simulated clock: the path and the rendered messages, nothing sent",
+)
+async def simulate(journey_id: str, spec: SimulationIn, session: Session, _: Marketer) -> SimulationResult:
+    return await journeys.simulate(session, journey_id, spec)

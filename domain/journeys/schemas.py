@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from domain.email.schemas import SLUG
+from domain.journeys.definition import Duration
 
 
 class JourneyIn(BaseModel):
@@ -70,3 +71,48 @@ class JourneyStats(BaseModel):
     journey_id: str
     enrollments: dict[str, int] = Field(description="Enrollments by status.")
     nodes: list[NodeStats]
+
+
+class SimulatedEvent(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    after: Duration | None = Field(None, description="When it happens, after entry: '2h', '3d'.")
+
+
+class SimulatedCustomer(BaseModel):
+    email: str | None = None
+    traits: dict[str, Any] = Field(default_factory=dict)
+    timezone: str | None = None
+
+
+class SimulationIn(BaseModel):
+    customer_id: int | None = Field(None, description="A real customer (read only), or describe one:")
+    customer: SimulatedCustomer | None = None
+    entry: SimulatedEvent | None = Field(None, description="The triggering event (default: the entry's).")
+    events: list[SimulatedEvent] = Field(default_factory=list, max_length=100)
+    segments: list[str] = Field(default_factory=list, description="Segments the customer is in.")
+    case_resolved_after: Duration | None = Field(None, description="When an escalated case resolves.")
+    start: datetime | None = Field(None, description="Simulated entry time (default: now).")
+    version: int | None = Field(None, description="A published version; default the draft.")
+
+
+class SimulatedStep(BaseModel):
+    node_id: str
+    entered_at: datetime
+    left_at: datetime | None = None
+    outcome: str | None = None
+
+
+class SimulatedMessage(BaseModel):
+    node_id: str
+    at: datetime
+    to: str | None
+    subject: str
+    html: str
+    text: str | None
+
+
+class SimulationResult(BaseModel):
+    status: str
+    steps: list[SimulatedStep]
+    messages: list[SimulatedMessage]

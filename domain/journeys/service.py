@@ -24,8 +24,11 @@ from domain.journeys.schemas import (
     JourneyUpdate,
     JourneyVersionOut,
     NodeStats,
+    SimulatedEvent,
+    SimulationResult,
     StepOut,
 )
+from domain.journeys.simulate import Simulation
 
 
 def workflow_id_for(journey_id: str, customer_id: int, entry_key: str | None = None) -> str:
@@ -374,3 +377,44 @@ async def customer_page(
 
 def _entry_of(definition: dict) -> dict:
     return next(n for n in definition["nodes"] if n["type"] == "entry")
+
+
+# --- dry run -----------------------------------------------------------------------------------------
+
+
+async def simulate(session: AsyncSession, journey_id: str, spec) -> SimulationResult:
+    """Walk the draft (or a published version) for one customer; renders, sends nothing."""
+    journey = await _journey(session, journey_id)
+    if spec.version is not None:
+        definition = (await get_version(session, journey_id, spec.version)).definition
+    else:
+        definition = (await _validated(session, journey.draft)).model_dump(mode="json")
+    if spec.customer_id is not None:
+        customer = await customers.get_profile(session, spec.customer_id)
+        if customer is None:
+            raise NotFound(f"no customer {spec.customer_id}")
+    elif spec.customer is not None:
+        customer = {"id": 0, **spec.customer.model_dump()}
+    else:
+        raise InvalidInput({"field": "customer", "problem": "give customer_id or describe a customer"})
+    entry_node = next(n for n in definition["nodes"] if n["type"] == "entry")
+    entry = spec.entry or SimulatedEvent(name=entry_node.get("event") or "$manual")
+    templates = {}
+    for node in definition["nodes"]:
+        if node["type"] == "send_email":
+            version = (
+                node.get("template_version")
+                or (await email.current_versions(session, {node["template_id"]}))[node["template_id"]]
+            )
+            templates[node["template_id"]] = await email.get_version(session, node["template_id"], version)
+    return Simulation(
+        definition,
+        journey_id=journey_id,
+        customer=customer,
+        entry=entry,
+        events=spec.events,
+        segments=set(spec.segments),
+        start=spec.start or utcnow(),
+        case_resolved_after=spec.case_resolved_after,
+        templates=templates,
+    ).run()

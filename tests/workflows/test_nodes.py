@@ -11,9 +11,9 @@ from activities.contracts import CASE_RESOLVED_SIGNAL, CaseResolved
 from activities.webhooks import SIGNATURE_HEADER, verify
 from domain.customers import repository as customers
 from domain.db import transaction
+from domain.journeys.conditions import choose_path, split_bucket
 from tests.conftest import wait_for
 from tests.workflows.harness import OtherAreas, engine
-from workflows.conditions import choose_path, split_bucket
 from workflows.journey import JourneyWorkflow
 
 
