@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -12,6 +12,8 @@ from activities.contracts import JOURNEY_STATUS_SIGNAL
 from api.deps import Marketer, Session
 from domain.journeys import service as journeys
 from domain.journeys.schemas import (
+    EnrollAccepted,
+    EnrollIn,
     EnrollmentOut,
     EnrollmentPath,
     JourneyIn,
@@ -22,6 +24,7 @@ from domain.journeys.schemas import (
     SimulationIn,
     SimulationResult,
 )
+from runtime.enrollment import enroll_customers
 from runtime.temporal import connect
 
 log = logging.getLogger(__name__)
@@ -145,3 +148,45 @@ async def customer_path(
 )
 async def simulate(journey_id: str, spec: SimulationIn, session: Session, _: Marketer) -> SimulationResult:
     return await journeys.simulate(session, journey_id, spec)
+
+
+@router.post(
+    "/{journey_id}/enrollments",
+    status_code=202,
+    response_model=EnrollAccepted,
+    summary="Enroll customers by API (journeys with a manual entry); runs after the response",
+)
+async def enroll(
+    journey_id: str,
+    spec: EnrollIn,
+    session: Session,
+    _: Marketer,
+    request: Request,
+    background: BackgroundTasks,
+) -> EnrollAccepted:
+    version, customer_ids, unknown = await journeys.manual_enrollment_target(session, journey_id, spec)
+    try:
+        client = await _temporal(request)
+    except Exception as exc:
+        raise HTTPException(503, "the workflow service cannot be reached; try again") from exc
+    # After the response: enrolling thousands must not hold the request (or its transaction) open.
+    background.add_task(
+        _enroll_in_background, client, request, version, customer_ids, spec.properties, spec.key
+    )
+    return EnrollAccepted(accepted=len(customer_ids), unknown=unknown)
+
+
+async def _enroll_in_background(client, request: Request, version, customer_ids, properties, key) -> None:
+    try:
+        counts = await enroll_customers(
+            client,
+            request.app.state.sessions,
+            version,
+            customer_ids,
+            task_queue=request.app.state.settings.temporal_task_queue,
+            properties=properties,
+            key=key,
+        )
+        log.info("journey %s: enrolled %d, skipped %d", version.journey_id, counts.enrolled, counts.skipped)
+    except Exception:
+        log.exception("enrolling %d customers into %s failed", len(customer_ids), version.journey_id)

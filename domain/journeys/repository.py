@@ -290,3 +290,14 @@ async def recent_marketing_sends(session: AsyncSession, customer_id: int, since:
         .order_by(Message.created_at)
     )
     return list(await session.scalars(stmt))
+
+
+async def known_customers(session: AsyncSession, customer_ids: list[int], user_ids: list[str]) -> list[int]:
+    found: set[int] = set()
+    for i in range(0, len(customer_ids), 500):
+        chunk = customer_ids[i : i + 500]
+        found.update(await session.scalars(select(Customer.id).where(Customer.id.in_(chunk))))
+    for i in range(0, len(user_ids), 500):
+        chunk = user_ids[i : i + 500]
+        found.update(await session.scalars(select(Customer.id).where(Customer.user_id.in_(chunk))))
+    return sorted(found)

@@ -116,3 +116,17 @@ class SimulationResult(BaseModel):
     status: str
     steps: list[SimulatedStep]
     messages: list[SimulatedMessage]
+
+
+class EnrollIn(BaseModel):
+    customer_ids: list[int] = Field(default_factory=list, max_length=10_000)
+    user_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    properties: dict[str, Any] = Field(default_factory=dict, description="Seen by templates as properties.")
+    key: str | None = Field(
+        None, min_length=1, max_length=128, description="Makes a repeated call enroll nobody twice."
+    )
+
+
+class EnrollAccepted(BaseModel):
+    accepted: int = Field(description="Known customers queued for enrollment (the re-entry policy applies).")
+    unknown: int = Field(description="Ids that match no customer.")

@@ -418,3 +418,23 @@ async def simulate(session: AsyncSession, journey_id: str, spec) -> SimulationRe
         case_resolved_after=spec.case_resolved_after,
         templates=templates,
     ).run()
+
+
+async def manual_enrollment_target(
+    session: AsyncSession, journey_id: str, spec
+) -> tuple[JourneyVersionOut, list[int], int]:
+    """The live version to enroll into, the known customer ids and how many given ids are unknown."""
+    journey = await _journey(session, journey_id)
+    if journey.status != "published":
+        raise Conflict(f"a {journey.status} journey takes no new customers")
+    version = await get_version(session, journey_id, journey.published_version)
+    entry = _entry_of(version.definition)
+    if entry.get("trigger") not in ("manual", "segment"):
+        raise Conflict(f"this journey is entered by its {entry.get('trigger')} trigger, not by API")
+    if entry.get("reentry") == "once_per_key" and not spec.key:
+        raise InvalidInput({"field": "key", "problem": "this journey enrolls once per key: give a key"})
+    if not spec.customer_ids and not spec.user_ids:
+        raise InvalidInput({"field": "customer_ids", "problem": "give customer_ids or user_ids"})
+    found = await repository.known_customers(session, spec.customer_ids, spec.user_ids)
+    asked = len(set(spec.customer_ids)) + len(set(spec.user_ids))
+    return version, found, asked - len(found)

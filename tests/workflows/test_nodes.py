@@ -314,3 +314,46 @@ async def test_stats_and_customer_path_show_who_is_where(env, sessions, settings
         assert path[0]["status"] == "converted"
         missing = await client.get("/api/journeys/onboard/enrollments/999999", headers=marketer_headers)
         assert missing.status_code == 404
+
+
+async def test_manual_enrollment_by_api_enrolls_each_customer_once(
+    env, sessions, settings, client, marketer_headers
+):
+    async with engine(env, sessions, settings) as e:
+        await e.template("invite", "You are invited, {{ traits.name }} ({{ properties.event }})")
+        await e.journey(
+            "invite",
+            {
+                "nodes": [
+                    {"id": "start", "type": "entry", "trigger": "manual", "next": "mail"},
+                    {"id": "mail", "type": "send_email", "template_id": "invite", "next": "done"},
+                    {"id": "done", "type": "exit"},
+                ]
+            },
+        )
+        ids = [await e.customer(f"guest{i}") for i in range(5)]
+        client._transport.app.state.temporal_client = e.client
+        client._transport.app.state.settings = client._transport.app.state.settings.model_copy(
+            update={"temporal_task_queue": e.task_queue}
+        )
+        body = {
+            "customer_ids": ids[:3],
+            "user_ids": ["guest3", "guest4", "nobody"],
+            "properties": {"event": "Gala"},
+        }
+
+        first = await client.post("/api/journeys/invite/enrollments", json=body, headers=marketer_headers)
+        again = await client.post("/api/journeys/invite/enrollments", json=body, headers=marketer_headers)
+
+        assert (first.status_code, first.json()) == (202, {"accepted": 5, "unknown": 1}), first.text
+        assert again.json() == {"accepted": 5, "unknown": 1}
+        for customer_id in ids:
+            await e.result(e.handle("invite", customer_id))
+        assert len(await e.enrollments("invite")) == 5  # the second call enrolled nobody again
+        assert sorted(m["subject"] for m in e.mailbox()) == [
+            f"You are invited, Guest{i} (Gala)" for i in range(5)
+        ]
+        wrong = await client.post("/api/journeys/nope/enrollments", json=body, headers=marketer_headers)
+        assert wrong.status_code == 404
+        empty = await client.post("/api/journeys/invite/enrollments", json={}, headers=marketer_headers)
+        assert empty.status_code == 422 and "customer_ids" in empty.text
