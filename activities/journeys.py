@@ -24,6 +24,7 @@ from activities.contracts import (
     RegisterListenersRequest,
     UpdateTraitsRequest,
 )
+from activities.group_commit import GroupCommit
 from domain.db import transaction, utcnow
 from domain.journeys import service as journeys
 
@@ -37,6 +38,7 @@ class JourneyActivities:
         self._sessions = sessions
         self._status: dict[str, tuple[float, str]] = {}
         self._status_reads: dict[str, asyncio.Future[str]] = {}
+        self._writes = GroupCommit(sessions)
 
     async def _journey_status(self, journey_id: str, fresh: bool) -> str:
         now = time.monotonic()
@@ -64,7 +66,7 @@ class JourneyActivities:
 
     @activity.defn(name=FINISH_ENROLLMENT)
     async def finish_enrollment(self, req: FinishEnrollmentRequest) -> None:
-        async with transaction(self._sessions) as session:
+        async def write(session: AsyncSession) -> None:
             if req.steps and req.journey_id is not None:
                 await journeys.record_steps(
                     session,
@@ -87,6 +89,8 @@ class JourneyActivities:
                     entered_at=datetime.fromisoformat(req.entered_at) if req.entered_at else None,
                 )
             await journeys.close_enrollment(session, req.workflow_id, req.status, utcnow())
+
+        await self._writes.run(write)
 
     @activity.defn(name=JOURNEY_CONTEXT)
     async def journey_context(self, req: JourneyContextRequest) -> JourneyContext:
@@ -115,7 +119,7 @@ class JourneyActivities:
 
     @activity.defn(name=RECORD_STEPS)
     async def record_steps(self, req: RecordStepsRequest) -> None:
-        async with transaction(self._sessions) as session:
+        async def write(session: AsyncSession) -> None:
             await journeys.record_steps(
                 session,
                 workflow_id=req.workflow_id,
@@ -124,6 +128,8 @@ class JourneyActivities:
                 customer_id=req.customer_id,
                 steps=req.steps,
             )
+
+        await self._writes.run(write)
 
     @activity.defn(name=UPDATE_TRAITS)
     async def update_traits(self, req: UpdateTraitsRequest) -> None:

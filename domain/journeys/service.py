@@ -56,6 +56,9 @@ async def _validated(session: AsyncSession, raw: dict) -> graph.JourneyDefinitio
         for n in definition.nodes
         if getattr(n, "template_id", None) is not None and n.template_id not in known
     ]
+    if definition.rules.goal and definition.rules.goal.segment:
+        # Until segment evaluation lands, a segment goal could never fire: refuse it rather than ignore it.
+        missing.append({"path": "rules.goal.segment", "problem": "segment goals are not available yet"})
     if missing:
         raise InvalidInput(missing, code="invalid_definition")
     return definition
