@@ -33,6 +33,8 @@ class SendEmailRequest:
     journey_id: str | None = None
     node_id: str | None = None
     event: EventRef | None = None
+    # The list the customer can unsubscribe from; honoured by the delivery side.
+    subscription_group: str | None = None
 
 
 @dataclass

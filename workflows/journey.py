@@ -177,7 +177,7 @@ class JourneyWorkflow:
         try:
             while current is not None:
                 self._check_interrupts()
-                if workflow.info().is_continue_as_new_suggested():
+                if self._history_is_large():
                     await self._continue_as_new(current, visits)
                 node = self._nodes[current]
                 visits[current] = visits.get(current, 0) + 1
@@ -284,6 +284,7 @@ class JourneyWorkflow:
                 journey_id=self._inp.journey_id,
                 node_id=node["id"],
                 event=self._inp.entry_event,
+                subscription_group=node.get("subscription_group"),
             ),
             activity_id=f"{node['id']}/{visit}",
             start_to_close_timeout=timedelta(minutes=2),
@@ -578,6 +579,9 @@ class JourneyWorkflow:
                 ),
                 **LOCAL,
             )
+
+    def _history_is_large(self) -> bool:
+        return workflow.info().is_continue_as_new_suggested()
 
     async def _continue_as_new(self, current: str, visits: dict[str, int]) -> None:
         await self._flush()
