@@ -288,8 +288,9 @@ class JourneyWorkflow:
             ),
             activity_id=f"{node['id']}/{visit}",
             start_to_close_timeout=timedelta(minutes=2),
-            # The activity heartbeats while it works: a crashed worker's send is retried in seconds.
-            heartbeat_timeout=timedelta(seconds=10),
+            # The activity heartbeats while it works: a crashed worker's send is retried within half a
+            # minute, while a send slowed by load is not mistaken for a dead one.
+            heartbeat_timeout=timedelta(seconds=30),
             retry_policy=SEND_RETRY,
             result_type=SendEmailResult,
         )
