@@ -122,7 +122,7 @@ class JourneyWorkflow:
         self._outcome: str | None = None
         self._steps: list[StepRecord] = []
         self._dirty: dict[tuple[str, int], StepRecord] = {}
-        self._status_hint: str | None = None
+        self._status_changes = 0
         self._resolved_cases: dict[int, str] = {}
         self._listening: set[str] = set()
         self._inp: JourneyInput | None = None
@@ -143,7 +143,8 @@ class JourneyWorkflow:
 
     @workflow.signal(name=JOURNEY_STATUS_SIGNAL)
     def on_journey_status(self, status: str) -> None:
-        self._status_hint = status
+        # Only a wake-up call: the status itself is re-read from the database.
+        self._status_changes += 1
 
     @workflow.query(name="path")
     def path(self) -> list[StepRecord]:
@@ -245,6 +246,8 @@ class JourneyWorkflow:
         quiet = self._rules.get("quiet_hours")
         fresh = False
         while True:
+            # Taken before reading the status, so a resume signal that lands during the read is not lost.
+            status_changes = self._status_changes
             plan = None
             if cap or quiet:
                 plan = self._plan(
@@ -259,10 +262,9 @@ class JourneyWorkflow:
                 self._outcome = "exited"
                 raise _Leave
             if ctx.journey_status == "paused":
-                # Hold before the send until resumed (a signal) or a periodic re-check.
-                self._status_hint = "paused"
+                # Hold before the send until a status signal (resume) or a periodic re-check.
                 await self._flush()
-                await self._wait(lambda: self._status_hint != "paused", PAUSE_RECHECK)
+                await self._wait(lambda seen=status_changes: self._status_changes != seen, PAUSE_RECHECK)
                 fresh = True
                 continue
             if ctx.held_by is None:

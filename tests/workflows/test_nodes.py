@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from activities.contracts import CASE_RESOLVED_SIGNAL, CaseResolved
 from activities.webhooks import SIGNATURE_HEADER, verify
@@ -242,9 +242,13 @@ async def test_pause_holds_before_the_send_and_resume_releases(
         assert e.mailbox() == []
 
         assert (await client.post("/api/journeys/drip/resume", headers=marketer_headers)).status_code == 200
-        result = await asyncio.wait_for(handle.result(), 20)  # the signal, not the hourly re-check
+        result = await e.result(handle)
         assert result.path == ["w", "tips", "done"]
         assert [m["subject"] for m in e.mailbox()] == ["Tips"]
+        # Released by the resume signal about 5 h after reaching the send, not by the re-check at 6 h.
+        tips = next(s for s in await handle.query(JourneyWorkflow.path) if s.node_id == "tips")
+        held = datetime.fromisoformat(tips.left_at) - datetime.fromisoformat(tips.entered_at)
+        assert timedelta(hours=4) < held < timedelta(hours=5, minutes=30), held
 
 
 async def test_archive_lets_customers_leave_without_further_sends(
