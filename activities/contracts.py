@@ -52,6 +52,12 @@ class SendEmailResult:
 class FinishEnrollmentRequest:
     workflow_id: str
     status: str
+    steps: list[StepRecord] = field(default_factory=list)
+    journey_id: str | None = None
+    version: int | None = None
+    customer_id: int | None = None
+    entry_event_id: int | None = None
+    entered_at: str | None = None
 
 
 # --- Cases: a journey's `escalate` node opens a case and waits for the signal below. ---------------
@@ -196,3 +202,119 @@ class FinishBroadcastRequest:
     broadcast_id: str
     status: str
     error: str | None = None
+
+
+# --- the journey engine ------------------------------------------------------------------------------
+
+JOURNEY_CONTEXT = "journey_context"
+REGISTER_LISTENERS = "register_listeners"
+RECORD_STEPS = "record_steps"
+UPDATE_TRAITS = "update_traits"
+CALL_WEBHOOK = "call_webhook"
+# Segment conditions in journey branches (implemented by the segments area).
+EVALUATE_SEGMENT = "evaluate_segment"
+
+# Signals a running JourneyWorkflow accepts (besides "event", which carries an EventRef).
+JOURNEY_STATUS_SIGNAL = "journey_status"
+WEBHOOK_REJECTED = "WebhookRejected"
+
+
+@dataclass
+class StepRecord:
+    node_id: str
+    visit: int
+    entered_at: str
+    left_at: str | None = None
+    outcome: str | None = None
+
+
+@dataclass
+class TimePlan:
+    """A moment to compute in the customer's timezone (time-zone rules are data that changes, so the
+    workflow records the answer from an activity instead of computing it itself).
+
+    kind ``send``: the first moment at or after ``now`` allowed by quiet hours and the frequency cap;
+    ``local_time``: the next ``at`` (on ``weekdays``); ``anniversary``: the next yearly ``trait`` date
+    at ``at``; ``date``: the ``trait`` date + ``offset_days`` at ``at``.
+    """
+
+    kind: str
+    now: str
+    default_timezone: str = "UTC"
+    quiet_start: str | None = None
+    quiet_end: str | None = None
+    cap_max: int | None = None
+    cap_window_seconds: int | None = None
+    at: str | None = None
+    weekdays: list[str] = field(default_factory=list)
+    trait: str | None = None
+    offset_days: int = 0
+
+
+@dataclass
+class JourneyContextRequest:
+    journey_id: str
+    customer_id: int
+    plan: TimePlan | None = None
+    # False when only the journey's status is needed (a send without quiet hours or cap).
+    with_customer: bool = True
+    # True after a status signal: read the journey's status from the database, not a cache.
+    fresh_status: bool = False
+
+
+@dataclass
+class JourneyContext:
+    journey_status: str  # published | paused | archived | draft
+    timezone: str | None
+    traits: dict[str, Any] = field(default_factory=dict)
+    moment: str | None = None  # the plan's answer (ISO); None when the trait date is missing
+    held_by: str | None = None  # send plans: "quiet_hours" | "frequency_cap" | None
+
+
+@dataclass
+class RegisterListenersRequest:
+    workflow_id: str
+    customer_id: int
+    event_names: list[str]
+    # Events already stored that the enrollment may have missed while registering: those with an id
+    # above ``after_event_id`` received at or after ``since`` (ISO).
+    after_event_id: int = 0
+    since: str | None = None
+
+
+@dataclass
+class RecordStepsRequest:
+    workflow_id: str
+    journey_id: str
+    version: int
+    customer_id: int
+    steps: list[StepRecord] = field(default_factory=list)
+
+
+@dataclass
+class UpdateTraitsRequest:
+    customer_id: int
+    traits: dict[str, Any]
+
+
+@dataclass
+class WebhookRequest:
+    idempotency_key: str
+    url: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class WebhookResult:
+    status_code: int
+
+
+@dataclass
+class SegmentMembershipRequest:
+    customer_id: int
+    segment_ids: list[str]
+
+
+@dataclass
+class SegmentMembership:
+    member_of: list[str] = field(default_factory=list)

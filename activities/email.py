@@ -7,6 +7,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import RENDER_FAILED, SEND_EMAIL, UNDELIVERABLE, SendEmailRequest, SendEmailResult
+from activities.heartbeat import heartbeating
 from activities.smtp import Mailer, PermanentFailure
 from config.settings import Settings
 from domain.customers import service as customers
@@ -26,6 +27,10 @@ class EmailActivities:
 
     @activity.defn(name=SEND_EMAIL)
     async def send_email(self, req: SendEmailRequest) -> SendEmailResult:
+        async with heartbeating():
+            return await self._send_email(req)
+
+    async def _send_email(self, req: SendEmailRequest) -> SendEmailResult:
         message_id = self._factory.message_id(req.idempotency_key)
         # 1. Claim the ledger row, check suppression and render, in one short transaction (no network
         #    I/O inside it). Suppression is read here, at send time, so an unsubscribe made while the

@@ -1,20 +1,146 @@
-"""Activities that keep the database's view of enrollments in step with the workflows."""
+"""Bookkeeping activities of the journey engine: what a running enrollment reads from and records in
+the database. The workflow runs them as local activities (no server round trip); each is idempotent."""
 
 from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.contracts import FINISH_ENROLLMENT, FinishEnrollmentRequest
+from activities.contracts import (
+    FINISH_ENROLLMENT,
+    JOURNEY_CONTEXT,
+    RECORD_STEPS,
+    REGISTER_LISTENERS,
+    UPDATE_TRAITS,
+    EventRef,
+    FinishEnrollmentRequest,
+    JourneyContext,
+    JourneyContextRequest,
+    RecordStepsRequest,
+    RegisterListenersRequest,
+    UpdateTraitsRequest,
+)
+from activities.group_commit import GroupCommit
 from domain.db import transaction, utcnow
 from domain.journeys import service as journeys
+
+# A journey's status is read before every send; a second's staleness (a pause takes effect within a
+# second) saves a database round trip per send.
+STATUS_TTL_SECONDS = 1.0
 
 
 class JourneyActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]):
         self._sessions = sessions
+        self._status: dict[str, tuple[float, str]] = {}
+        self._status_reads: dict[str, asyncio.Future[str]] = {}
+        self._writes = GroupCommit(sessions)
+
+    async def _journey_status(self, journey_id: str, fresh: bool) -> str:
+        now = time.monotonic()
+        cached = self._status.get(journey_id)
+        if not fresh and cached is not None and now - cached[0] < STATUS_TTL_SECONDS:
+            return cached[1]
+        pending = self._status_reads.get(journey_id)
+        if pending is not None and not fresh:
+            return await asyncio.shield(pending)  # many enrollments missed at once: one read serves all
+        future = asyncio.get_running_loop().create_future()
+        self._status_reads[journey_id] = future
+        try:
+            async with self._sessions() as session:
+                status = await journeys.status_of(session, journey_id)
+            self._status[journey_id] = (time.monotonic(), status)
+            future.set_result(status)
+            return status
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so an unawaited failure is not reported twice
+            raise
+        finally:
+            if self._status_reads.get(journey_id) is future:
+                del self._status_reads[journey_id]
 
     @activity.defn(name=FINISH_ENROLLMENT)
     async def finish_enrollment(self, req: FinishEnrollmentRequest) -> None:
+        async def write(session: AsyncSession) -> None:
+            if req.steps and req.journey_id is not None:
+                await journeys.record_steps(
+                    session,
+                    workflow_id=req.workflow_id,
+                    journey_id=req.journey_id,
+                    version=req.version,
+                    customer_id=req.customer_id,
+                    steps=req.steps,
+                )
+            if req.journey_id is not None:
+                # The router records the enrollment after starting it; a journey that finishes first
+                # creates the row here, so the router's late insert finds it and changes nothing.
+                await journeys.record_enrollment(
+                    session,
+                    workflow_id=req.workflow_id,
+                    journey_id=req.journey_id,
+                    version=req.version,
+                    customer_id=req.customer_id,
+                    event_id=req.entry_event_id,
+                    entered_at=datetime.fromisoformat(req.entered_at) if req.entered_at else None,
+                )
+            await journeys.close_enrollment(session, req.workflow_id, req.status, utcnow())
+
+        await self._writes.run(write)
+
+    @activity.defn(name=JOURNEY_CONTEXT)
+    async def journey_context(self, req: JourneyContextRequest) -> JourneyContext:
+        status = await self._journey_status(req.journey_id, req.fresh_status)
+        if not req.with_customer:
+            return JourneyContext(journey_status=status, timezone=None)
+        async with self._sessions() as session:  # reads only: no write lock
+            found = await journeys.enrollment_context(session, req.customer_id, req.plan)
+        return JourneyContext(journey_status=status, **found)
+
+    @activity.defn(name=REGISTER_LISTENERS)
+    async def register_listeners(self, req: RegisterListenersRequest) -> list[EventRef]:
         async with transaction(self._sessions) as session:
-            await journeys.finish_enrollment(session, req.workflow_id, req.status, utcnow())
+            missed = await journeys.register_listeners(
+                session,
+                workflow_id=req.workflow_id,
+                customer_id=req.customer_id,
+                names=req.event_names,
+                after_event_id=req.after_event_id,
+                since=datetime.fromisoformat(req.since) if req.since else None,
+            )
+        return [
+            EventRef(id=e.id, name=e.name, properties=e.properties or {}, timestamp=e.timestamp.isoformat())
+            for e in missed
+        ]
+
+    @activity.defn(name=RECORD_STEPS)
+    async def record_steps(self, req: RecordStepsRequest) -> None:
+        async def write(session: AsyncSession) -> None:
+            await journeys.record_steps(
+                session,
+                workflow_id=req.workflow_id,
+                journey_id=req.journey_id,
+                version=req.version,
+                customer_id=req.customer_id,
+                steps=req.steps,
+            )
+
+        await self._writes.run(write)
+
+    @activity.defn(name=UPDATE_TRAITS)
+    async def update_traits(self, req: UpdateTraitsRequest) -> None:
+        async with transaction(self._sessions) as session:
+            await journeys.update_traits(session, req.customer_id, req.traits)
+
+    def all(self) -> list:
+        return [
+            self.finish_enrollment,
+            self.journey_context,
+            self.register_listeners,
+            self.record_steps,
+            self.update_traits,
+        ]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from activities.contracts import EVALUATE_SEGMENT, SegmentMembership, SegmentMembershipRequest
 from activities.segment_contracts import (
     CUSTOMER_IN_SEGMENT,
     RECOMPUTE_CUSTOMER_SCORES,
@@ -14,6 +16,7 @@ from activities.segment_contracts import (
 )
 from config.settings import Settings
 from domain.db import transaction
+from domain.errors import NotFound
 from domain.segments import service as segments
 
 
@@ -42,3 +45,16 @@ class SegmentActivities:
         """Live answer from the customer's current data, not the last stored membership."""
         async with self._sessions() as session:
             return await segments.matches(session, check.segment_id, check.customer_id)
+
+    @activity.defn(name=EVALUATE_SEGMENT)
+    async def evaluate_segment(self, req: SegmentMembershipRequest) -> SegmentMembership:
+        """Which of these segments the customer is in right now (journey branches)."""
+        async with self._sessions() as session:
+            try:
+                member_of = [
+                    s for s in req.segment_ids if await segments.matches(session, s, req.customer_id)
+                ]
+            except NotFound as exc:
+                # A segment deleted after the journey was published: retrying cannot bring it back.
+                raise ApplicationError(str(exc.detail), type="UnknownSegment", non_retryable=True) from exc
+        return SegmentMembership(member_of=member_of)

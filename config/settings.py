@@ -88,6 +88,14 @@ class Settings(BaseSettings):
         3_600, ge=60, description="Schedule of value tier and RFM recompute."
     )
 
+    webhook_signing_secret: SecretStr = Field(
+        SecretStr(DEV_SECRET), description="Signs outbound journey webhooks (HMAC-SHA256)."
+    )
+    webhook_allow_private_addresses: bool = Field(
+        False, description="Let journey webhooks call loopback and private addresses (dev, tests)."
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -110,6 +118,11 @@ class Settings(BaseSettings):
         secret = self.secret_key.get_secret_value()
         if secret == DEV_SECRET or len(secret) < 32:
             problems.append("JOURNEYS_SECRET_KEY must be set to a random value of at least 32 characters")
+        webhook_secret = self.webhook_signing_secret.get_secret_value()
+        if webhook_secret == DEV_SECRET or len(webhook_secret) < 32:
+            problems.append(
+                "JOURNEYS_WEBHOOK_SIGNING_SECRET must be a random value of at least 32 characters"
+            )
         if (
             self.smtp_password
             and self.smtp_security is SmtpSecurity.none

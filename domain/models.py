@@ -7,7 +7,7 @@ from domain.customers.models import Customer, CustomerAlias, CustomerErasure
 from domain.db import Base
 from domain.email.models import Message, Template, TemplateVersion
 from domain.events.models import Event, EventOutbox
-from domain.journeys.models import Enrollment, Journey, JourneyVersion
+from domain.journeys.models import Enrollment, Journey, JourneyListener, JourneyStep, JourneyVersion
 from domain.loyalty.models import (
     LoyaltyAccount,
     LoyaltyCursor,
@@ -41,6 +41,8 @@ __all__ = [
     "Event",
     "EventOutbox",
     "Journey",
+    "JourneyListener",
+    "JourneyStep",
     "JourneyVersion",
     "LoyaltyAccount",
     "LoyaltyCursor",

@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import EventRef
 from domain.db import transaction
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 class RouterStats:
     routed_events: int = 0
     enrollments_started: int = 0
+    signals_sent: int = 0
 
 
 class EventRouter:
@@ -80,64 +83,147 @@ class EventRouter:
             if not events:
                 return 0
             versions = await journeys.live_versions_for(session, {e.name for e in events if e.name})
-        work, owners = [], []
+            listeners = await journeys.listeners_for(
+                session, {(e.customer_id, e.name) for e in events if e.name}
+            )
+        try:
+            await asyncio.gather(
+                self._enroll_all(events, versions), self._signal_listeners(events, listeners)
+            )
+        except Exception:
+            # Nothing of this batch is dequeued: release it for the next pass (starts and signals are
+            # idempotent, so what did go through is not doubled).
+            async with transaction(self._sessions) as session:
+                await outbox.release(session, [e.id for e in events], self.router_id)
+            raise
+        routed = [e.id for e in events]
+        async with transaction(self._sessions) as session:
+            await outbox.dequeue(session, routed, self.router_id)
+        self.stats.routed_events += len(routed)
+        return len(routed)
+
+    async def _enroll_all(self, events, versions) -> None:
+        """Apply each matching journey's re-entry policy to the batch, start the enrollments that pass,
+        and record them: two database transactions per batch, not per event."""
+        candidates: list[_Candidate] = []
         for event in events:
             for version in versions:
                 entry = next(n for n in version.definition["nodes"] if n["type"] == "entry")
                 if graph.matches_entry(entry, event.name, event.properties or {}):
-                    work.append(self._enroll(version, event))
-                    owners.append(event.id)
-        results = await asyncio.gather(*work, return_exceptions=True)
-        failed = {
-            event_id for event_id, r in zip(owners, results, strict=True) if isinstance(r, BaseException)
-        }
-        for event_id, result in zip(owners, results, strict=True):
-            if isinstance(result, BaseException):
-                log.error("routing event %s failed; it stays queued", event_id, exc_info=result)
-        routed = [e.id for e in events if e.id not in failed]
+                    candidate = _candidate(version, entry, event)
+                    if candidate is not None:
+                        candidates.append(candidate)
+        if not candidates:
+            return
         async with transaction(self._sessions) as session:
-            await outbox.dequeue(session, routed, self.router_id)
-            await outbox.release(session, sorted(failed), self.router_id)
-        self.stats.routed_events += len(routed)
-        return len(routed)
+            known = await journeys.existing_enrollments(session, [c.workflow_id for c in candidates])
+            active = await journeys.customers_inside(
+                session,
+                {
+                    (c.version.journey_id, c.event.customer_id)
+                    for c in candidates
+                    if c.reentry == "after_exit"
+                },
+            )
+        chosen: dict[str, _Candidate] = {}
+        for c in candidates:  # in event order
+            lane = (c.version.journey_id, c.event.customer_id)
+            if c.workflow_id in chosen or c.workflow_id in known:
+                continue  # the same trigger again, or the once/once-per-key enrollment already made
+            if c.reentry == "after_exit":
+                if lane in active:
+                    continue  # still inside: this trigger does not re-enter
+                active.add(lane)
+            chosen[c.workflow_id] = c
+        started = await asyncio.gather(*(self._start(c) for c in chosen.values()))
+        rows = [c for c, ok in zip(chosen.values(), started, strict=True) if ok]
+        if rows:
+            async with transaction(self._sessions) as session:
+                for c in rows:
+                    await journeys.record_enrollment(
+                        session,
+                        workflow_id=c.workflow_id,
+                        journey_id=c.version.journey_id,
+                        version=c.version.version,
+                        customer_id=c.event.customer_id,
+                        event_id=c.event.id,
+                    )
+            self.stats.enrollments_started += len(rows)
 
-    async def _enroll(self, version, event) -> None:
-        workflow_id = journeys.workflow_id_for(version.journey_id, event.customer_id)
-        async with transaction(self._sessions) as session:
-            if await journeys.enrollment_finished(session, workflow_id):
-                return  # re-entry policy "once": this customer has been through the journey
-        ref = EventRef(
-            id=event.id,
-            name=event.name,
-            properties=event.properties or {},
-            timestamp=event.timestamp.isoformat(),
-        )
+    async def _start(self, c: _Candidate) -> bool:
+        ref = _ref(c.event)
         async with self._gate:
             try:
                 await self._client.start_workflow(
                     JourneyWorkflow.run,
                     JourneyInput(
-                        journey_id=version.journey_id,
-                        version=version.version,
-                        customer_id=event.customer_id,
-                        definition=version.definition,
+                        journey_id=c.version.journey_id,
+                        version=c.version.version,
+                        customer_id=c.event.customer_id,
+                        definition=c.version.definition,
                         entry_event=ref,
                     ),
-                    id=workflow_id,
+                    id=c.workflow_id,
                     task_queue=self._task_queue,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                     start_signal="event",
                     start_signal_args=[ref],
                 )
             except WorkflowAlreadyStartedError:
-                return  # closed earlier under this id: enrolled once already
-        async with transaction(self._sessions) as session:
-            await journeys.record_enrollment(
-                session,
-                workflow_id=workflow_id,
-                journey_id=version.journey_id,
-                version=version.version,
-                customer_id=event.customer_id,
-                event_id=event.id,
-            )
-        self.stats.enrollments_started += 1
+                return False  # closed earlier under this id: enrolled once already
+        return True
+
+    async def _signal_listeners(self, events, listeners) -> None:
+        """Deliver each event to the enrollments that registered for it (a wait or a goal)."""
+        by_pair: dict[tuple[int, str], list[str]] = defaultdict(list)
+        for customer_id, name, workflow_id in listeners:
+            by_pair[(customer_id, name)].append(workflow_id)
+        work = [
+            self._signal(workflow_id, _ref(event))
+            for event in events
+            for workflow_id in by_pair.get((event.customer_id, event.name), [])
+        ]
+        await asyncio.gather(*work)
+
+    async def _signal(self, workflow_id: str, ref: EventRef) -> None:
+        async with self._gate:
+            try:
+                await self._client.get_workflow_handle(workflow_id).signal("event", ref)
+                self.stats.signals_sent += 1
+            except RPCError as exc:
+                # Finished meanwhile: its listener rows go with it; nothing waits for this event.
+                if exc.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+
+
+@dataclass
+class _Candidate:
+    version: object
+    event: object
+    workflow_id: str
+    reentry: str
+
+
+def _candidate(version, entry: dict, event) -> _Candidate | None:
+    """The enrollment a trigger would make, its id carrying what the re-entry policy needs."""
+    reentry = entry.get("reentry", "once")
+    key = None
+    if reentry == "once_per_key":
+        value = (event.properties or {}).get(entry["entry_key"])
+        if value is None or value == "":
+            log.info("event %s lacks entry key %r; not enrolled", event.id, entry["entry_key"])
+            return None
+        key = str(value)[:128]
+    elif reentry in ("after_exit", "always"):
+        key = f"e{event.id}"  # one enrollment per trigger: a re-delivered trigger finds the same id
+    workflow_id = journeys.workflow_id_for(version.journey_id, event.customer_id, key)
+    return _Candidate(version=version, event=event, workflow_id=workflow_id, reentry=reentry)
+
+
+def _ref(event) -> EventRef:
+    return EventRef(
+        id=event.id,
+        name=event.name,
+        properties=event.properties or {},
+        timestamp=event.timestamp.isoformat(),
+    )

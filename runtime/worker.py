@@ -16,7 +16,9 @@ from activities.journeys import JourneyActivities
 from activities.loyalty import LoyaltyActivities
 from activities.segments import SegmentActivities
 from activities.smtp import Mailer
+from activities.webhooks import WebhookActivities
 from config.settings import Settings
+from runtime import anniversaries
 from runtime.case_dispatcher import CaseDispatcher
 from runtime.event_router import EventRouter
 from runtime.loyalty_earner import LoyaltyEarner
@@ -48,7 +50,8 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
     segments = SegmentActivities(settings, sessions)
     return [
         mail.send_email,
-        journeys.finish_enrollment,
+        *journeys.all(),
+        WebhookActivities(settings).call_webhook,
         broadcast.send_broadcast_batch,
         broadcast.plan_broadcast_slots,
         broadcast.finish_broadcast,
@@ -63,6 +66,7 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
         segments.refresh_window_edges,
         segments.recompute_customer_scores,
         segments.customer_in_segment,
+        segments.evaluate_segment,
     ]
 
 
@@ -121,10 +125,14 @@ async def run_worker(
         cases_task = asyncio.create_task(dispatcher.run(stop), name="case-dispatcher")
         earner_task = asyncio.create_task(earner.run(stop), name="loyalty-earner")
         refresher_task = asyncio.create_task(refresher.run(stop), name="segment-refresher")
+        sweep_task = asyncio.create_task(
+            anniversaries.run(client, sessions, stop, task_queue=settings.temporal_task_queue),
+            name="anniversary-sweep",
+        )
         try:
             await stop.wait()
         finally:
             stop.set()
-            for task in (router_task, cases_task, earner_task, refresher_task):
+            for task in (router_task, cases_task, earner_task, refresher_task, sweep_task):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -1,10 +1,18 @@
-"""JourneyWorkflow: one run per enrollment, interpreting the published journey graph it was started with."""
+"""JourneyWorkflow: one run per enrollment, interpreting the published journey graph it was started with.
+
+The definition snapshot travels in the input, so a later version never changes a customer already
+inside. Customer events arrive as "event" signals (the router sends only those the enrollment listens
+for); a goal or exit criterion interrupts any wait at once. Bookkeeping (context reads, step records,
+listener registration) runs as local activities so it adds no round trips to the server; every side
+effect is an activity with an id and an idempotency key derived from the node id and visit.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -13,15 +21,44 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
+        AWARD_POINTS,
+        CALL_WEBHOOK,
+        CASE_REJECTED,
+        CASE_UPDATE_SIGNAL,
+        DEDUCT_POINTS,
+        EVALUATE_SEGMENT,
         FINISH_ENROLLMENT,
+        JOURNEY_CONTEXT,
+        JOURNEY_STATUS_SIGNAL,
+        OPEN_CASE,
+        RECORD_STEPS,
+        REGISTER_LISTENERS,
         RENDER_FAILED,
         SEND_EMAIL,
         UNDELIVERABLE,
+        UPDATE_TRAITS,
+        WEBHOOK_REJECTED,
+        CaseUpdate,
         EventRef,
         FinishEnrollmentRequest,
+        JourneyContext,
+        JourneyContextRequest,
+        OpenCaseRequest,
+        PointsRequest,
+        PointsResult,
+        RecordStepsRequest,
+        RegisterListenersRequest,
+        SegmentMembership,
+        SegmentMembershipRequest,
         SendEmailRequest,
         SendEmailResult,
+        StepRecord,
+        TimePlan,
+        UpdateTraitsRequest,
+        WebhookRequest,
+        WebhookResult,
     )
+    from domain.journeys import conditions
 
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -29,6 +66,31 @@ SEND_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
     non_retryable_error_types=[RENDER_FAILED, UNDELIVERABLE],
 )
+WEBHOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=30),
+    maximum_attempts=12,
+    non_retryable_error_types=[WEBHOOK_REJECTED],
+)
+STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+LOCAL = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": STEP_RETRY}
+# A paused journey is re-checked at least this often even if the resume signal is missed.
+PAUSE_RECHECK = timedelta(hours=1)
+# Keep at most this many step records in memory and in a continue-as-new input.
+MAX_KEPT_STEPS = 200
+
+
+@dataclass
+class JourneyState:
+    """What a run hands to its continuation when history grows large."""
+
+    current: str | None
+    visits: dict[str, int] = field(default_factory=dict)
+    steps: list[StepRecord] = field(default_factory=list)
+    inbox: list[EventRef] = field(default_factory=list)
+    seen_event_ids: list[int] = field(default_factory=list)
+    listening: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -39,85 +101,528 @@ class JourneyInput:
     # The published version's definition, frozen at enrollment: later versions never change this run.
     definition: dict[str, Any]
     entry_event: EventRef
+    state: JourneyState | None = None
 
 
 @dataclass
 class JourneyResult:
-    status: str
+    status: str  # completed | converted | exited
     path: list[str] = field(default_factory=list)
+
+
+class _Leave(Exception):
+    """Raised inside a node when the enrollment must stop (goal, exit criterion, archive)."""
 
 
 @workflow.defn(name="JourneyWorkflow")
 class JourneyWorkflow:
     def __init__(self) -> None:
-        self._path: list[str] = []
-        self._events: list[EventRef] = []
+        self._inbox: list[EventRef] = []
         self._seen_event_ids: set[int] = set()
+        self._scanned = 0
+        self._outcome: str | None = None
+        self._steps: list[StepRecord] = []
+        self._dirty: dict[tuple[str, int], StepRecord] = {}
+        self._status_changes = 0
+        # Case id -> the latest CaseUpdate the cases area sent (a breach, then the resolution).
+        self._cases: dict[int, CaseUpdate] = {}
+        self._listening: set[str] = set()
+        self._inp: JourneyInput | None = None
+        self._awake_since: datetime | None = None
+
+    # --- signals and queries -------------------------------------------------------------------
 
     @workflow.signal(name="event")
     def on_event(self, event: EventRef) -> None:
-        # The router may deliver the same event twice (a retried routing pass); keep the first.
+        # The router may deliver an event twice (a retried routing pass); keep the first.
         if event.id not in self._seen_event_ids:
             self._seen_event_ids.add(event.id)
-            self._events.append(event)
+            self._inbox.append(event)
+
+    @workflow.signal(name=CASE_UPDATE_SIGNAL)
+    def on_case_update(self, update: CaseUpdate) -> None:
+        known = self._cases.get(update.case_id)
+        if known is None or known.outcome is None:  # a resolution is final; a late breach notice is not news
+            self._cases[update.case_id] = update
+
+    @workflow.signal(name=JOURNEY_STATUS_SIGNAL)
+    def on_journey_status(self, status: str) -> None:
+        # Only a wake-up call: the status itself is re-read from the database.
+        self._status_changes += 1
 
     @workflow.query(name="path")
-    def path(self) -> list[str]:
-        return list(self._path)
+    def path(self) -> list[StepRecord]:
+        return list(self._steps)
+
+    # --- the interpreter -----------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: JourneyInput) -> JourneyResult:
-        self._seen_event_ids.add(inp.entry_event.id)
-        nodes = {n["id"]: n for n in inp.definition["nodes"]}
-        entry = next(n for n in nodes.values() if n["type"] == "entry")
+        self._inp = inp
+        self._rules = inp.definition.get("rules") or {}
+        self._nodes = {n["id"]: n for n in inp.definition["nodes"]}
+        entry = next(n for n in self._nodes.values() if n["type"] == "entry")
+        self._entry_props = inp.entry_event.properties or {}
+        visits: dict[str, int]
+        if inp.state is None:
+            # The start signal may have delivered the entry event itself: it is not a later event.
+            self._inbox = [e for e in self._inbox if e.id != inp.entry_event.id]
+            self._seen_event_ids.add(inp.entry_event.id)
+            current, visits = entry.get("next"), {}
+            await self._listen(self._rule_events(), after_event_id=inp.entry_event.id)
+            if entry.get("trigger") == "date_trait" and not await self._wait_for_anniversary(entry):
+                current = None
+        else:
+            state = inp.state
+            current, visits = state.current, dict(state.visits)
+            self._steps = list(state.steps)
+            self._inbox = [*state.inbox, *self._inbox]
+            self._seen_event_ids.update(state.seen_event_ids)
+            self._listening = set(state.listening)
         try:
-            await self._walk(inp, nodes, entry.get("next"))
+            while current is not None:
+                self._check_interrupts()
+                if self._history_is_large():
+                    await self._continue_as_new(current, visits)
+                node = self._nodes[current]
+                visits[current] = visits.get(current, 0) + 1
+                step = self._enter(current, visits[current])
+                current, outcome = await self._run_node(node, visits[current])
+                self._leave(step, outcome)
+                if node["type"] == "exit":
+                    break
+        except _Leave:
+            self._close_open_steps(self._outcome or "exited")
         except ActivityError:
             # A step failed for good (e.g. a template that cannot render): record it, then surface it.
-            await self._finish("failed")
+            self._close_open_steps("failed")
+            await self._finish(inp, "failed")
             raise
-        await self._finish("completed")
-        return JourneyResult(status="completed", path=self._path)
+        status = self._outcome or "completed"
+        await self._finish(inp, status)
+        return JourneyResult(status=status, path=[s.node_id for s in self._steps])
 
-    async def _finish(self, status: str) -> None:
+    async def _finish(self, inp: JourneyInput, status: str) -> None:
         await workflow.execute_local_activity(
             FINISH_ENROLLMENT,
-            FinishEnrollmentRequest(workflow_id=workflow.info().workflow_id, status=status),
-            start_to_close_timeout=timedelta(seconds=30),
+            FinishEnrollmentRequest(
+                workflow_id=workflow.info().workflow_id,
+                status=status,
+                steps=self._take_dirty(),
+                journey_id=inp.journey_id,
+                version=inp.version,
+                customer_id=inp.customer_id,
+                entry_event_id=inp.entry_event.id or None,
+                entered_at=workflow.info().start_time.isoformat(),
+            ),
+            **LOCAL,
         )
 
-    async def _walk(self, inp: JourneyInput, nodes: dict[str, dict[str, Any]], current: str | None) -> None:
-        visits: Counter[str] = Counter()
-        while current is not None:
-            node = nodes[current]
-            visits[current] += 1
-            self._path.append(current)
-            kind = node["type"]
-            if kind == "send_email":
-                await self._send_email(inp, node, visits[current])
-            elif kind == "wait":
-                await workflow.sleep(timedelta(seconds=node["seconds"]))
-            elif kind == "exit":
-                break
-            current = node.get("next")
+    async def _run_node(self, node: dict[str, Any], visit: int) -> tuple[str | None, str | None]:
+        kind = node["type"]
+        if kind == "send_email":
+            return await self._send_email(node, visit)
+        if kind == "wait":
+            await self._sleep_until(workflow.now() + timedelta(seconds=node["seconds"]))
+            return node.get("next"), None
+        if kind == "wait_until":
+            return await self._wait_until(node)
+        if kind == "wait_for_event":
+            return await self._wait_for_event(node)
+        if kind == "branch":
+            return await self._branch(node)
+        if kind == "split":
+            return self._split(node)
+        if kind in ("award_points", "deduct_points"):
+            return await self._points(node, visit)
+        if kind == "escalate":
+            return await self._escalate(node, visit)
+        if kind == "update_trait":
+            await workflow.execute_activity(
+                UPDATE_TRAITS,
+                UpdateTraitsRequest(customer_id=self._inp.customer_id, traits=node["traits"]),
+                activity_id=f"{node['id']}/{visit}",
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            return node.get("next"), None
+        if kind == "webhook":
+            return await self._webhook(node, visit)
+        if kind == "exit":
+            return None, None
+        raise ValueError(f"unknown node type {kind!r}")  # the definition was validated at publish
 
-    async def _send_email(self, inp: JourneyInput, node: dict[str, Any], visit: int) -> SendEmailResult:
+    # --- nodes ---------------------------------------------------------------------------------
+
+    async def _send_email(self, node: dict[str, Any], visit: int) -> tuple[str | None, str | None]:
+        cap = self._rules.get("frequency_cap")
+        quiet = self._rules.get("quiet_hours")
+        fresh = False
+        while True:
+            # Taken before reading the status, so a resume signal that lands during the read is not lost.
+            status_changes = self._status_changes
+            plan = None
+            if cap or quiet:
+                plan = self._plan(
+                    "send",
+                    quiet_start=quiet["start"] if quiet else None,
+                    quiet_end=quiet["end"] if quiet else None,
+                    cap_max=cap["max"] if cap else None,
+                    cap_window_seconds=cap["window_seconds"] if cap else None,
+                )
+            ctx = await self._context(plan, with_customer=plan is not None, fresh_status=fresh)
+            if ctx.journey_status == "archived":
+                self._outcome = "exited"
+                raise _Leave
+            if ctx.journey_status == "paused":
+                # Hold before the send until a status signal (resume) or a periodic re-check.
+                await self._flush()
+                await self._wait(lambda seen=status_changes: self._status_changes != seen, PAUSE_RECHECK)
+                fresh = True
+                continue
+            if ctx.held_by is None:
+                break
+            rule = quiet if ctx.held_by == "quiet_hours" else cap
+            if rule.get("on_limit") == "drop":
+                return node.get("next"), f"dropped:{ctx.held_by}"
+            await self._sleep_until(datetime.fromisoformat(ctx.moment))
         # The key names this enrollment (workflow id + entry event) and this step (node + visit), so a
         # retried activity, a replay or a crashed worker all find the same ledger row.
-        key = f"{workflow.info().workflow_id}/{inp.entry_event.id}/{node['id']}/{visit}"
-        return await workflow.execute_activity(
+        key = f"{workflow.info().workflow_id}/{self._inp.entry_event.id}/{node['id']}/{visit}"
+        result = await workflow.execute_activity(
             SEND_EMAIL,
             SendEmailRequest(
                 idempotency_key=key,
-                customer_id=inp.customer_id,
+                customer_id=self._inp.customer_id,
                 template_id=node["template_id"],
                 template_version=node["template_version"],
-                journey_id=inp.journey_id,
+                journey_id=self._inp.journey_id,
                 node_id=node["id"],
-                event=inp.entry_event,
+                event=self._inp.entry_event,
+                subscription_group=node.get("subscription_group"),
             ),
             activity_id=f"{node['id']}/{visit}",
             start_to_close_timeout=timedelta(minutes=2),
+            # The activity heartbeats while it works: a crashed worker's send is retried within half a
+            # minute, while a send slowed by load is not mistaken for a dead one.
+            heartbeat_timeout=timedelta(seconds=30),
             retry_policy=SEND_RETRY,
             result_type=SendEmailResult,
+        )
+        return node.get("next"), result.status
+
+    async def _wait_until(self, node: dict[str, Any]) -> tuple[str | None, str | None]:
+        if node.get("date_trait"):
+            plan = self._plan(
+                "date", at=node["at"], trait=node["date_trait"], offset_days=node["offset_days"]
+            )
+        else:
+            plan = self._plan("local_time", at=node["at"], weekdays=node.get("weekdays") or [])
+        ctx = await self._context(plan)
+        if ctx.moment is None:
+            return node.get("next"), "no_date"
+        target = datetime.fromisoformat(ctx.moment)
+        if target < workflow.now():
+            return node.get("next"), "date_passed"
+        await self._sleep_until(target)
+        return node.get("next"), None
+
+    async def _wait_for_anniversary(self, entry: dict[str, Any]) -> bool:
+        """Date-trait entry: wait until the day at the entry's local time; False if there is no date."""
+        ref = self._inp.entry_event
+        if ref.name == "$anniversary" and ref.timestamp:
+            # The sweep computed the moment when it enrolled; recomputing here could roll to next year.
+            await self._sleep_until(datetime.fromisoformat(ref.timestamp))
+            return True
+        ctx = await self._context(self._plan("anniversary", at=entry["at"], trait=entry["trait"]))
+        if ctx.moment is None:
+            return False
+        await self._sleep_until(datetime.fromisoformat(ctx.moment))
+        return True
+
+    async def _wait_for_event(self, node: dict[str, Any]) -> tuple[str | None, str | None]:
+        start = len(self._inbox)
+        # Nodes between two waits take no time in the journey's terms: an event that arrived since the
+        # enrollment last woke (or since entry) belongs to this wait even if it beat the registration.
+        await self._listen([node["event"]], after_event_id=self._inp.entry_event.id, since=self._awake_since)
+
+        def arrived() -> bool:
+            return any(
+                conditions.event_matches(
+                    e.name,
+                    e.properties or {},
+                    want=node["event"],
+                    where=node.get("where") or {},
+                    match_entry=node.get("match_entry"),
+                    entry_properties=self._entry_props,
+                )
+                for e in self._inbox[start:]
+            )
+
+        await self._flush()
+        came = await self._wait(arrived, timedelta(seconds=node["timeout_seconds"]))
+        if came:
+            return node.get("next"), "matched"
+        return node.get("timeout_next"), "timeout"
+
+    async def _branch(self, node: dict[str, Any]) -> tuple[str | None, str | None]:
+        needs_traits = any(c.get("trait") for b in node["branches"] for c in b["when"])
+        segment_ids = sorted({c["segment"] for b in node["branches"] for c in b["when"] if c.get("segment")})
+        traits = (await self._context()).traits if needs_traits else {}
+        segments = await self._segments(segment_ids, node["id"]) if segment_ids else set()
+        for index, branch in enumerate(node["branches"]):
+            if all(
+                conditions.holds(c, traits=traits, event=self._entry_props, segments=segments)
+                for c in branch["when"]
+            ):
+                return branch.get("next"), f"branch:{index}"
+        return node.get("default_next"), "default"
+
+    def _split(self, node: dict[str, Any]) -> tuple[str | None, str | None]:
+        bucket = conditions.split_bucket(self._inp.journey_id, node["id"], self._inp.customer_id)
+        chosen = conditions.choose_path(node["paths"], node.get("holdout_percent", 0), bucket)
+        if chosen is None:
+            return None, "holdout"
+        return node["paths"][chosen].get("next"), f"path:{chosen}"
+
+    async def _points(self, node: dict[str, Any], visit: int) -> tuple[str | None, str | None]:
+        await workflow.execute_activity(
+            AWARD_POINTS if node["type"] == "award_points" else DEDUCT_POINTS,
+            PointsRequest(
+                idempotency_key=self._key(node, visit),
+                customer_id=self._inp.customer_id,
+                points=node["points"],
+                reason=node.get("reason"),
+                journey_id=self._inp.journey_id,
+                node_id=node["id"],
+            ),
+            activity_id=f"{node['id']}/{visit}",
+            start_to_close_timeout=timedelta(seconds=60),
+            result_type=PointsResult,
+        )
+        return node.get("next"), None
+
+    async def _escalate(self, node: dict[str, Any], visit: int) -> tuple[str | None, str | None]:
+        """Open a case and wait for the agent's outcome, the case's own SLA breach, or the node's
+        ``sla`` (how long this journey waits at most), whichever comes first."""
+        case_id = await workflow.execute_activity(
+            OPEN_CASE,
+            OpenCaseRequest(
+                idempotency_key=self._key(node, visit),
+                customer_id=self._inp.customer_id,
+                reason=node["subject"],
+                team=node["team"],
+                priority=node.get("priority"),
+                journey_id=self._inp.journey_id,
+                node_id=node["id"],
+                waiting_workflow_id=workflow.info().workflow_id,
+            ),
+            activity_id=f"{node['id']}/{visit}",
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RetryPolicy(non_retryable_error_types=[CASE_REJECTED]),
+            result_type=int,
+        )
+        await self._flush()
+
+        def settled() -> bool:
+            update = self._cases.get(case_id)
+            return update is not None and (update.outcome is not None or update.breached)
+
+        await self._wait(settled, timedelta(seconds=node["sla_seconds"]))
+        update = self._cases.get(case_id)
+        if update is not None and update.outcome is not None:
+            return node.get("resolved_next"), f"case:{update.outcome}"
+        return node.get("breached_next"), "sla_breached"
+
+    async def _webhook(self, node: dict[str, Any], visit: int) -> tuple[str | None, str | None]:
+        payload = {
+            **(node.get("body") or {}),
+            "journey_id": self._inp.journey_id,
+            "journey_version": self._inp.version,
+            "node_id": node["id"],
+            "customer_id": self._inp.customer_id,
+            "entry_event": {"id": self._inp.entry_event.id, "name": self._inp.entry_event.name},
+        }
+        result = await workflow.execute_activity(
+            CALL_WEBHOOK,
+            WebhookRequest(idempotency_key=self._key(node, visit), url=node["url"], payload=payload),
+            activity_id=f"{node['id']}/{visit}",
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=WEBHOOK_RETRY,
+            result_type=WebhookResult,
+        )
+        return node.get("next"), f"http:{result.status_code}"
+
+    # --- waiting, interrupts and rules ---------------------------------------------------------
+
+    def _key(self, node: dict[str, Any], visit: int) -> str:
+        return f"{workflow.info().workflow_id}/{self._inp.entry_event.id}/{node['id']}/{visit}"
+
+    def _rule_events(self) -> list[str]:
+        names = {m["event"] for m in self._rules.get("exit_when") or []}
+        goal = self._rules.get("goal") or {}
+        if goal.get("event"):
+            names.add(goal["event"])
+        return sorted(names)
+
+    def _check_interrupts(self) -> None:
+        """Look at events not yet examined: a goal converts, an exit criterion exits."""
+        goal = self._rules.get("goal") or {}
+        while self._scanned < len(self._inbox) and self._outcome is None:
+            event = self._inbox[self._scanned]
+            self._scanned += 1
+            props = event.properties or {}
+            if goal.get("event") and conditions.event_matches(
+                event.name, props, want=goal["event"], where=goal.get("where") or {}
+            ):
+                self._outcome = "converted"
+            elif any(
+                conditions.event_matches(event.name, props, want=m["event"], where=m.get("where") or {})
+                for m in self._rules.get("exit_when") or []
+            ):
+                self._outcome = "exited"
+        if self._outcome is not None:
+            raise _Leave
+
+    def _interrupted(self) -> bool:
+        try:
+            self._check_interrupts()
+        except _Leave:
+            return True
+        return False
+
+    async def _wait(self, condition, within: timedelta) -> bool:
+        """Wait for ``condition`` up to ``within``; True if it held. A goal or exit raises _Leave."""
+        if within.total_seconds() <= 0:
+            self._check_interrupts()
+            return bool(condition())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(lambda: self._interrupted() or condition(), timeout=within)
+        self._awake_since = workflow.now()
+        self._check_interrupts()
+        return bool(condition())
+
+    async def _sleep_until(self, moment: datetime) -> None:
+        await self._flush()
+        await self._wait(lambda: False, moment - workflow.now())
+
+    def _plan(self, kind: str, **fields: Any) -> TimePlan:
+        return TimePlan(
+            kind=kind,
+            now=workflow.now().isoformat(),
+            default_timezone=self._rules.get("default_timezone", "UTC"),
+            **fields,
+        )
+
+    async def _context(
+        self, plan: TimePlan | None = None, *, with_customer: bool = True, fresh_status: bool = False
+    ) -> JourneyContext:
+        return await workflow.execute_local_activity(
+            JOURNEY_CONTEXT,
+            JourneyContextRequest(
+                journey_id=self._inp.journey_id,
+                customer_id=self._inp.customer_id,
+                plan=plan,
+                with_customer=with_customer,
+                fresh_status=fresh_status,
+            ),
+            result_type=JourneyContext,
+            **LOCAL,
+        )
+
+    async def _segments(self, segment_ids: list[str], node_id: str) -> set[str]:
+        found = await workflow.execute_activity(
+            EVALUATE_SEGMENT,
+            SegmentMembershipRequest(customer_id=self._inp.customer_id, segment_ids=segment_ids),
+            start_to_close_timeout=timedelta(seconds=60),
+            result_type=SegmentMembership,
+        )
+        return set(found.member_of)
+
+    async def _listen(
+        self, names: list[str], *, after_event_id: int = 0, since: datetime | None = None
+    ) -> None:
+        """Register for events (once per name) and take any that arrived before the registration."""
+        new = [n for n in names if n not in self._listening]
+        if not new:
+            return
+        self._listening.update(new)
+        missed = await workflow.execute_local_activity(
+            REGISTER_LISTENERS,
+            RegisterListenersRequest(
+                workflow_id=workflow.info().workflow_id,
+                customer_id=self._inp.customer_id,
+                event_names=new,
+                after_event_id=after_event_id,
+                since=since.isoformat() if since else None,
+            ),
+            result_type=list[EventRef],
+            **LOCAL,
+        )
+        for event in missed:
+            self.on_event(event)
+
+    # --- step records --------------------------------------------------------------------------
+
+    def _enter(self, node_id: str, visit: int) -> StepRecord:
+        step = StepRecord(node_id=node_id, visit=visit, entered_at=workflow.now().isoformat())
+        self._steps.append(step)
+        if len(self._steps) > MAX_KEPT_STEPS:
+            del self._steps[0]
+        self._dirty[(node_id, visit)] = step
+        return step
+
+    def _leave(self, step: StepRecord, outcome: str | None) -> None:
+        step.left_at = workflow.now().isoformat()
+        step.outcome = outcome
+        self._dirty[(step.node_id, step.visit)] = step
+
+    def _close_open_steps(self, outcome: str) -> None:
+        for step in self._steps:
+            if step.left_at is None:
+                self._leave(step, outcome)
+
+    def _take_dirty(self) -> list[StepRecord]:
+        steps = list(self._dirty.values())
+        self._dirty.clear()
+        return steps
+
+    async def _flush(self) -> None:
+        """Write step records before the enrollment blocks, so stats show who waits where."""
+        steps = self._take_dirty()
+        if steps:
+            await workflow.execute_local_activity(
+                RECORD_STEPS,
+                RecordStepsRequest(
+                    workflow_id=workflow.info().workflow_id,
+                    journey_id=self._inp.journey_id,
+                    version=self._inp.version,
+                    customer_id=self._inp.customer_id,
+                    steps=steps,
+                ),
+                **LOCAL,
+            )
+
+    def _history_is_large(self) -> bool:
+        return workflow.info().is_continue_as_new_suggested()
+
+    async def _continue_as_new(self, current: str, visits: dict[str, int]) -> None:
+        await self._flush()
+        unscanned = self._inbox[self._scanned :]
+        state = JourneyState(
+            current=current,
+            visits=visits,
+            steps=self._steps[-MAX_KEPT_STEPS:],
+            inbox=unscanned,
+            seen_event_ids=sorted(self._seen_event_ids)[-1000:],
+            listening=sorted(self._listening),
+        )
+        workflow.continue_as_new(
+            JourneyInput(
+                journey_id=self._inp.journey_id,
+                version=self._inp.version,
+                customer_id=self._inp.customer_id,
+                definition=self._inp.definition,
+                entry_event=self._inp.entry_event,
+                state=state,
+            )
         )

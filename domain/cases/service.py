@@ -99,6 +99,10 @@ async def create_team(session: AsyncSession, spec: TeamIn) -> TeamOut:
     )
 
 
+async def team_exists(session: AsyncSession, team_id: str) -> bool:
+    return await repo.get_team(session, team_id) is not None
+
+
 async def list_teams(session: AsyncSession) -> list[TeamOut]:
     members = await repo.members_by_team(session)
     return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Iterable
@@ -295,3 +296,26 @@ async def erasures_of(session: AsyncSession, user_id: str) -> list[Erasure]:
         Erasure.model_validate(e, from_attributes=True)
         for e in await repository.erasures(session, sha256(user_id) or "")
     ]
+
+
+async def update_traits(session: AsyncSession, customer_id: int, traits: dict[str, Any]) -> bool:
+    """Merge traits set by the engine itself (a journey's update_trait step); False if no such customer.
+
+    Top-level keys replace, as with identify; email, timezone and locale also update the profile
+    columns when they are valid.
+    """
+    from domain.events.schemas import is_timezone, normalise_email, normalise_locale
+
+    customer = await repository.get(session, customer_id)
+    if customer is None:
+        return False
+    customer.traits = {**(customer.traits or {}), **traits}
+    email, timezone, locale = traits.get("email"), traits.get("timezone"), traits.get("locale")
+    if isinstance(email, str):
+        with contextlib.suppress(ValueError):
+            customer.email = normalise_email(email)
+    if isinstance(timezone, str) and is_timezone(timezone):
+        customer.timezone = timezone
+    if isinstance(locale, str):
+        customer.locale = normalise_locale(locale) or customer.locale
+    return True

@@ -1,7 +1,9 @@
 """The journey graph marketers write, and the rules that make it runnable.
 
-A definition is a list of nodes joined by ``next``; exactly one ``entry`` node says what enrolls a
-customer. Validation names the node and the problem so the API can answer with a precise 422.
+A definition is a list of nodes joined by ``next`` (and, for nodes that fork, by their branch fields);
+exactly one ``entry`` node says what enrolls a customer. Journey-level ``rules`` (goal, exit criteria,
+frequency cap, quiet hours) apply at every node. Validation names the node and the problem so the API can
+answer with a precise 422.
 """
 
 from __future__ import annotations
@@ -10,11 +12,22 @@ import contextlib
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from domain.errors import InvalidInput
 
 NODE_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+LOCAL_TIME = r"^([01]\d|2[0-3]):[0-5]\d$"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _UNIT_SECONDS = (604_800, 86_400, 3_600, 60, 1)
 
@@ -27,36 +40,206 @@ def parse_duration(text: str) -> int:
     return sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS, strict=True) if n)
 
 
-class _Node(BaseModel):
+def _positive_duration(value: str) -> str:
+    if parse_duration(value) <= 0:
+        raise ValueError("duration must be positive")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_positive_duration)]
+
+
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# --- conditions --------------------------------------------------------------------------------------
+
+Op = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists", "not_exists", "contains"]
+
+
+class Condition(_Strict):
+    """One test on the customer (a trait), the entry event (a property) or a segment's membership."""
+
+    trait: str | None = Field(None, min_length=1, max_length=255)
+    event_property: str | None = Field(None, min_length=1, max_length=255)
+    segment: str | None = Field(None, min_length=1, max_length=64)
+    op: Op = "eq"
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> Condition:
+        subjects = [s for s in (self.trait, self.event_property, self.segment) if s is not None]
+        if len(subjects) != 1:
+            raise ValueError("a condition tests exactly one of trait, event_property or segment")
+        if self.segment is not None and self.op not in ("eq", "ne"):
+            raise ValueError("a segment condition uses op 'eq' or 'ne' with value true/false")
+        if self.segment is not None and self.value is None:
+            self.value = True
+        if self.op in ("in", "not_in") and not isinstance(self.value, list):
+            raise ValueError(f"op {self.op!r} needs a list value")
+        if self.op in ("gt", "gte", "lt", "lte") and not isinstance(self.value, int | float | str):
+            raise ValueError(f"op {self.op!r} needs a number or string value")
+        return self
+
+
+class EventMatch(_Strict):
+    """A track event by name, optionally with properties that must equal given values."""
+
+    event: str = Field(min_length=1, max_length=255)
+    where: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- nodes -------------------------------------------------------------------------------------------
+
+
+class _Node(_Strict):
     id: str = Field(pattern=NODE_ID)
 
 
 class EntryNode(_Node):
     type: Literal["entry"]
-    event: str = Field(min_length=1, max_length=255, description="Track event name that enrolls.")
+    trigger: Literal["event", "segment", "date_trait", "manual"] = "event"
+    event: str | None = Field(None, min_length=1, max_length=255, description="Track event that enrolls.")
     where: dict[str, Any] = Field(
         default_factory=dict, description="Event properties that must equal these values."
     )
+    segment_id: str | None = Field(None, min_length=1, max_length=64)
+    trait: str | None = Field(None, min_length=1, max_length=255, description="A date trait, e.g. birthday.")
+    at: str | None = Field(None, pattern=LOCAL_TIME, description="Local time of day for date_trait.")
+    reentry: Literal["once", "after_exit", "always", "once_per_key"] = "once"
+    entry_key: str | None = Field(None, min_length=1, max_length=255, description="Event property.")
     next: str | None = None
+
+    @model_validator(mode="after")
+    def _trigger_fields(self) -> EntryNode:
+        needs = {"event": ["event"], "segment": ["segment_id"], "date_trait": ["trait", "at"], "manual": []}
+        missing = [f for f in needs[self.trigger] if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a {self.trigger} entry needs {', '.join(missing)}")
+        if self.reentry == "once_per_key" and not self.entry_key:
+            raise ValueError("reentry 'once_per_key' needs entry_key (the event property naming the key)")
+        if self.reentry == "once_per_key" and self.trigger != "event":
+            raise ValueError("reentry 'once_per_key' needs an event entry")
+        return self
 
 
 class SendEmailNode(_Node):
     type: Literal["send_email"]
     template_id: str = Field(min_length=1, max_length=64)
+    subscription_group: str | None = Field(None, min_length=1, max_length=64)
     next: str | None = None
 
 
 class WaitNode(_Node):
     type: Literal["wait"]
-    duration: str
+    duration: Duration
     next: str | None = None
 
-    @field_validator("duration")
+
+class WaitUntilNode(_Node):
+    """Wait until a local time of day in the customer's timezone, optionally on given weekdays, or on a
+    date trait (e.g. ``renewal_date``) shifted by ``offset_days``."""
+
+    type: Literal["wait_until"]
+    at: str = Field(pattern=LOCAL_TIME)
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=list)
+    date_trait: str | None = Field(None, min_length=1, max_length=255)
+    offset_days: int = Field(0, ge=-366, le=366)
+    next: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WaitUntilNode:
+        if self.date_trait and self.weekdays:
+            raise ValueError("use either weekdays or date_trait, not both")
+        return self
+
+
+class WaitForEventNode(_Node):
+    type: Literal["wait_for_event"]
+    event: str = Field(min_length=1, max_length=255)
+    where: dict[str, Any] = Field(default_factory=dict)
+    match_entry: list[str] = Field(
+        default_factory=list,
+        description="Properties that must equal the entry event's (e.g. cart_id).",
+        max_length=10,
+    )
+    timeout: Duration
+    next: str | None = Field(None, description="Where to go when the event arrives.")
+    timeout_next: str | None = Field(None, description="Where to go when it does not arrive in time.")
+
+
+class Branch(_Strict):
+    when: list[Condition] = Field(min_length=1, max_length=20, description="All must hold.")
+    next: str | None = None
+
+
+class BranchNode(_Node):
+    type: Literal["branch"]
+    branches: list[Branch] = Field(min_length=1, max_length=20)
+    default_next: str | None = None
+
+
+class SplitPath(_Strict):
+    weight: int = Field(gt=0, le=10_000)
+    next: str | None = None
+
+
+class SplitNode(_Node):
+    """Weighted random paths, the same for a customer every time; ``holdout_percent`` exits at once."""
+
+    type: Literal["split"]
+    paths: list[SplitPath] = Field(min_length=1, max_length=20)
+    holdout_percent: float = Field(0, ge=0, lt=100)
+
+
+class AwardPointsNode(_Node):
+    type: Literal["award_points"]
+    points: int = Field(gt=0, le=1_000_000_000)
+    reason: str | None = Field(None, max_length=200)
+    next: str | None = None
+
+
+class DeductPointsNode(_Node):
+    type: Literal["deduct_points"]
+    points: int = Field(gt=0, le=1_000_000_000)
+    reason: str | None = Field(None, max_length=200)
+    next: str | None = None
+
+
+class EscalateNode(_Node):
+    """Open a case for a human, then wait for its resolution or for the SLA to pass."""
+
+    type: Literal["escalate"]
+    subject: str = Field(min_length=1, max_length=200, description="The case's reason, shown to agents.")
+    team: str = Field(min_length=1, max_length=64, description="The agents' team that gets the case.")
+    priority: Literal["low", "normal", "high", "urgent"] | None = Field(
+        None, description="Default: from the customer's value tier (key: urgent ... small: low)."
+    )
+    sla: Duration = Field(
+        "1d", description="How long the journey waits at most; the case's SLA may end it sooner."
+    )
+    resolved_next: str | None = None
+    breached_next: str | None = None
+
+
+class UpdateTraitNode(_Node):
+    type: Literal["update_trait"]
+    traits: dict[str, Any] = Field(min_length=1, max_length=50)
+    next: str | None = None
+
+
+class WebhookNode(_Node):
+    type: Literal["webhook"]
+    url: str = Field(min_length=8, max_length=2000)
+    body: dict[str, Any] = Field(default_factory=dict, description="Extra fields sent with the payload.")
+    next: str | None = None
+
+    @field_validator("url")
     @classmethod
-    def _valid_duration(cls, value: str) -> str:
-        if parse_duration(value) <= 0:
-            raise ValueError("duration must be positive")
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
         return value
 
 
@@ -64,12 +247,88 @@ class ExitNode(_Node):
     type: Literal["exit"]
 
 
-Node = Annotated[EntryNode | SendEmailNode | WaitNode | ExitNode, Field(discriminator="type")]
+Node = Annotated[
+    EntryNode
+    | SendEmailNode
+    | WaitNode
+    | WaitUntilNode
+    | WaitForEventNode
+    | BranchNode
+    | SplitNode
+    | AwardPointsNode
+    | DeductPointsNode
+    | EscalateNode
+    | UpdateTraitNode
+    | WebhookNode
+    | ExitNode,
+    Field(discriminator="type"),
+]
+
+# Nodes that pass time: a cycle through one of them cannot spin.
+WAITING_TYPES = (WaitNode, WaitUntilNode, WaitForEventNode, EscalateNode)
 
 
-class JourneyDefinition(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# --- journey-level rules -----------------------------------------------------------------------------
+
+
+class Goal(_Strict):
+    """Reaching the goal takes the customer out at once, from any wait, counted as converted."""
+
+    event: str | None = Field(None, min_length=1, max_length=255)
+    where: dict[str, Any] = Field(default_factory=dict)
+    segment: str | None = Field(None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one(self) -> Goal:
+        if (self.event is None) == (self.segment is None):
+            raise ValueError("a goal is either an event or a segment")
+        return self
+
+
+class FrequencyCap(_Strict):
+    """At most ``max`` marketing emails to a customer per ``window``, counted across all journeys."""
+
+    max: int = Field(gt=0, le=1000)
+    window: Duration
+    on_limit: Literal["defer", "drop"] = "defer"
+
+
+class QuietHours(_Strict):
+    """No sends between ``start`` and ``end`` in the customer's timezone (may wrap midnight)."""
+
+    start: str = Field(pattern=LOCAL_TIME)
+    end: str = Field(pattern=LOCAL_TIME)
+    on_limit: Literal["defer", "drop"] = "defer"
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+
+class Rules(_Strict):
+    goal: Goal | None = None
+    exit_when: list[EventMatch] = Field(default_factory=list, max_length=20)
+    frequency_cap: FrequencyCap | None = None
+    quiet_hours: QuietHours | None = None
+    default_timezone: str = Field("UTC", description="For customers without a timezone.")
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA timezone") from exc
+        return value
+
+
+class JourneyDefinition(_Strict):
     nodes: list[Node] = Field(min_length=2, max_length=500)
+    rules: Rules = Field(default_factory=Rules)
 
     def node(self, node_id: str):
         return next(n for n in self.nodes if n.id == node_id)
@@ -80,6 +339,12 @@ class JourneyDefinition(BaseModel):
 
     def template_ids(self) -> set[str]:
         return {n.template_id for n in self.nodes if isinstance(n, SendEmailNode)}
+
+    def listened_events(self) -> set[str]:
+        names = {n.event for n in self.nodes if isinstance(n, WaitForEventNode)}
+        if self.rules.goal and self.rules.goal.event:
+            names.add(self.rules.goal.event)
+        return names | {m.event for m in self.rules.exit_when}
 
 
 _adapter = TypeAdapter(JourneyDefinition)
@@ -106,38 +371,67 @@ def _describe(raw: Any, err: dict) -> dict:
     return out
 
 
+def successors(node) -> list[tuple[str, str]]:
+    """``(field, target)`` for every outgoing edge of a node (a dict snapshot or a model)."""
+    get = node.get if isinstance(node, dict) else lambda k, d=None: getattr(node, k, d)
+    out = []
+    for key in ("next", "timeout_next", "default_next", "resolved_next", "breached_next"):
+        if get(key):
+            out.append((key, get(key)))
+    for i, branch in enumerate(get("branches") or []):
+        target = branch.get("next") if isinstance(branch, dict) else branch.next
+        if target:
+            out.append((f"branches.{i}.next", target))
+    for i, path in enumerate(get("paths") or []):
+        target = path.get("next") if isinstance(path, dict) else path.next
+        if target:
+            out.append((f"paths.{i}.next", target))
+    return out
+
+
 def graph_problems(definition: JourneyDefinition) -> list[dict]:
     problems: list[dict] = []
     ids = [n.id for n in definition.nodes]
     by_id = {n.id: n for n in definition.nodes}
     for dup in sorted({i for i in ids if ids.count(i) > 1}):
         problems.append({"node": dup, "problem": "node id is used more than once"})
-    entries = [n.id for n in definition.nodes if isinstance(n, EntryNode)]
+    entries = [n for n in definition.nodes if isinstance(n, EntryNode)]
     if len(entries) != 1:
         problems.append(
             {"node": None, "problem": f"a journey needs exactly one entry node, found {len(entries)}"}
         )
     for node in definition.nodes:
-        target = getattr(node, "next", None)
-        if target is not None and target not in by_id:
-            problems.append({"node": node.id, "problem": f"next names an unknown node {target!r}"})
-        if target is not None and isinstance(by_id.get(target), EntryNode):
-            problems.append({"node": node.id, "problem": "next cannot lead back to the entry node"})
+        for field, target in successors(node):
+            if target not in by_id:
+                problems.append({"node": node.id, "problem": f"{field} names an unknown node {target!r}"})
+            elif isinstance(by_id[target], EntryNode):
+                problems.append({"node": node.id, "problem": f"{field} cannot lead back to the entry node"})
+        problems.extend(_reference_problems(node, entries))
     if problems:
         return problems
-    reached = _reachable(by_id, entries[0])
+    entry = entries[0]
+    if entry.next is None:
+        problems.append({"node": entry.id, "problem": "the entry node needs next"})
+    reached = _reachable(by_id, entry.id)
     for node in definition.nodes:
         if node.id not in reached:
             problems.append({"node": node.id, "problem": "node cannot be reached from the entry"})
-    loop = _loop_without_wait(by_id, entries[0])
+    loop = _loop_without_wait(by_id, entry.id)
     if loop:
         problems.append({"node": loop[0], "problem": f"path loops without a wait: {' -> '.join(loop)}"})
     return problems
 
 
-def _successors(node) -> list[str]:
-    target = getattr(node, "next", None)
-    return [target] if target else []
+def _reference_problems(node, entries: list[EntryNode]) -> list[dict]:
+    entry = entries[0] if len(entries) == 1 else None
+    needs_event_entry = entry is not None and entry.trigger != "event"
+    if isinstance(node, WaitForEventNode) and node.match_entry and needs_event_entry:
+        return [{"node": node.id, "problem": "match_entry needs an entry triggered by an event"}]
+    if isinstance(node, BranchNode) and entry is not None and entry.trigger != "event":
+        for branch in node.branches:
+            if any(c.event_property for c in branch.when):
+                return [{"node": node.id, "problem": "event_property conditions need an event entry"}]
+    return []
 
 
 def _reachable(by_id: dict, start: str) -> set[str]:
@@ -147,7 +441,7 @@ def _reachable(by_id: dict, start: str) -> set[str]:
         if current in seen:
             continue
         seen.add(current)
-        stack.extend(_successors(by_id[current]))
+        stack.extend(target for _, target in successors(by_id[current]))
     return seen
 
 
@@ -159,13 +453,13 @@ def _loop_without_wait(by_id: dict, start: str) -> list[str] | None:
     def visit(node_id: str) -> list[str] | None:
         if node_id in on_path:
             cycle = [*on_path[on_path.index(node_id) :], node_id]
-            if not any(isinstance(by_id[n], WaitNode) for n in cycle):
+            if not any(isinstance(by_id[n], WAITING_TYPES) for n in cycle):
                 return cycle
             return None
         if node_id in done:
             return None
         on_path.append(node_id)
-        for nxt in _successors(by_id[node_id]):
+        for _, nxt in successors(by_id[node_id]):
             found = visit(nxt)
             if found:
                 return found
@@ -176,8 +470,24 @@ def _loop_without_wait(by_id: dict, start: str) -> list[str] | None:
     return visit(start)
 
 
+def snapshot(definition: JourneyDefinition) -> dict[str, Any]:
+    """The definition as the workflow runs it: durations precomputed to seconds."""
+    out = definition.model_dump(mode="json")
+    for node in out["nodes"]:
+        if node["type"] == "wait":
+            node["seconds"] = parse_duration(node["duration"])
+        elif node["type"] == "wait_for_event":
+            node["timeout_seconds"] = parse_duration(node["timeout"])
+        elif node["type"] == "escalate":
+            node["sla_seconds"] = parse_duration(node["sla"])
+    cap = out["rules"].get("frequency_cap")
+    if cap:
+        cap["window_seconds"] = parse_duration(cap["window"])
+    return out
+
+
 def matches_entry(entry: dict, event_name: str, properties: dict) -> bool:
     """Does a stored event enroll into a journey whose entry node is ``entry`` (a snapshot dict)?"""
-    if entry.get("event") != event_name:
+    if entry.get("trigger", "event") != "event" or entry.get("event") != event_name:
         return False
     return all(properties.get(key) == value for key, value in (entry.get("where") or {}).items())

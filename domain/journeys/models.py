@@ -48,6 +48,48 @@ class Enrollment(Base):
     version: Mapped[int] = mapped_column(Integer)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     entry_event_id: Mapped[int | None] = mapped_column(BigId)
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active | completed | failed
+    # active | completed | converted (reached the goal) | exited (exit criterion, archive) | failed
+    status: Mapped[str] = mapped_column(String(16), default="active")
     entered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class JourneyListener(Base):
+    """An enrollment that waits for an event (a wait_for_event node, a goal, an exit criterion).
+
+    The router signals only the enrollments listed here for a customer's event, never every running
+    enrollment of the customer. Rows go when the enrollment finishes.
+    """
+
+    __tablename__ = "journey_listeners"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "event_name"),
+        Index("ix_journey_listeners_customer_event", "customer_id", "event_name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    event_name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JourneyStep(Base):
+    """One visit of one enrollment to one node: when it entered, when it left, and how."""
+
+    __tablename__ = "journey_steps"
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "node_id", "visit"),
+        Index("ix_journey_steps_journey_node", "journey_id", "node_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    journey_id: Mapped[str] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(String(64))
+    visit: Mapped[int] = mapped_column(Integer, default=1)
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(32))  # sent, deferred, timeout, matched, ...

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from datetime import datetime
+
+from sqlalchemy import and_, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.db import insert_ignoring_conflicts
-from domain.journeys.models import Enrollment, Journey, JourneyVersion
+from domain.customers.models import Customer
+from domain.db import insert_ignoring_conflicts, utcnow
+from domain.email.models import Message
+from domain.events.models import Event
+from domain.journeys.models import Enrollment, Journey, JourneyListener, JourneyStep, JourneyVersion
 
 
 async def get(session: AsyncSession, journey_id: str) -> Journey | None:
@@ -49,6 +54,33 @@ async def live_versions(session: AsyncSession, event_names: set[str]) -> list[Jo
     return list(await session.scalars(stmt))
 
 
+async def live_versions_without_event(session: AsyncSession) -> list[JourneyVersion]:
+    """Published versions of live journeys that no event enrolls into (date, segment, manual)."""
+    stmt = (
+        select(JourneyVersion)
+        .join(Journey, Journey.id == JourneyVersion.journey_id)
+        .where(
+            Journey.status == "published",
+            JourneyVersion.version == Journey.published_version,
+            JourneyVersion.trigger_event == "",
+        )
+    )
+    return list(await session.scalars(stmt))
+
+
+async def customers_with_trait(
+    session: AsyncSession, after_id: int, limit: int
+) -> list[tuple[int, dict, str | None]]:
+    """A page of customers (id, traits, timezone), in id order, for sweeps over date traits."""
+    rows = await session.execute(
+        select(Customer.id, Customer.traits, Customer.timezone)
+        .where(Customer.id > after_id)
+        .order_by(Customer.id)
+        .limit(limit)
+    )
+    return [(i, t or {}, tz) for i, t, tz in rows]
+
+
 async def enrollment(session: AsyncSession, workflow_id: str) -> Enrollment | None:
     return await session.scalar(select(Enrollment).where(Enrollment.workflow_id == workflow_id))
 
@@ -72,3 +104,200 @@ async def enrollments_of(session: AsyncSession, journey_id: str, limit: int) -> 
             .limit(limit)
         )
     )
+
+
+# --- listeners: which enrollments wait for which of a customer's events -------------------------------
+
+
+async def add_listeners(session: AsyncSession, workflow_id: str, customer_id: int, names: list[str]) -> None:
+    if names:
+        await session.execute(
+            insert_ignoring_conflicts(session, JourneyListener, ["workflow_id", "event_name"]),
+            [
+                {
+                    "workflow_id": workflow_id,
+                    "customer_id": customer_id,
+                    "event_name": n,
+                    "created_at": utcnow(),
+                }
+                for n in names
+            ],
+        )
+
+
+async def remove_listeners(session: AsyncSession, workflow_id: str) -> None:
+    await session.execute(delete(JourneyListener).where(JourneyListener.workflow_id == workflow_id))
+
+
+async def listeners_for(session: AsyncSession, pairs: set[tuple[int, str]]) -> list[tuple[int, str, str]]:
+    """``(customer_id, event_name, workflow_id)`` for every enrollment listening to one of the pairs."""
+    if not pairs:
+        return []
+    customers = {c for c, _ in pairs}
+    names = {n for _, n in pairs}
+    rows = await session.execute(
+        select(JourneyListener.customer_id, JourneyListener.event_name, JourneyListener.workflow_id).where(
+            JourneyListener.customer_id.in_(customers), JourneyListener.event_name.in_(names)
+        )
+    )
+    return [(c, n, w) for c, n, w in rows if (c, n) in pairs]
+
+
+async def events_since(
+    session: AsyncSession, customer_id: int, names: list[str], after_event_id: int, since: datetime | None
+) -> list[Event]:
+    stmt = (
+        select(Event)
+        .where(Event.customer_id == customer_id, Event.name.in_(names), Event.id > after_event_id)
+        .order_by(Event.id)
+        .limit(100)
+    )
+    if since is not None:
+        stmt = stmt.where(Event.received_at >= since)
+    return list(await session.scalars(stmt))
+
+
+# --- step records and the numbers built from them ---------------------------------------------------
+
+
+async def upsert_steps(session: AsyncSession, rows: list[dict]) -> None:
+    """Insert step records, or update when they left (one statement for the batch)."""
+    if not rows:
+        return
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(JourneyStep)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["workflow_id", "node_id", "visit"],
+        set_={
+            "left_at": func.coalesce(stmt.excluded.left_at, JourneyStep.left_at),
+            "outcome": func.coalesce(stmt.excluded.outcome, JourneyStep.outcome),
+        },
+    )
+    await session.execute(stmt, rows)
+
+
+async def steps_of(session: AsyncSession, workflow_ids: list[str]) -> list[JourneyStep]:
+    return list(
+        await session.scalars(
+            select(JourneyStep)
+            .where(JourneyStep.workflow_id.in_(workflow_ids))
+            .order_by(JourneyStep.entered_at, JourneyStep.id)
+        )
+    )
+
+
+async def node_stats(session: AsyncSession, journey_id: str) -> list[tuple]:
+    """Per node: entered, completed (left), waiting now (entered, not left, enrollment active),
+    converted (enrollments that passed the node and reached the goal)."""
+    waiting = and_(JourneyStep.left_at.is_(None), Enrollment.status == "active")
+    stmt = (
+        select(
+            JourneyStep.node_id,
+            func.count(),
+            func.count(JourneyStep.left_at),
+            func.sum(case((waiting, 1), else_=0)),
+            func.count(func.distinct(case((Enrollment.status == "converted", Enrollment.id)))),
+        )
+        .join(Enrollment, Enrollment.workflow_id == JourneyStep.workflow_id, isouter=True)
+        .where(JourneyStep.journey_id == journey_id)
+        .group_by(JourneyStep.node_id)
+    )
+    return list((await session.execute(stmt)).all())
+
+
+async def enrollment_counts(session: AsyncSession, journey_id: str) -> dict[str, int]:
+    rows = await session.execute(
+        select(Enrollment.status, func.count())
+        .where(Enrollment.journey_id == journey_id)
+        .group_by(Enrollment.status)
+    )
+    return {status: count for status, count in rows}
+
+
+async def enrollments_of_customer(
+    session: AsyncSession, journey_id: str, customer_id: int
+) -> list[Enrollment]:
+    return list(
+        await session.scalars(
+            select(Enrollment)
+            .where(Enrollment.journey_id == journey_id, Enrollment.customer_id == customer_id)
+            .order_by(Enrollment.id)
+        )
+    )
+
+
+async def active_workflow_ids(session: AsyncSession, journey_id: str) -> list[str]:
+    return list(
+        await session.scalars(
+            select(Enrollment.workflow_id).where(
+                Enrollment.journey_id == journey_id, Enrollment.status == "active"
+            )
+        )
+    )
+
+
+async def existing_workflow_ids(session: AsyncSession, workflow_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for i in range(0, len(workflow_ids), 500):
+        chunk = workflow_ids[i : i + 500]
+        found.update(
+            await session.scalars(select(Enrollment.workflow_id).where(Enrollment.workflow_id.in_(chunk)))
+        )
+    return found
+
+
+async def active_lanes(session: AsyncSession, lanes: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    if not lanes:
+        return set()
+    rows = await session.execute(
+        select(Enrollment.journey_id, Enrollment.customer_id)
+        .where(
+            Enrollment.status == "active",
+            Enrollment.journey_id.in_({j for j, _ in lanes}),
+            Enrollment.customer_id.in_({c for _, c in lanes}),
+        )
+        .distinct()
+    )
+    return {(j, c) for j, c in rows if (j, c) in lanes}
+
+
+async def has_active_enrollment(session: AsyncSession, journey_id: str, customer_id: int) -> bool:
+    found = await session.scalar(
+        select(Enrollment.id)
+        .where(
+            Enrollment.journey_id == journey_id,
+            Enrollment.customer_id == customer_id,
+            Enrollment.status == "active",
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def recent_marketing_sends(session: AsyncSession, customer_id: int, since: datetime) -> list[datetime]:
+    """When this customer was sent journey emails since ``since`` (the frequency cap's count)."""
+    stmt = (
+        select(Message.created_at)
+        .where(
+            Message.customer_id == customer_id,
+            Message.journey_id.is_not(None),
+            Message.status.in_(("sent", "pending")),
+            Message.created_at >= since,
+        )
+        .order_by(Message.created_at)
+    )
+    return list(await session.scalars(stmt))
+
+
+async def known_customers(session: AsyncSession, customer_ids: list[int], user_ids: list[str]) -> list[int]:
+    found: set[int] = set()
+    for i in range(0, len(customer_ids), 500):
+        chunk = customer_ids[i : i + 500]
+        found.update(await session.scalars(select(Customer.id).where(Customer.id.in_(chunk))))
+    for i in range(0, len(user_ids), 500):
+        chunk = user_ids[i : i + 500]
+        found.update(await session.scalars(select(Customer.id).where(Customer.user_id.in_(chunk))))
+    return sorted(found)

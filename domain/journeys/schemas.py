@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from domain.email.schemas import SLUG
+from domain.journeys.definition import Duration
 
 
 class JourneyIn(BaseModel):
@@ -44,3 +45,88 @@ class EnrollmentOut(BaseModel):
     status: str
     entered_at: datetime
     completed_at: datetime | None
+
+
+class StepOut(BaseModel):
+    node_id: str
+    visit: int
+    entered_at: datetime
+    left_at: datetime | None
+    outcome: str | None
+
+
+class EnrollmentPath(EnrollmentOut):
+    path: list[StepOut]
+
+
+class NodeStats(BaseModel):
+    node_id: str
+    entered: int = Field(description="Visits to the node.")
+    completed: int = Field(description="Visits that moved on.")
+    waiting_now: int = Field(description="Active enrollments at the node now.")
+    converted: int = Field(description="Enrollments that passed the node and reached the goal.")
+
+
+class JourneyStats(BaseModel):
+    journey_id: str
+    enrollments: dict[str, int] = Field(description="Enrollments by status.")
+    nodes: list[NodeStats]
+
+
+class SimulatedEvent(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    after: Duration | None = Field(None, description="When it happens, after entry: '2h', '3d'.")
+
+
+class SimulatedCustomer(BaseModel):
+    email: str | None = None
+    traits: dict[str, Any] = Field(default_factory=dict)
+    timezone: str | None = None
+
+
+class SimulationIn(BaseModel):
+    customer_id: int | None = Field(None, description="A real customer (read only), or describe one:")
+    customer: SimulatedCustomer | None = None
+    entry: SimulatedEvent | None = Field(None, description="The triggering event (default: the entry's).")
+    events: list[SimulatedEvent] = Field(default_factory=list, max_length=100)
+    segments: list[str] = Field(default_factory=list, description="Segments the customer is in.")
+    case_resolved_after: Duration | None = Field(None, description="When an escalated case resolves.")
+    start: datetime | None = Field(None, description="Simulated entry time (default: now).")
+    version: int | None = Field(None, description="A published version; default the draft.")
+
+
+class SimulatedStep(BaseModel):
+    node_id: str
+    entered_at: datetime
+    left_at: datetime | None = None
+    outcome: str | None = None
+
+
+class SimulatedMessage(BaseModel):
+    node_id: str
+    at: datetime
+    to: str | None
+    subject: str
+    html: str
+    text: str | None
+
+
+class SimulationResult(BaseModel):
+    status: str
+    steps: list[SimulatedStep]
+    messages: list[SimulatedMessage]
+
+
+class EnrollIn(BaseModel):
+    customer_ids: list[int] = Field(default_factory=list, max_length=10_000)
+    user_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    properties: dict[str, Any] = Field(default_factory=dict, description="Seen by templates as properties.")
+    key: str | None = Field(
+        None, min_length=1, max_length=128, description="Makes a repeated call enroll nobody twice."
+    )
+
+
+class EnrollAccepted(BaseModel):
+    accepted: int = Field(description="Known customers queued for enrollment (the re-entry policy applies).")
+    unknown: int = Field(description="Ids that match no customer.")

@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.cases import service as cases
+from domain.customers import repository as customer_rows
+from domain.customers import service as customers
 from domain.db import utcnow
 from domain.email import service as email
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.journeys import definition as graph
-from domain.journeys import repository
+from domain.journeys import repository, timing
 from domain.journeys.models import Journey, JourneyVersion
-from domain.journeys.schemas import EnrollmentOut, JourneyIn, JourneyOut, JourneyUpdate, JourneyVersionOut
+from domain.journeys.schemas import (
+    EnrollmentOut,
+    EnrollmentPath,
+    JourneyIn,
+    JourneyOut,
+    JourneyStats,
+    JourneyUpdate,
+    JourneyVersionOut,
+    NodeStats,
+    SimulatedEvent,
+    SimulationResult,
+    StepOut,
+)
+from domain.journeys.simulate import Simulation
+from domain.segments import service as segments
 
 
-def workflow_id_for(journey_id: str, customer_id: int) -> str:
-    return f"journey/{journey_id}/customer/{customer_id}"
+def workflow_id_for(journey_id: str, customer_id: int, entry_key: str | None = None) -> str:
+    base = f"journey/{journey_id}/customer/{customer_id}"
+    return f"{base}/{entry_key}" if entry_key else base
 
 
 def _out(journey: Journey) -> JourneyOut:
@@ -40,9 +58,39 @@ async def _validated(session: AsyncSession, raw: dict) -> graph.JourneyDefinitio
         for n in definition.nodes
         if getattr(n, "template_id", None) is not None and n.template_id not in known
     ]
+    for node in definition.nodes:
+        if node.type == "escalate" and not await cases.team_exists(session, node.team):
+            missing.append({"node": node.id, "problem": f"team {node.team!r} does not exist"})
+    for node_id, segment_id in _segment_references(definition.model_dump(mode="json")):
+        if not await segments.exists(session, segment_id):
+            missing.append({"node": node_id, "problem": f"segment {segment_id!r} does not exist"})
+    if definition.rules.goal and definition.rules.goal.segment:
+        # Until segment evaluation lands, a segment goal could never fire: refuse it rather than ignore it.
+        missing.append({"path": "rules.goal.segment", "problem": "segment goals are not available yet"})
     if missing:
         raise InvalidInput(missing, code="invalid_definition")
     return definition
+
+
+def _segment_references(raw: dict) -> list[tuple[str | None, str]]:
+    """Every segment a definition names (branch conditions, segment entry), with the node naming it."""
+    found: list[tuple[str | None, str]] = []
+
+    def walk(value, node_id):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in ("segment", "segment_id") and isinstance(item, str):
+                    found.append((node_id, item))
+                else:
+                    walk(item, node_id)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, node_id)
+
+    for node in raw.get("nodes", []):
+        walk(node, node.get("id"))
+    walk(raw.get("rules") or {}, None)
+    return found
 
 
 async def create(session: AsyncSession, spec: JourneyIn) -> JourneyOut:
@@ -74,23 +122,22 @@ async def publish(session: AsyncSession, journey_id: str) -> JourneyVersionOut:
         raise Conflict("an archived journey cannot be published")
     definition = await _validated(session, journey.draft)
     pinned = await email.current_versions(session, definition.template_ids())
-    snapshot = definition.model_dump(mode="json")
+    snapshot = graph.snapshot(definition)
     for node in snapshot["nodes"]:
         if node["type"] == "send_email":
             node["template_version"] = pinned[node["template_id"]]
-        elif node["type"] == "wait":
-            node["seconds"] = graph.parse_duration(node["duration"])
     number = await repository.latest_version_number(session, journey_id) + 1
     version = JourneyVersion(
         journey_id=journey_id,
         version=number,
         definition=snapshot,
-        trigger_event=definition.entry.event,
+        trigger_event=definition.entry.event if definition.entry.trigger == "event" else "",
         published_at=utcnow(),
     )
     await repository.add(session, version)
     journey.published_version = number
-    journey.status = "published"
+    if journey.status != "paused":  # publishing an edit does not resume a paused journey
+        journey.status = "published"
     return _version_out(version)
 
 
@@ -119,7 +166,14 @@ async def enrollment_finished(session: AsyncSession, workflow_id: str) -> bool:
 
 
 async def record_enrollment(
-    session: AsyncSession, *, workflow_id: str, journey_id: str, version: int, customer_id: int, event_id: int
+    session: AsyncSession,
+    *,
+    workflow_id: str,
+    journey_id: str,
+    version: int,
+    customer_id: int,
+    event_id: int | None,
+    entered_at: datetime | None = None,
 ) -> None:
     await repository.record_enrollment(
         session,
@@ -130,7 +184,7 @@ async def record_enrollment(
             "customer_id": customer_id,
             "entry_event_id": event_id,
             "status": "active",
-            "entered_at": utcnow(),
+            "entered_at": entered_at or utcnow(),
         },
     )
 
@@ -161,3 +215,256 @@ def _version_out(version: JourneyVersion) -> JourneyVersionOut:
         definition=version.definition,
         published_at=version.published_at,
     )
+
+
+# --- lifecycle ---------------------------------------------------------------------------------------
+
+_TRANSITIONS = {
+    "pause": ({"published"}, "paused"),
+    "resume": ({"paused"}, "published"),
+    "archive": ({"draft", "published", "paused"}, "archived"),
+}
+
+
+async def change_status(session: AsyncSession, journey_id: str, action: str) -> tuple[JourneyOut, list[str]]:
+    """Pause, resume or archive. Returns the journey and the enrollments to tell (they hold or leave
+    at their next send; the signal wakes a paused one at once, a periodic re-check covers a lost one)."""
+    journey = await _journey(session, journey_id)
+    allowed, target = _TRANSITIONS[action]
+    if journey.status not in allowed:
+        raise Conflict(f"a {journey.status} journey cannot {action}")
+    journey.status = target
+    journey.updated_at = utcnow()
+    return _out(journey), await repository.active_workflow_ids(session, journey_id)
+
+
+# --- what running enrollments ask of the database ----------------------------------------------------
+
+
+async def status_of(session: AsyncSession, journey_id: str) -> str:
+    journey = await repository.get(session, journey_id)
+    return journey.status if journey else "archived"
+
+
+async def enrollment_context(session: AsyncSession, customer_id: int, plan=None) -> dict:
+    """What a running enrollment needs to know of its customer, and the answer to its time plan."""
+    customer = await customer_rows.get(session, customer_id)
+    traits = dict(customer.traits or {}) if customer else {}
+    out = {"timezone": customer.timezone if customer else None, "traits": traits}
+    if plan is not None:
+        now = datetime.fromisoformat(plan.now)
+        sends = []
+        if plan.cap_max and plan.cap_window_seconds:
+            since = now - timedelta(seconds=plan.cap_window_seconds)
+            sends = await repository.recent_marketing_sends(session, customer_id, since)
+        moment, held_by = timing.plan(
+            plan.kind,
+            now,
+            timing.zone(out["timezone"], plan.default_timezone),
+            traits=traits,
+            recent_sends=sends,
+            quiet=(plan.quiet_start, plan.quiet_end) if plan.quiet_start and plan.quiet_end else None,
+            cap=(plan.cap_max, plan.cap_window_seconds) if plan.cap_max and plan.cap_window_seconds else None,
+            at=plan.at,
+            weekdays=plan.weekdays,
+            trait=plan.trait,
+            offset_days=plan.offset_days,
+        )
+        out["moment"] = moment.isoformat() if moment else None
+        out["held_by"] = held_by
+    return out
+
+
+async def register_listeners(
+    session: AsyncSession,
+    *,
+    workflow_id: str,
+    customer_id: int,
+    names: list[str],
+    after_event_id: int,
+    since: datetime | None,
+) -> list:
+    """Record what the enrollment waits for; return matching events it may have missed meanwhile."""
+    await repository.add_listeners(session, workflow_id, customer_id, names)
+    return await repository.events_since(session, customer_id, names, after_event_id, since)
+
+
+async def listeners_for(session: AsyncSession, pairs: set[tuple[int, str]]) -> list[tuple[int, str, str]]:
+    return await repository.listeners_for(session, pairs)
+
+
+async def record_steps(
+    session: AsyncSession, *, workflow_id: str, journey_id: str, version: int, customer_id: int, steps
+) -> None:
+    await repository.upsert_steps(
+        session,
+        [
+            {
+                "workflow_id": workflow_id,
+                "journey_id": journey_id,
+                "version": version,
+                "customer_id": customer_id,
+                "node_id": s.node_id,
+                "visit": s.visit,
+                "entered_at": datetime.fromisoformat(s.entered_at),
+                "left_at": datetime.fromisoformat(s.left_at) if s.left_at else None,
+                "outcome": s.outcome,
+            }
+            for s in steps
+        ],
+    )
+
+
+async def close_enrollment(session: AsyncSession, workflow_id: str, status: str, at: datetime) -> None:
+    await repository.finish_enrollment(session, workflow_id, status, at)
+    await repository.remove_listeners(session, workflow_id)
+
+
+async def existing_enrollments(session: AsyncSession, workflow_ids: list[str]) -> set[str]:
+    return await repository.existing_workflow_ids(session, workflow_ids)
+
+
+async def customers_inside(session: AsyncSession, lanes: set[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Which (journey, customer) pairs have an active enrollment (the ``after_exit`` policy)."""
+    return await repository.active_lanes(session, lanes)
+
+
+async def may_enroll(
+    session: AsyncSession, journey_id: str, customer_id: int, workflow_id: str, reentry: str
+) -> bool:
+    """The re-entry policy for one trigger (the router applies the same rules to whole batches)."""
+    if reentry in ("once", "once_per_key"):
+        return await repository.enrollment(session, workflow_id) is None
+    if reentry == "after_exit":
+        return not await repository.has_active_enrollment(session, journey_id, customer_id)
+    return True
+
+
+async def update_traits(session: AsyncSession, customer_id: int, traits: dict) -> None:
+    await customers.update_traits(session, customer_id, traits)
+
+
+# --- visibility --------------------------------------------------------------------------------------
+
+
+async def stats(session: AsyncSession, journey_id: str) -> JourneyStats:
+    journey = await _journey(session, journey_id)
+    rows = {r[0]: r for r in await repository.node_stats(session, journey_id)}
+    order = [n["id"] for n in (journey.draft or {}).get("nodes", [])]
+    order += sorted(set(rows) - set(order))
+    nodes = [
+        NodeStats(
+            node_id=node_id,
+            entered=rows[node_id][1] if node_id in rows else 0,
+            completed=rows[node_id][2] if node_id in rows else 0,
+            waiting_now=int(rows[node_id][3] or 0) if node_id in rows else 0,
+            converted=rows[node_id][4] if node_id in rows else 0,
+        )
+        for node_id in order
+        if node_id in rows or node_id in order
+    ]
+    return JourneyStats(
+        journey_id=journey_id,
+        enrollments=await repository.enrollment_counts(session, journey_id),
+        nodes=nodes,
+    )
+
+
+async def enrollment_paths(session: AsyncSession, journey_id: str, customer_id: int) -> list[EnrollmentPath]:
+    await _journey(session, journey_id)
+    found = await repository.enrollments_of_customer(session, journey_id, customer_id)
+    if not found:
+        raise NotFound(f"customer {customer_id} has not entered journey {journey_id!r}")
+    steps = await repository.steps_of(session, [e.workflow_id for e in found])
+    out = []
+    for enrollment in found:
+        out.append(
+            EnrollmentPath(
+                **EnrollmentOut.model_validate(enrollment, from_attributes=True).model_dump(),
+                path=[
+                    StepOut.model_validate(s, from_attributes=True)
+                    for s in steps
+                    if s.workflow_id == enrollment.workflow_id
+                ],
+            )
+        )
+    return out
+
+
+async def date_trait_versions(session: AsyncSession) -> list[JourneyVersionOut]:
+    return [
+        _version_out(v)
+        for v in await repository.live_versions_without_event(session)
+        if _entry_of(v.definition).get("trigger") == "date_trait"
+    ]
+
+
+async def customer_page(
+    session: AsyncSession, after_id: int, limit: int
+) -> list[tuple[int, dict, str | None]]:
+    return await repository.customers_with_trait(session, after_id, limit)
+
+
+def _entry_of(definition: dict) -> dict:
+    return next(n for n in definition["nodes"] if n["type"] == "entry")
+
+
+# --- dry run -----------------------------------------------------------------------------------------
+
+
+async def simulate(session: AsyncSession, journey_id: str, spec) -> SimulationResult:
+    """Walk the draft (or a published version) for one customer; renders, sends nothing."""
+    journey = await _journey(session, journey_id)
+    if spec.version is not None:
+        definition = (await get_version(session, journey_id, spec.version)).definition
+    else:
+        definition = (await _validated(session, journey.draft)).model_dump(mode="json")
+    if spec.customer_id is not None:
+        customer = await customers.get_profile(session, spec.customer_id)
+        if customer is None:
+            raise NotFound(f"no customer {spec.customer_id}")
+    elif spec.customer is not None:
+        customer = {"id": 0, **spec.customer.model_dump()}
+    else:
+        raise InvalidInput({"field": "customer", "problem": "give customer_id or describe a customer"})
+    entry_node = next(n for n in definition["nodes"] if n["type"] == "entry")
+    entry = spec.entry or SimulatedEvent(name=entry_node.get("event") or "$manual")
+    templates = {}
+    for node in definition["nodes"]:
+        if node["type"] == "send_email":
+            version = (
+                node.get("template_version")
+                or (await email.current_versions(session, {node["template_id"]}))[node["template_id"]]
+            )
+            templates[node["template_id"]] = await email.get_version(session, node["template_id"], version)
+    return Simulation(
+        definition,
+        journey_id=journey_id,
+        customer=customer,
+        entry=entry,
+        events=spec.events,
+        segments=set(spec.segments),
+        start=spec.start or utcnow(),
+        case_resolved_after=spec.case_resolved_after,
+        templates=templates,
+    ).run()
+
+
+async def manual_enrollment_target(
+    session: AsyncSession, journey_id: str, spec
+) -> tuple[JourneyVersionOut, list[int], int]:
+    """The live version to enroll into, the known customer ids and how many given ids are unknown."""
+    journey = await _journey(session, journey_id)
+    if journey.status != "published":
+        raise Conflict(f"a {journey.status} journey takes no new customers")
+    version = await get_version(session, journey_id, journey.published_version)
+    entry = _entry_of(version.definition)
+    if entry.get("trigger") not in ("manual", "segment"):
+        raise Conflict(f"this journey is entered by its {entry.get('trigger')} trigger, not by API")
+    if entry.get("reentry") == "once_per_key" and not spec.key:
+        raise InvalidInput({"field": "key", "problem": "this journey enrolls once per key: give a key"})
+    if not spec.customer_ids and not spec.user_ids:
+        raise InvalidInput({"field": "customer_ids", "problem": "give customer_ids or user_ids"})
+    found = await repository.known_customers(session, spec.customer_ids, spec.user_ids)
+    asked = len(set(spec.customer_ids)) + len(set(spec.user_ids))
+    return version, found, asked - len(found)

@@ -4,6 +4,7 @@ from pydantic import ValidationError
 from config.settings import DEV_SECRET, Settings
 
 STRONG = "x" * 40
+SAFE = {"secret_key": STRONG, "webhook_signing_secret": "w" * 40}
 
 
 def test_dev_mode_accepts_the_embedded_defaults(tmp_path):
@@ -14,10 +15,12 @@ def test_dev_mode_accepts_the_embedded_defaults(tmp_path):
 
 def test_outside_dev_mode_the_default_secret_is_refused():
     with pytest.raises(ValidationError, match="JOURNEYS_SECRET_KEY"):
-        Settings(dev_mode=False, secret_key=DEV_SECRET)
+        Settings(dev_mode=False, **{**SAFE, "secret_key": DEV_SECRET})
     with pytest.raises(ValidationError, match="JOURNEYS_SECRET_KEY"):
-        Settings(dev_mode=False, secret_key="short")
-    assert Settings(dev_mode=False, secret_key=STRONG).secret_key.get_secret_value() == STRONG
+        Settings(dev_mode=False, **{**SAFE, "secret_key": "short"})
+    with pytest.raises(ValidationError, match="JOURNEYS_WEBHOOK_SIGNING_SECRET"):
+        Settings(dev_mode=False, secret_key=STRONG)
+    assert Settings(dev_mode=False, **SAFE).secret_key.get_secret_value() == STRONG
 
 
 def test_outside_dev_mode_an_smtp_password_in_clear_over_the_network_is_refused():

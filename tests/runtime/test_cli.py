@@ -19,7 +19,12 @@ def run(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 async def test_migrate_then_create_keys_outside_dev_mode(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}"
-    env = {"PATH": "/usr/bin:/bin", "JOURNEYS_DATABASE_URL": url, "JOURNEYS_SECRET_KEY": "s" * 40}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "JOURNEYS_DATABASE_URL": url,
+        "JOURNEYS_SECRET_KEY": "s" * 40,
+        "JOURNEYS_WEBHOOK_SIGNING_SECRET": "w" * 40,
+    }
     assert run("migrate", env=env).returncode == 0
 
     created = run("keys", "create", "--name", "crm", "--role", "marketer", env=env)

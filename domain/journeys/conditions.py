@@ -1,0 +1,103 @@
+"""Pure evaluation of branch conditions, event filters and split assignment (deterministic)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+_MISSING = object()
+
+
+def _lookup(data: dict[str, Any], path: str) -> Any:
+    """``"address.city"`` walks nested objects; a missing key is ``_MISSING``."""
+    current: Any = data
+    for part in path.split("."):
+        if not isinstance(current, dict) or part not in current:
+            return _MISSING
+        current = current[part]
+    return current
+
+
+def _compare(actual: Any, op: str, expected: Any) -> bool:
+    if op == "exists":
+        return actual is not _MISSING and actual is not None
+    if op == "not_exists":
+        return actual is _MISSING or actual is None
+    if actual is _MISSING:
+        return op in ("ne", "not_in")
+    if op == "eq":
+        return actual == expected
+    if op == "ne":
+        return actual != expected
+    if op == "in":
+        return actual in expected
+    if op == "not_in":
+        return actual not in expected
+    if op == "contains":
+        return isinstance(actual, list | str) and expected in actual
+    try:
+        if op == "gt":
+            return actual > expected
+        if op == "gte":
+            return actual >= expected
+        if op == "lt":
+            return actual < expected
+        if op == "lte":
+            return actual <= expected
+    except TypeError:  # comparing a number with a string: the condition does not hold
+        return False
+    raise ValueError(f"unknown op {op!r}")
+
+
+def holds(
+    condition: dict[str, Any], *, traits: dict[str, Any], event: dict[str, Any], segments: set[str]
+) -> bool:
+    op = condition.get("op", "eq")
+    if condition.get("segment") is not None:
+        member = condition["segment"] in segments
+        wanted = condition.get("value", True)
+        return (member == wanted) if op == "eq" else (member != wanted)
+    if condition.get("trait") is not None:
+        return _compare(_lookup(traits, condition["trait"]), op, condition.get("value"))
+    return _compare(_lookup(event, condition["event_property"]), op, condition.get("value"))
+
+
+def event_matches(
+    name: str,
+    properties: dict[str, Any],
+    *,
+    want: str,
+    where: dict[str, Any],
+    match_entry: list[str] | None = None,
+    entry_properties: dict[str, Any] | None = None,
+) -> bool:
+    if name != want:
+        return False
+    if any(properties.get(k) != v for k, v in (where or {}).items()):
+        return False
+    for key in match_entry or []:
+        expected = (entry_properties or {}).get(key)
+        if expected is None or properties.get(key) != expected:
+            return False
+    return True
+
+
+def split_bucket(journey_id: str, node_id: str, customer_id: int) -> float:
+    """A number in [0, 100) fixed for this customer at this split node."""
+    digest = hashlib.sha256(f"{journey_id}/{node_id}/{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * 100
+
+
+def choose_path(paths: list[dict[str, Any]], holdout_percent: float, bucket: float) -> int | None:
+    """Index of the chosen path, or None for the holdout group. The holdout takes the lowest buckets;
+    the rest is divided among the paths by weight."""
+    if bucket < holdout_percent:
+        return None
+    position = (bucket - holdout_percent) / (100 - holdout_percent)  # [0, 1)
+    total = sum(p["weight"] for p in paths)
+    running = 0.0
+    for index, path in enumerate(paths):
+        running += path["weight"] / total
+        if position < running:
+            return index
+    return len(paths) - 1

@@ -1,0 +1,164 @@
+"""Pure, deterministic time arithmetic for journeys: local times, anniversaries, quiet hours, caps.
+
+Every function takes ``now`` (the workflow's clock, aware UTC) and returns an aware UTC instant, so the
+workflow can sleep until it. Nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def zone(name: str | None, default: str = "UTC") -> ZoneInfo:
+    for candidate in (name, default, "UTC"):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
+
+
+def _hhmm(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def _at(day: date, clock: time, tz: ZoneInfo) -> datetime:
+    """``day`` at ``clock`` in ``tz``; a time skipped by a DST jump resolves forward (fold=0)."""
+    local = datetime.combine(day, clock, tzinfo=tz)
+    # Round-trip through UTC normalises non-existent local times (spring forward) to a real instant.
+    return local.astimezone(UTC)
+
+
+def next_local_time(now: datetime, tz: ZoneInfo, at: str, weekdays: list[str] | None = None) -> datetime:
+    """The first instant at or after ``now`` that is ``at`` o'clock locally (on one of ``weekdays``)."""
+    clock = _hhmm(at)
+    today = now.astimezone(tz).date()
+    for offset in range(0, 8):
+        day = today + timedelta(days=offset)
+        if weekdays and WEEKDAYS[day.weekday()] not in weekdays:
+            continue
+        candidate = _at(day, clock, tz)
+        if candidate >= now:
+            return candidate
+    raise AssertionError("unreachable: a week always holds the next local time")
+
+
+def parse_date(value) -> date | None:
+    """A date trait as sent by source systems: ``1990-05-17``, a full ISO timestamp, or ``05-17``."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 5 and text[2] == "-":  # MM-DD, no year
+            return date(2000, int(text[:2]), int(text[3:]))
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return None
+
+
+def _on_year(day: date, year: int) -> date:
+    try:
+        return day.replace(year=year)
+    except ValueError:  # 29 February outside a leap year: celebrate on the 28th
+        return day.replace(year=year, day=28)
+
+
+def next_anniversary(
+    now: datetime, tz: ZoneInfo, trait_date: date, at: str, offset_days: int = 0
+) -> datetime:
+    """The next yearly recurrence of ``trait_date`` (+ offset) at ``at`` local, at or after ``now``."""
+    clock = _hhmm(at)
+    local_year = now.astimezone(tz).year
+    for year in (local_year - 1, local_year, local_year + 1):
+        candidate = _at(_on_year(trait_date, year) + timedelta(days=offset_days), clock, tz)
+        if candidate >= now:
+            return candidate
+    raise AssertionError("unreachable: next year always holds the anniversary")
+
+
+def on_date(tz: ZoneInfo, trait_date: date, at: str, offset_days: int = 0) -> datetime:
+    """A one-off date trait (e.g. renewal date) + offset at ``at`` local."""
+    return _at(trait_date + timedelta(days=offset_days), _hhmm(at), tz)
+
+
+def quiet_hours_end(now: datetime, tz: ZoneInfo, start: str, end: str) -> datetime:
+    """``now`` if it is outside quiet hours, else the local ``end`` that closes them."""
+    local = now.astimezone(tz)
+    begin, finish = _hhmm(start), _hhmm(end)
+    clock = local.time().replace(tzinfo=None)
+    wraps = begin > finish  # e.g. 21:00-08:00
+    inside = (clock >= begin or clock < finish) if wraps else (begin <= clock < finish)
+    if not inside:
+        return now
+    day = local.date()
+    if wraps and clock >= begin:
+        day += timedelta(days=1)
+    return _at(day, finish, tz)
+
+
+def cap_release(now: datetime, recent_sends: list[datetime], limit: int, window_seconds: int) -> datetime:
+    """``now`` if fewer than ``limit`` sends fall in the window ending now, else when enough age out."""
+    window = timedelta(seconds=window_seconds)
+    inside = sorted(t for t in recent_sends if now - window < t <= now)
+    if len(inside) < limit:
+        return now
+    # The (len - limit + 1)-th oldest must leave the window before one more send fits.
+    return inside[len(inside) - limit] + window
+
+
+def next_send_moment(
+    now: datetime,
+    tz: ZoneInfo,
+    *,
+    quiet: tuple[str, str] | None,
+    cap: tuple[int, int] | None,
+    recent_sends: list[datetime],
+) -> tuple[datetime, str | None]:
+    """The first moment at or after ``now`` allowed by both quiet hours and the cap, and which rule
+    held the send back (``"quiet_hours"``, ``"frequency_cap"`` or None)."""
+    moment, reason = now, None
+    for _ in range(50):  # each pass moves forward; both rules settle within a few passes
+        after_cap = cap_release(moment, recent_sends, *cap) if cap else moment
+        if after_cap > moment:
+            moment, reason = after_cap, reason or "frequency_cap"
+            continue
+        after_quiet = quiet_hours_end(moment, tz, *quiet) if quiet else moment
+        if after_quiet > moment:
+            moment, reason = after_quiet, reason or "quiet_hours"
+            continue
+        return moment, reason
+    return moment, reason
+
+
+def plan(
+    kind: str,
+    now: datetime,
+    tz: ZoneInfo,
+    *,
+    traits: dict,
+    recent_sends: list[datetime],
+    quiet: tuple[str, str] | None = None,
+    cap: tuple[int, int] | None = None,
+    at: str | None = None,
+    weekdays: list[str] | None = None,
+    trait: str | None = None,
+    offset_days: int = 0,
+) -> tuple[datetime | None, str | None]:
+    """Answer a journey's question about time: ``(moment, held_by)``; see ``TimePlan``."""
+    if kind == "send":
+        return next_send_moment(now, tz, quiet=quiet, cap=cap, recent_sends=recent_sends)
+    if kind == "local_time":
+        return next_local_time(now, tz, at, weekdays or None), None
+    day = parse_date(traits.get(trait)) if trait else None
+    if day is None:
+        return None, None
+    if kind == "anniversary":
+        return next_anniversary(now, tz, day, at, offset_days), None
+    if kind == "date":
+        return on_date(tz, day, at, offset_days), None
+    raise ValueError(f"unknown time plan {kind!r}")

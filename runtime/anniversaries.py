@@ -1,0 +1,115 @@
+"""Date-trait journeys (birthdays, sign-up anniversaries): enroll customers shortly before the day.
+
+A sweep pages through customers and starts one enrollment per customer per year, a day or two ahead;
+the workflow itself waits until the local time on the day in the customer's timezone, so the sweep's
+own timing does not matter. Ids carry the year and Temporal refuses a duplicate start, so running the
+sweep twice (or from two workers) enrolls once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.contracts import EventRef
+from domain.db import transaction, utcnow
+from domain.journeys import service as journeys
+from domain.journeys import timing
+from workflows.journey import JourneyInput, JourneyWorkflow
+
+log = logging.getLogger(__name__)
+LOOKAHEAD = timedelta(hours=48)
+PAGE = 1000
+
+
+async def enroll_due(
+    client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    task_queue: str,
+    now: datetime | None = None,
+) -> int:
+    """Start enrollments for anniversaries falling within the look-ahead; returns how many started."""
+    now = now or utcnow()
+    async with transaction(sessions) as session:
+        versions = await journeys.date_trait_versions(session)
+    started = 0
+    for version in versions:
+        entry = next(n for n in version.definition["nodes"] if n["type"] == "entry")
+        default_tz = (version.definition.get("rules") or {}).get("default_timezone", "UTC")
+        after_id = 0
+        while True:
+            async with transaction(sessions) as session:
+                page = await journeys.customer_page(session, after_id, PAGE)
+            if not page:
+                break
+            after_id = page[-1][0]
+            for customer_id, traits, tz_name in page:
+                day = timing.parse_date(traits.get(entry["trait"]))
+                if day is None:
+                    continue
+                moment = timing.next_anniversary(now, timing.zone(tz_name, default_tz), day, entry["at"])
+                if moment - now <= LOOKAHEAD and await _start(
+                    client, sessions, version, customer_id, moment, task_queue
+                ):
+                    started += 1
+    return started
+
+
+async def _start(client, sessions, version, customer_id: int, moment: datetime, task_queue: str) -> bool:
+    year = str(moment.year)
+    workflow_id = journeys.workflow_id_for(version.journey_id, customer_id, year)
+    async with transaction(sessions) as session:
+        if not await journeys.may_enroll(session, version.journey_id, customer_id, workflow_id, "once"):
+            return False
+    ref = EventRef(id=0, name="$anniversary", properties={"year": moment.year}, timestamp=moment.isoformat())
+    try:
+        await client.start_workflow(
+            JourneyWorkflow.run,
+            JourneyInput(
+                journey_id=version.journey_id,
+                version=version.version,
+                customer_id=customer_id,
+                definition=version.definition,
+                entry_event=ref,
+            ),
+            id=workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    async with transaction(sessions) as session:
+        await journeys.record_enrollment(
+            session,
+            workflow_id=workflow_id,
+            journey_id=version.journey_id,
+            version=version.version,
+            customer_id=customer_id,
+            event_id=None,
+        )
+    return True
+
+
+async def run(
+    client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    stop: asyncio.Event,
+    *,
+    task_queue: str,
+    every_seconds: float = 3600,
+) -> None:
+    while not stop.is_set():
+        try:
+            await enroll_due(client, sessions, task_queue=task_queue)
+        except Exception:
+            log.exception("anniversary sweep failed; retrying next round")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_seconds)

@@ -1,0 +1,315 @@
+"""Journey definitions are validated before anything is stored: a 422 names the node and the problem."""
+
+from __future__ import annotations
+
+import pytest
+
+TEMPLATE = {"id": "hello", "name": "Hello", "subject": "Hi {{ traits.name }}", "html": "<p>Hi</p>"}
+
+
+async def add_team_and_segment(sessions, *, team: str, segment: str | None = None) -> None:
+    """What an escalate node and a segment branch refer to must exist before the journey is saved."""
+    from domain.cases import service as cases
+    from domain.cases.schemas import TeamIn
+    from domain.db import transaction
+    from domain.segments import service as segments
+    from domain.segments.schemas import SegmentIn
+
+    async with transaction(sessions) as session:
+        await cases.create_team(session, TeamIn(id=team, name=team.title()))
+        if segment:
+            rule = {"trait": segment, "op": "exists"}
+            await segments.create(session, SegmentIn(id=segment, name=segment, rule=rule))
+
+
+def _journey(*nodes: dict, rules: dict | None = None) -> dict:
+    definition = {"nodes": list(nodes)}
+    if rules is not None:
+        definition["rules"] = rules
+    return {"id": "j1", "name": "J1", "definition": definition}
+
+
+ENTRY = {"id": "start", "type": "entry", "event": "Signed Up", "next": "hello"}
+SEND = {"id": "hello", "type": "send_email", "template_id": "hello", "next": "done"}
+DONE = {"id": "done", "type": "exit"}
+
+CASES = [
+    (
+        "unknown next",
+        _journey(ENTRY, {**SEND, "next": "nowhere"}, DONE),
+        "hello",
+        "next names an unknown node 'nowhere'",
+    ),
+    (
+        "unreachable node",
+        _journey(ENTRY, SEND, DONE, {"id": "orphan", "type": "exit"}),
+        "orphan",
+        "cannot be reached",
+    ),
+    (
+        "loop without a wait",
+        _journey(
+            ENTRY,
+            {**SEND, "next": "again"},
+            {"id": "again", "type": "send_email", "template_id": "hello", "next": "hello"},
+        ),
+        "hello",
+        "loops without a wait",
+    ),
+    (
+        "two entries",
+        _journey(ENTRY, {**ENTRY, "id": "start2"}, SEND, DONE),
+        None,
+        "exactly one entry node, found 2",
+    ),
+    (
+        "bad duration",
+        _journey(
+            ENTRY,
+            {**SEND, "next": "w"},
+            {"id": "w", "type": "wait", "duration": "soon", "next": "done"},
+            DONE,
+        ),
+        "w",
+        "not a duration",
+    ),
+    (
+        "missing template",
+        _journey(ENTRY, {**SEND, "template_id": "nope"}, DONE),
+        "hello",
+        "template 'nope' does not exist",
+    ),
+    (
+        "timeout branch to an unknown node",
+        _journey(
+            {**ENTRY, "next": "w"},
+            {
+                "id": "w",
+                "type": "wait_for_event",
+                "event": "Order Completed",
+                "timeout": "1h",
+                "next": "hello",
+                "timeout_next": "gone",
+            },
+            SEND,
+            DONE,
+        ),
+        "w",
+        "timeout_next names an unknown node 'gone'",
+    ),
+    (
+        "condition testing nothing",
+        _journey(
+            {**ENTRY, "next": "b"},
+            {
+                "id": "b",
+                "type": "branch",
+                "branches": [{"when": [{"op": "eq", "value": 1}], "next": "hello"}],
+            },
+            SEND,
+            DONE,
+        ),
+        "b",
+        "exactly one of trait, event_property or segment",
+    ),
+    (
+        "per-key re-entry without a key",
+        _journey({**ENTRY, "reentry": "once_per_key"}, SEND, DONE),
+        "start",
+        "needs entry_key",
+    ),
+    (
+        "date entry without a time",
+        _journey(
+            {"id": "start", "type": "entry", "trigger": "date_trait", "trait": "birthday", "next": "hello"},
+            SEND,
+            DONE,
+        ),
+        "start",
+        "needs at",
+    ),
+    (
+        "webhook to a non-http url",
+        _journey(
+            {**ENTRY, "next": "hook"},
+            {"id": "hook", "type": "webhook", "url": "ftp://example.com/x", "next": "hello"},
+            SEND,
+            DONE,
+        ),
+        "hook",
+        "http:// or https://",
+    ),
+    (
+        "quiet hours with a bad time",
+        _journey(ENTRY, SEND, DONE, rules={"quiet_hours": {"start": "25:00", "end": "08:00"}}),
+        None,
+        "String should match pattern",
+    ),
+    (
+        "unknown timezone",
+        _journey(ENTRY, SEND, DONE, rules={"default_timezone": "Mars/Olympus"}),
+        None,
+        "not an IANA timezone",
+    ),
+    (
+        "split with no paths",
+        _journey({**ENTRY, "next": "s"}, {"id": "s", "type": "split", "paths": []}, SEND, DONE),
+        "s",
+        "at least 1 item",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "node", "problem"), CASES, ids=[c[0] for c in CASES])
+async def test_invalid_definition_is_refused_naming_node_and_problem(
+    client, marketer_headers, case, body, node, problem
+):
+    await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
+
+    response = await client.post("/api/journeys", json=body, headers=marketer_headers)
+
+    assert response.status_code == 422, response.text
+    payload = response.json()
+    assert payload["error"] == "invalid_definition"
+    assert any(
+        problem in item["problem"] and (node is None or item.get("node") == node)
+        for item in payload["detail"]
+    ), payload["detail"]
+    listed = await client.get("/api/journeys", headers=marketer_headers)
+    assert listed.json() == []
+
+
+async def test_invalid_edit_keeps_the_stored_draft(client, marketer_headers):
+    await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
+    created = await client.post("/api/journeys", json=_journey(ENTRY, SEND, DONE), headers=marketer_headers)
+    assert created.status_code == 201, created.text
+
+    bad = {"definition": {"nodes": [ENTRY, {**SEND, "next": "nowhere"}, DONE]}}
+    response = await client.put("/api/journeys/j1", json=bad, headers=marketer_headers)
+
+    assert response.status_code == 422
+    assert (await client.get("/api/journeys/j1", headers=marketer_headers)).json()["definition"]["nodes"][1][
+        "next"
+    ] == "done"
+
+
+async def test_every_node_type_is_accepted_and_published(client, marketer_headers, sessions):
+    await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
+    await add_team_and_segment(sessions, team="care", segment="vip")
+    body = _journey(
+        {
+            "id": "start",
+            "type": "entry",
+            "event": "Cart Updated",
+            "reentry": "once_per_key",
+            "entry_key": "cart_id",
+            "next": "w",
+        },
+        {
+            "id": "w",
+            "type": "wait_for_event",
+            "event": "Order Completed",
+            "match_entry": ["cart_id"],
+            "timeout": "1h",
+            "next": "done",
+            "timeout_next": "hello",
+        },
+        {**SEND, "subscription_group": "marketing", "next": "until"},
+        {"id": "until", "type": "wait_until", "at": "09:00", "weekdays": ["mon", "tue"], "next": "b"},
+        {
+            "id": "b",
+            "type": "branch",
+            "branches": [
+                {"when": [{"segment": "vip"}], "next": "award"},
+                {"when": [{"trait": "value_tier", "op": "in", "value": ["key", "major"]}], "next": "esc"},
+                {"when": [{"event_property": "total", "op": "gte", "value": 100}], "next": "split"},
+            ],
+            "default_next": "trait",
+        },
+        {"id": "award", "type": "award_points", "points": 50, "next": "deduct"},
+        {"id": "deduct", "type": "deduct_points", "points": 10, "next": "done"},
+        {
+            "id": "esc",
+            "type": "escalate",
+            "subject": "Call them",
+            "team": "care",
+            "sla": "4h",
+            "resolved_next": "done",
+            "breached_next": "done",
+        },
+        {
+            "id": "split",
+            "type": "split",
+            "paths": [{"weight": 1, "next": "hook"}, {"weight": 3, "next": "done"}],
+            "holdout_percent": 10,
+        },
+        {"id": "hook", "type": "webhook", "url": "https://example.com/hook", "next": "done"},
+        {"id": "trait", "type": "update_trait", "traits": {"nurtured": True}, "next": "w2"},
+        {"id": "w2", "type": "wait", "duration": "2d", "next": "done"},
+        DONE,
+        rules={
+            "goal": {"event": "Order Completed"},
+            "exit_when": [{"event": "Unsubscribed"}],
+            "frequency_cap": {"max": 3, "window": "1w"},
+            "quiet_hours": {"start": "21:00", "end": "08:00"},
+            "default_timezone": "Europe/Paris",
+        },
+    )
+    created = await client.post("/api/journeys", json=body, headers=marketer_headers)
+    assert created.status_code == 201, created.text
+
+    published = await client.post("/api/journeys/j1/publish", headers=marketer_headers)
+
+    assert published.status_code == 201, published.text
+    nodes = {n["id"]: n for n in published.json()["definition"]["nodes"]}
+    assert nodes["hello"]["template_version"] == 1
+    assert nodes["w"]["timeout_seconds"] == 3600
+    assert nodes["esc"]["sla_seconds"] == 4 * 3600
+    assert published.json()["definition"]["rules"]["frequency_cap"]["window_seconds"] == 7 * 86400
+
+
+async def test_lifecycle_draft_published_paused_resumed_archived(client, marketer_headers):
+    await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
+    await client.post("/api/journeys", json=_journey(ENTRY, SEND, DONE), headers=marketer_headers)
+
+    async def act(action: str) -> tuple[int, str | None]:
+        response = await client.post(f"/api/journeys/j1/{action}", headers=marketer_headers)
+        return response.status_code, response.json().get("status")
+
+    assert (await act("pause"))[0] == 409  # a draft has nothing running to pause
+    assert (await act("publish"))[0] == 201
+    assert await act("pause") == (200, "paused")
+    assert (await act("pause"))[0] == 409
+    assert (await act("publish"))[0] == 201  # a new version while paused stays paused
+    assert (await client.get("/api/journeys/j1", headers=marketer_headers)).json()["status"] == "paused"
+    assert await act("resume") == (200, "published")
+    assert await act("archive") == (200, "archived")
+    assert (await act("resume"))[0] == 409
+    assert (await act("publish"))[0] == 409
+    edit = await client.put(
+        "/api/journeys/j1",
+        json={"definition": _journey(ENTRY, SEND, DONE)["definition"]},
+        headers=marketer_headers,
+    )
+    assert edit.status_code == 409
+
+
+async def test_escalation_to_an_unknown_team_or_segment_is_refused(client, marketer_headers):
+    await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
+    body = _journey(
+        {**ENTRY, "next": "b"},
+        {
+            "id": "b",
+            "type": "branch",
+            "branches": [{"when": [{"segment": "ghosts"}], "next": "esc"}],
+            "default_next": "done",
+        },
+        {"id": "esc", "type": "escalate", "subject": "Call", "team": "nobody", "resolved_next": "done"},
+        DONE,
+    )
+    response = await client.post("/api/journeys", json=body, headers=marketer_headers)
+    assert response.status_code == 422
+    problems = {(d.get("node"), d["problem"]) for d in response.json()["detail"]}
+    assert ("esc", "team 'nobody' does not exist") in problems
+    assert ("b", "segment 'ghosts' does not exist") in problems
+    assert (await client.get("/api/journeys", headers=marketer_headers)).json() == []

@@ -1,0 +1,81 @@
+"""Dry run: the path and rendered messages for one customer on a simulated clock; nothing is sent."""
+
+from __future__ import annotations
+
+from tests.api.test_journey_definitions import add_team_and_segment
+from tests.workflows.test_abandoned_cart import CART
+
+TEMPLATE = {
+    "id": "cart-reminder",
+    "name": "Cart",
+    "subject": "{{ traits.name }}, cart {{ properties.cart_id }} is waiting",
+    "html": "<p>Come back</p>",
+}
+
+
+async def _setup(client, headers, sessions) -> None:
+    await add_team_and_segment(sessions, team="care")
+    assert (await client.post("/api/templates", json=TEMPLATE, headers=headers)).status_code == 201
+    body = {"id": "cart", "name": "Cart", "definition": CART}
+    assert (await client.post("/api/journeys", json=body, headers=headers)).status_code == 201
+
+
+async def test_simulation_shows_the_path_times_and_rendered_email(client, marketer_headers, sessions):
+    await _setup(client, marketer_headers, sessions)
+    spec = {
+        "customer": {"email": "ada@example.com", "traits": {"name": "Ada", "value_tier": "key"}},
+        "entry": {"name": "Cart Updated", "properties": {"cart_id": "c1"}},
+        "events": [{"name": "Order Completed", "properties": {"cart_id": "other"}, "after": "30m"}],
+        "start": "2026-03-02T10:00:00Z",
+    }
+
+    response = await client.post("/api/journeys/cart/simulate", json=spec, headers=marketer_headers)
+
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert [(s["node_id"], s["outcome"]) for s in result["steps"]] == [
+        ("wait_order", "timeout"),
+        ("reminder", "rendered"),
+        ("wait_day", "timeout"),
+        ("tier", "branch:0"),
+        ("escalate", "sla_breached"),
+        ("done", None),
+    ]
+    [message] = result["messages"]
+    assert message["subject"] == "Ada, cart c1 is waiting"
+    assert message["at"].startswith("2026-03-02T11:00:00")
+    assert message["to"] == "ada@example.com"
+    mailbox = await client.get("/dev/mailbox", headers=marketer_headers)
+    assert mailbox.json() == []  # nothing was sent
+
+
+async def test_simulated_order_for_the_same_cart_ends_the_journey(client, marketer_headers, sessions):
+    await _setup(client, marketer_headers, sessions)
+    spec = {
+        "customer": {"traits": {"name": "Bob"}},
+        "entry": {"name": "Cart Updated", "properties": {"cart_id": "c9"}},
+        "events": [{"name": "Order Completed", "properties": {"cart_id": "c9"}, "after": "20m"}],
+    }
+
+    result = (await client.post("/api/journeys/cart/simulate", json=spec, headers=marketer_headers)).json()
+
+    assert [(s["node_id"], s["outcome"]) for s in result["steps"]] == [
+        ("wait_order", "matched"),
+        ("done", None),
+    ]
+    assert result["messages"] == []
+
+
+async def test_simulation_input_is_validated(client, marketer_headers, sessions):
+    await _setup(client, marketer_headers, sessions)
+    bad = {"customer": {}, "events": [{"name": "X", "after": "soon"}]}
+    response = await client.post("/api/journeys/cart/simulate", json=bad, headers=marketer_headers)
+    assert response.status_code == 422
+    assert "events" in response.text and "not a duration" in response.text
+    nobody = await client.post("/api/journeys/cart/simulate", json={}, headers=marketer_headers)
+    assert nobody.status_code == 422
+    assert "customer" in nobody.text
+    missing = await client.post(
+        "/api/journeys/cart/simulate", json={"customer_id": 424242}, headers=marketer_headers
+    )
+    assert missing.status_code == 404

@@ -1,0 +1,140 @@
+"""Record JourneyWorkflow histories for the replay test: `python -m tests.workflows.record_histories`.
+
+Run it when a workflow change is deliberate and versioned (workflow.patched); the replay test then
+guards the new shape. Each scenario exercises different commands: timers, signals, local activities,
+activities of every node type, interrupts and deferrals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from activities.contracts import CASE_UPDATE_SIGNAL, CaseUpdate
+from domain.db import create_engine, session_factory
+from runtime.migrate import upgrade_async
+from tests.conftest import wait_for
+from tests.temporal_env import time_skipping
+from tests.workflows.harness import engine, engine_settings
+from tests.workflows.test_abandoned_cart import CART
+from workflows.journey import JourneyWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def _at(handle, node_id: str) -> bool:
+    steps = await handle.query(JourneyWorkflow.path)
+    return bool(steps) and steps[-1].node_id == node_id and steps[-1].left_at is None
+
+
+async def _abandoned_cart(e) -> list:
+    await e.team("care")
+    await e.template("cart-reminder", "Your cart {{ properties.cart_id }}")
+    await e.journey("cart", CART)
+    ada = await e.customer("ada", value_tier="key")
+    await e.track("ada", "Cart Updated", cart_id="c1")
+    handle = e.handle("cart", ada, "c1")
+    await e.result(handle)
+    bob = await e.customer("bob", value_tier="small")
+    await e.track("bob", "Cart Updated", cart_id="c2")
+    await wait_for(lambda: e.listening(bob, "Order Completed"))
+    await e.track("bob", "Order Completed", cart_id="c2")
+    other = e.handle("cart", bob, "c2")
+    await e.result(other)
+    return [("abandoned_cart_escalated", handle), ("abandoned_cart_ordered", other)]
+
+
+async def _everything_else(e) -> list:
+    await e.team("care")
+    await e.segment("vips", {"trait": "vip", "op": "equals", "value": True})
+    for name in ("welcome", "tips", "vip"):
+        await e.template(name, name)
+    local = datetime.now(UTC)
+    quiet = {
+        "start": (local - timedelta(hours=1)).strftime("%H:%M"),
+        "end": (local + timedelta(hours=1)).strftime("%H:%M"),
+    }
+    await e.journey(
+        "all",
+        {
+            "nodes": [
+                {"id": "start", "type": "entry", "event": "Signed Up", "next": "hello"},
+                {"id": "hello", "type": "send_email", "template_id": "welcome", "next": "until"},
+                {"id": "until", "type": "wait_until", "at": "09:00", "next": "b"},
+                {
+                    "id": "b",
+                    "type": "branch",
+                    "branches": [
+                        {"when": [{"segment": "vips"}], "next": "vip"},
+                        {"when": [{"trait": "plan", "value": "pro"}], "next": "s"},
+                    ],
+                    "default_next": "s",
+                },
+                {"id": "vip", "type": "send_email", "template_id": "vip", "next": "esc"},
+                {
+                    "id": "esc",
+                    "type": "escalate",
+                    "subject": "Call",
+                    "team": "care",
+                    "sla": "1d",
+                    "resolved_next": "s",
+                    "breached_next": "s",
+                },
+                {
+                    "id": "s",
+                    "type": "split",
+                    "paths": [{"weight": 1, "next": "award"}, {"weight": 1, "next": "award"}],
+                },
+                {"id": "award", "type": "award_points", "points": 5, "next": "trait"},
+                {"id": "trait", "type": "update_trait", "traits": {"onboarded": True}, "next": "w"},
+                {"id": "w", "type": "wait", "duration": "30d", "next": "tips"},
+                {"id": "tips", "type": "send_email", "template_id": "tips", "next": "done"},
+                {"id": "done", "type": "exit"},
+            ],
+            "rules": {
+                "goal": {"event": "Order Completed"},
+                "quiet_hours": quiet,
+                "frequency_cap": {"max": 5, "window": "1d"},
+            },
+        },
+    )
+    cleo = await e.customer("cleo", vip=True)
+    await e.track("cleo", "Signed Up")
+    handle = e.handle("all", cleo)
+    async with e.env.time_skipping_unlocked():
+        await wait_for(lambda: _at(handle, "esc"), within=60)
+    [case] = await e.cases()
+    await e.client.get_workflow_handle(case.waiting_workflow_id).signal(
+        CASE_UPDATE_SIGNAL, CaseUpdate(case_id=case.id, status="resolved", outcome="solved", breached=False)
+    )
+    await wait_for(lambda: _at(handle, "w"))
+    await e.track("cleo", "Order Completed")
+    await handle.result()
+    return [("all_nodes_converted", handle)]
+
+
+async def main() -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{tmp}/record.db"
+        await upgrade_async(url)
+        db = create_engine(url)
+        sessions = session_factory(db)
+        for scenario in (_abandoned_cart, _everything_else):
+            env = await time_skipping()
+            try:
+                settings = engine_settings(url, Path(tmp) / scenario.__name__)
+                async with engine(env, sessions, settings) as e:
+                    for name, handle in await scenario(e):
+                        history = await handle.fetch_history()
+                        (HISTORIES / f"{name}.json").write_text(history.to_json())
+                        print("recorded", name, len(history.events), "events")
+            finally:
+                await env.shutdown()
+        await db.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

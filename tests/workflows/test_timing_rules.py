@@ -1,0 +1,152 @@
+"""Local time: birthdays at 09:00 in each customer's own timezone; quiet hours and the frequency cap
+defer a send (never drop it unless told to), and the deferred email arrives once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from domain.db import transaction
+from domain.email import service as email
+from runtime import anniversaries
+from tests.conftest import wait_for
+from tests.workflows.harness import engine
+
+
+async def _async(value):
+    return value
+
+
+BIRTHDAY = {
+    "nodes": [
+        {
+            "id": "start",
+            "type": "entry",
+            "trigger": "date_trait",
+            "trait": "birthday",
+            "at": "09:00",
+            "next": "greet",
+        },
+        {"id": "greet", "type": "send_email", "template_id": "birthday", "next": "done"},
+        {"id": "done", "type": "exit"},
+    ]
+}
+
+
+async def test_birthday_greeting_at_nine_local_in_two_timezones(env, sessions, settings):
+    async with engine(env, sessions, settings) as e:
+        await e.template("birthday", "Happy birthday, {{ traits.name }}!")
+        await e.journey("birthday", BIRTHDAY)
+        tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
+        born = tomorrow.replace(year=1990).isoformat()
+        tokyo = await e.customer("aiko", birthday=born, timezone="Asia/Tokyo")
+        new_york = await e.customer("nora", birthday=born, timezone="America/New_York")
+        await e.customer("nobody")  # no birthday trait: never enrolled
+
+        started = await anniversaries.enroll_due(e.client, e.sessions, task_queue=e.task_queue)
+        again = await anniversaries.enroll_due(e.client, e.sessions, task_queue=e.task_queue)
+        assert (started, again) == (2, 0)
+
+        for customer_id, zone in ((tokyo, "Asia/Tokyo"), (new_york, "America/New_York")):
+            handle = e.handle("birthday", customer_id, str(tomorrow.year))
+            result = await e.result(handle)
+            assert result.path == ["greet", "done"]
+            [greet, _] = await handle.query("path", result_type=list)
+            sent_local = datetime.fromisoformat(greet["entered_at"]).astimezone(ZoneInfo(zone))
+            assert (sent_local.date(), sent_local.hour, sent_local.minute) == (tomorrow, 9, 0)
+        assert sorted(m["subject"] for m in e.mailbox()) == ["Happy birthday, Aiko!", "Happy birthday, Nora!"]
+
+
+def _one_send(rules: dict) -> dict:
+    return {
+        "nodes": [
+            {"id": "start", "type": "entry", "event": "Signed Up", "next": "hello"},
+            {"id": "hello", "type": "send_email", "template_id": "hello", "next": "done"},
+            {"id": "done", "type": "exit"},
+        ],
+        "rules": rules,
+    }
+
+
+def _quiet_around(now: datetime, zone: str) -> tuple[str, str]:
+    """Quiet hours that started an hour ago and end in two hours, in ``zone``."""
+    local = now.astimezone(ZoneInfo(zone))
+    return (local - timedelta(hours=1)).strftime("%H:%M"), (local + timedelta(hours=2)).strftime("%H:%M")
+
+
+async def test_quiet_hours_defer_the_send_to_their_end_in_the_customer_timezone(env, sessions, settings):
+    async with engine(env, sessions, settings) as e:
+        await e.template("hello", "Hello {{ traits.name }}")
+        start, end = _quiet_around(datetime.now(UTC), "Asia/Kolkata")
+        await e.journey("welcome", _one_send({"quiet_hours": {"start": start, "end": end}}))
+        ravi = await e.customer("ravi", timezone="Asia/Kolkata")
+        await e.track("ravi", "Signed Up")
+        handle = e.handle("welcome", ravi)
+
+        result = await e.result(handle)
+
+        [hello, _] = await handle.query("path", result_type=list)
+        sent_local = datetime.fromisoformat(hello["left_at"]).astimezone(ZoneInfo("Asia/Kolkata"))
+        assert sent_local.strftime("%H:%M") == end
+        assert result.path == ["hello", "done"]
+        assert [m["subject"] for m in e.mailbox()] == ["Hello Ravi"]
+
+
+async def test_quiet_hours_may_drop_instead_when_the_journey_says_so(env, sessions, settings):
+    async with engine(env, sessions, settings) as e:
+        await e.template("hello", "Hello {{ traits.name }}")
+        start, end = _quiet_around(datetime.now(UTC), "UTC")
+        await e.journey(
+            "welcome", _one_send({"quiet_hours": {"start": start, "end": end, "on_limit": "drop"}})
+        )
+        ravi = await e.customer("ravi")
+        await e.track("ravi", "Signed Up")
+
+        result = await e.result(e.handle("welcome", ravi))
+
+        assert result.path == ["hello", "done"]
+        assert e.mailbox() == []
+
+
+async def test_frequency_cap_counts_other_journeys_and_defers_until_the_window_frees(env, sessions, settings):
+    async with engine(env, sessions, settings) as e:
+        await e.template("hello", "Hello {{ traits.name }}")
+        await e.template("promo", "A promo for {{ traits.name }}")
+        await e.journey(
+            "promo",
+            {
+                "nodes": [
+                    {
+                        "id": "start",
+                        "type": "entry",
+                        "event": "Browsed",
+                        "reentry": "always",
+                        "next": "promo",
+                    },
+                    {"id": "promo", "type": "send_email", "template_id": "promo", "next": "done"},
+                    {"id": "done", "type": "exit"},
+                ]
+            },
+        )
+        await e.journey("welcome", _one_send({"frequency_cap": {"max": 2, "window": "1d"}}))
+        mia = await e.customer("mia")
+        # Two marketing emails from another journey fill the cap of 2 a day.
+        await e.track("mia", "Browsed")
+        await e.track("mia", "Browsed")
+        # Poll the mailbox rather than awaiting results: with nothing left to run, the test server
+        # would skip its clock far ahead.
+        await wait_for(lambda: _async(len(e.mailbox()) == 2))
+        async with transaction(e.sessions) as session:
+            first_promo = min(m.created_at for m in await email.list_messages(session, customer_id=mia))
+
+        await e.track("mia", "Signed Up")
+        handle = e.handle("welcome", mia)
+        result = await e.result(handle)
+
+        [hello, _] = await handle.query("path", result_type=list)
+        deferred_until = datetime.fromisoformat(hello["left_at"])
+        assert deferred_until >= first_promo + timedelta(days=1)
+        assert deferred_until < first_promo + timedelta(days=1, minutes=5)
+        assert result.path == ["hello", "done"]
+        subjects = [m["subject"] for m in e.mailbox()]
+        assert sorted(subjects) == ["A promo for Mia", "A promo for Mia", "Hello Mia"]
