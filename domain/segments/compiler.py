@@ -41,15 +41,21 @@ from sqlalchemy.sql.elements import ColumnElement
 from domain.customers.models import Customer
 from domain.email.models import Message
 from domain.events.models import Event
+from domain.loyalty.models import LoyaltyAccount
 from domain.segments import calendar as cal
 from domain.segments import rules as r
-from domain.segments.evaluate import engagement_event
+from domain.segments.evaluate import DEFAULT_LOWEST_TIER, engagement_event
 from domain.segments.models import CustomerScore
+from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
 customers = Customer.__table__
 events = Event.__table__
 messages = Message.__table__
 scores = CustomerScore.__table__
+accounts = LoyaltyAccount.__table__
+choices = Subscription.__table__
+groups = SubscriptionGroup.__table__
+suppressions = Suppression.__table__
 
 _DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
 _DATE_REGEX = "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
@@ -118,10 +124,13 @@ def _two_valued(expr) -> ColumnElement[bool]:
 
 
 class Compiler:
-    def __init__(self, dialect: str, now: datetime, *, scoped: bool = False):
+    def __init__(
+        self, dialect: str, now: datetime, *, scoped: bool = False, lowest_tier: str = DEFAULT_LOWEST_TIER
+    ):
         self.dialect = dialect
         self.now = now
         self.scoped = scoped
+        self.lowest_tier = lowest_tier  # the tier of customers without a loyalty account
 
     # -- value tests ------------------------------------------------------------------------------
     def value_test(self, test: r.ValueTest, column) -> ColumnElement[bool]:
@@ -189,6 +198,14 @@ class Compiler:
                 return self._scored(scores.c.tier.in_(tiers), id_col)
             case r.Rfm(dimension, op, value):
                 return self._scored(_COMPARE[op](scores.c[dimension], value), id_col)
+            case r.Subscribed(group_id):
+                return self._subscribed(group_id, id_col)
+            case r.LoyaltyTier(tiers):
+                return self._account(accounts.c.tier.in_(tiers), self.lowest_tier in tiers, id_col)
+            case r.LoyaltyBalance(tests):
+                cond = and_(*[_COMPARE[op](accounts.c.balance, points) for op, points in tests])
+                no_account = all(_COMPARE[op](0, points) for op, points in tests)
+                return self._account(cond, no_account, id_col)
             case r.SegmentRef():
                 raise ValueError("expand segment references before compiling")
         raise AssertionError(f"unhandled rule {rule!r}")
@@ -247,6 +264,33 @@ class Compiler:
             return exists(select(messages.c.id).where(messages.c.customer_id == id_col, *conds))
         return id_col.in_(select(messages.c.customer_id).where(*conds))
 
+    def _subscribed(self, group_id: str, id_col) -> ColumnElement[bool]:
+        """Mirror of evaluate.subscribed: the send-time check for a marketing email of the group."""
+        email = customers.c.email
+        reachable = and_(
+            email.is_not(None),
+            email != "",
+            not_(exists(select(suppressions.c.id).where(suppressions.c.address == email))),
+        )
+        if group_id == r.ALL_MARKETING:
+            return _two_valued(reachable)
+        mine = [choices.c.customer_id == id_col, choices.c.group_id == group_id]
+        opted_in = exists(select(choices.c.id).where(*mine, choices.c.subscribed.is_(True)))
+        chose = exists(select(choices.c.id).where(*mine))
+        opt_in_group = exists(select(groups.c.id).where(groups.c.id == group_id, groups.c.opt_in.is_(True)))
+        return _two_valued(and_(reachable, or_(opted_in, and_(not_(chose), not_(opt_in_group)))))
+
+    def _account(self, cond, without_account: bool, id_col) -> ColumnElement[bool]:
+        """Members whose loyalty account satisfies ``cond``, plus, when ``without_account``, customers
+        with no account (balance 0, lowest tier)."""
+        if self.scoped:
+            has = exists(select(accounts.c.customer_id).where(accounts.c.customer_id == id_col, cond))
+            none = not_(exists(select(accounts.c.customer_id).where(accounts.c.customer_id == id_col)))
+        else:
+            has = id_col.in_(select(accounts.c.customer_id).where(cond))
+            none = not_(id_col.in_(select(accounts.c.customer_id)))
+        return or_(has, none) if without_account else has
+
     def _scored(self, cond, id_col) -> ColumnElement[bool]:
         if self.scoped:
             return exists(select(scores.c.customer_id).where(scores.c.customer_id == id_col, cond))
@@ -254,7 +298,7 @@ class Compiler:
 
 
 def _needs_customer_row(rules: list[r.Rule]) -> bool:
-    return any(isinstance(node, r.Trait) for rule in rules for node in r.walk(rule))
+    return any(isinstance(node, r.Trait | r.Subscribed) for rule in rules for node in r.walk(rule))
 
 
 def _driver(rule: r.Rule) -> tuple[r.Event | None, list[r.Rule]]:
@@ -277,14 +321,22 @@ def ids_filter(dialect: str, id_col, customer_ids: list[int]) -> ColumnElement[b
     return id_col.in_(select(listed.c.value))
 
 
-def members_query(rule: r.Rule, dialect: str, now: datetime, customer_ids: list[int] | None = None) -> Select:
-    """SELECT the ids of customers matching an expanded ``rule`` (all customers, or ``customer_ids``)."""
+def members_query(
+    rule: r.Rule,
+    dialect: str,
+    now: datetime,
+    customer_ids: list[int] | None = None,
+    *,
+    lowest_tier: str = DEFAULT_LOWEST_TIER,
+) -> Select:
+    """SELECT the ids of customers matching an expanded ``rule`` (all customers, or ``customer_ids``).
+    ``lowest_tier`` is the loyalty programme's first tier, the tier of customers without an account."""
     if customer_ids is not None:
-        compiler = Compiler(dialect, now, scoped=True)
+        compiler = Compiler(dialect, now, scoped=True, lowest_tier=lowest_tier)
         return select(customers.c.id).where(
             ids_filter(dialect, customers.c.id, customer_ids), compiler.condition(rule, customers.c.id)
         )
-    compiler = Compiler(dialect, now)
+    compiler = Compiler(dialect, now, lowest_tier=lowest_tier)
     driver, rest = _driver(rule)
     if driver is None:
         return select(customers.c.id).where(compiler.condition(rule, customers.c.id))
@@ -304,6 +356,8 @@ def members_query(rule: r.Rule, dialect: str, now: datetime, customer_ids: list[
     )
 
 
-def count_query(rule: r.Rule, dialect: str, now: datetime) -> Select:
-    inner = members_query(rule, dialect, now).subquery()
+def count_query(
+    rule: r.Rule, dialect: str, now: datetime, *, lowest_tier: str = DEFAULT_LOWEST_TIER
+) -> Select:
+    inner = members_query(rule, dialect, now, lowest_tier=lowest_tier).subquery()
     return select(func.count()).select_from(inner)

@@ -39,6 +39,10 @@ class EventFact:
     timestamp: datetime
 
 
+# The loyalty programme's default tiers start with this one (domain/loyalty/schemas.py).
+DEFAULT_LOWEST_TIER = "member"
+
+
 @dataclass
 class CustomerFacts:
     """Everything a rule can look at for one customer."""
@@ -48,6 +52,26 @@ class CustomerFacts:
     events: list[EventFact] = field(default_factory=list)
     messages: list[MessageFact] = field(default_factory=list)
     score: Score | None = None
+    email: str | None = None
+    suppressed: bool = False  # the address is on the suppression list (any reason)
+    choices: dict[str, bool] = field(default_factory=dict)  # group id -> subscribed
+    opt_in_groups: frozenset[str] = frozenset()  # groups that need an explicit opt-in
+    # Customers without a loyalty account have no points and the programme's lowest tier.
+    loyalty_tier: str = DEFAULT_LOWEST_TIER
+    loyalty_balance: int = 0
+
+
+def subscribed(group_id: str, facts: CustomerFacts) -> bool:
+    """The send-time check (domain.subscriptions.service.blocked) for a marketing email of the group:
+    an address, not suppressed, and not opted out (opt-in groups: opted in)."""
+    if not facts.email or facts.suppressed:
+        return False
+    if group_id == r.ALL_MARKETING:
+        return True
+    choice = facts.choices.get(group_id)
+    if choice is None:
+        return group_id not in facts.opt_in_groups
+    return choice
 
 
 def _is_number(value: Any) -> bool:
@@ -159,6 +183,12 @@ def evaluate(rule: r.Rule, facts: CustomerFacts, now: datetime) -> bool:
         case r.Rfm(dimension, op, value):
             score = getattr(facts.score, dimension, None) if facts.score else None
             return score is not None and _NUMBER[op](score, value)
+        case r.Subscribed(group_id):
+            return subscribed(group_id, facts)
+        case r.LoyaltyTier(tiers):
+            return facts.loyalty_tier in tiers
+        case r.LoyaltyBalance(tests):
+            return all(_NUMBER[op](facts.loyalty_balance, points) for op, points in tests)
         case r.SegmentRef():
             raise ValueError("expand segment references before evaluating")
     raise AssertionError(f"unhandled rule {rule!r}")

@@ -14,8 +14,9 @@ from domain.customers.models import Customer
 from domain.email.models import Message
 from domain.events.models import Event, EventOutbox
 from domain.journeys.models import Journey, JourneyVersion
+from domain.loyalty.models import LoyaltyAccount
 from domain.segments.compiler import JsonValue, ids_filter
-from domain.segments.evaluate import CustomerFacts, EventFact, MessageFact, Score
+from domain.segments.evaluate import DEFAULT_LOWEST_TIER, CustomerFacts, EventFact, MessageFact, Score
 from domain.segments.models import (
     CustomerScore,
     Segment,
@@ -23,6 +24,7 @@ from domain.segments.models import (
     SegmentRefreshState,
     SegmentVersion,
 )
+from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
 CHUNK = 5_000
 
@@ -106,12 +108,14 @@ async def scalar(session: AsyncSession, query: Select):
 
 
 async def customer_facts(
-    session: AsyncSession, customer_id: int, event_names: set[str]
+    session: AsyncSession, customer_id: int, event_names: set[str], *, lowest_tier: str = DEFAULT_LOWEST_TIER
 ) -> CustomerFacts | None:
     customer = await session.get(Customer, customer_id)
     if customer is None:
         return None
-    facts = CustomerFacts(traits=dict(customer.traits or {}), timezone=customer.timezone)
+    facts = CustomerFacts(
+        traits=dict(customer.traits or {}), timezone=customer.timezone, email=customer.email
+    )
     if event_names:
         rows = await session.execute(
             select(Event.name, Event.properties, Event.timestamp).where(
@@ -128,6 +132,20 @@ async def customer_facts(
     score = await session.get(CustomerScore, customer_id)
     if score is not None:
         facts.score = Score(score.tier, score.recency, score.frequency, score.monetary)
+    if customer.email:
+        facts.suppressed = (
+            await session.scalar(select(Suppression.id).where(Suppression.address == customer.email))
+        ) is not None
+    rows = await session.execute(
+        select(Subscription.group_id, Subscription.subscribed).where(Subscription.customer_id == customer_id)
+    )
+    facts.choices = {group: bool(chosen) for group, chosen in rows}
+    facts.opt_in_groups = frozenset(
+        (await session.scalars(select(SubscriptionGroup.id).where(SubscriptionGroup.opt_in.is_(True)))).all()
+    )
+    account = await session.get(LoyaltyAccount, customer_id)
+    facts.loyalty_tier = account.tier if account is not None else lowest_tier
+    facts.loyalty_balance = account.balance if account is not None else 0
     return facts
 
 
@@ -403,3 +421,8 @@ async def tier_summary(session: AsyncSession) -> list[tuple]:
         func.coalesce(func.sum(CustomerScore.ltv), 0.0),
     ).group_by(CustomerScore.tier)
     return list(await session.execute(stmt))
+
+
+# -- names the rules refer to ---------------------------------------------------------------------------
+async def subscription_group_ids(session: AsyncSession) -> set[str]:
+    return set((await session.scalars(select(SubscriptionGroup.id))).all())

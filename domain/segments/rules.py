@@ -10,7 +10,8 @@ A rule is one of::
     {"rfm": "recency", "op": "gte", "value": 4}
     {"message": "opened", "template_id": "welcome", "within_days": 30}
     {"segment": "vip"}
-    {"subscription": ...}, {"loyalty_tier": ...}, {"loyalty_balance": ...}   (not available yet)
+    {"subscription": "newsletter"}   {"subscription": "*"}   (may be mailed that group / any marketing)
+    {"loyalty_tier": ["gold", "platinum"]}   {"loyalty_balance": {"gte": 500, "lt": 1000}}
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from domain.loyalty.schemas import OWN_EVENTS as LOYALTY_EVENTS
+from domain.subscriptions.events import SUBSCRIPTION_CHANGED
 
 KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -44,11 +48,12 @@ MESSAGE_ACTIONS = ("received", "opened", "clicked")
 # Engagement is recorded as these events (property `template_id`).
 # The events the email area records for opens and clicks (domain/email/tracking.py), with template_id.
 ENGAGEMENT_EVENTS = {"opened": "Email Opened", "clicked": "Email Link Clicked"}
-NOT_YET = {
-    "subscription": "subscription state",
-    "loyalty_tier": "loyalty tier",
-    "loyalty_balance": "loyalty balance",
-}
+# Conditions of the language not available in this installation (none at present).
+NOT_YET: dict[str, str] = {}
+# `{"subscription": "*"}`: may receive marketing at all (the subscriptions area's "all groups").
+ALL_MARKETING = "*"
+BALANCE_OPS = ("gt", "gte", "lt", "lte", "equals")
+MAX_POINTS = 10**15
 MAX_DAYS = 36_500
 MAX_DEPTH = 20
 
@@ -122,12 +127,58 @@ class MessageEngagement:
 
 
 @dataclass(frozen=True)
+class Subscribed:
+    """Would a marketing email of ``group_id`` reach the customer now (the send-time check)?"""
+
+    group_id: str
+    path: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class LoyaltyTier:
+    tiers: tuple[str, ...]
+    path: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class LoyaltyBalance:
+    tests: tuple[tuple[str, int], ...]  # (op, points), all must hold
+
+
+@dataclass(frozen=True)
 class SegmentRef:
     segment_id: str
     path: str = field(default="", compare=False)
 
 
-Rule = All | Any_ | Not | Trait | Event | Tier | Rfm | MessageEngagement | SegmentRef
+Rule = (
+    All
+    | Any_
+    | Not
+    | Trait
+    | Event
+    | Tier
+    | Rfm
+    | MessageEngagement
+    | Subscribed
+    | LoyaltyTier
+    | LoyaltyBalance
+    | SegmentRef
+)
+KINDS = (
+    "all",
+    "any",
+    "not",
+    "trait",
+    "event",
+    "value_tier",
+    "rfm",
+    "message",
+    "subscription",
+    "loyalty_tier",
+    "loyalty_balance",
+    "segment",
+)
 
 
 def parse(raw: Any, path: str = "rule", depth: int = 0) -> Rule:
@@ -138,18 +189,10 @@ def parse(raw: Any, path: str = "rule", depth: int = 0) -> Rule:
     for key, label in NOT_YET.items():
         if key in raw:
             raise NotAvailable(path, f"{label} conditions are not available yet")
-    kinds = [
-        k
-        for k in ("all", "any", "not", "trait", "event", "value_tier", "rfm", "message", "segment")
-        if k in raw
-    ]
+    kinds = [k for k in KINDS if k in raw]
     if len(kinds) != 1:
         found = ", ".join(sorted(raw)) or "nothing"
-        raise RuleError(
-            path,
-            "must have exactly one of all, any, not, trait, event, value_tier, rfm, message, segment "
-            f"(found {found})",
-        )
+        raise RuleError(path, f"must have exactly one of {', '.join(KINDS)} (found {found})")
     kind = kinds[0]
     return _PARSERS[kind](raw, path, depth)
 
@@ -299,6 +342,47 @@ def _message(raw: dict, path: str, _depth: int) -> Rule:
     return MessageEngagement(raw["message"], template_id, within)
 
 
+def _subscription(raw: dict, path: str, _depth: int) -> Rule:
+    _allowed(raw, path, {"subscription"})
+    group = raw["subscription"]
+    gpath = f"{path}.subscription"
+    if group != ALL_MARKETING:
+        _key(group, gpath, "subscription (a subscription group id, or '*' for any marketing)")
+    return Subscribed(group, path=gpath)
+
+
+def _loyalty_tier(raw: dict, path: str, _depth: int) -> Rule:
+    _allowed(raw, path, {"loyalty_tier"})
+    tiers = raw["loyalty_tier"]
+    tpath = f"{path}.loyalty_tier"
+    if isinstance(tiers, str):
+        tiers = [tiers]
+    if not isinstance(tiers, list) or not tiers:
+        raise RuleError(tpath, "must be a tier name or a non-empty list of tier names")
+    for i, tier in enumerate(tiers):
+        if not isinstance(tier, str) or not 0 < len(tier) <= 64:
+            raise RuleError(f"{tpath}[{i}]", "must be a tier name (1-64 characters)")
+    return LoyaltyTier(tuple(dict.fromkeys(tiers)), path=tpath)
+
+
+def _loyalty_balance(raw: dict, path: str, _depth: int) -> Rule:
+    _allowed(raw, path, {"loyalty_balance"})
+    tests = raw["loyalty_balance"]
+    bpath = f"{path}.loyalty_balance"
+    if not isinstance(tests, dict) or not tests:
+        raise RuleError(
+            bpath, f'must be an object of one or more of {", ".join(BALANCE_OPS)}, e.g. {{"gte": 500}}'
+        )
+    out = []
+    for op, points in tests.items():
+        if op not in BALANCE_OPS:
+            raise RuleError(f"{bpath}.{op}", f"unknown operator (known: {', '.join(BALANCE_OPS)})")
+        if isinstance(points, bool) or not isinstance(points, int) or not 0 <= points <= MAX_POINTS:
+            raise RuleError(f"{bpath}.{op}", "must be a whole number of points, 0 or more")
+        out.append((op, points))
+    return LoyaltyBalance(tuple(out))
+
+
 def _segment(raw: dict, path: str, _depth: int) -> Rule:
     _allowed(raw, path, {"segment"})
     return SegmentRef(_key(raw["segment"], f"{path}.segment", "segment"), path=f"{path}.segment")
@@ -313,6 +397,9 @@ _PARSERS = {
     "value_tier": _tier,
     "rfm": _rfm,
     "message": _message,
+    "subscription": _subscription,
+    "loyalty_tier": _loyalty_tier,
+    "loyalty_balance": _loyalty_balance,
     "segment": _segment,
 }
 
@@ -376,6 +463,12 @@ def dependencies(expanded: Rule) -> Dependencies:
                     windows.add((ENGAGEMENT_EVENTS[node.action], node.within_days))
         elif isinstance(node, Tier | Rfm):
             scores = True
+        elif isinstance(node, Subscribed):
+            # Choices and suppressions are recorded as this event on every customer they concern.
+            names.add(SUBSCRIPTION_CHANGED)
+        elif isinstance(node, LoyaltyTier | LoyaltyBalance):
+            # Every ledger entry and tier change is an event of the member (earn, redeem, expire, ...).
+            names |= LOYALTY_EVENTS
         elif isinstance(node, Trait):
             traits = True
             clock = clock or node.test.op in CLOCK_OPS

@@ -11,10 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import utcnow
 from domain.errors import Conflict, InvalidInput, NotFound
+from domain.loyalty import service as loyalty
 from domain.segments import calendar as cal
 from domain.segments import compiler, repository
 from domain.segments import rules as r
-from domain.segments.evaluate import evaluate
+from domain.segments.evaluate import DEFAULT_LOWEST_TIER, evaluate
 from domain.segments.models import Segment, SegmentVersion
 from domain.segments.schemas import (
     CustomerBrief,
@@ -45,9 +46,10 @@ PENDING_MAX = 10_000
 class Catalog:
     """Every segment's current rule, parsed; expands references for evaluation."""
 
-    def __init__(self, rows: list[tuple[str, int, dict[str, Any]]]):
+    def __init__(self, rows: list[tuple[str, int, dict[str, Any]]], lowest_tier: str = DEFAULT_LOWEST_TIER):
         self.versions = {sid: version for sid, version, _ in rows}
         self.rules = {sid: r.parse(rule) for sid, _, rule in rows}
+        self.lowest_tier = lowest_tier  # loyalty tier of customers without an account
 
     def expanded(self, segment_id: str) -> r.Rule:
         return r.expand(self.rules[segment_id], self.rules)
@@ -68,8 +70,12 @@ class Catalog:
         return found
 
 
+async def _lowest_tier(session: AsyncSession) -> str:
+    return (await loyalty.program(session)).tiers[0].name
+
+
 async def _catalog(session: AsyncSession) -> Catalog:
-    return Catalog(await repository.current_rules(session))
+    return Catalog(await repository.current_rules(session), await _lowest_tier(session))
 
 
 def _invalid(path: str, problem: str) -> InvalidInput:
@@ -83,6 +89,26 @@ def parse_rule(raw: Any) -> r.Rule:
         raise InvalidInput({"path": exc.path, "problem": exc.problem}, code="not_available_yet") from exc
     except r.RuleError as exc:
         raise _invalid(exc.path, exc.problem) from exc
+
+
+async def _check_names(session: AsyncSession, rule: r.Rule) -> None:
+    """Subscription groups and loyalty tiers a rule names exist (a typo would silently match nobody)."""
+    needs_groups = any(isinstance(n, r.Subscribed) and n.group_id != r.ALL_MARKETING for n in r.walk(rule))
+    group_ids = await repository.subscription_group_ids(session) if needs_groups else set()
+    tier_names: list[str] | None = None
+    for node in r.walk(rule):
+        if isinstance(node, r.Subscribed) and node.group_id != r.ALL_MARKETING:
+            if node.group_id not in group_ids:
+                known = ", ".join(sorted(group_ids)) or "none defined"
+                problem = f"no subscription group {node.group_id!r} (known: {known}; '*' for any)"
+                raise _invalid(node.path, problem)
+        elif isinstance(node, r.LoyaltyTier):
+            if tier_names is None:
+                tier_names = [t.name for t in (await loyalty.program(session)).tiers]
+            for tier in node.tiers:
+                if tier not in tier_names:
+                    known = ", ".join(tier_names)
+                    raise _invalid(node.path, f"no loyalty tier {tier!r} (the programme's tiers: {known})")
 
 
 def _check_references(rule: r.Rule, segment_id: str | None, catalog: Catalog) -> None:
@@ -139,6 +165,7 @@ async def create(session: AsyncSession, spec: SegmentIn, *, now: datetime | None
     if await repository.get(session, segment_id) is not None:
         raise Conflict({"field": "id", "problem": f"a segment with id {segment_id!r} exists"})
     _check_references(rule, segment_id, await _catalog(session))
+    await _check_names(session, rule)
     at = now or utcnow()
     segment = Segment(
         id=segment_id,
@@ -164,6 +191,7 @@ async def update(
     if spec.rule is not None:
         rule = parse_rule(spec.rule)
         _check_references(rule, segment_id, await _catalog(session))
+        await _check_names(session, rule)
         segment.current_version += 1
         await repository.add(
             session,
@@ -238,11 +266,17 @@ async def preview(session: AsyncSession, spec: PreviewIn, *, now: datetime | Non
     rule = parse_rule(spec.rule)
     catalog = await _catalog(session)
     _check_references(rule, None, catalog)
+    await _check_names(session, rule)
     expanded = r.expand(rule, catalog.rules)
     at = now or utcnow()
     dialect = session.bind.dialect.name
-    count = await repository.scalar(session, compiler.count_query(expanded, dialect, at))
-    sample_query = compiler.members_query(expanded, dialect, at).order_by(None).limit(spec.sample_size)
+    lowest = catalog.lowest_tier
+    count = await repository.scalar(session, compiler.count_query(expanded, dialect, at, lowest_tier=lowest))
+    sample_query = (
+        compiler.members_query(expanded, dialect, at, lowest_tier=lowest)
+        .order_by(None)
+        .limit(spec.sample_size)
+    )
     ids = sorted(await repository.matching_ids(session, sample_query))
     sample = [
         CustomerBrief(id=i, user_id=u, email=e) for i, u, e in await repository.customers_brief(session, ids)
@@ -280,7 +314,12 @@ async def matches(
 async def matches_rule(
     session: AsyncSession, expanded: r.Rule, customer_id: int, *, now: datetime | None = None
 ) -> bool:
-    facts = await repository.customer_facts(session, customer_id, set(r.dependencies(expanded).event_names))
+    facts = await repository.customer_facts(
+        session,
+        customer_id,
+        set(r.dependencies(expanded).event_names),
+        lowest_tier=await _lowest_tier(session),
+    )
     return facts is not None and evaluate(expanded, facts, now or utcnow())
 
 
@@ -309,7 +348,9 @@ async def rebuild(
     """Full evaluation of one segment over every customer, applied as entries and exits."""
     catalog = catalog or await _catalog(session)
     at = now or utcnow()
-    query = compiler.members_query(catalog.expanded(segment_id), session.bind.dialect.name, at)
+    query = compiler.members_query(
+        catalog.expanded(segment_id), session.bind.dialect.name, at, lowest_tier=catalog.lowest_tier
+    )
     matched = await repository.matching_ids(session, query)
     return await _apply(session, segment_id, catalog.versions[segment_id], matched, None, at)
 
@@ -333,7 +374,9 @@ async def refresh_customers(
     for segment_id in segment_ids if segment_ids is not None else sorted(catalog.rules):
         matched: set[int] = set()
         for chunk in repository._chunks(scope):
-            query = compiler.members_query(catalog.expanded(segment_id), dialect, at, customer_ids=chunk)
+            query = compiler.members_query(
+                catalog.expanded(segment_id), dialect, at, customer_ids=chunk, lowest_tier=catalog.lowest_tier
+            )
             matched |= await repository.matching_ids(session, query)
         stats = await _apply(session, segment_id, catalog.versions[segment_id], matched, scope, at)
         total.entered += stats.entered

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+import uuid
+from typing import Any
+
+from sqlalchemy import String, cast, delete, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.customers.models import Customer
 from domain.db import insert_ignoring_conflicts, utcnow
+from domain.events.models import Event, EventOutbox
+from domain.subscriptions.events import CONTEXT, SUBSCRIPTION_CHANGED
 from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
 
@@ -31,8 +37,11 @@ async def choices(session: AsyncSession, customer_ids: list[int]) -> dict[tuple[
     return {(c, g): s for c, g, s in rows}
 
 
-async def set_choice(session: AsyncSession, customer_id: int, group_id: str, subscribed: bool, source: str):
-    await session.execute(
+async def set_choice(
+    session: AsyncSession, customer_id: int, group_id: str, subscribed: bool, source: str
+) -> bool:
+    """Store the choice; returns whether it differs from the one stored before (or there was none)."""
+    inserted = await session.execute(
         insert_ignoring_conflicts(session, Subscription, ["customer_id", "group_id"]).values(
             customer_id=customer_id,
             group_id=group_id,
@@ -44,7 +53,9 @@ async def set_choice(session: AsyncSession, customer_id: int, group_id: str, sub
     row = await session.scalar(
         select(Subscription).where(Subscription.customer_id == customer_id, Subscription.group_id == group_id)
     )
+    changed = bool(inserted.rowcount) or row.subscribed != subscribed
     row.subscribed, row.source, row.updated_at = subscribed, source, utcnow()
+    return changed
 
 
 async def suppressed(session: AsyncSession, addresses: list[str]) -> dict[str, str]:
@@ -56,9 +67,10 @@ async def suppressed(session: AsyncSession, addresses: list[str]) -> dict[str, s
     return dict(rows.all())
 
 
-async def suppress(session: AsyncSession, address: str, reason: str, detail: str | None) -> None:
-    """Record a suppression; a stronger reason (bounced > complained > unsubscribed) replaces a weaker."""
-    await session.execute(
+async def suppress(session: AsyncSession, address: str, reason: str, detail: str | None) -> bool:
+    """Record a suppression; a stronger reason (bounced > complained > unsubscribed) replaces a weaker.
+    Returns whether the address was not suppressed before."""
+    inserted = await session.execute(
         insert_ignoring_conflicts(session, Suppression, ["address"]).values(
             address=address, reason=reason, detail=detail, created_at=utcnow()
         )
@@ -67,6 +79,7 @@ async def suppress(session: AsyncSession, address: str, reason: str, detail: str
     rank = {"unsubscribed": 0, "complained": 1, "bounced": 2}
     if rank[reason] > rank.get(row.reason, 0):
         row.reason, row.detail = reason, detail
+    return bool(inserted.rowcount)
 
 
 async def list_suppressions(session: AsyncSession, limit: int, after_id: int | None) -> list[Suppression]:
@@ -79,3 +92,44 @@ async def list_suppressions(session: AsyncSession, limit: int, after_id: int | N
 async def unsuppress(session: AsyncSession, address: str) -> int:
     result = await session.execute(delete(Suppression).where(Suppression.address == address))
     return result.rowcount
+
+
+async def record_changed(
+    session: AsyncSession,
+    properties: dict[str, Any],
+    *,
+    customer_id: int | None = None,
+    address: str | None = None,
+) -> int:
+    """Store a ``Subscription Changed`` event (and queue it for the router) for one customer, or for
+    every customer with ``address``; returns how many were stored."""
+    events, customers, outbox = Event.__table__, Customer.__table__, EventOutbox.__table__
+    at = utcnow()
+    change = uuid.uuid4().hex  # one change, one event per customer it concerns
+    source = select(
+        literal(f"subscriptions/{change}/", String) + cast(customers.c.id, String),
+        literal("track"),
+        literal(SUBSCRIPTION_CHANGED),
+        customers.c.id,
+        customers.c.user_id,
+        customers.c.anonymous_id,
+        literal(properties, events.c.properties.type),
+        literal({}, events.c.traits.type),
+        literal(CONTEXT, events.c.context.type),
+        literal(at, events.c.timestamp.type),
+        literal(at, events.c.received_at.type),
+    )
+    if customer_id is not None:
+        source = source.where(customers.c.id == customer_id)
+    else:
+        source = source.where(customers.c.email == address)
+    columns = [
+        "message_id", "type", "name", "customer_id", "user_id", "anonymous_id",
+        "properties", "traits", "context", "timestamp", "received_at",
+    ]  # fmt: skip
+    ids = list(
+        (await session.execute(insert(events).from_select(columns, source).returning(events.c.id))).scalars()
+    )
+    if ids:
+        await session.execute(insert(outbox), [{"event_id": i, "created_at": at} for i in ids])
+    return len(ids)

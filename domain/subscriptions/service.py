@@ -83,9 +83,27 @@ async def unsubscribe(session: AsyncSession, customer_id: int, group_id: str, so
     if group_id == ALL_GROUPS or await repository.get_group(session, group_id) is None:
         # a group deleted since the email was sent: honour the wish by stopping all marketing
         if customer.email:
-            await repository.suppress(session, customer.email, "unsubscribed", f"{source} by customer")
+            await _suppress(session, customer.email, "unsubscribed", f"{source} by customer")
         return
-    await repository.set_choice(session, customer_id, group_id, False, source)
+    await _choose(session, customer_id, group_id, False, source)
+
+
+async def _choose(session: AsyncSession, customer_id: int, group_id: str, subscribed: bool, source: str):
+    if await repository.set_choice(session, customer_id, group_id, subscribed, source):
+        properties = {"group_id": group_id, "subscribed": subscribed, "source": source}
+        await repository.record_changed(session, properties, customer_id=customer_id)
+
+
+async def _suppress(session: AsyncSession, address: str, reason: str, detail: str | None) -> None:
+    if await repository.suppress(session, address, reason, detail):
+        await repository.record_changed(session, {"suppressed": True, "reason": reason}, address=address)
+
+
+async def _unsuppress(session: AsyncSession, address: str) -> bool:
+    if not await repository.unsuppress(session, address):
+        return False
+    await repository.record_changed(session, {"suppressed": False}, address=address)
+    return True
 
 
 async def preferences(session: AsyncSession, customer_id: int) -> Preferences:
@@ -116,14 +134,14 @@ async def save_preferences(
 ) -> Preferences:
     current = await preferences(session, customer_id)
     for group in current.groups:
-        await repository.set_choice(session, customer_id, group.id, group.id in subscribed, "preferences")
+        await _choose(session, customer_id, group.id, group.id in subscribed, "preferences")
     if current.email:
         if unsubscribe_all:
-            await repository.suppress(session, current.email, "unsubscribed", "preference page")
+            await _suppress(session, current.email, "unsubscribed", "preference page")
         else:
             reasons = await repository.suppressed(session, [current.email])
             if reasons.get(current.email) == "unsubscribed":  # re-subscribing lifts only their own opt-out
-                await repository.unsuppress(session, current.email)
+                await _unsuppress(session, current.email)
     return await preferences(session, customer_id)
 
 
@@ -135,17 +153,17 @@ async def record_feedback(session: AsyncSession, batch: FeedbackBatch) -> Feedba
             ignored += 1
             continue
         reason = "bounced" if event.type == "bounce" else "complained"
-        await repository.suppress(session, event.email.lower(), reason, event.detail)
+        await _suppress(session, event.email.lower(), reason, event.detail)
         suppressed += 1
     return FeedbackResult(suppressed=suppressed, ignored=ignored)
 
 
 async def add_suppression(session: AsyncSession, spec: SuppressionIn) -> None:
-    await repository.suppress(session, spec.address.lower(), spec.reason, spec.detail)
+    await _suppress(session, spec.address.lower(), spec.reason, spec.detail)
 
 
 async def suppress_address(session: AsyncSession, address: str, reason: str, detail: str | None) -> None:
-    await repository.suppress(session, address, reason, detail)
+    await _suppress(session, address, reason, detail)
 
 
 async def list_suppressions(session: AsyncSession, limit: int, after_id: int | None) -> list[SuppressionOut]:
@@ -154,7 +172,7 @@ async def list_suppressions(session: AsyncSession, limit: int, after_id: int | N
 
 
 async def remove_suppression(session: AsyncSession, address: str) -> None:
-    if not await repository.unsuppress(session, address.lower()):
+    if not await _unsuppress(session, address.lower()):
         raise NotFound(f"{address!r} is not suppressed")
 
 

@@ -194,12 +194,44 @@ async def test_a_cycle_through_other_segments_is_refused(client, sessions, marke
     assert await _stored(sessions) == (2, 2)
 
 
-async def test_conditions_of_areas_not_yet_available_are_refused_clearly(client, sessions, marketer_headers):
-    for rule in ({"subscription": "newsletter"}, {"all": [{"loyalty_tier": "gold"}]}):
+async def test_subscription_and_loyalty_conditions_name_unknown_groups_tiers_and_bad_balances(
+    client, sessions, marketer_headers, admin_headers
+):
+    group = {"id": "newsletter", "name": "Newsletter"}
+    assert (
+        await client.post("/api/subscription-groups", json=group, headers=admin_headers)
+    ).status_code == 201
+    cases = [
+        (
+            {"all": [{"subscription": "newsletter"}, {"not": {"subscription": "newsleter"}}]},
+            "rule.all[1].not.subscription",
+            "no subscription group 'newsleter'",
+        ),
+        (
+            {"any": [{"loyalty_tier": ["member", "platinum"]}]},
+            "rule.any[0].loyalty_tier",
+            "no loyalty tier 'platinum'",
+        ),
+        ({"loyalty_balance": {"gte": -5}}, "rule.loyalty_balance.gte", "whole number of points"),
+        ({"loyalty_balance": {"more": 5}}, "rule.loyalty_balance.more", "unknown operator"),
+        ({"loyalty_balance": 5}, "rule.loyalty_balance", "must be an object"),
+        ({"subscription": "news letter"}, "rule.subscription", "subscription group id"),
+    ]
+    for rule, path, problem in cases:
         body = await _rejected(client, marketer_headers, rule)
-        assert body["error"] == "not_available_yet"
-        assert "not available yet" in body["detail"]["problem"]
+        assert body["error"] == "invalid_rule", body
+        assert body["detail"]["path"] == path, body
+        assert problem in body["detail"]["problem"], body
+        preview = await client.post("/api/segments/preview", json={"rule": rule}, headers=marketer_headers)
+        assert preview.status_code == 422 and preview.json()["detail"]["path"] == path
     assert await _stored(sessions) == (0, 0)
+    good = {
+        "all": [{"subscription": "newsletter"}, {"loyalty_tier": "member"}, {"loyalty_balance": {"lt": 10}}]
+    }
+    created = await client.post(
+        "/api/segments", json={"id": "fresh", "name": "Fresh", "rule": good}, headers=marketer_headers
+    )
+    assert created.status_code == 201, created.text
 
 
 async def test_delete_is_refused_while_a_published_journey_uses_the_segment(

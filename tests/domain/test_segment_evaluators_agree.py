@@ -1,7 +1,8 @@
 """The SQL compiler (full and scoped shapes) and the in-Python evaluator agree on random rules and data.
 
-Hypothesis draws a small customer base (traits, time zones, events, messages, scores) and a batch of
-rules per example; every rule is evaluated three ways. A fixed seed keeps CI reproducible.
+Hypothesis draws a small customer base (traits, time zones, events, messages, scores, email addresses,
+suppressions, subscription choices, loyalty accounts) and a batch of rules per example; every rule is
+evaluated three ways. A fixed seed keeps CI reproducible.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from domain.customers.models import Customer
 from domain.db import create_engine, session_factory, transaction
 from domain.email.models import Message
 from domain.events.models import Event
+from domain.loyalty.models import LoyaltyAccount
 from domain.segments import compiler, repository
 from domain.segments import rules as r
 from domain.segments.evaluate import evaluate
 from domain.segments.models import CustomerScore
+from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
 EXAMPLES = 45
 RULES_PER_EXAMPLE = 12
@@ -32,6 +35,11 @@ ZONES = [None, "UTC", "Europe/Berlin", "Pacific/Kiritimati", "Pacific/Pago_Pago"
 NAMES = ["Order Completed", "Viewed Product", "Email Opened", "Email Link Clicked"]
 TEMPLATES = ["welcome", "promo"]
 STRINGS = ["Berlin", "berlin", "Ber", "", "Zürich", "a-b"]
+# newsletter is opt-out, offers opt-in; "gone" names no group (the send-time check treats it as opt-out).
+GROUPS = {"newsletter": False, "offers": True}
+RULE_GROUPS = ["newsletter", "offers", "gone", r.ALL_MARKETING]
+LOYALTY_TIERS = ["member", "silver", "gold"]
+POINTS = [0, 100, 250, 300]
 
 
 def _day(now: datetime, offset: int, year: int | None = None, suffix: str = "") -> str:
@@ -120,7 +128,23 @@ def leaf_rules(now: datetime):
         st.sampled_from(sorted(r.RFM_OPS)),
         st.integers(1, 5),
     )
-    return st.one_of(value_tests(now, "trait", r.TRAIT_OPS), event, message, tier, rfm)
+    subscription = st.sampled_from(RULE_GROUPS).map(lambda g: {"subscription": g})
+    loyalty_tier = st.lists(st.sampled_from(LOYALTY_TIERS), min_size=1, max_size=2).map(
+        lambda t: {"loyalty_tier": t}
+    )
+    balance = st.dictionaries(
+        st.sampled_from(r.BALANCE_OPS), st.sampled_from(POINTS), min_size=1, max_size=2
+    ).map(lambda tests: {"loyalty_balance": tests})
+    return st.one_of(
+        value_tests(now, "trait", r.TRAIT_OPS),
+        event,
+        message,
+        tier,
+        rfm,
+        subscription,
+        loyalty_tier,
+        balance,
+    )
 
 
 def rules(now: datetime):
@@ -176,6 +200,15 @@ def customers(now: datetime):
             "events": st.lists(event, min_size=1, max_size=5),
             "messages": st.lists(message, max_size=2),
             "score": score,
+            "email": st.sampled_from([None, "", "mail"]),  # "mail": an address of its own
+            "suppressed": st.booleans(),
+            "choices": st.dictionaries(st.sampled_from(sorted(GROUPS)), st.booleans(), max_size=2),
+            "account": st.one_of(
+                st.none(),
+                st.fixed_dictionaries(
+                    {"tier": st.sampled_from(LOYALTY_TIERS), "balance": st.sampled_from(POINTS)}
+                ),
+            ),
         }
     )
     return st.lists(customer, min_size=5, max_size=CUSTOMERS)
@@ -190,21 +223,27 @@ def scenarios(draw):
         now,
         draw(customers(now)),
         draw(st.lists(rules(now), min_size=RULES_PER_EXAMPLE, max_size=RULES_PER_EXAMPLE)),
+        draw(st.sampled_from(["member", "silver"])),  # the programme's lowest tier
     )
 
 
 async def _load(sessions, now: datetime, people: list[dict]) -> list[int]:
     async with transaction(sessions) as session:
-        for table in (CustomerScore, Message, Event, Customer):
+        tables = (LoyaltyAccount, Subscription, Suppression, SubscriptionGroup, CustomerScore, Message, Event)
+        for table in (*tables, Customer):
             await session.execute(delete(table))
+        for group_id, opt_in in GROUPS.items():
+            await session.execute(insert(SubscriptionGroup).values(id=group_id, name=group_id, opt_in=opt_in))
         ids = []
         for i, person in enumerate(people):
             cid = i + 1
             ids.append(cid)
+            email = f"c{cid}@example.com" if person["email"] == "mail" else person["email"]
             await session.execute(
                 insert(Customer).values(
                     id=cid,
                     user_id=f"u{cid}",
+                    email=email,
                     traits=person["traits"],
                     timezone=person["timezone"],
                     first_seen_at=now,
@@ -242,6 +281,16 @@ async def _load(sessions, now: datetime, people: list[dict]) -> list[int]:
                         meta={},
                     )
                 )
+            if email and person["suppressed"]:
+                await session.execute(insert(Suppression).values(address=email, reason="unsubscribed"))
+            for group_id, chosen in person["choices"].items():
+                await session.execute(
+                    insert(Subscription).values(
+                        customer_id=cid, group_id=group_id, subscribed=chosen, source="api"
+                    )
+                )
+            if person["account"]:
+                await session.execute(insert(LoyaltyAccount).values(customer_id=cid, **person["account"]))
             if person["score"]:
                 await session.execute(
                     insert(CustomerScore).values(
@@ -252,22 +301,29 @@ async def _load(sessions, now: datetime, people: list[dict]) -> list[int]:
 
 
 async def _check(sessions, dialect: str, scenario, counter: list[int]) -> None:
-    now, people, raw_rules = scenario
+    now, people, raw_rules, lowest = scenario
     ids = await _load(sessions, now, people)
     async with sessions() as session:
-        facts = {cid: await repository.customer_facts(session, cid, set(NAMES)) for cid in ids}
+        facts = {
+            cid: await repository.customer_facts(session, cid, set(NAMES), lowest_tier=lowest) for cid in ids
+        }
         for raw in raw_rules:
             rule = r.parse(raw)
-            full = await repository.matching_ids(session, compiler.members_query(rule, dialect, now))
+            full = await repository.matching_ids(
+                session, compiler.members_query(rule, dialect, now, lowest_tier=lowest)
+            )
             scoped = await repository.matching_ids(
-                session, compiler.members_query(rule, dialect, now, customer_ids=ids)
+                session, compiler.members_query(rule, dialect, now, customer_ids=ids, lowest_tier=lowest)
             )
             in_python = {cid for cid in ids if evaluate(rule, facts[cid], now)}
             assert full == in_python == scoped, (
-                f"rule {raw} at {now.isoformat()}: sql={full} scoped={scoped} python={in_python}"
+                f"rule {raw} at {now.isoformat()} (lowest tier {lowest}): "
+                f"sql={full} scoped={scoped} python={in_python}"
             )
             counter[0] += 1
             counter[1] += 0 < len(full) < len(ids)
+            for i, kind in enumerate((r.Subscribed, r.LoyaltyTier, r.LoyaltyBalance)):
+                counter[2 + i] += any(isinstance(node, kind) for node in r.walk(rule))
 
 
 def _run_property_test(database_url: str) -> int:
@@ -275,7 +331,8 @@ def _run_property_test(database_url: str) -> int:
     engine = create_engine(database_url)
     sessions = session_factory(engine)
     dialect = engine.dialect.name
-    counter = [0, 0]  # cases, cases that split the customers (some in, some out)
+    # cases, cases that split the customers (some in, some out), cases on subscriptions, tiers, balances
+    counter = [0, 0, 0, 0, 0]
 
     @seed(20261122)
     @settings(
@@ -311,7 +368,8 @@ async def test_sql_and_python_evaluators_agree(database_url, sessions):
     await asyncio.to_thread(thread.join)
     if "error" in result:
         raise result["error"]
-    cases, splitting = result["cases"]
+    cases, splitting, *kinds = result["cases"]
     assert cases >= 500
+    assert min(kinds) >= 30, kinds  # subscription, loyalty tier and balance conditions were exercised
     # The data must make rules discriminate, or agreement would prove little.
     assert splitting >= cases // 5, (splitting, cases)
