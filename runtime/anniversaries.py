@@ -15,14 +15,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.contracts import EventRef
 from domain.db import transaction, utcnow
 from domain.journeys import service as journeys
 from domain.journeys import timing
-from workflows.journey import JourneyInput, JourneyWorkflow
+from runtime.journey_start import start_enrollment
 
 log = logging.getLogger(__name__)
 LOOKAHEAD = timedelta(hours=48)
@@ -70,21 +68,7 @@ async def _start(client, sessions, version, customer_id: int, moment: datetime, 
         if not await journeys.may_enroll(session, version.journey_id, customer_id, workflow_id, "once"):
             return False
     ref = EventRef(id=0, name="$anniversary", properties={"year": moment.year}, timestamp=moment.isoformat())
-    try:
-        await client.start_workflow(
-            JourneyWorkflow.run,
-            JourneyInput(
-                journey_id=version.journey_id,
-                version=version.version,
-                customer_id=customer_id,
-                definition=version.definition,
-                entry_event=ref,
-            ),
-            id=workflow_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
-    except WorkflowAlreadyStartedError:
+    if not await start_enrollment(client, version, customer_id, workflow_id, ref, task_queue=task_queue):
         return False
     async with transaction(sessions) as session:
         await journeys.record_enrollment(

@@ -13,14 +13,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.contracts import EventRef
 from domain.db import transaction
 from domain.journeys import service as journeys
 from domain.journeys.schemas import JourneyVersionOut
-from workflows.journey import JourneyInput, JourneyWorkflow
+from runtime.journey_start import start_enrollment
 
 BATCH = 200
 
@@ -64,23 +62,9 @@ async def enroll_customers(
         async def start_one(customer_id: int, workflow_id: str) -> bool:
             ref = EventRef(id=0, name="$manual", properties=dict(properties or {}))
             async with gate:
-                try:
-                    await client.start_workflow(
-                        JourneyWorkflow.run,
-                        JourneyInput(
-                            journey_id=version.journey_id,
-                            version=version.version,
-                            customer_id=customer_id,
-                            definition=version.definition,
-                            entry_event=ref,
-                        ),
-                        id=workflow_id,
-                        task_queue=task_queue,
-                        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    )
-                except WorkflowAlreadyStartedError:
-                    return False
-            return True
+                return await start_enrollment(
+                    client, version, customer_id, workflow_id, ref, task_queue=task_queue
+                )
 
         started = await asyncio.gather(*(start_one(c, ids[c]) for c in todo))
         done = [c for c, ok in zip(todo, started, strict=True) if ok]

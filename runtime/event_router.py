@@ -22,8 +22,6 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import EventRef
@@ -31,7 +29,7 @@ from domain.db import transaction
 from domain.events import repository as outbox
 from domain.journeys import definition as graph
 from domain.journeys import service as journeys
-from workflows.journey import JourneyInput, JourneyWorkflow
+from runtime.journey_start import start_enrollment
 
 log = logging.getLogger(__name__)
 
@@ -151,27 +149,16 @@ class EventRouter:
             self.stats.enrollments_started += len(rows)
 
     async def _start(self, c: _Candidate) -> bool:
-        ref = _ref(c.event)
         async with self._gate:
-            try:
-                await self._client.start_workflow(
-                    JourneyWorkflow.run,
-                    JourneyInput(
-                        journey_id=c.version.journey_id,
-                        version=c.version.version,
-                        customer_id=c.event.customer_id,
-                        definition=c.version.definition,
-                        entry_event=ref,
-                    ),
-                    id=c.workflow_id,
-                    task_queue=self._task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    start_signal="event",
-                    start_signal_args=[ref],
-                )
-            except WorkflowAlreadyStartedError:
-                return False  # closed earlier under this id: enrolled once already
-        return True
+            return await start_enrollment(
+                self._client,
+                c.version,
+                c.event.customer_id,
+                c.workflow_id,
+                _ref(c.event),
+                task_queue=self._task_queue,
+                signal_entry=True,
+            )
 
     async def _signal_listeners(self, events, listeners) -> None:
         """Deliver each event to the enrollments that registered for it (a wait or a goal)."""

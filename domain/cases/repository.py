@@ -257,16 +257,6 @@ async def dequeue_changes(session: AsyncSession, outbox_ids: Sequence[int]) -> N
 # --- the customer's 360 view and case events -------------------------------------------------------
 
 
-async def recent_events(session: AsyncSession, customer_id: int, limit: int) -> list[Event]:
-    stmt = (
-        select(Event)
-        .where(Event.customer_id == customer_id)
-        .order_by(Event.timestamp.desc(), Event.id.desc())
-        .limit(limit)
-    )
-    return list(await session.scalars(stmt))
-
-
 async def recent_messages(session: AsyncSession, customer_id: int, limit: int) -> list[Message]:
     stmt = (
         select(Message)

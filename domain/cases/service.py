@@ -259,7 +259,7 @@ async def open_case(
     profile = await customers.get_profile(session, spec.customer_id)
     if profile is None:
         raise InvalidInput({"field": "customer_id", "problem": f"no customer {spec.customer_id}"})
-    tier = _value_tier(profile["traits"])
+    tier = await _value_tier(session, spec.customer_id, profile["traits"])
     priority = spec.priority or TIER_PRIORITY.get(tier or "", Priority.normal)
     first_due, resolution_due = (await sla_targets(session, priority)).deadlines(now)
     values = {
@@ -304,28 +304,35 @@ async def open_by_hand(session: AsyncSession, actor: Actor, spec: CaseIn) -> Cas
     return case_out(case)
 
 
-def _value_tier(traits: dict[str, Any]) -> str | None:
-    # Tiers are computed into the `value_tier` trait (key / major / ordinary / small) when present.
+async def _value_tier(session: AsyncSession, customer_id: int, traits: dict[str, Any]) -> str | None:
+    """The value tier computed from lifetime value (segments area); else a `value_tier` trait a source
+    system sent (key / major / ordinary / small); else none."""
+    from domain.segments import service as segments
+
+    scores = await segments.scores_for(session, customer_id)
+    if scores is not None and scores.tier in TIER_PRIORITY:
+        return scores.tier
     tier = traits.get("value_tier")
     return tier.lower() if isinstance(tier, str) and tier.lower() in TIER_PRIORITY else None
 
 
-def _first_of(traits: dict[str, Any], *names: str) -> Any:
-    return next((traits[n] for n in names if traits.get(n) is not None), None)
-
-
 async def _snapshot(session: AsyncSession, profile: dict[str, Any], tier: str | None, now: datetime) -> dict:
     """The customer's 360 view at opening, so an agent needs no search: data only, stored as given."""
+    from domain.events import repository as events_repo
+    from domain.loyalty import service as loyalty
+
     traits = profile["traits"]
-    events = await repo.recent_events(session, profile["id"], RECENT)
+    events = await events_repo.recent_for(session, profile["id"], RECENT)
     messages = await repo.recent_messages(session, profile["id"], RECENT)
+    points = (await loyalty.status(session, profile["id"])).balance
     return {
         "captured_at": now.isoformat(),
         "customer": {k: profile[k] for k in ("id", "user_id", "email", "timezone", "locale")},
         "traits": traits,
         "value_tier": tier,
-        "lifetime_value": _first_of(traits, "lifetime_value", "ltv"),
-        "points": _first_of(traits, "points", "loyalty_points"),
+        "lifetime_value": profile["lifetime_value"],
+        "order_count": profile["order_count"],
+        "points": points,
         "recent_events": [
             {
                 "type": e.type,

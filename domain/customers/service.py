@@ -193,6 +193,8 @@ async def get_profile(session: AsyncSession, customer_id: int) -> dict[str, Any]
         "traits": dict(customer.traits or {}),
         "timezone": customer.timezone,
         "locale": customer.locale,
+        "lifetime_value": float(customer.lifetime_value or 0),
+        "order_count": customer.order_count or 0,
     }
 
 

@@ -9,9 +9,11 @@ from sqlalchemy import select
 from domain.cases import service as cases
 from domain.cases.models import Case
 from domain.cases.schemas import Outcome
+from domain.customers.models import Customer
 from domain.db import transaction, utcnow
 from domain.email.models import Message
 from domain.events.models import Event
+from domain.loyalty import service as loyalty
 from tests.cases.helpers import make_agent, make_customer, make_team, open_case
 
 HOSTILE = '<script>alert("x")</script>'
@@ -87,12 +89,14 @@ async def test_an_open_case_cannot_be_rated_yet(client, sessions, settings):
 async def test_the_case_carries_the_customers_360_view_at_opening(client, sessions):
     await make_team(sessions, "care")
     agent = await make_agent(sessions, "ann", "care")
-    customer = await make_customer(
-        sessions, "u1", value_tier="key", lifetime_value=5400, points=120, plan="gold"
-    )
+    customer = await make_customer(sessions, "u1", value_tier="key", plan="gold")
     other = await make_customer(sessions, "u2")
     now = utcnow()
     async with transaction(sessions) as session:
+        # Facts kept by ingestion, and points from the loyalty ledger, as the snapshot shows them.
+        row = await session.get(Customer, customer)
+        row.lifetime_value, row.order_count = 5400, 3
+        await loyalty.award(session, customer, "welcome", 120, "welcome", now)
         for i in range(12):
             session.add(
                 Event(
@@ -123,11 +127,13 @@ async def test_the_case_carries_the_customers_360_view_at_opening(client, sessio
     assert shown["priority"] == "urgent"  # a key customer's case
     context = shown["context"]
     assert context["value_tier"] == "key"
-    assert context["lifetime_value"] == 5400
+    assert (context["lifetime_value"], context["order_count"]) == (5400, 3)
     assert context["points"] == 120
     assert context["traits"]["plan"] == "gold"
     assert context["customer"]["email"] == "u1@example.com"
-    assert [e["name"] for e in context["recent_events"]] == [f"Order {i}" for i in range(11, 1, -1)]
+    # The ten latest: the points award just now, then the orders, newest first (none of the other customer).
+    expected = ["Points Earned", *(f"Order {i}" for i in range(11, 2, -1))]
+    assert [e["name"] for e in context["recent_events"]] == expected
     assert [m["subject"] for m in context["recent_messages"]] == ["Welcome"]
 
 

@@ -7,6 +7,9 @@ import uuid
 from temporalio.worker import Worker
 
 from activities.contracts import EventRef
+from domain.db import transaction
+from domain.journeys import service as journeys
+from domain.journeys.schemas import JourneyIn
 from runtime.worker import activities as worker_activities
 from tests.email.helpers import add_customer, add_template
 from tests.temporal_env import time_skipping
@@ -14,22 +17,10 @@ from workflows.journey import JourneyInput, JourneyWorkflow
 
 DEFINITION = {
     "nodes": [
-        {"id": "entry", "type": "entry", "next": "welcome"},
-        {
-            "id": "welcome",
-            "type": "send_email",
-            "template_id": "welcome",
-            "template_version": 1,
-            "next": "wait",
-        },
-        {"id": "wait", "type": "wait", "seconds": 3 * 86400, "next": "followup"},
-        {
-            "id": "followup",
-            "type": "send_email",
-            "template_id": "welcome",
-            "template_version": 1,
-            "next": "done",
-        },
+        {"id": "entry", "type": "entry", "event": "Signed Up", "next": "welcome"},
+        {"id": "welcome", "type": "send_email", "template_id": "welcome", "next": "wait"},
+        {"id": "wait", "type": "wait", "duration": "3d", "next": "followup"},
+        {"id": "followup", "type": "send_email", "template_id": "welcome", "next": "done"},
         {"id": "done", "type": "exit"},
     ]
 }
@@ -40,6 +31,9 @@ async def test_unsubscribe_stops_the_next_step_of_a_running_journey(
 ):
     cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
     await add_template(sessions, subscription_group="newsletter")
+    async with transaction(sessions) as session:
+        await journeys.create(session, JourneyIn(id="onboarding", name="Onboarding", definition=DEFINITION))
+        published = await journeys.publish(session, "onboarding")
     queue = f"q-{uuid.uuid4().hex[:8]}"
     async with await time_skipping() as env:
         acts = worker_activities(settings, sessions)
@@ -50,7 +44,7 @@ async def test_unsubscribe_stops_the_next_step_of_a_running_journey(
                     journey_id="onboarding",
                     version=1,
                     customer_id=cid,
-                    definition=DEFINITION,
+                    definition=published.definition,
                     entry_event=EventRef(id=1, name="signed_up"),
                 ),
                 id=f"journey/onboarding/customer/{cid}",

@@ -1,0 +1,47 @@
+"""Starting one enrollment's JourneyWorkflow: the router, the anniversary sweep and bulk enrollment
+all start workflows the same way."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.contracts import EventRef
+from workflows.journey import JourneyInput, JourneyWorkflow
+
+
+async def start_enrollment(
+    client: Client,
+    version,
+    customer_id: int,
+    workflow_id: str,
+    entry: EventRef,
+    *,
+    task_queue: str,
+    signal_entry: bool = False,
+) -> bool:
+    """Start the workflow on ``version``; False when this id has run before (REJECT_DUPLICATE).
+
+    ``signal_entry`` delivers the entry event as a signal-with-start, so a retried trigger that finds
+    the workflow running signals it (the workflow ignores an event id it has seen) instead of failing.
+    """
+    signal = {"start_signal": "event", "start_signal_args": [entry]} if signal_entry else {}
+    try:
+        await client.start_workflow(
+            JourneyWorkflow.run,
+            JourneyInput(
+                journey_id=version.journey_id,
+                version=version.version,
+                customer_id=customer_id,
+                definition=version.definition,
+                entry_event=entry,
+            ),
+            id=workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            **signal,
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
