@@ -8,8 +8,8 @@ every message in a Maildir, as in dev mode), over the same number of pooled aios
   rows, check suppression, render the template in the sandbox with layout and footer, compose, send,
   record), against a SQLite database.
 
-    python bench/email.py            # 20 000 recipients
-    python bench/email.py --quick    # 2 000 recipients, under a minute
+    python bench/email_broadcast.py            # 20 000 recipients
+    python bench/email_broadcast.py --quick    # 2 000 recipients, under a minute
 
 The last line printed is one JSON object with both rates and their ratio.
 """
