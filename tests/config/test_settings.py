@@ -25,15 +25,15 @@ def test_outside_dev_mode_the_default_secret_is_refused():
 
 def test_outside_dev_mode_an_smtp_password_in_clear_over_the_network_is_refused():
     with pytest.raises(ValidationError, match="JOURNEYS_SMTP_SECURITY"):
-        Settings(dev_mode=False, secret_key=STRONG, smtp_host="smtp.example.com", smtp_password="pw")
+        Settings(dev_mode=False, **SAFE, smtp_host="smtp.example.com", smtp_password="pw")
     Settings(
         dev_mode=False,
-        secret_key=STRONG,
+        **SAFE,
         smtp_host="smtp.example.com",
         smtp_password="pw",
         smtp_security="tls",
     )
-    Settings(dev_mode=False, secret_key=STRONG, smtp_host="127.0.0.1", smtp_password="pw")
+    Settings(dev_mode=False, **SAFE, smtp_host="127.0.0.1", smtp_password="pw")
 
 
 def test_settings_come_from_prefixed_environment_variables(monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import SendEmailRequest
 from activities.email import EmailActivities
@@ -34,11 +35,16 @@ def _req(customer_id: int, key: str = "wf/1/send/1", template: str = "welcome", 
     )
 
 
+async def run_activity(fn, *args):
+    """Activities run with their Temporal context (heartbeats), as the worker runs them."""
+    return await ActivityEnvironment().run(fn, *args)
+
+
 async def test_email_arrives_once_with_the_right_name_and_unsubscribe_headers(sessions, activities, capture):
     cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
     await add_template(sessions, subscription_group="newsletter")
-    first = await activities.send_email(_req(cid))
-    again = await activities.send_email(_req(cid))  # a retried activity
+    first = await run_activity(activities.send_email, _req(cid))
+    again = await run_activity(activities.send_email, _req(cid))  # a retried activity
     assert first.status == again.status == "sent" and first.message_id == again.message_id
     [msg] = await capture.wait_for_count(1)
     assert capture.handler.received == 1
@@ -63,7 +69,7 @@ async def test_transactional_email_has_no_unsubscribe_and_ignores_marketing_opt_
     await add_template(sessions, id="receipt", category="transactional", subject="Your receipt")
     async with transaction(sessions) as session:
         await subscriptions.unsubscribe(session, cid, subscriptions.ALL_GROUPS, "one_click")
-    result = await activities.send_email(_req(cid, template="receipt"))
+    result = await run_activity(activities.send_email, _req(cid, template="receipt"))
     assert result.status == "sent"
     [msg] = await capture.wait_for_count(1)
     assert "List-Unsubscribe" not in dict(msg["headers"])
@@ -77,9 +83,9 @@ async def test_suppressed_or_unsubscribed_customers_get_nothing(sessions, activi
     async with transaction(sessions) as session:
         await subscriptions.unsubscribe(session, ann, "offers", "one_click")
         await subscriptions.suppress_address(session, "bob@example.com", "bounced", "550 no such user")
-    assert (await activities.send_email(_req(ann, key="k-ann"))).status == "skipped"
-    assert (await activities.send_email(_req(bob, key="k-bob"))).status == "skipped"
-    assert (await activities.send_email(_req(cy, key="k-cy"))).status == "sent"
+    assert (await run_activity(activities.send_email, _req(ann, key="k-ann"))).status == "skipped"
+    assert (await run_activity(activities.send_email, _req(bob, key="k-bob"))).status == "skipped"
+    assert (await run_activity(activities.send_email, _req(cy, key="k-cy"))).status == "sent"
     [msg] = await capture.wait_for_count(1)
     assert msg["envelope_to"] == ["cy@example.com"]
     assert capture.handler.received == 1
@@ -92,7 +98,7 @@ async def test_header_injection_through_traits_fails_without_retry(sessions, act
     cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": first_name})
     await add_template(sessions)
     with pytest.raises(ApplicationError) as err:
-        await activities.send_email(_req(cid))
+        await run_activity(activities.send_email, _req(cid))
     assert err.value.non_retryable
     assert capture.handler.received == 0
     async with transaction(sessions) as session:
@@ -133,15 +139,15 @@ async def test_permanent_refusal_fails_without_retry_and_suppresses_the_address(
         ok = await add_customer(sessions, email="ok@example.com", traits={"first_name": "O"})
         await add_template(sessions)
         with pytest.raises(ApplicationError) as err:
-            await acts.send_email(_req(gone, key="k-gone"))
+            await run_activity(acts.send_email, _req(gone, key="k-gone"))
         assert err.value.non_retryable and "550" in str(err.value)
-        assert (await acts.send_email(_req(ok, key="k-ok"))).status == "sent"
+        assert (await run_activity(acts.send_email, _req(ok, key="k-ok"))).status == "sent"
         assert handler.accepted == ["ok@example.com"]
         async with transaction(sessions) as session:
             reasons = await subscriptions.blocked(session, {gone: "gone@example.com"}, "transactional", None)
         assert reasons == {gone: "address suppressed (bounced)"}
         # a later step to the bounced address is skipped without touching the server
-        assert (await acts.send_email(_req(gone, key="k-gone-2"))).status == "skipped"
+        assert (await run_activity(acts.send_email, _req(gone, key="k-gone-2"))).status == "skipped"
     finally:
         await mailer.close()
         server.close()
@@ -154,8 +160,8 @@ async def test_a_slow_template_fails_its_send_clearly_and_the_next_send_works(se
     await add_template(sessions, id="slow", html=slow)
     await add_template(sessions, id="welcome")
     with pytest.raises(ApplicationError) as err:
-        await activities.send_email(_req(cid, key="k-slow", template="slow"))
+        await run_activity(activities.send_email, _req(cid, key="k-slow", template="slow"))
     assert err.value.non_retryable and "longer than 1s" in str(err.value)
-    assert (await activities.send_email(_req(cid, key="k-ok"))).status == "sent"
+    assert (await run_activity(activities.send_email, _req(cid, key="k-ok"))).status == "sent"
     [msg] = await capture.wait_for_count(1)
     assert msg["subject"] == "Hi Ann"

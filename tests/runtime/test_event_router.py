@@ -119,21 +119,27 @@ async def test_router_killed_mid_batch_and_restarted_routes_every_trigger_once(
     queued = select(func.count()).select_from(EventOutbox)
     assert await _count(sessions, queued) == 2 * TRIGGERS
 
-    # One batch holds every row, routed two at a time: killing it part-way leaves the whole batch
-    # claimed by a dead process, some of it already started in Temporal, none of it dequeued.
+    async with sessions() as session:
+        customer_ids = list(await session.scalars(select(Customer.id)))
+
+    async def started_ten():
+        # One cheap call per poll (the tenth customer's workflow), so the kill lands mid-batch.
+        return bool(await _existing_workflows(temporal, journey_id, customer_ids[9:10]))
+
+    # One batch holds every row, started two at a time and recorded when the batch is done: killing it
+    # part-way leaves the whole batch claimed by a dead process, some of it already started in
+    # Temporal, none of it recorded or dequeued.
     first = _router_process(
         database_url, temporal, tmp_path, router_batch_size=1000, router_concurrency=2, router_lease_seconds=2
     )
     try:
-        await wait_for(lambda: _at_least(sessions, enrolled, 10), within=60, every=0.01)
+        await wait_for(started_ten, within=60, every=0.002)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    assert 10 <= await _count(sessions, enrolled) < TRIGGERS
     assert await _count(sessions, queued) == 2 * TRIGGERS
-    async with sessions() as session:
-        customer_ids = list(await session.scalars(select(Customer.id)))
     started_before = await _existing_workflows(temporal, journey_id, customer_ids)
+    assert len(started_before) >= 10
 
     second = _router_process(database_url, temporal, tmp_path, router_lease_seconds=2)
     try:

@@ -99,7 +99,8 @@ class Engine:
 
     async def team(self, team_id: str) -> None:
         async with transaction(self.sessions) as session:
-            await cases.create_team(session, TeamIn(id=team_id, name=team_id.title()))
+            if not await cases.team_exists(session, team_id):
+                await cases.create_team(session, TeamIn(id=team_id, name=team_id.title()))
 
     async def cases(self) -> list[Case]:
         async with transaction(self.sessions) as session:
