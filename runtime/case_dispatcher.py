@@ -8,7 +8,6 @@ in between repeats the pass: the workflow keeps only the newest revision, so a r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,6 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain.cases import service as cases
 from domain.db import transaction
+from runtime.polling import poll_until_stopped
 from workflows.case_sla import CASE_CHANGED_SIGNAL, CaseSlaInput, CaseSlaWorkflow, CaseState, sla_workflow_id
 
 log = logging.getLogger(__name__)
@@ -40,15 +40,10 @@ class CaseDispatcher:
         self._batch_size = batch_size
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                handled = await self.dispatch_once()
-            except Exception:
-                log.exception("case dispatch pass failed; retrying")
-                handled = 0
-            if handled == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._poll_seconds)
+        async def step() -> bool:
+            return await self.dispatch_once() > 0
+
+        await poll_until_stopped(step, stop, self._poll_seconds, "case dispatch pass")
 
     async def dispatch_once(self) -> int:
         async with transaction(self._sessions) as session:

@@ -11,7 +11,6 @@ each claims rows no other router holds (FOR UPDATE SKIP LOCKED on PostgreSQL).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -30,6 +29,7 @@ from domain.events import repository as outbox
 from domain.journeys import definition as graph
 from domain.journeys import service as journeys
 from runtime.journey_start import start_enrollment
+from runtime.polling import poll_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +64,10 @@ class EventRouter:
         self.stats = RouterStats()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                handled = await self.route_once()
-            except Exception:
-                log.exception("routing pass failed; retrying")
-                handled = 0
-            if handled == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._poll_seconds)
+        async def step() -> bool:
+            return await self.route_once() > 0
+
+        await poll_until_stopped(step, stop, self._poll_seconds, "routing pass")
 
     async def route_once(self) -> int:
         """Route one batch of pending events; returns how many were handled."""

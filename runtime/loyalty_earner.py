@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.db import utcnow
 from domain.loyalty.earner import EventCursor, earn_once
-
-log = logging.getLogger(__name__)
+from runtime.polling import poll_until_stopped
 
 
 class LoyaltyEarner:
@@ -32,12 +29,8 @@ class LoyaltyEarner:
         return await earn_once(self._sessions, self.cursor, utcnow(), self._batch_size)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                read, _ = await self.earn_once()
-            except Exception:
-                log.exception("loyalty earning pass failed; retrying")
-                read = 0
-            if read == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._poll_seconds)
+        async def step() -> bool:
+            read, _ = await self.earn_once()
+            return read > 0
+
+        await poll_until_stopped(step, stop, self._poll_seconds, "loyalty earning pass")

@@ -7,15 +7,12 @@ router empties), so it is independent of ingestion and of routing, and a restart
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.db import transaction
 from domain.segments import service as segments
-
-log = logging.getLogger(__name__)
+from runtime.polling import poll_until_stopped
 
 
 class SegmentRefresher:
@@ -38,12 +35,7 @@ class SegmentRefresher:
         return handled
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                handled = await self.refresh_once()
-            except Exception:
-                log.exception("segment refresh pass failed; retrying")
-                handled = 0
-            if handled < self._batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._poll_seconds)
+        async def step() -> bool:
+            return await self.refresh_once() >= self._batch_size
+
+        await poll_until_stopped(step, stop, self._poll_seconds, "segment refresh pass")
