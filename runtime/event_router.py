@@ -80,20 +80,28 @@ class EventRouter:
                 session, {(e.customer_id, e.name) for e in events if e.name}
             )
         try:
-            await asyncio.gather(
-                self._enroll_all(events, versions), self._signal_listeners(events, listeners)
-            )
+            await self._route(events, versions, listeners)
+            routed, failed = [e.id for e in events], []
         except Exception:
-            # Nothing of this batch is dequeued: release it for the next pass (starts and signals are
-            # idempotent, so what did go through is not doubled).
-            async with transaction(self._sessions) as session:
-                await outbox.release(session, [e.id for e in events], self.router_id)
-            raise
-        routed = [e.id for e in events]
+            # Find the event that fails, so one that can never be routed does not hold up the others:
+            # route one at a time (starts and signals are idempotent, so what went through is not doubled).
+            log.warning("routing a batch of %d events failed; routing them one by one", len(events))
+            routed, failed = [], []
+            for event in events:
+                try:
+                    await self._route([event], versions, listeners)
+                    routed.append(event.id)
+                except Exception:
+                    log.exception("routing event %s failed; it stays queued for the next pass", event.id)
+                    failed.append(event.id)
         async with transaction(self._sessions) as session:
             await outbox.dequeue(session, routed, self.router_id)
+            await outbox.release(session, failed, self.router_id)
         self.stats.routed_events += len(routed)
         return len(routed)
+
+    async def _route(self, events, versions, listeners) -> None:
+        await asyncio.gather(self._enroll_all(events, versions), self._signal_listeners(events, listeners))
 
     async def _enroll_all(self, events, versions) -> None:
         """Apply each matching journey's re-entry policy to the batch, start the enrollments that pass,

@@ -216,3 +216,36 @@ async def test_an_outbox_row_whose_event_was_erased_is_dropped(sessions):
     router = EventRouter(None, sessions, task_queue="unused")  # nothing to route: Temporal is never called
     assert await router.route_once() == 0
     assert await _count(sessions, select(func.count()).select_from(EventOutbox)) == 0
+
+
+async def test_an_event_that_cannot_be_routed_does_not_hold_up_the_others(
+    temporal, client, sessions, write_key, marketer_headers, monkeypatch
+):
+    import runtime.event_router as event_router
+
+    journey_id = await _journey_with_triggers(client, write_key, marketer_headers)
+    async with sessions() as session:
+        poisoned = await session.scalar(select(Customer.id).where(Customer.user_id == "u7"))
+    start = event_router.start_enrollment
+
+    async def failing_for_one_customer(client_, version, customer_id, *args, **kwargs):
+        if customer_id == poisoned:
+            raise RuntimeError("Temporal refused this start")
+        return await start(client_, version, customer_id, *args, **kwargs)
+
+    monkeypatch.setattr(event_router, "start_enrollment", failing_for_one_customer)
+    router = EventRouter(temporal.client, sessions, task_queue=f"poison-{uuid.uuid4().hex[:6]}")
+    enrolled = select(func.count()).select_from(Enrollment).where(Enrollment.journey_id == journey_id)
+    queued = select(EventOutbox.event_id, EventOutbox.claimed_by)
+
+    assert await router.route_once() == 2 * TRIGGERS - 1  # every event but u7's Signed Up
+    assert await _count(sessions, enrolled) == TRIGGERS - 1
+    async with sessions() as session:
+        [(_, claimed_by)] = (await session.execute(queued)).all()
+    assert claimed_by is None  # handed back at once for the next pass, not left to its lease
+
+    monkeypatch.setattr(event_router, "start_enrollment", start)  # whatever refused it recovers
+    assert await router.route_once() == 1
+    assert await _count(sessions, enrolled) == TRIGGERS
+    async with sessions() as session:
+        assert (await session.execute(queued)).all() == []
