@@ -55,10 +55,6 @@ def sender_domain(mail_from: str) -> str:
     return address.rpartition("@")[2] or "localhost"
 
 
-def sender_address(mail_from: str) -> str:
-    return parseaddr(mail_from)[1]
-
-
 def _header(name: str, value: str) -> bytes:
     check_header_value(name, value)
     if value.isascii() and len(value) + len(name) < 900:

@@ -11,12 +11,6 @@ async def get_template(session: AsyncSession, template_id: str) -> Template | No
     return await session.get(Template, template_id)
 
 
-async def existing_template_ids(session: AsyncSession, ids: set[str]) -> set[str]:
-    if not ids:
-        return set()
-    return set(await session.scalars(select(Template.id).where(Template.id.in_(ids))))
-
-
 async def get_version(session: AsyncSession, template_id: str, version: int) -> TemplateVersion | None:
     return await session.scalar(
         select(TemplateVersion).where(

@@ -340,12 +340,6 @@ class JourneyDefinition(_Strict):
     def template_ids(self) -> set[str]:
         return {n.template_id for n in self.nodes if isinstance(n, SendEmailNode)}
 
-    def listened_events(self) -> set[str]:
-        names = {n.event for n in self.nodes if isinstance(n, WaitForEventNode)}
-        if self.rules.goal and self.rules.goal.event:
-            names.add(self.rules.goal.event)
-        return names | {m.event for m in self.rules.exit_when}
-
 
 _adapter = TypeAdapter(JourneyDefinition)
 

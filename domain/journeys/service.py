@@ -160,11 +160,6 @@ async def live_versions_for(session: AsyncSession, event_names: set[str]) -> lis
     return [_version_out(v) for v in await repository.live_versions(session, event_names)]
 
 
-async def enrollment_finished(session: AsyncSession, workflow_id: str) -> bool:
-    found = await repository.enrollment(session, workflow_id)
-    return found is not None and found.status != "active"
-
-
 async def record_enrollment(
     session: AsyncSession,
     *,

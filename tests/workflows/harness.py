@@ -3,7 +3,6 @@ send_email activity and the SMTP capture server: tests assert on what reached th
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from contextlib import asynccontextmanager
 from typing import Any
@@ -149,7 +148,3 @@ def engine_settings(database_url: str, tmp_path) -> Settings:
         smtp_port=free_port(),
         webhook_allow_private_addresses=True,
     )
-
-
-async def settle() -> None:
-    await asyncio.sleep(0)
