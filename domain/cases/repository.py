@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.cases.models import Agent, Case, CaseNote, CaseOutbox, SlaPolicy, Team, TeamMember
 from domain.db import UTCDateTime, insert_ignoring_conflicts
-from domain.email.models import Message
 from domain.events.models import Event, EventOutbox
 
 HELD = ("assigned", "pending")  # statuses that count against an agent's cap
@@ -255,16 +254,6 @@ async def dequeue_changes(session: AsyncSession, outbox_ids: Sequence[int]) -> N
 
 
 # --- the customer's 360 view and case events -------------------------------------------------------
-
-
-async def recent_messages(session: AsyncSession, customer_id: int, limit: int) -> list[Message]:
-    stmt = (
-        select(Message)
-        .where(Message.customer_id == customer_id)
-        .order_by(Message.created_at.desc(), Message.id.desc())
-        .limit(limit)
-    )
-    return list(await session.scalars(stmt))
 
 
 async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:

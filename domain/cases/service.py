@@ -318,12 +318,13 @@ async def _value_tier(session: AsyncSession, customer_id: int, traits: dict[str,
 
 async def _snapshot(session: AsyncSession, profile: dict[str, Any], tier: str | None, now: datetime) -> dict:
     """The customer's 360 view at opening, so an agent needs no search: data only, stored as given."""
+    from domain.email import repository as email_repo
     from domain.events import repository as events_repo
     from domain.loyalty import service as loyalty
 
     traits = profile["traits"]
     events = await events_repo.recent_for(session, profile["id"], RECENT)
-    messages = await repo.recent_messages(session, profile["id"], RECENT)
+    messages = await email_repo.recent_for_customer(session, profile["id"], RECENT)
     points = (await loyalty.status(session, profile["id"])).balance
     return {
         "captured_at": now.isoformat(),

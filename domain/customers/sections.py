@@ -30,14 +30,9 @@ async def journeys(session: AsyncSession, customer_id: int, limit: int) -> list[
 
 
 async def messages(session: AsyncSession, customer_id: int, limit: int) -> list[MessageSummary]:
-    from domain.email.models import Message
+    from domain.email import repository as email_repo
 
-    rows = await session.scalars(
-        select(Message)
-        .where(Message.customer_id == customer_id)
-        .order_by(Message.created_at.desc(), Message.id.desc())
-        .limit(limit)
-    )
+    rows = await email_repo.recent_for_customer(session, customer_id, limit)
     return [MessageSummary.model_validate(m, from_attributes=True) for m in rows]
 
 

@@ -56,3 +56,14 @@ async def list_messages(
 
 async def message_by_key(session: AsyncSession, idempotency_key: str) -> Message | None:
     return await session.scalar(select(Message).where(Message.idempotency_key == idempotency_key))
+
+
+async def recent_for_customer(session: AsyncSession, customer_id: int, limit: int) -> list[Message]:
+    """A customer's latest messages, newest first (customer 360, case snapshots)."""
+    stmt = (
+        select(Message)
+        .where(Message.customer_id == customer_id)
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(limit)
+    )
+    return list(await session.scalars(stmt))
