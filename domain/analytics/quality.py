@@ -1,0 +1,171 @@
+"""The CRM review of customer data: score = 0.4 accuracy + 0.3 completeness + 0.2 consistency
++ 0.1 timeliness, over known customers (profiles with a userId), with the findings behind each score.
+
+- accuracy: share of customers whose email (if any) is well formed (one @, a dot after it, no
+  spaces), whose `phone` trait (if any) is a string of 7-15 digits once spaces, dashes, dots and
+  parentheses are removed (an optional leading +), and whose timezone (if any) is an IANA zone;
+- completeness: share of (customer, required trait) pairs where the trait is present (not null, not
+  blank);
+- consistency: share of customers with no conflict: no other known customer with the same email or
+  the same phone digits, and no field (email, phone, required traits) on which the latest identify
+  calls of two sources (write keys) disagree;
+- timeliness: share of customers whose profile changed (traits or facts: updated_at) within N days.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zoneinfo
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config.settings import Settings
+from domain.analytics import quality_repository as repository
+from domain.analytics.schemas import DataQualityOut, Dimension, Finding
+from domain.analytics.stats import ratio
+
+WEIGHTS = {"accuracy": 0.4, "completeness": 0.3, "consistency": 0.2, "timeliness": 0.1}
+ACCURACY_PROBLEMS = {
+    "email": "not a well-formed email address",
+    "phone": "not a phone number (7-15 digits, optional leading +)",
+    "timezone": "not an IANA time zone",
+}
+CSV_COLUMNS = ["dimension", "customer_id", "user_id", "field", "problem"]
+
+
+@cache
+def _zones() -> list[str]:
+    return sorted(zoneinfo.available_timezones())
+
+
+def _checks(session: AsyncSession, settings: Settings, now: datetime) -> repository.Checks:
+    fresh_since = now - timedelta(days=settings.analytics_timeliness_days)
+    return repository.Checks(
+        session.bind.dialect.name, list(settings.analytics_required_traits), _zones(), fresh_since
+    )
+
+
+def _conflict_fields(settings: Settings) -> list[str]:
+    return list(dict.fromkeys([*repository.IDENTITY_FIELDS, *settings.analytics_required_traits]))
+
+
+# -- findings from rows ------------------------------------------------------------------------------------
+def _accuracy(row) -> list[Finding]:
+    return [
+        Finding(
+            dimension="accuracy", customer_id=row[0], user_id=row[1], field=f, problem=ACCURACY_PROBLEMS[f]
+        )
+        for f, bad in zip(ACCURACY_PROBLEMS, row[2:], strict=True)
+        if bad
+    ]
+
+
+def _completeness(traits: list[str]) -> Callable[[Any], list[Finding]]:
+    def findings(row) -> list[Finding]:
+        return [
+            Finding(dimension="completeness", customer_id=row[0], user_id=row[1], field=t, problem="missing")
+            for t, missing in zip(traits, row[2:], strict=True)
+            if missing
+        ]
+
+    return findings
+
+
+def _timeliness(days: int) -> Callable[[Any], list[Finding]]:
+    def findings(row) -> list[Finding]:
+        problem = f"not updated since {row[2].date().isoformat()} (more than {days} days)"
+        return [
+            Finding(
+                dimension="timeliness", customer_id=row[0], user_id=row[1], field="profile", problem=problem
+            )
+        ]
+
+    return findings
+
+
+def _consistency(row) -> list[Finding]:
+    customer_id, user_id, field, kind, n = row
+    if kind == "shared":
+        problem = f"shared with {n} other customer{'s' if n != 1 else ''}"
+    else:
+        problem = f"{n} sources disagree"
+    return [
+        Finding(
+            dimension="consistency", customer_id=customer_id, user_id=user_id, field=field, problem=problem
+        )
+    ]
+
+
+def _queries(
+    checks: repository.Checks, settings: Settings
+) -> list[tuple[Any, Callable[[Any], list[Finding]]]]:
+    traits = list(settings.analytics_required_traits)
+    return [
+        (repository.accuracy_rows(checks), _accuracy),
+        (repository.completeness_rows(checks), _completeness(traits)),
+        (repository.consistency_rows(checks, _conflict_fields(settings)), _consistency),
+        (repository.timeliness_rows(checks), _timeliness(settings.analytics_timeliness_days)),
+    ]
+
+
+# -- the review ------------------------------------------------------------------------------------------
+def _dimension(name: str, checked: int, passed: int, findings: int) -> Dimension:
+    return Dimension(
+        score=ratio(passed, checked), weight=WEIGHTS[name], checked=checked, passed=passed, findings=findings
+    )
+
+
+async def review(
+    session: AsyncSession, settings: Settings, *, now: datetime, limit: int = 100
+) -> DataQualityOut:
+    checks = _checks(session, settings, now)
+    totals = await repository.totals(session, checks)
+    n = totals["customers"]
+    traits = list(settings.analytics_required_traits)
+    missing = sum(totals[f"missing:{t}"] for t in traits)
+    consistency_rows = repository.consistency_rows(checks, _conflict_fields(settings))
+    conflicts, conflicted = await repository.count_distinct_customers(session, consistency_rows)
+    dimensions = {
+        "accuracy": _dimension(
+            "accuracy", n, n - totals["inaccurate"], totals["email"] + totals["phone"] + totals["timezone"]
+        ),
+        "completeness": _dimension("completeness", n * len(traits), n * len(traits) - missing, missing),
+        "consistency": _dimension("consistency", n, n - conflicted, conflicts),
+        "timeliness": _dimension("timeliness", n, n - totals["stale"], totals["stale"]),
+    }
+    score = None
+    if n:
+        score = sum(WEIGHTS[name] * d.score for name, d in dimensions.items())
+    findings: list[Finding] = []
+    for rows, to_findings in _queries(checks, settings):
+        for row in await repository.first(session, rows, limit):
+            findings.extend(to_findings(row))
+    return DataQualityOut(
+        score=score,
+        customers=n,
+        required_traits=traits,
+        timeliness_days=settings.analytics_timeliness_days,
+        findings=findings,
+        **dimensions,
+    )
+
+
+async def findings_csv(session: AsyncSession, settings: Settings, *, now: datetime) -> AsyncIterator[str]:
+    """Every finding, as CSV text in chunks (streamed: the list can be as long as the customer base)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for rows, to_findings in _queries(_checks(session, settings, now), settings):
+        async for row in repository.stream(session, rows):
+            for f in to_findings(row):
+                writer.writerow([f.dimension, f.customer_id, f.user_id or "", f.field, f.problem])
+            if buffer.tell() > 64_000:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    yield buffer.getvalue()
