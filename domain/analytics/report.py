@@ -279,11 +279,12 @@ async def page(
     trend = await kpis.trend(session, period, interval, settings)
     tiers = await segments.tiers(session)
     chosen = await _journey_id(session, journey_id)
-    journey = await campaigns.journey(session, chosen, None, settings) if chosen else None
+    journey = await campaigns.journey(session, chosen, period, settings) if chosen else None
     review = await quality.review(session, settings, now=now, limit=0)
     return _pages.get_template("report.html").render(
         kpi=kpi,
         journey=journey,
+        tiers=tiers,
         review=review,
         journeys=[j for j in await journeys.list_all(session)],
         interval=interval,

@@ -3,6 +3,7 @@ definitions (README, Analytics). Nothing here imports the analytics code it chec
 
 from __future__ import annotations
 
+import math
 import zoneinfo
 from datetime import datetime, timedelta
 from statistics import mean
@@ -377,3 +378,23 @@ def data_quality(world: World, *, required=("email", "first_name", "last_name"),
         "conflicts": conflicts,
         "stale": stale,
     }
+
+
+def tiers(world: World) -> dict[str, int]:
+    """Customers per value tier by lifetime value: top 1 % key, to 5 % major, to 20 % ordinary (ranks
+    rounded up; ties by id), the rest and everyone without revenue small."""
+    ltv = {c["id"]: 0.0 for c in world.customers}
+    for e in world.events:
+        if e["name"] == PURCHASE:
+            ltv[e["customer_id"]] += _revenue(e)
+    ranked = sorted(ltv, key=lambda i: (-ltv[i], i))
+    out = {"key": 0, "major": 0, "ordinary": 0, "small": 0}
+    for rank, customer_id in enumerate(ranked, start=1):
+        tier = "small"
+        if ltv[customer_id] > 0:
+            for name, top in (("key", 0.01), ("major", 0.05), ("ordinary", 0.20)):
+                if rank <= math.ceil(len(ranked) * top):
+                    tier = name
+                    break
+        out[tier] += 1
+    return out
