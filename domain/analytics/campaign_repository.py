@@ -116,18 +116,21 @@ async def transitions(
         .subquery()
     )
     o = ordered
-    moves = await session.execute(
-        select(o.c.previous, o.c.node_id, func.count())
-        .where(_in(o.c.entered_at, p))
-        .group_by(o.c.previous, o.c.node_id)
-    )
     ending = case((o.c.left_at.is_(None), literal("waiting")), else_=func.coalesce(o.c.outcome, "done"))
-    ends = await session.execute(
-        select(o.c.node_id, ending, func.count())
-        .where(o.c.following.is_(None), _in(o.c.entered_at, p))
-        .group_by(o.c.node_id, ending)
+    last = o.c.following.is_(None)
+    ends_here = case((last, ending), else_=literal(None))
+    rows = await session.execute(  # one pass over the window: moves, and ends for the last steps
+        select(o.c.previous, o.c.node_id, ends_here, func.count())
+        .where(_in(o.c.entered_at, p))
+        .group_by(o.c.previous, o.c.node_id, ends_here)
     )
-    return [tuple(r) for r in moves], [tuple(r) for r in ends]
+    moves: dict[tuple[str | None, str], int] = {}
+    ends: dict[tuple[str, str], int] = {}
+    for previous, node_id, end, count in rows:
+        moves[(previous, node_id)] = moves.get((previous, node_id), 0) + count
+        if end is not None:
+            ends[(node_id, end)] = ends.get((node_id, end), 0) + count
+    return [(a, b, n) for (a, b), n in moves.items()], [(a, b, n) for (a, b), n in ends.items()]
 
 
 # -- messages --------------------------------------------------------------------------------------------

@@ -139,6 +139,9 @@ async def attributed_revenue(
             messages.c.created_at <= ts,  # created before sent: lets the (customer, created) index cut
             messages.c.sent_at < ts,
             messages.c.sent_at >= plus_days(ts, -window_days, dialect),
+            # The same bounds for the whole period: the planner can pick the few messages that count.
+            messages.c.sent_at >= p.start - timedelta(days=window_days),
+            messages.c.sent_at < p.end,
             _marketing_sent(),
         )
     )

@@ -103,14 +103,15 @@ def _consistency(row) -> list[Finding]:
 
 def _queries(
     checks: repository.Checks, settings: Settings
-) -> list[tuple[Any, Callable[[Any], list[Finding]]]]:
+) -> dict[str, tuple[Any, Callable[[Any], list[Finding]]]]:
+    """Per dimension, the query of customers with problems (by id) and how a row becomes findings."""
     traits = list(settings.analytics_required_traits)
-    return [
-        (repository.accuracy_rows(checks), _accuracy),
-        (repository.completeness_rows(checks), _completeness(traits)),
-        (repository.consistency_rows(checks, _conflict_fields(settings)), _consistency),
-        (repository.timeliness_rows(checks), _timeliness(settings.analytics_timeliness_days)),
-    ]
+    return {
+        "accuracy": (repository.accuracy_rows(checks), _accuracy),
+        "completeness": (repository.completeness_rows(checks), _completeness(traits)),
+        "consistency": (repository.consistency_rows(checks, _conflict_fields(settings)), _consistency),
+        "timeliness": (repository.timeliness_rows(checks), _timeliness(settings.analytics_timeliness_days)),
+    }
 
 
 # -- the review ------------------------------------------------------------------------------------------
@@ -124,27 +125,33 @@ async def review(
     session: AsyncSession, settings: Settings, *, now: datetime, limit: int = 100
 ) -> DataQualityOut:
     checks = _checks(session, settings, now)
+    queries = _queries(checks, settings)
     totals = await repository.totals(session, checks)
     n = totals["customers"]
     traits = list(settings.analytics_required_traits)
     missing = sum(totals[f"missing:{t}"] for t in traits)
-    consistency_rows = repository.consistency_rows(checks, _conflict_fields(settings))
-    conflicts, conflicted = await repository.count_distinct_customers(session, consistency_rows)
+    # Read whole, once: the conflicts give both the score and the findings listed.
+    conflicts = await repository.rows(session, queries["consistency"][0])
+    conflicted = sorted({row[0] for row in conflicts})
     dimensions = {
         "accuracy": _dimension(
             "accuracy", n, n - totals["inaccurate"], totals["email"] + totals["phone"] + totals["timezone"]
         ),
         "completeness": _dimension("completeness", n * len(traits), n * len(traits) - missing, missing),
-        "consistency": _dimension("consistency", n, n - conflicted, conflicts),
+        "consistency": _dimension("consistency", n, n - len(conflicted), len(conflicts)),
         "timeliness": _dimension("timeliness", n, n - totals["stale"], totals["stale"]),
     }
     score = None
     if n:
         score = sum(WEIGHTS[name] * d.score for name, d in dimensions.items())
     findings: list[Finding] = []
-    for rows, to_findings in _queries(checks, settings):
+    for name, (rows, to_findings) in queries.items():
+        if name == "consistency":
+            listed = set(conflicted[:limit])
+            findings += [f for row in conflicts if row[0] in listed for f in _consistency(row)]
+            continue
         for row in await repository.first(session, rows, limit):
-            findings.extend(to_findings(row))
+            findings += to_findings(row)
     return DataQualityOut(
         score=score,
         customers=n,
@@ -160,7 +167,7 @@ async def findings_csv(session: AsyncSession, settings: Settings, *, now: dateti
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    for rows, to_findings in _queries(_checks(session, settings, now), settings):
+    for rows, to_findings in _queries(_checks(session, settings, now), settings).values():
         async for row in repository.stream(session, rows):
             for f in to_findings(row):
                 writer.writerow([f.dimension, f.customer_id, f.user_id or "", f.field, f.problem])

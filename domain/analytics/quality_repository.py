@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, and_, case, func, literal, not_, or_, select, union_all
+from sqlalchemy import Select, String, and_, bindparam, case, func, literal, not_, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer
@@ -19,6 +19,7 @@ events = Event.__table__
 # Fields compared between sources (besides the required traits): the ones that identify a person.
 IDENTITY_FIELDS = ("email", "phone")
 _SEPARATORS = (" ", "-", ".", "(", ")")
+IDENTIFY = "identify"
 
 
 def _known():
@@ -40,7 +41,9 @@ class Checks:
         phone = JsonValue(dialect, customers.c.traits, "phone")
         self.bad_phone = and_(phone.exists(), or_(not_(phone.is_string), not_(self._phone_ok(phone.text))))
         zone = customers.c.timezone
-        self.bad_zone = and_(zone.is_not(None), zone.not_in(zones))
+        # Inlined constants: PostgreSQL then hashes the list instead of comparing each row 600 times.
+        known_zones = bindparam("zones", zones, expanding=True, literal_execute=True)
+        self.bad_zone = and_(zone.is_not(None), zone.not_in(known_zones))
         self.missing = {trait: not_(self._present(trait)) for trait in required}
         self.stale = customers.c.updated_at < fresh_since
 
@@ -145,49 +148,59 @@ def consistency_rows(checks: Checks, fields: list[str]) -> Select:
         phones.c.id, phones.c.user_id, literal("phone", String), literal("shared"), shared_phone.c.n - 1
     ).select_from(phones.join(shared_phone, shared_phone.c.digits == phones.c.digits))
 
-    parts = [by_email, by_phone, *[_source_conflicts(dialect, f) for f in fields]]
+    parts = [by_email, by_phone, _source_conflicts(dialect, fields)]
     everything = union_all(*parts).subquery()
     return select(everything).order_by(everything.c[0], everything.c[2])
 
 
-def _source_conflicts(dialect: str, field: str) -> Select:
-    """Customers whose sources' latest identify calls give different values for ``field``."""
+def _source_conflicts(dialect: str, fields: list[str]) -> Select:
+    """Customers whose sources' latest identify calls (the latest carrying the field) give different
+    values for a field: one pass over the identify calls (a partial index finds them), by field."""
     e = events.c
-    value = JsonValue(dialect, e.traits, field).text
-    if field == "email":
-        value = func.lower(value)
-    latest = (
-        select(
-            e.customer_id,
-            e.source_key_id,
-            value.label("value"),
-            func.row_number()
-            .over(partition_by=(e.customer_id, e.source_key_id), order_by=(e.timestamp.desc(), e.id.desc()))
-            .label("rank"),
-        )
-        .where(e.type == "identify", e.source_key_id.is_not(None), value.is_not(None))
-        .subquery()
+    identifies = (
+        select(e.customer_id, e.source_key_id, e.timestamp, e.id, e.traits)
+        .where(e.type == IDENTIFY, e.source_key_id.is_not(None))
+        .cte("identifies")
     )
+    i = identifies.c
+    per_field = []
+    for field in fields:
+        value = JsonValue(dialect, i.traits, field).text
+        if field == "email":
+            value = func.lower(value)
+        per_field.append(
+            select(i.customer_id, i.source_key_id, i.timestamp, i.id, literal(field, String).label("field"),
+                   value.label("value")).where(value.is_not(None))
+        )  # fmt: skip
+    values = union_all(*per_field).subquery("values")
+    v = values.c
+    latest = select(
+        v.customer_id,
+        v.field,
+        v.value,
+        func.row_number()
+        .over(
+            partition_by=(v.customer_id, v.source_key_id, v.field), order_by=(v.timestamp.desc(), v.id.desc())
+        )
+        .label("rank"),
+    ).subquery("latest")
     disagree = (
-        select(latest.c.customer_id, func.count(func.distinct(latest.c.value)).label("n"))
+        select(latest.c.customer_id, latest.c.field, func.count(func.distinct(latest.c.value)).label("n"))
         .where(latest.c.rank == 1)
-        .group_by(latest.c.customer_id)
+        .group_by(latest.c.customer_id, latest.c.field)
         .having(func.count(func.distinct(latest.c.value)) > 1)
-        .subquery()
+        .subquery("disagree")
     )
     c = customers.c
     return (
-        select(c.id, c.user_id, literal(field, String), literal("sources"), disagree.c.n)
+        select(c.id, c.user_id, disagree.c.field, literal("sources"), disagree.c.n)
         .select_from(customers.join(disagree, disagree.c.customer_id == c.id))
         .where(_known())
     )
 
 
-async def count_distinct_customers(session: AsyncSession, rows: Select) -> tuple[int, int]:
-    """(rows, distinct customers) of a findings query."""
-    sub = rows.order_by(None).subquery()
-    found = (await session.execute(select(func.count(), func.count(func.distinct(sub.c[0]))))).one()
-    return found[0], found[1]
+async def rows(session: AsyncSession, query: Select) -> list[Any]:
+    return list(await session.execute(query))
 
 
 async def first(session: AsyncSession, rows: Select, limit: int) -> list[Any]:
