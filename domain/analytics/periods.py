@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from domain.errors import InvalidInput
+
+_LOST_PLUS = re.compile(r"T\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}:\d{2}$")
 
 DEFAULT_DAYS = 30
 MAX_BUCKETS = 60
@@ -28,6 +31,8 @@ def _invalid(field: str, problem: str) -> InvalidInput:
 def parse_instant(raw: str, field: str) -> datetime:
     """An ISO 8601 date (midnight UTC) or date-time; a date-time without offset is UTC."""
     text = raw.strip()
+    if _LOST_PLUS.search(text):  # an unencoded '+' in a query string arrives as a space
+        text = text[:-6] + "+" + text[-5:]
     try:
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)

@@ -114,6 +114,11 @@ def _queries(
     }
 
 
+def _cell(value: str) -> str:
+    """A text cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 # -- the review ------------------------------------------------------------------------------------------
 def _dimension(name: str, checked: int, passed: int, findings: int) -> Dimension:
     return Dimension(
@@ -170,7 +175,9 @@ async def findings_csv(session: AsyncSession, settings: Settings, *, now: dateti
     for rows, to_findings in _queries(_checks(session, settings, now), settings).values():
         async for row in repository.stream(session, rows):
             for f in to_findings(row):
-                writer.writerow([f.dimension, f.customer_id, f.user_id or "", f.field, f.problem])
+                writer.writerow(
+                    [f.dimension, f.customer_id, _cell(f.user_id or ""), _cell(f.field), f.problem]
+                )
             if buffer.tell() > 64_000:
                 yield buffer.getvalue()
                 buffer.seek(0)

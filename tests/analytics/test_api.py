@@ -112,3 +112,17 @@ async def test_zero_denominators_are_null(client, marketer_headers):
     assert k["marketing_conversion_rate"]["value"] is None and k["roi"]["value"] is None
     assert k["complaint_count"] == {"value": 0, "cases_opened": 0}
     assert k["crm_effectiveness_index"]["value"] is None
+
+
+async def test_offsets_are_converted_to_utc_and_an_unencoded_plus_is_understood(client, marketer_headers):
+    for value in (
+        "2026-05-01T02:00:00+02:00",
+        "2026-05-01T02:00:00 02:00",
+        "2026-05-01T00:00:00Z",
+        "2026-05-01",
+    ):
+        got = await client.get(
+            "/api/analytics/kpis", params={"from": value, "to": "2026-05-02"}, headers=marketer_headers
+        )
+        assert got.status_code == 200, got.text
+        assert got.json()["from"] == "2026-05-01T00:00:00Z", value

@@ -6,8 +6,10 @@ import csv
 import io
 
 import pytest
+from sqlalchemy import insert
 
-from domain.db import utcnow
+from domain.customers.models import Customer
+from domain.db import transaction, utcnow
 from tests.analytics import dataset, expected
 
 pytestmark = pytest.mark.timeout(600)
@@ -93,3 +95,13 @@ async def test_no_customers_no_score(client, marketer_headers, sessions):
     assert q["customers"] == 0 and q["score"] is None
     assert all(q[d]["score"] is None for d in ("accuracy", "completeness", "consistency", "timeliness"))
     assert q["findings"] == []
+
+
+async def test_csv_cells_are_never_spreadsheet_formulas(client, marketer_headers, sessions):
+    async with transaction(sessions) as session:
+        await session.execute(
+            insert(Customer), [{"user_id": '=HYPERLINK("http://x")', "email": "a@@b", "traits": {}}]
+        )
+    exported = await client.get("/api/analytics/data-quality.csv", headers=marketer_headers)
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert rows and all(r["user_id"] == '\'=HYPERLINK("http://x")' for r in rows)
