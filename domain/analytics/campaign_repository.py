@@ -11,11 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, true
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.analytics.periods import Period
-from domain.analytics.sql import message_ref, plus_days, reached_goal, text_property
+from domain.analytics.sql import (
+    count_if,
+    dialect_of,
+    during,
+    message_ref,
+    plus_days,
+    reached_goal,
+    text_property,
+)
 from domain.email.models import Message
 from domain.email.tracking import CLICKED, OPENED
 from domain.events.models import Event
@@ -29,23 +37,11 @@ steps = JourneyStep.__table__
 enrollments = Enrollment.__table__
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name
-
-
-def _in(column, p: Period | None):
-    return true() if p is None else and_(column >= p.start, column < p.end)
-
-
-def _count_if(condition):
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-
 # -- journeys: enrollments, first visits, transitions -------------------------------------------------
 async def enrollments_by_version(session: AsyncSession, journey_id: str, p: Period | None) -> dict[int, int]:
     rows = await session.execute(
         select(enrollments.c.version, func.count())
-        .where(enrollments.c.journey_id == journey_id, _in(enrollments.c.entered_at, p))
+        .where(enrollments.c.journey_id == journey_id, during(enrollments.c.entered_at, p))
         .group_by(enrollments.c.version)
     )
     return {version: count for version, count in rows}
@@ -62,11 +58,11 @@ async def enrollment_conversions(
     """Enrollments of the version entered in the period whose goal came within the window of entry."""
     e = enrollments
     reached = reached_goal(
-        events.alias("g"), goal, e.c.customer_id, e.c.entered_at, window_days, _dialect(session)
+        events.alias("g"), goal, e.c.customer_id, e.c.entered_at, window_days, dialect_of(session)
     )
     return await session.scalar(
         select(func.count()).where(
-            e.c.journey_id == journey_id, e.c.version == version, _in(e.c.entered_at, p), reached
+            e.c.journey_id == journey_id, e.c.version == version, during(e.c.entered_at, p), reached
         )
     )
 
@@ -85,12 +81,14 @@ async def first_visits(
     converted: ColumnElement = literal(None)
     if goal is not None:
         reached = reached_goal(
-            events.alias("g"), goal, s.c.customer_id, s.c.entered_at, window_days, _dialect(session)
+            events.alias("g"), goal, s.c.customer_id, s.c.entered_at, window_days, dialect_of(session)
         )
-        converted = _count_if(reached)
+        converted = count_if(reached)
     rows = await session.execute(
         select(s.c.node_id, s.c.outcome, func.count(), converted)
-        .where(s.c.journey_id == journey_id, s.c.version == version, s.c.visit == 1, _in(s.c.entered_at, p))
+        .where(
+            s.c.journey_id == journey_id, s.c.version == version, s.c.visit == 1, during(s.c.entered_at, p)
+        )
         .group_by(s.c.node_id, s.c.outcome)
     )
     return [(n, o, c, int(v) if v is not None else None) for n, o, c, v in rows]
@@ -121,7 +119,7 @@ async def transitions(
     ends_here = case((last, ending), else_=literal(None))
     rows = await session.execute(  # one pass over the window: moves, and ends for the last steps
         select(o.c.previous, o.c.node_id, ends_here, func.count())
-        .where(_in(o.c.entered_at, p))
+        .where(during(o.c.entered_at, p))
         .group_by(o.c.previous, o.c.node_id, ends_here)
     )
     moves: dict[tuple[str | None, str], int] = {}
@@ -176,7 +174,7 @@ async def message_counts(
 ) -> dict[Any, MessageCounts]:
     """Ledger rows matching ``where`` created in the period, grouped by ``group`` (None: one group),
     with opens, clicks, bounces and unsubscribes credited to them."""
-    dialect = _dialect(session)
+    dialect = dialect_of(session)
     ref = message_ref(messages, dialect)
     opened = _engaged(OPENED, p, dialect)
     clicked = _engaged(CLICKED, p, dialect)
@@ -186,14 +184,14 @@ async def message_counts(
         select(
             key,
             func.count(),
-            _count_if(status == "sent"),
-            _count_if(status == "failed"),
-            _count_if(status == "skipped"),
+            count_if(status == "sent"),
+            count_if(status == "failed"),
+            count_if(status == "skipped"),
             func.count(opened.c.ref),
             func.count(clicked.c.ref),
         )
         .select_from(messages.outerjoin(opened, opened.c.ref == ref).outerjoin(clicked, clicked.c.ref == ref))
-        .where(where, _in(messages.c.created_at, p))
+        .where(where, during(messages.c.created_at, p))
         .group_by(key)
     )
     out = {
@@ -213,7 +211,7 @@ async def message_counts(
 async def _changes(
     session: AsyncSession, where: ColumnElement, key, p: Period | None, window_days: float
 ) -> list[tuple[Any, str, int, int]]:
-    dialect = _dialect(session)
+    dialect = dialect_of(session)
     props = events.c.properties
     suppressed = JsonValue(dialect, props, "suppressed").equals(True)
     reason = text_property(props, "reason", dialect)
@@ -249,7 +247,7 @@ async def _changes(
             func.count(func.distinct(messages.c.id)),
         )
         .select_from(credited.join(messages, messages.c.id == credited.c.message_id))
-        .where(where, _in(messages.c.created_at, p))
+        .where(where, during(messages.c.created_at, p))
         .group_by(key, credited.c.kind)
     )
     return [(g, kind, int(after_sent), int(count)) for g, kind, after_sent, count in rows]
@@ -271,7 +269,7 @@ async def purchases_after_messages(
     session: AsyncSession, where: ColumnElement, purchase_event: str, window_days: float
 ) -> int:
     """Sent messages matching ``where`` whose recipient purchased within the window after the send."""
-    dialect = _dialect(session)
+    dialect = dialect_of(session)
     bought = (
         select(literal(1))
         .where(

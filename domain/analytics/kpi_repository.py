@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, exists, func, literal, or_, select
+from sqlalchemy import exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.analytics.periods import Period
-from domain.analytics.sql import plus_days, reached_goal, revenue
+from domain.analytics.sql import count_if, dialect_of, during, one_if, plus_days, reached_goal, revenue
 from domain.cases.models import Case
 from domain.customers.models import Customer
 from domain.email.models import Message, TemplateVersion
@@ -26,28 +26,12 @@ enrollments = Enrollment.__table__
 MARKETING = "marketing"
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name
-
-
-def _case(condition):
-    return case((condition, 1), else_=0)
-
-
-def _count_if(condition):
-    return func.coalesce(func.sum(_case(condition)), 0)
-
-
-def _in(column, p: Period):
-    return (column >= p.start) & (column < p.end)
-
-
 async def csat(session: AsyncSession, p: Period) -> tuple[float | None, int]:
     """Mean rating and number of ratings given in the period."""
     row = (
         await session.execute(
             select(func.avg(cases.c.csat_rating), func.count(cases.c.csat_rating)).where(
-                cases.c.csat_rating.is_not(None), _in(cases.c.csat_at, p)
+                cases.c.csat_rating.is_not(None), during(cases.c.csat_at, p)
             )
         )
     ).one()
@@ -59,7 +43,7 @@ async def complaints(session: AsyncSession, p: Period, terms: list[str]) -> tupl
     reason = func.lower(cases.c.reason)
     complaint = or_(*[reason.contains(term.lower(), autoescape=True) for term in terms])
     row = (
-        await session.execute(select(_count_if(complaint), func.count()).where(_in(cases.c.created_at, p)))
+        await session.execute(select(count_if(complaint), func.count()).where(during(cases.c.created_at, p)))
     ).one()
     return int(row[0]), row[1]
 
@@ -69,7 +53,7 @@ async def growth(session: AsyncSession, p: Period) -> tuple[int, int]:
     created = customers.c.created_at
     row = (
         await session.execute(
-            select(_count_if(created < p.start), _count_if(created >= p.start)).where(
+            select(count_if(created < p.start), count_if(created >= p.start)).where(
                 customers.c.user_id.is_not(None), created < p.end
             )
         )
@@ -88,8 +72,8 @@ async def retention(
     at_end = (ts >= p.end - window) & (ts < p.end)
     per_customer = (
         select(
-            func.max(_case(at_start)).label("a"),
-            func.max(_case(at_end)).label("b"),
+            func.max(one_if(at_start)).label("a"),
+            func.max(one_if(at_end)).label("b"),
         )
         .where(events.c.name == purchase_event, or_(at_start, at_end))
         .group_by(events.c.customer_id)
@@ -98,8 +82,8 @@ async def retention(
     row = (
         await session.execute(
             select(
-                _count_if(per_customer.c.a == 1),
-                _count_if((per_customer.c.a == 1) & (per_customer.c.b == 1)),
+                count_if(per_customer.c.a == 1),
+                count_if((per_customer.c.a == 1) & (per_customer.c.b == 1)),
             )
         )
     ).one()
@@ -120,7 +104,7 @@ def _marketing_sent():
 
 async def marketing_sent(session: AsyncSession, p: Period) -> int:
     return await session.scalar(
-        select(func.count()).select_from(with_version).where(_marketing_sent(), _in(messages.c.sent_at, p))
+        select(func.count()).select_from(with_version).where(_marketing_sent(), during(messages.c.sent_at, p))
     )
 
 
@@ -129,7 +113,7 @@ async def attributed_revenue(
 ) -> tuple[float, int]:
     """Revenue and count of purchases in the period that a marketing email sent to the customer in the
     ``window_days`` before the purchase (sent_at in [purchase - window, purchase)) is credited with."""
-    dialect = _dialect(session)
+    dialect = dialect_of(session)
     ts = events.c.timestamp
     touched = exists(
         select(literal(1))
@@ -150,7 +134,7 @@ async def attributed_revenue(
             select(
                 func.coalesce(func.sum(revenue(events.c.properties, revenue_property, dialect)), 0.0),
                 func.count(),
-            ).where(events.c.name == purchase_event, _in(ts, p), touched)
+            ).where(events.c.name == purchase_event, during(ts, p), touched)
         )
     ).one()
     return float(row[0]), row[1]
@@ -160,7 +144,7 @@ async def enrolled_versions(session: AsyncSession, p: Period) -> list[tuple[str,
     """The (journey, version) pairs customers entered in the period."""
     rows = await session.execute(
         select(enrollments.c.journey_id, enrollments.c.version)
-        .where(_in(enrollments.c.entered_at, p))
+        .where(during(enrollments.c.entered_at, p))
         .distinct()
         .order_by(enrollments.c.journey_id, enrollments.c.version)
     )
@@ -177,7 +161,7 @@ async def goal_conversions(
 ) -> tuple[int, int]:
     """Enrollments of one journey version entered in the period that received an email (recipients),
     and those whose customer reached the goal within ``window_days`` of entering (converted)."""
-    dialect = _dialect(session)
+    dialect = dialect_of(session)
     e = enrollments
     prefix = e.c.workflow_id + "/"
     received = exists(
@@ -191,8 +175,8 @@ async def goal_conversions(
     reached = reached_goal(events.alias("g"), goal, e.c.customer_id, e.c.entered_at, window_days, dialect)
     row = (
         await session.execute(
-            select(func.count(), _count_if(reached)).where(
-                e.c.journey_id == journey_id, e.c.version == version, _in(e.c.entered_at, p), received
+            select(func.count(), count_if(reached)).where(
+                e.c.journey_id == journey_id, e.c.version == version, during(e.c.entered_at, p), received
             )
         )
     ).one()

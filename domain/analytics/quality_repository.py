@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Select, String, and_, bindparam, case, func, literal, not_, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.analytics.sql import count_if
 from domain.customers.models import Customer
 from domain.events.models import Event
 from domain.segments.compiler import JsonValue
@@ -24,10 +25,6 @@ IDENTIFY = "identify"
 
 def _known():
     return customers.c.user_id.is_not(None)
-
-
-def _count_if(condition):
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
 class Checks:
@@ -73,12 +70,12 @@ async def totals(session: AsyncSession, checks: Checks) -> dict[str, int]:
     """Customers, and per check how many fail, in one scan."""
     columns = [
         func.count().label("customers"),
-        _count_if(checks.inaccurate).label("inaccurate"),
-        _count_if(checks.bad_email).label("email"),
-        _count_if(checks.bad_phone).label("phone"),
-        _count_if(checks.bad_zone).label("timezone"),
-        _count_if(checks.stale).label("stale"),
-        *[_count_if(m).label(f"missing:{t}") for t, m in checks.missing.items()],
+        count_if(checks.inaccurate).label("inaccurate"),
+        count_if(checks.bad_email).label("email"),
+        count_if(checks.bad_phone).label("phone"),
+        count_if(checks.bad_zone).label("timezone"),
+        count_if(checks.stale).label("stale"),
+        *[count_if(m).label(f"missing:{t}") for t, m in checks.missing.items()],
     ]
     row = (await session.execute(select(*columns).where(_known()))).one()
     return {key: int(value) for key, value in row._mapping.items()}

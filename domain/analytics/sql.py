@@ -5,13 +5,32 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Float, Interval, String, and_, case, cast, func, literal, not_, select
+from sqlalchemy import Float, Interval, String, and_, case, cast, func, literal, not_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from domain.analytics.periods import Period
 from domain.errors import InvalidInput
 from domain.segments.compiler import JsonValue
 
 SEGMENT_ENTERED = "Segment Entered"
+
+
+def dialect_of(session: AsyncSession) -> str:
+    return session.bind.dialect.name
+
+
+def one_if(condition) -> ColumnElement:
+    return case((condition, 1), else_=0)
+
+
+def count_if(condition) -> ColumnElement:
+    return func.coalesce(func.sum(one_if(condition)), 0)
+
+
+def during(column, p: Period | None) -> ColumnElement:
+    """``column`` in the half-open period [start, end); always true without a period (all time)."""
+    return true() if p is None else and_(column >= p.start, column < p.end)
 
 
 def plus_days(column, days: float, dialect: str) -> ColumnElement:

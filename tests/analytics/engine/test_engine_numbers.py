@@ -11,8 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from domain.journeys.conditions import choose_path, split_bucket
-from tests.temporal_env import time_skipping
-from tests.workflows.harness import engine, engine_settings
+from tests.workflows.harness import engine
 
 pytestmark = pytest.mark.timeout(300)
 CUSTOMERS = 24
@@ -25,20 +24,6 @@ JOURNEY = {
     ],
     "rules": {"goal": {"event": "Order Completed"}},
 }
-
-
-@pytest.fixture
-async def env():
-    environment = await time_skipping()
-    try:
-        yield environment
-    finally:
-        await environment.shutdown()
-
-
-@pytest.fixture
-def settings(database_url, tmp_path):
-    return engine_settings(database_url, tmp_path)
 
 
 async def test_journey_numbers_follow_the_engine(
