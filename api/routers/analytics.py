@@ -228,7 +228,7 @@ async def report_page(
     journey_id: str | None = Query(None, max_length=64, description="Default: the latest published journey."),
     start: str | None = _from(),
     end: str | None = _to(),
-    interval: str = Query("week", description="Trend buckets: day, week or month."),
+    interval: str = Query("month", description="Trend buckets: day, week or month (each costs a KPI call)."),
 ) -> HTMLResponse:
     now = utcnow()
     period = periods.period(start, end, now=now, default_days=84)
