@@ -95,6 +95,43 @@ def _goal(definition: dict[str, Any]) -> dict[str, Any] | None:
     return (definition.get("rules") or {}).get("goal") or None
 
 
+async def _visits(
+    session: AsyncSession,
+    journey_id: str,
+    definitions: dict[int, dict[str, Any]],
+    enrolled_by_version: dict[int, int],
+    window: float,
+    p: Period | None,
+) -> tuple[dict[str, dict[str | None, list[int]]], int]:
+    """First visits per node and outcome as [entered, converted], summed over versions (each with its
+    own goal), and the enrollments that converted."""
+    visits: dict[str, dict[str | None, list[int]]] = {}
+    converted = 0
+    for version, definition in definitions.items():
+        goal = _goal(definition)
+        if goal and enrolled_by_version.get(version):
+            converted += await repository.enrollment_conversions(
+                session, journey_id, version, goal, window, p
+            )
+        for node_id, outcome, n, c in await repository.first_visits(
+            session, journey_id, version, goal, window, p
+        ):
+            slot = visits.setdefault(node_id, {}).setdefault(outcome, [0, 0])
+            slot[0] += n
+            slot[1] += c or 0
+    return visits, converted
+
+
+def _links(moves, ends, entry_id: str, types: dict[str, str]) -> list[Link]:
+    links = [Link(source=source or entry_id, target=target, count=n) for source, target, n in moves]
+    for node, end, n in ends:
+        if end in ENDS:
+            links.append(Link(source=node, target=ENDS[end], count=n))
+        elif types.get(node) != "exit":  # a step without a next node: the enrollment left there
+            links.append(Link(source=node, target="left", count=n))
+    return sorted(links, key=lambda link: (-link.count, link.source, link.target))
+
+
 async def journey(
     session: AsyncSession,
     journey_id: str,
@@ -110,41 +147,22 @@ async def journey(
     # The graph drawn is the running version's (the draft before the first publish).
     latest = definitions[found.published_version] if published else found.definition
     has_goal = any(_goal(d) for d in definitions.values())
-
-    # First visits per node and outcome, summed over versions (each with its own goal).
-    visits: dict[str, dict[str | None, list[int]]] = {}
+    visits, converted = await _visits(session, journey_id, definitions, enrolled_by_version, window, p)
     enrolled = sum(enrolled_by_version.values())
-    converted = 0
-    for version, definition in definitions.items():
-        goal = _goal(definition)
-        if goal and enrolled_by_version.get(version):
-            converted += await repository.enrollment_conversions(
-                session, journey_id, version, goal, window, p
-            )
-        for node_id, outcome, n, c in await repository.first_visits(
-            session, journey_id, version, goal, window, p
-        ):
-            slot = visits.setdefault(node_id, {}).setdefault(outcome, [0, 0])
-            slot[0] += n
-            slot[1] += c or 0
-
     messages = await repository.journey_messages(
         session, journey_id, p, settings.analytics_attribution_window_days
     )
+
     types = {n["id"]: n["type"] for d in definitions.values() for n in d.get("nodes", [])}
     types.update({n["id"]: n["type"] for n in latest.get("nodes", [])})
     entry_id = next((n["id"] for n in latest.get("nodes", []) if n["type"] == ENTRY), ENTRY)
     order = [n["id"] for n in latest.get("nodes", [])]
     order += sorted((set(visits) | set(messages)) - set(order))
-
     nodes = []
     for node_id in order:
-        if node_id == entry_id:
-            entered, node_converted = enrolled, converted
-        else:
-            outcomes = visits.get(node_id, {})
-            entered = sum(n for n, _ in outcomes.values())
-            node_converted = sum(c for _, c in outcomes.values())
+        outcomes = visits.get(node_id, {})
+        entered = enrolled if node_id == entry_id else sum(n for n, _ in outcomes.values())
+        node_converted = converted if node_id == entry_id else sum(c for _, c in outcomes.values())
         nodes.append(
             NodeStats(
                 node_id=node_id,
@@ -155,21 +173,11 @@ async def journey(
                 **message_stats(messages.get(node_id, MessageCounts())),
             )
         )
-
     moves, ends = await repository.transitions(session, journey_id, p)
-    links = [Link(source=source or entry_id, target=target, count=n) for source, target, n in moves]
-    links += [Link(source=node, target=ENDS[end], count=n) for node, end, n in ends if end in ENDS]
-    links += [
-        Link(source=node, target="left", count=n)
-        for node, end, n in ends
-        if end not in ENDS and types.get(node) != "exit"
-    ]
-
-    splits = [n for n in order if types.get(n) == "split"]
     uplifts = [
-        uplift(node_id, {outcome: (n, c) for outcome, (n, c) in visits.get(node_id, {}).items() if outcome})
-        for node_id in splits
-        if HOLDOUT in visits.get(node_id, {})
+        uplift(node_id, {outcome: tuple(v) for outcome, v in visits[node_id].items() if outcome})
+        for node_id in order
+        if types.get(node_id) == "split" and HOLDOUT in visits.get(node_id, {})
     ]
     return JourneyAnalytics(
         journey_id=journey_id,
@@ -182,7 +190,7 @@ async def journey(
         converted=converted if has_goal else None,
         conversion_rate=ratio(converted, enrolled) if has_goal else None,
         nodes=nodes,
-        links=sorted(links, key=lambda link: (-link.count, link.source, link.target)),
+        links=_links(moves, ends, entry_id, types),
         uplift=uplifts,
     )
 
