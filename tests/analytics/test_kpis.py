@@ -64,3 +64,42 @@ async def test_every_kpi_matches_the_independent_computation(client, marketer_he
     # The data set is not degenerate: every KPI has something to count.
     assert answer["ratings"] and answer["active_at_start"] and answer["recipients"] and answer["converted"]
     assert answer["complaint_count"] and answer["attributed_purchases"] and answer["new_customers"]
+
+
+async def test_index_weights_and_windows_come_from_the_settings(app, client, marketer_headers, world):
+    app.state.settings = app.state.settings.model_copy(
+        update={
+            "analytics_index_weights": {"retention": 3, "satisfaction": 1},
+            "analytics_active_days": 30,
+            "analytics_conversion_window_days": 30,
+            "analytics_attribution_window_days": 2,
+            "analytics_cost_per_message": 0.5,
+            "analytics_complaint_terms": ["invoice"],
+        }
+    )
+    answer = expected.kpis(
+        world,
+        world.start,
+        world.end,
+        active_days=30,
+        conversion_days=30,
+        attribution_days=2,
+        cost_per_message=0.5,
+        terms=("invoice",),
+    )
+    k = (
+        await client.get(
+            "/api/analytics/kpis",
+            params={"from": iso(world.start), "to": iso(world.end)},
+            headers=marketer_headers,
+        )
+    ).json()
+    n = answer["normalised"]
+    assert k["crm_effectiveness_index"]["value"] == pytest.approx(
+        (3 * n["retention"] + n["satisfaction"]) / 4
+    )
+    assert k["retention_rate"]["active_at_start"] == answer["active_at_start"]
+    assert k["retention_rate"]["value"] == pytest.approx(answer["retention_rate"])
+    assert k["marketing_conversion_rate"]["converted"] == answer["converted"]
+    assert k["roi"]["value"] == pytest.approx(answer["roi"])
+    assert k["complaint_count"]["value"] == answer["complaint_count"]
