@@ -228,32 +228,32 @@ def _ours(settings: Settings):
     """The service call behind each KPI, and how to read the figures the hand-written query returns."""
     return {
         "customer_satisfaction": (
-            lambda s, p: kpis.satisfaction(s, p),
+            lambda s, p: kpis.satisfaction(s, [p]),
             lambda k: (round(k.value, 9) if k.value is not None else None, k.ratings),
             lambda row: (round(float(row[0]), 9) if row[0] is not None else None, row[1]),
         ),
         "complaint_count": (
-            lambda s, p: kpis.complaints(s, p, settings),
+            lambda s, p: kpis.complaints(s, [p], settings),
             lambda k: (k.value, k.cases_opened),
             tuple,
         ),
         "customer_growth_rate": (
-            lambda s, p: kpis.growth(s, p),
+            lambda s, p: kpis.growth(s, [p]),
             lambda k: (k.customers_at_start, k.new_customers),
             tuple,
         ),
         "retention_rate": (
-            lambda s, p: kpis.retention(s, p, settings),
+            lambda s, p: kpis.retention(s, [p], settings),
             lambda k: (k.active_at_start, k.retained),
             tuple,
         ),
         "marketing_conversion_rate": (
-            lambda s, p: kpis.conversion(s, p, settings),
+            lambda s, p: kpis.conversion(s, [p], settings),
             lambda k: (k.recipients, k.converted),
             tuple,
         ),
         "roi": (
-            lambda s, p: kpis.roi(s, p, settings),
+            lambda s, p: kpis.roi(s, [p], settings),
             lambda k: (round(k.attributed_revenue, 2), k.messages_sent),
             lambda row: (round(float(row[0]), 2), row[1]),
         ),
@@ -324,7 +324,7 @@ async def run(customers: int, events: int, repeat: int, keep: bool = False) -> d
                 async with sessions() as session:
                     return (await session.execute(text(sql), bounds)).one()
 
-            mine, theirs = ours_reads(await ours()), baseline_reads(await handwritten())
+            mine, theirs = ours_reads((await ours())[0]), baseline_reads(await handwritten())
             assert mine == theirs, f"{kpi}: ours {mine} != hand-written {theirs}"
             ours_s, hand_s = await timed_pair(ours, handwritten, repeat)
             figures[kpi] = {

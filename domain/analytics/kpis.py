@@ -36,61 +36,72 @@ from domain.analytics.stats import ratio
 from domain.journeys import service as journeys
 
 
-async def satisfaction(session: AsyncSession, p: Period) -> Satisfaction:
-    mean, ratings = await repository.csat(session, p)
-    return Satisfaction(value=mean, ratings=ratings)
+# Each takes contiguous buckets (one for a period, more for a trend) and answers one KPI per bucket.
+async def satisfaction(session: AsyncSession, buckets: list[Period]) -> list[Satisfaction]:
+    return [Satisfaction(value=m, ratings=n) for m, n in await repository.csat(session, buckets)]
 
 
-async def retention(session: AsyncSession, p: Period, settings: Settings) -> Retention:
-    active, retained = await repository.retention(
-        session, p, settings.purchase_event, settings.analytics_active_days
+async def retention(session: AsyncSession, buckets: list[Period], settings: Settings) -> list[Retention]:
+    rows = await repository.retention(
+        session, buckets, settings.purchase_event, settings.analytics_active_days
     )
-    return Retention(value=ratio(retained, active), active_at_start=active, retained=retained)
+    return [
+        Retention(value=ratio(kept, active), active_at_start=active, retained=kept) for active, kept in rows
+    ]
 
 
-async def growth(session: AsyncSession, p: Period) -> Growth:
-    at_start, new = await repository.growth(session, p)
-    return Growth(value=ratio(new, at_start), customers_at_start=at_start, new_customers=new)
+async def growth(session: AsyncSession, buckets: list[Period]) -> list[Growth]:
+    return [
+        Growth(value=ratio(new, before), customers_at_start=before, new_customers=new)
+        for before, new in await repository.growth(session, buckets)
+    ]
 
 
-async def conversion(session: AsyncSession, p: Period, settings: Settings) -> Conversion:
-    recipients = converted = 0
-    for journey_id, version in await repository.enrolled_versions(session, p):
-        goal = (
-            (await journeys.get_version(session, journey_id, version)).definition.get("rules", {}).get("goal")
-        )
+async def conversion(session: AsyncSession, buckets: list[Period], settings: Settings) -> list[Conversion]:
+    recipients, converted = [0] * len(buckets), [0] * len(buckets)
+    for journey_id, version in await repository.enrolled_versions(session, buckets):
+        definition = (await journeys.get_version(session, journey_id, version)).definition
+        goal = (definition.get("rules") or {}).get("goal")
         if not goal:
             continue
-        n, c = await repository.goal_conversions(
-            session, p, journey_id, version, goal, settings.analytics_conversion_window_days
-        )
-        recipients += n
-        converted += c
-    return Conversion(value=ratio(converted, recipients), recipients=recipients, converted=converted)
+        window = settings.analytics_conversion_window_days
+        rows = await repository.goal_conversions(session, buckets, journey_id, version, goal, window)
+        for i, (n, c) in enumerate(rows):
+            recipients[i] += n
+            converted[i] += c
+    return [
+        Conversion(value=ratio(c, n), recipients=n, converted=c)
+        for n, c in zip(recipients, converted, strict=True)
+    ]
 
 
-async def complaints(session: AsyncSession, p: Period, settings: Settings) -> Complaints:
-    count, opened = await repository.complaints(session, p, settings.analytics_complaint_terms)
-    return Complaints(value=count, cases_opened=opened)
+async def complaints(session: AsyncSession, buckets: list[Period], settings: Settings) -> list[Complaints]:
+    rows = await repository.complaints(session, buckets, settings.analytics_complaint_terms)
+    return [Complaints(value=count, cases_opened=opened) for count, opened in rows]
 
 
-async def roi(session: AsyncSession, p: Period, settings: Settings) -> Roi:
-    revenue, purchases = await repository.attributed_revenue(
+async def roi(session: AsyncSession, buckets: list[Period], settings: Settings) -> list[Roi]:
+    revenues = await repository.attributed_revenue(
         session,
-        p,
+        buckets,
         settings.purchase_event,
         settings.revenue_property,
         settings.analytics_attribution_window_days,
     )
-    sent = await repository.marketing_sent(session, p)
-    cost = sent * settings.analytics_cost_per_message
-    return Roi(
-        value=ratio(revenue, cost),
-        attributed_revenue=revenue,
-        attributed_purchases=purchases,
-        messages_sent=sent,
-        cost=cost,
-    )
+    sent = await repository.marketing_sent(session, buckets)
+    out = []
+    for (revenue, purchases), count in zip(revenues, sent, strict=True):
+        cost = count * settings.analytics_cost_per_message
+        out.append(
+            Roi(
+                value=ratio(revenue, cost),
+                attributed_revenue=revenue,
+                attributed_purchases=purchases,
+                messages_sent=count,
+                cost=cost,
+            )
+        )
+    return out
 
 
 def normalised(out: KpisOut) -> dict[str, float | None]:
@@ -119,38 +130,53 @@ def effectiveness(values: dict[str, float | None], weights: dict[str, float]) ->
     return EffectivenessIndex(value=value, components=components)
 
 
-async def kpis(session: AsyncSession, p: Period, settings: Settings) -> KpisOut:
-    out = KpisOut(
-        start=p.start,
-        end=p.end,
-        customer_satisfaction=await satisfaction(session, p),
-        retention_rate=await retention(session, p, settings),
-        customer_growth_rate=await growth(session, p),
-        marketing_conversion_rate=await conversion(session, p, settings),
-        complaint_count=await complaints(session, p, settings),
-        roi=await roi(session, p, settings),
-        crm_effectiveness_index=EffectivenessIndex(value=None, components=[]),
+async def per_bucket(session: AsyncSession, buckets: list[Period], settings: Settings) -> list[KpisOut]:
+    """Every KPI for each bucket, each KPI computed for all buckets in one query."""
+    columns = zip(
+        await satisfaction(session, buckets),
+        await retention(session, buckets, settings),
+        await growth(session, buckets),
+        await conversion(session, buckets, settings),
+        await complaints(session, buckets, settings),
+        await roi(session, buckets, settings),
+        strict=True,
     )
-    out.crm_effectiveness_index = effectiveness(normalised(out), settings.analytics_index_weights)
+    out = []
+    for bucket, (s, r, g, c, k, money) in zip(buckets, columns, strict=True):
+        kpi = KpisOut(
+            start=bucket.start,
+            end=bucket.end,
+            customer_satisfaction=s,
+            retention_rate=r,
+            customer_growth_rate=g,
+            marketing_conversion_rate=c,
+            complaint_count=k,
+            roi=money,
+            crm_effectiveness_index=EffectivenessIndex(value=None, components=[]),
+        )
+        kpi.crm_effectiveness_index = effectiveness(normalised(kpi), settings.analytics_index_weights)
+        out.append(kpi)
     return out
+
+
+async def kpis(session: AsyncSession, p: Period, settings: Settings) -> KpisOut:
+    return (await per_bucket(session, [p], settings))[0]
 
 
 async def trend(session: AsyncSession, whole: Period, interval: str, settings: Settings) -> TrendOut:
     """The KPIs of each calendar bucket of the period (the first and last cut to it)."""
-    points = []
-    for bucket in buckets(whole, interval):
-        out = await kpis(session, bucket, settings)
-        points.append(
-            TrendPoint(
-                start=bucket.start,
-                end=bucket.end,
-                customer_satisfaction=out.customer_satisfaction.value,
-                retention_rate=out.retention_rate.value,
-                customer_growth_rate=out.customer_growth_rate.value,
-                marketing_conversion_rate=out.marketing_conversion_rate.value,
-                complaint_count=out.complaint_count.value,
-                roi=out.roi.value,
-                crm_effectiveness_index=out.crm_effectiveness_index.value,
-            )
+    points = [
+        TrendPoint(
+            start=out.start,
+            end=out.end,
+            customer_satisfaction=out.customer_satisfaction.value,
+            retention_rate=out.retention_rate.value,
+            customer_growth_rate=out.customer_growth_rate.value,
+            marketing_conversion_rate=out.marketing_conversion_rate.value,
+            complaint_count=out.complaint_count.value,
+            roi=out.roi.value,
+            crm_effectiveness_index=out.crm_effectiveness_index.value,
         )
+        for out in await per_bucket(session, buckets(whole, interval), settings)
+    ]
     return TrendOut(start=whole.start, end=whole.end, interval=interval, points=points)
