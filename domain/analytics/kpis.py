@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import CRM_INDEX_KPIS, Settings
 from domain.analytics import kpi_repository as repository
-from domain.analytics.periods import Period, buckets
+from domain.analytics import periods
+from domain.analytics.periods import Period
 from domain.analytics.schemas import (
     Complaints,
     Conversion,
@@ -177,6 +178,6 @@ async def trend(session: AsyncSession, whole: Period, interval: str, settings: S
             roi=out.roi.value,
             crm_effectiveness_index=out.crm_effectiveness_index.value,
         )
-        for out in await per_bucket(session, buckets(whole, interval), settings)
+        for out in await per_bucket(session, periods.buckets(whole, interval), settings)
     ]
     return TrendOut(start=whole.start, end=whole.end, interval=interval, points=points)
