@@ -73,21 +73,19 @@ async def complaints(session: AsyncSession, buckets: list[Period], terms: list[s
 
 
 async def growth(session: AsyncSession, buckets: list[Period]) -> list[tuple[int, int]]:
-    """Per bucket: known customers (with a userId) created before it, and created in it."""
+    """Per bucket: known customers (with a userId) created before it, and created in it (one scan)."""
     created = customers.c.created_at
-    before = await session.scalar(
-        select(func.count()).where(customers.c.user_id.is_not(None), created < buckets[0].start)
-    )
-    bucket = _bucket(created, buckets)
+    bucket = case((created < buckets[0].start, literal(-1)), else_=_bucket(created, buckets))
     query = (
         select(bucket, func.count())
-        .where(customers.c.user_id.is_not(None), _span(created, buckets))
+        .where(customers.c.user_id.is_not(None), created < buckets[-1].end)
         .group_by(bucket)
     )
-    out = []
-    for (new,) in await _per_bucket(session, query, buckets, 1):
-        out.append((before, int(new)))
-        before += int(new)
+    counts = {i: n for i, n in await session.execute(query)}
+    before, out = counts.get(-1, 0), []
+    for i in range(len(buckets)):
+        out.append((before, counts.get(i, 0)))
+        before += counts.get(i, 0)
     return out
 
 
