@@ -21,6 +21,7 @@ from domain.analytics.schemas import (
     TemplateStats,
     Uplift,
 )
+from domain.analytics.sql import for_reports
 from domain.analytics.stats import newcombe, ratio, wilson
 from domain.broadcasts import service as broadcasts
 from domain.journeys import service as journeys
@@ -140,6 +141,7 @@ async def journey(
     window_days: float | None = None,
 ) -> JourneyAnalytics:
     found = await journeys.get(session, journey_id)  # 404 for an unknown journey
+    await for_reports(session)
     window = window_days or settings.analytics_conversion_window_days
     enrolled_by_version = await repository.enrollments_by_version(session, journey_id, p)
     published = {found.published_version} if found.published_version else set()
@@ -197,6 +199,7 @@ async def journey(
 
 async def broadcast(session: AsyncSession, broadcast_id: str, settings: Settings) -> BroadcastAnalytics:
     row = await broadcasts.get(session, broadcast_id)  # 404 for an unknown broadcast
+    await for_reports(session)
     window = settings.analytics_attribution_window_days
     where = repository.broadcast_filter(broadcast_id)
     counts = (await repository.message_counts(session, where, None, None, window)).get("all", MessageCounts())
@@ -215,6 +218,7 @@ async def broadcast(session: AsyncSession, broadcast_id: str, settings: Settings
 
 
 async def templates(session: AsyncSession, p: Period, settings: Settings) -> TemplatesOut:
+    await for_reports(session)
     counts = await repository.template_messages(session, p, settings.analytics_attribution_window_days)
     return TemplatesOut(
         start=p.start,

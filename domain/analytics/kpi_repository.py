@@ -75,17 +75,17 @@ async def complaints(session: AsyncSession, buckets: list[Period], terms: list[s
 async def growth(session: AsyncSession, buckets: list[Period]) -> list[tuple[int, int]]:
     """Per bucket: known customers (with a userId) created before it, and created in it (one scan)."""
     created = customers.c.created_at
-    bucket = case((created < buckets[0].start, literal(-1)), else_=_bucket(created, buckets))
-    query = (
-        select(bucket, func.count())
-        .where(customers.c.user_id.is_not(None), created < buckets[-1].end)
-        .group_by(bucket)
-    )
-    counts = {i: n for i, n in await session.execute(query)}
-    before, out = counts.get(-1, 0), []
-    for i in range(len(buckets)):
-        out.append((before, counts.get(i, 0)))
-        before += counts.get(i, 0)
+    columns = [count_if(created < buckets[0].start)]
+    columns += [count_if((created >= b.start) & (created < b.end)) for b in buckets]
+    row = (
+        await session.execute(
+            select(*columns).where(customers.c.user_id.is_not(None), created < buckets[-1].end)
+        )
+    ).one()
+    before, out = int(row[0]), []
+    for new in row[1:]:
+        out.append((before, int(new)))
+        before += int(new)
     return out
 
 

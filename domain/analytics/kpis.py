@@ -33,6 +33,7 @@ from domain.analytics.schemas import (
     TrendOut,
     TrendPoint,
 )
+from domain.analytics.sql import for_reports
 from domain.analytics.stats import ratio
 from domain.journeys import service as journeys
 
@@ -133,6 +134,7 @@ def effectiveness(values: dict[str, float | None], weights: dict[str, float]) ->
 
 async def per_bucket(session: AsyncSession, buckets: list[Period], settings: Settings) -> list[KpisOut]:
     """Every KPI for each bucket, each KPI computed for all buckets in one query."""
+    await for_reports(session)
     columns = zip(
         await satisfaction(session, buckets),
         await retention(session, buckets, settings),

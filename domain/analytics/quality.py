@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.settings import Settings
 from domain.analytics import quality_repository as repository
 from domain.analytics.schemas import DataQualityOut, Dimension, Finding
+from domain.analytics.sql import for_reports
 from domain.analytics.stats import ratio
 
 WEIGHTS = {"accuracy": 0.4, "completeness": 0.3, "consistency": 0.2, "timeliness": 0.1}
@@ -129,6 +130,7 @@ def _dimension(name: str, checked: int, passed: int, findings: int) -> Dimension
 async def review(
     session: AsyncSession, settings: Settings, *, now: datetime, limit: int = 100
 ) -> DataQualityOut:
+    await for_reports(session)
     checks = _checks(session, settings, now)
     queries = _queries(checks, settings)
     totals = await repository.totals(session, checks)
@@ -169,6 +171,7 @@ async def review(
 
 async def findings_csv(session: AsyncSession, settings: Settings, *, now: datetime) -> AsyncIterator[str]:
     """Every finding, as CSV text in chunks (streamed: the list can be as long as the customer base)."""
+    await for_reports(session)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)

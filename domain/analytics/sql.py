@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Float, Interval, String, and_, case, cast, func, literal, not_, select, true
+from sqlalchemy import Float, Interval, String, and_, case, cast, func, literal, not_, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -92,3 +92,14 @@ def reached_goal(
         )
         .exists()
     )
+
+
+# Reports group hundreds of thousands of customers: with PostgreSQL's default 4 MB per sort or hash
+# they spill to disk, which EXPLAIN ANALYZE shows costing about a third of the time.
+REPORT_WORK_MEM = "64MB"
+
+
+async def for_reports(session: AsyncSession) -> None:
+    """Give this transaction's sorts and hashes room (PostgreSQL; SET LOCAL ends with the transaction)."""
+    if dialect_of(session) == "postgresql":
+        await session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
