@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.routers import (
+    analytics,
     broadcasts,
     cases,
     csat,
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         unsubscribe,
         broadcasts,
         tracking,
+        analytics,
     ):
         app.include_router(module.router)
     if settings.dev_mode:

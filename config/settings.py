@@ -7,10 +7,12 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-insecure-secret-do-not-use-in-production"  # noqa: S105 - refused outside dev mode
+# The normalised KPIs the CRM effectiveness index weighs (domain/analytics/kpis.py normalises them).
+CRM_INDEX_KPIS = ("satisfaction", "retention", "growth", "conversion", "complaints", "roi")
 
 
 class SmtpSecurity(StrEnum):
@@ -88,6 +90,33 @@ class Settings(BaseSettings):
         3_600, ge=60, description="Schedule of value tier and RFM recompute."
     )
 
+    analytics_conversion_window_days: float = Field(
+        7.0, gt=0, le=366, description="A journey visit converts when the goal follows within this many days."
+    )
+    analytics_attribution_window_days: float = Field(
+        7.0,
+        gt=0,
+        le=366,
+        description="A purchase this many days after a marketing email is attributed to it.",
+    )
+    analytics_cost_per_message: float = Field(0.001, ge=0, description="Cost of one marketing email (ROI).")
+    analytics_active_days: int = Field(
+        90, ge=1, le=3660, description="A customer is active when they purchased within this many days."
+    )
+    analytics_complaint_terms: list[str] = Field(
+        ["complain"], min_length=1, description="A case is a complaint when its reason contains one of these."
+    )
+    analytics_index_weights: dict[str, float] = Field(
+        dict(zip(CRM_INDEX_KPIS, (0.25, 0.25, 0.1, 0.2, 0.1, 0.1), strict=True)),
+        description="Weights of the normalised KPIs in the CRM effectiveness index.",
+    )
+    analytics_required_traits: list[str] = Field(
+        ["email", "first_name", "last_name"], min_length=1, description="Traits data completeness expects."
+    )
+    analytics_timeliness_days: int = Field(
+        180, ge=1, le=3660, description="A profile is timely when it changed within this many days."
+    )
+
     webhook_signing_secret: SecretStr = Field(
         SecretStr(DEV_SECRET), description="Signs outbound journey webhooks (HMAC-SHA256)."
     )
@@ -109,6 +138,24 @@ class Settings(BaseSettings):
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @field_validator("analytics_index_weights")
+    @classmethod
+    def _known_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(CRM_INDEX_KPIS))
+        if unknown:
+            raise ValueError(f"unknown KPIs {unknown}; the index weighs {', '.join(CRM_INDEX_KPIS)}")
+        if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError("weights must be 0 or more, and at least one above 0")
+        return weights
+
+    @field_validator("analytics_required_traits")
+    @classmethod
+    def _trait_names(cls, traits: list[str]) -> list[str]:
+        bad = [t for t in traits if not t.strip() or '"' in t]
+        if bad:
+            raise ValueError(f"trait names must be non-blank and free of double quotes: {bad}")
+        return traits
 
     @model_validator(mode="after")
     def _refuse_unsafe_values_outside_dev(self) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -65,11 +66,17 @@ def create_engine(url: str, **kwargs) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def sha256_hex(value: str | None) -> str | None:
+    return None if value is None else hashlib.sha256(value.encode()).hexdigest()
+
+
 def _tune_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record):
         # Let us issue BEGIN ourselves (pysqlite's implicit transactions defeat locking rules).
         dbapi_connection.isolation_level = None
+        # PostgreSQL has sha256(); SQLite gets the standard library's, so both can hash in SQL.
+        dbapi_connection.create_function("sha256_hex", 1, sha256_hex, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a message recorded as sent survives a power cut; the ledger depends on it.

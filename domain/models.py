@@ -1,5 +1,6 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
+import domain.analytics.models  # noqa: F401  (indexes on other areas' tables)
 from domain.auth.models import ApiKey
 from domain.broadcasts.models import Broadcast
 from domain.cases.models import Agent, Case, CaseNote, CaseOutbox, SlaPolicy, Team, TeamMember
