@@ -4,8 +4,10 @@ Two shapes of the same logic:
 - full: every customer. Event conditions become ``id IN (SELECT customer_id ... GROUP BY ... HAVING)``,
   and a positive event condition at the top drives the query (no scan of the customers table when
   nothing else needs it), which is the query one would write by hand.
-- scoped: a given set of customers (incremental refresh). Event conditions become correlated counts
-  answered from the (customer_id, name, timestamp) index, so the cost follows the set, not the table.
+- scoped: a given set of customers (incremental refresh), a list of ids or a SELECT of them. Event
+  conditions become correlated counts answered from the (customer_id, name, timestamp) index, and a
+  driving event condition one grouped scan of those customers' entries in it, so the cost follows the
+  set, not the table.
 
 ``change_signals`` compiles the other question the incremental refresh asks: which stored events can
 have changed a rule's outcome for their customer, and in which direction.

@@ -15,7 +15,6 @@ from sqlalchemy import (
     case,
     cast,
     delete,
-    exists,
     func,
     insert,
     literal,
@@ -188,16 +187,6 @@ def _insert(session: AsyncSession, table):
     return dialect_insert(table)
 
 
-def _open_stay(segment_id: str, customer_id) -> ColumnElement[bool]:
-    """The customer (a column of another table) is in the segment now."""
-    stay = SegmentMembership.__table__.alias("stay")
-    return exists(
-        select(stay.c.id).where(
-            stay.c.segment_id == segment_id, stay.c.customer_id == customer_id, stay.c.exited_at.is_(None)
-        )
-    )
-
-
 # Customers to re-evaluate: ids, or a SELECT of customer ids (the customers of a batch's events).
 Scope = set[int] | SelectBase
 
@@ -225,9 +214,10 @@ async def enter_matching(
     entered: list[int] = []
     for part in _scopes(scope):
         matching = compiler.members_query(rule, _dialect(session), at, part, lowest_tier=lowest_tier)
-        source = matching.where(~_open_stay(segment_id, customers.c.id)).with_only_columns(
+        source = matching.with_only_columns(
             literal(segment_id), customers.c.id, literal(at, table.c.entered_at.type)
         )
+        # Members already in are skipped by the unique index on open stays, and not returned.
         stmt = (
             _insert(session, table)
             .from_select(["segment_id", "customer_id", "entered_at"], source)
@@ -481,7 +471,8 @@ def batch_customers(
     if signal is None:
         return also
     events = Event.__table__
-    touched = select(events.c.customer_id).where(batch.where(dialect), signal)
+    # Never correlated: the statements it is used in also read the events table.
+    touched = select(events.c.customer_id).where(batch.where(dialect), signal).correlate(None)
     return union(touched, compiler.ids_select(dialect, sorted(also))) if also else touched
 
 

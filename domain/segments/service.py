@@ -75,7 +75,10 @@ async def _lowest_tier(session: AsyncSession) -> str:
 
 
 async def _catalog(session: AsyncSession) -> Catalog:
-    return Catalog(await repository.current_rules(session), await _lowest_tier(session))
+    catalog = Catalog(await repository.current_rules(session))
+    if any(isinstance(node, r.LoyaltyTier) for rule in catalog.rules.values() for node in r.walk(rule)):
+        catalog.lowest_tier = await _lowest_tier(session)  # only loyalty tier conditions read it
+    return catalog
 
 
 def _invalid(path: str, problem: str) -> InvalidInput:
