@@ -389,6 +389,8 @@ def _scoped_members(
     grouped = compiler.grouped(driver, having, driver.count).where(
         in_scope(dialect, events.c.customer_id, scope)
     )
+    if not rest:  # a customer's events go with the customer: no need to look the customer up
+        return grouped
     return select(customers.c.id).where(
         customers.c.id.in_(grouped), *[compiler.condition(x, customers.c.id) for x in rest]
     )

@@ -210,12 +210,11 @@ async def enter_matching(
     stored membership and the writes are one statement on PostgreSQL. Returns those entered
     (customers deleted meanwhile simply drop out)."""
     table = SegmentMembership.__table__
-    customers = Customer.__table__
     entered: list[int] = []
     for part in _scopes(scope):
         matching = compiler.members_query(rule, _dialect(session), at, part, lowest_tier=lowest_tier)
         source = matching.with_only_columns(
-            literal(segment_id), customers.c.id, literal(at, table.c.entered_at.type)
+            literal(segment_id), matching.selected_columns[0], literal(at, table.c.entered_at.type)
         )
         # Members already in are skipped by the unique index on open stays, and not returned.
         stmt = (
