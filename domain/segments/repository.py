@@ -9,9 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    BigInteger,
     Select,
     String,
     and_,
+    any_,
     case,
     cast,
     delete,
@@ -249,9 +252,7 @@ async def exit_unmatched(
         stmt = (
             update(table)
             .where(
-                table.c.segment_id == segment_id,
-                table.c.exited_at.is_(None),
-                compiler.in_scope(dialect, table.c.customer_id, part),
+                _open_stays_of(dialect, segment_id, part),
                 ~compiler.holds(rule, dialect, at, table.c.customer_id, lowest_tier=lowest_tier),
             )
             .values(exited_at=at)
@@ -259,6 +260,33 @@ async def exit_unmatched(
         )
         exited += await _change_and_record(session, stmt, record, at)
     return exited
+
+
+def _open_stays_of(dialect: str, segment_id: str, scope: list[int] | SelectBase) -> ColumnElement[bool]:
+    """The open stays in the segment of the customers of ``scope``.
+
+    On PostgreSQL the stays are looked up customer by customer (an array of their ids, then the primary
+    key), whatever the planner believes of the membership table: right after a segment is built its
+    statistics can claim a handful of rows, and a plan driven by the membership table would then read
+    every stay of the segment once per touched customer."""
+    table = SegmentMembership.__table__
+    if dialect != "postgresql":
+        return and_(
+            table.c.segment_id == segment_id,
+            table.c.exited_at.is_(None),
+            compiler.in_scope(dialect, table.c.customer_id, scope),
+        )
+    touched = (compiler.ids_select(dialect, scope) if isinstance(scope, list) else scope).subquery("touched")
+    stay = table.alias("stay")
+    stay_id = (
+        select(stay.c.id)
+        .where(
+            stay.c.segment_id == segment_id, stay.c.customer_id == touched.c[0], stay.c.exited_at.is_(None)
+        )
+        .scalar_subquery()
+    )
+    stay_ids = select(func.array_agg(stay_id)).select_from(touched).scalar_subquery()
+    return table.c.id == any_(cast(stay_ids, ARRAY(BigInteger)))  # the cast makes it an array, not a set
 
 
 async def _change_and_record(
