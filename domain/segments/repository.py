@@ -332,17 +332,14 @@ async def open_memberships(
 async def close_memberships(
     session: AsyncSession, segment_id: str, customer_ids: set[int], at: datetime
 ) -> list[int]:
+    table = SegmentMembership.__table__
     exited: list[int] = []
     for chunk in chunks(customer_ids):
         stmt = (
-            update(SegmentMembership)
-            .where(
-                SegmentMembership.segment_id == segment_id,
-                SegmentMembership.exited_at.is_(None),
-                ids_filter(_dialect(session), SegmentMembership.customer_id, chunk),
-            )
+            update(table)
+            .where(_open_stays_of(_dialect(session), segment_id, chunk))
             .values(exited_at=at)
-            .returning(SegmentMembership.customer_id)
+            .returning(table.c.customer_id)
         )
         exited.extend((await session.execute(stmt)).scalars().all())
     return exited
