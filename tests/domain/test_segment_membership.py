@@ -102,6 +102,30 @@ async def test_a_customer_who_performs_the_event_is_a_member_within_seconds(sess
     assert entered == {"segment_id": "recent-buyers", "segment_version": 1}
 
 
+async def test_an_event_committed_after_later_ones_is_still_seen(sessions):
+    # Event ids come from a sequence: a transaction that took id 99 may commit after the one that took
+    # 100, when a pass has already moved its cursor past 99. The pass remembers the gap and looks again.
+    await _customers(sessions, 2)
+    await _create(sessions, "recent-buyers", RECENT_BUYERS)
+    refresher = SegmentRefresher(sessions)
+    await refresher.refresh_once()
+    now = utcnow()
+    order = {"type": "track", "name": "Order Completed", "properties": {}, "traits": {}, "context": {}}
+
+    async def store(event_id: int, user_id: str) -> None:
+        async with transaction(sessions) as session:
+            customer = await session.scalar(select(Customer.id).where(Customer.user_id == user_id))
+            row = {"id": event_id, "message_id": f"m{event_id}", "customer_id": customer, **order}
+            await session.execute(insert(Event).values(**row, timestamp=now, received_at=now))
+
+    await store(100, "old-0")
+    await refresher.refresh_once()
+    assert await _members(sessions, "recent-buyers") == {"old-0"}
+    await store(99, "old-1")  # the late one
+    await refresher.refresh_once()
+    assert await _members(sessions, "recent-buyers") == {"old-0", "old-1"}
+
+
 async def _members_has(sessions, user):
     return user in await _members(sessions, "recent-buyers")
 
