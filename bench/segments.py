@@ -9,7 +9,8 @@ CTE), then times in the same run:
 * the incremental refresh after 10 000 new events (the refresher pass: read events past the cursor,
   re-evaluate the touched customers, store entries/exits and their Segment Entered/Exited events)
   against a full refresh applying the same changes, and against the full evaluation. Both refreshes
-  run in a rolled-back transaction on the same state.
+  run in a rolled-back transaction on the same state. The four are timed in turn, so all see the
+  same machine load.
 
 The new events are drawn as the history is (the same mix of names, customers and properties), at the
 moment of the pass. One clock serves the whole run, so the window does not move between the initial
@@ -160,15 +161,15 @@ async def add_new_events(engine, dialect: str, customers: int, count: int, at) -
         await conn.execute(sql, {"k": count, "customers": customers, "at": at, **name_params(dialect)})
 
 
-async def timed_pair(first, second, repeat: int) -> tuple[float, float]:
-    """Median seconds of each, run alternately so both see the same machine load (2 shared cores)."""
-    a, b = [], []
+async def timed(fns, repeat: int) -> list[float]:
+    """Median seconds of each, run in turn so all see the same machine load (2 shared cores)."""
+    samples: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        for fn, samples in ((first, a), (second, b)):
+        for fn, taken in zip(fns, samples, strict=True):
             started = time.perf_counter()
             await fn()
-            samples.append(time.perf_counter() - started)
-    return statistics.median(a), statistics.median(b)
+            taken.append(time.perf_counter() - started)
+    return [statistics.median(taken) for taken in samples]
 
 
 async def run_backend(backend: str, customers: int, events: int, repeat: int) -> dict:
@@ -206,8 +207,6 @@ async def run_backend(backend: str, customers: int, events: int, repeat: int) ->
                 return set((await session.scalars(handwritten_sql, params)).all())
 
         assert await ours() == await handwritten(), "compiled and hand-written queries disagree"
-        full_s, hand_s = await timed_pair(ours, handwritten, repeat)
-        log(f"{backend}: full evaluation {full_s:.3f}s, hand-written {hand_s:.3f}s")
 
         started = time.perf_counter()
         async with sessions() as session, session.begin():
@@ -261,7 +260,10 @@ async def run_backend(backend: str, customers: int, events: int, repeat: int) ->
         assert outcomes["incremental"] == outcomes["full refresh"], "the two refreshes made different changes"
         entered = sum(1 for name, _ in outcomes["incremental"][1] if name == segments.ENTERED)
         exited = len(outcomes["incremental"][1]) - entered
-        incremental_s, full_refresh_s = await timed_pair(incremental, full_refresh, repeat)
+        full_s, hand_s, incremental_s, full_refresh_s = await timed(
+            (ours, handwritten, incremental, full_refresh), repeat
+        )
+        log(f"{backend}: full evaluation {full_s:.3f}s, hand-written {hand_s:.3f}s")
         log(
             f"{backend}: incremental refresh {incremental_s:.3f}s ({entered} entered, {exited} exited), "
             f"full refresh {full_refresh_s:.3f}s"
