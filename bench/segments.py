@@ -7,9 +7,15 @@ CTE), then times in the same run:
   domain.segments.compiler, against the hand-written GROUP BY ... HAVING query on the best index
   (events (name, timestamp, customer_id): an index-only scan on PostgreSQL);
 * the incremental refresh after 10 000 new events (the refresher pass: read events past the cursor,
-  re-evaluate the touched customers, store entries/exits) against a full refresh applying the same
-  changes, and against the full evaluation. Both refreshes run in a rolled-back transaction on the same
-  state.
+  re-evaluate the touched customers, store entries/exits and their Segment Entered/Exited events)
+  against a full refresh applying the same changes, and against the full evaluation. Both refreshes
+  run in a rolled-back transaction on the same state. The four are timed in turn, so all see the
+  same machine load.
+
+The new events are drawn as the history is (the same mix of names, customers and properties), at the
+moment of the pass. One clock serves the whole run, so the window does not move between the initial
+build and the passes, and the bench asserts that the incremental pass and the full refresh leave
+exactly the membership the full evaluation computes, with the same Segment Entered/Exited events.
 
     python bench/segments.py --quick                      # both backends, small, under a minute
     python bench/segments.py --backend postgresql         # 1 M customers / 10 M events
@@ -33,9 +39,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
-from domain.db import create_engine, session_factory, utcnow
+from domain.db import UTCDateTime, create_engine, session_factory, utcnow
 from domain.segments import compiler, repository
 from domain.segments import rules as r
 from domain.segments import service as segments
@@ -59,6 +65,32 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def events_sql(dialect: str, prefix: str, timestamp: str) -> str:
+    """INSERT of ``:k`` events drawn like traffic: names in equal shares, a uniformly random customer
+    among ``:customers``, a random revenue; ``timestamp`` is an SQL expression per row."""
+    if dialect == "postgresql":
+        return (
+            f"INSERT INTO events {EVENT_COLUMNS} "
+            f"SELECT '{prefix}' || g, 'track', (ARRAY[:n1, :n2, :n3, :n4, :n5])[1 + (g % 5)], "
+            "1 + floor(random() * :customers)::bigint, "
+            "jsonb_build_object('revenue', round((random() * 100)::numeric, 2)), '{}'::jsonb, '{}'::jsonb, "
+            f"{timestamp}, now() FROM generate_series(1, :k) g"
+        )
+    names = ", ".join(f"'{n}'" for n in NAMES)
+    return (
+        "WITH RECURSIVE seq(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM seq WHERE g < :k) "
+        f"INSERT INTO events {EVENT_COLUMNS} "
+        f"SELECT '{prefix}' || g, 'track', json_extract(json_array({names}), '$[' || (g % 5) || ']'), "
+        "1 + abs(random()) % :customers, json_object('revenue', (abs(random()) % 10000) / 100.0), "
+        "'{}', '{}', "
+        f"{timestamp}, datetime('now') FROM seq"
+    )
+
+
+def name_params(dialect: str) -> dict:
+    return {f"n{i + 1}": n for i, n in enumerate(NAMES)} if dialect == "postgresql" else {}
+
+
 async def load_postgresql(engine, customers: int, events: int) -> None:
     async with engine.begin() as conn:
         # Bulk load without per-row foreign-key triggers; indexes are built once afterwards.
@@ -76,27 +108,18 @@ async def load_postgresql(engine, customers: int, events: int) -> None:
         )
         await conn.execute(text("SELECT setval('customers_id_seq', :n)"), {"n": customers})
         await conn.execute(
-            text(
-                f"INSERT INTO events {EVENT_COLUMNS} "
-                "SELECT 'b' || g, 'track', (ARRAY[:n1, :n2, :n3, :n4, :n5])[1 + (g % 5)], "
-                "1 + floor(random() * :customers)::bigint, "
-                "jsonb_build_object('revenue', round((random() * 100)::numeric, 2)), "
-                "'{}'::jsonb, '{}'::jsonb, "
-                "now() - random() * interval '90 days', now() "
-                "FROM generate_series(1, :events) g"
-            ),
-            {"customers": customers, "events": events, **{f"n{i + 1}": n for i, n in enumerate(NAMES)}},
+            text(events_sql("postgresql", "b", "now() - random() * interval '90 days'")),
+            {"customers": customers, "k": events, **name_params("postgresql")},
         )
         await conn.execute(text("SET session_replication_role = DEFAULT"))
+        await conn.execute(text("ALTER TABLE events ADD CONSTRAINT uq_events_message_id UNIQUE (message_id)"))
         await conn.execute(
             text("CREATE INDEX ix_events_customer_name_time ON events (customer_id, name, timestamp)")
         )
         await conn.execute(
             text("CREATE INDEX ix_events_name_time_customer ON events (name, timestamp, customer_id)")
         )
-    async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text("VACUUM ANALYZE"))
+    await analyze(engine, "VACUUM ANALYZE")
 
 
 async def load_sqlite(engine, customers: int, events: int) -> None:
@@ -112,62 +135,41 @@ async def load_sqlite(engine, customers: int, events: int) -> None:
             ),
             {"n": customers},
         )
-        names = ", ".join(f"'{n}'" for n in NAMES)
-        await conn.execute(
-            text(
-                "WITH RECURSIVE seq(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM seq WHERE g < :events) "
-                f"INSERT INTO events {EVENT_COLUMNS} "
-                f"SELECT 'b' || g, 'track', json_extract(json_array({names}), '$[' || (g % 5) || ']'), "
-                "1 + abs(random()) % :customers, "
-                "json_object('revenue', (abs(random()) % 10000) / 100.0), '{}', '{}', "
-                "strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (abs(random()) % 7776000) || ' seconds') "
-                "|| '000', "
-                "datetime('now') FROM seq"
-            ),
-            {"customers": customers, "events": events},
-        )
+        at = "strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (abs(random()) % 7776000) || ' seconds') || '000'"
+        await conn.execute(text(events_sql("sqlite", "b", at)), {"customers": customers, "k": events})
         await conn.execute(
             text("CREATE INDEX ix_events_customer_name_time ON events (customer_id, name, timestamp)")
         )
         await conn.execute(
             text("CREATE INDEX ix_events_name_time_customer ON events (name, timestamp, customer_id)")
         )
-        await conn.execute(text("ANALYZE"))
+    await analyze(engine, "ANALYZE")
 
 
-async def add_new_events(engine, dialect: str, customers: int, count: int) -> None:
-    """``count`` new events on random existing customers, the same mix of names as the history."""
-    if dialect == "postgresql":
-        sql = (
-            f"INSERT INTO events {EVENT_COLUMNS} "
-            "SELECT 'new' || g, 'track', (ARRAY[:n1, :n2, :n3, :n4, :n5])[1 + (g % 5)], "
-            "1 + floor(random() * :customers)::bigint, jsonb_build_object('revenue', 10), '{}', '{}', "
-            "now(), now() FROM generate_series(1, :k) g"
-        )
-        params = {f"n{i + 1}": n for i, n in enumerate(NAMES)}
-    else:
-        names = ", ".join(f"'{n}'" for n in NAMES)
-        sql = (
-            "WITH RECURSIVE seq(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM seq WHERE g < :k) "
-            f"INSERT INTO events {EVENT_COLUMNS} "
-            f"SELECT 'new' || g, 'track', json_extract(json_array({names}), '$[' || (g % 5) || ']'), "
-            "1 + abs(random()) % :customers, json_object('revenue', 10), '{}', '{}', "
-            "strftime('%Y-%m-%d %H:%M:%f', 'now') || '000', datetime('now') FROM seq"
-        )
-        params = {}
+async def analyze(engine, statement: str) -> None:
+    """Planner statistics after a bulk change. Autovacuum does this on a live PostgreSQL (it is off
+    on the bench server); SQLite keeps whatever ANALYZE last saw."""
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text(statement))
+
+
+async def add_new_events(engine, dialect: str, customers: int, count: int, at) -> None:
+    """``count`` new events arriving at ``at``, drawn as the history was."""
+    sql = text(events_sql(dialect, "new", ":at")).bindparams(bindparam("at", type_=UTCDateTime))
     async with engine.begin() as conn:
-        await conn.execute(text(sql), {"k": count, "customers": customers, **params})
+        await conn.execute(sql, {"k": count, "customers": customers, "at": at, **name_params(dialect)})
 
 
-async def timed_pair(first, second, repeat: int) -> tuple[float, float]:
-    """Median seconds of each, run alternately so both see the same machine load (2 shared cores)."""
-    a, b = [], []
+async def timed(fns, repeat: int) -> list[float]:
+    """Median seconds of each, run in turn so all see the same machine load (2 shared cores)."""
+    samples: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        for fn, samples in ((first, a), (second, b)):
+        for fn, taken in zip(fns, samples, strict=True):
             started = time.perf_counter()
             await fn()
-            samples.append(time.perf_counter() - started)
-    return statistics.median(a), statistics.median(b)
+            taken.append(time.perf_counter() - started)
+    return [statistics.median(taken) for taken in samples]
 
 
 async def run_backend(backend: str, customers: int, events: int, repeat: int) -> dict:
@@ -189,12 +191,12 @@ async def run_backend(backend: str, customers: int, events: int, repeat: int) ->
         load_s = time.perf_counter() - started
         log(f"{backend}: loaded {customers} customers, {events} events in {load_s:.1f}s")
 
-        now = utcnow()
+        # One clock for the whole run: the build, the new events, the passes and the full evaluation.
+        at = utcnow()
         rule = r.parse(RULE)
-        query = compiler.members_query(rule, backend, now)
-        params = {"name": "Order Completed", "since": now - timedelta(days=30)}
-        if backend == "sqlite":
-            params["since"] = params["since"].replace(tzinfo=None).isoformat(sep=" ")
+        query = compiler.members_query(rule, backend, at)
+        handwritten_sql = text(HANDWRITTEN).bindparams(bindparam("since", type_=UTCDateTime))
+        params = {"name": "Order Completed", "since": at - timedelta(days=30)}
 
         async def ours():
             async with sessions() as session:
@@ -202,48 +204,78 @@ async def run_backend(backend: str, customers: int, events: int, repeat: int) ->
 
         async def handwritten():
             async with sessions() as session:
-                return set((await session.scalars(text(HANDWRITTEN), params)).all())
+                return set((await session.scalars(handwritten_sql, params)).all())
 
         assert await ours() == await handwritten(), "compiled and hand-written queries disagree"
-        full_s, hand_s = await timed_pair(ours, handwritten, repeat)
-        log(f"{backend}: full evaluation {full_s:.3f}s, hand-written {hand_s:.3f}s")
 
         started = time.perf_counter()
         async with sessions() as session, session.begin():
             created = await segments.create(
-                session, SegmentIn(id="repeat-buyers", name="Repeat buyers", rule=RULE)
+                session, SegmentIn(id="repeat-buyers", name="Repeat buyers", rule=RULE), now=at
             )
             progress = await repository.state(session, segments.EVENT_CURSOR)
             progress.cursor = await session.scalar(text("SELECT max(id) FROM events"))
-            progress.ran_at = utcnow()
+            progress.ran_at = at
         build_s = time.perf_counter() - started
+        await analyze(engine, "ANALYZE segment_memberships")
         log(f"{backend}: initial build {build_s:.2f}s, {created.members} members")
 
         # 10 000 as specified; 1 % of the history when that is smaller (--quick), so the batch stays a
         # small share of the customer base as it would be in production.
         new_events = min(NEW_EVENTS, events // 100)
-        await add_new_events(engine, backend, customers, new_events)
+        await add_new_events(engine, backend, customers, new_events, at)
+        cursor = progress.cursor
 
-        async def incremental():
+        async def incremental(check=None):
             async with sessions() as session:
                 await session.begin()
-                await segments.refresh_from_events(session, batch_size=new_events)
+                await segments.refresh_from_events(session, batch_size=new_events, now=at)
+                if check:
+                    await check(session)
                 await session.rollback()
 
-        async def full_refresh():
+        async def full_refresh(check=None):
             async with sessions() as session:
                 await session.begin()
-                await segments.rebuild(session, "repeat-buyers")
+                await segments.rebuild(session, "repeat-buyers", now=at)
+                if check:
+                    await check(session)
                 await session.rollback()
 
-        incremental_s, full_refresh_s = await timed_pair(incremental, full_refresh, repeat)
-        log(f"{backend}: incremental refresh {incremental_s:.3f}s, full refresh {full_refresh_s:.3f}s")
+        outcomes: dict[str, tuple] = {}
+
+        def recording(path: str):
+            async def check(session):
+                members = await repository.current_members(session, "repeat-buyers")
+                assert members == await repository.matching_ids(session, query), f"{path} disagrees"
+                changes = text(
+                    "SELECT name, customer_id FROM events WHERE id > :cursor AND name LIKE 'Segment %'"
+                )
+                outcomes[path] = (members, set((await session.execute(changes, {"cursor": cursor})).all()))
+
+            return check
+
+        await incremental(recording("incremental"))
+        await full_refresh(recording("full refresh"))
+        assert outcomes["incremental"] == outcomes["full refresh"], "the two refreshes made different changes"
+        entered = sum(1 for name, _ in outcomes["incremental"][1] if name == segments.ENTERED)
+        exited = len(outcomes["incremental"][1]) - entered
+        full_s, hand_s, incremental_s, full_refresh_s = await timed(
+            (ours, handwritten, incremental, full_refresh), repeat
+        )
+        log(f"{backend}: full evaluation {full_s:.3f}s, hand-written {hand_s:.3f}s")
+        log(
+            f"{backend}: incremental refresh {incremental_s:.3f}s ({entered} entered, {exited} exited), "
+            f"full refresh {full_refresh_s:.3f}s"
+        )
         await engine.dispose()
         return {
             "customers": customers,
             "events": events,
             "members": created.members,
             "new_events": new_events,
+            "entered": entered,
+            "exited": exited,
             "load_s": round(load_s, 2),
             "full_eval_s": round(full_s, 4),
             "handwritten_s": round(hand_s, 4),

@@ -4,8 +4,13 @@ Two shapes of the same logic:
 - full: every customer. Event conditions become ``id IN (SELECT customer_id ... GROUP BY ... HAVING)``,
   and a positive event condition at the top drives the query (no scan of the customers table when
   nothing else needs it), which is the query one would write by hand.
-- scoped: a given set of customers (incremental refresh). Event conditions become correlated counts
-  answered from the (customer_id, name, timestamp) index, so the cost follows the set, not the table.
+- scoped: a given set of customers (incremental refresh), a list of ids or a SELECT of them. Event
+  conditions become correlated counts answered from the (customer_id, name, timestamp) index, and a
+  driving event condition one grouped scan of those customers' entries in it, so the cost follows the
+  set, not the table.
+
+``change_signals`` compiles the other question the incremental refresh asks: which stored events can
+have changed a rule's outcome for their customer, and in which direction.
 
 Every predicate is two-valued (never NULL) so ``not`` means what it says; the in-Python evaluator
 (domain/segments/evaluate.py) implements the same semantics.
@@ -14,6 +19,7 @@ Every predicate is two-valued (never NULL) so ``not`` means what it says; the in
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +43,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import SelectBase
 
 from domain.customers.models import Customer
 from domain.email.models import Message
@@ -44,8 +51,9 @@ from domain.events.models import Event
 from domain.loyalty.models import LoyaltyAccount
 from domain.segments import calendar as cal
 from domain.segments import rules as r
-from domain.segments.evaluate import DEFAULT_LOWEST_TIER, engagement_event
+from domain.segments.evaluate import DEFAULT_LOWEST_TIER
 from domain.segments.models import CustomerScore
+from domain.subscriptions.events import SUBSCRIPTION_CHANGED
 from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
 customers = Customer.__table__
@@ -193,7 +201,7 @@ class Compiler:
             case r.MessageEngagement(action="received"):
                 return self._received(rule, id_col)
             case r.MessageEngagement():
-                return self._event(engagement_event(rule), id_col)
+                return self._event(r.engagement_event(rule), id_col)
             case r.Tier(tiers):
                 return self._scored(scores.c.tier.in_(tiers), id_col)
             case r.Rfm(dimension, op, value):
@@ -317,25 +325,35 @@ def ids_filter(dialect: str, id_col, customer_ids: list[int]) -> ColumnElement[b
     """``id_col IN ids`` with one bound parameter, whatever the number of ids."""
     if dialect == "postgresql":
         return id_col == any_(bindparam(None, list(customer_ids), type_=ARRAY(BigInteger)))
+    return id_col.in_(ids_select(dialect, customer_ids))
+
+
+def ids_select(dialect: str, customer_ids: list[int]) -> Select:
+    """SELECT of the given ids (one bound parameter)."""
+    if dialect == "postgresql":
+        return select(func.unnest(bindparam(None, list(customer_ids), type_=ARRAY(BigInteger))))
     listed = func.json_each(json.dumps(list(customer_ids))).table_valued("value")
-    return id_col.in_(select(listed.c.value))
+    return select(listed.c.value)
+
+
+def in_scope(dialect: str, id_col, scope: list[int] | SelectBase) -> ColumnElement[bool]:
+    """``id_col`` among a list of ids, or among the ids a SELECT returns."""
+    return ids_filter(dialect, id_col, scope) if isinstance(scope, list) else id_col.in_(scope)
 
 
 def members_query(
     rule: r.Rule,
     dialect: str,
     now: datetime,
-    customer_ids: list[int] | None = None,
+    customer_ids: list[int] | SelectBase | None = None,
     *,
     lowest_tier: str = DEFAULT_LOWEST_TIER,
 ) -> Select:
-    """SELECT the ids of customers matching an expanded ``rule`` (all customers, or ``customer_ids``).
-    ``lowest_tier`` is the loyalty programme's first tier, the tier of customers without an account."""
+    """SELECT the ids of customers matching an expanded ``rule`` (all customers, or ``customer_ids``:
+    a list, or a SELECT of ids). ``lowest_tier`` is the loyalty programme's first tier, the tier of
+    customers without an account."""
     if customer_ids is not None:
-        compiler = Compiler(dialect, now, scoped=True, lowest_tier=lowest_tier)
-        return select(customers.c.id).where(
-            ids_filter(dialect, customers.c.id, customer_ids), compiler.condition(rule, customers.c.id)
-        )
+        return _scoped_members(rule, dialect, now, customer_ids, lowest_tier)
     compiler = Compiler(dialect, now, lowest_tier=lowest_tier)
     driver, rest = _driver(rule)
     if driver is None:
@@ -354,6 +372,92 @@ def members_query(
         .select_from(joined)
         .where(and_(*[compiler.condition(x, customers.c.id) for x in rest]))
     )
+
+
+def _scoped_members(
+    rule: r.Rule, dialect: str, now: datetime, scope: list[int] | SelectBase, lowest_tier: str
+) -> Select:
+    """The scoped shape. With a driving event condition, one grouped scan of the given customers'
+    events (an index range per customer) finds who satisfies it, and only they are looked up further."""
+    compiler = Compiler(dialect, now, scoped=True, lowest_tier=lowest_tier)
+    driver, rest = _driver(rule)
+    if driver is None:
+        return select(customers.c.id).where(
+            in_scope(dialect, customers.c.id, scope), compiler.condition(rule, customers.c.id)
+        )
+    having = "gte" if driver.count_op == "at_least" else "equals"
+    grouped = compiler.grouped(driver, having, driver.count).where(
+        in_scope(dialect, events.c.customer_id, scope)
+    )
+    if not rest:  # a customer's events go with the customer: no need to look the customer up
+        return grouped
+    return select(customers.c.id).where(
+        customers.c.id.in_(grouped), *[compiler.condition(x, customers.c.id) for x in rest]
+    )
+
+
+def holds(
+    rule: r.Rule, dialect: str, now: datetime, customer_id, *, lowest_tier: str = DEFAULT_LOWEST_TIER
+) -> ColumnElement[bool]:
+    """Does the customer ``customer_id`` (a column of another table) match ``rule``, scoped shape.
+    False for a customer that no longer exists."""
+    compiler = Compiler(dialect, now, scoped=True, lowest_tier=lowest_tier)
+    return exists(
+        select(customers.c.id).where(customers.c.id == customer_id, compiler.condition(rule, customers.c.id))
+    )
+
+
+@dataclass(frozen=True)
+class ChangeSignals:
+    """Tests over one stored event: can it have made the rule start to hold for its customer
+    (``raises``), or stop holding (``lowers``)? ``None``: no event can."""
+
+    raises: ColumnElement[bool] | None
+    lowers: ColumnElement[bool] | None
+
+
+def change_signals(rule: r.Rule, dialect: str, now: datetime) -> ChangeSignals:
+    """What in a new event can move an expanded ``rule``: an event its conditions count (with its
+    properties and inside its window; the direction from ``rules.event_effects``), or a change of the
+    state it reads (traits set by an identify call, the time zone, subscription or loyalty changes,
+    which are recorded as events of the customer), which can move it either way."""
+    compiler = Compiler(dialect, now)
+    raises, lowers = [], []
+    for node, effect in r.event_effects(rule):
+        counted = and_(*compiler.event_filter(node))
+        if effect & r.RAISES:
+            raises.append(counted)
+        if effect & r.LOWERS:
+            lowers.append(counted)
+    state = _state_changes(rule, dialect)
+    if state is not None:
+        raises.append(state)
+        lowers.append(state)
+    return ChangeSignals(or_(*raises) if raises else None, or_(*lowers) if lowers else None)
+
+
+def _state_changes(rule: r.Rule, dialect: str) -> ColumnElement[bool] | None:
+    names: set[str] = set()
+    traits: set[str] = set()  # identify traits that update what the rule reads
+    zone = False
+    for node in r.walk(rule):
+        if isinstance(node, r.Trait):
+            traits.add(node.test.key)
+            zone = zone or node.test.op in r.ANNIVERSARY_OPS
+        elif isinstance(node, r.Subscribed):
+            names.add(SUBSCRIPTION_CHANGED)  # choices and suppressions of the customer
+            traits.add("email")  # the address the send-time check looks at
+        elif isinstance(node, r.LoyaltyTier | r.LoyaltyBalance):
+            names |= r.LOYALTY_EVENTS  # every ledger entry and tier change of the member
+    signals = [events.c.name.in_(sorted(names))] if names else []
+    if zone:
+        # Any call may carry the customer's time zone in its context; identify also in its traits.
+        traits.add("timezone")
+        signals.append(JsonValue(dialect, events.c.context, "timezone").type.is_not(None))
+    if traits:
+        sets = [JsonValue(dialect, events.c.traits, key).type.is_not(None) for key in sorted(traits)]
+        signals.append(and_(events.c.type == "identify", or_(*sets)))
+    return or_(*signals) if signals else None
 
 
 def count_query(

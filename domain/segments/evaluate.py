@@ -137,12 +137,6 @@ def test_value(test: r.ValueTest, values: dict[str, Any], zone: str | None, now:
     raise AssertionError(f"unhandled operator {op}")
 
 
-def engagement_event(rule: r.MessageEngagement) -> r.Event:
-    """Opens and clicks are events carrying the template id; received is the delivery ledger."""
-    where = (r.ValueTest("template_id", "equals", rule.template_id),) if rule.template_id else ()
-    return r.Event(r.ENGAGEMENT_EVENTS[rule.action], where, "at_least", 1, rule.within_days)
-
-
 def _count_matches(op: str, count: int, n: int) -> bool:
     return {"at_least": n >= count, "at_most": n <= count, "exactly": n == count}[op]
 
@@ -177,7 +171,7 @@ def evaluate(rule: r.Rule, facts: CustomerFacts, now: datetime) -> bool:
                 for m in facts.messages
             )
         case r.MessageEngagement():
-            return evaluate(engagement_event(rule), facts, now)
+            return evaluate(r.engagement_event(rule), facts, now)
         case r.Tier(tiers):
             return facts.score is not None and facts.score.tier in tiers
         case r.Rfm(dimension, op, value):

@@ -4,17 +4,40 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, case, cast, delete, func, insert, literal, or_, select, true, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Select,
+    String,
+    and_,
+    any_,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    union,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import SelectBase
 
 from domain.customers.models import Customer
 from domain.email.models import Message
 from domain.events.models import Event, EventOutbox
 from domain.journeys.models import Journey, JourneyVersion
 from domain.loyalty.models import LoyaltyAccount
+from domain.segments import compiler
+from domain.segments import rules as r
 from domain.segments.compiler import JsonValue, ids_filter
 from domain.segments.evaluate import DEFAULT_LOWEST_TIER, CustomerFacts, EventFact, MessageFact, Score
 from domain.segments.models import (
@@ -29,7 +52,8 @@ from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppres
 CHUNK = 5_000
 
 
-def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
+def chunks(ids: Iterable[int]) -> Iterable[list[int]]:
+    """Sorted ids in lists of at most CHUNK (one bound parameter each)."""
     ids = sorted(ids)
     for i in range(0, len(ids), CHUNK):
         yield ids[i : i + CHUNK]
@@ -150,17 +174,12 @@ async def customer_facts(
 
 
 # -- membership --------------------------------------------------------------------------------------
-async def current_members(session: AsyncSession, segment_id: str, among: set[int] | None) -> set[int]:
+async def current_members(session: AsyncSession, segment_id: str) -> set[int]:
     table = SegmentMembership.__table__
-    base = select(table.c.customer_id).where(table.c.segment_id == segment_id, table.c.exited_at.is_(None))
-    if among is None:
-        return await matching_ids(session, base)
-    found: set[int] = set()
-    for chunk in _chunks(among):
-        found |= await matching_ids(
-            session, base.where(ids_filter(_dialect(session), table.c.customer_id, chunk))
-        )
-    return found
+    return await matching_ids(
+        session,
+        select(table.c.customer_id).where(table.c.segment_id == segment_id, table.c.exited_at.is_(None)),
+    )
 
 
 def _insert(session: AsyncSession, table):
@@ -171,13 +190,129 @@ def _insert(session: AsyncSession, table):
     return dialect_insert(table)
 
 
+# Customers to re-evaluate: ids, or a SELECT of customer ids (the customers of a batch's events).
+Scope = set[int] | SelectBase
+
+
+def _scopes(scope: Scope) -> Iterable[list[int] | SelectBase]:
+    return chunks(scope) if isinstance(scope, set) else [scope]
+
+
+async def enter_matching(
+    session: AsyncSession,
+    segment_id: str,
+    rule: r.Rule,
+    scope: Scope,
+    at: datetime,
+    *,
+    lowest_tier: str,
+    record: tuple[str, dict],
+) -> list[int]:
+    """Start a stay for the customers of ``scope`` outside the segment who match ``rule`` at ``at``,
+    and record a ``record`` (name, properties) event for each: the evaluation, the comparison with
+    stored membership and the writes are one statement on PostgreSQL. Returns those entered
+    (customers deleted meanwhile simply drop out)."""
+    table = SegmentMembership.__table__
+    entered: list[int] = []
+    for part in _scopes(scope):
+        matching = compiler.members_query(rule, _dialect(session), at, part, lowest_tier=lowest_tier)
+        source = matching.with_only_columns(
+            literal(segment_id), matching.selected_columns[0], literal(at, table.c.entered_at.type)
+        )
+        # Members already in are skipped by the unique index on open stays, and not returned.
+        stmt = (
+            _insert(session, table)
+            .from_select(["segment_id", "customer_id", "entered_at"], source)
+            .on_conflict_do_nothing(
+                index_elements=["segment_id", "customer_id"], index_where=table.c.exited_at.is_(None)
+            )
+            .returning(table.c.customer_id)
+        )
+        entered += await _change_and_record(session, stmt, record, at)
+    return entered
+
+
+async def exit_unmatched(
+    session: AsyncSession,
+    segment_id: str,
+    rule: r.Rule,
+    scope: Scope,
+    at: datetime,
+    *,
+    lowest_tier: str,
+    record: tuple[str, dict],
+) -> list[int]:
+    """End the stay of the customers of ``scope`` inside the segment who no longer match ``rule`` at
+    ``at``, and record a ``record`` event for each; one statement on PostgreSQL. Returns those
+    exited."""
+    table = SegmentMembership.__table__
+    dialect = _dialect(session)
+    exited: list[int] = []
+    for part in _scopes(scope):
+        stmt = (
+            update(table)
+            .where(
+                _open_stays_of(dialect, segment_id, part),
+                ~compiler.holds(rule, dialect, at, table.c.customer_id, lowest_tier=lowest_tier),
+            )
+            .values(exited_at=at)
+            .returning(table.c.customer_id)
+        )
+        exited += await _change_and_record(session, stmt, record, at)
+    return exited
+
+
+def _open_stays_of(dialect: str, segment_id: str, scope: list[int] | SelectBase) -> ColumnElement[bool]:
+    """The open stays in the segment of the customers of ``scope``.
+
+    On PostgreSQL the stays are looked up customer by customer (an array of their ids, then the primary
+    key), whatever the planner believes of the membership table: right after a segment is built its
+    statistics can claim a handful of rows, and a plan driven by the membership table would then read
+    every stay of the segment once per touched customer."""
+    table = SegmentMembership.__table__
+    if dialect != "postgresql":
+        return and_(
+            table.c.segment_id == segment_id,
+            table.c.exited_at.is_(None),
+            compiler.in_scope(dialect, table.c.customer_id, scope),
+        )
+    touched = (compiler.ids_select(dialect, scope) if isinstance(scope, list) else scope).subquery("touched")
+    stay = table.alias("stay")
+    stay_id = (
+        select(stay.c.id)
+        .where(
+            stay.c.segment_id == segment_id, stay.c.customer_id == touched.c[0], stay.c.exited_at.is_(None)
+        )
+        .scalar_subquery()
+    )
+    stay_ids = select(func.array_agg(stay_id)).select_from(touched).scalar_subquery()
+    return table.c.id == any_(cast(stay_ids, ARRAY(BigInteger)))  # the cast makes it an array, not a set
+
+
+async def _change_and_record(
+    session: AsyncSession, change, record: tuple[str, dict], at: datetime
+) -> list[int]:
+    """Run a membership ``change`` returning customer ids, and record an event for each of them. On
+    PostgreSQL the change, the events and their routing queue entries are one statement."""
+    if _dialect(session) != "postgresql":
+        changed = list((await session.execute(change)).scalars().all())
+        await record_events(session, *record, changed, at)
+        return changed
+    changed_cte = change.cte("changed")
+    customers = Customer.__table__
+    recorded = _segment_events(*record, at, customers.c.id.in_(select(changed_cte.c.customer_id)))
+    queued = _queued(recorded.cte("recorded").c.id, at).cte("queued")
+    stmt = select(changed_cte.c.customer_id).add_cte(queued)
+    return list((await session.execute(stmt)).scalars().all())
+
+
 async def open_memberships(
     session: AsyncSession, segment_id: str, customer_ids: set[int], at: datetime
 ) -> list[int]:
     """Start a stay for each customer not already in; returns those actually entered."""
     entered: list[int] = []
     table = SegmentMembership.__table__
-    for chunk in _chunks(customer_ids):
+    for chunk in chunks(customer_ids):
         # One INSERT ... SELECT per chunk; customers deleted meanwhile simply drop out.
         source = select(literal(segment_id), Customer.id, literal(at, table.c.entered_at.type)).where(
             ids_filter(_dialect(session), Customer.id, chunk)
@@ -197,57 +332,69 @@ async def open_memberships(
 async def close_memberships(
     session: AsyncSession, segment_id: str, customer_ids: set[int], at: datetime
 ) -> list[int]:
+    table = SegmentMembership.__table__
     exited: list[int] = []
-    for chunk in _chunks(customer_ids):
+    for chunk in chunks(customer_ids):
         stmt = (
-            update(SegmentMembership)
-            .where(
-                SegmentMembership.segment_id == segment_id,
-                SegmentMembership.exited_at.is_(None),
-                ids_filter(_dialect(session), SegmentMembership.customer_id, chunk),
-            )
+            update(table)
+            .where(_open_stays_of(_dialect(session), segment_id, chunk))
             .values(exited_at=at)
-            .returning(SegmentMembership.customer_id)
+            .returning(table.c.customer_id)
         )
         exited.extend((await session.execute(stmt)).scalars().all())
     return exited
+
+
+_EVENT_COLUMNS = [
+    "message_id", "type", "name", "customer_id", "user_id", "anonymous_id",
+    "properties", "traits", "context", "timestamp", "received_at",
+]  # fmt: skip
+
+
+def _segment_events(name: str, properties: dict, at: datetime, who: ColumnElement[bool]):
+    """INSERT of one ``name`` event for each customer ``who`` selects, returning the event ids."""
+    events = Event.__table__
+    customers = Customer.__table__
+    # Unique per segment, customer, kind and moment: a repeated pass cannot store the same change twice.
+    prefix = f"segment/{properties.get('segment_id')}/{name}/{at.isoformat()}/"
+    source = select(
+        literal(prefix, String) + cast(customers.c.id, String),
+        literal("track"),
+        literal(name),
+        customers.c.id,
+        customers.c.user_id,
+        customers.c.anonymous_id,
+        literal(properties, events.c.properties.type),
+        literal({}, events.c.traits.type),
+        literal({}, events.c.context.type),
+        literal(at, events.c.timestamp.type),
+        literal(at, events.c.received_at.type),
+    ).where(who)
+    return insert(events).from_select(_EVENT_COLUMNS, source).returning(events.c.id)
+
+
+def _queued(event_id, at: datetime, *where: ColumnElement[bool]):
+    """INSERT of routing queue entries for the events whose ids ``event_id`` (a column) selects."""
+    outbox = EventOutbox.__table__
+    source = select(event_id, literal(at, outbox.c.created_at.type)).where(*where)
+    return insert(outbox).from_select(["event_id", "created_at"], source)
 
 
 async def record_events(
     session: AsyncSession, name: str, properties: dict, customer_ids: list[int], at: datetime
 ) -> None:
     """Store ``name`` events for these customers and queue them for the router (journey triggers)."""
-    events = Event.__table__
     customers = Customer.__table__
-    # Unique per segment, customer, kind and moment: a repeated pass cannot store the same change twice.
-    prefix = f"segment/{properties.get('segment_id')}/{name}/{at.isoformat()}/"
     dialect = _dialect(session)
-    for chunk in _chunks(customer_ids):
-        source = select(
-            literal(prefix, String) + cast(customers.c.id, String),
-            literal("track"),
-            literal(name),
-            customers.c.id,
-            customers.c.user_id,
-            customers.c.anonymous_id,
-            literal(properties, events.c.properties.type),
-            literal({}, events.c.traits.type),
-            literal({}, events.c.context.type),
-            literal(at, events.c.timestamp.type),
-            literal(at, events.c.received_at.type),
-        ).where(ids_filter(dialect, customers.c.id, chunk))
-        columns = [
-            "message_id", "type", "name", "customer_id", "user_id", "anonymous_id",
-            "properties", "traits", "context", "timestamp", "received_at",
-        ]  # fmt: skip
-        stmt = insert(events).from_select(columns, source).returning(events.c.id)
-        ids = (await session.execute(stmt)).scalars().all()
+    for chunk in chunks(customer_ids):
+        recorded = _segment_events(name, properties, at, ids_filter(dialect, customers.c.id, chunk))
+        if dialect == "postgresql":
+            await session.execute(_queued(recorded.cte("recorded").c.id, at))
+            continue
+        ids = list((await session.execute(recorded)).scalars().all())
         if ids:
-            outbox = EventOutbox.__table__
-            queued = select(Event.id, literal(at, outbox.c.created_at.type)).where(
-                ids_filter(dialect, Event.id, list(ids))
-            )
-            await session.execute(insert(outbox).from_select(["event_id", "created_at"], queued))
+            events = Event.__table__
+            await session.execute(_queued(events.c.id, at, ids_filter(dialect, events.c.id, ids)))
 
 
 async def members_page(session: AsyncSession, segment_id: str, after: int, limit: int) -> list[tuple]:
@@ -294,19 +441,63 @@ async def state(session: AsyncSession, name: str) -> SegmentRefreshState:
     return found
 
 
-async def events_after(
-    session: AsyncSession, cursor: int, retry_ids: list[int], limit: int
-) -> list[tuple[int, int, str | None]]:
-    """(id, customer id, name) of events past the cursor, plus those retried by id."""
+@dataclass(frozen=True)
+class EventBatch:
+    """The events of one refresher pass: ids in (``after``, ``upto``], plus ``retried`` earlier ids
+    (skipped by a previous pass while their transaction was open)."""
+
+    after: int
+    upto: int
+    fresh: int  # how many ids of (after, upto] exist
+    retried: tuple[int, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return self.fresh + len(self.retried)
+
+    @property
+    def has_gaps(self) -> bool:
+        return self.fresh < self.upto - self.after
+
+    def where(self, dialect: str) -> ColumnElement[bool]:
+        events = Event.__table__
+        fresh = and_(events.c.id > self.after, events.c.id <= self.upto)
+        return or_(fresh, ids_filter(dialect, events.c.id, list(self.retried))) if self.retried else fresh
+
+
+async def event_batch(session: AsyncSession, cursor: int, retry_ids: list[int], limit: int) -> EventBatch:
+    """The next ``limit`` events past the cursor, and which of ``retry_ids`` exist now. Only counts
+    travel: the refresh statements read the events where they are."""
     events = Event.__table__
-    columns = (events.c.id, events.c.customer_id, events.c.name)
-    conn = await session.connection()  # Core rows: thousands per pass, no ORM loading needed
-    rows = (
-        await conn.execute(select(*columns).where(events.c.id > cursor).order_by(events.c.id).limit(limit))
-    ).all()
+    conn = await session.connection()
+    window = select(events.c.id).where(events.c.id > cursor).order_by(events.c.id).limit(limit).subquery()
+    fresh, upto = (await conn.execute(select(func.count(), func.max(window.c.id)))).one()
+    retried: list[int] = []
     if retry_ids:
-        rows += (await conn.execute(select(*columns).where(events.c.id.in_(retry_ids)))).all()
-    return [tuple(row) for row in rows]
+        found = select(events.c.id).where(ids_filter(_dialect(session), events.c.id, retry_ids))
+        retried = sorted((await conn.execute(found)).scalars().all())
+    return EventBatch(cursor, upto if upto is not None else cursor, fresh, tuple(retried))
+
+
+async def event_ids(session: AsyncSession, batch: EventBatch) -> list[int]:
+    """The ids of (after, upto] that exist, ascending (to find the gaps)."""
+    events = Event.__table__
+    stmt = (
+        select(events.c.id).where(events.c.id > batch.after, events.c.id <= batch.upto).order_by(events.c.id)
+    )
+    return list((await (await session.connection()).execute(stmt)).scalars().all())
+
+
+def batch_customers(
+    dialect: str, batch: EventBatch, signal: ColumnElement[bool] | None, also: set[int]
+) -> Scope:
+    """Customers with an event in ``batch`` for which ``signal`` holds, and the customers ``also``."""
+    if signal is None:
+        return also
+    events = Event.__table__
+    # Never correlated: the statements it is used in also read the events table.
+    touched = select(events.c.customer_id).where(batch.where(dialect), signal).correlate(None)
+    return union(touched, compiler.ids_select(dialect, sorted(also))) if also else touched
 
 
 async def created_since(session: AsyncSession, since: datetime) -> set[int]:

@@ -431,6 +431,45 @@ def expand(rule: Rule, segments: dict[str, Rule]) -> Rule:
     return rule
 
 
+def engagement_event(rule: MessageEngagement) -> Event:
+    """Opens and clicks are events carrying the template id; received is the delivery ledger."""
+    where = (ValueTest("template_id", "equals", rule.template_id),) if rule.template_id else ()
+    return Event(ENGAGEMENT_EVENTS[rule.action], where, "at_least", 1, rule.within_days)
+
+
+# How a change can move a rule's outcome: make it start to hold, make it stop holding, or either.
+RAISES, LOWERS = 1, 2
+EITHER = RAISES | LOWERS
+_COUNT_EFFECTS = {"at_least": RAISES, "at_most": LOWERS, "exactly": EITHER}
+
+
+def event_effects(expanded: Rule) -> list[tuple[Event, int]]:
+    """Each event condition of ``expanded`` with how one more matching event can move the whole rule.
+
+    New events only add to counts: more of them can make "at least N" start to hold and "at most N"
+    (and "not performed") stop holding; "exactly N" can do both. A ``not`` above a condition swaps
+    the two. So a customer whose new events only raise the rule needs a check only while outside the
+    segment, and one whose new events only lower it only while inside. Conditions that hold whatever
+    the count ("at least 0") are left out.
+    """
+    found: list[tuple[Event, int]] = []
+
+    def visit(node: Rule, positive: bool) -> None:
+        if isinstance(node, All | Any_):
+            for child in node.rules:
+                visit(child, positive)
+        elif isinstance(node, Not):
+            visit(node.rule, not positive)
+        elif isinstance(node, MessageEngagement) and node.action != "received":
+            visit(engagement_event(node), positive)
+        elif isinstance(node, Event) and not (node.count_op == "at_least" and node.count == 0):
+            effect = _COUNT_EFFECTS[node.count_op]
+            found.append((node, effect if positive or effect == EITHER else EITHER ^ effect))
+
+    visit(expanded, True)
+    return found
+
+
 @dataclass(frozen=True)
 class Dependencies:
     """What can change a rule's outcome for a customer, so refreshes touch only what they must."""

@@ -75,7 +75,10 @@ async def _lowest_tier(session: AsyncSession) -> str:
 
 
 async def _catalog(session: AsyncSession) -> Catalog:
-    return Catalog(await repository.current_rules(session), await _lowest_tier(session))
+    catalog = Catalog(await repository.current_rules(session))
+    if any(isinstance(node, r.LoyaltyTier) for rule in catalog.rules.values() for node in r.walk(rule)):
+        catalog.lowest_tier = await _lowest_tier(session)  # only loyalty tier conditions read it
+    return catalog
 
 
 def _invalid(path: str, problem: str) -> InvalidInput:
@@ -323,25 +326,6 @@ async def matches_rule(
     return facts is not None and evaluate(expanded, facts, now or utcnow())
 
 
-async def _apply(
-    session: AsyncSession,
-    segment_id: str,
-    version: int,
-    matched: set[int],
-    scope: set[int] | None,
-    at: datetime,
-) -> RefreshStats:
-    current = await repository.current_members(session, segment_id, scope)
-    entered = await repository.open_memberships(session, segment_id, matched - current, at)
-    exited = await repository.close_memberships(session, segment_id, current - matched, at)
-    properties = {"segment_id": segment_id, "segment_version": version}
-    await repository.record_events(session, ENTERED, properties, entered, at)
-    await repository.record_events(session, EXITED, properties, exited, at)
-    return RefreshStats(
-        entered=len(entered), exited=len(exited), customers=len(scope) if scope is not None else len(matched)
-    )
-
-
 async def rebuild(
     session: AsyncSession, segment_id: str, *, now: datetime | None = None, catalog: Catalog | None = None
 ) -> RefreshStats:
@@ -352,7 +336,41 @@ async def rebuild(
         catalog.expanded(segment_id), session.bind.dialect.name, at, lowest_tier=catalog.lowest_tier
     )
     matched = await repository.matching_ids(session, query)
-    return await _apply(session, segment_id, catalog.versions[segment_id], matched, None, at)
+    current = await repository.current_members(session, segment_id)
+    entered = await repository.open_memberships(session, segment_id, matched - current, at)
+    exited = await repository.close_memberships(session, segment_id, current - matched, at)
+    properties = _event_properties(segment_id, catalog)
+    await repository.record_events(session, ENTERED, properties, entered, at)
+    await repository.record_events(session, EXITED, properties, exited, at)
+    return RefreshStats(entered=len(entered), exited=len(exited), customers=len(matched))
+
+
+def _event_properties(segment_id: str, catalog: Catalog) -> dict[str, Any]:
+    return {"segment_id": segment_id, "segment_version": catalog.versions[segment_id]}
+
+
+async def reevaluate(
+    session: AsyncSession,
+    segment_id: str,
+    *,
+    may_enter: repository.Scope,
+    may_exit: repository.Scope,
+    catalog: Catalog,
+    at: datetime,
+) -> RefreshStats:
+    """Re-evaluate some customers against one segment: those of ``may_enter`` outside it, those of
+    ``may_exit`` inside it (whoever can have moved only one way needs no check the other way). Each
+    is one statement that evaluates, compares with stored membership and writes the change and its
+    Segment Entered/Exited events (PostgreSQL; SQLite records the events in a second one)."""
+    rule, lowest = catalog.expanded(segment_id), catalog.lowest_tier
+    properties = _event_properties(segment_id, catalog)
+    exited = await repository.exit_unmatched(
+        session, segment_id, rule, may_exit, at, lowest_tier=lowest, record=(EXITED, properties)
+    )
+    entered = await repository.enter_matching(
+        session, segment_id, rule, may_enter, at, lowest_tier=lowest, record=(ENTERED, properties)
+    )
+    return RefreshStats(entered=len(entered), exited=len(exited))
 
 
 async def refresh_customers(
@@ -363,22 +381,15 @@ async def refresh_customers(
     segment_ids: list[str] | None = None,
     catalog: Catalog | None = None,
 ) -> RefreshStats:
-    """Re-evaluate only these customers against every segment (or ``segment_ids``)."""
+    """Re-evaluate only these customers against every segment (or ``segment_ids``), both ways."""
     scope = set(customer_ids)
     total = RefreshStats(customers=len(scope))
     if not scope:
         return total
     catalog = catalog or await _catalog(session)
     at = now or utcnow()
-    dialect = session.bind.dialect.name
     for segment_id in segment_ids if segment_ids is not None else sorted(catalog.rules):
-        matched: set[int] = set()
-        for chunk in repository._chunks(scope):
-            query = compiler.members_query(
-                catalog.expanded(segment_id), dialect, at, customer_ids=chunk, lowest_tier=catalog.lowest_tier
-            )
-            matched |= await repository.matching_ids(session, query)
-        stats = await _apply(session, segment_id, catalog.versions[segment_id], matched, scope, at)
+        stats = await reevaluate(session, segment_id, may_enter=scope, may_exit=scope, catalog=catalog, at=at)
         total.entered += stats.entered
         total.exited += stats.exited
     return total
@@ -392,42 +403,41 @@ async def refresh_from_events(
     Reads events by id after a cursor kept in the database, in the same transaction as the membership
     changes, so a crash repeats the pass and a repeat changes nothing. An id skipped because its
     transaction was still open is retried for a while rather than lost. Each segment re-evaluates only
-    the customers whose new events can change it: events it names, any event when it reads traits
-    (identify and track both carry them), and customers seen for the first time.
+    the customers whose new events can change it (compiler.change_signals: events its conditions
+    count, changes of the traits and state it reads), and only in the direction those events can move
+    it; customers seen for the first time are evaluated both ways. The touched customers are found
+    inside the evaluating statement: the events stay in the database.
     """
     at = now or utcnow()
     progress = await repository.state(session, EVENT_CURSOR)
     pending = {int(i): float(t) for i, t in (progress.pending or [])}
-    rows = await repository.events_after(session, progress.cursor, sorted(pending), batch_size)
+    batch = await repository.event_batch(session, progress.cursor, sorted(pending), batch_size)
     previous_pass = progress.ran_at
     progress.ran_at = at
-    if not rows:
-        _expire_pending(progress, pending)
-        return 0
-    fresh = sorted(i for i, _, _ in rows if i > progress.cursor)
-    _note_gaps(progress.cursor, fresh, pending)
-    for event_id, _, _ in rows:
+    if batch.has_gaps:
+        _note_gaps(batch.after, await repository.event_ids(session, batch), pending)
+    for event_id in batch.retried:
         pending.pop(event_id, None)
-    progress.cursor = fresh[-1] if fresh else progress.cursor
+    progress.cursor = batch.upto
     _expire_pending(progress, pending)
+    if not batch.size:
+        return 0
 
     catalog = await _catalog(session)
-    by_name: dict[str | None, set[int]] = {}
-    for _, customer_id, name in rows:
-        by_name.setdefault(name, set()).add(customer_id)
-    everyone = set().union(*by_name.values())
+    dialect = session.bind.dialect.name
     since = (previous_pass or at) - timedelta(seconds=PENDING_SECONDS)
     newcomers = await repository.created_since(session, since)
     for segment_id in sorted(catalog.rules):
-        deps = r.dependencies(catalog.expanded(segment_id))
-        if deps.traits:
-            scope = set(everyone)
-        else:
-            scope = set(newcomers)
-            for name in deps.event_names:
-                scope |= by_name.get(name, set())
-        await refresh_customers(session, scope, now=at, segment_ids=[segment_id], catalog=catalog)
-    return len(rows)
+        signals = compiler.change_signals(catalog.expanded(segment_id), dialect, at)
+        await reevaluate(
+            session,
+            segment_id,
+            may_enter=repository.batch_customers(dialect, batch, signals.raises, newcomers),
+            may_exit=repository.batch_customers(dialect, batch, signals.lowers, newcomers),
+            catalog=catalog,
+            at=at,
+        )
+    return batch.size
 
 
 def _note_gaps(cursor: int, fresh: list[int], pending: dict[int, float]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from domain.customers.models import Customer
 from domain.db import transaction, utcnow
@@ -72,16 +72,17 @@ async def test_a_customer_who_performs_the_event_is_a_member_within_seconds(sess
     await refresher.refresh_once()  # history up to now is already reflected by the create
 
     scopes: list[set[int]] = []
-    original = segments.refresh_customers
+    original = segments.reevaluate
 
-    async def recording(session, customer_ids, **kwargs):
-        scopes.append(set(customer_ids))
-        return await original(session, customer_ids, **kwargs)
+    async def recording(session, segment_id, *, may_enter, may_exit, **kwargs):
+        for scope in (may_enter, may_exit):  # ids, or the SELECT that finds them in the pass's events
+            scopes.append(scope if isinstance(scope, set) else set((await session.scalars(scope)).all()))
+        return await original(session, segment_id, may_enter=may_enter, may_exit=may_exit, **kwargs)
 
     async def no_rebuild(*_args, **_kwargs):
         raise AssertionError("a new event must not rebuild the segment")
 
-    monkeypatch.setattr(segments, "refresh_customers", recording)
+    monkeypatch.setattr(segments, "reevaluate", recording)
     monkeypatch.setattr(segments, "rebuild", no_rebuild)
     stop = asyncio.Event()
     task = asyncio.create_task(refresher.run(stop))
@@ -99,6 +100,30 @@ async def test_a_customer_who_performs_the_event_is_a_member_within_seconds(sess
     async with sessions() as session:
         entered = await session.scalar(select(Event.properties).where(Event.name == "Segment Entered"))
     assert entered == {"segment_id": "recent-buyers", "segment_version": 1}
+
+
+async def test_an_event_committed_after_later_ones_is_still_seen(sessions):
+    # Event ids come from a sequence: a transaction that took id 99 may commit after the one that took
+    # 100, when a pass has already moved its cursor past 99. The pass remembers the gap and looks again.
+    await _customers(sessions, 2)
+    await _create(sessions, "recent-buyers", RECENT_BUYERS)
+    refresher = SegmentRefresher(sessions)
+    await refresher.refresh_once()
+    now = utcnow()
+    order = {"type": "track", "name": "Order Completed", "properties": {}, "traits": {}, "context": {}}
+
+    async def store(event_id: int, user_id: str) -> None:
+        async with transaction(sessions) as session:
+            customer = await session.scalar(select(Customer.id).where(Customer.user_id == user_id))
+            row = {"id": event_id, "message_id": f"m{event_id}", "customer_id": customer, **order}
+            await session.execute(insert(Event).values(**row, timestamp=now, received_at=now))
+
+    await store(100, "old-0")
+    await refresher.refresh_once()
+    assert await _members(sessions, "recent-buyers") == {"old-0"}
+    await store(99, "old-1")  # the late one
+    await refresher.refresh_once()
+    assert await _members(sessions, "recent-buyers") == {"old-0", "old-1"}
 
 
 async def _members_has(sessions, user):
@@ -161,6 +186,23 @@ async def test_birthdays_are_today_in_the_customers_own_time_zone(sessions):
         await segments.refresh_window_edges(session, now=now)
         await segments.refresh_window_edges(session, now=now + timedelta(hours=13))
     assert await _members(sessions, "birthday") == {"berlin", "kiri"}
+
+
+async def test_a_new_time_zone_moves_a_birthday_in_on_the_next_refresher_pass(sessions):
+    now = datetime(2026, 5, 14, 11, tzinfo=UTC)  # already 15 May in Kiribati (UTC+14), not in Berlin
+    await _identify(sessions, "kiri", birthday="1990-05-15", timezone="Europe/Berlin")
+    async with transaction(sessions) as session:  # a customer of long standing, not a newcomer
+        await session.execute(update(Customer).values(created_at=now - timedelta(days=400)))
+    await _create(sessions, "birthday", {"trait": "birthday", "op": "anniversary_today"}, now=now)
+    async with transaction(sessions) as session:
+        await segments.refresh_from_events(session, now=now)
+    assert await _members(sessions, "birthday") == set()
+    async with transaction(sessions) as session:  # a call whose context carries the new zone
+        call = TrackCall(userId="kiri", event="Page Viewed", context={"timezone": "Pacific/Kiritimati"})
+        await events.ingest(session, [call], source_key_id=None)
+    async with transaction(sessions) as session:
+        await segments.refresh_from_events(session, now=now)
+    assert await _members(sessions, "birthday") == {"kiri"}
 
 
 async def test_sends_reach_received_message_segments_on_the_scheduled_pass(sessions):
