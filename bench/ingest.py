@@ -1,7 +1,8 @@
 """Ingestion throughput: accepted events/s through POST /v1/batch (100-event batches, validated and
 persisted with profile facts and dedup), against a bare ASGI route doing one multi-row INSERT of the
 same batch with the same driver (bench/baseline_app.py). Both are served by uvicorn in a subprocess
-and driven by the same lightweight HTTP/1.1 load generator, on SQLite and on PostgreSQL.
+and driven by the same lightweight HTTP/1.1 load generator, in alternating turns, on SQLite and on
+PostgreSQL; afterwards every event ours accepted must be found stored.
 
     .venv/bin/python bench/ingest.py [--quick] [--backend sqlite|postgresql|both]
 

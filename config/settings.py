@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     )
 
     ingest_writers: int = Field(
-        2, ge=1, le=32, description="PostgreSQL connections storing ingested events at once, per API process."
+        4, ge=1, le=32, description="PostgreSQL connections storing ingested events at once, per API process."
     )
     purchase_event: str = Field(
         "Order Completed", min_length=1, description="Track event that counts as an order (profile facts)."

@@ -49,7 +49,7 @@ class IngestorStats:
 class Ingestor:
     RETRIES = 3
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], database_url: str, *, writers: int = 2):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], database_url: str, *, writers: int = 4):
         self._sessions = sessions
         self._queue: deque[tuple[Submission, asyncio.Future[IngestResult]]] = deque()
         self._waiting = asyncio.Event()

@@ -119,7 +119,10 @@ WITH requests AS (
     ON CONFLICT (message_id) DO NOTHING
     RETURNING id, message_id
 ), new AS (
-    SELECT ins.id, v.* FROM v JOIN ins USING (message_id)
+    -- The calls stored just now, with what the profile needs of them.
+    SELECT ins.id, v.pos, v.seq, v.type, v.customer_id, v.timestamp, v.received_at, v.is_order, v.revenue,
+           v.profile_traits, v.email, v.timezone, v.locale
+    FROM v JOIN ins USING (message_id)
 ), queued AS (
     INSERT INTO event_outbox (event_id, created_at)
     SELECT id, received_at FROM new WHERE type = 'track' ORDER BY id
@@ -130,12 +133,18 @@ WITH requests AS (
            coalesce(sum(revenue), 0) AS value,
            min(timestamp) AS first_seen,
            max(timestamp) AS last_seen,
-           max(received_at) AS received_at,
+           max(received_at) AS received_at
+    FROM new GROUP BY customer_id ORDER BY customer_id
+), profiles AS (
+    -- The latest email, time zone and locale the new calls name, per customer (few calls name any,
+    -- so only those are sorted).
+    SELECT customer_id,
            (array_agg(email ORDER BY pos DESC, seq DESC) FILTER (WHERE email IS NOT NULL))[1] AS email,
            (array_agg(timezone ORDER BY pos DESC, seq DESC) FILTER (WHERE timezone IS NOT NULL))[1]
                AS timezone,
            (array_agg(locale ORDER BY pos DESC, seq DESC) FILTER (WHERE locale IS NOT NULL))[1] AS locale
-    FROM new GROUP BY customer_id ORDER BY customer_id
+    FROM new WHERE email IS NOT NULL OR timezone IS NOT NULL OR locale IS NOT NULL
+    GROUP BY customer_id
 ), patches AS (
     SELECT customer_id, jsonb_object_agg(key, value) AS patch FROM (
         SELECT DISTINCT ON (new.customer_id, t.key) new.customer_id, t.key, t.value
@@ -151,11 +160,12 @@ WITH requests AS (
         first_seen_at = LEAST(c.first_seen_at, f.first_seen),
         last_seen_at = GREATEST(c.last_seen_at, f.last_seen),
         traits = CASE WHEN p.patch IS NULL THEN c.traits ELSE c.traits || p.patch END,
-        email = COALESCE(f.email, c.email),
-        timezone = COALESCE(f.timezone, c.timezone),
-        locale = COALESCE(f.locale, c.locale),
+        email = COALESCE(pr.email, c.email),
+        timezone = COALESCE(pr.timezone, c.timezone),
+        locale = COALESCE(pr.locale, c.locale),
         updated_at = f.received_at
-    FROM facts AS f LEFT JOIN patches AS p USING (customer_id)
+    -- In customer id order, as every writer locks them.
+    FROM facts AS f LEFT JOIN profiles AS pr USING (customer_id) LEFT JOIN patches AS p USING (customer_id)
     WHERE c.id = f.customer_id
 )
 SELECT pos, count(*) AS stored FROM new GROUP BY pos

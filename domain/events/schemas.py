@@ -279,6 +279,17 @@ def parse_batch(raw: bytes) -> tuple[Batch | None, list[dict[str, Any]]]:
         return None, [_batch_problem(err) for err in errors[:MAX_PROBLEMS]]
 
 
+def contains_nul(value: Any) -> bool:
+    """Whether parsed JSON holds the NUL character anywhere (no database stores it in text)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
 def dump_calls(calls: list[Call]) -> bytes:
     """The validated calls as JSON, one object of their fields each (what the PostgreSQL statement
     reads); times without a zone are written as UTC."""
