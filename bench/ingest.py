@@ -1,7 +1,8 @@
 """Ingestion throughput: accepted events/s through POST /v1/batch (100-event batches, validated and
 persisted with profile facts and dedup), against a bare ASGI route doing one multi-row INSERT of the
 same batch with the same driver (bench/baseline_app.py). Both are served by uvicorn in a subprocess
-and driven by the same lightweight HTTP/1.1 load generator, on SQLite and on PostgreSQL.
+and driven by the same lightweight HTTP/1.1 load generator, in alternating turns, on SQLite and on
+PostgreSQL; afterwards every event ours accepted must be found stored.
 
     .venv/bin/python bench/ingest.py [--quick] [--backend sqlite|postgresql|both]
 
@@ -123,9 +124,8 @@ def _bodies(templates: list[bytes], run: str):
         yield templates[n % len(templates)].replace(placeholder, f"{run}{n:010d}".encode())
 
 
-async def _drive(port: int, bodies, auth: str, seconds: float, concurrency: int) -> float:
-    """Events/s accepted with ``concurrency`` connections posting batches back to back."""
-    queue = bodies
+async def _drive(port: int, bodies, auth: str, seconds: float, concurrency: int) -> tuple[int, float]:
+    """(events accepted, seconds taken) with ``concurrency`` connections posting batches back to back."""
     accepted = 0
     deadline = time.perf_counter() + seconds
 
@@ -134,8 +134,7 @@ async def _drive(port: int, bodies, auth: str, seconds: float, concurrency: int)
         conn = await Connection(port).open()
         try:
             while time.perf_counter() < deadline:
-                body = next(queue)
-                status = await conn.post("/v1/batch", body, auth)
+                status = await conn.post("/v1/batch", next(bodies), auth)
                 if status != 200:
                     raise RuntimeError(f"server answered {status}")
                 accepted += BATCH
@@ -144,7 +143,7 @@ async def _drive(port: int, bodies, auth: str, seconds: float, concurrency: int)
 
     start = time.perf_counter()
     await asyncio.gather(*(sender() for _ in range(concurrency)))
-    return accepted / (time.perf_counter() - start)
+    return accepted, time.perf_counter() - start
 
 
 def _serve(target: list[str], port: int, env: dict[str, str]) -> subprocess.Popen:
@@ -243,40 +242,68 @@ async def _prepare(url: str, customers: int) -> str:
         await engine.dispose()
 
 
+async def _stored_events(url: str) -> int:
+    from sqlalchemy import text
+
+    from domain.db import create_engine
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(text("SELECT count(*) FROM events"))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
 async def _measure(
     backend: str, seconds: float, concurrency: int, customers: int, rng: random.Random
 ) -> dict:
+    """Both servers run side by side and are driven in turns of about a second, so a change in what
+    else the machine is doing meanwhile weighs on both alike."""
     with tempfile.TemporaryDirectory() as tmp:
         url, drop = await _database(backend, Path(tmp))
+        procs = []
         try:
             key = await _prepare(url, customers)
             auth = base64.b64encode(f"{key}:".encode()).decode()
             templates = [json.dumps({"batch": b}).encode() for b in _batches(TEMPLATES, rng, customers)]
-            rates = {}
+            servers = {}
             for name, target, env in (
                 ("baseline", ["bench.baseline_app:app"], {"BENCH_DATABASE_URL": url}),
                 (
                     "ours",
-                    ["api.app:create_app", "--factory"],
+                    ["api.app:serving_app", "--factory"],
                     {"JOURNEYS_DEV_MODE": "true", "JOURNEYS_DATABASE_URL": url, "JOURNEYS_DATA_DIR": tmp},
                 ),
             ):
                 port = _free_port()
-                proc = _serve(target, port, env)
-                try:
-                    await _wait_listening(port, proc)
-                    bodies = _bodies(templates, name[:2])
-                    await _drive(port, bodies, auth, 1.0, concurrency)  # warm-up
-                    rates[name] = await _drive(port, bodies, auth, seconds, concurrency)
-                finally:
-                    proc.terminate()
-                    proc.wait(timeout=30)
+                procs.append(_serve(target, port, env))
+                await _wait_listening(port, procs[-1])
+                servers[name] = (port, _bodies(templates, name[:2]))
+            totals = {name: [0, 0.0] for name in servers}
+            sent_by_ours = 0
+            rounds = max(2, round(seconds))
+            for turn in range(rounds + 1):  # the first turn warms both up and is not counted
+                for name, (port, bodies) in servers.items():
+                    accepted, took = await _drive(port, bodies, auth, seconds / rounds, concurrency)
+                    sent_by_ours += accepted if name == "ours" else 0
+                    if turn:
+                        totals[name][0] += accepted
+                        totals[name][1] += took
+            rates = {name: accepted / took for name, (accepted, took) in totals.items()}
+            stored = await _stored_events(url)
+            if stored != sent_by_ours:  # every messageId is new: each accepted event must be stored
+                raise RuntimeError(f"{sent_by_ours} events accepted but {stored} stored")
             return {
                 "ours_events_per_s": round(rates["ours"]),
                 "baseline_events_per_s": round(rates["baseline"]),
                 "ratio": round(rates["ours"] / rates["baseline"], 3),
+                "ours_events_stored": stored,
             }
         finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=30)
             if drop:
                 await drop()
 

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         60.0, gt=0, description="How long a router owns the outbox rows it claimed before another may."
     )
 
+    ingest_writers: int = Field(
+        4, ge=1, le=32, description="PostgreSQL connections storing ingested events at once, per API process."
+    )
     purchase_event: str = Field(
         "Order Completed", min_length=1, description="Track event that counts as an order (profile facts)."
     )

@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "api":
         import uvicorn
 
-        from api.app import create_app
+        from api.app import serving_app
 
-        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+        uvicorn.run(serving_app(settings), host=settings.api_host, port=settings.api_port)
     elif args.command == "worker":
         asyncio.run(_worker(settings))
     elif args.command == "router":

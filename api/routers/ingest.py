@@ -6,21 +6,29 @@ validated in full before anything is stored, and stored in one transaction.
 
 from __future__ import annotations
 
-import json
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from api.deps import basic_username, bearer_token
 from domain.auth import service as auth
 from domain.auth.schemas import KeyKind, Principal
 from domain.db import transaction
 from domain.errors import DomainError, Forbidden, Unauthorized
-from domain.events import service as events
-from domain.events.schemas import MAX_BATCH_BYTES, MAX_EVENT_BYTES, Accepted, Call, parse_batch, parse_call
+from domain.events.schemas import (
+    MAX_BATCH_BYTES,
+    MAX_EVENT_BYTES,
+    Accepted,
+    MalformedJSON,
+    contains_nul,
+    parse_batch,
+    parse_call,
+)
+from domain.events.service import PurchaseRule, Submission
 
 router = APIRouter(prefix="/v1", tags=["ingestion"])
 
@@ -37,6 +45,14 @@ class BadEvent(DomainError):
 class TooLarge(DomainError):
     status_code = 400
     code = "too_large"
+
+
+# What every accepted request answers (documented by the Accepted model), sent as ready bytes.
+ACCEPTED = b'{"success":true}'
+
+
+def _accepted() -> Response:
+    return Response(ACCEPTED, media_type="application/json")
 
 
 def _kb(size: int) -> str:
@@ -68,21 +84,42 @@ async def _read(request: Request, limit: int) -> bytes:
     return body
 
 
+def _malformed(problem: str) -> DomainError:
+    return DomainError({"field": "body", "problem": f"not valid JSON: {problem}"}, code="malformed_json")
+
+
 def _json(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise DomainError(
-            {"field": "body", "problem": f"not valid JSON: {exc}"}, code="malformed_json"
-        ) from exc
+        raise _malformed(str(exc)) from exc
     if not isinstance(body, dict):
         raise BadEvent([{"field": "body", "problem": "expected a JSON object"}])
     return body
 
 
-async def _source(request: Request, body: dict[str, Any]) -> Principal:
-    body_key = body.get("writeKey") if isinstance(body.get("writeKey"), str) else None
-    key = basic_username(request) or bearer_token(request) or body_key
+def _storable(raw: bytes, items: Callable[[], list[Any]] | None = None) -> None:
+    """Refuse text no database can store: the NUL character. Searching the raw body is cheap; only a
+    body that may hold one is parsed, to name the calls (``items``, for a batch)."""
+    if b"\\u0000" not in raw:
+        return
+    problem = {"field": "body", "problem": "contains the NUL character (\\u0000), which cannot be stored"}
+    if items is None:
+        if contains_nul(_json(raw)):
+            raise BadEvent([problem])
+        return
+    problems = [{"index": i, **problem} for i, item in enumerate(items()) if contains_nul(item)]
+    if problems:
+        raise BadEvent(problems)
+
+
+async def _source(request: Request, body: Callable[[], dict[str, Any]]) -> Principal:
+    """The source whose write key the request carries: in the Authorization header, or as ``writeKey``
+    in the body (parsed for it only then)."""
+    key = basic_username(request) or bearer_token(request)
+    if not key:
+        body_key = body().get("writeKey")
+        key = body_key if isinstance(body_key, str) else None
     if not key:
         raise Unauthorized("send the source's write key as the HTTP Basic username or as writeKey")
     cache: dict[str, tuple[float, Principal | None]] = request.app.state.__dict__.setdefault(
@@ -103,21 +140,26 @@ async def _source(request: Request, body: dict[str, Any]) -> Principal:
     return principal
 
 
-async def _store(request: Request, calls: list[Call], source: Principal) -> None:
+async def _store(request: Request, submission: Submission) -> None:
+    await request.app.state.ingestor.store(submission)
+
+
+def _purchase(request: Request) -> PurchaseRule:
     settings = request.app.state.settings
-    purchase = events.PurchaseRule(settings.purchase_event, settings.revenue_property)
-    await request.app.state.ingestor.store(calls, source_key_id=source.key_id, purchase=purchase)
+    return PurchaseRule(settings.purchase_event, settings.revenue_property)
 
 
 def _single(kind: str):
-    async def endpoint(request: Request) -> Accepted:
-        body = _json(await _read(request, MAX_EVENT_BYTES))
-        source = await _source(request, body)
+    async def endpoint(request: Request) -> Response:
+        raw = await _read(request, MAX_EVENT_BYTES)
+        body = _json(raw)
+        source = await _source(request, lambda: body)
         call, problems = parse_call(kind, {**body, "type": kind})
         if problems:
             raise BadEvent(problems)
-        await _store(request, [call], source)  # type: ignore[list-item]
-        return Accepted()
+        _storable(raw)
+        await _store(request, Submission([call], source.key_id, _purchase(request)))  # type: ignore[list-item]
+        return _accepted()
 
     return endpoint
 
@@ -142,25 +184,43 @@ for _kind, _summary in SUMMARIES.items():
 
 
 @router.post("/batch", response_model=Accepted, summary="Several calls of any type in one request")
-async def batch(request: Request) -> Accepted:
+async def batch(request: Request) -> Response:
     raw = await _read(request, MAX_BATCH_BYTES)
-    body = _json(raw)
+    parsed: dict[str, Any] = {}
+
+    def body() -> dict[str, Any]:  # the body as plain JSON, parsed only when a slow path needs it
+        if not parsed:
+            parsed.update(_json(raw))
+        return parsed
+
+    def items() -> list[Any]:
+        calls = body().get("batch")
+        return calls if isinstance(calls, list) else []
+
     source = await _source(request, body)
-    items = body.get("batch")
-    if isinstance(items, list) and len(raw) > MAX_EVENT_BYTES:
+    if len(raw) > MAX_EVENT_BYTES:
         oversize = [
             {
                 "index": i,
                 "field": "body",
                 "problem": f"the call is {_kb(n)}; the limit is {_kb(MAX_EVENT_BYTES)}",
             }
-            for i, item in enumerate(items)
-            if (n := len(json.dumps(item, separators=(",", ":")).encode())) > MAX_EVENT_BYTES
+            for i, item in enumerate(items())
+            if (n := len(orjson.dumps(item))) > MAX_EVENT_BYTES
         ]
         if oversize:
             raise TooLarge(oversize)
-    calls, problems = parse_batch(body)
+    try:
+        valid, problems = parse_batch(raw)
+    except MalformedJSON as exc:
+        raise _malformed(str(exc)) from exc
     if problems:
         raise BadEvent(problems)
-    await _store(request, calls, source)
-    return Accepted()
+    _storable(raw, items)
+    await _store(
+        request,
+        Submission(
+            valid.batch, source.key_id, _purchase(request), context=valid.context, sent_at=valid.sentAt
+        ),
+    )
+    return _accepted()

@@ -287,8 +287,10 @@ async def erase(
         },
     )
     await repository.anonymise_messages(session, customer_id)
+    # The profile goes first: ingestion that is storing events for it right now finishes before the
+    # delete (it holds the row share-locked), and none can attribute new ones to it afterwards.
+    await repository.delete_customer(session, customer_id)  # aliases, enrollments, ... cascade
     await events.forget_customer(session, customer_id)
-    await repository.delete_customer(session, customer_id)  # events, outbox, aliases, enrollments cascade
     session.expunge(customer)
     return Erasure.model_validate(record, from_attributes=True)
 

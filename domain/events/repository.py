@@ -44,12 +44,13 @@ async def claim(session: AsyncSession, router_id: str, limit: int, lease: timede
 
 
 async def forget_customer(session: AsyncSession, customer_id: int) -> None:
-    """Drop a customer's queued events from the outbox (erasure; the events themselves cascade)."""
+    """Delete a customer's events and their outbox rows (erasure)."""
     await session.execute(
         delete(outbox).where(
             outbox.c.event_id.in_(select(events.c.id).where(events.c.customer_id == customer_id))
         )
     )
+    await session.execute(delete(events).where(events.c.customer_id == customer_id))
 
 
 async def dequeue(session: AsyncSession, event_ids: list[int], router_id: str | None = None) -> None:

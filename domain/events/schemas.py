@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 MAX_ID = 255
 # Segment's own limits: https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/#max-request-size
@@ -45,31 +54,31 @@ def normalise_locale(value: str) -> str | None:
     return "-".join([first.lower(), *(p.upper() if len(p) == 2 else p for p in rest)])
 
 
-class SegmentCall(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+# An id as Segment libraries send it: a number id is the same customer as its string.
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, coerce_numbers_to_str=True)]
+OptionalId = Annotated[str | None, Field(max_length=MAX_ID, coerce_numbers_to_str=True)]
 
-    userId: str | None = Field(None, max_length=MAX_ID)
-    anonymousId: str | None = Field(None, max_length=MAX_ID)
+
+class SegmentCall(BaseModel):
+    # Validation is pydantic's compiled core; the only Python run per call is the check below.
+    # Fields Segment sends that ingestion does not use (integrations, version, ...) are ignored.
+    model_config = ConfigDict(extra="ignore")
+
+    userId: OptionalId = None
+    anonymousId: OptionalId = None
     messageId: str | None = Field(None, min_length=1, max_length=MAX_ID)
     # Kept as sent (a time without a zone means UTC); ingestion normalises them to UTC.
     timestamp: datetime | None = None
     sentAt: datetime | None = None
     context: dict[str, Any] = Field(default_factory=dict)
-    integrations: dict[str, Any] = Field(default_factory=dict)
-    writeKey: str | None = None
-
-    @field_validator("userId", "anonymousId", mode="before")
-    @classmethod
-    def _ids_are_strings(cls, value: Any) -> Any:
-        # Segment libraries send numbers as-is; a number id is the same customer as its string.
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
 
     @model_validator(mode="after")
     def _someone(self):
+        # A blank id is no id.
+        if self.userId is not None and not self.userId.strip():
+            self.userId = None
+        if self.anonymousId is not None and not self.anonymousId.strip():
+            self.anonymousId = None
         if self.userId is None and self.anonymousId is None:
             raise ValueError("userId or anonymousId is required")
         return self
@@ -157,13 +166,8 @@ class ScreenCall(PageCall):
 
 class GroupCall(SegmentCall):
     type: Literal["group"] = "group"
-    groupId: str = Field(min_length=1, max_length=MAX_ID)
+    groupId: Id
     traits: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("groupId", mode="before")
-    @classmethod
-    def _group_id_string(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @property
     def event_properties(self) -> dict[str, Any]:
@@ -176,13 +180,8 @@ class GroupCall(SegmentCall):
 
 class AliasCall(SegmentCall):
     type: Literal["alias"] = "alias"
-    previousId: str = Field(min_length=1, max_length=MAX_ID)
-    userId: str = Field(min_length=1, max_length=MAX_ID)  # type: ignore[assignment]
-
-    @field_validator("previousId", mode="before")
-    @classmethod
-    def _previous_id_string(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    previousId: Id
+    userId: Id  # type: ignore[assignment]
 
     @property
     def event_properties(self) -> dict[str, Any]:
@@ -201,18 +200,62 @@ CALL_TYPES: dict[str, type[SegmentCall]] = {
 }
 
 
+MAX_PROBLEMS = 50  # enough to fix the sender; do not build a huge answer
+
+
+class MalformedJSON(ValueError):
+    """The body is not JSON at all."""
+
+
+class Batch(BaseModel):
+    """A ``/v1/batch`` body. Its ``context`` and ``sentAt`` apply to each call that lacks its own, as in
+    Segment's batch API (its libraries put ``sentAt`` on the batch only; clock-skew correction needs it).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    batch: list[Annotated[Call, Field(discriminator="type")]] = Field(min_length=1)
+    context: dict[str, Any] | None = None
+    sentAt: datetime | None = None
+
+
+_BATCH = TypeAdapter(Batch)
+_UNKNOWN_TYPE = "unknown call type {!r}; expected one of " + ", ".join(CALL_TYPES)
+
+
+def _problem(err: Any, index: int | None, loc: tuple) -> dict[str, Any]:
+    field = ".".join(str(p) for p in loc) or "body"
+    message = err["msg"].removeprefix("Value error, ")
+    # A validator that checks a nested key says which one: "traits.email: <problem>".
+    head, sep, rest = message.partition(": ")
+    if sep and head.startswith(f"{field}."):
+        field, message = head, rest
+    problem = {"field": field, "problem": message}
+    return problem if index is None else {"index": index, **problem}
+
+
 def _problems(exc: ValidationError, index: int | None) -> list[dict[str, Any]]:
-    out = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "body"
-        message = err["msg"].removeprefix("Value error, ")
-        # A validator that checks a nested key says which one: "traits.email: <problem>".
-        head, sep, rest = message.partition(": ")
-        if sep and head.startswith(f"{field}."):
-            field, message = head, rest
-        problem = {"field": field, "problem": message}
-        out.append(problem if index is None else {"index": index, **problem})
-    return out
+    return [_problem(err, index, err["loc"]) for err in exc.errors()][:MAX_PROBLEMS]
+
+
+def _batch_problem(err: Any) -> dict[str, Any]:
+    """One pydantic error on a batch body, as the sender should read it: which call, which field."""
+    loc, kind = err["loc"], err["type"]
+    if not loc:
+        return {"field": "body", "problem": "expected a JSON object"}
+    if loc[0] != "batch":
+        return _problem(err, None, loc)
+    if len(loc) == 1:
+        if kind == "too_short":
+            return {"field": "batch", "problem": "the batch is empty"}
+        return {"field": "batch", "problem": "expected a list of calls"}
+    index = loc[1]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = err.get("ctx", {}).get("tag")
+        return {"index": index, "field": "type", "problem": _UNKNOWN_TYPE.format(tag)}
+    if len(loc) == 2:
+        return {"index": index, "field": "body", "problem": "expected a JSON object"}
+    return _problem(err, index, loc[3:])  # loc[2] is the call type the discriminator chose
 
 
 def parse_call(kind: str, body: dict[str, Any]) -> tuple[Call | None, list[dict[str, Any]]]:
@@ -223,47 +266,34 @@ def parse_call(kind: str, body: dict[str, Any]) -> tuple[Call | None, list[dict[
         return None, _problems(exc, None)
 
 
-def parse_batch(body: dict[str, Any]) -> tuple[list[Call], list[dict[str, Any]]]:
-    """Every call of a ``/v1/batch`` body, or every problem found (each naming its index and field).
+def parse_batch(raw: bytes) -> tuple[Batch | None, list[dict[str, Any]]]:
+    """A ``/v1/batch`` body validated in one pass of pydantic's core, straight from the JSON bytes;
+    returns it, or every problem found (each naming the call's index and the field). Raises
+    ``MalformedJSON`` when the body is not JSON."""
+    try:
+        return _BATCH.validate_json(raw), []
+    except ValidationError as exc:
+        errors = exc.errors()
+        if errors and errors[0]["type"] == "json_invalid":
+            raise MalformedJSON(errors[0]["msg"].removeprefix("Invalid JSON: ")) from None
+        return None, [_batch_problem(err) for err in errors[:MAX_PROBLEMS]]
 
-    Batch-level ``context`` and ``sentAt`` apply to each call, as in Segment's batch API (its
-    libraries put ``sentAt`` on the batch only, and clock-skew correction needs it).
-    """
-    items = body.get("batch")
-    if not isinstance(items, list):
-        return [], [{"field": "batch", "problem": "expected a list of calls"}]
-    if not items:
-        return [], [{"field": "batch", "problem": "the batch is empty"}]
-    shared_context = body.get("context") if isinstance(body.get("context"), dict) else None
-    shared_sent_at = body.get("sentAt")
-    calls: list[Call] = []
-    problems: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            problems.append({"index": index, "field": "body", "problem": "expected a JSON object"})
-            continue
-        kind = item.get("type")
-        model = CALL_TYPES.get(kind) if isinstance(kind, str) else None
-        if model is None:
-            problems.append(
-                {
-                    "index": index,
-                    "field": "type",
-                    "problem": f"unknown call type {kind!r}; expected one of {', '.join(CALL_TYPES)}",
-                }
-            )
-            continue
-        if shared_context and isinstance(item.get("context", {}), dict):
-            item = {**item, "context": {**shared_context, **(item.get("context") or {})}}
-        if shared_sent_at is not None and item.get("sentAt") is None:
-            item = {**item, "sentAt": shared_sent_at}
-        try:
-            calls.append(model.model_validate(item))  # type: ignore[arg-type]
-        except ValidationError as exc:
-            problems.extend(_problems(exc, index))
-        if len(problems) >= 50:  # enough to fix the sender; do not build a huge answer
-            break
-    return calls, problems
+
+def contains_nul(value: Any) -> bool:
+    """Whether parsed JSON holds the NUL character anywhere (no database stores it in text)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
+def dump_calls(calls: list[Call]) -> bytes:
+    """The validated calls as JSON, one object of their fields each (what the PostgreSQL statement
+    reads); times without a zone are written as UTC."""
+    return orjson.dumps(calls, default=vars, option=orjson.OPT_NAIVE_UTC)
 
 
 class Accepted(BaseModel):

@@ -1,25 +1,26 @@
 """Ingestion: store a request's Segment calls durably, once, and queue the triggers for routing.
 
-The hot path is built for throughput: one multi-row INSERT for the events, one for the outbox, one
-executemany UPDATE for the profile facts, and customer lookups in bulk; no per-event ORM flush.
+A request becomes a ``Submission`` (its validated calls, when it was received, from which source). The
+``Ingestor`` (domain/events/ingestor.py) stores the submissions of concurrent requests together;
+``ingest`` stores some in the caller's own transaction. PostgreSQL stores a group in one statement
+(``postgres_batch``); SQLite goes step by step below, each step one JSON-fed statement.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers import repository as profiles
 from domain.customers import service as customers
-from domain.db import create_engine, session_factory, transaction, utcnow
+from domain.db import utcnow
 from domain.events import postgres_batch, sqlite_batch
 from domain.events.schemas import (
     AliasCall,
@@ -27,11 +28,13 @@ from domain.events.schemas import (
     IdentifyCall,
     SegmentCall,
     TrackCall,
+    dump_calls,
     is_timezone,
     normalise_locale,
 )
 
 CENT = Decimal("0.01")
+MAX_REVENUE = Decimal(10) ** 12  # beyond this a "revenue" is a mistake, not an order
 
 
 @dataclass(frozen=True)
@@ -42,14 +45,18 @@ class PurchaseRule:
     revenue_property: str = "revenue"
 
     def revenue(self, properties: dict[str, Any]) -> Decimal:
+        """The order's amount to the cent (half up); 0 when the property is missing, not a number,
+        or absurd. The PostgreSQL statement applies the same rule in SQL."""
         value = properties.get(self.revenue_property)
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             return Decimal(0)
         try:
-            amount = Decimal(str(value)).quantize(CENT)
+            amount = Decimal(str(value).strip())
+            if not amount.is_finite() or abs(amount) >= MAX_REVENUE:
+                return Decimal(0)
+            return amount.quantize(CENT, rounding=ROUND_HALF_UP)
         except (InvalidOperation, ValueError):
             return Decimal(0)
-        return amount if amount.is_finite() else Decimal(0)
 
 
 @dataclass
@@ -60,6 +67,72 @@ class IngestResult:
     @property
     def duplicates(self) -> int:
         return self.received - self.stored
+
+
+@dataclass
+class Submission:
+    """One request's validated calls, as they wait to be stored. A batch's ``context`` and ``sent_at``
+    apply to each call that lacks its own."""
+
+    calls: Sequence[Call]
+    source_key_id: int | None
+    purchase: PurchaseRule = field(default_factory=PurchaseRule)
+    context: dict[str, Any] | None = None
+    sent_at: datetime | None = None
+    received_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def links_identities(self) -> bool:
+        """Whether a call may merge or claim profiles (an alias, or a call carrying both ids)."""
+        return any(
+            c.type == "alias" or (c.userId is not None and c.anonymousId is not None) for c in self.calls
+        )
+
+    def document(self, pos: int) -> bytes:
+        """This submission as the PostgreSQL statement reads it: the calls as validated, with what
+        applies to all of them, and the time zone and locale each call's context names when valid
+        (Python knows the IANA names)."""
+        head = orjson.dumps(
+            {
+                "pos": pos,
+                "received_at": self.received_at,
+                "source_key_id": self.source_key_id,
+                "sent_at": self.sent_at,
+                "context": self.context or None,
+                "purchase_event": self.purchase.event,
+                "revenue_property": self.purchase.revenue_property,
+                "hints": self._context_hints() or None,
+            },
+            option=orjson.OPT_NAIVE_UTC,
+        )
+        return head[:-1] + b',"calls":' + dump_calls(list(self.calls)) + b"}"
+
+    def _context_hints(self) -> dict[str, list[str | None]]:
+        shared = self.context or {}
+        hints = {}
+        for seq, call in enumerate(self.calls, 1):
+            context = call.context
+            timezone = context.get("timezone", shared.get("timezone"))
+            locale = context.get("locale", shared.get("locale"))
+            if timezone is None and locale is None:
+                continue
+            timezone = timezone if isinstance(timezone, str) and is_timezone(timezone) else None
+            locale = normalise_locale(locale) if isinstance(locale, str) else None
+            if timezone or locale:
+                hints[str(seq)] = [timezone, locale]
+        return hints
+
+    def applied(self) -> list[Call]:
+        """The calls with the batch's context and sentAt applied (the SQLite path works on these)."""
+        if not self.context and self.sent_at is None:
+            return list(self.calls)
+        shared = self.context or {}
+        return [
+            call.model_copy(
+                update={"context": {**shared, **call.context}, "sentAt": call.sentAt or self.sent_at}
+            )
+            for call in self.calls
+        ]
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -74,6 +147,70 @@ def corrected_timestamp(call: SegmentCall, received_at: datetime) -> datetime:
     if call.sentAt is None:
         return utc(call.timestamp)  # type: ignore[return-value]
     return received_at - (utc(call.sentAt) - utc(call.timestamp))  # type: ignore[operator]
+
+
+Key = tuple[str | None, str | None]
+
+
+def _unique(calls: Sequence[Call], received_at: datetime) -> dict[str, tuple[Call, datetime]]:
+    """The calls by messageId (first occurrence wins), each with its corrected timestamp."""
+    unique: dict[str, tuple[Call, datetime]] = {}
+    for call in calls:
+        message_id = call.messageId or str(uuid.uuid4())
+        if message_id not in unique:
+            unique[message_id] = (call, corrected_timestamp(call, received_at))
+    return unique
+
+
+def identities(submissions: Sequence[Submission]) -> tuple[dict[Key, datetime], list[tuple[str, str]]]:
+    """Every (userId, anonymousId) the submissions' calls carry, with the earliest time each was seen
+    (a new profile's first-seen date), and the (userId, previousId) of their aliases."""
+    keys: dict[Key, datetime] = {}
+    aliases: list[tuple[str, str]] = []
+    for submission in submissions:
+        for call, at in _unique(submission.applied(), submission.received_at).values():
+            if isinstance(call, AliasCall):
+                aliases.append((call.userId, call.previousId))
+                key: Key = (call.userId, None)
+            else:
+                key = (call.userId, call.anonymousId)
+            keys[key] = min(at, keys.get(key, at))
+    return keys, aliases
+
+
+async def ingest(
+    session: AsyncSession,
+    calls: Sequence[Call],
+    *,
+    source_key_id: int | None,
+    purchase: PurchaseRule | None = None,
+) -> IngestResult:
+    """Store the calls of one request in the caller's transaction. A messageId seen before (in an
+    earlier request, a concurrent retry or earlier in this one) is acknowledged and neither stored nor
+    routed again."""
+    submission = Submission(calls, source_key_id, purchase or PurchaseRule())
+    if session.bind.dialect.name == "postgresql":
+        await customers.resolve_many(session, *identities([submission]))
+        results = await store_on_postgres(session, [submission], own_connection=False)
+        if results is None:  # only if a profile was erased meanwhile
+            raise RuntimeError("a customer these events name was deleted while they were stored")
+        return results[0]
+    return (await store_on_sqlite(session, [submission]))[0]
+
+
+async def store_on_postgres(
+    session: AsyncSession, submissions: Sequence[Submission], *, own_connection: bool = True
+) -> list[IngestResult] | None:
+    """Store the submissions with one statement; ``None``, having stored nothing, when a customer they
+    name does not exist yet (resolve the identities first)."""
+    document = b"[" + b",".join(s.document(pos) for pos, s in enumerate(submissions)) + b"]"
+    stored = await postgres_batch.store_group(session, document.decode(), own_connection=own_connection)
+    if stored is None:
+        return None
+    return [IngestResult(len(s.calls), stored.get(pos, 0)) for pos, s in enumerate(submissions)]
+
+
+# --- SQLite, step by step -------------------------------------------------------------------------
 
 
 def _contribution(call: Call, purchase: PurchaseRule) -> dict[str, Any]:
@@ -100,7 +237,7 @@ def _contribution(call: Call, purchase: PurchaseRule) -> dict[str, Any]:
 
 @dataclass
 class _Facts:
-    """A batch's contributions to one customer, added up (SQLite path; PostgreSQL does it in SQL)."""
+    """A request's contributions to one customer, added up."""
 
     events: int = 0
     orders: int = 0
@@ -124,184 +261,60 @@ class _Facts:
         self.locale = c["locale"] or self.locale
 
 
-Key = tuple[str | None, str | None]
-
-
-def _unique(calls: Sequence[Call], received_at: datetime) -> dict[str, tuple[Call, datetime]]:
-    """The request's calls by messageId (first occurrence wins), each with its corrected timestamp."""
-    unique: dict[str, tuple[Call, datetime]] = {}
-    for call in calls:
-        message_id = call.messageId or str(uuid.uuid4())
-        if message_id not in unique:
-            unique[message_id] = (call, corrected_timestamp(call, received_at))
-    return unique
-
-
-def _identities(
-    unique: dict[str, tuple[Call, datetime]],
-) -> tuple[dict[Key, datetime], list[tuple[str, str]]]:
-    keys: dict[Key, datetime] = {}
-    aliases: list[tuple[str, str]] = []
-    for call, at in unique.values():
-        if isinstance(call, AliasCall):
-            aliases.append((call.userId, call.previousId))
-            key: Key = (call.userId, None)
-        else:
-            key = (call.userId, call.anonymousId)
-        keys[key] = min(at, keys.get(key, at))
-    return keys, aliases
-
-
-def _rows(
-    unique: dict[str, tuple[Call, datetime]], owners: customers.Resolution | None, purchase: PurchaseRule
-) -> list[dict[str, Any]]:
-    """One row per event, sorted by messageId: one lock order for every writer, so concurrent batches
-    cannot deadlock on the unique index. Without ``owners`` the customer is left for the database
-    to find (PostgreSQL hot path)."""
-    seq = {message_id: n for n, message_id in enumerate(unique)}  # request order: the last identify wins
-    rows = []
-    for message_id in sorted(unique):
-        call, at = unique[message_id]
-        rows.append(
-            {
-                "message_id": message_id,
-                "type": call.type,
-                "name": call.event_name,
-                "customer_id": owners.customer_id(call.userId, call.anonymousId) if owners else None,
-                "user_id": call.userId,
-                "anonymous_id": call.anonymousId,
-                "properties": call.event_properties,
-                "traits": call.event_traits,
-                "context": call.context,
-                "timestamp": at,
-                "original_timestamp": utc(call.timestamp),
-                "sent_at": utc(call.sentAt),
-                "seq": seq[message_id],
-                **_contribution(call, purchase),
-            }
-        )
+def _rows(submissions: Sequence[Submission], owners: customers.Resolution) -> list[dict[str, Any]]:
+    """One row per new messageId, in request order (the first call of a messageId wins; the last
+    identify wins the traits)."""
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for pos, submission in enumerate(submissions):
+        for message_id, (call, at) in _unique(submission.applied(), submission.received_at).items():
+            if message_id in seen:
+                continue
+            seen.add(message_id)
+            rows.append(
+                {
+                    "pos": pos,
+                    "message_id": message_id,
+                    "type": call.type,
+                    "name": call.event_name,
+                    "customer_id": owners.customer_id(call.userId, call.anonymousId),
+                    "user_id": call.userId,
+                    "anonymous_id": call.anonymousId,
+                    "properties": call.event_properties,
+                    "traits": call.event_traits,
+                    "context": call.context,
+                    "timestamp": at,
+                    "original_timestamp": utc(call.timestamp),
+                    "sent_at": utc(call.sentAt),
+                    "received_at": submission.received_at,
+                    "source_key_id": submission.source_key_id,
+                    **_contribution(call, submission.purchase),
+                }
+            )
     return rows
 
 
-async def ingest(
-    session: AsyncSession,
-    calls: Sequence[Call],
-    *,
-    source_key_id: int | None,
-    purchase: PurchaseRule | None = None,
-) -> IngestResult:
-    """Store the calls of one request in the caller's transaction. A messageId seen before (in an
-    earlier request, a concurrent retry or earlier in this one) is acknowledged and neither stored nor
-    routed again."""
-    purchase = purchase or PurchaseRule()
-    received_at = utcnow()
-    unique = _unique(calls, received_at)
-    keys, aliases = _identities(unique)
-    owners = await customers.resolve_many(session, keys, aliases)
-    rows = _rows(unique, owners, purchase)
-    if session.bind.dialect.name == "postgresql":
-        inserted = await postgres_batch.store_batch(
-            session, rows, received_at=received_at, source_key_id=source_key_id
-        )
-        return IngestResult(received=len(calls), stored=len(inserted or ()))
-
-    inserted = await sqlite_batch.insert_events(
-        session, rows, received_at=received_at, source_key_id=source_key_id
-    )
-    stored = {message_id for _, message_id in inserted}
+async def store_on_sqlite(session: AsyncSession, submissions: Sequence[Submission]) -> list[IngestResult]:
+    """Store the submissions in the caller's transaction, in order (SQLite has one writer at a time,
+    so merging traits in Python is safe)."""
+    owners = await customers.resolve_many(session, *identities(submissions))
+    rows = _rows(submissions, owners)
+    inserted = dict(await sqlite_batch.insert_events(session, rows))
     facts: dict[int, _Facts] = {}
-    for row in sorted(rows, key=lambda r: r["seq"]):
-        if row["message_id"] in stored:
-            facts.setdefault(row["customer_id"], _Facts()).add(row["timestamp"], row)
-    await sqlite_batch.enqueue(
-        session, sorted(i for i, m in inserted if unique[m][0].type == "track"), received_at
-    )
-    await _apply(session, facts, received_at)
-    return IngestResult(received=len(calls), stored=len(inserted))
-
-
-class Ingestor:
-    """Stores each request's calls, all or nothing, retrying a deadlock or a dropped connection.
-
-    SQLite: one transaction per request. PostgreSQL, the hot path: the customers are looked up, and
-    the whole batch is then stored by ONE statement in autocommit mode (``postgres_batch``), so a
-    request costs two round trips and holds row locks only for that statement. Only a request that
-    must create customers or merge identities runs a (short) transaction for that first.
-    """
-
-    RETRIES = 3
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], database_url: str):
-        self._sessions = sessions
-        self._engine = None
-        # SQLite has one writer at a time. Queueing our own requests here is far cheaper than letting
-        # them collide on the database lock, whose busy handler sleeps between retries.
-        self._sqlite_writer = asyncio.Lock()
-        if database_url.startswith("postgresql"):
-            # Its own small pool: autocommit, and no pre-ping round trip (a dropped connection is
-            # retried below instead).
-            self._engine = create_engine(
-                database_url, pool_pre_ping=False, pool_reset_on_return=None, isolation_level="AUTOCOMMIT"
-            )
-            self._autocommit = session_factory(self._engine)
-
-    async def close(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-
-    async def store(
-        self, calls: Sequence[Call], *, source_key_id: int | None, purchase: PurchaseRule
-    ) -> IngestResult:
-        for attempt in range(1, self.RETRIES + 1):
-            try:
-                if self._engine is None:
-                    async with self._sqlite_writer, transaction(self._sessions) as session:
-                        return await ingest(session, calls, source_key_id=source_key_id, purchase=purchase)
-                return await self._store_postgres(calls, source_key_id=source_key_id, purchase=purchase)
-            except DBAPIError as exc:
-                if attempt == self.RETRIES or not _retryable(exc):
-                    raise
-        raise AssertionError("unreachable")
-
-    async def _store_postgres(
-        self, calls: Sequence[Call], *, source_key_id: int | None, purchase: PurchaseRule
-    ) -> IngestResult:
-        received_at = utcnow()
-        unique = _unique(calls, received_at)
-        keys, aliases = _identities(unique)
-        # Ids that only look a customer up (userId alone, or anonymousId alone) are resolved by the
-        # storing statement itself; identity changes (both ids, alias) are settled here first.
-        linking = bool(aliases) or any(u is not None and a is not None for u, a in keys)
-        async with self._autocommit() as session:
-            owners = None
-            if linking:  # an alias always links; both ids may already be linked (read-only check)
-                owners = None if aliases else await customers.resolve_known(session, keys)
-                owners = owners or await self._resolve(keys, aliases)
-            inserted = await postgres_batch.store_batch(
-                session, _rows(unique, owners, purchase), received_at=received_at, source_key_id=source_key_id
-            )
-            if inserted is None:  # new customers: create them, then store with their ids
-                owners = await self._resolve(keys, aliases)
-                inserted = await postgres_batch.store_batch(
-                    session,
-                    _rows(unique, owners, purchase),
-                    received_at=received_at,
-                    source_key_id=source_key_id,
-                )
-        return IngestResult(received=len(calls), stored=len(inserted or ()))
-
-    async def _resolve(
-        self, keys: dict[Key, datetime], aliases: list[tuple[str, str]]
-    ) -> customers.Resolution:
-        async with transaction(self._sessions) as session:
-            return await customers.resolve_many(session, keys, aliases)
-
-
-def _retryable(exc: DBAPIError) -> bool:
-    """A deadlock or serialisation failure (PostgreSQL), a busy database (SQLite) or a connection
-    that dropped: the attempt rolled back whole, so running it again is safe."""
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return exc.connection_invalidated or code in ("40P01", "40001") or "database is locked" in str(exc.orig)
+    stored = [0] * len(submissions)
+    track_ids = []
+    for row in rows:
+        event_id = inserted.get(row["message_id"])
+        if event_id is None:
+            continue
+        stored[row["pos"]] += 1
+        facts.setdefault(row["customer_id"], _Facts()).add(row["timestamp"], row)
+        if row["type"] == "track":
+            track_ids.append(event_id)
+    now = max(s.received_at for s in submissions)
+    await sqlite_batch.enqueue(session, sorted(track_ids), now)
+    await _apply(session, facts, now)
+    return [IngestResult(len(s.calls), n) for s, n in zip(submissions, stored, strict=True)]
 
 
 async def _apply(session: AsyncSession, facts: dict[int, _Facts], now: datetime) -> None:
@@ -320,7 +333,7 @@ async def _apply(session: AsyncSession, facts: dict[int, _Facts], now: datetime)
             "timezone": f.timezone,
             "locale": f.locale,
         }
-        if f.traits:  # SQLite has one writer at a time, so merging here is safe
+        if f.traits:
             row["traits"] = {**current.get(customer_id, {}), **f.traits}
         rows.append(row)
     await sqlite_batch.apply_facts(session, rows, now)

@@ -23,10 +23,10 @@ INSERT_EVENTS = text(
     SELECT value ->> 'message_id', value ->> 'type', value ->> 'name', value ->> 'customer_id',
            value ->> 'user_id', value ->> 'anonymous_id', value -> 'properties', value -> 'traits',
            value -> 'context', value ->> 'timestamp', value ->> 'original_timestamp', value ->> 'sent_at',
-           :received_at, :source_key_id
+           value ->> 'received_at', value ->> 'source_key_id'
     FROM json_each(:batch) WHERE true
     ON CONFLICT (message_id) DO NOTHING
-    RETURNING id, message_id
+    RETURNING message_id, id
     """
 )
 ENQUEUE = text("INSERT INTO event_outbox (event_id, created_at) SELECT value, :now FROM json_each(:ids)")
@@ -44,14 +44,10 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__}")
 
 
-async def insert_events(
-    session: AsyncSession, rows: list[dict[str, Any]], *, received_at: datetime, source_key_id: int | None
-) -> list[tuple[int, str]]:
-    """Insert the rows whose messageId is new; returns their (id, messageId)."""
+async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """Insert the rows whose messageId is new; returns their (messageId, id)."""
     batch = orjson.dumps(rows, default=_default, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
-    result = await session.execute(
-        INSERT_EVENTS, {"batch": batch, "received_at": timestamp(received_at), "source_key_id": source_key_id}
-    )
+    result = await session.execute(INSERT_EVENTS, {"batch": batch})
     return [(row[0], row[1]) for row in result.all()]
 
 

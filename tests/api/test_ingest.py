@@ -124,9 +124,7 @@ async def test_bad_input_is_a_400_naming_the_event_and_field_and_stores_nothing(
     body = await _rejected(
         client, sessions, "/v1/batch", auth=auth, json={"batch": [good, {**good, "properties": [1, 2]}]}
     )
-    assert body["detail"] == [
-        {"index": 1, "field": "properties", "problem": "Input should be a valid dictionary"}
-    ]
+    assert body["detail"] == [{"index": 1, "field": "properties", "problem": "Input should be an object"}]
 
     body = await _rejected(
         client, sessions, "/v1/batch", auth=auth, json={"batch": [good, good, {**good, "type": "purchase"}]}
@@ -323,3 +321,35 @@ async def test_batch_level_sent_at_corrects_every_call(client, sessions, write_k
     a, b = sorted(await _rows(sessions, Event), key=lambda e: e.name)
     assert a.received_at - a.timestamp == timedelta(minutes=1)
     assert b.received_at - b.timestamp == timedelta(hours=1)
+
+
+async def test_text_no_database_can_store_is_refused_naming_the_call(client, sessions, write_key):
+    auth = (write_key, "")
+    good = {"type": "track", "userId": "ok", "event": "Fine"}
+    body = await _rejected(
+        client,
+        sessions,
+        "/v1/batch",
+        auth=auth,
+        json={"batch": [good, {**good, "properties": {"note": "a\u0000b"}}]},
+    )
+    assert body["detail"][0]["index"] == 1 and "NUL" in body["detail"][0]["problem"]
+    # The same six characters written out (a backslash, then u0000) are ordinary text.
+    response = await client.post(
+        "/v1/batch", auth=auth, json={"batch": [{**good, "properties": {"note": "a\\u0000b"}}]}
+    )
+    assert response.status_code == 200
+    (event,) = await _rows(sessions, Event)
+    assert event.properties == {"note": "a\\u0000b"}
+
+
+async def test_revenue_counts_to_the_cent_and_ignores_what_is_not_an_amount(client, sessions, write_key):
+    revenues = [2.345, "1e3", " 7 ", -5, 1e15, "12abc", True, None, {"x": 1}]
+    batch = [
+        {"type": "track", "userId": "r", "event": "Order Completed", "properties": {"revenue": value}}
+        for value in revenues
+    ]
+    assert (await client.post("/v1/batch", json={"batch": batch}, auth=(write_key, ""))).status_code == 200
+    r = await _customer(sessions, "r")
+    # 2.35 (half up) + 1000 + 7 - 5 (a refund); the absurd, the malformed and the missing add nothing.
+    assert (r.order_count, r.lifetime_value) == (len(revenues), Decimal("1004.35"))
