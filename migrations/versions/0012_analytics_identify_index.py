@@ -1,7 +1,7 @@
 """analytics: a partial index on identify calls (the data-quality review compares sources)
 
 Revision ID: 0012_analytics
-Revises: 0003_engine
+Revises: 0008_ingest
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_analytics"
-down_revision: str | None = "0003_engine"
+down_revision: str | None = "0008_ingest"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
