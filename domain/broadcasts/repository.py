@@ -44,12 +44,17 @@ async def claim_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> d
     """Ledger rows for a batch, created where new; returns each key's current status."""
     if not rows:
         return {}
-    await session.execute(insert_ignoring_conflicts(session, Message, ["idempotency_key"]), rows)
-    keys = [r["idempotency_key"] for r in rows]
-    found = await session.execute(
-        select(Message.idempotency_key, Message.status).where(Message.idempotency_key.in_(keys))
-    )
-    return dict(found.all())
+    table = Message.__table__
+    insert = insert_ignoring_conflicts(session, table, ["idempotency_key"]).returning(table.c.idempotency_key)
+    conn = await session.connection()
+    statuses = dict.fromkeys((await conn.execute(insert, rows)).scalars(), "pending")
+    earlier = [r["idempotency_key"] for r in rows if r["idempotency_key"] not in statuses]
+    if earlier:  # claimed by an earlier attempt of this batch: it may have sent some
+        found = await conn.execute(
+            select(table.c.idempotency_key, table.c.status).where(table.c.idempotency_key.in_(earlier))
+        )
+        statuses.update(found.all())
+    return statuses
 
 
 async def mark_messages(

@@ -8,6 +8,7 @@ not break a campaign; use ``{{ traits.first_name | default("there") }}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -118,8 +119,10 @@ def render(
     footer: Footer | None = None,
     lang: str = "en",
     budget: Budget | None = None,
+    links: Callable[[str], str] | None = None,
 ) -> RenderedEmail:
-    """Render one message. Every failure of the template becomes a ``RenderError``."""
+    """Render one message. Every failure of the template becomes a ``RenderError``. ``links`` rewrites
+    the links of the rendered body (click tracking); the layout's own links are never tracked."""
     budget = budget or Budget()
     try:
         # stripped, never rewritten: a line break inside it is refused by compose, not joined away
@@ -133,6 +136,8 @@ def render(
         raise RenderError(f"template failed to render: {exc}") from exc
     if not rendered_subject:
         raise RenderError("the rendered subject is empty")
+    if links is not None:
+        body = links(body)
     footer = footer or Footer(sender_name="", postal_address=None)
     if layout is not None:
         page = _fill(

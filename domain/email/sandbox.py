@@ -56,8 +56,11 @@ class Budget:
             raise RenderLimitExceeded(f"rendering took longer than {self.seconds:g}s; template stopped")
 
 
+_SCALARS = (str, int, float, bool, Decimal, date, datetime, Undefined)
+
+
 def _plain(value: Any, depth: int = 0) -> bool:
-    if value is None or isinstance(value, str | int | float | bool | Decimal | date | datetime | Undefined):
+    if value is None or isinstance(value, _SCALARS):
         return True
     if depth > 8:
         return False
@@ -69,7 +72,7 @@ def _plain(value: Any, depth: int = 0) -> bool:
 
 
 def _refuse_objects(value: Any) -> Any:
-    if not _plain(value):
+    if type(value) is not str and not _plain(value):  # runs on every value printed: str first
         raise SecurityError(f"templates can only print data, not a {type(value).__name__}")
     return value
 
@@ -163,15 +166,18 @@ def render_with_budget(template, context: dict[str, Any], budget: Budget) -> str
     """Stream the template so the size and time caps apply while it runs, not after."""
     _CURRENT.budget = budget
     try:
-        parts = []
+        parts: list[str] = []
+        append = parts.append
         cap = budget.chars - budget.used
-        for n, chunk in enumerate(template.generate(context)):
+        # the render function itself, not Template.generate: its wrapper only rewrites tracebacks, and
+        # this loop runs for every chunk of every message of a broadcast
+        for chunk in template.root_render_func(template.new_context(context)):
             cap -= len(chunk)
             if cap < 0:
                 raise RenderLimitExceeded(f"rendered output is larger than {budget.chars} characters")
-            if not n & 31:  # the clock every 32 chunks: cheap enough to run per chunk of every message
+            append(chunk)
+            if not len(parts) & 31:  # the clock every 32 chunks
                 budget.tick()
-            parts.append(chunk)
         budget.used = budget.chars - cap
         return "".join(parts)
     finally:

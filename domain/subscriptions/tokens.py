@@ -11,14 +11,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from functools import lru_cache
 
 
 class BadToken(ValueError):
     """The token was not made by us, or was changed."""
 
 
+@lru_cache(maxsize=64)  # a broadcast signs several links per message with the same few keys
 def _key(secret: str, purpose: str) -> bytes:
     return hmac.new(secret.encode(), f"journeys/{purpose}".encode(), hashlib.sha256).digest()
+
+
+def _mac(secret: str, purpose: str, body: str) -> bytes:
+    return hmac.digest(_key(secret, purpose), body.encode(), "sha256")[:16]
 
 
 def _b64(raw: bytes) -> str:
@@ -31,15 +37,14 @@ def _unb64(text: str) -> bytes:
 
 def sign(secret: str, purpose: str, payload: str) -> str:
     body = _b64(payload.encode())
-    mac = hmac.new(_key(secret, purpose), body.encode(), hashlib.sha256).digest()[:16]
-    return f"{body}.{_b64(mac)}"
+    return f"{body}.{_b64(_mac(secret, purpose, body))}"
 
 
 def verify(secret: str, purpose: str, token: str) -> str:
     body, _, mac = token.partition(".")
     if not body or not mac or len(token) > 2000:
         raise BadToken("malformed token")
-    expected = hmac.new(_key(secret, purpose), body.encode(), hashlib.sha256).digest()[:16]
+    expected = _mac(secret, purpose, body)
     try:
         ok = hmac.compare_digest(_unb64(mac), expected)
         payload = _unb64(body).decode()
