@@ -19,7 +19,14 @@ import css_inline
 from jinja2 import Environment, FileSystemLoader, TemplateSyntaxError, meta, select_autoescape
 from markupsafe import Markup, escape
 
-from domain.email.sandbox import INTERNALS, Budget, TemplateSandbox, blocked_constructs, render_with_budget
+from domain.email.sandbox import (
+    INTERNALS,
+    Budget,
+    TemplateSandbox,
+    blocked_constructs,
+    render_with_budget,
+    with_globals,
+)
 from domain.errors import InvalidInput
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -124,6 +131,7 @@ def render(
     """Render one message. Every failure of the template becomes a ``RenderError``. ``links`` rewrites
     the links of the rendered body (click tracking); the layout's own links are never tracked."""
     budget = budget or Budget()
+    context = with_globals(_html_env, context)  # once for the three parts
     try:
         # stripped, never rewritten: a line break inside it is refused by compose, not joined away
         rendered_subject = _run(subject, False, context, budget).strip(" ")

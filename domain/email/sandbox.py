@@ -22,7 +22,7 @@ from typing import Any
 from jinja2 import Undefined, nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.filters import do_format
-from jinja2.runtime import Context, markup_join, str_join
+from jinja2.runtime import Context, markup_join, new_context, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 MAX_OUTPUT_CHARS = 1_000_000
@@ -97,6 +97,9 @@ class _CodeGenerator(CodeGenerator):
         self.write("))")
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class TemplateSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**"})
     code_generator_class = _CodeGenerator
@@ -150,6 +153,13 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         if _CURRENT.budget is not None:
             _CURRENT.budget.tick()
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            # ``traits.first_name``: what Jinja ends up doing for a key of a plain dict, without
+            # first failing to find an attribute of that name (an exception per lookup)
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
 
@@ -162,8 +172,12 @@ class _Current(threading.local):
 _CURRENT = _Current()
 
 
-def render_with_budget(template, context: dict[str, Any], budget: Budget) -> str:
-    """Stream the template so the size and time caps apply while it runs, not after."""
+def render_with_budget(template, variables: dict[str, Any], budget: Budget) -> str:
+    """Stream the template so the size and time caps apply while it runs, not after.
+
+    ``variables`` must already hold the environment's globals (``with_globals``): the context is made
+    over it as is, instead of Jinja merging globals into a fresh copy for every part of every message.
+    """
     _CURRENT.budget = budget
     try:
         parts: list[str] = []
@@ -171,7 +185,8 @@ def render_with_budget(template, context: dict[str, Any], budget: Budget) -> str
         cap = budget.chars - budget.used
         # the render function itself, not Template.generate: its wrapper only rewrites tracebacks, and
         # this loop runs for every chunk of every message of a broadcast
-        for chunk in template.root_render_func(template.new_context(context)):
+        context = new_context(template.environment, template.name, template.blocks, variables, shared=True)
+        for chunk in template.root_render_func(context):
             cap -= len(chunk)
             if cap < 0:
                 raise RenderLimitExceeded(f"rendered output is larger than {budget.chars} characters")
@@ -182,6 +197,11 @@ def render_with_budget(template, context: dict[str, Any], budget: Budget) -> str
         return "".join(parts)
     finally:
         _CURRENT.budget = None
+
+
+def with_globals(env: TemplateSandbox, context: dict[str, Any]) -> dict[str, Any]:
+    """The variables of one render: the sandbox's few globals, then the context (which wins)."""
+    return {**env.globals, **context}
 
 
 def blocked_constructs(ast: nodes.Template) -> list[str]:
