@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import time
 from email.header import Header
 from email.utils import formataddr, formatdate, getaddresses, parseaddr
 
@@ -63,6 +64,18 @@ def _header(name: str, value: str) -> bytes:
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
+_date = (0, b"")
+
+
+def _date_header() -> bytes:
+    """The Date header, formatted once a second (a broadcast writes hundreds a second)."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, _header("Date", formatdate(now, usegmt=True)))
+    return _date[1]
+
+
 def _b64(text: str) -> bytes:
     return base64.encodebytes(text.encode("utf-8")).replace(b"\n", b"\r\n")
 
@@ -98,7 +111,7 @@ class Composer:
             self._from,
             _header("To", to),
             _header("Subject", subject),
-            _header("Date", formatdate(usegmt=True)),
+            _date_header(),
             _header("Message-ID", message_id),
             b"MIME-Version: 1.0\r\n",
         ]
