@@ -57,7 +57,7 @@ from domain.email.delivery import MessageFactory, Prepared
 from domain.subscriptions import service as subscriptions
 
 RUN_SECONDS = 20.0  # an activity call takes no new page after this long
-RENDER_AHEAD = 16  # messages rendered in one go, ahead of the pool
+RENDER_AHEAD = 32  # messages rendered in one go, ahead of the pool
 RECORD_EVERY = 0.05  # seconds between ledger commits while messages are being accepted
 MAX_UNRECORDED = 100  # sent or being sent, not yet recorded: the most a crash can send twice
 
@@ -212,7 +212,8 @@ class _Run:
         """Commit every ``RECORD_EVERY`` seconds (sooner when many wait) until the run is over."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), RECORD_EVERY)
+                async with asyncio.timeout(RECORD_EVERY):
+                    await self._due.wait()
             self._due.clear()
             last = self._closing
             await self._commit()

@@ -216,7 +216,7 @@ async def plan_batch(
 
 async def record_results(session: AsyncSession, sent: list[str], failures: list[dict[str, Any]]) -> None:
     """Sent keys in one statement (the subject is the broadcast's template's); failures row by row."""
-    await repository.mark_messages(session, sent, "sent")
+    await repository.mark_sent(session, sent)
     await repository.mark_each(session, failures)
 
 
