@@ -53,7 +53,7 @@ from domain.broadcasts import service as broadcasts
 from domain.broadcasts.service import BatchPlan
 from domain.db import transaction
 from domain.email import compose, rendering
-from domain.email.delivery import MessageFactory, Prepared
+from domain.email.delivery import MessageFactory, Prepared, TemplateSpec
 from domain.subscriptions import service as subscriptions
 
 RUN_SECONDS = 20.0  # an activity call takes no new page after this long
@@ -92,6 +92,7 @@ class Progress:
 @dataclass(eq=False)
 class _Page:
     plan: BatchPlan
+    template: TemplateSpec
     unrecorded: int  # messages of the page whose outcome is not in the ledger yet
     blocked: bool = False  # a message was not accepted yet (temporary failure): the page stays open
 
@@ -158,7 +159,7 @@ class _Run:
                 break
             if after == first:
                 self._limiter = RateLimit(plan.rate_per_second)
-            page = _Page(plan, unrecorded=len(plan.todo))
+            page = _Page(plan, TemplateSpec.of(plan.version), unrecorded=len(plan.todo))
             self._open.append(page)
             await self._planned.put(page)
             after = plan.last_id
@@ -300,7 +301,7 @@ class BroadcastSender:
         key = broadcasts.message_key(broadcast_id, customer["id"])
         try:
             message = self.factory.make(
-                page.plan.version,
+                page.template,
                 customer,
                 idempotency_key=key,
                 group_id=page.plan.group_id,

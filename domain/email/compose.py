@@ -80,6 +80,15 @@ def _b64(text: str) -> bytes:
     return base64.encodebytes(text.encode("utf-8")).replace(b"\n", b"\r\n")
 
 
+# Header lines that are the same in every message of a kind, written once.
+_CONSTANT_HEADERS = {
+    (
+        "List-Unsubscribe-Post",
+        "List-Unsubscribe=One-Click",
+    ): b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+}
+
+
 class Composer:
     """Builds messages from one sender; the parts that never change are prepared once."""
 
@@ -116,7 +125,7 @@ class Composer:
             b"MIME-Version: 1.0\r\n",
         ]
         for name, value in (headers or {}).items():
-            out.append(_header(name, value))
+            out.append(_CONSTANT_HEADERS.get((name, value)) or _header(name, value))
         out.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode())
         sep = f"--{boundary}\r\n".encode()
         part = b"Content-Transfer-Encoding: base64\r\n\r\n"

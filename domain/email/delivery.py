@@ -19,6 +19,25 @@ from domain.errors import InvalidInput
 from domain.subscriptions import service as subscriptions
 
 
+@dataclass(frozen=True, slots=True)
+class TemplateSpec:
+    """A template version's content as plain values, for a broadcast that reads them for every message
+    (an ORM row's attributes cost a descriptor call each)."""
+
+    template_id: str
+    subject: str
+    html: str
+    text: str | None
+    layout: str | None
+    category: str
+    subscription_group: str | None
+    variants: dict[str, Any]
+
+    @classmethod
+    def of(cls, version: TemplateVersion) -> TemplateSpec:
+        return cls(**{f: getattr(version, f) for f in cls.__slots__})
+
+
 @dataclass(frozen=True)
 class Prepared:
     to: str
@@ -53,7 +72,7 @@ class MessageFactory:
 
     def make(
         self,
-        version: TemplateVersion,
+        version: TemplateVersion | TemplateSpec,
         customer: dict[str, Any],
         *,
         idempotency_key: str,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import css_inline
 from jinja2 import Environment, FileSystemLoader, TemplateSyntaxError, meta, select_autoescape
@@ -60,8 +60,7 @@ class RenderedEmail:
     text: str
 
 
-@dataclass(frozen=True)
-class Footer:
+class Footer(NamedTuple):  # one per message: a tuple is the cheapest record to build
     """What the layout's footer shows; ``unsubscribe_url`` is None for transactional email."""
 
     sender_name: str
