@@ -64,9 +64,11 @@ from runtime.temporal import binary
 from workflows.broadcast import BroadcastInput, BroadcastProgress, BroadcastWorkflow
 
 SUBJECT = "Spring sale, {{ traits.first_name }}!"
-HTML = """<h1>Spring sale, {{ traits.first_name | default("friend") }}!</h1>
+# Like most marketing email, the template brings its own CSS (inlined once per template version).
+HTML = """<style>h1 { font-size: 24px; color: #b91c1c } .links a { color: #1d4ed8; margin-right: 8px }</style>
+<h1>Spring sale, {{ traits.first_name | default("friend") }}!</h1>
 <p>Everything in your {{ traits.plan }} plan is 20% off until Sunday.</p>
-<p>{% for item in ["Shoes", "Bags", "Hats"] %}
+<p class="links">{% for item in ["Shoes", "Bags", "Hats"] %}
 <a href="https://shop.example/{{ item | lower }}">{{ item }}</a>
 {% endfor %}</p>
 <p>See you soon,<br>The Acme team</p>"""
