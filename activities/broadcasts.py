@@ -142,6 +142,8 @@ class _Run:
                 self._due.set()
         finally:
             beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
 
     # -- planning ---------------------------------------------------------------------------------------
 
@@ -318,7 +320,8 @@ def _resumed(req: BroadcastBatchRequest) -> Progress:
     if activity.in_activity() and activity.info().heartbeat_details:
         details = activity.info().heartbeat_details[0]
         if isinstance(details, dict) and details.get("after_id", 0) >= req.after_id:
-            return Progress(**details)
+            fields = [f.name for f in dataclasses.fields(Progress)]
+            return Progress(**{name: int(details.get(name, 0)) for name in fields})
     return Progress(after_id=req.after_id)
 
 
