@@ -117,7 +117,8 @@ class _Run:
         self.temporary: list[str] = []  # messages the server did not take yet
         self._senders = sender.mailer.size
         self._limiter = RateLimit(None)  # the broadcast's own, once the first page is planned
-        self._planned: asyncio.Queue[_Page | None] = asyncio.Queue(maxsize=1)  # one page ahead
+        self._planned: asyncio.Queue[_Page | None] = asyncio.Queue()
+        self._ahead = asyncio.Semaphore(1)  # pages planned and not yet taken by the renderer
         self._open: deque[_Page] = deque()  # planned and not closed yet, in audience order
         self._ready: asyncio.Queue[_Rendered | None] = asyncio.Queue()
         self._wanted = asyncio.Event()  # the pool is about to run out of rendered messages
@@ -151,7 +152,10 @@ class _Run:
         deadline = time.monotonic() + RUN_SECONDS
         after = first = self.progress.after_id
         factory, req = self._sender.factory, self._req
-        while time.monotonic() < deadline and not self.temporary:
+        while True:
+            await self._ahead.acquire()  # plan one page ahead of the renderer, no further
+            if time.monotonic() > deadline or self.temporary:
+                break
             async with transaction(self._sender.sessions) as session:
                 plan = await broadcasts.plan_batch(
                     session, req.broadcast_id, after, factory.message_id, req.timezones
@@ -163,14 +167,15 @@ class _Run:
                 self._limiter = RateLimit(plan.rate_per_second)
             page = _Page(plan, TemplateSpec.of(plan.version), unrecorded=len(plan.todo))
             self._open.append(page)
-            await self._planned.put(page)
+            self._planned.put_nowait(page)
             after = plan.last_id
-        await self._planned.put(None)
+        self._planned.put_nowait(None)
 
     # -- rendering and sending --------------------------------------------------------------------------
 
     async def _render(self) -> None:
         while (page := await self._planned.get()) is not None:
+            self._ahead.release()
             todo = page.plan.todo
             for start in range(0, len(todo), RENDER_AHEAD):
                 while self._ready.qsize() >= self._senders:
