@@ -7,7 +7,7 @@ it again. Within a call, work flows without a pause at page boundaries:
 - the planner claims the next page's ledger rows and checks suppression while the current one is sent;
 - the renderer renders messages ``RENDER_AHEAD`` at a time, ahead of the pool: a connection that
   finishes a send finds its next message ready, and rendering in a tight loop keeps the sandbox's code
-  in the CPU cache (rendering one message between two sends costs nearly twice as much);
+  in the CPU cache (one message rendered between two sends costs about a third more);
 - one sender per pooled connection delivers the next rendered message;
 - the recorder commits what the server accepted every ``RECORD_EVERY`` seconds (sooner when many
   wait), and closes each page, in order, once all of its messages are recorded: the broadcast's cursor
