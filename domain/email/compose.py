@@ -15,6 +15,7 @@ import re
 import time
 from email.header import Header
 from email.utils import formataddr, formatdate, getaddresses, parseaddr
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -64,16 +65,14 @@ def _header(name: str, value: str) -> bytes:
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
-_date = (0, b"")
+@lru_cache(maxsize=2)
+def _date_line(second: int) -> bytes:
+    return _header("Date", formatdate(second, usegmt=True))
 
 
 def _date_header() -> bytes:
     """The Date header, formatted once a second (a broadcast writes hundreds a second)."""
-    global _date
-    now = int(time.time())
-    if _date[0] != now:
-        _date = (now, _header("Date", formatdate(now, usegmt=True)))
-    return _date[1]
+    return _date_line(int(time.time()))
 
 
 def _b64(text: str) -> bytes:
@@ -85,12 +84,8 @@ def _b64(text: str) -> bytes:
 
 
 # Header lines that are the same in every message of a kind, written once.
-_CONSTANT_HEADERS = {
-    (
-        "List-Unsubscribe-Post",
-        "List-Unsubscribe=One-Click",
-    ): b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-}
+_ONE_CLICK = ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+_CONSTANT_HEADERS = {_ONE_CLICK: b"%s: %s\r\n" % tuple(v.encode() for v in _ONE_CLICK)}
 
 
 class Composer:
