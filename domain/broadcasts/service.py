@@ -116,6 +116,7 @@ class BatchPlan:
     group_id: str | None = None
     group_name: str | None = None
     last_id: int = 0
+    rate_per_second: int | None = None
     # customers to send to now; the rest of the page is already settled (sent/skipped/failed)
     todo: list[dict[str, Any]] = field(default_factory=list)
     blocked: dict[int, str] = field(default_factory=dict)
@@ -206,6 +207,7 @@ async def plan_batch(
         group_id=row.subscription_group,
         group_name=group.name if group else None,
         last_id=ids[-1],
+        rate_per_second=row.rate_per_second,
         todo=[c for c in pending if c["id"] not in blocked],
         blocked=blocked,
         keys=list(keys.values()),
@@ -214,7 +216,7 @@ async def plan_batch(
 
 async def record_results(session: AsyncSession, sent: list[str], failures: list[dict[str, Any]]) -> None:
     """Sent keys in one statement (the subject is the broadcast's template's); failures row by row."""
-    await repository.mark_messages(session, sent, "sent")
+    await repository.mark_sent(session, sent)
     await repository.mark_each(session, failures)
 
 

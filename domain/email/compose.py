@@ -9,11 +9,13 @@ base64 in 76-character lines. ``tests/email/test_compose.py`` parses the result 
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import re
+import time
 from email.header import Header
 from email.utils import formataddr, formatdate, getaddresses, parseaddr
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -63,8 +65,27 @@ def _header(name: str, value: str) -> bytes:
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
+@lru_cache(maxsize=2)
+def _date_line(second: int) -> bytes:
+    return _header("Date", formatdate(second, usegmt=True))
+
+
+def _date_header() -> bytes:
+    """The Date header, formatted once a second (a broadcast writes hundreds a second)."""
+    return _date_line(int(time.time()))
+
+
 def _b64(text: str) -> bytes:
-    return base64.encodebytes(text.encode("utf-8")).replace(b"\n", b"\r\n")
+    """Base64 in 76-character lines (RFC 2045), encoded in one call and then cut."""
+    raw = binascii.b2a_base64(text.encode("utf-8"), newline=False)
+    if not raw:
+        return b""
+    return b"\r\n".join([raw[i : i + 76] for i in range(0, len(raw), 76)]) + b"\r\n"
+
+
+# Header lines that are the same in every message of a kind, written once.
+_ONE_CLICK = ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+_CONSTANT_HEADERS = {_ONE_CLICK: b"%s: %s\r\n" % tuple(v.encode() for v in _ONE_CLICK)}
 
 
 class Composer:
@@ -98,12 +119,12 @@ class Composer:
             self._from,
             _header("To", to),
             _header("Subject", subject),
-            _header("Date", formatdate(usegmt=True)),
+            _date_header(),
             _header("Message-ID", message_id),
             b"MIME-Version: 1.0\r\n",
         ]
         for name, value in (headers or {}).items():
-            out.append(_header(name, value))
+            out.append(_CONSTANT_HEADERS.get((name, value)) or _header(name, value))
         out.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode())
         sep = f"--{boundary}\r\n".encode()
         part = b"Content-Transfer-Encoding: base64\r\n\r\n"

@@ -6,8 +6,10 @@ same way. Pure CPU: no database, no network.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
+from functools import partial
 from typing import Any
 
 from config.settings import Settings
@@ -15,6 +17,25 @@ from domain.email import compose, rendering, tracking
 from domain.email.models import TemplateVersion
 from domain.errors import InvalidInput
 from domain.subscriptions import service as subscriptions
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSpec:
+    """A template version's content as plain values, for a broadcast that reads them for every message
+    (an ORM row's attributes cost a descriptor call each)."""
+
+    template_id: str
+    subject: str
+    html: str
+    text: str | None
+    layout: str | None
+    category: str
+    subscription_group: str | None
+    variants: dict[str, Any]
+
+    @classmethod
+    def of(cls, version: TemplateVersion) -> TemplateSpec:
+        return cls(**{f: getattr(version, f) for f in cls.__slots__})
 
 
 @dataclass(frozen=True)
@@ -44,9 +65,14 @@ class MessageFactory:
     def preferences_url(self, customer_id: int) -> str:
         return f"{self._base}/preferences/{subscriptions.preferences_token(self._secret, customer_id)}"
 
+    def _link_tracker(self, customer_id: int, ref: str) -> Callable[[str], str]:
+        return partial(
+            tracking.track_links, base=self._base, secret=self._secret, customer_id=customer_id, ref=ref
+        )
+
     def make(
         self,
-        version: TemplateVersion,
+        version: TemplateVersion | TemplateSpec,
         customer: dict[str, Any],
         *,
         idempotency_key: str,
@@ -66,6 +92,8 @@ class MessageFactory:
         unsubscribe = self.unsubscribe_url(customer["id"], group_id) if marketing else None
         preferences = self.preferences_url(customer["id"]) if marketing else None
         variant = rendering.pick_variant(version.variants, customer.get("locale")) or {}
+        # names this message in signed links; None: links stay untracked (previews, test sends)
+        ref = tracking.message_ref(idempotency_key, version.template_id) if track and self._tracking else None
         rendered = rendering.render(
             variant.get("subject", version.subject),
             variant.get("html", version.html),
@@ -82,17 +110,12 @@ class MessageFactory:
                 preferences_url=preferences,
                 group_name=group_name or group_id or "our emails",
             ),
+            links=self._link_tracker(customer["id"], ref) if ref else None,
         )
         html = rendered.html
-        if track and self._tracking:
-            ref = tracking.message_ref(idempotency_key, version.template_id)
-            cid = customer["id"]
-            html = tracking.instrument(
-                html,
-                base=self._base,
-                sign_click=lambda url: tracking.click_token(self._secret, cid, ref, url),
-                open_url=f"{self._base}/o/{tracking.open_token(self._secret, cid, ref)}",
-            )
+        if ref:
+            token = tracking.open_token(self._secret, customer["id"], ref)
+            html = tracking.add_open_pixel(html, f"{self._base}/o/{token}")
         headers = {}
         if marketing:
             # RFC 8058 one-click: mailbox providers POST "List-Unsubscribe=One-Click" to this URL.

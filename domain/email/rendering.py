@@ -8,17 +8,26 @@ not break a campaign; use ``{{ traits.first_name | default("there") }}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import css_inline
 from jinja2 import Environment, FileSystemLoader, TemplateSyntaxError, meta, select_autoescape
 from markupsafe import Markup, escape
 
-from domain.email.sandbox import INTERNALS, Budget, TemplateSandbox, blocked_constructs, render_with_budget
+from domain.email import inlining
+from domain.email.sandbox import (
+    INTERNALS,
+    Budget,
+    TemplateSandbox,
+    blocked_constructs,
+    render_with_budget,
+    with_globals,
+)
 from domain.errors import InvalidInput
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -52,8 +61,7 @@ class RenderedEmail:
     text: str
 
 
-@dataclass(frozen=True)
-class Footer:
+class Footer(NamedTuple):  # one per message: a tuple is the cheapest record to build
     """What the layout's footer shows; ``unsubscribe_url`` is None for transactional email."""
 
     sender_name: str
@@ -118,13 +126,18 @@ def render(
     footer: Footer | None = None,
     lang: str = "en",
     budget: Budget | None = None,
+    links: Callable[[str], str] | None = None,
 ) -> RenderedEmail:
-    """Render one message. Every failure of the template becomes a ``RenderError``."""
+    """Render one message. Every failure of the template becomes a ``RenderError``. ``links`` rewrites
+    the links of the rendered body (click tracking); the layout's own links are never tracked."""
     budget = budget or Budget()
+    context = with_globals(_html_env, context)  # once for the three parts
+    footer = footer or Footer(sender_name="", postal_address=None)
+    body_source, skeleton = _styled(html, layout, lang, footer.skeleton_key())
     try:
         # stripped, never rewritten: a line break inside it is refused by compose, not joined away
         rendered_subject = _run(subject, False, context, budget).strip(" ")
-        body = _run(html, True, context, budget)
+        body = _run(body_source, True, context, budget)
         # no text part: one derived once from the HTML template, rendered like the others
         rendered_text = _run(text if text is not None else _derived_text(html), False, context, budget)
     except RenderError:
@@ -133,14 +146,10 @@ def render(
         raise RenderError(f"template failed to render: {exc}") from exc
     if not rendered_subject:
         raise RenderError("the rendered subject is empty")
-    footer = footer or Footer(sender_name="", postal_address=None)
-    if layout is not None:
-        page = _fill(
-            _html_skeleton(layout, lang, footer.skeleton_key()), body, rendered_subject, footer, True
-        )
-    else:
-        page = body
-    if "<style" in body:  # the marketer's own CSS: inline it for this message (the slow path)
+    if links is not None:
+        body = links(body)
+    page = _fill(skeleton, body, rendered_subject, footer, True) if skeleton is not None else body
+    if "<style" in body:  # CSS that could not be inlined in the source: inline this message (slow)
         page = _inliner.inline(page)
     rendered_text = (
         rendered_text.strip() + "\n" + _fill(_text_skeleton(footer.skeleton_key()), "", "", footer, False)
@@ -173,6 +182,19 @@ def _html_skeleton(layout: str, lang: str, key: tuple) -> str:
         **_sentinel_footer(key),
     )
     return _inliner.inline(page) if "<style" in page else page
+
+
+@lru_cache(maxsize=256)
+def _styled(html: str, layout: str | None, lang: str, key: tuple) -> tuple[str, str | None]:
+    """The body source to render and the skeleton to put it in: with the template's own CSS already
+    inlined into both when that can be done once for every message (``inlining``)."""
+    skeleton = _html_skeleton(layout, lang, key) if layout is not None else None
+    if "<style" not in html:
+        return html, skeleton
+    inlined = inlining.inline_source(html, skeleton or _BODY, _BODY, _inliner.inline)
+    if inlined is None:
+        return html, skeleton
+    return inlined.body, inlined.skeleton
 
 
 @lru_cache(maxsize=256)

@@ -22,7 +22,7 @@ from typing import Any
 from jinja2 import Undefined, nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.filters import do_format
-from jinja2.runtime import Context, markup_join, str_join
+from jinja2.runtime import Context, markup_join, new_context, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 MAX_OUTPUT_CHARS = 1_000_000
@@ -56,8 +56,11 @@ class Budget:
             raise RenderLimitExceeded(f"rendering took longer than {self.seconds:g}s; template stopped")
 
 
+_SCALARS = (str, int, float, bool, Decimal, date, datetime, Undefined)
+
+
 def _plain(value: Any, depth: int = 0) -> bool:
-    if value is None or isinstance(value, str | int | float | bool | Decimal | date | datetime | Undefined):
+    if value is None or isinstance(value, _SCALARS):
         return True
     if depth > 8:
         return False
@@ -69,7 +72,7 @@ def _plain(value: Any, depth: int = 0) -> bool:
 
 
 def _refuse_objects(value: Any) -> Any:
-    if not _plain(value):
+    if type(value) is not str and not _plain(value):  # runs on every value printed: str first
         raise SecurityError(f"templates can only print data, not a {type(value).__name__}")
     return value
 
@@ -92,6 +95,9 @@ class _CodeGenerator(CodeGenerator):
             self.visit(arg, frame)
             self.write(", ")
         self.write("))")
+
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
 class TemplateSandbox(ImmutableSandboxedEnvironment):
@@ -147,6 +153,13 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         if _CURRENT.budget is not None:
             _CURRENT.budget.tick()
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            # ``traits.first_name``: what Jinja ends up doing for a key of a plain dict, without
+            # first failing to find an attribute of that name (an exception per lookup)
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
 
@@ -159,23 +172,36 @@ class _Current(threading.local):
 _CURRENT = _Current()
 
 
-def render_with_budget(template, context: dict[str, Any], budget: Budget) -> str:
-    """Stream the template so the size and time caps apply while it runs, not after."""
+def render_with_budget(template, variables: dict[str, Any], budget: Budget) -> str:
+    """Stream the template so the size and time caps apply while it runs, not after.
+
+    ``variables`` must already hold the environment's globals (``with_globals``): the context is made
+    over it as is, instead of Jinja merging globals into a fresh copy for every part of every message.
+    """
     _CURRENT.budget = budget
     try:
-        parts = []
+        parts: list[str] = []
+        append = parts.append
         cap = budget.chars - budget.used
-        for n, chunk in enumerate(template.generate(context)):
+        # the render function itself, not Template.generate: its wrapper only rewrites tracebacks, and
+        # this loop runs for every chunk of every message of a broadcast
+        context = new_context(template.environment, template.name, template.blocks, variables, shared=True)
+        for chunk in template.root_render_func(context):
             cap -= len(chunk)
             if cap < 0:
                 raise RenderLimitExceeded(f"rendered output is larger than {budget.chars} characters")
-            if not n & 31:  # the clock every 32 chunks: cheap enough to run per chunk of every message
+            append(chunk)
+            if not len(parts) & 31:  # the clock every 32 chunks
                 budget.tick()
-            parts.append(chunk)
         budget.used = budget.chars - cap
         return "".join(parts)
     finally:
         _CURRENT.budget = None
+
+
+def with_globals(env: TemplateSandbox, context: dict[str, Any]) -> dict[str, Any]:
+    """The variables of one render: the sandbox's few globals, then the context (which wins)."""
+    return {**env.globals, **context}
 
 
 def blocked_constructs(ast: nodes.Template) -> list[str]:

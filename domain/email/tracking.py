@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
 
 from markupsafe import escape
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,16 +50,20 @@ def read_click(secret: str, token: str) -> tuple[int, str, str]:
     return int(customer), ref, url
 
 
-def instrument(html: str, *, base: str, sign_click: Callable[[str], str], open_url: str) -> str:
-    """Point every external http(s) link through the click redirect and add the open pixel."""
+def track_links(html: str, *, base: str, secret: str, customer_id: int, ref: str) -> str:
+    """Point every external http(s) link through the click redirect (our own links stay as they are)."""
 
     def rewrite(match: re.Match) -> str:
         quote, url = match.group(1), match.group(2).replace("&amp;", "&")
-        if url.startswith(base):  # our own links (unsubscribe, preferences) stay as they are
+        if url.startswith(base):
             return match.group(0)
-        return f"href={quote}{escape(f'{base}/c/{sign_click(url)}')}{quote}"
+        token = click_token(secret, customer_id, ref, url)
+        return f"href={quote}{escape(f'{base}/c/{token}')}{quote}"
 
-    html = _HREF.sub(rewrite, html)
+    return _HREF.sub(rewrite, html)
+
+
+def add_open_pixel(html: str, open_url: str) -> str:
     pixel = f'<img src="{escape(open_url)}" width="1" height="1" alt="" style="display:block;border:0">'
     at = html.rfind("</body>")
     return html[:at] + pixel + html[at:] if at >= 0 else html + pixel

@@ -11,14 +11,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from functools import lru_cache
 
 
 class BadToken(ValueError):
     """The token was not made by us, or was changed."""
 
 
-def _key(secret: str, purpose: str) -> bytes:
-    return hmac.new(secret.encode(), f"journeys/{purpose}".encode(), hashlib.sha256).digest()
+@lru_cache(maxsize=64)  # a broadcast signs several links per message with the same few keys
+def _keyed(secret: str, purpose: str) -> hmac.HMAC:
+    key = hmac.new(secret.encode(), f"journeys/{purpose}".encode(), hashlib.sha256).digest()
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def _mac(secret: str, purpose: str, body: str) -> bytes:
+    mac = _keyed(secret, purpose).copy()  # cheaper than keying a new HMAC for every token
+    mac.update(body.encode())
+    return mac.digest()[:16]
 
 
 def _b64(raw: bytes) -> str:
@@ -30,16 +39,17 @@ def _unb64(text: str) -> bytes:
 
 
 def sign(secret: str, purpose: str, payload: str) -> str:
-    body = _b64(payload.encode())
-    mac = hmac.new(_key(secret, purpose), body.encode(), hashlib.sha256).digest()[:16]
-    return f"{body}.{_b64(mac)}"
+    body = base64.urlsafe_b64encode(payload.encode()).rstrip(b"=")
+    mac = _keyed(secret, purpose).copy()  # cheaper than keying a new HMAC for every token
+    mac.update(body)
+    return f"{body.decode()}.{_b64(mac.digest()[:16])}"
 
 
 def verify(secret: str, purpose: str, token: str) -> str:
     body, _, mac = token.partition(".")
     if not body or not mac or len(token) > 2000:
         raise BadToken("malformed token")
-    expected = hmac.new(_key(secret, purpose), body.encode(), hashlib.sha256).digest()[:16]
+    expected = _mac(secret, purpose, body)
     try:
         ok = hmac.compare_digest(_unb64(mac), expected)
         payload = _unb64(body).decode()

@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiosmtpd.smtp import SMTP
 from sqlalchemy import select
 from temporalio.worker import Worker
 
@@ -15,6 +16,7 @@ from domain.email.models import Message
 from domain.segments import service as segments
 from domain.segments.schemas import SegmentIn
 from domain.subscriptions import service as subscriptions
+from runtime import smtp_capture
 from runtime.worker import WORKFLOWS
 from runtime.worker import activities as worker_activities
 from tests.email.helpers import add_customers, add_template
@@ -241,3 +243,46 @@ async def test_local_time_broadcast_sends_at_nine_in_each_recipients_timezone(
     sent_at = dict(rows)
     assert sent_at["tokyo@example.com"] < sent_at["paris@example.com"] < sent_at["nyc@example.com"]
     assert sent_at["tokyo@example.com"] < sent_at["nozone@example.com"] < sent_at["nyc@example.com"]
+
+
+class _TryLaterOnce(smtp_capture.MaildirHandler):
+    """A server that answers 451 (try later) the first time it sees each of some recipients."""
+
+    def __init__(self, directory, refuse: set[str]):
+        super().__init__(directory)
+        self.refuse = set(refuse)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            self.refuse.discard(address)
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+async def test_recipients_the_server_asks_to_retry_get_their_email_once(
+    client, marketer_headers, settings, sessions, temporal
+):
+    await add_customers(sessions, 40)
+    await add_template(sessions)
+    later = {"c3@example.com", "c5@example.com", "c38@example.com"}  # two pages: two retries
+    handler = _TryLaterOnce(settings.mailbox_dir, later)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="try-later"), host=settings.smtp_host, port=settings.smtp_port
+    )
+    try:
+        await _create(client, marketer_headers, id="retry", batch_size=6)
+        result = await temporal.client.get_workflow_handle(
+            "broadcast/retry", result_type=BroadcastProgress
+        ).result()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert (result.status, result.sent, result.skipped, result.failed) == ("completed", 40, 0, 0)
+    assert not handler.refuse  # each was refused once, then taken
+    assert handler.duplicates == 0  # what the server took before the retry was recorded, not re-sent
+    stored = Counter(m["envelope_to"][0] for m in smtp_capture.read_mailbox(settings.mailbox_dir, limit=1000))
+    assert len(stored) == 40 and set(stored.values()) == {1}
+    status = (await client.get("/api/broadcasts/retry", headers=marketer_headers)).json()
+    assert (status["status"], status["sent"], status["failed"]) == ("completed", 40, 0)
