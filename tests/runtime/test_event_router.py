@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 
 from domain.customers.models import Customer
 from domain.db import transaction, utcnow
-from domain.events.models import EventOutbox
+from domain.events.models import Event, EventOutbox
 from domain.journeys.models import Enrollment
 from runtime.event_router import EventRouter
 from tests import temporal_env
@@ -121,10 +121,17 @@ async def test_router_killed_mid_batch_and_restarted_routes_every_trigger_once(
 
     async with sessions() as session:
         customer_ids = list(await session.scalars(select(Customer.id)))
+        # The router takes triggers in event-id order, which need not be the order customers were made in.
+        routing_order = list(
+            await session.scalars(
+                select(Event.customer_id).where(Event.name == "Signed Up").order_by(Event.id)
+            )
+        )
 
     async def started_ten():
-        # One cheap call per poll (the tenth customer's workflow), so the kill lands mid-batch.
-        return bool(await _existing_workflows(temporal, journey_id, customer_ids[9:10]))
+        # One cheap call per poll (the eleventh trigger's workflow: with two starts in flight, the ten
+        # before it are started by then), so the kill lands mid-batch.
+        return bool(await _existing_workflows(temporal, journey_id, routing_order[10:11]))
 
     # One batch holds every row, started two at a time and recorded when the batch is done: killing it
     # part-way leaves the whole batch claimed by a dead process, some of it already started in
