@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import text
 
-from bench.segments import PG_ADMIN, load_postgresql, log, timed_pair
+from bench.segments import PG_ADMIN, load_postgresql, log
+from bench.segments import timed as timed_in_turn
 from config.settings import Settings
 from domain.analytics import campaigns, kpis, quality, report
 from domain.analytics.periods import Period
@@ -326,7 +327,7 @@ async def run(customers: int, events: int, repeat: int, keep: bool = False) -> d
 
             mine, theirs = ours_reads((await ours())[0]), baseline_reads(await handwritten())
             assert mine == theirs, f"{kpi}: ours {mine} != hand-written {theirs}"
-            ours_s, hand_s = await timed_pair(ours, handwritten, repeat)
+            ours_s, hand_s = await timed_in_turn([ours, handwritten], repeat)
             figures[kpi] = {
                 "ours_s": round(ours_s, 4),
                 "handwritten_s": round(hand_s, 4),
