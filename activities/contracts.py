@@ -164,6 +164,19 @@ class LoyaltyMaintenanceResult:
     count: int
 
 
+ENROLL_DUE_ANNIVERSARIES = "enroll_due_anniversaries"
+
+
+@dataclass
+class AnniversarySweepRequest:
+    as_of: str  # ISO time the sweep treats as now (the workflow's time)
+
+
+@dataclass
+class AnniversarySweepResult:
+    started: int
+
+
 @dataclass
 class BroadcastBatchRequest:
     broadcast_id: str

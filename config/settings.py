@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     customer_scores_seconds: int = Field(
         3_600, ge=60, description="Schedule of value tier and RFM recompute."
     )
+    # The sweep enrolls two days ahead, so any interval up to a day still reaches every anniversary.
+    anniversary_sweep_seconds: int = Field(
+        3_600, ge=60, le=86_400, description="Schedule of the birthday and anniversary enrollment sweep."
+    )
 
     analytics_conversion_window_days: float = Field(
         7.0, gt=0, le=366, description="A journey visit converts when the goal follows within this many days."

@@ -3,14 +3,12 @@
 A sweep pages through customers and starts one enrollment per customer per year, a day or two ahead;
 the workflow itself waits until the local time on the day in the customer's timezone, so the sweep's
 own timing does not matter. Ids carry the year and Temporal refuses a duplicate start, so running the
-sweep twice (or from two workers) enrolls once.
+sweep twice (or from two workers) enrolls once. A Temporal Schedule runs it (AnniversarySweepWorkflow,
+see runtime/anniversary_schedule.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,7 +20,6 @@ from domain.journeys import service as journeys
 from domain.journeys import timing
 from runtime.journey_start import start_enrollment
 
-log = logging.getLogger(__name__)
 LOOKAHEAD = timedelta(hours=48)
 PAGE = 1000
 
@@ -80,20 +77,3 @@ async def _start(client, sessions, version, customer_id: int, moment: datetime, 
             event_id=None,
         )
     return True
-
-
-async def run(
-    client: Client,
-    sessions: async_sessionmaker[AsyncSession],
-    stop: asyncio.Event,
-    *,
-    task_queue: str,
-    every_seconds: float = 3600,
-) -> None:
-    while not stop.is_set():
-        try:
-            await enroll_due(client, sessions, task_queue=task_queue)
-        except Exception:
-            log.exception("anniversary sweep failed; retrying next round")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_seconds)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.anniversaries import AnniversaryActivities
 from activities.broadcasts import BroadcastActivities
 from activities.cases import CaseActivities
 from activities.email import EmailActivities
@@ -18,13 +19,14 @@ from activities.segments import SegmentActivities
 from activities.smtp import Mailer
 from activities.webhooks import WebhookActivities
 from config.settings import Settings
-from runtime import anniversaries
+from runtime.anniversary_schedule import ensure_schedule as ensure_anniversary_schedule
 from runtime.case_dispatcher import CaseDispatcher
 from runtime.event_router import EventRouter
 from runtime.loyalty_earner import LoyaltyEarner
 from runtime.loyalty_schedules import ensure_schedules as ensure_loyalty_schedules
 from runtime.segment_refresher import SegmentRefresher
 from runtime.segment_schedules import ensure_schedules as ensure_segment_schedules
+from workflows.anniversaries import AnniversarySweepWorkflow
 from workflows.broadcast import BroadcastWorkflow
 from workflows.case_sla import CaseSlaWorkflow
 from workflows.journey import JourneyWorkflow
@@ -37,6 +39,7 @@ WORKFLOWS = [
     CaseSlaWorkflow,
     LoyaltyMaintenanceWorkflow,
     SegmentMaintenanceWorkflow,
+    AnniversarySweepWorkflow,
 ]
 
 
@@ -67,6 +70,7 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
         segments.recompute_customer_scores,
         segments.customer_in_segment,
         segments.evaluate_segment,
+        AnniversaryActivities(sessions).enroll_due_anniversaries,
     ]
 
 
@@ -114,6 +118,7 @@ async def run_worker(
     if schedules:
         await ensure_loyalty_schedules(client, settings)
         await ensure_segment_schedules(client, settings)
+        await ensure_anniversary_schedule(client, settings)
     earner = LoyaltyEarner(
         sessions,
         poll_seconds=settings.loyalty_earn_poll_seconds,
@@ -125,14 +130,10 @@ async def run_worker(
         cases_task = asyncio.create_task(dispatcher.run(stop), name="case-dispatcher")
         earner_task = asyncio.create_task(earner.run(stop), name="loyalty-earner")
         refresher_task = asyncio.create_task(refresher.run(stop), name="segment-refresher")
-        sweep_task = asyncio.create_task(
-            anniversaries.run(client, sessions, stop, task_queue=settings.temporal_task_queue),
-            name="anniversary-sweep",
-        )
         try:
             await stop.wait()
         finally:
             stop.set()
-            for task in (router_task, cases_task, earner_task, refresher_task, sweep_task):
+            for task in (router_task, cases_task, earner_task, refresher_task):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

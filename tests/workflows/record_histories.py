@@ -1,13 +1,17 @@
-"""Record JourneyWorkflow histories for the replay test: `python -m tests.workflows.record_histories`.
+"""Record workflow histories for the replay test: `python -m tests.workflows.record_histories [name ...]`.
 
-Run it when a workflow change is deliberate and versioned (workflow.patched); the replay test then
-guards the new shape. Each scenario exercises different commands: timers, signals, local activities,
-activities of every node type, interrupts and deferrals.
+Every workflow type the worker registers gets at least one history (test_replay fails otherwise): each
+scenario runs it for real on the time-skipping test server, against a freshly migrated SQLite database,
+with the worker's real activities. Give scenario names (e.g. `broadcast case_sla`) to re-record only
+those. Run it when a workflow change is deliberate and versioned (workflow.patched); the replay test then
+guards the new shape. The journey scenarios exercise different commands: timers, signals, local
+activities, activities of every node type, interrupts and deferrals.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +23,7 @@ from tests.conftest import wait_for
 from tests.temporal_env import time_skipping
 from tests.workflows.harness import engine, engine_settings
 from tests.workflows.test_abandoned_cart import CART
+from tests.workflows.workflow_scenarios import NON_JOURNEY_SCENARIOS
 from workflows.journey import JourneyWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -115,14 +120,27 @@ async def _everything_else(e) -> list:
     return [("all_nodes_converted", handle)]
 
 
-async def main() -> None:
+SCENARIOS = (_abandoned_cart, _everything_else, *NON_JOURNEY_SCENARIOS)
+
+
+def _name(scenario) -> str:
+    return scenario.__name__.lstrip("_")
+
+
+async def main(only: list[str]) -> None:
+    """Record every scenario, or only those named in ``only``."""
     HISTORIES.mkdir(exist_ok=True)
+    known = [_name(s) for s in SCENARIOS]
+    if unknown := sorted(set(only) - set(known)):
+        raise SystemExit(f"no scenario {unknown}; known: {known}")
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/record.db"
         await upgrade_async(url)
         db = create_engine(url)
         sessions = session_factory(db)
-        for scenario in (_abandoned_cart, _everything_else):
+        for scenario in SCENARIOS:
+            if only and _name(scenario) not in only:
+                continue
             env = await time_skipping()
             try:
                 settings = engine_settings(url, Path(tmp) / scenario.__name__)
@@ -137,4 +155,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))
