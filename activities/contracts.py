@@ -233,7 +233,8 @@ class TimePlan:
     """A moment to compute in the customer's timezone (time-zone rules are data that changes, so the
     workflow records the answer from an activity instead of computing it itself).
 
-    kind ``send``: the first moment at or after ``now`` allowed by quiet hours and the frequency cap;
+    kind ``send``: the first moment at or after ``now`` allowed by quiet hours and the frequency cap,
+    then by the journey's send rate (``rate_max`` per ``rate_per_seconds``; ``send_key`` keeps the slot);
     ``local_time``: the next ``at`` (on ``weekdays``); ``anniversary``: the next yearly ``trait`` date
     at ``at``; ``date``: the ``trait`` date + ``offset_days`` at ``at``.
     """
@@ -249,6 +250,9 @@ class TimePlan:
     weekdays: list[str] = field(default_factory=list)
     trait: str | None = None
     offset_days: int = 0
+    rate_max: int | None = None
+    rate_per_seconds: int | None = None
+    send_key: str | None = None
 
 
 @dataclass
@@ -268,7 +272,7 @@ class JourneyContext:
     timezone: str | None
     traits: dict[str, Any] = field(default_factory=dict)
     moment: str | None = None  # the plan's answer (ISO); None when the trait date is missing
-    held_by: str | None = None  # send plans: "quiet_hours" | "frequency_cap" | None
+    held_by: str | None = None  # send plans: "quiet_hours" | "frequency_cap" | "send_rate" | None
 
 
 @dataclass
