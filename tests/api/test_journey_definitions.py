@@ -360,3 +360,8 @@ async def test_a_segment_goal_and_a_segment_entry_are_accepted_when_the_segment_
     created = await client.post("/api/journeys", json=body, headers=marketer_headers)
     assert created.status_code == 201, created.text
     assert (await client.post("/api/journeys/j1/publish", headers=marketer_headers)).status_code == 201
+    # Both are in use now: deleting either would strand the customers inside.
+    for segment_id in ("vip", "buyers"):
+        refused = await client.delete(f"/api/segments/{segment_id}", headers=marketer_headers)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["detail"]["journeys"] == ["j1"]
