@@ -260,7 +260,7 @@ class JourneyContextRequest:
     journey_id: str
     customer_id: int
     plan: TimePlan | None = None
-    # False when only the journey's status is needed (a send without quiet hours or cap).
+    # False when only the journey's status is needed (a send without quiet hours, cap or send rate).
     with_customer: bool = True
     # True after a status signal: read the journey's status from the database, not a cache.
     fresh_status: bool = False

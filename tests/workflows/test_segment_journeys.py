@@ -13,6 +13,7 @@ from domain.db import transaction
 from domain.events.models import LANE_SEGMENTS, EventOutbox
 from domain.journeys.models import Enrollment
 from domain.segments import service as segments
+from runtime.event_router import EventRouter
 from tests.conftest import wait_for
 from tests.workflows.harness import engine
 
@@ -145,9 +146,9 @@ async def test_a_segment_admitting_many_at_once_does_not_hold_up_ordinary_events
         assert await _enrollments(e) == [("signup", newcomer)]
         assert await _queued(e, LANE_SEGMENTS) == 25
 
-        e.segment_router._batch_size = 10
+        lane = EventRouter(e.client, e.sessions, task_queue=e.task_queue, lane=LANE_SEGMENTS, batch_size=10)
         passes = []
-        while routed := await e.segment_router.route_once():
+        while routed := await lane.route_once():
             passes.append(routed)
         assert passes == [10, 10, 5]
         assert sorted(c for _, c in await _enrollments(e, "vip")) == sorted(crowd)
