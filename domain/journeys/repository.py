@@ -340,6 +340,14 @@ async def latest_slots(session: AsyncSession, journey_id: str, limit: int) -> li
     )
 
 
+async def forget_slots_before(session: AsyncSession, journey_id: str, before: datetime) -> None:
+    await session.execute(
+        delete(JourneySendSlot).where(
+            JourneySendSlot.journey_id == journey_id, JourneySendSlot.slot_at < before
+        )
+    )
+
+
 async def set_send_slot(session: AsyncSession, journey_id: str, send_key: str, at: datetime) -> None:
     updated = await session.execute(
         update(JourneySendSlot).where(JourneySendSlot.send_key == send_key).values(slot_at=at)

@@ -325,9 +325,12 @@ async def take_send_slot(
     a pause meanwhile) is given up for a new one, so held sends do not all go at once."""
     await repository.lock_slot_clock(session, journey_id)
     period = timedelta(seconds=per_seconds)
+    horizon = now - max(period, SLOT_GRACE)
     kept = await repository.send_slot(session, send_key)
-    if kept is not None and kept >= now - max(period, SLOT_GRACE):
+    if kept is not None and kept >= horizon:
         return kept
+    # Slots before the horizon neither bound a new slot nor can be kept: the clock stays small.
+    await repository.forget_slots_before(session, journey_id, horizon)
     latest = await repository.latest_slots(session, journey_id, limit)
     slot = max([now, *latest[:1]])
     if len(latest) >= limit:
