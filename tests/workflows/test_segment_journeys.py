@@ -8,16 +8,26 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
+from activities.contracts import EventRef
 from domain.customers.models import Customer
 from domain.db import transaction
 from domain.events.models import LANE_SEGMENTS, EventOutbox
+from domain.journeys import service as journeys
 from domain.journeys.models import Enrollment
 from domain.segments import service as segments
 from runtime.event_router import EventRouter
+from runtime.journey_start import start_enrollment
 from tests.conftest import wait_for
 from tests.workflows.harness import engine
 
 VIPS = {"trait": "vip", "op": "equals", "value": True}
+SEGMENT_WAIT = {
+    "nodes": [
+        {"id": "start", "type": "entry", "trigger": "segment", "segment_id": "vips", "next": "wait"},
+        {"id": "wait", "type": "wait", "duration": "1d", "next": "done"},
+        {"id": "done", "type": "exit"},
+    ]
+}
 
 
 def _segment_entry(segment_id: str, template_id: str, reentry: str = "once") -> dict:
@@ -110,29 +120,9 @@ async def _mail_count(e, n: int) -> bool:
 async def test_a_segment_admitting_many_at_once_does_not_hold_up_ordinary_events(env, sessions, settings):
     async with engine(env, sessions, settings) as e:
         await e.segment("vips", VIPS)
-        wait_a_day = [
-            {"id": "wait", "type": "wait", "duration": "1d", "next": "done"},
-            {"id": "done", "type": "exit"},
-        ]
-        await e.journey(
-            "vip",
-            {
-                "nodes": [
-                    {
-                        "id": "start",
-                        "type": "entry",
-                        "trigger": "segment",
-                        "segment_id": "vips",
-                        "next": "wait",
-                    },
-                    *wait_a_day,
-                ]
-            },
-        )
-        await e.journey(
-            "signup",
-            {"nodes": [{"id": "start", "type": "entry", "event": "Signed Up", "next": "wait"}, *wait_a_day]},
-        )
+        await e.journey("vip", SEGMENT_WAIT)
+        signup_entry = {"id": "start", "type": "entry", "event": "Signed Up", "next": "wait"}
+        await e.journey("signup", {"nodes": [signup_entry, *SEGMENT_WAIT["nodes"][1:]]})
         crowd = [await e.customer(f"crowd{i}") for i in range(25)]
         newcomer = await e.customer("nia")
         async with transaction(e.sessions) as session:
@@ -223,3 +213,24 @@ async def test_leaving_a_segment_can_be_an_exit_criterion(env, sessions, setting
         result = await e.result(e.handle("trial", eve))
         assert (result.status, result.path) == ("exited", ["wait"])
         assert e.mailbox() == []
+
+
+async def test_a_segment_entry_started_by_a_pass_that_died_before_recording_it_is_recorded(
+    env, sessions, settings
+):
+    async with engine(env, sessions, settings) as e:
+        await e.segment("vips", VIPS)
+        await e.journey("vip", SEGMENT_WAIT)
+        ada, bo = await e.customer("ada"), await e.customer("bo")
+        async with transaction(e.sessions) as session:
+            version = await journeys.get_version(session, "vip", 1)
+        # A router started Ada's enrollment, then died before recording it or dequeuing her entry.
+        workflow_id = journeys.workflow_id_for("vip", ada)
+        ref = EventRef(id=0, name="Segment Entered")
+        assert await start_enrollment(e.client, version, ada, workflow_id, ref, task_queue=e.task_queue)
+
+        await e.move_into_segments([ada, bo], vip=True)
+
+        assert sorted(c for _, c in await _enrollments(e, "vip")) == sorted([ada, bo])
+        assert await _queued(e, LANE_SEGMENTS) == 0
+        assert (await e.handle("vip", ada).describe()).status.name == "RUNNING"
