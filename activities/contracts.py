@@ -246,7 +246,8 @@ class TimePlan:
     """A moment to compute in the customer's timezone (time-zone rules are data that changes, so the
     workflow records the answer from an activity instead of computing it itself).
 
-    kind ``send``: the first moment at or after ``now`` allowed by quiet hours and the frequency cap;
+    kind ``send``: the first moment at or after ``now`` allowed by quiet hours and the frequency cap,
+    then by the journey's send rate (``rate_max`` per ``rate_per_seconds``; ``send_key`` keeps the slot);
     ``local_time``: the next ``at`` (on ``weekdays``); ``anniversary``: the next yearly ``trait`` date
     at ``at``; ``date``: the ``trait`` date + ``offset_days`` at ``at``.
     """
@@ -262,6 +263,9 @@ class TimePlan:
     weekdays: list[str] = field(default_factory=list)
     trait: str | None = None
     offset_days: int = 0
+    rate_max: int | None = None
+    rate_per_seconds: int | None = None
+    send_key: str | None = None
 
 
 @dataclass
@@ -269,7 +273,7 @@ class JourneyContextRequest:
     journey_id: str
     customer_id: int
     plan: TimePlan | None = None
-    # False when only the journey's status is needed (a send without quiet hours or cap).
+    # False when only the journey's status is needed (a send without quiet hours, cap or send rate).
     with_customer: bool = True
     # True after a status signal: read the journey's status from the database, not a cache.
     fresh_status: bool = False
@@ -281,7 +285,7 @@ class JourneyContext:
     timezone: str | None
     traits: dict[str, Any] = field(default_factory=dict)
     moment: str | None = None  # the plan's answer (ISO); None when the trait date is missing
-    held_by: str | None = None  # send plans: "quiet_hours" | "frequency_cap" | None
+    held_by: str | None = None  # send plans: "quiet_hours" | "frequency_cap" | "send_rate" | None
 
 
 @dataclass

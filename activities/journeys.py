@@ -97,8 +97,16 @@ class JourneyActivities:
         status = await self._journey_status(req.journey_id, req.fresh_status)
         if not req.with_customer:
             return JourneyContext(journey_status=status, timezone=None)
+        plan = req.plan
+        if plan is not None and plan.rate_max and status == "published":
+            # Takes a slot on the journey's send-rate clock: a write. A held journey takes none.
+            async with transaction(self._sessions) as session:
+                found = await journeys.enrollment_context(
+                    session, req.customer_id, plan, journey_id=req.journey_id
+                )
+            return JourneyContext(journey_status=status, **found)
         async with self._sessions() as session:  # reads only: no write lock
-            found = await journeys.enrollment_context(session, req.customer_id, req.plan)
+            found = await journeys.enrollment_context(session, req.customer_id, plan)
         return JourneyContext(journey_status=status, **found)
 
     @activity.defn(name=REGISTER_LISTENERS)

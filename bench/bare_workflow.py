@@ -18,3 +18,13 @@ class BareThreeSteps:
     async def run(self, _: str) -> None:
         for step in ("one", "two", "three"):
             await workflow.execute_activity(noop, step, start_to_close_timeout=timedelta(seconds=30))
+
+
+@workflow.defn(name="BareSleeper")
+class BareSleeper:
+    """The baseline of bench/segment_entry.py: a workflow that only waits, like an enrollment's first
+    day in a journey that starts with a wait."""
+
+    @workflow.run
+    async def run(self, _: str) -> None:
+        await workflow.sleep(timedelta(days=1))

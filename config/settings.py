@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     router_poll_seconds: float = Field(0.2, gt=0, description="How often the event router polls the outbox.")
     router_batch_size: int = Field(500, gt=0, le=10_000)
     router_concurrency: int = Field(32, gt=0, le=1_000, description="Temporal calls in flight per router.")
+    router_segment_batch_size: int = Field(
+        1_000, gt=0, le=10_000, description="Segment entries/exits the segment lane routes per pass."
+    )
+    router_segment_concurrency: int = Field(
+        32, gt=0, le=1_000, description="Temporal calls in flight for segment entries, beside the events'."
+    )
     router_lease_seconds: float = Field(
         60.0, gt=0, description="How long a router owns the outbox rows it claimed before another may."
     )

@@ -8,7 +8,14 @@ from domain.customers.models import Customer, CustomerAlias, CustomerErasure
 from domain.db import Base
 from domain.email.models import Message, Template, TemplateVersion
 from domain.events.models import Event, EventOutbox
-from domain.journeys.models import Enrollment, Journey, JourneyListener, JourneyStep, JourneyVersion
+from domain.journeys.models import (
+    Enrollment,
+    Journey,
+    JourneyListener,
+    JourneySendSlot,
+    JourneyStep,
+    JourneyVersion,
+)
 from domain.loyalty.models import (
     LoyaltyAccount,
     LoyaltyCursor,
@@ -43,6 +50,7 @@ __all__ = [
     "EventOutbox",
     "Journey",
     "JourneyListener",
+    "JourneySendSlot",
     "JourneyStep",
     "JourneyVersion",
     "LoyaltyAccount",

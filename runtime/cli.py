@@ -81,7 +81,7 @@ async def _router(settings: Settings) -> None:
 
     from domain.db import create_engine, session_factory
     from runtime import temporal
-    from runtime.event_router import EventRouter
+    from runtime.event_router import routers
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -89,16 +89,8 @@ async def _router(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     engine = create_engine(settings.resolved_database_url)
     try:
-        router = EventRouter(
-            await temporal.connect(settings),
-            session_factory(engine),
-            task_queue=settings.temporal_task_queue,
-            poll_seconds=settings.router_poll_seconds,
-            batch_size=settings.router_batch_size,
-            concurrency=settings.router_concurrency,
-            lease_seconds=settings.router_lease_seconds,
-        )
-        await router.run(stop)
+        lanes = routers(await temporal.connect(settings), session_factory(engine), settings)
+        await asyncio.gather(*(router.run(stop) for router in lanes))
     finally:
         await engine.dispose()
 

@@ -1,4 +1,5 @@
-"""Enrolling many customers at once (manual enrollment by API; segment entry when segments land).
+"""Enrolling many customers at once by API (manual and segment journeys; segment journeys also enroll
+by themselves as customers enter, through the event router's segment lane).
 
 Starts run with bounded concurrency and are recorded a batch at a time, so enrolling thousands neither
 floods the Temporal server nor holds a database transaction open. Ids follow the re-entry policy like
@@ -72,15 +73,19 @@ async def enroll_customers(
         counts.enrolled += len(done)
         if done:
             async with transaction(sessions) as session:
-                for customer_id in done:
-                    await journeys.record_enrollment(
-                        session,
-                        workflow_id=ids[customer_id],
-                        journey_id=version.journey_id,
-                        version=version.version,
-                        customer_id=customer_id,
-                        event_id=None,
-                    )
+                await journeys.record_enrollments(
+                    session,
+                    [
+                        {
+                            "workflow_id": ids[customer_id],
+                            "journey_id": version.journey_id,
+                            "version": version.version,
+                            "customer_id": customer_id,
+                            "event_id": None,
+                        }
+                        for customer_id in done
+                    ],
+                )
     return counts
 
 

@@ -21,7 +21,7 @@ from activities.webhooks import WebhookActivities
 from config.settings import Settings
 from runtime.anniversary_schedule import ensure_schedule as ensure_anniversary_schedule
 from runtime.case_dispatcher import CaseDispatcher
-from runtime.event_router import EventRouter
+from runtime.event_router import routers
 from runtime.loyalty_earner import LoyaltyEarner
 from runtime.loyalty_schedules import ensure_schedules as ensure_loyalty_schedules
 from runtime.segment_refresher import SegmentRefresher
@@ -97,15 +97,7 @@ async def run_worker(
     ``schedules=False`` skips creating the Temporal Schedules, for the time-skipping test server,
     which does not implement them.
     """
-    router = EventRouter(
-        client,
-        sessions,
-        task_queue=settings.temporal_task_queue,
-        poll_seconds=settings.router_poll_seconds,
-        batch_size=settings.router_batch_size,
-        concurrency=settings.router_concurrency,
-        lease_seconds=settings.router_lease_seconds,
-    )
+    event_router, segment_router = routers(client, sessions, settings)
     dispatcher = CaseDispatcher(
         client, sessions, task_queue=settings.temporal_task_queue, poll_seconds=settings.router_poll_seconds
     )
@@ -126,7 +118,8 @@ async def run_worker(
         gap_timeout=settings.loyalty_event_gap_seconds,
     )
     async with worker:
-        router_task = asyncio.create_task(router.run(stop), name="event-router")
+        router_task = asyncio.create_task(event_router.run(stop), name="event-router")
+        segment_router_task = asyncio.create_task(segment_router.run(stop), name="segment-entry-router")
         cases_task = asyncio.create_task(dispatcher.run(stop), name="case-dispatcher")
         earner_task = asyncio.create_task(earner.run(stop), name="loyalty-earner")
         refresher_task = asyncio.create_task(refresher.run(stop), name="segment-refresher")
@@ -134,6 +127,12 @@ async def run_worker(
             await stop.wait()
         finally:
             stop.set()
-            for task in (router_task, cases_task, earner_task, refresher_task):
+            for task in (
+                router_task,
+                segment_router_task,
+                cases_task,
+                earner_task,
+                refresher_task,
+            ):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -77,6 +77,8 @@ STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval
 LOCAL = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": STEP_RETRY}
 # A paused journey is re-checked at least this often even if the resume signal is missed.
 PAUSE_RECHECK = timedelta(hours=1)
+# Patch id of the goal-segment membership look at the first wait (recorded histories predate it).
+SEGMENT_GOAL_MEMBERSHIP = "segment-goal-membership"
 # Keep at most this many step records in memory and in a continue-as-new input.
 MAX_KEPT_STEPS = 200
 
@@ -129,6 +131,7 @@ class JourneyWorkflow:
         self._listening: set[str] = set()
         self._inp: JourneyInput | None = None
         self._awake_since: datetime | None = None
+        self._goal_membership_checked = False
 
     # --- signals and queries -------------------------------------------------------------------
 
@@ -256,18 +259,25 @@ class JourneyWorkflow:
     async def _send_email(self, node: dict[str, Any], visit: int) -> tuple[str | None, str | None]:
         cap = self._rules.get("frequency_cap")
         quiet = self._rules.get("quiet_hours")
+        rate = self._rules.get("send_rate")
+        # The key names this enrollment (workflow id + entry event) and this step (node + visit), so a
+        # retried activity, a replay or a crashed worker all find the same ledger row (and rate slot).
+        key = f"{workflow.info().workflow_id}/{self._inp.entry_event.id}/{node['id']}/{visit}"
         fresh = False
         while True:
             # Taken before reading the status, so a resume signal that lands during the read is not lost.
             status_changes = self._status_changes
             plan = None
-            if cap or quiet:
+            if cap or quiet or rate:
                 plan = self._plan(
                     "send",
                     quiet_start=quiet["start"] if quiet else None,
                     quiet_end=quiet["end"] if quiet else None,
                     cap_max=cap["max"] if cap else None,
                     cap_window_seconds=cap["window_seconds"] if cap else None,
+                    rate_max=rate["max"] if rate else None,
+                    rate_per_seconds=rate["per_seconds"] if rate else None,
+                    send_key=key if rate else None,
                 )
             ctx = await self._context(plan, with_customer=plan is not None, fresh_status=fresh)
             if ctx.journey_status == "archived":
@@ -281,13 +291,11 @@ class JourneyWorkflow:
                 continue
             if ctx.held_by is None:
                 break
-            rule = quiet if ctx.held_by == "quiet_hours" else cap
+            # The send rate only ever defers: a marketer's rate limit never drops an email.
+            rule = {"quiet_hours": quiet, "frequency_cap": cap}.get(ctx.held_by) or {}
             if rule.get("on_limit") == "drop":
                 return node.get("next"), f"dropped:{ctx.held_by}"
             await self._sleep_until(datetime.fromisoformat(ctx.moment))
-        # The key names this enrollment (workflow id + entry event) and this step (node + visit), so a
-        # retried activity, a replay or a crashed worker all find the same ledger row.
-        key = f"{workflow.info().workflow_id}/{self._inp.entry_event.id}/{node['id']}/{visit}"
         result = await workflow.execute_activity(
             SEND_EMAIL,
             SendEmailRequest(
@@ -462,6 +470,8 @@ class JourneyWorkflow:
         goal = self._rules.get("goal") or {}
         if goal.get("event"):
             names.add(goal["event"])
+        if goal.get("segment"):
+            names.add(conditions.SEGMENT_ENTERED)  # the refresher records one when a customer enters
         return sorted(names)
 
     def _check_interrupts(self) -> None:
@@ -471,8 +481,11 @@ class JourneyWorkflow:
             event = self._inbox[self._scanned]
             self._scanned += 1
             props = event.properties or {}
-            if goal.get("event") and conditions.event_matches(
+            reached_event = goal.get("event") and conditions.event_matches(
                 event.name, props, want=goal["event"], where=goal.get("where") or {}
+            )
+            if reached_event or (
+                goal.get("segment") and conditions.entered_segment(event.name, props, goal["segment"])
             ):
                 self._outcome = "converted"
             elif any(
@@ -495,11 +508,27 @@ class JourneyWorkflow:
         if within.total_seconds() <= 0:
             self._check_interrupts()
             return bool(condition())
+        await self._check_goal_membership()
         with contextlib.suppress(asyncio.TimeoutError):
             await workflow.wait_condition(lambda: self._interrupted() or condition(), timeout=within)
         self._awake_since = workflow.now()
         self._check_interrupts()
         return bool(condition())
+
+    async def _check_goal_membership(self) -> None:
+        """A customer already in the goal segment when first reaching a wait converts there.
+
+        Entries after the enrollment started arrive as Segment Entered events (the goal's listener is
+        registered at the start); only a membership older than that needs this one look, once a run."""
+        segment = (self._rules.get("goal") or {}).get("segment")
+        if not segment or self._goal_membership_checked:
+            return
+        self._goal_membership_checked = True
+        if not workflow.patched(SEGMENT_GOAL_MEMBERSHIP):
+            return
+        if segment in await self._segments([segment], "goal"):
+            self._outcome = "converted"
+            raise _Leave
 
     async def _sleep_until(self, moment: datetime) -> None:
         await self._flush()

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String
+from sqlalchemy import Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db import Base, BigId, Json, UTCDateTime, utcnow
@@ -37,11 +37,16 @@ class Event(Base):
     source_key_id: Mapped[int | None] = mapped_column(BigId)
 
 
+LANE_EVENTS = "events"
+LANE_SEGMENTS = "segments"
+
+
 class EventOutbox(Base):
     """Events stored but not yet routed to Temporal. Written in the ingesting transaction, deleted by the
     router once every journey it concerns has been signalled, so a crash in between loses nothing."""
 
     __tablename__ = "event_outbox"
+    __table_args__ = (Index("ix_event_outbox_lane_event", "lane", "event_id"),)
 
     # No foreign key on purpose: checking it costs more than the rest of the insert on PostgreSQL's
     # hot path. Erasure deletes a customer's outbox rows itself; the router drops orphans.
@@ -51,3 +56,6 @@ class EventOutbox(Base):
     # takes the rows over (routing is idempotent, so the overlap is harmless).
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
+    # Which router lane takes the row: segment refreshes queue thousands of rows at once in their own
+    # lane, so ordinary events never wait behind them.
+    lane: Mapped[str] = mapped_column(String(16), default=LANE_EVENTS, server_default=text("'events'"))

@@ -6,7 +6,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import utcnow
-from domain.events.models import Event, EventOutbox
+from domain.events.models import LANE_EVENTS, Event, EventOutbox
 
 events = Event.__table__
 outbox = EventOutbox.__table__
@@ -15,15 +15,20 @@ outbox = EventOutbox.__table__
 # --- the outbox, as routers see it ----------------------------------------------------------------
 
 
-async def claim(session: AsyncSession, router_id: str, limit: int, lease: timedelta) -> list[Event]:
-    """Lease up to ``limit`` unclaimed (or expired) outbox rows to ``router_id``; returns their events.
+async def claim(
+    session: AsyncSession, router_id: str, limit: int, lease: timedelta, lane: str = LANE_EVENTS
+) -> list[Event]:
+    """Lease up to ``limit`` unclaimed (or expired) outbox rows of ``lane`` to ``router_id``; returns
+    their events.
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets several routers claim disjoint batches at once.
     SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), which serialises claims.
     """
     now = utcnow()
     free = or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now)
-    pick = select(outbox.c.event_id).where(free).order_by(outbox.c.event_id).limit(limit)
+    pick = (
+        select(outbox.c.event_id).where(outbox.c.lane == lane, free).order_by(outbox.c.event_id).limit(limit)
+    )
     if session.bind.dialect.name == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     claimed = list(

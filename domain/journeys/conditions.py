@@ -6,6 +6,12 @@ import hashlib
 from typing import Any
 
 _MISSING = object()
+# The event the segments area records when a customer enters a segment (property ``segment_id``).
+SEGMENT_ENTERED = "Segment Entered"
+
+
+def entered_segment(name: str | None, properties: dict[str, Any], segment_id: str) -> bool:
+    return name == SEGMENT_ENTERED and properties.get("segment_id") == segment_id
 
 
 def _lookup(data: dict[str, Any], path: str) -> Any:

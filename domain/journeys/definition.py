@@ -2,8 +2,8 @@
 
 A definition is a list of nodes joined by ``next`` (and, for nodes that fork, by their branch fields);
 exactly one ``entry`` node says what enrolls a customer. Journey-level ``rules`` (goal, exit criteria,
-frequency cap, quiet hours) apply at every node. Validation names the node and the problem so the API can
-answer with a precise 422.
+frequency cap, quiet hours, send rate) apply at every node. Validation names the node and the problem so
+the API can answer with a precise 422.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from domain.errors import InvalidInput
+from domain.journeys import conditions
 
 NODE_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 LOCAL_TIME = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -307,11 +308,23 @@ class QuietHours(_Strict):
         return self
 
 
+RATE_PERIODS = {"second": 1, "minute": 60, "hour": 3_600, "day": 86_400}
+
+
+class SendRate(_Strict):
+    """At most ``max`` emails of this journey per ``per``, across all its enrollments; a send beyond
+    the rate waits for the next free slot (never dropped)."""
+
+    max: int = Field(gt=0, le=1_000_000, description="Sends allowed per period.")
+    per: Literal["second", "minute", "hour", "day"] = Field(description="The period.")
+
+
 class Rules(_Strict):
     goal: Goal | None = None
     exit_when: list[EventMatch] = Field(default_factory=list, max_length=20)
     frequency_cap: FrequencyCap | None = None
     quiet_hours: QuietHours | None = None
+    send_rate: SendRate | None = None
     default_timezone: str = Field("UTC", description="For customers without a timezone.")
 
     @field_validator("default_timezone")
@@ -477,11 +490,19 @@ def snapshot(definition: JourneyDefinition) -> dict[str, Any]:
     cap = out["rules"].get("frequency_cap")
     if cap:
         cap["window_seconds"] = parse_duration(cap["window"])
+    rate = out["rules"].get("send_rate")
+    if rate:
+        rate["per_seconds"] = RATE_PERIODS[rate["per"]]
     return out
 
 
 def matches_entry(entry: dict, event_name: str, properties: dict) -> bool:
-    """Does a stored event enroll into a journey whose entry node is ``entry`` (a snapshot dict)?"""
-    if entry.get("trigger", "event") != "event" or entry.get("event") != event_name:
+    """Does a stored event enroll into a journey whose entry node is ``entry`` (a snapshot dict)?
+
+    A segment entry is entered by the ``Segment Entered`` event of its segment."""
+    trigger = entry.get("trigger", "event")
+    if trigger == "segment":
+        return conditions.entered_segment(event_name, properties, entry.get("segment_id"))
+    if trigger != "event" or entry.get("event") != event_name:
         return False
     return all(properties.get(key) == value for key, value in (entry.get("where") or {}).items())

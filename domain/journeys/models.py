@@ -93,3 +93,18 @@ class JourneyStep(Base):
     entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str | None] = mapped_column(String(32))  # sent, deferred, timeout, matched, ...
+
+
+class JourneySendSlot(Base):
+    """When one rate-limited send of a journey may go: the journey's shared slot clock.
+
+    One row per send key, so a retried plan finds its slot instead of taking another.
+    """
+
+    __tablename__ = "journey_send_slots"
+    __table_args__ = (Index("ix_journey_send_slots_journey_slot", "journey_id", "slot_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    journey_id: Mapped[str] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"))
+    send_key: Mapped[str] = mapped_column(String(512), unique=True)
+    slot_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -9,7 +9,14 @@ from domain.customers.models import Customer
 from domain.db import insert_ignoring_conflicts, utcnow
 from domain.email.models import Message
 from domain.events.models import Event
-from domain.journeys.models import Enrollment, Journey, JourneyListener, JourneyStep, JourneyVersion
+from domain.journeys.models import (
+    Enrollment,
+    Journey,
+    JourneyListener,
+    JourneySendSlot,
+    JourneyStep,
+    JourneyVersion,
+)
 
 
 async def get(session: AsyncSession, journey_id: str) -> Journey | None:
@@ -87,6 +94,11 @@ async def enrollment(session: AsyncSession, workflow_id: str) -> Enrollment | No
 
 async def record_enrollment(session: AsyncSession, values: dict) -> None:
     await session.execute(insert_ignoring_conflicts(session, Enrollment, ["workflow_id"]).values(**values))
+
+
+async def record_enrollments(session: AsyncSession, rows: list[dict]) -> None:
+    if rows:
+        await session.execute(insert_ignoring_conflicts(session, Enrollment, ["workflow_id"]), rows)
 
 
 async def finish_enrollment(session: AsyncSession, workflow_id: str, status: str, at) -> None:
@@ -301,3 +313,45 @@ async def known_customers(session: AsyncSession, customer_ids: list[int], user_i
         chunk = user_ids[i : i + 500]
         found.update(await session.scalars(select(Customer.id).where(Customer.user_id.in_(chunk))))
     return sorted(found)
+
+
+# --- the send-rate slot clock ------------------------------------------------------------------------
+
+
+async def lock_slot_clock(session: AsyncSession, journey_id: str) -> None:
+    """Serialise slot taking per journey (SQLite's write transaction already serialises everything)."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(select(Journey.id).where(Journey.id == journey_id).with_for_update())
+
+
+async def send_slot(session: AsyncSession, send_key: str) -> datetime | None:
+    return await session.scalar(select(JourneySendSlot.slot_at).where(JourneySendSlot.send_key == send_key))
+
+
+async def latest_slots(session: AsyncSession, journey_id: str, limit: int) -> list[datetime]:
+    """The journey's ``limit`` latest slots, latest first."""
+    return list(
+        await session.scalars(
+            select(JourneySendSlot.slot_at)
+            .where(JourneySendSlot.journey_id == journey_id)
+            .order_by(JourneySendSlot.slot_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+async def forget_slots_before(session: AsyncSession, journey_id: str, before: datetime) -> None:
+    await session.execute(
+        delete(JourneySendSlot).where(
+            JourneySendSlot.journey_id == journey_id, JourneySendSlot.slot_at < before
+        )
+    )
+
+
+async def set_send_slot(session: AsyncSession, journey_id: str, send_key: str, at: datetime) -> None:
+    updated = await session.execute(
+        update(JourneySendSlot).where(JourneySendSlot.send_key == send_key).values(slot_at=at)
+    )
+    if not updated.rowcount:
+        session.add(JourneySendSlot(journey_id=journey_id, send_key=send_key, slot_at=at))
+        await session.flush()

@@ -8,16 +8,36 @@ from pydantic import BaseModel, Field
 from domain.email.schemas import SLUG
 from domain.journeys.definition import Duration
 
+DEFINITION = Field(
+    description=(
+        "`nodes` (one `entry`: trigger `event`, `segment` with `segment_id`, `date_trait` or `manual`) and "
+        "`rules`: `goal` (`{event, where}` or `{segment}`), `exit_when`, `frequency_cap` "
+        "(`{max, window, on_limit}`), `quiet_hours` (`{start, end, on_limit}`), `send_rate` "
+        "(`{max, per}`, per second|minute|hour|day, across all enrollments; never drops), "
+        "`default_timezone`. Validated on save: 422 names the node or path and the problem."
+    ),
+    examples=[
+        {
+            "nodes": [
+                {"id": "start", "type": "entry", "trigger": "segment", "segment_id": "vips", "next": "hi"},
+                {"id": "hi", "type": "send_email", "template_id": "vip-welcome", "next": "done"},
+                {"id": "done", "type": "exit"},
+            ],
+            "rules": {"goal": {"segment": "buyers"}, "send_rate": {"max": 100, "per": "minute"}},
+        }
+    ],
+)
+
 
 class JourneyIn(BaseModel):
     id: str | None = Field(None, pattern=SLUG, description="Your own id (slug); generated when absent.")
     name: str = Field(min_length=1, max_length=200)
-    definition: dict[str, Any]
+    definition: dict[str, Any] = DEFINITION
 
 
 class JourneyUpdate(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
-    definition: dict[str, Any]
+    definition: dict[str, Any] = DEFINITION
 
 
 class JourneyOut(BaseModel):

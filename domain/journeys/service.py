@@ -32,6 +32,9 @@ from domain.journeys.schemas import (
 from domain.journeys.simulate import Simulation
 from domain.segments import service as segments
 
+# A send that wakes at most this late after its rate slot (or one period, when longer) still uses it.
+SLOT_GRACE = timedelta(minutes=1)
+
 
 def workflow_id_for(journey_id: str, customer_id: int, entry_key: str | None = None) -> str:
     base = f"journey/{journey_id}/customer/{customer_id}"
@@ -63,10 +66,9 @@ async def _validated(session: AsyncSession, raw: dict) -> graph.JourneyDefinitio
             missing.append({"node": node.id, "problem": f"team {node.team!r} does not exist"})
     for node_id, segment_id in _segment_references(definition.model_dump(mode="json")):
         if not await segments.exists(session, segment_id):
-            missing.append({"node": node_id, "problem": f"segment {segment_id!r} does not exist"})
-    if definition.rules.goal and definition.rules.goal.segment:
-        # Until segment evaluation lands, a segment goal could never fire: refuse it rather than ignore it.
-        missing.append({"path": "rules.goal.segment", "problem": "segment goals are not available yet"})
+            # A segment named in the rules is the goal's.
+            where = {"node": node_id} if node_id is not None else {"path": "rules.goal.segment"}
+            missing.append({**where, "problem": f"segment {segment_id!r} does not exist"})
     if missing:
         raise InvalidInput(missing, code="invalid_definition")
     return definition
@@ -160,6 +162,37 @@ async def live_versions_for(session: AsyncSession, event_names: set[str]) -> lis
     return [_version_out(v) for v in await repository.live_versions(session, event_names)]
 
 
+async def live_segment_versions(session: AsyncSession, segment_ids: set[str]) -> list[JourneyVersionOut]:
+    """The published version of every live journey entered by one of these segments."""
+    return [
+        _version_out(v)
+        for v in await repository.live_versions_without_event(session)
+        if _entry_of(v.definition).get("trigger") == "segment"
+        and _entry_of(v.definition).get("segment_id") in segment_ids
+    ]
+
+
+async def record_enrollments(session: AsyncSession, rows: list[dict]) -> None:
+    """Record many started enrollments in one statement; each row names workflow_id, journey_id,
+    version, customer_id and event_id (None when no event enrolled the customer)."""
+    now = utcnow()
+    await repository.record_enrollments(
+        session,
+        [
+            {
+                "workflow_id": r["workflow_id"],
+                "journey_id": r["journey_id"],
+                "version": r["version"],
+                "customer_id": r["customer_id"],
+                "entry_event_id": r["event_id"],
+                "status": "active",
+                "entered_at": now,
+            }
+            for r in rows
+        ],
+    )
+
+
 async def record_enrollment(
     session: AsyncSession,
     *,
@@ -241,8 +274,13 @@ async def status_of(session: AsyncSession, journey_id: str) -> str:
     return journey.status if journey else "archived"
 
 
-async def enrollment_context(session: AsyncSession, customer_id: int, plan=None) -> dict:
-    """What a running enrollment needs to know of its customer, and the answer to its time plan."""
+async def enrollment_context(
+    session: AsyncSession, customer_id: int, plan=None, *, journey_id: str | None = None
+) -> dict:
+    """What a running enrollment needs to know of its customer, and the answer to its time plan.
+
+    A send plan of a journey with a send rate also takes the send's slot on the journey's clock (the
+    session must then be a write transaction), once quiet hours and the frequency cap let it go."""
     customer = await customer_rows.get(session, customer_id)
     traits = dict(customer.traits or {}) if customer else {}
     out = {"timezone": customer.timezone if customer else None, "traits": traits}
@@ -265,9 +303,40 @@ async def enrollment_context(session: AsyncSession, customer_id: int, plan=None)
             trait=plan.trait,
             offset_days=plan.offset_days,
         )
+        if plan.kind == "send" and held_by is None and plan.rate_max and journey_id and plan.send_key:
+            slot = await take_send_slot(
+                session, journey_id, plan.send_key, now, plan.rate_max, plan.rate_per_seconds
+            )
+            if slot > now:
+                moment, held_by = slot, "send_rate"
         out["moment"] = moment.isoformat() if moment else None
         out["held_by"] = held_by
     return out
+
+
+async def take_send_slot(
+    session: AsyncSession, journey_id: str, send_key: str, now: datetime, limit: int, per_seconds: int
+) -> datetime:
+    """The moment this send may go under the journey's rate of ``limit`` per ``per_seconds``.
+
+    Slots are handed out in order, each at the first moment at which no window of ``per_seconds``
+    holds more than ``limit`` of them. A send key keeps its slot, so a retried or repeated plan takes
+    no second one; a slot that passed long ago unused (the send was held by quiet hours, the cap or
+    a pause meanwhile) is given up for a new one, so held sends do not all go at once."""
+    await repository.lock_slot_clock(session, journey_id)
+    period = timedelta(seconds=per_seconds)
+    horizon = now - max(period, SLOT_GRACE)
+    kept = await repository.send_slot(session, send_key)
+    if kept is not None and kept >= horizon:
+        return kept
+    # Slots before the horizon neither bound a new slot nor can be kept: the clock stays small.
+    await repository.forget_slots_before(session, journey_id, horizon)
+    latest = await repository.latest_slots(session, journey_id, limit)
+    slot = max([now, *latest[:1]])
+    if len(latest) >= limit:
+        slot = max(slot, latest[limit - 1] + period)
+    await repository.set_send_slot(session, journey_id, send_key, slot)
+    return slot
 
 
 async def register_listeners(

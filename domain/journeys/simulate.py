@@ -87,6 +87,10 @@ class Simulation:
     # Time passes only through _advance, which stops early at a goal or exit event.
     def _advance(self, until: datetime, stop=None) -> bool:
         """Move the clock to ``until`` unless an event interrupts; True if the full time passed."""
+        goal_segment = (self.rules.get("goal") or {}).get("segment")
+        if goal_segment in self.segments and until > self.now:
+            self.status = "converted"  # a member of the goal segment converts at the first wait
+            return False
         for moment, event in self.timeline:
             if moment <= self.now or moment > until:
                 continue
@@ -104,6 +108,8 @@ class Simulation:
 
     def _is_goal(self, event: SimulatedEvent) -> bool:
         goal = self.rules.get("goal") or {}
+        if goal.get("segment"):
+            return conditions.entered_segment(event.name, event.properties, goal["segment"])
         return bool(goal.get("event")) and conditions.event_matches(
             event.name, event.properties, want=goal["event"], where=goal.get("where") or {}
         )

@@ -33,7 +33,7 @@ from sqlalchemy.sql.selectable import SelectBase
 
 from domain.customers.models import Customer
 from domain.email.models import Message
-from domain.events.models import Event, EventOutbox
+from domain.events.models import LANE_SEGMENTS, Event, EventOutbox
 from domain.journeys.models import Journey, JourneyVersion
 from domain.loyalty.models import LoyaltyAccount
 from domain.segments import compiler
@@ -376,8 +376,9 @@ def _segment_events(name: str, properties: dict, at: datetime, who: ColumnElemen
 def _queued(event_id, at: datetime, *where: ColumnElement[bool]):
     """INSERT of routing queue entries for the events whose ids ``event_id`` (a column) selects."""
     outbox = EventOutbox.__table__
-    source = select(event_id, literal(at, outbox.c.created_at.type)).where(*where)
-    return insert(outbox).from_select(["event_id", "created_at"], source)
+    # Their own routing lane: a refresh may queue thousands at once (ordinary events keep flowing).
+    source = select(event_id, literal(at, outbox.c.created_at.type), literal(LANE_SEGMENTS)).where(*where)
+    return insert(outbox).from_select(["event_id", "created_at", "lane"], source)
 
 
 async def record_events(

@@ -238,9 +238,10 @@ async def delete(session: AsyncSession, segment_id: str) -> None:
 
 
 def _mentions_segment(node: Any, segment_id: str) -> bool:
-    """Journeys refer to segments in fields named ``segment_id`` anywhere in their nodes."""
+    """Journeys refer to segments in fields named ``segment_id`` (entries) or ``segment`` (branch
+    conditions, goals)."""
     if isinstance(node, dict):
-        if node.get("segment_id") == segment_id:
+        if segment_id in (node.get("segment_id"), node.get("segment")):
             return True
         return any(_mentions_segment(v, segment_id) for v in node.values())
     if isinstance(node, list):

@@ -252,6 +252,7 @@ async def test_every_node_type_is_accepted_and_published(client, marketer_header
             "exit_when": [{"event": "Unsubscribed"}],
             "frequency_cap": {"max": 3, "window": "1w"},
             "quiet_hours": {"start": "21:00", "end": "08:00"},
+            "send_rate": {"max": 100, "per": "minute"},
             "default_timezone": "Europe/Paris",
         },
     )
@@ -266,6 +267,7 @@ async def test_every_node_type_is_accepted_and_published(client, marketer_header
     assert nodes["w"]["timeout_seconds"] == 3600
     assert nodes["esc"]["sla_seconds"] == 4 * 3600
     assert published.json()["definition"]["rules"]["frequency_cap"]["window_seconds"] == 7 * 86400
+    assert published.json()["definition"]["rules"]["send_rate"]["per_seconds"] == 60
 
 
 async def test_lifecycle_draft_published_paused_resumed_archived(client, marketer_headers):
@@ -313,3 +315,53 @@ async def test_escalation_to_an_unknown_team_or_segment_is_refused(client, marke
     assert ("esc", "team 'nobody' does not exist") in problems
     assert ("b", "segment 'ghosts' does not exist") in problems
     assert (await client.get("/api/journeys", headers=marketer_headers)).json() == []
+
+
+@pytest.mark.parametrize(
+    ("send_rate", "path", "problem"),
+    [
+        ({"max": 0, "per": "minute"}, "rules.send_rate.max", "greater than 0"),
+        ({"max": 10, "per": "fortnight"}, "rules.send_rate.per", "'second', 'minute', 'hour' or 'day'"),
+        ({"max": 10}, "rules.send_rate.per", "Field required"),
+        ({"max": 10, "per": "minute", "burst": 5}, "rules.send_rate.burst", "Extra inputs"),
+    ],
+)
+async def test_an_invalid_send_rate_is_refused_naming_the_field(
+    client, marketer_headers, send_rate, path, problem
+):
+    await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
+    body = _journey(ENTRY, SEND, DONE, rules={"send_rate": send_rate})
+
+    response = await client.post("/api/journeys", json=body, headers=marketer_headers)
+
+    assert response.status_code == 422, response.text
+    assert any(d.get("path") == path and problem in d["problem"] for d in response.json()["detail"]), (
+        response.json()
+    )
+
+
+async def test_a_segment_goal_and_a_segment_entry_are_accepted_when_the_segment_exists(
+    client, marketer_headers, sessions
+):
+    await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
+    entry = {"id": "start", "type": "entry", "trigger": "segment", "segment_id": "vip", "next": "hello"}
+    body = _journey(entry, SEND, DONE, rules={"goal": {"segment": "buyers"}})
+
+    refused = await client.post("/api/journeys", json=body, headers=marketer_headers)
+    assert refused.status_code == 422
+    problems = {(d.get("node"), d.get("path"), d["problem"]) for d in refused.json()["detail"]}
+    assert problems == {
+        ("start", None, "segment 'vip' does not exist"),
+        (None, "rules.goal.segment", "segment 'buyers' does not exist"),
+    }
+
+    await add_team_and_segment(sessions, team="care", segment="vip")
+    await add_team_and_segment(sessions, team="sales", segment="buyers")
+    created = await client.post("/api/journeys", json=body, headers=marketer_headers)
+    assert created.status_code == 201, created.text
+    assert (await client.post("/api/journeys/j1/publish", headers=marketer_headers)).status_code == 201
+    # Both are in use now: deleting either would strand the customers inside.
+    for segment_id in ("vip", "buyers"):
+        refused = await client.delete(f"/api/segments/{segment_id}", headers=marketer_headers)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["detail"]["journeys"] == ["j1"]

@@ -79,3 +79,35 @@ async def test_simulation_input_is_validated(client, marketer_headers, sessions)
         "/api/journeys/cart/simulate", json={"customer_id": 424242}, headers=marketer_headers
     )
     assert missing.status_code == 404
+
+
+async def test_simulated_segment_goal_converts_on_entry_or_membership(client, marketer_headers, sessions):
+    await add_team_and_segment(sessions, team="care", segment="buyers")
+    assert (await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)).status_code == 201
+    definition = {
+        "nodes": [
+            {"id": "start", "type": "entry", "event": "Signed Up", "next": "wait"},
+            {"id": "wait", "type": "wait", "duration": "3d", "next": "nudge"},
+            {"id": "nudge", "type": "send_email", "template_id": "cart-reminder", "next": "done"},
+            {"id": "done", "type": "exit"},
+        ],
+        "rules": {"goal": {"segment": "buyers"}},
+    }
+    body = {"id": "trial", "name": "Trial", "definition": definition}
+    assert (await client.post("/api/journeys", json=body, headers=marketer_headers)).status_code == 201
+    buys = {"name": "Segment Entered", "properties": {"segment_id": "buyers"}, "after": "1d"}
+
+    async def simulate(**spec):
+        spec = {"customer": {"traits": {"name": "Ann"}}, **spec}
+        response = await client.post("/api/journeys/trial/simulate", json=spec, headers=marketer_headers)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    entering, member, neither = (
+        await simulate(events=[buys]),
+        await simulate(segments=["buyers"]),
+        await simulate(),
+    )
+    assert (entering["status"], [s["node_id"] for s in entering["steps"]]) == ("converted", ["wait"])
+    assert (member["status"], [s["node_id"] for s in member["steps"]]) == ("converted", ["wait"])
+    assert neither["status"] == "completed" and len(neither["messages"]) == 1

@@ -20,6 +20,7 @@ from domain.db import transaction, utcnow
 from domain.email import service as email
 from domain.email.schemas import TemplateIn
 from domain.events import service as events
+from domain.events.models import LANE_SEGMENTS
 from domain.events.schemas import TrackCall
 from domain.journeys import service as journeys
 from domain.journeys.schemas import JourneyIn, JourneyUpdate
@@ -40,6 +41,9 @@ class Engine:
         self.sessions = sessions
         self.settings = settings
         self.router = EventRouter(self.client, sessions, task_queue=task_queue)
+        self.segment_router = EventRouter(
+            self.client, sessions, task_queue=task_queue, lane=LANE_SEGMENTS, batch_size=100
+        )
         self.task_queue = task_queue
 
     async def template(self, template_id: str, subject: str, html: str = "<p>{{ traits.name }}</p>") -> None:
@@ -108,6 +112,17 @@ class Engine:
     async def segment(self, segment_id: str, rule: dict) -> None:
         async with transaction(self.sessions) as session:
             await segments.create(session, SegmentIn(id=segment_id, name=segment_id, rule=rule))
+
+    async def move_into_segments(self, customer_ids: list[int], **traits: Any) -> None:
+        """Give customers traits, let the segments re-evaluate them (recording Segment Entered/Exited
+        events as the refresher does) and route those events as the worker's segment lane would."""
+        async with transaction(self.sessions) as session:
+            for customer_id in customer_ids:
+                customer = await session.get(Customer, customer_id)
+                customer.traits = {**customer.traits, **traits}
+            await segments.refresh_customers(session, customer_ids)
+        while await self.segment_router.route_once():
+            pass
 
     async def points(self, customer_id: int) -> int:
         async with transaction(self.sessions) as session:

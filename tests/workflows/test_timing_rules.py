@@ -150,3 +150,24 @@ async def test_frequency_cap_counts_other_journeys_and_defers_until_the_window_f
         assert result.path == ["hello", "done"]
         subjects = [m["subject"] for m in e.mailbox()]
         assert sorted(subjects) == ["A promo for Mia", "A promo for Mia", "Hello Mia"]
+
+
+async def test_send_rate_spreads_a_crowd_over_slots_and_drops_nobody(env, sessions, settings):
+    async with engine(env, sessions, settings) as e:
+        await e.template("hello", "Hello {{ traits.name }}")
+        await e.journey("welcome", _one_send({"send_rate": {"max": 2, "per": "minute"}}))
+        crowd = [await e.customer(name) for name in ("ann", "bob", "cyd", "dan", "eve")]
+        for name in ("ann", "bob", "cyd", "dan", "eve"):
+            await e.track(name, "Signed Up")
+
+        sent_at = []
+        for customer_id in crowd:
+            handle = e.handle("welcome", customer_id)
+            assert (await e.result(handle)).path == ["hello", "done"]
+            [hello, _] = await handle.query("path", result_type=list)
+            sent_at.append(datetime.fromisoformat(hello["left_at"]))
+
+        first = min(sent_at)
+        assert sorted(round((t - first).total_seconds() / 60) for t in sent_at) == [0, 0, 1, 1, 2]
+        subjects = sorted(m["subject"] for m in e.mailbox())
+        assert subjects == ["Hello Ann", "Hello Bob", "Hello Cyd", "Hello Dan", "Hello Eve"]
