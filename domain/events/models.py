@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String
+from sqlalchemy import Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db import Base, BigId, Json, UTCDateTime, utcnow
@@ -42,6 +42,14 @@ class EventOutbox(Base):
     router once every journey it concerns has been signalled, so a crash in between loses nothing."""
 
     __tablename__ = "event_outbox"
+    __table_args__ = (
+        Index(
+            "ix_event_outbox_claimed_until",
+            "claimed_until",
+            postgresql_where=text("claimed_until IS NOT NULL"),
+            sqlite_where=text("claimed_until IS NOT NULL"),
+        ),
+    )
 
     # No foreign key on purpose: checking it costs more than the rest of the insert on PostgreSQL's
     # hot path. Erasure deletes a customer's outbox rows itself; the router drops orphans.
@@ -49,5 +57,6 @@ class EventOutbox(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # A router leases rows before routing them; a router that dies lets its lease run out and another
     # takes the rows over (routing is idempotent, so the overlap is harmless).
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Indexed only while leased (migration 0013): queuing an event writes no entry in it.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
