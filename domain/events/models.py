@@ -46,7 +46,15 @@ class EventOutbox(Base):
     router once every journey it concerns has been signalled, so a crash in between loses nothing."""
 
     __tablename__ = "event_outbox"
-    __table_args__ = (Index("ix_event_outbox_lane_event", "lane", "event_id"),)
+    __table_args__ = (
+        Index("ix_event_outbox_lane_event", "lane", "event_id"),
+        Index(
+            "ix_event_outbox_claimed_until",
+            "claimed_until",
+            postgresql_where=text("claimed_until IS NOT NULL"),
+            sqlite_where=text("claimed_until IS NOT NULL"),
+        ),
+    )
 
     # No foreign key on purpose: checking it costs more than the rest of the insert on PostgreSQL's
     # hot path. Erasure deletes a customer's outbox rows itself; the router drops orphans.
@@ -54,7 +62,8 @@ class EventOutbox(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # A router leases rows before routing them; a router that dies lets its lease run out and another
     # takes the rows over (routing is idempotent, so the overlap is harmless).
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Indexed only while leased (migration 0014): queuing an event writes no entry in it.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     # Which router lane takes the row: segment refreshes queue thousands of rows at once in their own
     # lane, so ordinary events never wait behind them.

@@ -109,9 +109,13 @@ class Submission:
 
     def _context_hints(self) -> dict[str, list[str | None]]:
         shared = self.context or {}
+        shared_names_one = "timezone" in shared or "locale" in shared
         hints = {}
         for seq, call in enumerate(self.calls, 1):
             context = call.context
+            # Most contexts name neither: a membership test is the cheapest way to skip them.
+            if not shared_names_one and "timezone" not in context and "locale" not in context:
+                continue
             timezone = context.get("timezone", shared.get("timezone"))
             locale = context.get("locale", shared.get("locale"))
             if timezone is None and locale is None:
