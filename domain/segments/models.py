@@ -58,8 +58,11 @@ class SegmentMembership(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    segment_id: Mapped[str] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    # No foreign keys: checking them cost two lookups per stay opened, a large share of a refresh.
+    # Opening stays locks the segment row and the customers entered (FOR KEY SHARE) in the same
+    # statement, so neither can be deleted meanwhile; deleting either deletes its stays.
+    segment_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[int] = mapped_column(BigId)
     entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     exited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

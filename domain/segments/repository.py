@@ -50,6 +50,8 @@ from domain.segments.models import (
 from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
 CHUNK = 5_000
+_customers = Customer.__table__
+_segments = Segment.__table__
 
 
 def chunks(ids: Iterable[int]) -> Iterable[list[int]]:
@@ -78,9 +80,12 @@ async def list_all(session: AsyncSession) -> list[Segment]:
 
 
 async def delete_segment(session: AsyncSession, segment_id: str) -> None:
-    await session.execute(delete(SegmentMembership).where(SegmentMembership.segment_id == segment_id))
-    await session.execute(delete(SegmentVersion).where(SegmentVersion.segment_id == segment_id))
+    """The segment, its versions and its stays. The segment row goes first: a statement opening stays
+    holds it key-share locked, so it either finishes before this delete (whose stay delete then sees
+    its stays) or waits for it and finds the segment gone (memberships have no foreign key)."""
     await session.execute(delete(Segment).where(Segment.id == segment_id))
+    await session.execute(delete(SegmentVersion).where(SegmentVersion.segment_id == segment_id))
+    await session.execute(delete(SegmentMembership).where(SegmentMembership.segment_id == segment_id))
 
 
 async def get_version(session: AsyncSession, segment_id: str, version: int) -> SegmentVersion | None:
@@ -182,8 +187,8 @@ async def current_members(session: AsyncSession, segment_id: str) -> set[int]:
     )
 
 
-def _insert(session: AsyncSession, table):
-    if _dialect(session) == "postgresql":
+def _insert(dialect: str, table):
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
@@ -212,24 +217,59 @@ async def enter_matching(
     and record a ``record`` (name, properties) event for each: the evaluation, the comparison with
     stored membership and the writes are one statement on PostgreSQL. Returns those entered
     (customers deleted meanwhile simply drop out)."""
-    table = SegmentMembership.__table__
+    dialect = _dialect(session)
     entered: list[int] = []
     for part in _scopes(scope):
-        matching = compiler.members_query(rule, _dialect(session), at, part, lowest_tier=lowest_tier)
-        source = matching.with_only_columns(
-            literal(segment_id), matching.selected_columns[0], literal(at, table.c.entered_at.type)
+        matching = compiler.members_query(rule, dialect, at, part, lowest_tier=lowest_tier)
+        who = _customers_locked(dialect, _customers.c.id.in_(matching.correlate(None)))
+        if dialect != "postgresql":
+            opened = _open_stays(dialect, segment_id, who.subquery("who"), at)
+            changed = list((await session.execute(opened)).scalars())
+            await record_events(session, *record, changed, at)
+            entered += changed
+            continue
+        # The customers' rows are read once: locked for the stays, copied into their events.
+        who_cte = who.cte("who")
+        changed_cte = _open_stays(dialect, segment_id, who_cte, at).cte("changed")
+        recorded = _segment_events(
+            *record, at, select(who_cte).where(who_cte.c.id.in_(select(changed_cte.c.customer_id)))
         )
-        # Members already in are skipped by the unique index on open stays, and not returned.
-        stmt = (
-            _insert(session, table)
-            .from_select(["segment_id", "customer_id", "entered_at"], source)
-            .on_conflict_do_nothing(
-                index_elements=["segment_id", "customer_id"], index_where=table.c.exited_at.is_(None)
-            )
-            .returning(table.c.customer_id)
-        )
-        entered += await _change_and_record(session, stmt, record, at)
+        queued = _queued(recorded.cte("recorded").c.id, at).cte("queued")
+        entered += (await session.execute(select(changed_cte.c.customer_id).add_cte(queued))).scalars()
     return entered
+
+
+def _customers_locked(dialect: str, *where: ColumnElement[bool]) -> Select:
+    """The customers ``where`` selects (id, user_id, anonymous_id), key-share locked on PostgreSQL:
+    what is written for them (stays, events; no foreign keys) cannot be overtaken by their deletion,
+    which deletes those rows after the customer's. SQLite serialises writers anyway."""
+    who = select(_customers.c.id, _customers.c.user_id, _customers.c.anonymous_id).where(*where)
+    return who.with_for_update(read=True, key_share=True, of=_customers) if dialect == "postgresql" else who
+
+
+def _open_stays(dialect: str, segment_id: str, who, at: datetime):
+    """INSERT of a stay in the segment for each customer of ``who`` not already in it, returning
+    their ids. The segment row is key-share locked (once, not per stay), so a segment deleted
+    meanwhile gets no stays."""
+    table = SegmentMembership.__table__
+    segment = (
+        select(_segments.c.id)
+        .where(_segments.c.id == segment_id)
+        .with_for_update(read=True, key_share=True)
+        .subquery("segment")
+    )
+    source = select(segment.c.id, who.c.id, literal(at, table.c.entered_at.type)).select_from(
+        who.join(segment, true())
+    )
+    # Members already in are skipped by the unique index on open stays, and not returned.
+    return (
+        _insert(dialect, table)
+        .from_select(["segment_id", "customer_id", "entered_at"], source)
+        .on_conflict_do_nothing(
+            index_elements=["segment_id", "customer_id"], index_where=table.c.exited_at.is_(None)
+        )
+        .returning(table.c.customer_id)
+    )
 
 
 async def exit_unmatched(
@@ -294,14 +334,14 @@ async def _change_and_record(
 ) -> list[int]:
     """Run a membership ``change`` returning customer ids, and record an event for each of them. On
     PostgreSQL the change, the events and their routing queue entries are one statement."""
-    if _dialect(session) != "postgresql":
+    dialect = _dialect(session)
+    if dialect != "postgresql":
         changed = list((await session.execute(change)).scalars().all())
         await record_events(session, *record, changed, at)
         return changed
     changed_cte = change.cte("changed")
-    customers = Customer.__table__
-    recorded = _segment_events(*record, at, customers.c.id.in_(select(changed_cte.c.customer_id)))
-    queued = _queued(recorded.cte("recorded").c.id, at).cte("queued")
+    who = _customers_locked(dialect, _customers.c.id.in_(select(changed_cte.c.customer_id)))
+    queued = _queued(_segment_events(*record, at, who).cte("recorded").c.id, at).cte("queued")
     stmt = select(changed_cte.c.customer_id).add_cte(queued)
     return list((await session.execute(stmt)).scalars().all())
 
@@ -309,23 +349,13 @@ async def _change_and_record(
 async def open_memberships(
     session: AsyncSession, segment_id: str, customer_ids: set[int], at: datetime
 ) -> list[int]:
-    """Start a stay for each customer not already in; returns those actually entered."""
+    """Start a stay for each customer not already in; returns those actually entered (customers
+    deleted meanwhile simply drop out)."""
+    dialect = _dialect(session)
     entered: list[int] = []
-    table = SegmentMembership.__table__
     for chunk in chunks(customer_ids):
-        # One INSERT ... SELECT per chunk; customers deleted meanwhile simply drop out.
-        source = select(literal(segment_id), Customer.id, literal(at, table.c.entered_at.type)).where(
-            ids_filter(_dialect(session), Customer.id, chunk)
-        )
-        stmt = (
-            _insert(session, table)
-            .from_select(["segment_id", "customer_id", "entered_at"], source)
-            .on_conflict_do_nothing(
-                index_elements=["segment_id", "customer_id"], index_where=table.c.exited_at.is_(None)
-            )
-            .returning(table.c.customer_id)
-        )
-        entered.extend((await session.execute(stmt)).scalars().all())
+        who = _customers_locked(dialect, ids_filter(dialect, _customers.c.id, chunk)).subquery("who")
+        entered.extend((await session.execute(_open_stays(dialect, segment_id, who, at))).scalars().all())
     return entered
 
 
@@ -351,25 +381,26 @@ _EVENT_COLUMNS = [
 ]  # fmt: skip
 
 
-def _segment_events(name: str, properties: dict, at: datetime, who: ColumnElement[bool]):
-    """INSERT of one ``name`` event for each customer ``who`` selects, returning the event ids."""
+def _segment_events(name: str, properties: dict, at: datetime, who: Select):
+    """INSERT of one ``name`` event for each customer of ``who`` (a SELECT of id, user_id and
+    anonymous_id: _customers_locked), returning the event ids."""
     events = Event.__table__
-    customers = Customer.__table__
+    who = who.subquery("recipient")
     # Unique per segment, customer, kind and moment: a repeated pass cannot store the same change twice.
     prefix = f"segment/{properties.get('segment_id')}/{name}/{at.isoformat()}/"
     source = select(
-        literal(prefix, String) + cast(customers.c.id, String),
+        literal(prefix, String) + cast(who.c.id, String),
         literal("track"),
         literal(name),
-        customers.c.id,
-        customers.c.user_id,
-        customers.c.anonymous_id,
+        who.c.id,
+        who.c.user_id,
+        who.c.anonymous_id,
         literal(properties, events.c.properties.type),
         literal({}, events.c.traits.type),
         literal({}, events.c.context.type),
         literal(at, events.c.timestamp.type),
         literal(at, events.c.received_at.type),
-    ).where(who)
+    )
     return insert(events).from_select(_EVENT_COLUMNS, source).returning(events.c.id)
 
 
@@ -385,10 +416,10 @@ async def record_events(
     session: AsyncSession, name: str, properties: dict, customer_ids: list[int], at: datetime
 ) -> None:
     """Store ``name`` events for these customers and queue them for the router (journey triggers)."""
-    customers = Customer.__table__
     dialect = _dialect(session)
     for chunk in chunks(customer_ids):
-        recorded = _segment_events(name, properties, at, ids_filter(dialect, customers.c.id, chunk))
+        who = _customers_locked(dialect, ids_filter(dialect, _customers.c.id, chunk))
+        recorded = _segment_events(name, properties, at, who)
         if dialect == "postgresql":
             await session.execute(_queued(recorded.cte("recorded").c.id, at))
             continue
@@ -589,7 +620,7 @@ async def recompute_scores(
         "monetary",
         "computed_at",
     ]
-    stmt = _insert(session, table).from_select(columns, scored)
+    stmt = _insert(_dialect(session), table).from_select(columns, scored)
     changing = [c for c in columns if c not in ("customer_id", "computed_at")]
     stmt = stmt.on_conflict_do_update(
         index_elements=["customer_id"],
