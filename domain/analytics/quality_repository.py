@@ -7,7 +7,21 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, and_, bindparam, case, func, literal, not_, or_, select, union_all
+from sqlalchemy import (
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer
@@ -35,7 +49,12 @@ class Checks:
         well_formed = and_(email.like("_%@_%._%"), not_(email.like("%@%@%")), not_(email.like("% %")))
         self.bad_email = and_(email.is_not(None), not_(well_formed))
         phone = JsonValue(dialect, customers.c.traits, "phone")
-        self.bad_phone = and_(phone.exists(), or_(not_(phone.is_string), not_(self._phone_ok(phone.text))))
+        if dialect == "postgresql":  # the value's type looked up once per row, not three times
+            self.bad_phone = _by_type(phone, string=not_(self._phone_ok(phone.text)), other=true())
+        else:
+            self.bad_phone = and_(
+                phone.exists(), or_(not_(phone.is_string), not_(self._phone_ok(phone.text)))
+            )
         zone = customers.c.timezone
         # Inlined constants: PostgreSQL then hashes the list instead of comparing each row 600 times.
         known_zones = bindparam("zones", zones, expanding=True, literal_execute=True)
@@ -60,11 +79,18 @@ class Checks:
 
     def _present(self, trait: str):
         value = JsonValue(self.dialect, customers.c.traits, trait)
+        if self.dialect == "postgresql":
+            return _by_type(value, string=func.trim(value.text) != "", other=true())
         return and_(value.exists(), or_(not_(value.is_string), func.trim(value.text) != ""))
 
     @property
     def inaccurate(self):
         return or_(self.bad_email, self.bad_phone, self.bad_zone)
+
+
+def _by_type(value: JsonValue, *, string, other):
+    """PostgreSQL: ``string`` for a JSON string, false for a missing key or JSON null, else ``other``."""
+    return case({"string": string, "null": false()}, value=func.coalesce(value.type, "null"), else_=other)
 
 
 async def totals(session: AsyncSession, checks: Checks) -> dict[str, int]:

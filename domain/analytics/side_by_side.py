@@ -15,17 +15,16 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.analytics.sql import dialect_of, export_snapshot, import_snapshot
+from domain.analytics.sql import SNAPSHOT, dialect_of, export_snapshot, import_snapshot
 
 Read = Callable[[AsyncSession], Awaitable[Any]]
-_SNAPSHOT = "analytics_snapshot"  # session.info key: the snapshot a reader's transaction imported
 
 
 async def gather(session: AsyncSession, *reads: Read) -> list[Any]:
     """The results of ``reads`` in order; a read may gather again (it shares the same snapshot)."""
     if dialect_of(session) != "postgresql" or len(reads) < 2:
         return [await read(session) for read in reads]
-    snapshot = session.info.get(_SNAPSHOT) or await export_snapshot(session)
+    snapshot = session.info.get(SNAPSHOT) or await export_snapshot(session)
     try:
         async with asyncio.TaskGroup() as group:  # one failing read cancels the others
             tasks = [group.create_task(_on_snapshot(session, snapshot, read)) for read in reads]
@@ -36,7 +35,7 @@ async def gather(session: AsyncSession, *reads: Read) -> list[Any]:
 
 async def _on_snapshot(session: AsyncSession, snapshot: str, read: Read) -> Any:
     bind = session.bind.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-    async with AsyncSession(bind, expire_on_commit=False, info={_SNAPSHOT: snapshot}) as reader:
+    async with AsyncSession(bind, expire_on_commit=False, info={SNAPSHOT: snapshot}) as reader:
         # Imported when the reader first touches the database: a read that only gathers further holds
         # no connection while its own reads run.
         @event.listens_for(reader.sync_session, "after_begin")

@@ -102,10 +102,15 @@ REPORT_WORK_MEM = "64MB"
 _SNAPSHOT_NAME = re.compile(r"^[0-9A-F-]+$")
 
 
+# session.info key: the snapshot a reader's transaction imports (domain.analytics.side_by_side).
+SNAPSHOT = "analytics_snapshot"
+
+
 async def for_reports(session: AsyncSession) -> None:
     """Give this transaction's sorts and hashes room, and no JIT: these queries run once, and compiling
-    them costs more than it saves (PostgreSQL; SET LOCAL ends with the transaction)."""
-    if dialect_of(session) == "postgresql":
+    them costs more than it saves (PostgreSQL; SET LOCAL ends with the transaction). A reader on a
+    shared snapshot has them already: it takes no connection before it needs one."""
+    if dialect_of(session) == "postgresql" and SNAPSHOT not in session.info:
         await session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
         await session.execute(text("SET LOCAL jit = off"))
 
