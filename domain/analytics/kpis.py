@@ -189,15 +189,17 @@ async def per_bucket(
     """Every KPI for each bucket and for the whole span, each KPI computed for all buckets in one query;
     the KPIs' queries run side by side on one snapshot."""
     await for_reports(session)
-    found: list[Spans] = await side_by_side.gather(
+    # The longest first: they start before the others and get PostgreSQL's parallel workers.
+    money, converted, kept, grown, rated, complained = await side_by_side.gather(
         session,
-        lambda s: satisfaction(s, buckets),
+        lambda s: roi(s, buckets, settings),
+        lambda s: conversion(s, buckets, settings),
         lambda s: retention(s, buckets, settings),
         lambda s: growth(s, buckets),
-        lambda s: conversion(s, buckets, settings),
+        lambda s: satisfaction(s, buckets),
         lambda s: complaints(s, buckets, settings),
-        lambda s: roi(s, buckets, settings),
     )
+    found: list[Spans] = [rated, kept, grown, converted, complained, money]
     columns = zip(*(kpi.buckets for kpi in found), strict=True)
     out = [_kpis(bucket, *column, settings) for bucket, column in zip(buckets, columns, strict=True)]
     whole = Period(buckets[0].start, buckets[-1].end)
