@@ -14,12 +14,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.analytics import side_by_side
 from domain.analytics.periods import Period
 from domain.analytics.sql import (
     count_if,
     dialect_of,
     during,
     message_ref,
+    one_if,
     plus_days,
     reached_goal,
     text_property,
@@ -146,10 +148,19 @@ class MessageCounts:
     converted: int | None = None
 
 
-def _engaged(kind: str, p: Period | None, dialect: str):
-    """Distinct message refs with an engagement event of ``kind``; none can predate the period."""
+def _engaged(p: Period | None, dialect: str):
+    """Per message ref with an open or a click: whether it was opened, and whether clicked (one scan of
+    both kinds); none can predate the period."""
     ref = text_property(events.c.properties, "message_ref", dialect)
-    query = select(ref.label("ref")).where(events.c.name == kind, ref.is_not(None)).distinct()
+    query = (
+        select(
+            ref.label("ref"),
+            func.max(one_if(events.c.name == OPENED)).label("opened"),
+            func.max(one_if(events.c.name == CLICKED)).label("clicked"),
+        )
+        .where(events.c.name.in_((OPENED, CLICKED)), ref.is_not(None))
+        .group_by(ref)
+    )
     if p is not None:
         query = query.where(events.c.timestamp >= p.start)
     return query.subquery()
@@ -176,29 +187,36 @@ async def message_counts(
     with opens, clicks, bounces and unsubscribes credited to them."""
     dialect = dialect_of(session)
     ref = message_ref(messages, dialect)
-    opened = _engaged(OPENED, p, dialect)
-    clicked = _engaged(CLICKED, p, dialect)
+    engaged = _engaged(p, dialect)
     key = (group if group is not None else literal("all")).label("g")
     status = messages.c.status
-    rows = await session.execute(
+    counted = (
         select(
             key,
             func.count(),
             count_if(status == "sent"),
             count_if(status == "failed"),
             count_if(status == "skipped"),
-            func.count(opened.c.ref),
-            func.count(clicked.c.ref),
+            count_if(engaged.c.opened == 1),
+            count_if(engaged.c.clicked == 1),
         )
-        .select_from(messages.outerjoin(opened, opened.c.ref == ref).outerjoin(clicked, clicked.c.ref == ref))
+        .select_from(messages.outerjoin(engaged, engaged.c.ref == ref))
         .where(where, during(messages.c.created_at, p))
         .group_by(key)
     )
+    # Two independent reads: side by side (one snapshot).
+    rows, changes = await side_by_side.gather(
+        session,
+        lambda s: _all(s, counted),
+        lambda s: _changes(s, where, key, p, window_days),
+    )
     out = {
-        g: MessageCounts(messages=n, sent=int(s), failed=int(f), skipped=int(k), opened=o, clicked=c)
+        g: MessageCounts(
+            messages=n, sent=int(s), failed=int(f), skipped=int(k), opened=int(o), clicked=int(c)
+        )
         for g, n, s, f, k, o, c in rows
     }
-    for g, kind, after_sent, count in await _changes(session, where, key, p, window_days):
+    for g, kind, after_sent, count in changes:
         counts = out.setdefault(g, MessageCounts())
         if kind == "bounced":
             counts.bounced += count
@@ -206,6 +224,10 @@ async def message_counts(
         else:
             counts.unsubscribed += count
     return out
+
+
+async def _all(session: AsyncSession, query) -> list:
+    return list(await session.execute(query))
 
 
 async def _changes(

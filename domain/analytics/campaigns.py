@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import Settings
 from domain.analytics import campaign_repository as repository
+from domain.analytics import side_by_side
 from domain.analytics.campaign_repository import MessageCounts
 from domain.analytics.periods import Period
 from domain.analytics.schemas import (
@@ -106,17 +107,22 @@ async def _visits(
 ) -> tuple[dict[str, dict[str | None, list[int]]], int]:
     """First visits per node and outcome as [entered, converted], summed over versions (each with its
     own goal), and the enrollments that converted."""
-    visits: dict[str, dict[str | None, list[int]]] = {}
-    converted = 0
+    reads, conversions = [], []
     for version, definition in definitions.items():
         goal = _goal(definition)
         if goal and enrolled_by_version.get(version):
-            converted += await repository.enrollment_conversions(
-                session, journey_id, version, goal, window, p
+            conversions.append(len(reads))
+            reads.append(
+                lambda s, v=version, g=goal: repository.enrollment_conversions(s, journey_id, v, g, window, p)
             )
-        for node_id, outcome, n, c in await repository.first_visits(
-            session, journey_id, version, goal, window, p
-        ):
+        reads.append(lambda s, v=version, g=goal: repository.first_visits(s, journey_id, v, g, window, p))
+    found = await side_by_side.gather(session, *reads)
+    converted = sum(found[i] for i in conversions)
+    visits: dict[str, dict[str | None, list[int]]] = {}
+    for i, rows in enumerate(found):
+        if i in conversions:
+            continue
+        for node_id, outcome, n, c in rows:
             slot = visits.setdefault(node_id, {}).setdefault(outcome, [0, 0])
             slot[0] += n
             slot[1] += c or 0
@@ -143,17 +149,30 @@ async def journey(
     found = await journeys.get(session, journey_id)  # 404 for an unknown journey
     await for_reports(session)
     window = window_days or settings.analytics_conversion_window_days
-    enrolled_by_version = await repository.enrollments_by_version(session, journey_id, p)
-    published = {found.published_version} if found.published_version else set()
-    definitions = await _versions(session, journey_id, set(enrolled_by_version) | published)
-    # The graph drawn is the running version's (the draft before the first publish).
-    latest = definitions[found.published_version] if published else found.definition
-    has_goal = any(_goal(d) for d in definitions.values())
-    visits, converted = await _visits(session, journey_id, definitions, enrolled_by_version, window, p)
-    enrolled = sum(enrolled_by_version.values())
-    messages = await repository.journey_messages(
-        session, journey_id, p, settings.analytics_attribution_window_days
+    attribution = settings.analytics_attribution_window_days
+
+    async def versions_and_visits(s: AsyncSession):
+        enrolled_by_version = await repository.enrollments_by_version(s, journey_id, p)
+        published = {found.published_version} if found.published_version else set()
+        definitions = await _versions(s, journey_id, set(enrolled_by_version) | published)
+        visits = await _visits(s, journey_id, definitions, enrolled_by_version, window, p)
+        return enrolled_by_version, definitions, visits
+
+    # Visits, messages and moves are independent reads: side by side, on one snapshot.
+    (
+        (enrolled_by_version, definitions, (visits, converted)),
+        messages,
+        (moves, ends),
+    ) = await side_by_side.gather(
+        session,
+        versions_and_visits,
+        lambda s: repository.journey_messages(s, journey_id, p, attribution),
+        lambda s: repository.transitions(s, journey_id, p),
     )
+    # The graph drawn is the running version's (the draft before the first publish).
+    latest = definitions[found.published_version] if found.published_version else found.definition
+    has_goal = any(_goal(d) for d in definitions.values())
+    enrolled = sum(enrolled_by_version.values())
 
     types = {n["id"]: n["type"] for d in definitions.values() for n in d.get("nodes", [])}
     types.update({n["id"]: n["type"] for n in latest.get("nodes", [])})
@@ -175,7 +194,6 @@ async def journey(
                 **message_stats(messages.get(node_id, MessageCounts())),
             )
         )
-    moves, ends = await repository.transitions(session, journey_id, p)
     uplifts = [
         uplift(node_id, {outcome: tuple(v) for outcome, v in visits[node_id].items() if outcome})
         for node_id in order

@@ -47,16 +47,16 @@ async def _per_bucket(session: AsyncSession, query, buckets: list[Period], width
     return [found.get(i, (0,) * width) for i in range(len(buckets))]
 
 
-async def csat(session: AsyncSession, buckets: list[Period]) -> list[tuple[float | None, int]]:
-    """Per bucket: mean rating and number of ratings given in it."""
+async def csat(session: AsyncSession, buckets: list[Period]) -> list[tuple[int, int]]:
+    """Per bucket: sum and number of the ratings given in it (sums add up across buckets exactly)."""
     at = cases.c.csat_at
     bucket = _bucket(at, buckets)
     query = (
-        select(bucket, func.avg(cases.c.csat_rating), func.count(cases.c.csat_rating))
+        select(bucket, func.coalesce(func.sum(cases.c.csat_rating), 0), func.count(cases.c.csat_rating))
         .where(cases.c.csat_rating.is_not(None), _span(at, buckets))
         .group_by(bucket)
     )
-    return [(float(m) if n else None, int(n)) for m, n in await _per_bucket(session, query, buckets, 2)]
+    return [(int(total), int(n)) for total, n in await _per_bucket(session, query, buckets, 2)]
 
 
 async def complaints(session: AsyncSession, buckets: list[Period], terms: list[str]) -> list[tuple[int, int]]:
@@ -91,9 +91,10 @@ async def growth(session: AsyncSession, buckets: list[Period]) -> list[tuple[int
 
 async def retention(
     session: AsyncSession, buckets: list[Period], purchase_event: str, active_days: int
-) -> list[tuple[int, int]]:
-    """Per bucket: customers active at its start (a purchase in [start - N days, start)), and those of
-    them also active at its end. One pass over the purchases: a flag per customer and boundary."""
+) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+    """Per bucket, and for the whole span: customers active at its start (a purchase in
+    [start - N days, start)), and those of them also active at its end. One pass over the purchases: a
+    flag per customer and boundary."""
     window = timedelta(days=active_days)
     ts = events.c.timestamp
     boundaries = [b.start for b in buckets] + [buckets[-1].end]
@@ -108,8 +109,10 @@ async def retention(
     columns = []
     for i in range(len(buckets)):
         columns += [count_if(active[i]), count_if(active[i] & active[i + 1])]
+    columns.append(count_if(active[0] & active[-1]))
     row = (await session.execute(select(*columns))).one()
-    return [(int(row[2 * i]), int(row[2 * i + 1])) for i in range(len(buckets))]
+    per_bucket = [(int(row[2 * i]), int(row[2 * i + 1])) for i in range(len(buckets))]
+    return per_bucket, (per_bucket[0][0], int(row[-1]))
 
 
 # Messages with the template version they were rendered from (its category: marketing or not).

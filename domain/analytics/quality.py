@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import Settings
 from domain.analytics import quality_repository as repository
+from domain.analytics import side_by_side
 from domain.analytics.schemas import DataQualityOut, Dimension, Finding
 from domain.analytics.sql import for_reports
 from domain.analytics.stats import ratio
@@ -133,12 +134,19 @@ async def review(
     await for_reports(session)
     checks = _checks(session, settings, now)
     queries = _queries(checks, settings)
-    totals = await repository.totals(session, checks)
+    listed_rows = [(name, query) for name, (query, _) in queries.items() if name != "consistency"]
+    # The conflicts are read whole, once: they give both the score and the findings listed. The reads
+    # are independent and run side by side (on one snapshot).
+    totals, conflicts, *firsts = await side_by_side.gather(
+        session,
+        lambda s: repository.totals(s, checks),
+        lambda s: repository.rows(s, queries["consistency"][0]),
+        *[lambda s, q=query: repository.first(s, q, limit) for _, query in listed_rows],
+    )
+    first_rows = {name: found for (name, _), found in zip(listed_rows, firsts, strict=True)}
     n = totals["customers"]
     traits = list(settings.analytics_required_traits)
     missing = sum(totals[f"missing:{t}"] for t in traits)
-    # Read whole, once: the conflicts give both the score and the findings listed.
-    conflicts = await repository.rows(session, queries["consistency"][0])
     conflicted = sorted({row[0] for row in conflicts})
     dimensions = {
         "accuracy": _dimension(
@@ -152,12 +160,12 @@ async def review(
     if n:
         score = sum(WEIGHTS[name] * d.score for name, d in dimensions.items())
     findings: list[Finding] = []
-    for name, (rows, to_findings) in queries.items():
+    for name, (_, to_findings) in queries.items():
         if name == "consistency":
             listed = set(conflicted[:limit])
             findings += [f for row in conflicts if row[0] in listed for f in _consistency(row)]
             continue
-        for row in await repository.first(session, rows, limit):
+        for row in first_rows[name]:
             findings += to_findings(row)
     return DataQualityOut(
         score=score,

@@ -7,10 +7,23 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, and_, bindparam, case, func, literal, not_, or_, select, union_all
+from sqlalchemy import (
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.analytics.sql import count_if
 from domain.customers.models import Customer
 from domain.events.models import Event
 from domain.segments.compiler import JsonValue
@@ -36,7 +49,12 @@ class Checks:
         well_formed = and_(email.like("_%@_%._%"), not_(email.like("%@%@%")), not_(email.like("% %")))
         self.bad_email = and_(email.is_not(None), not_(well_formed))
         phone = JsonValue(dialect, customers.c.traits, "phone")
-        self.bad_phone = and_(phone.exists(), or_(not_(phone.is_string), not_(self._phone_ok(phone.text))))
+        if dialect == "postgresql":  # the value's type looked up once per row, not three times
+            self.bad_phone = _by_type(phone, string=not_(self._phone_ok(phone.text)), other=true())
+        else:
+            self.bad_phone = and_(
+                phone.exists(), or_(not_(phone.is_string), not_(self._phone_ok(phone.text)))
+            )
         zone = customers.c.timezone
         # Inlined constants: PostgreSQL then hashes the list instead of comparing each row 600 times.
         known_zones = bindparam("zones", zones, expanding=True, literal_execute=True)
@@ -51,6 +69,8 @@ class Checks:
 
     def _phone_ok(self, text):
         digits = self.phone_digits(text)
+        if self.dialect == "postgresql":  # one regular expression: the digits are computed once per row
+            return digits.op("~")(r"^\+?[0-9]{7,15}$")
         digits = case((func.substr(digits, 1, 1) == "+", func.substr(digits, 2)), else_=digits)
         non_digit = (
             digits.op("~")("[^0-9]") if self.dialect == "postgresql" else digits.op("GLOB")("*[^0-9]*")
@@ -59,6 +79,8 @@ class Checks:
 
     def _present(self, trait: str):
         value = JsonValue(self.dialect, customers.c.traits, trait)
+        if self.dialect == "postgresql":
+            return _by_type(value, string=func.trim(value.text) != "", other=true())
         return and_(value.exists(), or_(not_(value.is_string), func.trim(value.text) != ""))
 
     @property
@@ -66,19 +88,33 @@ class Checks:
         return or_(self.bad_email, self.bad_phone, self.bad_zone)
 
 
+def _by_type(value: JsonValue, *, string, other):
+    """PostgreSQL: ``string`` for a JSON string, false for a missing key or JSON null, else ``other``."""
+    return case({"string": string, "null": false()}, value=func.coalesce(value.type, "null"), else_=other)
+
+
 async def totals(session: AsyncSession, checks: Checks) -> dict[str, int]:
-    """Customers, and per check how many fail, in one scan."""
-    columns = [
-        func.count().label("customers"),
-        count_if(checks.inaccurate).label("inaccurate"),
-        count_if(checks.bad_email).label("email"),
-        count_if(checks.bad_phone).label("phone"),
-        count_if(checks.bad_zone).label("timezone"),
-        count_if(checks.stale).label("stale"),
-        *[count_if(m).label(f"missing:{t}") for t, m in checks.missing.items()],
-    ]
-    row = (await session.execute(select(*columns).where(_known()))).one()
-    return {key: int(value) for key, value in row._mapping.items()}
+    """Customers, and per check how many fail, in one scan. The rows are counted per set of checks they
+    fail (a bit each; a few dozen sets at most), so each check is evaluated once per customer, and as
+    one grouping value PostgreSQL can count in parallel."""
+    flags = {
+        "email": checks.bad_email,
+        "phone": checks.bad_phone,
+        "timezone": checks.bad_zone,
+        "stale": checks.stale,
+        **{f"missing:{t}": m for t, m in checks.missing.items()},
+    }
+    bits = {name: 1 << i for i, name in enumerate(flags)}
+    failed = sum((case((check, bits[name]), else_=0) for name, check in flags.items()), literal(0))
+    grouped = await session.execute(select(failed, func.count()).where(_known()).group_by(failed))
+    out = dict.fromkeys(["customers", "inaccurate", *flags], 0)
+    inaccurate = bits["email"] | bits["phone"] | bits["timezone"]
+    for mask, n in grouped:
+        out["customers"] += n
+        out["inaccurate"] += n if mask & inaccurate else 0
+        for name, bit in bits.items():
+            out[name] += n if mask & bit else 0
+    return out
 
 
 def accuracy_rows(checks: Checks) -> Select:

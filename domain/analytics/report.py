@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import Settings
-from domain.analytics import campaigns, kpis, quality
+from domain.analytics import campaigns, kpis, quality, side_by_side
 from domain.analytics.periods import Period
 from domain.analytics.schemas import DataQualityOut, JourneyAnalytics, KpisOut, TrendOut
 from domain.journeys import service as journeys
@@ -259,10 +259,8 @@ def _script_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c")
 
 
-async def _journey_id(session: AsyncSession, wanted: str | None) -> str | None:
-    if wanted is not None:
-        return wanted
-    published = [j for j in await journeys.list_all(session) if j.published_version]
+def _latest_published(listed) -> str | None:
+    published = [j for j in listed if j.published_version]
     return max(published, key=lambda j: j.updated_at).id if published else None
 
 
@@ -275,18 +273,27 @@ async def page(
     *,
     now: datetime,
 ) -> str:
-    kpi = await kpis.kpis(session, period, settings)
-    trend = await kpis.trend(session, period, interval, settings)
-    tiers = await segments.tiers(session)
-    chosen = await _journey_id(session, journey_id)
-    journey = await campaigns.journey(session, chosen, period, settings) if chosen else None
-    review = await quality.review(session, settings, now=now, limit=0)
+    listed = await journeys.list_all(session)
+    chosen = journey_id or _latest_published(listed)
+
+    async def journey_section(s: AsyncSession) -> JourneyAnalytics | None:
+        return await campaigns.journey(s, chosen, period, settings) if chosen else None
+
+    # The sections are independent: they run side by side on one snapshot, and the KPI cards come from
+    # the trend's queries (the buckets cover the period).
+    (kpi, trend), tiers, journey, review = await side_by_side.gather(
+        session,
+        lambda s: kpis.overview(s, period, interval, settings),
+        segments.tiers,
+        journey_section,
+        lambda s: quality.review(s, settings, now=now, limit=0),
+    )
     return _pages.get_template("report.html").render(
         kpi=kpi,
         journey=journey,
         tiers=tiers,
         review=review,
-        journeys=[j for j in await journeys.list_all(session)],
+        journeys=listed,
         interval=interval,
         period=period,
         figures=_script_json(figures(kpi, trend, tiers, journey, review)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -97,9 +98,34 @@ def reached_goal(
 # Reports group hundreds of thousands of customers: with PostgreSQL's default 4 MB per sort or hash
 # they spill to disk, which EXPLAIN ANALYZE shows costing about a third of the time.
 REPORT_WORK_MEM = "64MB"
+# A snapshot name as pg_export_snapshot() writes it (hex words and dashes): safe to quote into SQL.
+_SNAPSHOT_NAME = re.compile(r"^[0-9A-F-]+$")
+
+
+# session.info key: the snapshot a reader's transaction imports (domain.analytics.side_by_side).
+SNAPSHOT = "analytics_snapshot"
 
 
 async def for_reports(session: AsyncSession) -> None:
-    """Give this transaction's sorts and hashes room (PostgreSQL; SET LOCAL ends with the transaction)."""
-    if dialect_of(session) == "postgresql":
+    """Give this transaction's sorts and hashes room, and no JIT: these queries run once, and compiling
+    them costs more than it saves (PostgreSQL; SET LOCAL ends with the transaction). A reader on a
+    shared snapshot has them already: it takes no connection before it needs one."""
+    if dialect_of(session) == "postgresql" and SNAPSHOT not in session.info:
         await session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+        await session.execute(text("SET LOCAL jit = off"))
+
+
+async def export_snapshot(session: AsyncSession) -> str:
+    """The name of this transaction's snapshot, for other transactions to see exactly the same data
+    (PostgreSQL; valid until this transaction ends)."""
+    return await session.scalar(text("SELECT pg_export_snapshot()"))
+
+
+def import_snapshot(connection, snapshot: str) -> None:
+    """First statement of a REPEATABLE READ transaction: read the exported ``snapshot`` (sync: it runs
+    from the session's after_begin hook), with the room reports need."""
+    if not _SNAPSHOT_NAME.match(snapshot):
+        raise ValueError(f"not a snapshot name: {snapshot!r}")
+    connection.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+    connection.exec_driver_sql(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
+    connection.exec_driver_sql("SET LOCAL jit = off")
