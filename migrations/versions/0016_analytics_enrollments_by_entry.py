@@ -1,15 +1,15 @@
 """analytics: enrollments by when they were entered (the KPIs and trends count them per period)
 
-Revision ID: 0013_analytics
-Revises: 0012_analytics
+Revision ID: 0016_analytics
+Revises: 0015_segments
 """
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0013_analytics"
-down_revision: str | None = "0012_analytics"
+revision: str = "0016_analytics"
+down_revision: str | None = "0015_segments"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
