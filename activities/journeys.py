@@ -34,11 +34,11 @@ STATUS_TTL_SECONDS = 1.0
 
 
 class JourneyActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], writes: GroupCommit | None = None):
         self._sessions = sessions
         self._status: dict[str, tuple[float, str]] = {}
         self._status_reads: dict[str, asyncio.Future[str]] = {}
-        self._writes = GroupCommit(sessions)
+        self._writes = writes or GroupCommit(sessions)
 
     async def _journey_status(self, journey_id: str, fresh: bool) -> str:
         now = time.monotonic()
