@@ -157,6 +157,10 @@ async def main() -> None:
     logging.getLogger("bench").setLevel(logging.INFO)
 
     with tempfile.TemporaryDirectory() as tmp:
+        # A deployed worker runs the installed package, which pip byte-compiles; run from a source
+        # checkout under PYTHONDONTWRITEBYTECODE, every sandboxed workflow run would recompile its
+        # module. Cache bytecode (outside the checkout) as an install would, for both workflows.
+        sys.pycache_prefix, sys.dont_write_bytecode = str(Path(tmp) / "pycache"), False
         url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
         await upgrade_async(url)
         db = (
