@@ -76,19 +76,24 @@ class JourneyActivities:
                     customer_id=req.customer_id,
                     steps=req.steps,
                 )
-            if req.journey_id is not None:
-                # The router records the enrollment after starting it; a journey that finishes first
-                # creates the row here, so the router's late insert finds it and changes nothing.
-                await journeys.record_enrollment(
-                    session,
-                    workflow_id=req.workflow_id,
-                    journey_id=req.journey_id,
-                    version=req.version,
-                    customer_id=req.customer_id,
-                    event_id=req.entry_event_id,
-                    entered_at=datetime.fromisoformat(req.entered_at) if req.entered_at else None,
-                )
-            await journeys.close_enrollment(session, req.workflow_id, req.status, utcnow())
+            if req.journey_id is None:
+                await journeys.close_enrollment(session, req.workflow_id, req.status, utcnow())
+                return
+            # The router records the enrollment after starting it; a journey that finishes first
+            # creates the row here (closed, in one statement), so the router's late insert finds it
+            # and changes nothing.
+            await journeys.record_closed_enrollment(
+                session,
+                workflow_id=req.workflow_id,
+                journey_id=req.journey_id,
+                version=req.version,
+                customer_id=req.customer_id,
+                event_id=req.entry_event_id,
+                entered_at=datetime.fromisoformat(req.entered_at) if req.entered_at else None,
+                status=req.status,
+                at=utcnow(),
+                remove_listeners=req.listened,
+            )
 
         await self._writes.run(write)
 

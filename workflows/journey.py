@@ -222,6 +222,7 @@ class JourneyWorkflow:
                 customer_id=inp.customer_id,
                 entry_event_id=inp.entry_event.id or None,
                 entered_at=workflow.info().start_time.isoformat(),
+                listened=bool(self._listening),
             ),
             **LOCAL,
         )

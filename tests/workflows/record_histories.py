@@ -1,13 +1,15 @@
 """Record JourneyWorkflow histories for the replay test: `python -m tests.workflows.record_histories`.
 
 Run it when a workflow change is deliberate and versioned (workflow.patched); the replay test then
-guards the new shape. Each scenario exercises different commands: timers, signals, local activities,
-activities of every node type, interrupts and deferrals.
+guards the new shape. Name scenarios to record only those (`... record_histories _local_steps`), so
+histories of the older shape stay. Each scenario exercises different commands: timers, signals, local
+activities, activities of every node type, interrupts and deferrals.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -115,6 +117,33 @@ async def _everything_else(e) -> list:
     return [("all_nodes_converted", handle)]
 
 
+async def _local_steps(e) -> list:
+    """Sends and points as local activities (the steps-as-local-activities patch), across a timer."""
+    for name in ("welcome", "tips"):
+        await e.template(name, name)
+    await e.journey(
+        "steps",
+        {
+            "nodes": [
+                {"id": "start", "type": "entry", "event": "Signed Up", "next": "hello"},
+                {"id": "hello", "type": "send_email", "template_id": "welcome", "next": "award"},
+                {"id": "award", "type": "award_points", "points": 10, "next": "w"},
+                {"id": "w", "type": "wait", "duration": "1d", "next": "tips"},
+                {"id": "tips", "type": "send_email", "template_id": "tips", "next": "done"},
+                {"id": "done", "type": "exit"},
+            ]
+        },
+    )
+    dana = await e.customer("dana")
+    await e.track("dana", "Signed Up")
+    handle = e.handle("steps", dana)
+    await e.result(handle)
+    return [("local_steps_send_award_wait", handle)]
+
+
+SCENARIOS = (_abandoned_cart, _everything_else, _local_steps)
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +151,9 @@ async def main() -> None:
         await upgrade_async(url)
         db = create_engine(url)
         sessions = session_factory(db)
-        for scenario in (_abandoned_cart, _everything_else):
+        # Named scenarios only (`... record_histories _local_steps`): histories of an older shape stay.
+        chosen = [s for s in SCENARIOS if not sys.argv[1:] or s.__name__ in sys.argv[1:]]
+        for scenario in chosen:
             env = await time_skipping()
             try:
                 settings = engine_settings(url, Path(tmp) / scenario.__name__)
