@@ -2,8 +2,9 @@
 
 Our path: a `track` event is stored with its outbox row, the event router enrolls the customer with
 signal-with-start, and JourneyWorkflow runs send_email (rendered, delivered to the SMTP capture,
-recorded in the ledger) -> award_points -> exit, recording its steps. Measured until every enrollment
-is marked completed in the database.
+recorded in the ledger) -> award_points -> exit, recording its steps. The steps run as local
+activities within the enrollment's workflow task, their writes group-committed with concurrent
+enrollments'. Measured until every enrollment is marked completed in the database.
 
 Baseline: the bare library doing the same orchestration: a workflow calling three no-op activities,
 started by the client with the same concurrency, measured until every result is back.

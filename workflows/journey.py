@@ -17,7 +17,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
@@ -201,8 +201,9 @@ class JourneyWorkflow:
                     break
         except _Leave:
             self._close_open_steps(self._outcome or "exited")
-        except ActivityError:
+        except (ActivityError, ApplicationError):
             # A step failed for good (e.g. a template that cannot render): record it, then surface it.
+            # A local activity's failure arrives as the activity's own ApplicationError.
             self._close_open_steps("failed")
             await self._finish(inp, "failed")
             raise
