@@ -58,6 +58,8 @@ class FinishEnrollmentRequest:
     customer_id: int | None = None
     entry_event_id: int | None = None
     entered_at: str | None = None
+    # False when the run never registered for events: there are no listener rows to remove.
+    listened: bool = True
 
 
 # --- Cases: a journey's `escalate` node opens a case and waits for the signal below. ---------------

@@ -7,6 +7,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import RENDER_FAILED, SEND_EMAIL, UNDELIVERABLE, SendEmailRequest, SendEmailResult
+from activities.group_commit import GroupCommit
 from activities.heartbeat import heartbeating
 from activities.smtp import Mailer, PermanentFailure
 from config.settings import Settings
@@ -19,9 +20,16 @@ from domain.subscriptions import service as subscriptions
 
 
 class EmailActivities:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], mailer: Mailer):
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        mailer: Mailer,
+        writes: GroupCommit | None = None,
+    ):
         self._settings = settings
         self._sessions = sessions
+        self._writes = writes or GroupCommit(sessions)
         self._mailer = mailer
         self._factory = MessageFactory(settings)
 
@@ -32,24 +40,10 @@ class EmailActivities:
 
     async def _send_email(self, req: SendEmailRequest) -> SendEmailResult:
         message_id = self._factory.message_id(req.idempotency_key)
-        # 1. Claim the ledger row, check suppression and render, in one short transaction (no network
-        #    I/O inside it). Suppression is read here, at send time, so an unsubscribe made while the
-        #    journey waited stops this step.
-        async with transaction(self._sessions) as session:
-            row = await email.claim_message(
-                session,
-                idempotency_key=req.idempotency_key,
-                message_id=message_id,
-                customer_id=req.customer_id,
-                template_id=req.template_id,
-                template_version=req.template_version,
-                journey_id=req.journey_id,
-                node_id=req.node_id,
-            )
-            if row.status in ("sent", "skipped", "failed"):
-                return SendEmailResult(status=row.status, message_id=row.message_id, detail=row.error)
-            row.attempts += 1
-            outcome = await self._prepare(session, req, row)
+        # 1. Claim the ledger row, check suppression and render (no network I/O inside the
+        #    transaction), committed together with concurrent sends' writes. Suppression is read here,
+        #    at send time, so an unsubscribe made while the journey waited stops this step.
+        outcome = await self._writes.run(lambda session: self._claim(session, req, message_id))
         if isinstance(outcome, SendEmailResult):
             if outcome.status == "failed":
                 raise ApplicationError(
@@ -66,10 +60,30 @@ class EmailActivities:
                 await subscriptions.suppress_address(session, outcome.to, "bounced", str(exc)[:500])
             raise ApplicationError(str(exc), type=UNDELIVERABLE, non_retryable=True) from exc
         # Temporary failures propagate: Temporal retries with the workflow's backoff policy.
-        # 3. Record the delivery.
-        async with transaction(self._sessions) as session:
-            await email.finish_message(session, req.idempotency_key, "sent", None)
+        # 3. Record the delivery (one UPDATE, group-committed).
+        await self._writes.run(
+            lambda session: email.finish_message(session, req.idempotency_key, "sent", None)
+        )
         return SendEmailResult(status="sent", message_id=message_id)
+
+    async def _claim(
+        self, session: AsyncSession, req: SendEmailRequest, message_id: str
+    ) -> Prepared | SendEmailResult:
+        row = await email.claim_message(
+            session,
+            idempotency_key=req.idempotency_key,
+            message_id=message_id,
+            customer_id=req.customer_id,
+            template_id=req.template_id,
+            template_version=req.template_version,
+            journey_id=req.journey_id,
+            node_id=req.node_id,
+        )
+        if row.status in ("sent", "skipped", "failed"):
+            return SendEmailResult(status=row.status, message_id=row.message_id, detail=row.error)
+        outcome = await self._prepare(session, req, row)
+        row.attempts += 1  # after the reads, so the row is written once, at commit
+        return outcome
 
     async def _prepare(self, session: AsyncSession, req: SendEmailRequest, row) -> Prepared | SendEmailResult:
         customer = await customers.get_profile(session, req.customer_id)

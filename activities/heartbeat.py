@@ -14,6 +14,10 @@ HEARTBEAT_EVERY_SECONDS = 2.0
 
 @contextlib.asynccontextmanager
 async def heartbeating() -> AsyncIterator[None]:
+    if activity.info().is_local:  # local activities cannot heartbeat: their workflow task times out instead
+        yield
+        return
+
     async def beat() -> None:
         while True:
             activity.heartbeat()

@@ -34,11 +34,11 @@ STATUS_TTL_SECONDS = 1.0
 
 
 class JourneyActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], writes: GroupCommit | None = None):
         self._sessions = sessions
         self._status: dict[str, tuple[float, str]] = {}
         self._status_reads: dict[str, asyncio.Future[str]] = {}
-        self._writes = GroupCommit(sessions)
+        self._writes = writes or GroupCommit(sessions)
 
     async def _journey_status(self, journey_id: str, fresh: bool) -> str:
         now = time.monotonic()
@@ -76,19 +76,24 @@ class JourneyActivities:
                     customer_id=req.customer_id,
                     steps=req.steps,
                 )
-            if req.journey_id is not None:
-                # The router records the enrollment after starting it; a journey that finishes first
-                # creates the row here, so the router's late insert finds it and changes nothing.
-                await journeys.record_enrollment(
-                    session,
-                    workflow_id=req.workflow_id,
-                    journey_id=req.journey_id,
-                    version=req.version,
-                    customer_id=req.customer_id,
-                    event_id=req.entry_event_id,
-                    entered_at=datetime.fromisoformat(req.entered_at) if req.entered_at else None,
-                )
-            await journeys.close_enrollment(session, req.workflow_id, req.status, utcnow())
+            if req.journey_id is None:
+                await journeys.close_enrollment(session, req.workflow_id, req.status, utcnow())
+                return
+            # The router records the enrollment after starting it; a journey that finishes first
+            # creates the row here (closed, in one statement), so the router's late insert finds it
+            # and changes nothing.
+            await journeys.record_closed_enrollment(
+                session,
+                workflow_id=req.workflow_id,
+                journey_id=req.journey_id,
+                version=req.version,
+                customer_id=req.customer_id,
+                event_id=req.entry_event_id,
+                entered_at=datetime.fromisoformat(req.entered_at) if req.entered_at else None,
+                status=req.status,
+                at=utcnow(),
+                remove_listeners=req.listened,
+            )
 
         await self._writes.run(write)
 

@@ -24,6 +24,7 @@ from activities.contracts import (
     PointsRequest,
     PointsResult,
 )
+from activities.group_commit import GroupCommit
 from domain.db import transaction, utcnow
 from domain.errors import NotFound
 from domain.loyalty import maintenance
@@ -66,17 +67,20 @@ def _unknown(exc: NotFound) -> ApplicationError:
 
 
 class LoyaltyActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], writes: GroupCommit | None = None):
         self._sessions = sessions
+        self._writes = writes or GroupCommit(sessions)
 
     @activity.defn(name=AWARD_POINTS)
     async def award_points(self, req: PointsRequest) -> PointsResult:
         now = _checked(req)
         try:
-            async with transaction(self._sessions) as session:
-                moved = await loyalty.award(
+            # Concurrent enrollments' awards share one commit; each still waits for its own.
+            moved = await self._writes.run(
+                lambda session: loyalty.award(
                     session, req.customer_id, req.idempotency_key, req.points, _reason(req), now
                 )
+            )
         except NotFound as exc:
             raise _unknown(exc) from exc
         return _result(moved)

@@ -13,6 +13,7 @@ from activities.anniversaries import AnniversaryActivities
 from activities.broadcasts import BroadcastActivities
 from activities.cases import CaseActivities
 from activities.email import EmailActivities
+from activities.group_commit import GroupCommit
 from activities.journeys import JourneyActivities
 from activities.loyalty import LoyaltyActivities
 from activities.segments import SegmentActivities
@@ -45,11 +46,14 @@ WORKFLOWS = [
 
 def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> list:
     mailer = Mailer(settings)  # one SMTP pool shared by single sends and broadcasts
-    mail = EmailActivities(settings, sessions, mailer)
+    # One group commit for the journey steps' small writes (send ledger, points, step records), so
+    # enrollments running together share commits across step kinds too.
+    writes = GroupCommit(sessions)
+    mail = EmailActivities(settings, sessions, mailer, writes)
     broadcast = BroadcastActivities(settings, sessions, mailer)
-    journeys = JourneyActivities(sessions)
+    journeys = JourneyActivities(sessions, writes)
     case_activities = CaseActivities(sessions)
-    loyalty = LoyaltyActivities(sessions)
+    loyalty = LoyaltyActivities(sessions, writes)
     segments = SegmentActivities(settings, sessions)
     return [
         mail.send_email,

@@ -17,7 +17,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
@@ -75,6 +75,14 @@ WEBHOOK_RETRY = RetryPolicy(
 )
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 LOCAL = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": STEP_RETRY}
+# Sends and points run as local activities: no server round trip and no extra workflow task per step.
+# Local activities cannot heartbeat; a crashed worker's step is rerun when its workflow task times out
+# (seconds), and the idempotency key (the send ledger's reservation, the points ledger's key) makes the
+# rerun deliver or award nothing twice. The timeout bounds one attempt: an SMTP handoff stuck that long
+# is retried with the same Message-ID, which receiving servers collapse.
+LOCAL_STEPS_PATCH = "steps-as-local-activities"
+LOCAL_SEND = {"start_to_close_timeout": timedelta(seconds=60), "retry_policy": SEND_RETRY}
+LOCAL_POINTS = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": STEP_RETRY}
 # A paused journey is re-checked at least this often even if the resume signal is missed.
 PAUSE_RECHECK = timedelta(hours=1)
 # Patch id of the goal-segment membership look at the first wait (recorded histories predate it).
@@ -196,8 +204,9 @@ class JourneyWorkflow:
                     break
         except _Leave:
             self._close_open_steps(self._outcome or "exited")
-        except ActivityError:
+        except (ActivityError, ApplicationError):
             # A step failed for good (e.g. a template that cannot render): record it, then surface it.
+            # A local activity's failure arrives as the activity's own ApplicationError.
             self._close_open_steps("failed")
             await self._finish(inp, "failed")
             raise
@@ -217,6 +226,7 @@ class JourneyWorkflow:
                 customer_id=inp.customer_id,
                 entry_event_id=inp.entry_event.id or None,
                 entered_at=workflow.info().start_time.isoformat(),
+                listened=bool(self._listening),
             ),
             **LOCAL,
         )
@@ -296,26 +306,34 @@ class JourneyWorkflow:
             if rule.get("on_limit") == "drop":
                 return node.get("next"), f"dropped:{ctx.held_by}"
             await self._sleep_until(datetime.fromisoformat(ctx.moment))
-        result = await workflow.execute_activity(
-            SEND_EMAIL,
-            SendEmailRequest(
-                idempotency_key=key,
-                customer_id=self._inp.customer_id,
-                template_id=node["template_id"],
-                template_version=node["template_version"],
-                journey_id=self._inp.journey_id,
-                node_id=node["id"],
-                event=self._inp.entry_event,
-                subscription_group=node.get("subscription_group"),
-            ),
-            activity_id=f"{node['id']}/{visit}",
-            start_to_close_timeout=timedelta(minutes=2),
-            # The activity heartbeats while it works: a crashed worker's send is retried within half a
-            # minute, while a send slowed by load is not mistaken for a dead one.
-            heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=SEND_RETRY,
-            result_type=SendEmailResult,
+        request = SendEmailRequest(
+            idempotency_key=key,
+            customer_id=self._inp.customer_id,
+            template_id=node["template_id"],
+            template_version=node["template_version"],
+            journey_id=self._inp.journey_id,
+            node_id=node["id"],
+            event=self._inp.entry_event,
+            subscription_group=node.get("subscription_group"),
         )
+        if workflow.patched(LOCAL_STEPS_PATCH):
+            result = await workflow.execute_local_activity(
+                SEND_EMAIL,
+                request,
+                activity_id=f"{node['id']}/{visit}",
+                **LOCAL_SEND,
+                result_type=SendEmailResult,
+            )
+        else:  # histories recorded before sends ran as local activities
+            result = await workflow.execute_activity(
+                SEND_EMAIL,
+                request,
+                activity_id=f"{node['id']}/{visit}",
+                start_to_close_timeout=timedelta(minutes=2),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=SEND_RETRY,
+                result_type=SendEmailResult,
+            )
         return node.get("next"), result.status
 
     async def _wait_until(self, node: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -393,20 +411,27 @@ class JourneyWorkflow:
         return node["paths"][chosen].get("next"), f"path:{chosen}"
 
     async def _points(self, node: dict[str, Any], visit: int) -> tuple[str | None, str | None]:
-        await workflow.execute_activity(
-            AWARD_POINTS if node["type"] == "award_points" else DEDUCT_POINTS,
-            PointsRequest(
-                idempotency_key=self._key(node, visit),
-                customer_id=self._inp.customer_id,
-                points=node["points"],
-                reason=node.get("reason"),
-                journey_id=self._inp.journey_id,
-                node_id=node["id"],
-            ),
-            activity_id=f"{node['id']}/{visit}",
-            start_to_close_timeout=timedelta(seconds=60),
-            result_type=PointsResult,
+        name = AWARD_POINTS if node["type"] == "award_points" else DEDUCT_POINTS
+        request = PointsRequest(
+            idempotency_key=self._key(node, visit),
+            customer_id=self._inp.customer_id,
+            points=node["points"],
+            reason=node.get("reason"),
+            journey_id=self._inp.journey_id,
+            node_id=node["id"],
         )
+        if workflow.patched(LOCAL_STEPS_PATCH):
+            await workflow.execute_local_activity(
+                name, request, activity_id=f"{node['id']}/{visit}", result_type=PointsResult, **LOCAL_POINTS
+            )
+        else:  # histories recorded before points ran as local activities
+            await workflow.execute_activity(
+                name,
+                request,
+                activity_id=f"{node['id']}/{visit}",
+                start_to_close_timeout=timedelta(seconds=60),
+                result_type=PointsResult,
+            )
         return node.get("next"), None
 
     async def _escalate(self, node: dict[str, Any], visit: int) -> tuple[str | None, str | None]:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import insert_ignoring_conflicts
@@ -54,8 +56,13 @@ async def list_messages(
     return list(await session.scalars(stmt))
 
 
-async def message_by_key(session: AsyncSession, idempotency_key: str) -> Message | None:
-    return await session.scalar(select(Message).where(Message.idempotency_key == idempotency_key))
+async def set_message_status(
+    session: AsyncSession, idempotency_key: str, *, status: str, error: str | None, sent_at: datetime | None
+) -> None:
+    values = {"status": status, "error": error}
+    if sent_at is not None:
+        values["sent_at"] = sent_at
+    await session.execute(update(Message).where(Message.idempotency_key == idempotency_key).values(**values))
 
 
 async def recent_for_customer(session: AsyncSession, customer_id: int, limit: int) -> list[Message]:

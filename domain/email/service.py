@@ -188,6 +188,7 @@ async def list_messages(
 
 
 async def finish_message(session: AsyncSession, idempotency_key: str, status: str, error: str | None) -> None:
-    row = await repository.message_by_key(session, idempotency_key)
-    if row is not None:
-        mark(row, status, error=error)
+    """Record a send's outcome in one statement (no read first: a send finishes its own claimed row)."""
+    await repository.set_message_status(
+        session, idempotency_key, status=status, error=error, sent_at=utcnow() if status == "sent" else None
+    )

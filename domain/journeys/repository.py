@@ -101,6 +101,20 @@ async def record_enrollments(session: AsyncSession, rows: list[dict]) -> None:
         await session.execute(insert_ignoring_conflicts(session, Enrollment, ["workflow_id"]), rows)
 
 
+async def upsert_closed_enrollment(session: AsyncSession, values: dict) -> None:
+    """Insert the enrollment closed, or close the existing row (status and completion time only)."""
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(Enrollment).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["workflow_id"],
+        set_={"status": stmt.excluded.status, "completed_at": stmt.excluded.completed_at},
+    )
+    await session.execute(stmt)
+
+
 async def finish_enrollment(session: AsyncSession, workflow_id: str, status: str, at) -> None:
     await session.execute(
         update(Enrollment).where(Enrollment.workflow_id == workflow_id).values(status=status, completed_at=at)

@@ -217,6 +217,37 @@ async def record_enrollment(
     )
 
 
+async def record_closed_enrollment(
+    session: AsyncSession,
+    *,
+    workflow_id: str,
+    journey_id: str,
+    version: int,
+    customer_id: int,
+    event_id: int | None,
+    entered_at: datetime | None,
+    status: str,
+    at: datetime,
+    remove_listeners: bool = True,
+) -> None:
+    """Close the enrollment, creating its row if the router has not recorded it yet."""
+    await repository.upsert_closed_enrollment(
+        session,
+        {
+            "workflow_id": workflow_id,
+            "journey_id": journey_id,
+            "version": version,
+            "customer_id": customer_id,
+            "entry_event_id": event_id,
+            "status": status,
+            "entered_at": entered_at or utcnow(),
+            "completed_at": at,
+        },
+    )
+    if remove_listeners:
+        await repository.remove_listeners(session, workflow_id)
+
+
 async def finish_enrollment(session: AsyncSession, workflow_id: str, status: str, at: datetime) -> None:
     await repository.finish_enrollment(session, workflow_id, status, at)
 

@@ -120,7 +120,32 @@ async def _everything_else(e) -> list:
     return [("all_nodes_converted", handle)]
 
 
-SCENARIOS = (_abandoned_cart, _everything_else, *NON_JOURNEY_SCENARIOS)
+async def _local_steps(e) -> list:
+    """Sends and points as local activities (the steps-as-local-activities patch), across a timer."""
+    for name in ("welcome", "tips"):
+        await e.template(name, name)
+    await e.journey(
+        "steps",
+        {
+            "nodes": [
+                {"id": "start", "type": "entry", "event": "Signed Up", "next": "hello"},
+                {"id": "hello", "type": "send_email", "template_id": "welcome", "next": "award"},
+                {"id": "award", "type": "award_points", "points": 10, "next": "w"},
+                {"id": "w", "type": "wait", "duration": "1d", "next": "tips"},
+                {"id": "tips", "type": "send_email", "template_id": "tips", "next": "done"},
+                {"id": "done", "type": "exit"},
+            ]
+        },
+    )
+    dana = await e.customer("dana")
+    await e.track("dana", "Signed Up")
+    handle = e.handle("steps", dana)
+    await e.result(handle)
+    return [("local_steps_send_award_wait", handle)]
+
+
+
+SCENARIOS = (_abandoned_cart, _everything_else, _local_steps, *NON_JOURNEY_SCENARIOS)
 
 
 def _name(scenario) -> str:
