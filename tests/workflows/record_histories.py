@@ -144,7 +144,6 @@ async def _local_steps(e) -> list:
     return [("local_steps_send_award_wait", handle)]
 
 
-
 SCENARIOS = (_abandoned_cart, _everything_else, _local_steps, *NON_JOURNEY_SCENARIOS)
 
 
