@@ -39,11 +39,15 @@ class SendEmailRequest:
     # None: the template version's own category ("marketing" | "transactional") and subscription group
     category: str | None = None
     subscription_group: str | None = None
+    # A journey step's send first checks that its journey is neither paused nor archived (answering
+    # "held" with the status as detail), saving the step a separate status read.
+    hold_unless_published: bool = False
+    fresh_status: bool = False
 
 
 @dataclass
 class SendEmailResult:
-    status: str  # sent | skipped | failed
+    status: str  # sent | skipped | failed | held (journey paused or archived; detail says which)
     message_id: str
     detail: str | None = None
 

@@ -9,6 +9,7 @@ from temporalio.exceptions import ApplicationError
 from activities.contracts import RENDER_FAILED, SEND_EMAIL, UNDELIVERABLE, SendEmailRequest, SendEmailResult
 from activities.group_commit import GroupCommit
 from activities.heartbeat import heartbeating
+from activities.journey_status import JourneyStatusCache
 from activities.smtp import Mailer, PermanentFailure
 from config.settings import Settings
 from domain.customers import service as customers
@@ -26,10 +27,12 @@ class EmailActivities:
         sessions: async_sessionmaker[AsyncSession],
         mailer: Mailer,
         writes: GroupCommit | None = None,
+        journey_status: JourneyStatusCache | None = None,
     ):
         self._settings = settings
         self._sessions = sessions
         self._writes = writes or GroupCommit(sessions)
+        self._journey_status = journey_status or JourneyStatusCache(sessions)
         self._mailer = mailer
         self._factory = MessageFactory(settings)
 
@@ -40,6 +43,10 @@ class EmailActivities:
 
     async def _send_email(self, req: SendEmailRequest) -> SendEmailResult:
         message_id = self._factory.message_id(req.idempotency_key)
+        if req.hold_unless_published and req.journey_id is not None:
+            status = await self._journey_status.status(req.journey_id, req.fresh_status)
+            if status in ("paused", "archived"):
+                return SendEmailResult(status="held", message_id=message_id, detail=status)
         # 1. Claim the ledger row, check suppression and render (no network I/O inside the
         #    transaction), committed together with concurrent sends' writes. Suppression is read here,
         #    at send time, so an unsubscribe made while the journey waited stops this step.

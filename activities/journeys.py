@@ -3,8 +3,6 @@ the database. The workflow runs them as local activities (no server round trip);
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,44 +23,24 @@ from activities.contracts import (
     UpdateTraitsRequest,
 )
 from activities.group_commit import GroupCommit
+from activities.journey_status import JourneyStatusCache
 from domain.db import transaction, utcnow
 from domain.journeys import service as journeys
 
-# A journey's status is read before every send; a second's staleness (a pause takes effect within a
-# second) saves a database round trip per send.
-STATUS_TTL_SECONDS = 1.0
-
 
 class JourneyActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], writes: GroupCommit | None = None):
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        writes: GroupCommit | None = None,
+        status: JourneyStatusCache | None = None,
+    ):
         self._sessions = sessions
-        self._status: dict[str, tuple[float, str]] = {}
-        self._status_reads: dict[str, asyncio.Future[str]] = {}
+        self._statuses = status or JourneyStatusCache(sessions)
         self._writes = writes or GroupCommit(sessions)
 
     async def _journey_status(self, journey_id: str, fresh: bool) -> str:
-        now = time.monotonic()
-        cached = self._status.get(journey_id)
-        if not fresh and cached is not None and now - cached[0] < STATUS_TTL_SECONDS:
-            return cached[1]
-        pending = self._status_reads.get(journey_id)
-        if pending is not None and not fresh:
-            return await asyncio.shield(pending)  # many enrollments missed at once: one read serves all
-        future = asyncio.get_running_loop().create_future()
-        self._status_reads[journey_id] = future
-        try:
-            async with self._sessions() as session:
-                status = await journeys.status_of(session, journey_id)
-            self._status[journey_id] = (time.monotonic(), status)
-            future.set_result(status)
-            return status
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here, so an unawaited failure is not reported twice
-            raise
-        finally:
-            if self._status_reads.get(journey_id) is future:
-                del self._status_reads[journey_id]
+        return await self._statuses.status(journey_id, fresh)
 
     @activity.defn(name=FINISH_ENROLLMENT)
     async def finish_enrollment(self, req: FinishEnrollmentRequest) -> None:

@@ -14,6 +14,7 @@ from activities.broadcasts import BroadcastActivities
 from activities.cases import CaseActivities
 from activities.email import EmailActivities
 from activities.group_commit import GroupCommit
+from activities.journey_status import JourneyStatusCache
 from activities.journeys import JourneyActivities
 from activities.loyalty import LoyaltyActivities
 from activities.segments import SegmentActivities
@@ -49,9 +50,10 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
     # One group commit for the journey steps' small writes (send ledger, points, step records), so
     # enrollments running together share commits across step kinds too.
     writes = GroupCommit(sessions)
-    mail = EmailActivities(settings, sessions, mailer, writes)
+    status = JourneyStatusCache(sessions)
+    mail = EmailActivities(settings, sessions, mailer, writes, status)
     broadcast = BroadcastActivities(settings, sessions, mailer)
-    journeys = JourneyActivities(sessions, writes)
+    journeys = JourneyActivities(sessions, writes, status)
     case_activities = CaseActivities(sessions)
     loyalty = LoyaltyActivities(sessions, writes)
     segments = SegmentActivities(settings, sessions)

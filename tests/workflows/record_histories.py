@@ -144,7 +144,34 @@ async def _local_steps(e) -> list:
     return [("local_steps_send_award_wait", handle)]
 
 
-SCENARIOS = (_abandoned_cart, _everything_else, _local_steps, *NON_JOURNEY_SCENARIOS)
+async def _send_checks_status(e) -> list:
+    """A send with no rule to plan checks the journey's status itself (send-checks-journey-status)."""
+    await e.template("hello-again", "hello-again")
+    await e.journey(
+        "status-in-send",
+        {
+            "nodes": [
+                {"id": "start", "type": "entry", "event": "Joined", "next": "hello"},
+                {"id": "hello", "type": "send_email", "template_id": "hello-again", "next": "award"},
+                {"id": "award", "type": "award_points", "points": 5, "next": "done"},
+                {"id": "done", "type": "exit"},
+            ]
+        },
+    )
+    erin = await e.customer("erin")
+    await e.track("erin", "Joined")
+    handle = e.handle("status-in-send", erin)
+    await e.result(handle)
+    return [("send_checks_status", handle)]
+
+
+SCENARIOS = (
+    _abandoned_cart,
+    _everything_else,
+    _local_steps,
+    _send_checks_status,
+    *NON_JOURNEY_SCENARIOS,
+)
 
 
 def _name(scenario) -> str:
