@@ -107,7 +107,7 @@ async def upsert_closed_enrollment(session: AsyncSession, values: dict) -> None:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(Enrollment).values(**values)
+    stmt = insert(Enrollment.__table__).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=["workflow_id"],
         set_={"status": stmt.excluded.status, "completed_at": stmt.excluded.completed_at},
@@ -194,7 +194,7 @@ async def upsert_steps(session: AsyncSession, rows: list[dict]) -> None:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(JourneyStep)
+    stmt = insert(JourneyStep.__table__)  # Core: no ORM bulk-insert bookkeeping per batch
     stmt = stmt.on_conflict_do_update(
         index_elements=["workflow_id", "node_id", "visit"],
         set_={
