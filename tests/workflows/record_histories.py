@@ -110,7 +110,11 @@ async def _everything_else(e) -> list:
     handle = e.handle("all", cleo)
     async with e.env.time_skipping_unlocked():
         await wait_for(lambda: _at(handle, "esc"), within=60)
-    [case] = [c for c in await e.cases() if c.customer_id == cleo]
+
+    async def cleos_cases():  # the step is entered before its activity has opened the case
+        return [c for c in await e.cases() if c.customer_id == cleo]
+
+    [case] = await wait_for(cleos_cases)
     await e.client.get_workflow_handle(case.waiting_workflow_id).signal(
         CASE_UPDATE_SIGNAL, CaseUpdate(case_id=case.id, status="resolved", outcome="solved", breached=False)
     )

@@ -206,7 +206,11 @@ async def test_escalation_branches_on_resolution_or_sla_breach(env, sessions, se
         await e.track("bob", "Complained")
         ada_handle = e.handle("care", ada)
         await wait_for(lambda: _at(ada_handle, "esc"))
-        [case] = [c for c in await e.cases() if c.customer_id == ada]
+
+        async def adas_cases():  # the step is entered before its activity has opened the case
+            return [c for c in await e.cases() if c.customer_id == ada]
+
+        [case] = await wait_for(adas_cases)
         assert case.waiting_workflow_id == ada_handle.id
         # What the cases area's dispatcher sends when an agent resolves the case.
         await e.client.get_workflow_handle(case.waiting_workflow_id).signal(
