@@ -40,11 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bare_workflow import BareThreeSteps, noop
+from local_engine import bench_engine
 
 from activities.contracts import SEND_EMAIL, SendEmailRequest, SendEmailResult
 from config.settings import Settings
 from domain.customers.models import Customer
-from domain.db import create_engine, session_factory, transaction, utcnow
+from domain.db import session_factory, transaction, utcnow
 from domain.email import service as email
 from domain.email.schemas import TemplateIn
 from domain.events import service as events
@@ -167,11 +168,7 @@ async def main() -> None:
         sys.pycache_prefix, sys.dont_write_bytecode = str(Path(tmp) / "pycache"), False
         url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
         await upgrade_async(url)
-        db = (
-            create_engine(url, pool_size=1, max_overflow=0, pool_timeout=120)
-            if url.startswith("sqlite")
-            else create_engine(url)
-        )
+        db = bench_engine(url)
         sessions = session_factory(db)
         settings = Settings(dev_mode=True, data_dir=Path(tmp), database_url=url, smtp_port=_free_port())
         # The SMTP server runs in its own process, as a relay would in production.

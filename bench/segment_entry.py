@@ -39,10 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bare_workflow import BareSleeper
+from local_engine import bench_engine
 
 from config.settings import Settings
 from domain.customers.models import Customer
-from domain.db import create_engine, session_factory, transaction, utcnow
+from domain.db import session_factory, transaction, utcnow
 from domain.journeys import service as journeys
 from domain.journeys.models import Enrollment
 from domain.journeys.schemas import JourneyIn
@@ -152,11 +153,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite+aiosqlite:///{tmp}/bench.db"
         await upgrade_async(url)
-        db = (
-            create_engine(url, pool_size=1, max_overflow=0, pool_timeout=120)
-            if url.startswith("sqlite")
-            else create_engine(url)
-        )
+        db = bench_engine(url)
         sessions = session_factory(db)
         task_queue = "bench"
         settings = Settings(
