@@ -39,9 +39,6 @@ class JourneyActivities:
         self._statuses = status or JourneyStatusCache(sessions)
         self._writes = writes or GroupCommit(sessions)
 
-    async def _journey_status(self, journey_id: str, fresh: bool) -> str:
-        return await self._statuses.status(journey_id, fresh)
-
     @activity.defn(name=FINISH_ENROLLMENT)
     async def finish_enrollment(self, req: FinishEnrollmentRequest) -> None:
         async def write(session: AsyncSession) -> None:
@@ -77,7 +74,7 @@ class JourneyActivities:
 
     @activity.defn(name=JOURNEY_CONTEXT)
     async def journey_context(self, req: JourneyContextRequest) -> JourneyContext:
-        status = await self._journey_status(req.journey_id, req.fresh_status)
+        status = await self._statuses.status(req.journey_id, req.fresh_status)
         if not req.with_customer:
             return JourneyContext(journey_status=status, timezone=None)
         plan = req.plan

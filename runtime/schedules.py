@@ -37,13 +37,10 @@ def every(
 ) -> Schedule:
     """A schedule starting ``run(arg)`` every ``seconds``. A pass still running when the next is due
     makes the next redundant (skipped); ``catchup_window`` bounds the catching up after downtime."""
-    policy = SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP)
-    if catchup_window is not None:
-        policy = SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=catchup_window)
     return Schedule(
         action=ScheduleActionStartWorkflow(run, arg, id=workflow_id, task_queue=task_queue),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=seconds))]),
-        policy=policy,
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=catchup_window),
     )
 
 

@@ -299,10 +299,10 @@ class JourneyWorkflow:
                 result = await self._deliver(node, visit, key, hold=True, fresh=fresh)
                 if result.status != "held":
                     return node.get("next"), result.status
-                status, held_by = result.detail, None
+                status, held_by, moment = result.detail, None, None
             else:
                 ctx = await self._context(plan, with_customer=plan is not None, fresh_status=fresh)
-                status, held_by = ctx.journey_status, ctx.held_by
+                status, held_by, moment = ctx.journey_status, ctx.held_by, ctx.moment
             if status == "archived":
                 self._outcome = "exited"
                 raise _Leave
@@ -318,7 +318,7 @@ class JourneyWorkflow:
             rule = {"quiet_hours": quiet, "frequency_cap": cap}.get(held_by) or {}
             if rule.get("on_limit") == "drop":
                 return node.get("next"), f"dropped:{held_by}"
-            await self._sleep_until(datetime.fromisoformat(ctx.moment))
+            await self._sleep_until(datetime.fromisoformat(moment))
         result = await self._deliver(node, visit, key)
         return node.get("next"), result.status
 
