@@ -221,7 +221,10 @@ async def enter_matching(
     entered: list[int] = []
     for part in _scopes(scope):
         matching = compiler.members_query(rule, dialect, at, part, lowest_tier=lowest_tier)
-        who = _customers_locked(dialect, _customers.c.id.in_(matching.correlate(None)))
+        # Members already in are left out before their rows are locked (the insert would skip them).
+        who = _customers_locked(
+            dialect, _customers.c.id.in_(matching.correlate(None)), ~_in_segment(segment_id, _customers.c.id)
+        )
         if dialect != "postgresql":
             opened = _open_stays(dialect, segment_id, who.subquery("who"), at)
             changed = list((await session.execute(opened)).scalars())
@@ -237,6 +240,18 @@ async def enter_matching(
         queued = _queued(recorded.cte("recorded").c.id, at).cte("queued")
         entered += (await session.execute(select(changed_cte.c.customer_id).add_cte(queued))).scalars()
     return entered
+
+
+def _in_segment(segment_id: str, customer_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """Whether the customer has an open stay in the segment (the unique index on open stays)."""
+    table = SegmentMembership.__table__
+    return (
+        select(table.c.id)
+        .where(
+            table.c.segment_id == segment_id, table.c.customer_id == customer_id, table.c.exited_at.is_(None)
+        )
+        .exists()
+    )
 
 
 def _customers_locked(dialect: str, *where: ColumnElement[bool]) -> Select:
