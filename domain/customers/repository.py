@@ -148,14 +148,14 @@ async def reattribute(session: AsyncSession, source_id: int, target_id: int) -> 
 
 
 async def delete_customer(session: AsyncSession, customer_id: int) -> None:
-    """The profile, and its segment stays (they have no foreign key). The profile goes first: a
+    """The profile, its segment stays and any queued recheck (no foreign keys). The profile goes first: a
     statement opening stays holds it key-share locked, so it either finishes before this delete
     (whose stay delete then sees its stays) or waits for it and finds the customer gone."""
-    from domain.segments.models import SegmentMembership
+    from domain.segments.models import SegmentMembership, SegmentRecheck
 
     await session.execute(delete(customers).where(customers.c.id == customer_id))
-    stays = SegmentMembership.__table__
-    await session.execute(delete(stays).where(stays.c.customer_id == customer_id))
+    for table in (SegmentMembership.__table__, SegmentRecheck.__table__):
+        await session.execute(delete(table).where(table.c.customer_id == customer_id))
 
 
 # --- profile facts, in bulk -----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from domain.customers.schemas import (
 )
 from domain.db import utcnow
 from domain.errors import InvalidInput, NotFound
+from domain.segments import repository as segment_repository
 
 Key = tuple[str | None, str | None]  # (userId, anonymousId) as a call carries them
 
@@ -175,6 +176,8 @@ async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> Non
     session.expunge(source)
     if anonymous_id:
         await repository.add_alias(session, anonymous_id, target_id)
+    # The target now owns events older than the refresher's cursor: its segments must be re-evaluated.
+    await segment_repository.queue_rechecks(session, [target_id])
 
 
 def sha256(value: str | None) -> str | None:
@@ -322,4 +325,6 @@ async def update_traits(session: AsyncSession, customer_id: int, traits: dict[st
         customer.timezone = timezone
     if isinstance(locale, str):
         customer.locale = normalise_locale(locale) or customer.locale
+    # No event records this change: the refresher's next pass re-evaluates the customer's segments.
+    await segment_repository.queue_rechecks(session, [customer_id])
     return True

@@ -93,3 +93,17 @@ class SegmentRefreshState(Base):
     # Event ids skipped because their transaction had not committed yet; retried for a while.
     pending: Mapped[list[Any]] = mapped_column(Json, default=list)
     ran_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SegmentRecheck(Base):
+    """Customers whose membership may have changed without a new event of theirs saying so: a profile
+    merge re-attributed another profile's events to them, a journey step set their traits. The next
+    refresher pass re-evaluates them against every segment, both ways, and removes them from here in
+    the same transaction."""
+
+    __tablename__ = "segment_rechecks"
+
+    # No foreign key, as for stays: erasure removes the row itself, and a pass ignores ids it cannot
+    # find (the evaluation joins the customers).
+    customer_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -32,6 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import SelectBase
 
 from domain.customers.models import Customer
+from domain.db import utcnow
 from domain.email.models import Message
 from domain.events.models import LANE_SEGMENTS, Event, EventOutbox
 from domain.journeys.models import Journey, JourneyVersion
@@ -44,6 +45,7 @@ from domain.segments.models import (
     CustomerScore,
     Segment,
     SegmentMembership,
+    SegmentRecheck,
     SegmentRefreshState,
     SegmentVersion,
 )
@@ -545,6 +547,23 @@ def batch_customers(
     # Never correlated: the statements it is used in also read the events table.
     touched = select(events.c.customer_id).where(batch.where(dialect), signal).correlate(None)
     return union(touched, compiler.ids_select(dialect, sorted(also))) if also else touched
+
+
+async def queue_rechecks(session: AsyncSession, customer_ids: Iterable[int]) -> None:
+    """Have the next refresher pass re-evaluate these customers against every segment."""
+    rows = [{"customer_id": i, "queued_at": utcnow()} for i in sorted(set(customer_ids))]
+    if rows:
+        table = SegmentRecheck.__table__
+        await session.execute(_insert(_dialect(session), table).values(rows).on_conflict_do_nothing())
+
+
+async def take_rechecks(session: AsyncSession, limit: int) -> set[int]:
+    """Remove and return up to ``limit`` queued customers (in the pass's transaction: a pass that fails
+    leaves them queued)."""
+    table = SegmentRecheck.__table__
+    oldest = select(table.c.customer_id).order_by(table.c.customer_id).limit(limit)
+    taken = delete(table).where(table.c.customer_id.in_(oldest)).returning(table.c.customer_id)
+    return set((await session.execute(taken)).scalars().all())
 
 
 async def created_since(session: AsyncSession, since: datetime) -> set[int]:

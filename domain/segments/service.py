@@ -406,8 +406,10 @@ async def refresh_from_events(
     transaction was still open is retried for a while rather than lost. Each segment re-evaluates only
     the customers whose new events can change it (compiler.change_signals: events its conditions
     count, changes of the traits and state it reads), and only in the direction those events can move
-    it; customers seen for the first time are evaluated both ways. The touched customers are found
-    inside the evaluating statement: the events stay in the database.
+    it; customers seen for the first time, and those queued for a recheck (a merge or a journey's
+    trait update changed them without an event of theirs: repository.queue_rechecks), are evaluated
+    both ways. The touched customers are found inside the evaluating statement: the events stay in the
+    database.
     """
     at = now or utcnow()
     progress = await repository.state(session, EVENT_CURSOR)
@@ -421,13 +423,15 @@ async def refresh_from_events(
         pending.pop(event_id, None)
     progress.cursor = batch.upto
     _expire_pending(progress, pending)
-    if not batch.size:
+    rechecks = await repository.take_rechecks(session, batch_size)
+    if not batch.size and not rechecks:
         return 0
 
     catalog = await _catalog(session)
     dialect = session.bind.dialect.name
     since = (previous_pass or at) - timedelta(seconds=PENDING_SECONDS)
-    newcomers = await repository.created_since(session, since)
+    # New customers, and those queued for a recheck, are evaluated both ways against every segment.
+    newcomers = await repository.created_since(session, since) | rechecks
     for segment_id in sorted(catalog.rules):
         signals = compiler.change_signals(catalog.expanded(segment_id), dialect, at)
         await reevaluate(
@@ -438,7 +442,7 @@ async def refresh_from_events(
             catalog=catalog,
             at=at,
         )
-    return batch.size
+    return batch.size + len(rechecks)
 
 
 def _note_gaps(cursor: int, fresh: list[int], pending: dict[int, float]) -> None:

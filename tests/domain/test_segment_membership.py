@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, select, update
 
+from domain.customers import service as customers
 from domain.customers.models import Customer
 from domain.db import transaction, utcnow
 from domain.events import service as events
@@ -145,6 +146,61 @@ async def test_trait_changes_move_customers_in_and_out(sessions):
         ).all()
     assert names == ["Segment Entered", "Segment Exited"]
     assert await refresher.refresh_once() > 0 and await _members(sessions, "berliners") == set()
+
+
+async def _segment_events_of(sessions, user) -> list[str]:
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(Event.name)
+            .join(Customer, Customer.id == Event.customer_id)
+            .where(Customer.user_id == user, Event.name.like("Segment %"))
+            .order_by(Event.id)
+        )
+        return list(rows.all())
+
+
+async def _age_profiles(sessions) -> None:
+    """Make every profile a day old: the refresher evaluates brand-new customers fully anyway."""
+    async with transaction(sessions) as session:
+        await session.execute(update(Customer).values(created_at=utcnow() - timedelta(days=1)))
+
+
+async def test_a_merged_visitors_history_counts_on_the_next_pass(sessions):
+    await _create(sessions, "repeat-buyers", {"event": "Order Completed", "times": {"at_least": 2}})
+    refresher = SegmentRefresher(sessions)
+    await _track(sessions, "ada", "Order Completed")
+    async with transaction(sessions) as session:
+        call = TrackCall(anonymousId="visitor-7", event="Order Completed")
+        await events.ingest(session, [call], source_key_id=None)
+    await refresher.refresh_once()
+    assert await _members(sessions, "repeat-buyers") == set()  # one order each, as two profiles
+    await _age_profiles(sessions)
+
+    # The visitor logs in: its earlier order (already behind the refresher's cursor) becomes Ada's.
+    async with transaction(sessions) as session:
+        login = IdentifyCall(userId="ada", anonymousId="visitor-7")
+        await events.ingest(session, [login], source_key_id=None)
+    await refresher.refresh_once()
+    assert await _members(sessions, "repeat-buyers") == {"ada"}
+    assert await _segment_events_of(sessions, "ada") == ["Segment Entered"]
+
+
+async def test_a_journeys_trait_update_moves_the_customer_on_the_next_pass(sessions):
+    await _create(sessions, "pro", {"trait": "plan", "op": "equals", "value": "pro"})
+    refresher = SegmentRefresher(sessions)
+    await _identify(sessions, "ada", plan="free")
+    await refresher.refresh_once()
+    assert await _members(sessions, "pro") == set()
+    await _age_profiles(sessions)
+
+    async with transaction(sessions) as session:  # what a journey's update_trait step does: no event
+        ada = await session.scalar(select(Customer.id).where(Customer.user_id == "ada"))
+        assert await customers.update_traits(session, ada, {"plan": "pro"})
+    assert await refresher.refresh_once() > 0
+    assert await _members(sessions, "pro") == {"ada"}
+    assert await _segment_events_of(sessions, "ada") == ["Segment Entered"]
+    await refresher.refresh_once()  # the recheck was taken: nothing moves twice
+    assert await _segment_events_of(sessions, "ada") == ["Segment Entered"]
 
 
 async def test_a_window_that_expires_moves_only_the_customers_crossing_its_edge(sessions):
