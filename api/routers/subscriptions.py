@@ -9,6 +9,7 @@ from domain.subscriptions.schemas import (
     FeedbackResult,
     GroupIn,
     GroupOut,
+    GroupUpdate,
     Preferences,
     SuppressionIn,
     SuppressionOut,
@@ -25,6 +26,15 @@ async def create_group(spec: GroupIn, session: Session, _: Marketer) -> GroupOut
 @router.get("/api/subscription-groups", response_model=list[GroupOut])
 async def list_groups(session: Session, _: Marketer) -> list[GroupOut]:
     return await subscriptions.list_groups(session)
+
+
+@router.put(
+    "/api/subscription-groups/{group_id}",
+    response_model=GroupOut,
+    summary="Edit; a changed opt_in re-evaluates the segments on the group",
+)
+async def update_group(group_id: str, spec: GroupUpdate, session: Session, _: Marketer) -> GroupOut:
+    return await subscriptions.update_group(session, group_id, spec)
 
 
 @router.get("/api/customers/{customer_id}/subscriptions", response_model=Preferences)

@@ -346,6 +346,27 @@ async def rebuild(
     return RefreshStats(entered=len(entered), exited=len(exited), customers=len(matched))
 
 
+async def rebuild_reading_group(
+    session: AsyncSession, group_id: str, *, now: datetime | None = None
+) -> list[str]:
+    """Rebuild every segment whose rule, references expanded, has a ``subscription`` condition on
+    ``group_id``; returns their ids. The group's ``opt_in`` flag decides the condition for customers
+    without a choice, and a change of it is no event, so the incremental refresher would miss it."""
+    catalog = await _catalog(session)
+    at = now or utcnow()
+    reading = [
+        segment_id
+        for segment_id in sorted(catalog.rules)
+        if any(
+            isinstance(node, r.Subscribed) and node.group_id == group_id
+            for node in r.walk(catalog.expanded(segment_id))
+        )
+    ]
+    for segment_id in reading:
+        await rebuild(session, segment_id, now=at, catalog=catalog)
+    return reading
+
+
 def _event_properties(segment_id: str, catalog: Catalog) -> dict[str, Any]:
     return {"segment_id": segment_id, "segment_version": catalog.versions[segment_id]}
 

@@ -17,6 +17,18 @@ async def get_group(session: AsyncSession, group_id: str) -> SubscriptionGroup |
     return await session.get(SubscriptionGroup, group_id)
 
 
+async def lock_group(session: AsyncSession, group_id: str) -> SubscriptionGroup | None:
+    """The group, locked until the transaction ends (PostgreSQL): concurrent edits of one group queue,
+    so each sees the ``opt_in`` the previous one committed."""
+    return await session.get(SubscriptionGroup, group_id, with_for_update=True, populate_existing=True)
+
+
+async def update_group(session: AsyncSession, group: SubscriptionGroup, changes: dict[str, Any]) -> None:
+    for name, value in changes.items():
+        setattr(group, name, value)
+    await session.flush()
+
+
 async def list_groups(session: AsyncSession) -> list[SubscriptionGroup]:
     return list(await session.scalars(select(SubscriptionGroup).order_by(SubscriptionGroup.id)))
 

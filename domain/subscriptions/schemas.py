@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field, field_validator
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -15,6 +15,28 @@ class GroupIn(BaseModel):
     opt_in: bool = Field(
         False, description="Send only to customers who subscribed (else until they opt out)."
     )
+
+
+class GroupUpdate(BaseModel):
+    """A change to a group; fields left out keep their value. The id is fixed: templates, journeys,
+    broadcasts and segment rules name it."""
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000, description="`null` clears it.")
+    opt_in: bool | None = Field(
+        None,
+        description=(
+            "Send only to customers who subscribed (else until they opt out). A change re-evaluates "
+            "every segment with a `subscription` condition on the group."
+        ),
+    )
+
+    @field_validator("name", "opt_in")
+    @classmethod
+    def _not_null(cls, value):
+        if value is None:
+            raise ValueError("leave the field out to keep it; it cannot be null")
+        return value
 
 
 class GroupOut(GroupIn):

@@ -6,6 +6,8 @@ step of a journey already running and to the rest of a broadcast already under w
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers import repository as customers
@@ -17,6 +19,7 @@ from domain.subscriptions.schemas import (
     FeedbackResult,
     GroupIn,
     GroupOut,
+    GroupUpdate,
     PreferenceGroup,
     Preferences,
     SuppressionIn,
@@ -32,6 +35,31 @@ async def create_group(session: AsyncSession, spec: GroupIn) -> GroupOut:
         raise Conflict({"field": "id", "problem": f"a subscription group {spec.id!r} exists"})
     group = SubscriptionGroup(**spec.model_dump())
     await repository.add(session, group)
+    return GroupOut.model_validate(group, from_attributes=True)
+
+
+async def update_group(
+    session: AsyncSession, group_id: str, spec: GroupUpdate, *, now: datetime | None = None
+) -> GroupOut:
+    """Change a group's name, description or ``opt_in`` default.
+
+    ``opt_in`` decides for every customer without an explicit choice, and flipping it stores no event
+    for the incremental segment refresher to follow; so, in this same transaction, every segment whose
+    rule reads the group is rebuilt (recording its Segment Entered / Exited events)."""
+    group = await repository.lock_group(session, group_id)
+    if group is None:
+        raise NotFound(f"subscription group {group_id!r} does not exist")
+    was_opt_in = group.opt_in
+    await repository.update_group(session, group, spec.model_dump(exclude_unset=True))
+    if group.opt_in != was_opt_in:
+        # Imported here, not at the top (as cases.service does): the segments area builds on this one
+        # (its rules and SQL read our models and events), so this is a dependency back up. At module
+        # level it would make the two areas import each other, one import in segments away from a
+        # cycle, and load the segment compiler wherever the send-time check is used. Which rules read
+        # the group and how they are rebuilt stays the segments service's business.
+        from domain.segments import service as segments
+
+        await segments.rebuild_reading_group(session, group_id, now=now)
     return GroupOut.model_validate(group, from_attributes=True)
 
 
