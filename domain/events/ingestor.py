@@ -128,7 +128,7 @@ class Ingestor:
                     async with transaction(self._sessions) as session:
                         return await store_on_sqlite(session, submissions)
                 return await self._store_on_postgres(submissions)
-            except DBAPIError as exc:
+            except Exception as exc:
                 if attempt == self.RETRIES or not _retryable(exc):
                     raise
         raise AssertionError("unreachable")
@@ -165,8 +165,14 @@ def _settle(future: asyncio.Future, *, result=None, exception: BaseException | N
         future.set_result(result)
 
 
-def _retryable(exc: DBAPIError) -> bool:
+def _retryable(exc: Exception) -> bool:
     """A deadlock or serialisation failure (PostgreSQL), a busy database (SQLite) or a connection
-    that dropped: the attempt rolled back whole, so running it again is safe."""
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return exc.connection_invalidated or code in ("40P01", "40001") or "database is locked" in str(exc.orig)
+    that dropped: the attempt rolled back whole, so running it again is safe. The storing statement
+    runs on the driver's connection directly, so its errors arrive as the driver raised them, not
+    wrapped by SQLAlchemy."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return code in ("40P01", "40001") or "database is locked" in str(exc)

@@ -81,3 +81,27 @@ async def test_a_request_is_answered_only_after_its_events_are_committed(ingesto
         return result.stored, found
 
     assert await asyncio.gather(*(store_then_look(n) for n in range(20))) == [(5, 5)] * 20
+
+
+async def test_a_deadlocked_group_is_stored_again(ingestor, sessions, database_url, monkeypatch):
+    """Two groups locking the same rows in different orders: PostgreSQL aborts one of them, which then
+    runs again (its statement rolled back whole) instead of failing its requests."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's storing statement; SQLite has one writer")
+    import asyncpg
+
+    from domain.events import postgres_batch
+
+    real, attempts = postgres_batch.store_group, []
+
+    async def deadlocking_once(*args, **kwargs):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(postgres_batch, "store_group", deadlocking_once)
+    result = await ingestor.store(_submission(1))
+
+    assert result.stored == 5 and len(attempts) > 1
+    assert await _count(sessions, Event) == 5
