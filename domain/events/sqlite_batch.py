@@ -33,7 +33,8 @@ ENQUEUE = text("INSERT INTO event_outbox (event_id, created_at) SELECT value, :n
 
 
 def timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(_TIMESTAMP)
+    """As _TIMESTAMP formats it (isoformat is C code; strftime costs several times more per value)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _default(value: Any) -> Any:
@@ -65,7 +66,6 @@ APPLY_FACTS = text(
         first_seen_at = min(first_seen_at, f.first_seen),
         last_seen_at = max(last_seen_at, f.last_seen),
         traits = coalesce(f.traits, customers.traits),
-        email = coalesce(f.email, customers.email),
         timezone = coalesce(f.timezone, customers.timezone),
         locale = coalesce(f.locale, customers.locale),
         updated_at = :now
@@ -81,9 +81,23 @@ APPLY_FACTS = text(
 )
 
 
+# Apart from the facts: SQLite rewrites the index entries of every column an UPDATE assigns, changed
+# or not, and few calls carry an email (assigning it on every row made the facts update 40 % slower).
+APPLY_EMAILS = text(
+    """
+    UPDATE customers SET email = f.email
+    FROM (SELECT value ->> 'id' AS id, value ->> 'email' AS email FROM json_each(:rows)) AS f
+    WHERE customers.id = f.id
+    """
+)
+
+
 async def apply_facts(session: AsyncSession, rows: list[dict[str, Any]], now: datetime) -> None:
     """Add each customer's batch facts in one UPDATE. A row's ``traits``, when present, is the
     customer's whole new trait set (merged by the caller: SQLite has one writer at a time)."""
     if rows:
         payload = orjson.dumps(rows, default=_default, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
         await session.execute(APPLY_FACTS, {"rows": payload, "now": timestamp(now)})
+    emails = [{"id": row["id"], "email": row["email"]} for row in rows if row.get("email")]
+    if emails:
+        await session.execute(APPLY_EMAILS, {"rows": orjson.dumps(emails).decode()})
