@@ -118,10 +118,21 @@ class Connection:
         self.writer.close()
 
 
-def _bodies(templates: list[bytes], run: str):
+def _bodies(templates: list[bytes], run: str, message_ids: str):
+    """Request bodies with new messageIds: ``random`` (each call its own random id, as Segment's
+    libraries send a uuid4: the dedup index takes them all over the tree) or ``sequential`` (ids
+    ascending, so the dedup index only grows at its right edge)."""
     placeholder = PLACEHOLDER.encode()
+    if message_ids == "sequential":
+        for n in itertools.count():
+            yield templates[n % len(templates)].replace(placeholder, f"{run}{n:010d}".encode())
+    pieces = [t.split(placeholder) for t in templates]
+    width = len(PLACEHOLDER)
     for n in itertools.count():
-        yield templates[n % len(templates)].replace(placeholder, f"{run}{n:010d}".encode())
+        parts = pieces[n % len(pieces)]
+        noise = os.urandom(width * len(parts) // 2 + 1).hex()
+        tokens = [noise[i * width : (i + 1) * width].encode() for i in range(len(parts) - 1)]
+        yield b"".join(part + token for part, token in zip(parts[:-1], tokens, strict=True)) + parts[-1]
 
 
 async def _drive(port: int, bodies, auth: str, seconds: float, concurrency: int) -> tuple[int, float]:
@@ -256,7 +267,7 @@ async def _stored_events(url: str) -> int:
 
 
 async def _measure(
-    backend: str, seconds: float, concurrency: int, customers: int, rng: random.Random
+    backend: str, seconds: float, concurrency: int, customers: int, rng: random.Random, message_ids: str
 ) -> dict:
     """Both servers run side by side and are driven in turns of about a second, so a change in what
     else the machine is doing meanwhile weighs on both alike."""
@@ -279,7 +290,7 @@ async def _measure(
                 port = _free_port()
                 procs.append(_serve(target, port, env))
                 await _wait_listening(port, procs[-1])
-                servers[name] = (port, _bodies(templates, name[:2]))
+                servers[name] = (port, _bodies(templates, name[:2], message_ids))
             totals = {name: [0, 0.0] for name in servers}
             sent_by_ours = 0
             rounds = max(2, round(seconds))
@@ -317,13 +328,21 @@ async def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=8, help="connections posting at once")
     parser.add_argument("--customers", type=int, default=50_000, help="known customers the events are about")
+    parser.add_argument(
+        "--message-ids",
+        choices=["random", "sequential"],
+        default="random",
+        help="new messageIds random per call (what Segment's libraries send) or ascending",
+    )
     args = parser.parse_args()
     seconds = args.seconds or (5.0 if args.quick else 20.0)
     rng = random.Random(1)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = {}
     for backend in backends:
-        results[backend] = await _measure(backend, seconds, args.concurrency, args.customers, rng)
+        results[backend] = await _measure(
+            backend, seconds, args.concurrency, args.customers, rng, args.message_ids
+        )
         r = results[backend]
         print(
             f"{backend:>10}: ours {r['ours_events_per_s']:>7} events/s   "
@@ -333,6 +352,7 @@ async def main() -> None:
     figures = {
         "batch_size": BATCH,
         "concurrency": args.concurrency,
+        "message_ids": args.message_ids,
         "customers": args.customers,
         "seconds": seconds,
     }
