@@ -77,6 +77,13 @@ class MessageSummary(BaseModel):
     sent_at: datetime | None
 
 
+class SegmentStay(BaseModel):
+    segment_id: str
+    name: str
+    entered_at: datetime
+    exited_at: datetime | None  # null while the customer is in the segment
+
+
 class Customer360(BaseModel):
     """Everything known about one customer. Sections beyond the profile come from the areas that own
     them (see ``domain/customers/sections.py``); a section whose area is not installed is null."""
@@ -87,6 +94,7 @@ class Customer360(BaseModel):
     recent_events: list[EventSummary]
     journeys: list[JourneyEnrollment] | None = None
     messages: list[MessageSummary] | None = None
+    segments: list[SegmentStay] | None = None
     loyalty: dict[str, Any] | None = None
     cases: list[dict[str, Any]] | None = None
 

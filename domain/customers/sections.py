@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.customers.schemas import JourneyEnrollment, MessageSummary
+from domain.customers.schemas import JourneyEnrollment, MessageSummary, SegmentStay
 
 Section = Callable[[AsyncSession, int, int], Awaitable[Any]]
 
@@ -34,6 +34,13 @@ async def messages(session: AsyncSession, customer_id: int, limit: int) -> list[
 
     rows = await email_repo.recent_for_customer(session, customer_id, limit)
     return [MessageSummary.model_validate(m, from_attributes=True) for m in rows]
+
+
+async def segments(session: AsyncSession, customer_id: int, limit: int) -> list[SegmentStay]:
+    from domain.segments import repository as segments_repo
+
+    rows = await segments_repo.stays_of(session, customer_id, limit)
+    return [SegmentStay(segment_id=r[0], name=r[1], entered_at=r[2], exited_at=r[3]) for r in rows]
 
 
 async def loyalty(session: AsyncSession, customer_id: int, limit: int) -> dict[str, Any]:
@@ -62,6 +69,7 @@ async def cases(session: AsyncSession, customer_id: int, limit: int) -> list[dic
 SECTIONS: dict[str, Section] = {
     "journeys": journeys,
     "messages": messages,
+    "segments": segments,
     "loyalty": loyalty,
     "cases": cases,
 }

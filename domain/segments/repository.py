@@ -461,6 +461,27 @@ async def members_page(session: AsyncSession, segment_id: str, after: int, limit
     return list(await session.execute(stmt))
 
 
+async def stays_of(session: AsyncSession, customer_id: int, limit: int) -> list[tuple]:
+    """The customer's stays in segments (current ones first, then the latest ended), with the names."""
+    stmt = (
+        select(
+            SegmentMembership.segment_id,
+            Segment.name,
+            SegmentMembership.entered_at,
+            SegmentMembership.exited_at,
+        )
+        .join(Segment, Segment.id == SegmentMembership.segment_id)
+        .where(SegmentMembership.customer_id == customer_id)
+        .order_by(
+            SegmentMembership.exited_at.is_not(None),
+            SegmentMembership.exited_at.desc(),
+            SegmentMembership.entered_at.desc(),
+        )
+        .limit(limit)
+    )
+    return list(await session.execute(stmt))
+
+
 async def member_count(session: AsyncSession, segment_id: str) -> int:
     return await session.scalar(
         select(func.count()).where(

@@ -184,3 +184,22 @@ async def test_the_customer_360_shows_points_and_cases(client, sessions, write_k
     view = (await client.get(f"/api/customers/{customer.id}", headers=marketer_headers)).json()
     assert view["loyalty"]["balance"] == 120
     assert [(c["reason"], c["status"]) for c in view["cases"]] == [("Complaint", "open")]
+
+
+async def test_the_customer_360_shows_segment_stays(client, sessions, write_key, marketer_headers):
+    from domain.segments import service as segments
+    from domain.segments.schemas import SegmentIn
+
+    await _send(client, write_key, [{"type": "identify", "userId": "ada", "traits": {"city": "Berlin"}}])
+    async with transaction(sessions) as session:
+        for segment_id, city in (("berliners", "Berlin"), ("parisians", "Paris")):
+            rule = {"trait": "city", "op": "equals", "value": city}
+            await segments.create(session, SegmentIn(id=segment_id, name=segment_id.title(), rule=rule))
+    await _send(client, write_key, [{"type": "identify", "userId": "ada", "traits": {"city": "Paris"}}])
+    async with transaction(sessions) as session:
+        await segments.refresh_from_events(session)
+        ada = await session.scalar(select(Customer.id).where(Customer.user_id == "ada"))
+
+    view = (await client.get(f"/api/customers/{ada}", headers=marketer_headers)).json()
+    stays = [(s["segment_id"], s["name"], s["exited_at"] is None) for s in view["segments"]]
+    assert stays == [("parisians", "Parisians", True), ("berliners", "Berliners", False)]
