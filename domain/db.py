@@ -6,7 +6,9 @@ import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Annotated
 
+from pydantic import Field
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -24,6 +26,9 @@ NAMING = {
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, so big ids are plain integers there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# What a 64-bit integer column (both databases) can hold. A bigger number in a request names no row and
+# would make the driver raise, so requests refuse it as invalid input (ids in paths, queries, bodies).
+StoredInt = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 Json = JSON().with_variant(JSONB(), "postgresql")
 
 

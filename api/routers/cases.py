@@ -29,6 +29,7 @@ from domain.cases.schemas import (
     TeamIn,
     TeamOut,
 )
+from domain.db import StoredInt
 
 router = APIRouter(tags=["cases"])
 
@@ -101,7 +102,7 @@ async def list_cases(
     priority: Priority | None = None,
     assignee: str | None = Query(None, description="'me', 'none' or an agent id"),
     breached: bool | None = None,
-    customer_id: int | None = None,
+    customer_id: StoredInt | None = None,
     limit: int = Query(50, ge=1, le=500),
 ) -> list[CaseOut]:
     return await cases.queue(
@@ -129,27 +130,27 @@ async def claim_next(session: Session, actor: Actor) -> NextCase:
 
 
 @router.get("/api/cases/{case_id}", response_model=CaseDetail, summary="A case with notes and context")
-async def get_case(case_id: int, session: Session, actor: Actor) -> CaseDetail:
+async def get_case(case_id: StoredInt, session: Session, actor: Actor) -> CaseDetail:
     return await cases.detail(session, actor, case_id)
 
 
 @router.post("/api/cases/{case_id}/claim", response_model=CaseOut)
-async def claim(case_id: int, session: Session, actor: Actor) -> CaseOut:
+async def claim(case_id: StoredInt, session: Session, actor: Actor) -> CaseOut:
     return await cases.claim(session, actor, case_id)
 
 
 @router.post("/api/cases/{case_id}/release", response_model=CaseOut, summary="Give it back to the queue")
-async def release(case_id: int, session: Session, actor: Actor) -> CaseOut:
+async def release(case_id: StoredInt, session: Session, actor: Actor) -> CaseOut:
     return await cases.release(session, actor, case_id)
 
 
 @router.post("/api/cases/{case_id}/pending", response_model=CaseOut, summary="Waiting on the customer")
-async def set_pending(case_id: int, session: Session, actor: Actor) -> CaseOut:
+async def set_pending(case_id: StoredInt, session: Session, actor: Actor) -> CaseOut:
     return await cases.set_pending(session, actor, case_id)
 
 
 @router.post("/api/cases/{case_id}/notes", status_code=201, response_model=NoteOut)
-async def add_note(case_id: int, spec: NoteIn, session: Session, actor: Actor) -> NoteOut:
+async def add_note(case_id: StoredInt, spec: NoteIn, session: Session, actor: Actor) -> NoteOut:
     return await cases.add_note(session, actor, case_id, spec.body)
 
 
@@ -159,7 +160,7 @@ async def add_note(case_id: int, spec: NoteIn, session: Session, actor: Actor) -
     summary="Resolve with an outcome code; the waiting journey continues on it",
 )
 async def resolve(
-    case_id: int,
+    case_id: StoredInt,
     spec: ResolveIn,
     session: Session,
     actor: Actor,
@@ -169,5 +170,5 @@ async def resolve(
 
 
 @router.post("/api/cases/{case_id}/close", response_model=CaseOut)
-async def close(case_id: int, session: Session, actor: Actor) -> CaseOut:
+async def close(case_id: StoredInt, session: Session, actor: Actor) -> CaseOut:
     return await cases.close(session, actor, case_id)

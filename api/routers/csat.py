@@ -17,6 +17,7 @@ from api.deps import Session, get_settings
 from config.settings import Settings
 from domain.cases import service as cases
 from domain.customers import service as customers
+from domain.db import StoredInt
 from domain.errors import DomainError
 
 router = APIRouter(tags=["csat"], include_in_schema=False)
@@ -61,7 +62,7 @@ async def _name(session, customer_id: int) -> str | None:
 
 @router.get("/csat/{case_id}", response_class=HTMLResponse)
 async def csat_form(
-    case_id: int,
+    case_id: StoredInt,
     session: Session,
     settings: Annotated[Settings, Depends(get_settings)],
     sig: str = Query("", max_length=128),
@@ -76,7 +77,10 @@ async def csat_form(
 
 @router.post("/csat/{case_id}", response_class=HTMLResponse)
 async def csat_record(
-    case_id: int, request: Request, session: Session, settings: Annotated[Settings, Depends(get_settings)]
+    case_id: StoredInt,
+    request: Request,
+    session: Session,
+    settings: Annotated[Settings, Depends(get_settings)],
 ) -> HTMLResponse:
     form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
     sig = (form.get("sig") or [""])[0]

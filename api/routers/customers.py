@@ -10,6 +10,7 @@ from api.deps import Admin, Session, require
 from domain.auth.schemas import Principal, Role
 from domain.customers import service as customers
 from domain.customers.schemas import Customer360, CustomerPage, Erasure
+from domain.db import StoredInt
 
 router = APIRouter(prefix="/api/customers", tags=["customers"])
 
@@ -26,7 +27,7 @@ async def search_customers(
     ] = None,
     email: Annotated[str | None, Query(max_length=320, description="email, or its beginning")] = None,
     trait: Annotated[str | None, Query(max_length=400, description="key:value, e.g. plan:pro")] = None,
-    after: Annotated[int | None, Query(ge=0, description="next_after of the previous page")] = None,
+    after: Annotated[StoredInt | None, Query(ge=0, description="next_after of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CustomerPage:
     return await customers.search(session, q=q, email=email, trait=trait, after=after, limit=limit)
@@ -41,7 +42,7 @@ async def list_erasures(
 
 @router.get("/{customer_id}", response_model=Customer360, summary="Everything known about one customer")
 async def get_customer(
-    customer_id: int,
+    customer_id: StoredInt,
     session: Session,
     _: Reader,
     recent: Annotated[int, Query(ge=1, le=500, description="How many recent events and messages")] = 50,
@@ -51,7 +52,7 @@ async def get_customer(
 
 @router.delete("/{customer_id}", response_model=Erasure, summary="Erase the customer (right to be forgotten)")
 async def erase_customer(
-    customer_id: int,
+    customer_id: StoredInt,
     session: Session,
     admin: Admin,
     reason: Annotated[str | None, Query(max_length=500)] = None,

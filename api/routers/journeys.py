@@ -10,6 +10,7 @@ from temporalio.service import RPCError
 
 from activities.contracts import JOURNEY_STATUS_SIGNAL
 from api.deps import Marketer, Session
+from domain.db import StoredInt
 from domain.journeys import service as journeys
 from domain.journeys.schemas import (
     EnrollAccepted,
@@ -63,7 +64,9 @@ async def publish_journey(journey_id: str, session: Session, _: Marketer) -> Jou
 
 
 @router.get("/{journey_id}/versions/{version}", response_model=JourneyVersionOut)
-async def get_version(journey_id: str, version: int, session: Session, _: Marketer) -> JourneyVersionOut:
+async def get_version(
+    journey_id: str, version: StoredInt, session: Session, _: Marketer
+) -> JourneyVersionOut:
     return await journeys.get_version(session, journey_id, version)
 
 
@@ -136,7 +139,7 @@ async def journey_stats(journey_id: str, session: Session, _: Marketer) -> Journ
     summary="A customer's path through the journey, with times",
 )
 async def customer_path(
-    journey_id: str, customer_id: int, session: Session, _: Marketer
+    journey_id: str, customer_id: StoredInt, session: Session, _: Marketer
 ) -> list[EnrollmentPath]:
     return await journeys.enrollment_paths(session, journey_id, customer_id)
 

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from api.deps import Admin, Session
 from domain.auth import service as auth
 from domain.auth.schemas import KeyCreate, KeyCreated, KeyOut
+from domain.db import StoredInt
 
 router = APIRouter(prefix="/api/keys", tags=["api keys"])
 
@@ -20,5 +21,5 @@ async def list_keys(session: Session, _: Admin) -> list[KeyOut]:
 
 
 @router.delete("/{key_id}", response_model=KeyOut, summary="Revoke a key")
-async def revoke_key(key_id: int, session: Session, _: Admin) -> KeyOut:
+async def revoke_key(key_id: StoredInt, session: Session, _: Admin) -> KeyOut:
     return await auth.revoke_key(session, key_id)

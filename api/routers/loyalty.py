@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 
 from api.deps import Admin, Marketer, Session, require
 from domain.auth.schemas import Principal, Role
-from domain.db import utcnow
+from domain.db import StoredInt, utcnow
 from domain.errors import InvalidInput
 from domain.loyalty import service as loyalty
 from domain.loyalty.schemas import (
@@ -63,7 +63,7 @@ async def put_program(config: ProgramConfig, session: Session, _: Admin) -> Prog
 
 @router.get("/{customer_id}", response_model=AccountOut, summary="Balance, tier and points about to expire")
 async def get_account(
-    customer_id: int,
+    customer_id: StoredInt,
     session: Session,
     _: Reader,
     expiring_within_days: int = Query(30, ge=1, le=3650),
@@ -73,11 +73,11 @@ async def get_account(
 
 @router.get("/{customer_id}/history", response_model=list[EntryOut], summary="Ledger entries, newest first")
 async def get_history(
-    customer_id: int,
+    customer_id: StoredInt,
     session: Session,
     _: Reader,
     limit: int = Query(50, ge=1, le=500),
-    before_id: int | None = Query(None, description="Page: only entries older than this id"),
+    before_id: StoredInt | None = Query(None, description="Page: only entries older than this id"),
 ) -> list[EntryOut]:
     return await loyalty.history(session, customer_id, limit=limit, before_id=before_id)
 
@@ -87,7 +87,7 @@ async def get_history(
     response_model=AuditOut,
     summary="Recompute balance, lots and tier from the ledger alone and compare with the stored ones",
 )
-async def get_audit(customer_id: int, session: Session, _: Admin) -> AuditOut:
+async def get_audit(customer_id: StoredInt, session: Session, _: Admin) -> AuditOut:
     return await loyalty.audit(session, customer_id)
 
 
@@ -98,7 +98,7 @@ async def get_audit(customer_id: int, session: Session, _: Admin) -> AuditOut:
     summary="Spend points (oldest first); 409 when the balance does not cover them",
 )
 async def redeem(
-    customer_id: int,
+    customer_id: StoredInt,
     spec: RedeemIn,
     session: Session,
     response: Response,
@@ -119,7 +119,7 @@ async def redeem(
     summary="Credit or debit points with a reason (admin)",
 )
 async def adjust(
-    customer_id: int,
+    customer_id: StoredInt,
     spec: AdjustIn,
     session: Session,
     response: Response,

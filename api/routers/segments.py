@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 
 from api.deps import Marketer, Session
+from domain.db import StoredInt
 from domain.segments import service as segments
 from domain.segments.schemas import (
     MembersPage,
@@ -66,7 +67,9 @@ async def segment_members(
     segment_id: str,
     session: Session,
     _: Marketer,
-    after: int = Query(0, ge=0, description="Customer id to continue after (next_after of the last page)."),
+    after: StoredInt = Query(
+        0, ge=0, description="Customer id to continue after (next_after of the last page)."
+    ),
     limit: int = Query(100, ge=1, le=1000),
 ) -> MembersPage:
     return await segments.members(session, segment_id, after=after, limit=limit)

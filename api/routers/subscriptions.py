@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from api.deps import Admin, Marketer, Session
+from domain.db import StoredInt
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.schemas import (
     FeedbackBatch,
@@ -38,7 +39,7 @@ async def update_group(group_id: str, spec: GroupUpdate, session: Session, _: Ma
 
 
 @router.get("/api/customers/{customer_id}/subscriptions", response_model=Preferences)
-async def customer_preferences(customer_id: int, session: Session, _: Marketer) -> Preferences:
+async def customer_preferences(customer_id: StoredInt, session: Session, _: Marketer) -> Preferences:
     return await subscriptions.preferences(session, customer_id)
 
 
@@ -47,7 +48,7 @@ async def list_suppressions(
     session: Session,
     _: Marketer,
     limit: int = Query(100, ge=1, le=1000),
-    after_id: int | None = Query(None, description="Page: only entries after this id"),
+    after_id: StoredInt | None = Query(None, description="Page: only entries after this id"),
 ) -> list[SuppressionOut]:
     return await subscriptions.list_suppressions(session, limit, after_id)
 

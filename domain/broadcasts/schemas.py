@@ -6,6 +6,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, Field, NaiveDatetime, field_validator, model_validator
 
+from domain.db import StoredInt
+
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
@@ -15,7 +17,7 @@ class AllCustomers(BaseModel):
 
 class CustomerList(BaseModel):
     kind: Literal["customers"]
-    customer_ids: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=100_000)
+    customer_ids: list[Annotated[StoredInt, Field(ge=1)]] = Field(min_length=1, max_length=100_000)
 
 
 class SegmentAudience(BaseModel):
@@ -30,7 +32,9 @@ class BroadcastIn(BaseModel):
     id: str | None = Field(None, pattern=SLUG, description="Your own id (slug); generated when absent.")
     name: str = Field(min_length=1, max_length=200)
     template_id: str = Field(min_length=1, max_length=64)
-    template_version: int | None = Field(None, ge=1, description="Default: the current version, pinned now.")
+    template_version: StoredInt | None = Field(
+        None, ge=1, description="Default: the current version, pinned now."
+    )
     subscription_group: str | None = Field(None, pattern=SLUG, description="Default: the template's group.")
     audience: Audience
     send_at: AwareDatetime | None = Field(None, description="ISO 8601 with offset; default: now.")

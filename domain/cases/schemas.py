@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from domain.db import StoredInt
+
 
 class Priority(StrEnum):
     low = "low"
@@ -172,7 +174,7 @@ class SlaPolicyOut(SlaPolicyIn):
 class CaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: int = Field(gt=0)
+    customer_id: StoredInt = Field(gt=0)
     reason: str = Field(min_length=1, max_length=5000)
     team: str
     priority: Priority | None = Field(None, description="Default: from the customer's value tier.")

@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from domain.db import StoredInt
 from domain.email.schemas import SLUG
 from domain.journeys.definition import Duration
 
@@ -106,14 +107,14 @@ class SimulatedCustomer(BaseModel):
 
 
 class SimulationIn(BaseModel):
-    customer_id: int | None = Field(None, description="A real customer (read only), or describe one:")
+    customer_id: StoredInt | None = Field(None, description="A real customer (read only), or describe one:")
     customer: SimulatedCustomer | None = None
     entry: SimulatedEvent | None = Field(None, description="The triggering event (default: the entry's).")
     events: list[SimulatedEvent] = Field(default_factory=list, max_length=100)
     segments: list[str] = Field(default_factory=list, description="Segments the customer is in.")
     case_resolved_after: Duration | None = Field(None, description="When an escalated case resolves.")
     start: datetime | None = Field(None, description="Simulated entry time (default: now).")
-    version: int | None = Field(None, description="A published version; default the draft.")
+    version: StoredInt | None = Field(None, description="A published version; default the draft.")
 
 
 class SimulatedStep(BaseModel):
@@ -139,7 +140,7 @@ class SimulationResult(BaseModel):
 
 
 class EnrollIn(BaseModel):
-    customer_ids: list[int] = Field(default_factory=list, max_length=10_000)
+    customer_ids: list[StoredInt] = Field(default_factory=list, max_length=10_000)
     user_ids: list[str] = Field(default_factory=list, max_length=10_000)
     properties: dict[str, Any] = Field(default_factory=dict, description="Seen by templates as properties.")
     key: str | None = Field(
