@@ -6,7 +6,7 @@ import json
 import re
 
 HUGE = 10**21  # beyond every 64-bit column: names nothing, must not reach the driver
-PATH_VALUES = ["x", "0", str(HUGE)]
+PATH_VALUES = ["x", "0", str(HUGE), "%00"]
 BODIES = [
     None,
     b"not json",
@@ -27,6 +27,9 @@ BODIES = [
             "reason": "r",
         }
     ).encode(),
+    # NUL, which no database stores in text, and a lone surrogate, which is not UTF-8 at all.
+    b'{"id": "a\\u0000b", "name": "\\u0000", "subject": "\\ud800", "description": "\\u0000"}',
+    b'{"id": "ok", "name": "\\ud83d\\ude00 fine", "subject": "\\udc00", "rule": {"trait": "\\ud800"}}',
 ]
 
 
@@ -49,3 +52,26 @@ async def test_no_route_answers_bad_input_with_a_server_error(app, client, admin
                     if response.status_code >= 500 and response.status_code != 503:
                         failures.append((method, path, body, response.status_code, response.text[:200]))
     assert not failures, "\n".join(map(str, failures[:20]))
+
+
+async def test_unstorable_text_is_refused_naming_the_field_and_emoji_are_fine(client, admin_headers):
+    rule = {"trait": "plan", "op": "equals", "value": "pro"}
+    nul = {"id": "pros", "name": "Pros", "rule": {**rule, "value": "pro\u0000"}}
+    response = await client.post("/api/segments", json=nul, headers=admin_headers)
+    assert response.status_code == 422
+    assert response.json()["detail"]["field"] == "rule.value"
+
+    lone = b'{"id": "pros", "name": "\\ud800 Pros", "rule": {"trait": "plan", "op": "exists"}}'
+    response = await client.post(
+        "/api/segments", content=lone, headers={**admin_headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422 and response.json()["detail"]["field"] == "name"
+
+    # An emoji escaped as JSON does it, a surrogate pair: stored, and read back whole.
+    fine = b'{"id": "pros", "name": "\\ud83d\\ude00 Pros", "rule": {"trait": "plan", "op": "exists"}}'
+    response = await client.post(
+        "/api/segments", content=fine, headers={**admin_headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == "\U0001f600 Pros"
+    assert (await client.get("/api/customers/x%00", headers=admin_headers)).status_code == 422
