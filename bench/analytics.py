@@ -28,7 +28,6 @@ import asyncio
 import json
 import sys
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,7 +37,8 @@ import httpx
 from sqlalchemy import text
 
 from api.app import create_app
-from bench.segments import PG_ADMIN, load_postgresql, log
+from bench.scratch_database import scratch_database
+from bench.segments import load_postgresql, log
 from bench.segments import timed as timed_in_turn
 from config.settings import Settings
 from domain.analytics import campaigns, kpis, quality
@@ -345,12 +345,7 @@ async def through_the_api(settings: Settings, sessions, period: Period, bounds: 
 
 
 async def run(customers: int, events: int, repeat: int, keep: bool = False) -> dict:
-    name = f"bench_analytics_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    async with scratch_database("postgresql", "bench_analytics", keep=keep) as url:
         await upgrade_async(url)
         engine = create_engine(url)
         sessions = session_factory(engine)
@@ -431,13 +426,6 @@ async def run(customers: int, events: int, repeat: int, keep: bool = False) -> d
             "kpis": figures,
             **extra,
         }
-    finally:
-        if keep:
-            log(f"kept database {name}")
-        else:
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def main() -> None:

@@ -15,21 +15,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
+import sys
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.scratch_database import scratch_database
 from domain.cases import service as cases
 from domain.cases.models import Case
 from domain.cases.schemas import AgentIn, TeamIn
 from domain.customers.models import Customer
 from domain.db import create_engine, session_factory, transaction, utcnow
 from runtime.migrate import upgrade_async
-
-PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
 async def _setup(sessions, n_cases: int, n_agents: int) -> list[cases.Actor]:
@@ -109,17 +109,7 @@ async def main() -> None:
     args = parser.parse_args()
     n_cases, n_agents = (300, 20) if args.quick else (3000, 20)
 
-    tmp = tempfile.TemporaryDirectory()
-    admin = None
-    if args.backend == "sqlite":
-        url = f"sqlite+aiosqlite:///{Path(tmp.name) / 'bench.db'}"
-    else:
-        name = f"journeys_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    async with scratch_database(args.backend, "bench_case_claims") as url:
         await upgrade_async(url)
         engine = create_engine(url)
         sessions = session_factory(engine)
@@ -129,12 +119,6 @@ async def main() -> None:
         ours_s, ours_n = await _ours(sessions, actors)
         await engine.dispose()
         assert base_n == ours_n == n_cases, (base_n, ours_n)
-    finally:
-        if admin is not None:
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await admin.dispose()
-        tmp.cleanup()
     ours_rate, base_rate = ours_n / ours_s, base_n / base_s
     print(f"{args.backend}: {n_cases} cases, {n_agents} concurrent agents")
     print(f"  ours      {ours_rate:8.0f} claims/s")

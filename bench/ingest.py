@@ -29,7 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG_ADMIN_URL = os.environ.get("JOURNEYS_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+from bench.scratch_database import scratch_database  # noqa: E402
+
 BATCH = 100
 TEMPLATES = 64
 # Each request gets unique messageIds by replacing this in a pre-serialised template (cheap for the
@@ -185,26 +186,6 @@ async def _wait_listening(port: int, proc: subprocess.Popen) -> None:
     raise RuntimeError("server did not start")
 
 
-async def _database(backend: str, workdir: Path) -> tuple[str, callable]:
-    from sqlalchemy import text
-
-    from domain.db import create_engine
-
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{workdir / 'bench.db'}", None
-    name = f"journeys_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    async def drop():
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
-
-
 SEED_CUSTOMERS = """
 INSERT INTO customers (user_id, traits, first_seen_at, last_seen_at, created_at, updated_at,
                        event_count, order_count, lifetime_value)
@@ -272,51 +253,55 @@ async def _measure(
     """Both servers run side by side and are driven in turns of about a second, so a change in what
     else the machine is doing meanwhile weighs on both alike."""
     with tempfile.TemporaryDirectory() as tmp:
-        url, drop = await _database(backend, Path(tmp))
-        procs = []
-        try:
-            key = await _prepare(url, customers)
-            auth = base64.b64encode(f"{key}:".encode()).decode()
-            templates = [json.dumps({"batch": b}).encode() for b in _batches(TEMPLATES, rng, customers)]
-            servers = {}
-            for name, target, env in (
-                ("baseline", ["bench.baseline_app:app"], {"BENCH_DATABASE_URL": url}),
-                (
-                    "ours",
-                    ["api.app:serving_app", "--factory"],
-                    {"JOURNEYS_DEV_MODE": "true", "JOURNEYS_DATABASE_URL": url, "JOURNEYS_DATA_DIR": tmp},
-                ),
-            ):
-                port = _free_port()
-                procs.append(_serve(target, port, env))
-                await _wait_listening(port, procs[-1])
-                servers[name] = (port, _bodies(templates, name[:2], message_ids))
-            totals = {name: [0, 0.0] for name in servers}
-            sent_by_ours = 0
-            rounds = max(2, round(seconds))
-            for turn in range(rounds + 1):  # the first turn warms both up and is not counted
-                for name, (port, bodies) in servers.items():
-                    accepted, took = await _drive(port, bodies, auth, seconds / rounds, concurrency)
-                    sent_by_ours += accepted if name == "ours" else 0
-                    if turn:
-                        totals[name][0] += accepted
-                        totals[name][1] += took
-            rates = {name: accepted / took for name, (accepted, took) in totals.items()}
-            stored = await _stored_events(url)
-            if stored != sent_by_ours:  # every messageId is new: each accepted event must be stored
-                raise RuntimeError(f"{sent_by_ours} events accepted but {stored} stored")
-            return {
-                "ours_events_per_s": round(rates["ours"]),
-                "baseline_events_per_s": round(rates["baseline"]),
-                "ratio": round(rates["ours"] / rates["baseline"], 3),
-                "ours_events_stored": stored,
-            }
-        finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=30)
-            if drop:
-                await drop()
+        async with scratch_database(backend, "journeys_bench") as url:
+            return await _measure_on(url, tmp, seconds, concurrency, customers, rng, message_ids)
+
+
+async def _measure_on(
+    url: str, tmp: str, seconds: float, concurrency: int, customers: int, rng: random.Random, message_ids: str
+) -> dict:
+    procs = []
+    try:
+        key = await _prepare(url, customers)
+        auth = base64.b64encode(f"{key}:".encode()).decode()
+        templates = [json.dumps({"batch": b}).encode() for b in _batches(TEMPLATES, rng, customers)]
+        servers = {}
+        for name, target, env in (
+            ("baseline", ["bench.baseline_app:app"], {"BENCH_DATABASE_URL": url}),
+            (
+                "ours",
+                ["api.app:serving_app", "--factory"],
+                {"JOURNEYS_DEV_MODE": "true", "JOURNEYS_DATABASE_URL": url, "JOURNEYS_DATA_DIR": tmp},
+            ),
+        ):
+            port = _free_port()
+            procs.append(_serve(target, port, env))
+            await _wait_listening(port, procs[-1])
+            servers[name] = (port, _bodies(templates, name[:2], message_ids))
+        totals = {name: [0, 0.0] for name in servers}
+        sent_by_ours = 0
+        rounds = max(2, round(seconds))
+        for turn in range(rounds + 1):  # the first turn warms both up and is not counted
+            for name, (port, bodies) in servers.items():
+                accepted, took = await _drive(port, bodies, auth, seconds / rounds, concurrency)
+                sent_by_ours += accepted if name == "ours" else 0
+                if turn:
+                    totals[name][0] += accepted
+                    totals[name][1] += took
+        rates = {name: accepted / took for name, (accepted, took) in totals.items()}
+        stored = await _stored_events(url)
+        if stored != sent_by_ours:  # every messageId is new: each accepted event must be stored
+            raise RuntimeError(f"{sent_by_ours} events accepted but {stored} stored")
+        return {
+            "ours_events_per_s": round(rates["ours"]),
+            "baseline_events_per_s": round(rates["baseline"]),
+            "ratio": round(rates["ours"] / rates["baseline"], 3),
+            "ours_events_stored": stored,
+        }
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 async def main() -> None:

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.scratch_database import scratch_database
 from domain.customers.models import Customer
 from domain.db import create_engine, session_factory, transaction, utcnow
 from domain.events.models import Event
@@ -37,20 +37,7 @@ from domain.loyalty.earner import EventCursor, earn_once
 from domain.loyalty.schemas import AdjustIn, ProgramConfig, RedeemIn
 from runtime.migrate import upgrade_async
 
-PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 CONCURRENCY = 8
-
-
-async def scratch_database(backend: str, stack: list) -> str:
-    if backend == "sqlite":
-        directory = tempfile.mkdtemp(prefix="bench-loyalty-")
-        return f"sqlite+aiosqlite:///{directory}/bench.db"
-    name = f"bench_loyalty_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    stack.append((admin, name))
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
 
 
 async def setup(sessions, customers: int) -> list[int]:
@@ -222,10 +209,8 @@ async def main() -> None:
     # a pair measured back to back sees the same load.
     rounds, redemptions, events, customers = (3, 150, 400, 50) if args.quick else (5, 1000, 4000, 200)
 
-    stack: list = []
-    url = await scratch_database(args.backend, stack)
     redeem, earn = [], []
-    try:
+    async with scratch_database(args.backend, "bench_loyalty") as url:
         await upgrade_async(url)
         engine = create_engine(url)
         sessions = session_factory(engine)
@@ -234,11 +219,6 @@ async def main() -> None:
             redeem.append(await bench_redeem(sessions, ids, redemptions))
             earn.append(await bench_earn(sessions, ids, events))
         await engine.dispose()
-    finally:
-        for admin, name in stack:
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await admin.dispose()
     figures = {
         "backend": args.backend,
         "rounds": rounds,

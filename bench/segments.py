@@ -31,9 +31,7 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import bindparam, text
 
+from bench.scratch_database import scratch_database
 from domain.db import UTCDateTime, create_engine, session_factory, utcnow
 from domain.segments import compiler, repository
 from domain.segments import rules as r
@@ -48,7 +47,6 @@ from domain.segments import service as segments
 from domain.segments.schemas import SegmentIn
 from runtime.migrate import upgrade_async
 
-PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 RULE = {"event": "Order Completed", "times": {"at_least": 2}, "within_days": 30}
 NAMES = ["Order Completed", "Viewed Product", "Added To Cart", "Page Viewed", "Email Opened"]
 NEW_EVENTS = 10_000
@@ -173,16 +171,7 @@ async def timed(fns, repeat: int) -> list[float]:
 
 
 async def run_backend(backend: str, customers: int, events: int, repeat: int) -> dict:
-    if backend == "postgresql":
-        name = f"bench_segments_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    else:
-        workdir = tempfile.TemporaryDirectory()
-        url = f"sqlite+aiosqlite:///{Path(workdir.name) / 'bench.db'}"
-    try:
+    async with scratch_database(backend, "bench_segments") as url:
         await upgrade_async(url)
         engine = create_engine(url)
         sessions = session_factory(engine)
@@ -286,13 +275,6 @@ async def run_backend(backend: str, customers: int, events: int, repeat: int) ->
             "incremental_vs_full_refresh": round(incremental_s / full_refresh_s, 4),
             "incremental_vs_full_eval": round(incremental_s / full_s, 4),
         }
-    finally:
-        if backend == "postgresql":
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            await admin.dispose()
-        else:
-            workdir.cleanup()
 
 
 async def main() -> None:
