@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import DomainError
@@ -47,12 +48,28 @@ def install(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError):
+        if not _unique_violation(exc):
+            return await _unexpected(request, exc)
+        # Two requests creating the same thing at once: both checked that it did not exist, and the
+        # database's unique key refused the second. Its transaction was rolled back whole.
+        log.info("unique key conflict on %s %s: %s", request.method, request.url.path, exc.orig)
+        detail = "another request stored the same thing at the same moment; nothing of this one was saved"
+        return JSONResponse({"error": "conflict", "detail": detail}, status_code=409)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(
             {"error": "internal", "detail": "unexpected error; see server logs"}, status_code=500
         )
+
+
+def _unique_violation(exc: IntegrityError) -> bool:
+    """PostgreSQL's unique_violation (SQLSTATE 23505), or SQLite's UNIQUE constraint message."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code == "23505" or "UNIQUE constraint failed" in str(exc.orig)
 
 
 def _code(status: int) -> str:
