@@ -146,6 +146,16 @@ async def test_bad_input_is_a_400_naming_the_event_and_field_and_stores_nothing(
     )
     assert body["detail"][0]["field"] == "timestamp"
 
+    # Times no column can hold once the clock-skew correction has moved them (it shifts a timestamp by
+    # as much as sentAt differs from it).
+    far = {**good, "timestamp": "9999-12-31T23:59:59Z", "sentAt": "0001-01-01T00:00:00+14:00"}
+    body = await _rejected(client, sessions, "/v1/batch", auth=auth, json={"batch": [good, far]})
+    assert [(d["index"], d["field"]) for d in body["detail"]] == [(1, "timestamp"), (1, "sentAt")]
+    body = await _rejected(
+        client, sessions, "/v1/batch", auth=auth, json={"batch": [good], "sentAt": "9999-12-31T00:00:00Z"}
+    )
+    assert body["detail"][0]["field"] == "sentAt"
+
     body = await _rejected(
         client,
         sessions,
