@@ -140,7 +140,29 @@ async def _source(request: Request, body: Callable[[], dict[str, Any]]) -> Princ
     return principal
 
 
-async def _store(request: Request, submission: Submission) -> None:
+def _writable(submission: Submission, batch: bool) -> None:
+    """Refuse JSON nested deeper than it can be written (about 250 levels), naming each such call and
+    field; the calls' JSON made here is the one the writer stores."""
+    try:
+        orjson.dumps([[submission.context]])  # a batch's own context, applied to each call
+    except TypeError:
+        raise BadEvent([{"field": "context", "problem": "nested too deeply (at most 250 levels)"}]) from None
+    try:
+        submission.dumped_calls()
+    except TypeError:
+        problems = []
+        for index, call in enumerate(submission.calls):
+            for name in ("properties", "traits", "context"):
+                try:
+                    orjson.dumps([[getattr(call, name, None)]])
+                except TypeError:
+                    problem = {"field": name, "problem": "nested too deeply (at most 250 levels)"}
+                    problems.append({"index": index, **problem} if batch else problem)
+        raise BadEvent(problems or [{"field": "body", "problem": "nested too deeply"}]) from None
+
+
+async def _store(request: Request, submission: Submission, *, batch: bool = False) -> None:
+    _writable(submission, batch)
     await request.app.state.ingestor.store(submission)
 
 
@@ -203,6 +225,7 @@ async def batch(request: Request) -> Response:
         Submission(
             valid.batch, source.key_id, _purchase(request), context=valid.context, sent_at=valid.sentAt
         ),
+        batch=True,
     )
     return _accepted()
 

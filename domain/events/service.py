@@ -80,6 +80,14 @@ class Submission:
     context: dict[str, Any] | None = None
     sent_at: datetime | None = None
     received_at: datetime = field(default_factory=utcnow)
+    _calls_json: bytes | None = field(default=None, init=False, repr=False)
+
+    def dumped_calls(self) -> bytes:
+        """The calls as JSON (what ``document`` embeds), made once. Raises ``TypeError`` when a call's
+        JSON nests deeper than the encoder writes (the request is refused before it is queued)."""
+        if self._calls_json is None:
+            self._calls_json = dump_calls(list(self.calls))
+        return self._calls_json
 
     @property
     def links_identities(self) -> bool:
@@ -105,7 +113,7 @@ class Submission:
             },
             option=orjson.OPT_NAIVE_UTC,
         )
-        return head[:-1] + b',"calls":' + dump_calls(list(self.calls)) + b"}"
+        return head[:-1] + b',"calls":' + self.dumped_calls() + b"}"
 
     def _context_hints(self) -> dict[str, list[str | None]]:
         shared = self.context or {}

@@ -156,6 +156,16 @@ async def test_bad_input_is_a_400_naming_the_event_and_field_and_stores_nothing(
     )
     assert body["detail"][0]["field"] == "sentAt"
 
+    deep: dict = {}
+    for _ in range(400):
+        deep = {"a": deep}
+    body = await _rejected(client, sessions, "/v1/track", auth=auth, json={**good, "properties": deep})
+    assert body["detail"] == [{"field": "properties", "problem": "nested too deeply (at most 250 levels)"}]
+    body = await _rejected(
+        client, sessions, "/v1/batch", auth=auth, json={"batch": [good, {**good, "properties": deep}]}
+    )
+    assert body["error"] == "malformed_json"  # the batch parser stops at its own depth limit
+
     body = await _rejected(
         client,
         sessions,
