@@ -41,9 +41,17 @@ def parse_duration(text: str) -> int:
     return sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS, strict=True) if n)
 
 
+# Waits of "minutes or months", anniversaries a year apart: ten years is past any journey, and a
+# longer timer would overflow what the workflow can sleep (timedelta, Temporal's timers).
+MAX_DURATION_SECONDS = 3650 * 86_400
+
+
 def _positive_duration(value: str) -> str:
-    if parse_duration(value) <= 0:
+    seconds = parse_duration(value)
+    if seconds <= 0:
         raise ValueError("duration must be positive")
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError("duration must be at most 3650 days (ten years)")
     return value
 
 

@@ -74,6 +74,17 @@ CASES = [
         "not a duration",
     ),
     (
+        "wait longer than any timer",
+        _journey(
+            ENTRY,
+            {**SEND, "next": "w"},
+            {"id": "w", "type": "wait", "duration": "99999999999w", "next": "done"},
+            DONE,
+        ),
+        "w",
+        "at most 3650 days",
+    ),
+    (
         "missing template",
         _journey(ENTRY, {**SEND, "template_id": "nope"}, DONE),
         "hello",
