@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, Field, NaiveDatetime, field_validator, model_validator
 
-from domain.db import StoredInt
+from domain.db import EARLIEST, LATEST, StoredInt
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -37,8 +37,13 @@ class BroadcastIn(BaseModel):
     )
     subscription_group: str | None = Field(None, pattern=SLUG, description="Default: the template's group.")
     audience: Audience
-    send_at: AwareDatetime | None = Field(None, description="ISO 8601 with offset; default: now.")
-    local_send_at: NaiveDatetime | None = Field(
+    send_at: Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST)] | None = Field(
+        None, description="ISO 8601 with offset; default: now."
+    )
+    local_send_at: (
+        Annotated[NaiveDatetime, Field(ge=EARLIEST.replace(tzinfo=None), lt=LATEST.replace(tzinfo=None))]
+        | None
+    ) = Field(
         None,
         description="Wall-clock time in each recipient's own timezone, e.g. 2030-03-01T09:00 (no offset).",
     )

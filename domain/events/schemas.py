@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,6 +17,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from domain.db import StoredTime
 
 MAX_ID = 255
 # Segment's own limits: https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/#max-request-size
@@ -54,12 +55,6 @@ def normalise_locale(value: str) -> str | None:
     return "-".join([first.lower(), *(p.upper() if len(p) == 2 else p for p in rest)])
 
 
-# A call's times, within what both databases store after the clock-skew correction moves them (which
-# can shift a time by as much as sentAt and timestamp differ): checked in pydantic's compiled core.
-EventTime = Annotated[
-    datetime, Field(ge=datetime(1900, 1, 1, tzinfo=UTC), lt=datetime(2200, 1, 1, tzinfo=UTC))
-]
-
 # An id as Segment libraries send it: a number id is the same customer as its string.
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, coerce_numbers_to_str=True)]
 OptionalId = Annotated[str | None, Field(max_length=MAX_ID, coerce_numbers_to_str=True)]
@@ -74,8 +69,8 @@ class SegmentCall(BaseModel):
     anonymousId: OptionalId = None
     messageId: str | None = Field(None, min_length=1, max_length=MAX_ID)
     # Kept as sent (a time without a zone means UTC); ingestion normalises them to UTC.
-    timestamp: EventTime | None = None
-    sentAt: EventTime | None = None
+    timestamp: StoredTime | None = None
+    sentAt: StoredTime | None = None
     context: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -222,7 +217,7 @@ class Batch(BaseModel):
 
     batch: list[Annotated[Call, Field(discriminator="type")]] = Field(min_length=1)
     context: dict[str, Any] | None = None
-    sentAt: EventTime | None = None
+    sentAt: StoredTime | None = None
 
 
 _BATCH = TypeAdapter(Batch)

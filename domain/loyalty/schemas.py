@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
+from domain.db import StoredTime
+
 MAX_POINTS = 1_000_000_000  # per operation; balances are 64-bit
 RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
@@ -37,7 +39,7 @@ class EarnRule(BaseModel):
     amount_property: str = Field("revenue", min_length=1, max_length=255)
     cap_per_day: StrictInt | None = Field(None, gt=0, le=MAX_POINTS, description="Per customer, UTC day.")
     cap_per_month: StrictInt | None = Field(None, gt=0, le=MAX_POINTS, description="Per customer, month.")
-    since: datetime | None = Field(
+    since: StoredTime | None = Field(
         None, description="Events before this time do not earn; defaults to when the rule was added."
     )
 

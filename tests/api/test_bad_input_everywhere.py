@@ -75,3 +75,22 @@ async def test_unstorable_text_is_refused_naming_the_field_and_emoji_are_fine(cl
     assert response.status_code == 201, response.text
     assert response.json()["name"] == "\U0001f600 Pros"
     assert (await client.get("/api/customers/x%00", headers=admin_headers)).status_code == 422
+
+
+async def test_times_beyond_what_can_be_stored_are_refused_naming_the_field(client, admin_headers):
+    template = {"id": "t", "name": "T", "subject": "Hi", "html": "<p>Hi</p>"}
+    assert (await client.post("/api/templates", json=template, headers=admin_headers)).status_code == 201
+    broadcast = {"name": "B", "template_id": "t", "audience": {"kind": "customers", "customer_ids": [1]}}
+    nodes = [{"id": "start", "type": "entry", "event": "E", "next": "done"}, {"id": "done", "type": "exit"}]
+    journey = {"id": "j", "name": "J", "definition": {"nodes": nodes}}
+    assert (await client.post("/api/journeys", json=journey, headers=admin_headers)).status_code == 201
+    far = [
+        ("/api/broadcasts", {**broadcast, "send_at": "9999-12-31T23:59:59-12:00"}, "send_at"),
+        ("/api/broadcasts", {**broadcast, "send_at": "0001-01-01T00:00:00+14:00"}, "send_at"),
+        ("/api/broadcasts", {**broadcast, "local_send_at": "9999-12-31T23:59:59"}, "local_send_at"),
+        ("/api/journeys/j/simulate", {"start": "9999-12-31T23:59:59Z", "customer": {}}, "start"),
+    ]
+    for path, body, field in far:
+        response = await client.post(path, json=body, headers=admin_headers)
+        assert response.status_code == 422, (path, body, response.text)
+        assert [d["field"] for d in response.json()["detail"]] == [field]
