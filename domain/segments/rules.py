@@ -56,6 +56,10 @@ BALANCE_OPS = ("gt", "gte", "lt", "lte", "equals")
 MAX_POINTS = 10**15
 MAX_DAYS = 36_500
 MAX_DEPTH = 20
+# Beyond these a rule compiles into SQL no database takes (SQLite's expression depth, PostgreSQL's
+# 32 767 parameters) and no marketer can read; the count includes what segment references expand to.
+MAX_CONDITIONS = 100
+MAX_LIST_VALUES = 1_000
 
 
 class RuleError(Exception):
@@ -181,6 +185,13 @@ KINDS = (
 )
 
 
+def check_size(rule: Rule, path: str = "rule") -> None:
+    """A rule a marketer saves (stored ones are not re-checked: a limit may not unmake them)."""
+    conditions = sum(1 for node in walk(rule) if not isinstance(node, All | Any_ | Not))
+    if conditions > MAX_CONDITIONS:
+        raise RuleError(path, f"a rule has at most {MAX_CONDITIONS} conditions (this one has {conditions})")
+
+
 def parse(raw: Any, path: str = "rule", depth: int = 0) -> Rule:
     if depth > MAX_DEPTH:
         raise RuleError(path, f"rules nest at most {MAX_DEPTH} levels deep")
@@ -258,6 +269,8 @@ def parse_value_test(raw: dict, path: str, key_field: str, ops: set[str]) -> Val
     if op in LIST_OPS:
         if not isinstance(value, list) or not value or not all(_is_scalar(v) for v in value):
             raise RuleError(vpath, f"operator {op} needs a non-empty list of strings, numbers or booleans")
+        if len(value) > MAX_LIST_VALUES:
+            raise RuleError(vpath, f"operator {op} takes at most {MAX_LIST_VALUES} values")
         value = tuple(value)
     if op in STRING_OPS and not isinstance(value, str):
         raise RuleError(vpath, f"operator {op} needs a string")

@@ -87,7 +87,9 @@ def _invalid(path: str, problem: str) -> InvalidInput:
 
 def parse_rule(raw: Any) -> r.Rule:
     try:
-        return r.parse(raw)
+        rule = r.parse(raw)
+        r.check_size(rule)
+        return rule
     except r.NotAvailable as exc:
         raise InvalidInput({"path": exc.path, "problem": exc.problem}, code="not_available_yet") from exc
     except r.RuleError as exc:
@@ -115,7 +117,19 @@ async def _check_names(session: AsyncSession, rule: r.Rule) -> None:
 
 
 def _check_references(rule: r.Rule, segment_id: str | None, catalog: Catalog) -> None:
-    """Every referenced segment exists, and no chain of references leads back to ``segment_id``."""
+    """Every referenced segment exists, no chain of references leads back to ``segment_id``, and the
+    rule, and every rule that refers to this segment, stays within the size limit once expanded."""
+    _check_reference_targets(rule, segment_id, catalog)
+    rules = {**catalog.rules, **({segment_id: rule} if segment_id else {})}
+    for owner in [segment_id, *(catalog.dependents(segment_id) if segment_id else [])]:
+        try:
+            r.check_size(r.expand(rules[owner] if owner else rule, rules))
+        except r.RuleError as exc:
+            whose = "" if owner in (None, segment_id) else f" segment {owner!r}, which refers to this one:"
+            raise _invalid("rule", f"with the segments it refers to expanded,{whose} {exc.problem}") from exc
+
+
+def _check_reference_targets(rule: r.Rule, segment_id: str | None, catalog: Catalog) -> None:
     for ref in r.references(rule):
         if ref.segment_id == segment_id:
             raise _invalid(ref.path, f"segment {segment_id!r} cannot refer to itself")

@@ -176,6 +176,30 @@ async def test_bad_rules_name_the_path_and_store_nothing(client, sessions, marke
     assert await _stored(sessions) == (0, 0)
 
 
+async def test_rules_too_big_for_sql_are_refused_also_through_references(client, sessions, marketer_headers):
+    def conditions(n: int) -> list[dict]:
+        return [{"trait": f"t{i}", "op": "exists"} for i in range(n)]
+
+    wide = await _rejected(client, marketer_headers, {"any": conditions(101)})
+    problem = "a rule has at most 100 conditions (this one has 101)"
+    assert wide["detail"] == {"path": "rule", "problem": problem}
+    values = list(range(1001))
+    long_list = await _rejected(client, marketer_headers, {"trait": "zip", "op": "in", "value": values})
+    assert long_list["detail"]["path"] == "rule.value"
+
+    part = {"id": "part", "name": "Part", "rule": {"all": conditions(60)}}
+    assert (await client.post("/api/segments", json=part, headers=marketer_headers)).status_code == 201
+    whole = await _rejected(client, marketer_headers, {"all": [{"segment": "part"}, *conditions(50)]})
+    assert "expanded" in whole["detail"]["problem"] and "110" in whole["detail"]["problem"]
+    user = {"id": "user", "name": "User", "rule": {"all": [{"segment": "part"}, *conditions(30)]}}
+    assert (await client.post("/api/segments", json=user, headers=marketer_headers)).status_code == 201
+    grown = await _rejected(
+        client, marketer_headers, {"all": conditions(80)}, method="put", url="/api/segments/part"
+    )
+    assert "segment 'user', which refers to this one" in grown["detail"]["problem"]
+    assert await _stored(sessions) == (2, 2)
+
+
 async def test_a_cycle_through_other_segments_is_refused(client, sessions, marketer_headers):
     city = {"trait": "city", "op": "exists"}
     assert (
