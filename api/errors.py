@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from domain.db import sqlstate
 from domain.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,7 @@ def install(app: FastAPI) -> None:
 
 def _unique_violation(exc: IntegrityError) -> bool:
     """PostgreSQL's unique_violation (SQLSTATE 23505), or SQLite's UNIQUE constraint message."""
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return code == "23505" or "UNIQUE constraint failed" in str(exc.orig)
+    return sqlstate(exc) == "23505" or "UNIQUE constraint failed" in str(exc.orig)
 
 
 def _code(status: int) -> str:

@@ -6,11 +6,11 @@ Ingestion (``/v1/``) has its own check, which names the event as Segment clients
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from fastapi import Request
 
 from domain.errors import InvalidInput
+from domain.json_strings import first_string
 
 _PROBLEM = "contains a NUL character or a lone surrogate, which no database can store"
 
@@ -25,28 +25,8 @@ def _bad(text: str) -> bool:
     return False
 
 
-def _first_bad(value: Any, path: str) -> str | None:
-    """The dotted path of the first unstorable string in parsed JSON (keys included), or None."""
-    if isinstance(value, str):
-        return path or "body" if _bad(value) else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
-            if _bad(str(key)):
-                return inner
-            found = _first_bad(item, inner)
-            if found:
-                return found
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _first_bad(item, f"{path}.{i}" if path else str(i))
-            if found:
-                return found
-    return None
-
-
 async def refuse_unstorable_text(request: Request) -> None:
-    for name, value in [*request.path_params.items(), *request.query_params.items()]:
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
         if isinstance(value, str) and _bad(value):
             raise InvalidInput({"field": name, "problem": _PROBLEM})
     if request.method not in ("POST", "PUT", "PATCH"):
@@ -61,6 +41,6 @@ async def refuse_unstorable_text(request: Request) -> None:
         parsed = json.loads(body)
     except ValueError:
         return  # the route answers malformed JSON itself
-    field = _first_bad(parsed, "")
+    field = first_string(parsed, _bad)
     if field:
         raise InvalidInput({"field": field, "problem": _PROBLEM})

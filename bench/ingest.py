@@ -127,13 +127,14 @@ def _bodies(templates: list[bytes], run: str, message_ids: str):
     if message_ids == "sequential":
         for n in itertools.count():
             yield templates[n % len(templates)].replace(placeholder, f"{run}{n:010d}".encode())
-    pieces = [t.split(placeholder) for t in templates]
-    width = len(PLACEHOLDER)
-    for n in itertools.count():
-        parts = pieces[n % len(pieces)]
-        noise = os.urandom(width * len(parts) // 2 + 1).hex()
-        tokens = [noise[i * width : (i + 1) * width].encode() for i in range(len(parts) - 1)]
-        yield b"".join(part + token for part, token in zip(parts[:-1], tokens, strict=True)) + parts[-1]
+    else:
+        pieces = [t.split(placeholder) for t in templates]
+        width = len(PLACEHOLDER)
+        for n in itertools.count():
+            parts = pieces[n % len(pieces)]
+            noise = os.urandom(width * len(parts) // 2 + 1).hex()
+            tokens = [noise[i * width : (i + 1) * width].encode() for i in range(len(parts) - 1)]
+            yield b"".join(part + token for part, token in zip(parts[:-1], tokens, strict=True)) + parts[-1]
 
 
 async def _drive(port: int, bodies, auth: str, seconds: float, concurrency: int) -> tuple[int, float]:

@@ -36,6 +36,13 @@ StoredTime = Annotated[datetime, Field(ge=EARLIEST, lt=LATEST)]
 Json = JSON().with_variant(JSONB(), "postgresql")
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """A database error's SQLSTATE, whether SQLAlchemy wrapped it or the driver raised it (PostgreSQL);
+    None for SQLite, whose errors carry only a message."""
+    orig = getattr(exc, "orig", None) or exc
+    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+
+
 class UTCDateTime(TypeDecorator):
     """Aware UTC datetimes on every backend (SQLite would otherwise hand back naive ones)."""
 

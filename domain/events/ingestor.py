@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.customers import service as customers
-from domain.db import create_engine, session_factory, transaction
+from domain.db import create_engine, session_factory, sqlstate, transaction
 from domain.events import postgres_batch
 from domain.events.service import (
     IngestResult,
@@ -170,9 +170,6 @@ def _retryable(exc: Exception) -> bool:
     that dropped: the attempt rolled back whole, so running it again is safe. The storing statement
     runs on the driver's connection directly, so its errors arrive as the driver raised them, not
     wrapped by SQLAlchemy."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        exc = exc.orig
-    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    return code in ("40P01", "40001") or "database is locked" in str(exc)
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return sqlstate(exc) in ("40P01", "40001") or "database is locked" in str(getattr(exc, "orig", exc))

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from domain.db import StoredTime
+from domain.json_strings import first_string
 
 MAX_ID = 255
 # Segment's own limits: https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/#max-request-size
@@ -282,13 +283,7 @@ def parse_batch(raw: bytes) -> tuple[Batch | None, list[dict[str, Any]]]:
 
 def contains_nul(value: Any) -> bool:
     """Whether parsed JSON holds the NUL character anywhere (no database stores it in text)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(contains_nul(v) for v in value)
-    return False
+    return first_string(value, lambda text: "\x00" in text) is not None
 
 
 def dump_calls(calls: list[Call]) -> bytes:

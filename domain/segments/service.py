@@ -120,13 +120,17 @@ def _check_references(rule: r.Rule, segment_id: str | None, catalog: Catalog) ->
     """Every referenced segment exists, no chain of references leads back to ``segment_id``, and the
     rule, and every rule that refers to this segment, stays within the size limit once expanded."""
     _check_reference_targets(rule, segment_id, catalog)
-    rules = {**catalog.rules, **({segment_id: rule} if segment_id else {})}
-    for owner in [segment_id, *(catalog.dependents(segment_id) if segment_id else [])]:
-        try:
-            r.check_size(r.expand(rules[owner] if owner else rule, rules))
-        except r.RuleError as exc:
-            whose = "" if owner in (None, segment_id) else f" segment {owner!r}, which refers to this one:"
-            raise _invalid("rule", f"with the segments it refers to expanded,{whose} {exc.problem}") from exc
+    rules = {**catalog.rules, segment_id: rule} if segment_id else catalog.rules
+    _check_expanded_size(rule, rules, "")
+    for dependent in catalog.dependents(segment_id) if segment_id else []:
+        _check_expanded_size(rules[dependent], rules, f" segment {dependent!r}, which refers to this one:")
+
+
+def _check_expanded_size(rule: r.Rule, rules: dict[str, r.Rule], whose: str) -> None:
+    try:
+        r.check_size(r.expand(rule, rules))
+    except r.RuleError as exc:
+        raise _invalid("rule", f"with the segments it refers to expanded,{whose} {exc.problem}") from exc
 
 
 def _check_reference_targets(rule: r.Rule, segment_id: str | None, catalog: Catalog) -> None:
