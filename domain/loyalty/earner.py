@@ -90,8 +90,12 @@ async def earn_once(
     sessions: async_sessionmaker[AsyncSession], cursor: EventCursor, now: datetime, batch_size: int
 ) -> tuple[int, int]:
     """One pass in one transaction: events that filled holes, then new ones. Returns (events read,
-    entries written)."""
+    entries written). A pass with no hole to look for and no event past the last one read returns
+    at once, having locked and written nothing (the earner polls several times a second)."""
     async with transaction(sessions) as session:
+        idle = cursor.seen_upto is not None and not cursor.holes
+        if idle and not await repository.any_event_after(session, cursor.seen_upto):
+            return 0, 0
         state = await repository.lock_cursor(session, CURSOR)
         cursor.resume(state.position)
         filled = await repository.events_with_ids(session, sorted(cursor.holes)[:HOLES_PER_QUERY])

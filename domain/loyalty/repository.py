@@ -242,6 +242,10 @@ async def lock_cursor(session: AsyncSession, name: str) -> LoyaltyCursor:
 _EVENT_COLUMNS = (Event.id, Event.type, Event.name, Event.customer_id, Event.properties, Event.timestamp)
 
 
+async def any_event_after(session: AsyncSession, position: int) -> bool:
+    return bool(await session.scalar(select(select(Event.id).where(Event.id > position).exists())))
+
+
 async def events_after(session: AsyncSession, position: int, limit: int) -> list[tuple]:
     """(id, type, name, customer_id, properties, timestamp) of stored events above ``position``."""
     rows = await session.execute(

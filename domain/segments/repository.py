@@ -511,6 +511,21 @@ async def state(session: AsyncSession, name: str) -> SegmentRefreshState:
     return found
 
 
+async def has_work(session: AsyncSession, name: str) -> bool:
+    """Whether a refresher pass would find anything: events past the cursor, skipped ids still looked
+    for, customers queued for a recheck. Reads without locking, so an idle pass writes nothing (it
+    runs twice a second)."""
+    table = SegmentRefreshState.__table__
+    progress = (
+        await session.execute(select(table.c.cursor, table.c.pending).where(table.c.name == name))
+    ).first()
+    if progress is None or progress.pending:
+        return True
+    newer = select(Event.__table__.c.id).where(Event.__table__.c.id > progress.cursor).exists()
+    queued = select(SegmentRecheck.__table__.c.customer_id).exists()
+    return bool(await session.scalar(select(or_(newer, queued))))
+
+
 @dataclass(frozen=True)
 class EventBatch:
     """The events of one refresher pass: ids in (``after``, ``upto``], plus ``retried`` earlier ids

@@ -450,6 +450,8 @@ async def refresh_from_events(
     both ways. The touched customers are found inside the evaluating statement: the events stay in the
     database.
     """
+    if not await repository.has_work(session, EVENT_CURSOR):
+        return 0
     at = now or utcnow()
     progress = await repository.state(session, EVENT_CURSOR)
     pending = {int(i): float(t) for i, t in (progress.pending or [])}
