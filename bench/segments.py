@@ -19,6 +19,7 @@ exactly the membership the full evaluation computes, with the same Segment Enter
 
     python bench/segments.py --quick                      # both backends, small, under a minute
     python bench/segments.py --backend postgresql         # 1 M customers / 10 M events
+    python bench/segments.py --other-segments 50          # and 50 segments the new events do not concern
 
 The last line printed is one JSON object; ``ratio`` is full evaluation / hand-written (PostgreSQL when
 run, else SQLite).
@@ -170,7 +171,9 @@ async def timed(fns, repeat: int) -> list[float]:
     return [statistics.median(taken) for taken in samples]
 
 
-async def run_backend(backend: str, customers: int, events: int, repeat: int) -> dict:
+async def run_backend(
+    backend: str, customers: int, events: int, repeat: int, other_segments: int = 0
+) -> dict:
     async with scratch_database(backend, "bench_segments") as url:
         await upgrade_async(url)
         engine = create_engine(url)
@@ -202,6 +205,11 @@ async def run_backend(backend: str, customers: int, events: int, repeat: int) ->
             created = await segments.create(
                 session, SegmentIn(id="repeat-buyers", name="Repeat buyers", rule=RULE), now=at
             )
+            for k in range(other_segments):  # segments the new events do not concern
+                rule = {"event": f"Absent {k}", "times": {"at_least": 2}, "within_days": 30}
+                await segments.create(
+                    session, SegmentIn(id=f"other-{k}", name=f"Other {k}", rule=rule), now=at
+                )
             progress = await repository.state(session, segments.EVENT_CURSOR)
             progress.cursor = await session.scalar(text("SELECT max(id) FROM events"))
             progress.ran_at = at
@@ -263,6 +271,7 @@ async def run_backend(backend: str, customers: int, events: int, repeat: int) ->
             "events": events,
             "members": created.members,
             "new_events": new_events,
+            "other_segments": other_segments,
             "entered": entered,
             "exited": exited,
             "load_s": round(load_s, 2),
@@ -284,6 +293,9 @@ async def main() -> None:
     parser.add_argument("--customers", type=int, help="override the number of customers")
     parser.add_argument("--events", type=int, help="override the number of events")
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--other-segments", type=int, default=0, help="also define N segments the new events do not concern"
+    )
     args = parser.parse_args()
     sizes = {
         "postgresql": (20_000, 200_000) if args.quick else (1_000_000, 10_000_000),
@@ -293,7 +305,7 @@ async def main() -> None:
     for backend in ("postgresql", "sqlite") if args.backend == "both" else (args.backend,):
         customers, events = sizes[backend]
         results[backend] = await run_backend(
-            backend, args.customers or customers, args.events or events, args.repeat
+            backend, args.customers or customers, args.events or events, args.repeat, args.other_segments
         )
     headline = results.get("postgresql") or results["sqlite"]
     print(

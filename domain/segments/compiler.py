@@ -416,6 +416,9 @@ class ChangeSignals:
     lowers: ColumnElement[bool] | None
 
 
+NO_SIGNALS = ChangeSignals(None, None)
+
+
 def change_signals(rule: r.Rule, dialect: str, now: datetime) -> ChangeSignals:
     """What in a new event can move an expanded ``rule``: an event its conditions count (with its
     properties and inside its window; the direction from ``rules.event_effects``), or a change of the
@@ -434,6 +437,24 @@ def change_signals(rule: r.Rule, dialect: str, now: datetime) -> ChangeSignals:
         raises.append(state)
         lowers.append(state)
     return ChangeSignals(or_(*raises) if raises else None, or_(*lowers) if lowers else None)
+
+
+def may_signal(rule: r.Rule, kinds: frozenset[tuple[str, str | None]]) -> bool:
+    """Whether an event of one of these (type, name) kinds can pass ``change_signals(rule)``: a cheap
+    test on the kinds a batch holds, so a segment none of its events concern is neither built nor run.
+    It may say yes where the signals then find nothing, never no where they would find something."""
+    if not kinds:
+        return False
+    names = {name for _, name in kinds}
+    if names & r.dependencies(rule).event_names:  # counted events, subscription and loyalty events
+        return True
+    identify = any(kind == "identify" for kind, _ in kinds)
+    for node in r.walk(rule):
+        if isinstance(node, r.Trait) and node.test.op in r.ANNIVERSARY_OPS:
+            return True  # any call may carry the customer's time zone
+        if isinstance(node, r.Trait | r.Subscribed) and identify:
+            return True  # the traits (or the email address) an identify call sets
+    return False
 
 
 def _state_changes(rule: r.Rule, dialect: str) -> ColumnElement[bool] | None:

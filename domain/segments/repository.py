@@ -535,6 +535,7 @@ class EventBatch:
     upto: int
     fresh: int  # how many ids of (after, upto] exist
     retried: tuple[int, ...] = ()
+    kinds: frozenset[tuple[str, str | None]] = frozenset()  # the (type, name) of the batch's events
 
     @property
     def size(self) -> int:
@@ -552,16 +553,32 @@ class EventBatch:
 
 async def event_batch(session: AsyncSession, cursor: int, retry_ids: list[int], limit: int) -> EventBatch:
     """The next ``limit`` events past the cursor, and which of ``retry_ids`` exist now. Only counts
-    travel: the refresh statements read the events where they are."""
+    and the kinds of event travel: the refresh statements read the events where they are."""
     events = Event.__table__
     conn = await session.connection()
-    window = select(events.c.id).where(events.c.id > cursor).order_by(events.c.id).limit(limit).subquery()
-    fresh, upto = (await conn.execute(select(func.count(), func.max(window.c.id)))).one()
-    retried: list[int] = []
+    window = (
+        select(events.c.id, events.c.type, events.c.name)
+        .where(events.c.id > cursor)
+        .order_by(events.c.id)
+        .limit(limit)
+        .subquery()
+    )
+    kinds = select(window.c.type, window.c.name, func.count(), func.max(window.c.id))
+    rows = (await conn.execute(kinds.group_by(window.c.type, window.c.name))).all()
+    fresh, upto = sum(row[2] for row in rows), max((row[3] for row in rows), default=cursor)
+    retried: list[tuple] = []
     if retry_ids:
-        found = select(events.c.id).where(ids_filter(_dialect(session), events.c.id, retry_ids))
-        retried = sorted((await conn.execute(found)).scalars().all())
-    return EventBatch(cursor, upto if upto is not None else cursor, fresh, tuple(retried))
+        found = select(events.c.id, events.c.type, events.c.name).where(
+            ids_filter(_dialect(session), events.c.id, retry_ids)
+        )
+        retried = sorted((await conn.execute(found)).all())
+    return EventBatch(
+        cursor,
+        upto,
+        fresh,
+        tuple(row[0] for row in retried),
+        frozenset((row[0], row[1]) for row in rows) | {(row[1], row[2]) for row in retried},
+    )
 
 
 async def event_ids(session: AsyncSession, batch: EventBatch) -> list[int]:

@@ -15,7 +15,7 @@ from domain.loyalty import service as loyalty
 from domain.segments import calendar as cal
 from domain.segments import compiler, repository
 from domain.segments import rules as r
-from domain.segments.evaluate import DEFAULT_LOWEST_TIER, evaluate
+from domain.segments.evaluate import DEFAULT_LOWEST_TIER, CustomerFacts, evaluate
 from domain.segments.models import Segment, SegmentVersion
 from domain.segments.schemas import (
     CustomerBrief,
@@ -53,6 +53,13 @@ class Catalog:
 
     def expanded(self, segment_id: str) -> r.Rule:
         return r.expand(self.rules[segment_id], self.rules)
+
+    def holds_for_blank(self, segment_id: str, at: datetime) -> bool:
+        """Whether a customer with nothing yet (no traits, events, address or scores) matches: "never
+        ordered" does, "ordered twice" does not."""
+        return evaluate(
+            self.expanded(segment_id), CustomerFacts(traits={}, loyalty_tier=self.lowest_tier), at
+        )
 
     def dependents(self, segment_id: str) -> list[str]:
         """Segments whose rule refers to ``segment_id``, directly or through others."""
@@ -445,10 +452,11 @@ async def refresh_from_events(
     transaction was still open is retried for a while rather than lost. Each segment re-evaluates only
     the customers whose new events can change it (compiler.change_signals: events its conditions
     count, changes of the traits and state it reads), and only in the direction those events can move
-    it; customers seen for the first time, and those queued for a recheck (a merge or a journey's
-    trait update changed them without an event of theirs: repository.queue_rechecks), are evaluated
-    both ways. The touched customers are found inside the evaluating statement: the events stay in the
-    database.
+    it; a segment none of the new events concern is skipped without building anything. Customers
+    queued for a recheck (a merge or a journey's trait update changed them without an event of
+    theirs: repository.queue_rechecks) are evaluated both ways, and so are customers seen for the
+    first time by the segments a blank profile matches. The touched customers are found inside the
+    evaluating statement: the events stay in the database.
     """
     if not await repository.has_work(session, EVENT_CURSOR):
         return 0
@@ -471,15 +479,26 @@ async def refresh_from_events(
     catalog = await _catalog(session)
     dialect = session.bind.dialect.name
     since = (previous_pass or at) - timedelta(seconds=PENDING_SECONDS)
-    # New customers, and those queued for a recheck, are evaluated both ways against every segment.
-    newcomers = await repository.created_since(session, since) | rechecks
+    newcomers = await repository.created_since(session, since)
     for segment_id in sorted(catalog.rules):
-        signals = compiler.change_signals(catalog.expanded(segment_id), dialect, at)
+        rule = catalog.expanded(segment_id)
+        # Customers queued for a recheck are evaluated both ways against every segment. New customers
+        # start blank and get everything else through their events, which the signals cover; so they
+        # are evaluated the same way only where a blank profile matches ("never ordered").
+        both_ways = (
+            rechecks | newcomers if newcomers and catalog.holds_for_blank(segment_id, at) else rechecks
+        )
+        if compiler.may_signal(rule, batch.kinds):
+            signals = compiler.change_signals(rule, dialect, at)
+        elif both_ways:
+            signals = compiler.NO_SIGNALS
+        else:
+            continue  # no new event concerns this segment: nothing is built or run for it
         await reevaluate(
             session,
             segment_id,
-            may_enter=repository.batch_customers(dialect, batch, signals.raises, newcomers),
-            may_exit=repository.batch_customers(dialect, batch, signals.lowers, newcomers),
+            may_enter=repository.batch_customers(dialect, batch, signals.raises, both_ways),
+            may_exit=repository.batch_customers(dialect, batch, signals.lowers, both_ways),
             catalog=catalog,
             at=at,
         )

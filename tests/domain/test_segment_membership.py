@@ -286,6 +286,45 @@ async def test_sends_reach_received_message_segments_on_the_scheduled_pass(sessi
     assert await _members(sessions, "welcomed") == {"ada"} and stats.customers == 1
 
 
+async def test_a_pass_evaluates_only_the_segments_its_events_concern(sessions, monkeypatch):
+    await _customers(sessions, 2)
+    for segment_id, rule in (
+        ("buyers", {"event": "Order Completed"}),
+        ("refunded", {"event": "Refund Issued"}),
+        ("never-refunded", {"not": {"event": "Refund Issued"}}),
+        ("berliners", {"trait": "city", "op": "equals", "value": "Berlin"}),
+    ):
+        await _create(sessions, segment_id, rule)
+    refresher = SegmentRefresher(sessions)
+    await refresher.refresh_once()
+    evaluated: list[str] = []
+    original = segments.reevaluate
+
+    async def recording(session, segment_id, **kwargs):
+        evaluated.append(segment_id)
+        return await original(session, segment_id, **kwargs)
+
+    monkeypatch.setattr(segments, "reevaluate", recording)
+
+    async def one_pass() -> list[str]:
+        evaluated.clear()
+        await refresher.refresh_once()
+        return sorted(evaluated)
+
+    await _track(sessions, "old-0", "Order Completed")
+    assert await one_pass() == ["buyers"]
+    assert await _members(sessions, "buyers") == {"old-0"}
+    # A new customer also goes through the segments a blank profile matches.
+    await _track(sessions, "nia", "Order Completed")
+    assert await one_pass() == ["buyers", "never-refunded"]
+    assert "nia" in await _members(sessions, "never-refunded")
+    await _identify(sessions, "old-1", city="Berlin")
+    # nia is still new to this pass (customers created in the last minute are, as ids can commit late)
+    assert await one_pass() == ["berliners", "never-refunded"]
+    assert await _members(sessions, "berliners") == {"old-1"}
+    assert await _members(sessions, "buyers") == {"old-0", "nia"}
+
+
 async def test_a_new_customer_enters_segments_defined_by_what_they_did_not_do(sessions):
     await _create(sessions, "never-bought", {"not": {"event": "Order Completed"}})
     refresher = SegmentRefresher(sessions)
