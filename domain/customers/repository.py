@@ -79,26 +79,29 @@ async def identities(
     return by_user, by_anon
 
 
-async def create_missing(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Insert customers (user_id / anonymous_id / seen dates), skipping any id that exists meanwhile."""
-    if rows:
-        stmt = insert_ignoring_conflicts(session, customers, None)
-        now = utcnow()
-        await session.execute(
-            stmt,
-            [
-                {
-                    "traits": {},
-                    "event_count": 0,
-                    "order_count": 0,
-                    "lifetime_value": Decimal(0),
-                    "created_at": now,
-                    "updated_at": now,
-                    **row,
-                }
-                for row in rows
-            ],
-        )
+async def create_missing(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert customers (user_id / anonymous_id / seen dates), skipping any id that exists meanwhile;
+    returns the ids of those created."""
+    if not rows:
+        return []
+    stmt = insert_ignoring_conflicts(session, customers, None).returning(customers.c.id)
+    now = utcnow()
+    created = await session.execute(
+        stmt,
+        [
+            {
+                "traits": {},
+                "event_count": 0,
+                "order_count": 0,
+                "lifetime_value": Decimal(0),
+                "created_at": now,
+                "updated_at": now,
+                **row,
+            }
+            for row in rows
+        ],
+    )
+    return list(created.scalars())
 
 
 async def add_alias(session: AsyncSession, anonymous_id: str, customer_id: int) -> None:
@@ -148,14 +151,19 @@ async def reattribute(session: AsyncSession, source_id: int, target_id: int) -> 
 
 
 async def delete_customer(session: AsyncSession, customer_id: int) -> None:
-    """The profile, its segment stays and any queued recheck (no foreign keys). The profile goes first: a
-    statement opening stays holds it key-share locked, so it either finishes before this delete
-    (whose stay delete then sees its stays) or waits for it and finds the customer gone."""
-    from domain.segments.models import SegmentMembership, SegmentRecheck
+    """The profile, its segment stays and its place in the refresher's queues (no foreign keys).
 
-    await session.execute(delete(customers).where(customers.c.id == customer_id))
-    for table in (SegmentMembership.__table__, SegmentRecheck.__table__):
+    The queue rows go first, then the profile, in the order a refresher pass takes them (it empties the
+    queues before it locks customers), so the two cannot deadlock. The stays go after the profile: a
+    statement opening stays holds it key-share locked, so it either finishes before this delete (whose
+    stay delete then sees its stays) or waits for it and finds the customer gone."""
+    from domain.segments.models import SegmentMembership, SegmentNewcomer, SegmentRecheck
+
+    for table in (SegmentRecheck.__table__, SegmentNewcomer.__table__):
         await session.execute(delete(table).where(table.c.customer_id == customer_id))
+    await session.execute(delete(customers).where(customers.c.id == customer_id))
+    stays = SegmentMembership.__table__
+    await session.execute(delete(stays).where(stays.c.customer_id == customer_id))
 
 
 # --- profile facts, in bulk -----------------------------------------------------------------------

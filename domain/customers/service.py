@@ -105,13 +105,14 @@ async def resolve_many(
         if user_id not in by_user:
             firsts.setdefault((user_id, None), min(keys.values()))
     if firsts:
-        await repository.create_missing(
+        created = await repository.create_missing(
             session,
             [
                 {"user_id": u, "anonymous_id": a, "first_seen_at": at, "last_seen_at": at}
                 for (u, a), at in sorted(firsts.items(), key=lambda kv: (kv[0][0] or "", kv[0][1] or ""))
             ],
         )
+        await segment_repository.queue_newcomers(session, created)
         new_users, new_anons = await repository.identities(
             session, [u for u, _ in firsts if u], [a for u, a in firsts if u is None and a]
         )
@@ -132,10 +133,11 @@ async def link(
     if previous is None:
         if known is None:
             at = seen_at or utcnow()
-            await repository.create_missing(
+            created = await repository.create_missing(
                 session,
                 [{"user_id": user_id, "anonymous_id": previous_id, "first_seen_at": at, "last_seen_at": at}],
             )
+            await segment_repository.queue_newcomers(session, created)
         else:
             await repository.add_alias(session, previous_id, known.id)
         return

@@ -95,6 +95,20 @@ class SegmentRefreshState(Base):
     ran_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class SegmentNewcomer(Base):
+    """Customers created since the refresher's last pass. A new profile is blank (its traits and facts
+    arrive with its events, which the pass reads anyway), so the pass checks it only against the
+    segments a blank profile matches ("never ordered"), once, and removes it from here in the same
+    transaction. Queued in the transaction that creates the customer, so none is missed however late
+    it commits."""
+
+    __tablename__ = "segment_newcomers"
+
+    # No foreign key, as for rechecks: erasure removes the row itself.
+    customer_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class SegmentRecheck(Base):
     """Customers whose membership may have changed without a new event of theirs saying so: a profile
     merge re-attributed another profile's events to them, a journey step set their traits. The next

@@ -45,6 +45,7 @@ from domain.segments.models import (
     CustomerScore,
     Segment,
     SegmentMembership,
+    SegmentNewcomer,
     SegmentRecheck,
     SegmentRefreshState,
     SegmentVersion,
@@ -513,7 +514,7 @@ async def state(session: AsyncSession, name: str) -> SegmentRefreshState:
 
 async def has_work(session: AsyncSession, name: str) -> bool:
     """Whether a refresher pass would find anything: events past the cursor, skipped ids still looked
-    for, customers queued for a recheck. Reads without locking, so an idle pass writes nothing (it
+    for, customers queued for a recheck or new. Reads without locking, so an idle pass writes nothing (it
     runs twice a second)."""
     table = SegmentRefreshState.__table__
     progress = (
@@ -522,8 +523,8 @@ async def has_work(session: AsyncSession, name: str) -> bool:
     if progress is None or progress.pending:
         return True
     newer = select(Event.__table__.c.id).where(Event.__table__.c.id > progress.cursor).exists()
-    queued = select(SegmentRecheck.__table__.c.customer_id).exists()
-    return bool(await session.scalar(select(or_(newer, queued))))
+    queued = [select(t.c.customer_id).exists() for t in (SegmentRecheck.__table__, SegmentNewcomer.__table__)]
+    return bool(await session.scalar(select(or_(newer, *queued))))
 
 
 @dataclass(frozen=True)
@@ -602,25 +603,38 @@ def batch_customers(
     return union(touched, compiler.ids_select(dialect, sorted(also))) if also else touched
 
 
-async def queue_rechecks(session: AsyncSession, customer_ids: Iterable[int]) -> None:
-    """Have the next refresher pass re-evaluate these customers against every segment."""
+async def _queue(session: AsyncSession, table, customer_ids: Iterable[int]) -> None:
     rows = [{"customer_id": i, "queued_at": utcnow()} for i in sorted(set(customer_ids))]
     if rows:
-        table = SegmentRecheck.__table__
         await session.execute(_insert(_dialect(session), table).values(rows).on_conflict_do_nothing())
 
 
-async def take_rechecks(session: AsyncSession, limit: int) -> set[int]:
-    """Remove and return up to ``limit`` queued customers (in the pass's transaction: a pass that fails
-    leaves them queued)."""
-    table = SegmentRecheck.__table__
+async def queue_rechecks(session: AsyncSession, customer_ids: Iterable[int]) -> None:
+    """Have the next refresher pass re-evaluate these customers against every segment."""
+    await _queue(session, SegmentRecheck.__table__, customer_ids)
+
+
+async def queue_newcomers(session: AsyncSession, customer_ids: Iterable[int]) -> None:
+    """Customers just created (SegmentNewcomer): the next pass checks them against the segments a
+    blank profile matches."""
+    await _queue(session, SegmentNewcomer.__table__, customer_ids)
+
+
+async def _take(session: AsyncSession, table, limit: int) -> set[int]:
     oldest = select(table.c.customer_id).order_by(table.c.customer_id).limit(limit)
     taken = delete(table).where(table.c.customer_id.in_(oldest)).returning(table.c.customer_id)
     return set((await session.execute(taken)).scalars().all())
 
 
-async def created_since(session: AsyncSession, since: datetime) -> set[int]:
-    return set((await session.scalars(select(Customer.id).where(Customer.created_at >= since))).all())
+async def take_rechecks(session: AsyncSession, limit: int) -> set[int]:
+    """Remove and return up to ``limit`` queued customers (in the pass's transaction: a pass that fails
+    leaves them queued)."""
+    return await _take(session, SegmentRecheck.__table__, limit)
+
+
+async def take_newcomers(session: AsyncSession, limit: int) -> set[int]:
+    """As take_rechecks, for the queue of new customers."""
+    return await _take(session, SegmentNewcomer.__table__, limit)
 
 
 async def customers_with_events_between(

@@ -454,9 +454,9 @@ async def refresh_from_events(
     count, changes of the traits and state it reads), and only in the direction those events can move
     it; a segment none of the new events concern is skipped without building anything. Customers
     queued for a recheck (a merge or a journey's trait update changed them without an event of
-    theirs: repository.queue_rechecks) are evaluated both ways, and so are customers seen for the
-    first time by the segments a blank profile matches. The touched customers are found inside the
-    evaluating statement: the events stay in the database.
+    theirs: repository.queue_rechecks) are evaluated both ways, and so are new customers
+    (repository.queue_newcomers), once, by the segments a blank profile matches. The touched
+    customers are found inside the evaluating statement: the events stay in the database.
     """
     if not await repository.has_work(session, EVENT_CURSOR):
         return 0
@@ -464,7 +464,6 @@ async def refresh_from_events(
     progress = await repository.state(session, EVENT_CURSOR)
     pending = {int(i): float(t) for i, t in (progress.pending or [])}
     batch = await repository.event_batch(session, progress.cursor, sorted(pending), batch_size)
-    previous_pass = progress.ran_at
     progress.ran_at = at
     if batch.has_gaps:
         _note_gaps(batch.after, await repository.event_ids(session, batch), pending)
@@ -473,18 +472,17 @@ async def refresh_from_events(
     progress.cursor = batch.upto
     _expire_pending(progress, pending)
     rechecks = await repository.take_rechecks(session, batch_size)
-    if not batch.size and not rechecks:
+    newcomers = await repository.take_newcomers(session, batch_size)
+    if not batch.size and not rechecks and not newcomers:
         return 0
 
     catalog = await _catalog(session)
     dialect = session.bind.dialect.name
-    since = (previous_pass or at) - timedelta(seconds=PENDING_SECONDS)
-    newcomers = await repository.created_since(session, since)
     for segment_id in sorted(catalog.rules):
         rule = catalog.expanded(segment_id)
         # Customers queued for a recheck are evaluated both ways against every segment. New customers
         # start blank and get everything else through their events, which the signals cover; so they
-        # are evaluated the same way only where a blank profile matches ("never ordered").
+        # are evaluated the same way, once, only where a blank profile matches ("never ordered").
         both_ways = (
             rechecks | newcomers if newcomers and catalog.holds_for_blank(segment_id, at) else rechecks
         )
@@ -502,7 +500,7 @@ async def refresh_from_events(
             catalog=catalog,
             at=at,
         )
-    return batch.size + len(rechecks)
+    return batch.size + len(rechecks) + len(newcomers)
 
 
 def _note_gaps(cursor: int, fresh: list[int], pending: dict[int, float]) -> None:

@@ -39,7 +39,9 @@ async def _stays(sessions) -> set[tuple[str, int]]:
 
 
 async def _buyers_and_a_pending_order(sessions, *users: str) -> None:
-    """A segment of buyers with ``users`` in it, and a new order by ada that no pass has seen yet."""
+    """A segment of buyers with ``users`` in it, and a new order by ada that no pass has seen yet (her
+    profile is older: the pass has nothing else of hers to do)."""
+    await _track(sessions, name="Page Viewed", userId="ada")
     for user in users:
         await _track(sessions, userId=user)
     async with transaction(sessions) as session:

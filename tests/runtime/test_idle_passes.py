@@ -58,7 +58,7 @@ async def test_idle_passes_lock_and_write_nothing_and_the_next_event_is_still_se
     assert writes == []
 
     await _track(sessions, "bo", "Order Completed")
-    assert await refresher.refresh_once() == 1  # bo's order
+    assert await refresher.refresh_once() == 2  # bo's order, and bo as a new customer
     assert await _members(sessions, "recent-buyers") == {"ada", "bo"}
     # bo's order and the Segment Entered event the refresher stored for bo; the order earns
     assert await earn_once(sessions, cursor, utcnow(), 100) == (2, 1)
