@@ -54,12 +54,10 @@ class Catalog:
     def expanded(self, segment_id: str) -> r.Rule:
         return r.expand(self.rules[segment_id], self.rules)
 
-    def holds_for_blank(self, segment_id: str, at: datetime) -> bool:
-        """Whether a customer with nothing yet (no traits, events, address or scores) matches: "never
-        ordered" does, "ordered twice" does not."""
-        return evaluate(
-            self.expanded(segment_id), CustomerFacts(traits={}, loyalty_tier=self.lowest_tier), at
-        )
+    def holds_for_blank(self, expanded: r.Rule, at: datetime) -> bool:
+        """Whether a customer with nothing yet (no traits, events, address or scores) matches the
+        ``expanded`` rule of one of these segments: "never ordered" does, "ordered twice" does not."""
+        return evaluate(expanded, CustomerFacts(traits={}, loyalty_tier=self.lowest_tier), at)
 
     def dependents(self, segment_id: str) -> list[str]:
         """Segments whose rule refers to ``segment_id``, directly or through others."""
@@ -483,9 +481,7 @@ async def refresh_from_events(
         # Customers queued for a recheck are evaluated both ways against every segment. New customers
         # start blank and get everything else through their events, which the signals cover; so they
         # are evaluated the same way, once, only where a blank profile matches ("never ordered").
-        both_ways = (
-            rechecks | newcomers if newcomers and catalog.holds_for_blank(segment_id, at) else rechecks
-        )
+        both_ways = rechecks | newcomers if newcomers and catalog.holds_for_blank(rule, at) else rechecks
         if compiler.may_signal(rule, batch.kinds):
             signals = compiler.change_signals(rule, dialect, at)
         elif both_ways:
