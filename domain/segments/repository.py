@@ -78,8 +78,25 @@ async def add(session: AsyncSession, row) -> None:
     await session.flush()
 
 
-async def list_all(session: AsyncSession) -> list[Segment]:
-    return list(await session.scalars(select(Segment).order_by(Segment.created_at, Segment.id)))
+async def list_all(session: AsyncSession) -> list[tuple[Segment, dict[str, Any], int]]:
+    """Every segment with its current rule and member count, oldest first: one query, however many
+    segments there are."""
+    counts = (
+        select(SegmentMembership.segment_id, func.count().label("members"))
+        .where(SegmentMembership.exited_at.is_(None))
+        .group_by(SegmentMembership.segment_id)
+        .subquery("counts")
+    )
+    stmt = (
+        select(Segment, SegmentVersion.rule, func.coalesce(counts.c.members, 0))
+        .join(
+            SegmentVersion,
+            (SegmentVersion.segment_id == Segment.id) & (SegmentVersion.version == Segment.current_version),
+        )
+        .outerjoin(counts, counts.c.segment_id == Segment.id)
+        .order_by(Segment.created_at, Segment.id)
+    )
+    return [(row[0], row[1], row[2]) for row in await session.execute(stmt)]
 
 
 async def delete_segment(session: AsyncSession, segment_id: str) -> None:

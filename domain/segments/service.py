@@ -166,13 +166,17 @@ def _path_to(start: str, target: str, catalog: Catalog, trail: list[str]) -> lis
 # -- CRUD ----------------------------------------------------------------------------------------------
 async def _out(session: AsyncSession, segment: Segment) -> SegmentOut:
     version = await repository.get_version(session, segment.id, segment.current_version)
+    return _described(segment, version.rule, await repository.member_count(session, segment.id))
+
+
+def _described(segment: Segment, rule: dict[str, Any], members: int) -> SegmentOut:
     return SegmentOut(
         id=segment.id,
         name=segment.name,
         description=segment.description,
         version=segment.current_version,
-        rule=version.rule,
-        members=await repository.member_count(session, segment.id),
+        rule=rule,
+        members=members,
         created_at=segment.created_at,
         updated_at=segment.updated_at,
     )
@@ -277,7 +281,7 @@ async def get(session: AsyncSession, segment_id: str) -> SegmentOut:
 
 
 async def list_all(session: AsyncSession) -> list[SegmentOut]:
-    return [await _out(session, s) for s in await repository.list_all(session)]
+    return [_described(*row) for row in await repository.list_all(session)]
 
 
 async def versions(session: AsyncSession, segment_id: str) -> list[SegmentVersionOut]:

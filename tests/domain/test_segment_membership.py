@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 
 from domain.customers import service as customers
 from domain.customers.models import Customer
@@ -15,7 +15,7 @@ from domain.events.models import Event
 from domain.events.schemas import IdentifyCall, TrackCall
 from domain.segments import service as segments
 from domain.segments.models import SegmentMembership
-from domain.segments.schemas import PreviewIn, SegmentIn
+from domain.segments.schemas import PreviewIn, SegmentIn, SegmentUpdate
 from runtime.segment_refresher import SegmentRefresher
 from tests.conftest import wait_for
 
@@ -350,3 +350,34 @@ async def test_journeys_can_ask_live_whether_a_customer_is_in_a_segment(sessions
     assert await ActivityEnvironment().run(check, SegmentCheck("berliners", ada)) is True
     await _identify(sessions, "ada", city="Paris")
     assert await ActivityEnvironment().run(check, SegmentCheck("berliners", ada)) is False
+
+
+async def test_the_segment_list_shows_each_current_rule_and_member_count_in_one_query(engine, sessions):
+    for user in ("ada", "bob"):
+        await _track(sessions, user, "Order Completed")
+    await _identify(sessions, "ada", city="Berlin")
+    await _create(sessions, "recent-buyers", RECENT_BUYERS)
+    await _create(sessions, "berliners", {"trait": "city", "op": "equals", "value": "Paris"})
+    await _create(sessions, "nobody", {"event": "Never Sent", "within_days": 30})
+    async with transaction(sessions) as session:  # version 2 of berliners, the rule the list must show
+        berlin = {"trait": "city", "op": "equals", "value": "Berlin"}
+        await segments.update(session, "berliners", SegmentUpdate(rule=berlin))
+
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with sessions() as session:
+            listed = await segments.list_all(session)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert [(s.id, s.version, s.rule, s.members) for s in listed] == [
+        ("recent-buyers", 1, RECENT_BUYERS, 2),
+        ("berliners", 2, berlin, 1),
+        ("nobody", 1, {"event": "Never Sent", "within_days": 30}, 0),
+    ]
+    assert len(statements) == 1, statements
