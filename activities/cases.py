@@ -16,6 +16,7 @@ from activities.contracts import (
 )
 from domain.cases import service as cases
 from domain.cases.schemas import Priority
+from domain.customers import service as customers
 from domain.db import transaction
 from domain.errors import InvalidInput
 
@@ -40,7 +41,7 @@ class CaseActivities:
                 case, _ = await cases.open_case(
                     session,
                     cases.OpenCase(
-                        customer_id=req.customer_id,
+                        customer_id=await customers.current_id(session, req.customer_id),
                         reason=req.reason,
                         team=req.team,
                         priority=priority,

@@ -24,6 +24,7 @@ from activities.contracts import (
 )
 from activities.group_commit import GroupCommit
 from activities.journey_status import JourneyStatusCache
+from domain.customers import service as customers
 from domain.db import transaction, utcnow
 from domain.journeys import service as journeys
 
@@ -42,13 +43,15 @@ class JourneyActivities:
     @activity.defn(name=FINISH_ENROLLMENT)
     async def finish_enrollment(self, req: FinishEnrollmentRequest) -> None:
         async def write(session: AsyncSession) -> None:
+            # The enrollment's customer may have been merged into another since it started.
+            customer_id = await customers.current_id(session, req.customer_id)
             if req.steps and req.journey_id is not None:
                 await journeys.record_steps(
                     session,
                     workflow_id=req.workflow_id,
                     journey_id=req.journey_id,
                     version=req.version,
-                    customer_id=req.customer_id,
+                    customer_id=customer_id,
                     steps=req.steps,
                 )
             if req.journey_id is None:
@@ -62,7 +65,7 @@ class JourneyActivities:
                 workflow_id=req.workflow_id,
                 journey_id=req.journey_id,
                 version=req.version,
-                customer_id=req.customer_id,
+                customer_id=customer_id,
                 event_id=req.entry_event_id,
                 entered_at=datetime.fromisoformat(req.entered_at) if req.entered_at else None,
                 status=req.status,
@@ -82,11 +85,16 @@ class JourneyActivities:
             # Takes a slot on the journey's send-rate clock: a write. A held journey takes none.
             async with transaction(self._sessions) as session:
                 found = await journeys.enrollment_context(
-                    session, req.customer_id, plan, journey_id=req.journey_id
+                    session,
+                    await customers.current_id(session, req.customer_id),
+                    plan,
+                    journey_id=req.journey_id,
                 )
             return JourneyContext(journey_status=status, **found)
         async with self._sessions() as session:  # reads only: no write lock
-            found = await journeys.enrollment_context(session, req.customer_id, plan)
+            found = await journeys.enrollment_context(
+                session, await customers.current_id(session, req.customer_id), plan
+            )
         return JourneyContext(journey_status=status, **found)
 
     @activity.defn(name=REGISTER_LISTENERS)
@@ -95,7 +103,7 @@ class JourneyActivities:
             missed = await journeys.register_listeners(
                 session,
                 workflow_id=req.workflow_id,
-                customer_id=req.customer_id,
+                customer_id=await customers.current_id(session, req.customer_id),
                 names=req.event_names,
                 after_event_id=req.after_event_id,
                 since=datetime.fromisoformat(req.since) if req.since else None,
@@ -113,7 +121,7 @@ class JourneyActivities:
                 workflow_id=req.workflow_id,
                 journey_id=req.journey_id,
                 version=req.version,
-                customer_id=req.customer_id,
+                customer_id=await customers.current_id(session, req.customer_id),
                 steps=req.steps,
             )
 
@@ -122,7 +130,9 @@ class JourneyActivities:
     @activity.defn(name=UPDATE_TRAITS)
     async def update_traits(self, req: UpdateTraitsRequest) -> None:
         async with transaction(self._sessions) as session:
-            await journeys.update_traits(session, req.customer_id, req.traits)
+            await journeys.update_traits(
+                session, await customers.current_id(session, req.customer_id), req.traits
+            )
 
     def all(self) -> list:
         return [

@@ -25,6 +25,7 @@ from activities.contracts import (
     PointsResult,
 )
 from activities.group_commit import GroupCommit
+from domain.customers import service as customers
 from domain.db import transaction, utcnow
 from domain.errors import NotFound
 from domain.loyalty import maintenance
@@ -76,11 +77,14 @@ class LoyaltyActivities:
         now = _checked(req)
         try:
             # Concurrent enrollments' awards share one commit; each still waits for its own.
-            moved = await self._writes.run(
-                lambda session: loyalty.award(
-                    session, req.customer_id, req.idempotency_key, req.points, _reason(req), now
+
+            async def award(session: AsyncSession):
+                customer_id = await customers.current_id(session, req.customer_id)
+                return await loyalty.award(
+                    session, customer_id, req.idempotency_key, req.points, _reason(req), now
                 )
-            )
+
+            moved = await self._writes.run(award)
         except NotFound as exc:
             raise _unknown(exc) from exc
         return _result(moved)
@@ -91,8 +95,9 @@ class LoyaltyActivities:
         now = _checked(req)
         try:
             async with transaction(self._sessions) as session:
+                customer_id = await customers.current_id(session, req.customer_id)
                 moved = await loyalty.deduct(
-                    session, req.customer_id, req.idempotency_key, req.points, _reason(req), now
+                    session, customer_id, req.idempotency_key, req.points, _reason(req), now
                 )
         except loyalty.InsufficientPoints:
             status = await self.loyalty_status(LoyaltyStatusRequest(req.customer_id))
@@ -105,7 +110,7 @@ class LoyaltyActivities:
     async def loyalty_status(self, req: LoyaltyStatusRequest) -> LoyaltyStatusResult:
         try:
             async with transaction(self._sessions) as session:
-                found = await loyalty.status(session, req.customer_id)
+                found = await loyalty.status(session, await customers.current_id(session, req.customer_id))
         except NotFound as exc:
             raise _unknown(exc) from exc
         return LoyaltyStatusResult(balance=found.balance, tier=found.tier, tier_points=found.tier_points)

@@ -15,6 +15,7 @@ from activities.segment_contracts import (
     SegmentCheck,
 )
 from config.settings import Settings
+from domain.customers import service as customers
 from domain.db import transaction
 from domain.errors import NotFound
 from domain.segments import service as segments
@@ -44,16 +45,16 @@ class SegmentActivities:
     async def customer_in_segment(self, check: SegmentCheck) -> bool:
         """Live answer from the customer's current data, not the last stored membership."""
         async with self._sessions() as session:
-            return await segments.matches(session, check.segment_id, check.customer_id)
+            customer_id = await customers.current_id(session, check.customer_id)
+            return await segments.matches(session, check.segment_id, customer_id)
 
     @activity.defn(name=EVALUATE_SEGMENT)
     async def evaluate_segment(self, req: SegmentMembershipRequest) -> SegmentMembership:
         """Which of these segments the customer is in right now (journey branches)."""
         async with self._sessions() as session:
+            customer_id = await customers.current_id(session, req.customer_id)
             try:
-                member_of = [
-                    s for s in req.segment_ids if await segments.matches(session, s, req.customer_id)
-                ]
+                member_of = [s for s in req.segment_ids if await segments.matches(session, s, customer_id)]
             except NotFound as exc:
                 # A segment deleted after the journey was published: retrying cannot bring it back.
                 raise ApplicationError(str(exc.detail), type="UnknownSegment", non_retryable=True) from exc

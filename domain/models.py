@@ -4,7 +4,7 @@ import domain.analytics.models  # noqa: F401  (indexes on other areas' tables)
 from domain.auth.models import ApiKey
 from domain.broadcasts.models import Broadcast
 from domain.cases.models import Agent, Case, CaseNote, CaseOutbox, SlaPolicy, Team, TeamMember
-from domain.customers.models import Customer, CustomerAlias, CustomerErasure
+from domain.customers.models import Customer, CustomerAlias, CustomerErasure, CustomerMerge
 from domain.db import Base
 from domain.email.models import Message, Template, TemplateVersion
 from domain.events.models import Event, EventOutbox
@@ -44,6 +44,7 @@ __all__ = [
     "Customer",
     "CustomerAlias",
     "CustomerErasure",
+    "CustomerMerge",
     "CustomerScore",
     "Enrollment",
     "Event",

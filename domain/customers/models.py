@@ -62,3 +62,15 @@ class CustomerErasure(Base):
     erased_by_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     reason: Mapped[str | None] = mapped_column(String(500))
     erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CustomerMerge(Base):
+    """Where a profile merged away went: a visitor's running journeys were started with its id, and
+    their activities look here to act for the known customer it became (chains are kept collapsed:
+    every row names a profile that still exists, or went with it on erasure)."""
+
+    __tablename__ = "customer_merges"
+
+    merged_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    merged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -8,11 +8,12 @@ from typing import Any
 from sqlalchemy import ARRAY, String, Text, any_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.customers.models import Customer, CustomerAlias, CustomerErasure
+from domain.customers.models import Customer, CustomerAlias, CustomerErasure, CustomerMerge
 from domain.db import insert_ignoring_conflicts, utcnow
 
 customers = Customer.__table__
 aliases = CustomerAlias.__table__
+merges = CustomerMerge.__table__
 
 
 @dataclass(frozen=True)
@@ -136,18 +137,58 @@ async def lock(session: AsyncSession, customer_ids: list[int]) -> dict[int, Cust
 
 
 async def reattribute(session: AsyncSession, source_id: int, target_id: int) -> None:
-    """Move everything recorded about ``source`` to ``target`` (events, enrollments, messages,
-    aliases), before ``source`` is deleted."""
+    """Move everything recorded about ``source`` to ``target`` before ``source`` is deleted: events,
+    enrollments with their steps and the events they wait for, messages, cases, aliases, and the
+    subscription choices ``target`` has not made itself (its own win, as its traits do)."""
+    from domain.cases.models import Case
     from domain.email.models import Message
     from domain.events.models import Event
-    from domain.journeys.models import Enrollment
+    from domain.journeys.models import Enrollment, JourneyListener, JourneyStep
+    from domain.subscriptions.models import Subscription
 
-    for model in (Event, Enrollment, Message, CustomerAlias):
+    choices = Subscription.__table__
+    targets_own = select(choices.c.group_id).where(choices.c.customer_id == target_id)
+    await session.execute(
+        delete(choices).where(choices.c.customer_id == source_id, choices.c.group_id.in_(targets_own))
+    )
+    for model in (
+        Event,
+        Enrollment,
+        JourneyStep,
+        JourneyListener,
+        Message,
+        Case,
+        Subscription,
+        CustomerAlias,
+    ):
         await session.execute(
             update(model.__table__)
             .where(model.__table__.c.customer_id == source_id)
             .values(customer_id=target_id)
         )
+
+
+async def record_merge(session: AsyncSession, source_id: int, target_id: int) -> None:
+    """Remember that ``source`` now is ``target``, and so is every profile merged into ``source``."""
+    await session.execute(
+        update(merges).where(merges.c.customer_id == source_id).values(customer_id=target_id)
+    )
+    await session.execute(
+        insert_ignoring_conflicts(session, CustomerMerge, ["merged_id"]).values(
+            merged_id=source_id, customer_id=target_id, merged_at=utcnow()
+        )
+    )
+
+
+async def merged_into(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, int]:
+    """For those of these ids that were merged away, the profile they are now."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(merges.c.merged_id, merges.c.customer_id).where(merges.c.merged_id.in_(ids))
+    )
+    return {merged: current for merged, current in rows}
 
 
 async def delete_customer(session: AsyncSession, customer_id: int) -> None:

@@ -163,6 +163,7 @@ async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> Non
     if source is None or target is None:
         return
     await repository.reattribute(session, source_id, target_id)
+    await repository.record_merge(session, source_id, target_id)
     target.event_count += source.event_count
     target.order_count += source.order_count
     target.lifetime_value = Decimal(target.lifetime_value or 0) + Decimal(source.lifetime_value or 0)
@@ -180,6 +181,18 @@ async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> Non
         await repository.add_alias(session, anonymous_id, target_id)
     # The target now owns events older than the refresher's cursor: its segments must be re-evaluated.
     await segment_repository.queue_rechecks(session, [target_id])
+
+
+async def current_ids(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, int]:
+    """The profile each id names now: itself, or the known customer it was merged into. A journey
+    started for a visitor carries the visitor's id; its activities act for whom that became."""
+    ids = set(customer_ids)
+    moved = await repository.merged_into(session, ids)
+    return {i: moved.get(i, i) for i in ids}
+
+
+async def current_id(session: AsyncSession, customer_id: int) -> int:
+    return (await current_ids(session, [customer_id]))[customer_id]
 
 
 def sha256(value: str | None) -> str | None:

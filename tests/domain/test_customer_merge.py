@@ -1,0 +1,78 @@
+"""A visitor merged into a known customer: nothing recorded about the visitor is lost."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from domain.cases import service as cases
+from domain.cases.models import Case
+from domain.cases.schemas import TeamIn
+from domain.customers import service as customers
+from domain.customers.models import Customer
+from domain.db import transaction
+from domain.events import service as events
+from domain.events.schemas import IdentifyCall, TrackCall
+from domain.journeys import repository as journey_rows
+from domain.journeys.models import JourneyListener
+from domain.subscriptions import repository as choices
+from domain.subscriptions import service as subscriptions
+from domain.subscriptions.models import Subscription
+from domain.subscriptions.schemas import GroupIn
+
+
+async def _profile(sessions, call) -> int:
+    async with transaction(sessions) as session:
+        await events.ingest(session, [call], source_key_id=None)
+    async with sessions() as session:
+        key = Customer.user_id == call.userId if call.userId else Customer.anonymous_id == call.anonymousId
+        return await session.scalar(select(Customer.id).where(key))
+
+
+async def test_the_visitors_case_listeners_and_choices_move_to_the_known_customer(sessions):
+    kim = await _profile(sessions, IdentifyCall(userId="kim", traits={"email": "kim@example.com"}))
+    visitor = await _profile(sessions, TrackCall(anonymousId="v-1", event="Chat Started"))
+    async with transaction(sessions) as session:
+        await cases.create_team(session, TeamIn(id="care", name="Care"))
+        await cases.open_case(
+            session, cases.OpenCase(customer_id=visitor, reason="Asked for help", team="care")
+        )
+        for group in ("news", "offers"):
+            await subscriptions.create_group(session, GroupIn(id=group, name=group))
+        await choices.set_choice(session, kim, "news", False, "preferences")  # kim's own choice wins
+        await choices.set_choice(session, visitor, "news", True, "api")
+        await choices.set_choice(session, visitor, "offers", False, "api")
+        await journey_rows.add_listeners(session, "journey/cart/customer/v", visitor, ["Order Completed"])
+
+    await _profile(sessions, IdentifyCall(userId="kim", anonymousId="v-1", traits={}))
+
+    async with sessions() as session:
+        assert [(c.customer_id, c.reason) for c in await session.scalars(select(Case))] == [
+            (kim, "Asked for help")
+        ]
+        stored = await session.execute(
+            select(Subscription.customer_id, Subscription.group_id, Subscription.subscribed).order_by(
+                Subscription.group_id
+            )
+        )
+        assert stored.all() == [(kim, "news", False), (kim, "offers", False)]
+        listeners = await session.execute(select(JourneyListener.customer_id, JourneyListener.event_name))
+        assert listeners.all() == [(kim, "Order Completed")]
+        assert await session.get(Customer, visitor) is None
+        assert await customers.current_ids(session, [visitor, kim]) == {visitor: kim, kim: kim}
+
+
+async def test_a_profile_merged_twice_names_the_last_one(sessions):
+    kim = await _profile(sessions, IdentifyCall(userId="kim", traits={}))
+    first = await _profile(sessions, TrackCall(anonymousId="v-1", event="Viewed"))
+    second = await _profile(sessions, TrackCall(anonymousId="v-2", event="Viewed"))
+    async with transaction(sessions) as session:
+        await customers.merge(session, source_id=first, target_id=second)
+    async with transaction(sessions) as session:
+        await customers.merge(session, source_id=second, target_id=kim)
+
+    async with sessions() as session:
+        assert await customers.current_ids(session, [first, second, kim]) == {
+            first: kim,
+            second: kim,
+            kim: kim,
+        }

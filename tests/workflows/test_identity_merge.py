@@ -1,0 +1,73 @@
+"""A visitor who logs in: their running journeys go on as the known customer they turn out to be."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from domain.customers.models import Customer
+from domain.db import transaction
+from domain.events import service as events
+from domain.events.schemas import IdentifyCall, TrackCall
+from domain.journeys import service as journeys
+from domain.journeys.models import JourneyStep
+from tests.conftest import wait_for
+from tests.workflows.harness import engine
+from tests.workflows.test_abandoned_cart import _setup
+
+
+async def _visitor_tracks(e, anonymous_id: str, event: str, **properties) -> int:
+    async with transaction(e.sessions) as session:
+        call = TrackCall(
+            anonymousId=anonymous_id, event=event, properties=properties, messageId=uuid.uuid4().hex
+        )
+        await events.ingest(session, [call], source_key_id=None)
+        visitor = await session.scalar(select(Customer.id).where(Customer.anonymous_id == anonymous_id))
+    await e.router.route_once()
+    return visitor
+
+
+async def _logs_in(e, anonymous_id: str, user_id: str) -> None:
+    async with transaction(e.sessions) as session:
+        call = IdentifyCall(userId=user_id, anonymousId=anonymous_id, traits={}, messageId=uuid.uuid4().hex)
+        await events.ingest(session, [call], source_key_id=None)
+    await e.router.route_once()
+
+
+async def test_a_visitors_cart_reminder_reaches_the_known_customer_they_log_in_as(env, sessions, settings):
+    async with engine(env, sessions, settings) as e:
+        await _setup(e)
+        ada = await e.customer("ada", value_tier="small")
+        visitor = await _visitor_tracks(e, "v-1", "Cart Updated", cart_id="c1")
+        await wait_for(lambda: e.listening(visitor, "Order Completed"))
+        await _logs_in(e, "v-1", "ada")
+
+        handle = e.handle("cart", visitor, "c1")
+        result = await e.result(handle)
+
+        assert result.path == ["wait_order", "reminder", "wait_day", "tier", "done"]
+        assert [(m["to"], m["subject"]) for m in e.mailbox()] == [
+            ("ada@example.com", "Ada, your cart c1 is waiting")
+        ]
+        async with e.sessions() as session:  # the journey's record is Ada's, before and after the login
+            steps = await session.scalars(
+                select(JourneyStep.customer_id).where(JourneyStep.workflow_id == handle.id)
+            )
+            assert set(steps) == {ada}
+            assert [n.customer_id for n in await journeys.enrollments(session, "cart")] == [ada]
+
+
+async def test_the_known_customers_order_stops_the_visitors_cart_reminder(env, sessions, settings):
+    async with engine(env, sessions, settings) as e:
+        await _setup(e)
+        await e.customer("ada", value_tier="small")
+        visitor = await _visitor_tracks(e, "v-1", "Cart Updated", cart_id="c1")
+        await wait_for(lambda: e.listening(visitor, "Order Completed"))
+        await _logs_in(e, "v-1", "ada")
+        await e.track("ada", "Order Completed", cart_id="c1")
+
+        result = await e.result(e.handle("cart", visitor, "c1"))
+
+        assert result.path == ["wait_order", "done"]
+        assert e.mailbox() == []
