@@ -107,7 +107,8 @@ async def test_pause_holds_and_cancel_stops_a_rate_limited_broadcast(
 ):
     await add_customers(sessions, 60)
     await add_template(sessions)
-    await _create(client, marketer_headers, id="slow", batch_size=5, rate_per_second=50)
+    # Slow enough (6 s for all 60) that the pause lands mid-way even on a loaded machine.
+    await _create(client, marketer_headers, id="slow", batch_size=5, rate_per_second=10)
     await capture.wait_for_count(3)
     r = await client.post("/api/broadcasts/slow/pause", headers=marketer_headers)
     assert r.status_code == 200 and r.json()["status"] == "paused"
