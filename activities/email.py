@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -76,13 +78,14 @@ class EmailActivities:
     async def _claim(
         self, session: AsyncSession, req: SendEmailRequest, message_id: str
     ) -> Prepared | SendEmailResult:
-        # A journey started for a visitor who has since logged in writes to the known customer.
-        customer_id = await customers.current_id(session, req.customer_id)
+        # A journey started for a visitor who has since logged in sends to the known customer; an
+        # erased customer's message is recorded against nobody, and skipped.
+        customer = await customers.get_profile(session, req.customer_id)
         row = await email.claim_message(
             session,
             idempotency_key=req.idempotency_key,
             message_id=message_id,
-            customer_id=customer_id,
+            customer_id=customer["id"] if customer else None,
             template_id=req.template_id,
             template_version=req.template_version,
             journey_id=req.journey_id,
@@ -90,14 +93,13 @@ class EmailActivities:
         )
         if row.status in ("sent", "skipped", "failed"):
             return SendEmailResult(status=row.status, message_id=row.message_id, detail=row.error)
-        outcome = await self._prepare(session, req, row, customer_id)
+        outcome = await self._prepare(session, req, row, customer)
         row.attempts += 1  # after the reads, so the row is written once, at commit
         return outcome
 
     async def _prepare(
-        self, session: AsyncSession, req: SendEmailRequest, row, customer_id: int
+        self, session: AsyncSession, req: SendEmailRequest, row, customer: dict[str, Any] | None
     ) -> Prepared | SendEmailResult:
-        customer = await customers.get_profile(session, customer_id)
         if customer is None or not customer.get("email"):
             email.mark(row, "skipped", error="customer has no email address")
             return SendEmailResult(status="skipped", message_id=row.message_id, detail=row.error)

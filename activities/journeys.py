@@ -85,16 +85,11 @@ class JourneyActivities:
             # Takes a slot on the journey's send-rate clock: a write. A held journey takes none.
             async with transaction(self._sessions) as session:
                 found = await journeys.enrollment_context(
-                    session,
-                    await customers.current_id(session, req.customer_id),
-                    plan,
-                    journey_id=req.journey_id,
+                    session, req.customer_id, plan, journey_id=req.journey_id
                 )
             return JourneyContext(journey_status=status, **found)
         async with self._sessions() as session:  # reads only: no write lock
-            found = await journeys.enrollment_context(
-                session, await customers.current_id(session, req.customer_id), plan
-            )
+            found = await journeys.enrollment_context(session, req.customer_id, plan)
         return JourneyContext(journey_status=status, **found)
 
     @activity.defn(name=REGISTER_LISTENERS)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers import repository
+from domain.customers.models import Customer
 from domain.customers.repository import Identity
 from domain.customers.schemas import (
     Customer360,
@@ -199,9 +200,20 @@ def sha256(value: str | None) -> str | None:
     return hashlib.sha256(value.encode()).hexdigest() if value else None
 
 
-async def get_profile(session: AsyncSession, customer_id: int) -> dict[str, Any] | None:
-    """The customer as templates and activities see it: plain data, no ORM row."""
+async def get_current(session: AsyncSession, customer_id: int) -> Customer | None:
+    """The customer, or the one it was merged into (looked up only when the id is gone)."""
     customer = await repository.get(session, customer_id)
+    if customer is None and (
+        moved := (await repository.merged_into(session, [customer_id])).get(customer_id)
+    ):
+        customer = await repository.get(session, moved)
+    return customer
+
+
+async def get_profile(session: AsyncSession, customer_id: int) -> dict[str, Any] | None:
+    """The customer as templates and activities see it: plain data, no ORM row. A merged-away id
+    gives the profile it became."""
+    customer = await get_current(session, customer_id)
     if customer is None:
         return None
     return {

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.cases import service as cases
-from domain.customers import repository as customer_rows
 from domain.customers import service as customers
 from domain.db import utcnow
 from domain.email import service as email
@@ -312,7 +311,8 @@ async def enrollment_context(
 
     A send plan of a journey with a send rate also takes the send's slot on the journey's clock (the
     session must then be a write transaction), once quiet hours and the frequency cap let it go."""
-    customer = await customer_rows.get(session, customer_id)
+    customer = await customers.get_current(session, customer_id)  # the visitor may have logged in since
+    customer_id = customer.id if customer else customer_id
     traits = dict(customer.traits or {}) if customer else {}
     out = {"timezone": customer.timezone if customer else None, "traits": traits}
     if plan is not None:
