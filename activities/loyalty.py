@@ -76,7 +76,6 @@ class LoyaltyActivities:
     async def award_points(self, req: PointsRequest) -> PointsResult:
         now = _checked(req)
         try:
-            # Concurrent enrollments' awards share one commit; each still waits for its own.
 
             async def award(session: AsyncSession):
                 customer_id = await customers.current_id(session, req.customer_id)
@@ -84,6 +83,7 @@ class LoyaltyActivities:
                     session, customer_id, req.idempotency_key, req.points, _reason(req), now
                 )
 
+            # Concurrent enrollments' awards share one commit; each still waits for its own.
             moved = await self._writes.run(award)
         except NotFound as exc:
             raise _unknown(exc) from exc
