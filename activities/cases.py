@@ -21,6 +21,15 @@ from domain.db import transaction
 from domain.errors import InvalidInput
 
 
+async def _current(session: AsyncSession, customer_id: int) -> int:
+    """The profile a journey's customer id names now (merges followed); an erased customer gets no
+    case, and the journey stops here with the reason."""
+    current = await customers.current_id(session, customer_id)
+    if current is None:
+        raise InvalidInput({"field": "customer_id", "problem": f"no customer {customer_id}"})
+    return current
+
+
 class CaseActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]):
         self._sessions = sessions
@@ -41,7 +50,7 @@ class CaseActivities:
                 case, _ = await cases.open_case(
                     session,
                     cases.OpenCase(
-                        customer_id=await customers.current_id(session, req.customer_id),
+                        customer_id=await _current(session, req.customer_id),
                         reason=req.reason,
                         team=req.team,
                         priority=priority,

@@ -43,8 +43,11 @@ class JourneyActivities:
     @activity.defn(name=FINISH_ENROLLMENT)
     async def finish_enrollment(self, req: FinishEnrollmentRequest) -> None:
         async def write(session: AsyncSession) -> None:
-            # The enrollment's customer may have been merged into another since it started.
+            # The enrollment's customer may have been merged into another since it started, or
+            # erased: then nothing more of them is recorded.
             customer_id = await customers.current_id(session, req.customer_id)
+            if customer_id is None:
+                return
             if req.steps and req.journey_id is not None:
                 await journeys.record_steps(
                     session,
@@ -95,10 +98,13 @@ class JourneyActivities:
     @activity.defn(name=REGISTER_LISTENERS)
     async def register_listeners(self, req: RegisterListenersRequest) -> list[EventRef]:
         async with transaction(self._sessions) as session:
+            customer_id = await customers.current_id(session, req.customer_id)
+            if customer_id is None:  # erased: no event of theirs will come
+                return []
             missed = await journeys.register_listeners(
                 session,
                 workflow_id=req.workflow_id,
-                customer_id=await customers.current_id(session, req.customer_id),
+                customer_id=customer_id,
                 names=req.event_names,
                 after_event_id=req.after_event_id,
                 since=datetime.fromisoformat(req.since) if req.since else None,
@@ -111,12 +117,15 @@ class JourneyActivities:
     @activity.defn(name=RECORD_STEPS)
     async def record_steps(self, req: RecordStepsRequest) -> None:
         async def write(session: AsyncSession) -> None:
+            customer_id = await customers.current_id(session, req.customer_id)
+            if customer_id is None:  # erased
+                return
             await journeys.record_steps(
                 session,
                 workflow_id=req.workflow_id,
                 journey_id=req.journey_id,
                 version=req.version,
-                customer_id=await customers.current_id(session, req.customer_id),
+                customer_id=customer_id,
                 steps=req.steps,
             )
 
@@ -125,9 +134,9 @@ class JourneyActivities:
     @activity.defn(name=UPDATE_TRAITS)
     async def update_traits(self, req: UpdateTraitsRequest) -> None:
         async with transaction(self._sessions) as session:
-            await journeys.update_traits(
-                session, await customers.current_id(session, req.customer_id), req.traits
-            )
+            customer_id = await customers.current_id(session, req.customer_id)
+            if customer_id is not None:  # erased: nothing to update
+                await journeys.update_traits(session, customer_id, req.traits)
 
     def all(self) -> list:
         return [

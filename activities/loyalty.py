@@ -63,6 +63,14 @@ def _result(moved: MovementOut) -> PointsResult:
     )
 
 
+async def _current(session: AsyncSession, customer_id: int) -> int:
+    """The profile a journey's customer id names now (merges followed); NotFound once erased."""
+    current = await customers.current_id(session, customer_id)
+    if current is None:
+        raise NotFound(f"no customer {customer_id}")
+    return current
+
+
 def _unknown(exc: NotFound) -> ApplicationError:
     return ApplicationError(str(exc.detail), type=UNKNOWN_CUSTOMER, non_retryable=True)
 
@@ -78,7 +86,7 @@ class LoyaltyActivities:
         try:
 
             async def award(session: AsyncSession):
-                customer_id = await customers.current_id(session, req.customer_id)
+                customer_id = await _current(session, req.customer_id)
                 return await loyalty.award(
                     session, customer_id, req.idempotency_key, req.points, _reason(req), now
                 )
@@ -95,7 +103,7 @@ class LoyaltyActivities:
         now = _checked(req)
         try:
             async with transaction(self._sessions) as session:
-                customer_id = await customers.current_id(session, req.customer_id)
+                customer_id = await _current(session, req.customer_id)
                 moved = await loyalty.deduct(
                     session, customer_id, req.idempotency_key, req.points, _reason(req), now
                 )
@@ -110,7 +118,7 @@ class LoyaltyActivities:
     async def loyalty_status(self, req: LoyaltyStatusRequest) -> LoyaltyStatusResult:
         try:
             async with transaction(self._sessions) as session:
-                found = await loyalty.status(session, await customers.current_id(session, req.customer_id))
+                found = await loyalty.status(session, await _current(session, req.customer_id))
         except NotFound as exc:
             raise _unknown(exc) from exc
         return LoyaltyStatusResult(balance=found.balance, tier=found.tier, tier_points=found.tier_points)

@@ -46,13 +46,15 @@ class SegmentActivities:
         """Live answer from the customer's current data, not the last stored membership."""
         async with self._sessions() as session:
             customer_id = await customers.current_id(session, check.customer_id)
-            return await segments.matches(session, check.segment_id, customer_id)
+            return customer_id is not None and await segments.matches(session, check.segment_id, customer_id)
 
     @activity.defn(name=EVALUATE_SEGMENT)
     async def evaluate_segment(self, req: SegmentMembershipRequest) -> SegmentMembership:
         """Which of these segments the customer is in right now (journey branches)."""
         async with self._sessions() as session:
             customer_id = await customers.current_id(session, req.customer_id)
+            if customer_id is None:  # erased: in no segment
+                return SegmentMembership(member_of=[])
             try:
                 member_of = [s for s in req.segment_ids if await segments.matches(session, s, customer_id)]
             except NotFound as exc:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, String, Text, any_, bindparam, delete, func, or_, select, update
+from sqlalchemy import ARRAY, String, Text, any_, bindparam, delete, func, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer, CustomerAlias, CustomerErasure, CustomerMerge
@@ -178,6 +178,17 @@ async def record_merge(session: AsyncSession, source_id: int, target_id: int) ->
             merged_id=source_id, customer_id=target_id, merged_at=utcnow()
         )
     )
+
+
+async def current_of(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, int]:
+    """For those of these ids that name a profile now, that profile's id: their own, or the one they
+    were merged into. Erased ids are left out. One query."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    kept = select(customers.c.id.label("asked"), customers.c.id.label("now")).where(customers.c.id.in_(ids))
+    moved = select(merges.c.merged_id, merges.c.customer_id).where(merges.c.merged_id.in_(ids))
+    return {asked: now for asked, now in await session.execute(union_all(kept, moved))}
 
 
 async def merged_into(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, int]:

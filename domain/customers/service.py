@@ -157,14 +157,19 @@ async def link(
 
 
 async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> None:
-    """Fold profile ``source`` into ``target``: its events, enrollments and messages are re-attributed,
-    facts added up, traits merged (the target's win), its visitor id kept as an alias."""
+    """Fold profile ``source`` into ``target``: everything recorded about it moves (repository.reattribute),
+    its loyalty points too, facts are added up, traits merged (the target's win), its visitor id kept as
+    an alias, and its id noted as now being ``target`` for the journeys started with it."""
     rows = await repository.lock(session, [source_id, target_id])
     source, target = rows.get(source_id), rows.get(target_id)
     if source is None or target is None:
         return
     await repository.reattribute(session, source_id, target_id)
     await repository.record_merge(session, source_id, target_id)
+    # Imported here: the loyalty area builds on customers (its ledger names them), not the reverse.
+    from domain.loyalty import service as loyalty
+
+    await loyalty.fold_member(session, source_id, target_id, utcnow())
     target.event_count += source.event_count
     target.order_count += source.order_count
     target.lifetime_value = Decimal(target.lifetime_value or 0) + Decimal(source.lifetime_value or 0)
@@ -184,15 +189,16 @@ async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> Non
     await segment_repository.queue_rechecks(session, [target_id])
 
 
-async def current_ids(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, int]:
-    """The profile each id names now: itself, or the known customer it was merged into. A journey
-    started for a visitor carries the visitor's id; its activities act for whom that became."""
+async def current_ids(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, int | None]:
+    """The profile each id names now: itself, the known customer it was merged into, or ``None`` when
+    it was erased. A journey started for a visitor carries the visitor's id; its activities act for
+    whom that became, and record nothing more of a person who asked to be forgotten."""
     ids = set(customer_ids)
-    moved = await repository.merged_into(session, ids)
-    return {i: moved.get(i, i) for i in ids}
+    found = await repository.current_of(session, ids)
+    return {i: found.get(i) for i in ids}
 
 
-async def current_id(session: AsyncSession, customer_id: int) -> int:
+async def current_id(session: AsyncSession, customer_id: int) -> int | None:
     return (await current_ids(session, [customer_id]))[customer_id]
 
 

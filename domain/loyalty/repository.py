@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer
@@ -72,6 +72,28 @@ async def lock_accounts(
         .execution_options(populate_existing=True)
     )
     return {row.customer_id: row for row in rows}
+
+
+async def lock_existing_accounts(session: AsyncSession, customer_ids: list[int]) -> dict[int, LoyaltyAccount]:
+    """The accounts these customers have, locked in ascending id order (none is created)."""
+    rows = await session.scalars(
+        select(LoyaltyAccount)
+        .where(LoyaltyAccount.customer_id.in_(sorted(set(customer_ids))))
+        .order_by(LoyaltyAccount.customer_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {row.customer_id: row for row in rows}
+
+
+async def hand_over(session: AsyncSession, source_id: int, target_id: int) -> None:
+    """Give ``source``'s whole account and ledger to ``target``, who has none: it stays one
+    consistent ledger, only under another customer."""
+    for model in (LoyaltyAccount, LoyaltyEntry, LoyaltyLot, LoyaltyTierChange):
+        table = model.__table__
+        await session.execute(
+            update(table).where(table.c.customer_id == source_id).values(customer_id=target_id)
+        )
 
 
 async def lock_existing_account(session: AsyncSession, customer_id: int) -> LoyaltyAccount | None:

@@ -234,6 +234,41 @@ async def _move(
     return _movement(entry, acct, replayed=False)
 
 
+async def fold_member(session: AsyncSession, source_id: int, target_id: int, now: datetime) -> None:
+    """A visitor merged into a known customer brings their points (called before the visitor's profile,
+    and with it their account, is deleted).
+
+    A customer without an account takes the visitor's ledger as it is. Otherwise each of the
+    visitor's open lots is credited to the customer as an adjustment dated when the lot was earned,
+    so it expires when it would have; the customer's tier points stay their own."""
+    accounts = await repository.lock_existing_accounts(session, [source_id, target_id])
+    if source_id not in accounts:
+        return
+    if target_id not in accounts:
+        session.expunge(accounts[source_id])  # the row changes owner below, outside the ORM
+        await repository.hand_over(session, source_id, target_id)
+        return
+    lots = await repository.open_lots(session, source_id)
+    if not lots:
+        return
+    config, who = await program(session), await _require_customer(session, target_id)
+    for lot in lots:
+        await append(
+            session,
+            config,
+            accounts[target_id],
+            kind="adjust",
+            points=lot.remaining,
+            key=f"merge/{source_id}/{lot.entry_id}",
+            source="merge",
+            now=now,
+            occurred_at=lot.earned_at,
+            reason=f"points of profile {source_id}, merged into this one",
+            who=who,
+        )
+    await events_out.flush(session)
+
+
 async def redeem(
     session: AsyncSession, customer_id: int, idempotency_key: str, spec: RedeemIn, now: datetime
 ) -> MovementOut:

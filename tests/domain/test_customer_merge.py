@@ -9,15 +9,18 @@ from domain.cases.models import Case
 from domain.cases.schemas import TeamIn
 from domain.customers import service as customers
 from domain.customers.models import Customer
-from domain.db import transaction
+from domain.db import transaction, utcnow
 from domain.events import service as events
 from domain.events.schemas import IdentifyCall, TrackCall
 from domain.journeys import repository as journey_rows
 from domain.journeys.models import JourneyListener
+from domain.loyalty import service as loyalty
+from domain.loyalty.schemas import RedeemIn
 from domain.subscriptions import repository as choices
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.models import Subscription
 from domain.subscriptions.schemas import GroupIn
+from tests.loyalty.helpers import entries, set_program
 
 
 async def _profile(sessions, call) -> int:
@@ -76,3 +79,51 @@ async def test_a_profile_merged_twice_names_the_last_one(sessions):
             second: kim,
             kim: kim,
         }
+
+
+async def _earn(sessions, customer_id: int, points: int, key: str) -> None:
+    async with transaction(sessions) as session:
+        await loyalty.award(session, customer_id, key, points, "welcome", utcnow())
+
+
+async def _account(sessions, customer_id: int):
+    async with sessions() as session:
+        found = await loyalty.account(session, customer_id, utcnow(), expiring_within_days=400)
+        return found, await loyalty.audit(session, customer_id)
+
+
+async def test_a_visitors_points_go_to_a_customer_without_an_account_with_their_ledger(sessions):
+    await set_program(sessions)
+    kim = await _profile(sessions, IdentifyCall(userId="kim", traits={}))
+    visitor = await _profile(sessions, TrackCall(anonymousId="v-1", event="Viewed"))
+    await _earn(sessions, visitor, 120, "k1")
+
+    await _profile(sessions, IdentifyCall(userId="kim", anonymousId="v-1", traits={}))
+
+    account, audit = await _account(sessions, kim)
+    assert (account.balance, account.lifetime_earned) == (120, 120)
+    assert audit.consistent, audit.problems
+    assert [(e.customer_id, e.points) for e in await entries(sessions)] == [(kim, 120)]
+
+
+async def test_a_visitors_open_points_are_credited_to_a_customer_who_has_an_account(sessions):
+    await set_program(sessions)
+    kim = await _profile(sessions, IdentifyCall(userId="kim", traits={}))
+    visitor = await _profile(sessions, TrackCall(anonymousId="v-1", event="Viewed"))
+    await _earn(sessions, kim, 500, "k1")
+    await _earn(sessions, visitor, 120, "k2")
+    async with transaction(sessions) as session:  # the visitor spent some: only what is left moves
+        await loyalty.redeem(session, visitor, "r1", RedeemIn(points=20, reason="coffee"), utcnow())
+
+    await _profile(sessions, IdentifyCall(userId="kim", anonymousId="v-1", traits={}))
+
+    account, audit = await _account(sessions, kim)
+    assert account.balance == 600
+    assert audit.consistent, audit.problems
+    assert [lot.remaining for lot in account.expiring] == [500, 100]
+    # Kim's tier counts her own earnings; the visitor's points arrive as an adjustment.
+    assert account.tier_points == 500
+    assert [(e.kind, e.points, e.source) for e in await entries(sessions, kim)] == [
+        ("earn", 500, "journey"),
+        ("adjust", 100, "merge"),
+    ]

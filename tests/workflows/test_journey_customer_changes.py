@@ -1,4 +1,5 @@
-"""A visitor who logs in: their running journeys go on as the known customer they turn out to be."""
+"""A journey's customer changes while it runs: a visitor who logs in goes on as the known customer they
+turn out to be; a customer erased on request gets nothing more, and nothing more of them is kept."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import uuid
 
 from sqlalchemy import select
 
+from domain.customers import service as customers
 from domain.customers.models import Customer
 from domain.db import transaction
 from domain.events import service as events
@@ -71,3 +73,26 @@ async def test_the_known_customers_order_stops_the_visitors_cart_reminder(env, s
 
         assert result.path == ["wait_order", "done"]
         assert e.mailbox() == []
+
+
+async def test_a_customer_erased_while_waiting_gets_nothing_more_and_leaves_no_record(
+    env, sessions, settings
+):
+    async with engine(env, sessions, settings) as e:
+        await _setup(e)
+        ada = await e.customer("ada", value_tier="key")  # a key customer: the journey would escalate
+        await e.track("ada", "Cart Updated", cart_id="c1")
+        await wait_for(lambda: e.listening(ada, "Order Completed"))
+        async with transaction(sessions) as session:
+            await customers.erase(session, ada, by_key_id=None, reason="asked to be forgotten")
+
+        handle = e.handle("cart", ada, "c1")
+        result = await e.result(handle)
+
+        assert result.path == ["wait_order", "reminder", "wait_day", "tier", "done"]
+        assert e.mailbox() == []
+        assert await e.cases() == []
+        async with e.sessions() as session:
+            steps = await session.scalars(select(JourneyStep.id).where(JourneyStep.workflow_id == handle.id))
+            assert list(steps) == []
+            assert await journeys.enrollments(session, "cart") == []
