@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -63,12 +65,7 @@ def _result(moved: MovementOut) -> PointsResult:
     )
 
 
-async def _current(session: AsyncSession, customer_id: int) -> int:
-    """The profile a journey's customer id names now (merges followed); NotFound once erased."""
-    current = await customers.current_id(session, customer_id)
-    if current is None:
-        raise NotFound(f"no customer {customer_id}")
-    return current
+T = TypeVar("T")
 
 
 def _unknown(exc: NotFound) -> ApplicationError:
@@ -80,47 +77,60 @@ class LoyaltyActivities:
         self._sessions = sessions
         self._writes = writes or GroupCommit(sessions)
 
+    async def _for_current(self, customer_id: int, attempt: Callable[[int], Awaitable[T]]) -> T:
+        """``attempt(customer_id)``; when that customer is gone, once more for the profile it was merged
+        into (a journey started for a visitor who has logged in since). Looked up only on a miss."""
+        try:
+            return await attempt(customer_id)
+        except NotFound as exc:
+            async with self._sessions() as session:
+                current = await customers.current_id(session, customer_id)
+            if current is None or current == customer_id:
+                raise _unknown(exc) from exc
+        try:
+            return await attempt(current)
+        except NotFound as exc:
+            raise _unknown(exc) from exc
+
     @activity.defn(name=AWARD_POINTS)
     async def award_points(self, req: PointsRequest) -> PointsResult:
         now = _checked(req)
-        try:
 
-            async def award(session: AsyncSession):
-                customer_id = await _current(session, req.customer_id)
-                return await loyalty.award(
+        async def award(customer_id: int) -> MovementOut:
+            # Concurrent enrollments' awards share one commit; each still waits for its own.
+            return await self._writes.run(
+                lambda session: loyalty.award(
                     session, customer_id, req.idempotency_key, req.points, _reason(req), now
                 )
+            )
 
-            # Concurrent enrollments' awards share one commit; each still waits for its own.
-            moved = await self._writes.run(award)
-        except NotFound as exc:
-            raise _unknown(exc) from exc
-        return _result(moved)
+        return _result(await self._for_current(req.customer_id, award))
 
     @activity.defn(name=DEDUCT_POINTS)
     async def deduct_points(self, req: PointsRequest) -> PointsResult:
         """Takes the points, or reports ``insufficient`` (taking nothing) so the journey can branch."""
         now = _checked(req)
-        try:
+
+        async def deduct(customer_id: int) -> MovementOut:
             async with transaction(self._sessions) as session:
-                customer_id = await _current(session, req.customer_id)
-                moved = await loyalty.deduct(
+                return await loyalty.deduct(
                     session, customer_id, req.idempotency_key, req.points, _reason(req), now
                 )
+
+        try:
+            moved = await self._for_current(req.customer_id, deduct)
         except loyalty.InsufficientPoints:
             status = await self.loyalty_status(LoyaltyStatusRequest(req.customer_id))
             return PointsResult(balance=status.balance, tier=status.tier, status="insufficient")
-        except NotFound as exc:
-            raise _unknown(exc) from exc
         return _result(moved)
 
     @activity.defn(name=LOYALTY_STATUS)
     async def loyalty_status(self, req: LoyaltyStatusRequest) -> LoyaltyStatusResult:
-        try:
+        async def status(customer_id: int) -> loyalty.Status:
             async with transaction(self._sessions) as session:
-                found = await loyalty.status(session, await _current(session, req.customer_id))
-        except NotFound as exc:
-            raise _unknown(exc) from exc
+                return await loyalty.status(session, customer_id)
+
+        found = await self._for_current(req.customer_id, status)
         return LoyaltyStatusResult(balance=found.balance, tier=found.tier, tier_points=found.tier_points)
 
     @activity.defn(name=LOYALTY_WARN_EXPIRING)
