@@ -29,12 +29,6 @@ from domain.db import transaction, utcnow
 from domain.journeys import service as journeys
 
 
-async def _customer(session: AsyncSession, customer_id: int) -> int | None:
-    """The id to record an enrollment's writes under: the workflow's, the profile it was merged into
-    since, or None once erased (then nothing more of the person is recorded)."""
-    return await customers.current_id(session, customer_id)
-
-
 class JourneyActivities:
     def __init__(
         self,
@@ -49,7 +43,8 @@ class JourneyActivities:
     @activity.defn(name=FINISH_ENROLLMENT)
     async def finish_enrollment(self, req: FinishEnrollmentRequest) -> None:
         async def write(session: AsyncSession) -> None:
-            customer_id = await _customer(session, req.customer_id)
+            # The profile the journey's customer id names now: a visitor may have logged in since.
+            customer_id = await customers.current_id(session, req.customer_id)
             if customer_id is None:  # erased: nothing more of them is recorded
                 return
             if req.steps and req.journey_id is not None:
@@ -102,7 +97,7 @@ class JourneyActivities:
     @activity.defn(name=REGISTER_LISTENERS)
     async def register_listeners(self, req: RegisterListenersRequest) -> list[EventRef]:
         async with transaction(self._sessions) as session:
-            customer_id = await _customer(session, req.customer_id)
+            customer_id = await customers.current_id(session, req.customer_id)
             if customer_id is None:  # erased: no event of theirs will come
                 return []
             missed = await journeys.register_listeners(
@@ -121,7 +116,7 @@ class JourneyActivities:
     @activity.defn(name=RECORD_STEPS)
     async def record_steps(self, req: RecordStepsRequest) -> None:
         async def write(session: AsyncSession) -> None:
-            customer_id = await _customer(session, req.customer_id)
+            customer_id = await customers.current_id(session, req.customer_id)
             if customer_id is None:  # erased
                 return
             await journeys.record_steps(

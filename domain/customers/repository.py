@@ -191,17 +191,6 @@ async def current_of(session: AsyncSession, customer_ids: Iterable[int]) -> dict
     return {asked: now for asked, now in await session.execute(union_all(kept, moved))}
 
 
-async def merged_into(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, int]:
-    """For those of these ids that were merged away, the profile they are now."""
-    ids = sorted(set(customer_ids))
-    if not ids:
-        return {}
-    rows = await session.execute(
-        select(merges.c.merged_id, merges.c.customer_id).where(merges.c.merged_id.in_(ids))
-    )
-    return {merged: current for merged, current in rows}
-
-
 async def delete_customer(session: AsyncSession, customer_id: int) -> None:
     """The profile, its segment stays and its place in the refresher's queues (no foreign keys).
 

@@ -106,14 +106,13 @@ async def resolve_many(
         if user_id not in by_user:
             firsts.setdefault((user_id, None), min(keys.values()))
     if firsts:
-        created = await repository.create_missing(
+        await _create(
             session,
             [
                 {"user_id": u, "anonymous_id": a, "first_seen_at": at, "last_seen_at": at}
                 for (u, a), at in sorted(firsts.items(), key=lambda kv: (kv[0][0] or "", kv[0][1] or ""))
             ],
         )
-        await segment_repository.queue_newcomers(session, created)
         new_users, new_anons = await repository.identities(
             session, [u for u, _ in firsts if u], [a for u, a in firsts if u is None and a]
         )
@@ -134,11 +133,10 @@ async def link(
     if previous is None:
         if known is None:
             at = seen_at or utcnow()
-            created = await repository.create_missing(
+            await _create(
                 session,
                 [{"user_id": user_id, "anonymous_id": previous_id, "first_seen_at": at, "last_seen_at": at}],
             )
-            await segment_repository.queue_newcomers(session, created)
         else:
             await repository.add_alias(session, previous_id, known.id)
         return
@@ -154,6 +152,12 @@ async def link(
         previous.user_id is None or (explicit and previous.user_id == previous_id)
     ):
         await merge(session, source_id=previous.id, target_id=known.id)
+
+
+async def _create(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Create the customers not there yet, queued in the same transaction for the segment refresher's
+    check of new profiles."""
+    await segment_repository.queue_newcomers(session, await repository.create_missing(session, rows))
 
 
 async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> None:
@@ -209,9 +213,7 @@ def sha256(value: str | None) -> str | None:
 async def get_current(session: AsyncSession, customer_id: int) -> Customer | None:
     """The customer, or the one it was merged into (looked up only when the id is gone)."""
     customer = await repository.get(session, customer_id)
-    if customer is None and (
-        moved := (await repository.merged_into(session, [customer_id])).get(customer_id)
-    ):
+    if customer is None and (moved := (await repository.current_of(session, [customer_id])).get(customer_id)):
         customer = await repository.get(session, moved)
     return customer
 
