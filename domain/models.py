@@ -1,5 +1,7 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
+from sqlalchemy import Integer
+
 import domain.analytics.models  # noqa: F401  (indexes on other areas' tables)
 from domain.auth.models import ApiKey
 from domain.broadcasts.models import Broadcast
@@ -32,6 +34,20 @@ from domain.segments.models import (
     SegmentVersion,
 )
 from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
+
+# An id, once given, is never given again, on SQLite as on PostgreSQL (whose identities never reuse):
+# running journeys, merge redirects, workflow ids and agents' links keep ids of rows that may be
+# deleted, and SQLite would hand a deleted highest id to the next row unless the table is AUTOINCREMENT
+# (migration 0020).
+for _table in Base.metadata.tables.values():
+    _key = list(_table.primary_key.columns)
+    if (
+        len(_key) == 1
+        and isinstance(_key[0].type, Integer)
+        and _key[0].autoincrement == "auto"
+        and not _key[0].foreign_keys
+    ):
+        _table.dialect_options["sqlite"]["autoincrement"] = True
 
 __all__ = [
     "Agent",

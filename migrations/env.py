@@ -18,14 +18,32 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying them
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Copying a table drops the original, and with foreign keys enforced that drop deletes (or
+        # nulls) every row referring to it. So they are off for the run (which can only be set
+        # outside a transaction, so before anything runs) and checked as a whole before it commits.
+        _pragma(connection, "foreign_keys=OFF")
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=sqlite,  # SQLite alters tables by copying them
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite and (broken := connection.exec_driver_sql("PRAGMA foreign_key_check").all()):
+                raise RuntimeError(f"the migration would leave rows referring to nothing: {broken[:5]}")
+    finally:
+        if sqlite:
+            _pragma(connection, "foreign_keys=ON")
+
+
+def _pragma(connection: Connection, setting: str) -> None:
+    cursor = connection.connection.cursor()  # the driver's own: SQLAlchemy's would begin a transaction
+    cursor.execute(f"PRAGMA {setting}")
+    cursor.close()
 
 
 async def _run_online() -> None:

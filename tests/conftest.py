@@ -87,6 +87,7 @@ async def sessions(engine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
         else:
             for table in tables:
                 await conn.execute(text(f"DELETE FROM {table}"))
+            await conn.execute(text("DELETE FROM sqlite_sequence"))  # ids from 1 again, as on PostgreSQL
     yield session_factory(engine)
 
 

@@ -1,9 +1,17 @@
 """The Alembic migrations produce exactly the schema the models describe, on both backends."""
 
+import re
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import create_engine
 
 from domain.models import Base
+from runtime.migrate import alembic_config, upgrade
 
 
 async def test_migrated_schema_matches_the_models(engine):
@@ -13,3 +21,77 @@ async def test_migrated_schema_matches_the_models(engine):
     async with engine.connect() as conn:
         differences = await conn.run_sync(diff)
     assert differences == []
+
+
+def _sqlite_schema(path: Path) -> dict[str, tuple]:
+    """What SQLite enforces of each table: columns, foreign keys, indexes (with their WHERE), CHECKs and
+    AUTOINCREMENT; column order left out (a column added later comes last in a migrated table)."""
+    with closing(sqlite3.connect(path)) as db:
+        schema = {}
+        tables = db.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+            " AND name NOT LIKE 'sqlite_%' AND name != 'alembic_version'"
+        ).fetchall()
+        for name, sql in tables:
+            columns = sorted(row[1:] for row in db.execute(f"PRAGMA table_info({name})"))
+            keys = sorted(row[2:] for row in db.execute(f"PRAGMA foreign_key_list({name})"))
+            indexes = sorted(
+                " ".join(sql.split())
+                for (sql,) in db.execute(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+                    (name,),
+                )
+            )
+            checks = sorted(re.findall(r"CHECK \((.*?)\)", sql))
+            schema[name] = (columns, keys, indexes, checks, "AUTOINCREMENT" in sql)
+        return schema
+
+
+def test_a_migrated_sqlite_database_enforces_what_the_models_describe(tmp_path):
+    upgrade(f"sqlite+aiosqlite:///{tmp_path / 'migrated.db'}")
+    engine = create_engine(f"sqlite:///{tmp_path / 'created.db'}")
+    Base.metadata.create_all(engine)
+    engine.dispose()
+
+    migrated, created = _sqlite_schema(tmp_path / "migrated.db"), _sqlite_schema(tmp_path / "created.db")
+
+    assert migrated == created
+    assert migrated["customers"][4] and migrated["events"][4]  # ids never reused (AUTOINCREMENT)
+
+
+def test_making_sqlite_ids_unique_for_ever_keeps_every_row_and_skips_ids_already_gone(tmp_path):
+    path = tmp_path / "journeys.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    command.upgrade(alembic_config(url), "0019_customer_merges")
+    now = "2026-11-01 10:00:00"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("PRAGMA foreign_keys = ON")
+        for id_, user in ((1, "kim"), (2, "ada")):
+            db.execute(
+                "INSERT INTO customers (id, user_id, traits, first_seen_at, last_seen_at, created_at,"
+                " updated_at) VALUES (?, ?, '{}', ?, ?, ?, ?)",
+                (id_, user, now, now, now, now),
+            )
+        db.execute("INSERT INTO customer_aliases VALUES ('v-1', 1, ?)", (now,))
+        db.execute("INSERT INTO loyalty_accounts VALUES (2, 50, 'silver', 50, ?, 50, ?, ?)", (now, now, now))
+        db.execute("INSERT INTO customer_merges VALUES (7, 1, ?)", (now,))  # visitor 7 became kim
+        db.execute(
+            "INSERT INTO customer_erasures (customer_id, events_erased, erased_at) VALUES (5, 0, ?)", (now,)
+        )
+
+    upgrade(url)
+
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("PRAGMA foreign_keys = ON")
+        # The copies of customers dropped the originals: nothing referring to them went with them.
+        assert db.execute("SELECT anonymous_id, customer_id FROM customer_aliases").fetchall() == [("v-1", 1)]
+        assert db.execute("SELECT customer_id, balance FROM loyalty_accounts").fetchall() == [(2, 50)]
+        assert db.execute("SELECT merged_id, customer_id FROM customer_merges").fetchall() == [(7, 1)]
+        db.execute(
+            "INSERT INTO customers (user_id, traits, first_seen_at, last_seen_at, created_at, updated_at)"
+            " VALUES ('lee', '{}', ?, ?, ?, ?)",
+            (now, now, now, now),
+        )
+        # Not 3: id 7 named the visitor that merged into kim.
+        assert db.execute("SELECT id FROM customers WHERE user_id = 'lee'").fetchone() == (8,)
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
