@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from temporalio.service import RPCError
 
 from api.deps import Admin, Session, require
+from api.temporal import TemporalUnavailable, temporal_client
 from domain.auth.schemas import Principal, Role
 from domain.customers import service as customers
 from domain.customers.schemas import Customer360, CustomerPage, Erasure
 from domain.db import StoredInt
+from runtime import forget
 
 router = APIRouter(prefix="/api/customers", tags=["customers"])
 
@@ -53,8 +56,22 @@ async def get_customer(
 @router.delete("/{customer_id}", response_model=Erasure, summary="Erase the customer (right to be forgotten)")
 async def erase_customer(
     customer_id: StoredInt,
+    request: Request,
     session: Session,
     admin: Admin,
     reason: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Erasure:
-    return await customers.erase(session, customer_id, by_key_id=admin.key_id, reason=reason)
+    # Temporal's copies go first: if they cannot, nothing is erased and the request can be repeated
+    # (deleting is idempotent); a customer with no journey or case needs no Temporal at all.
+    deleted = 0
+    if workflow_ids := await forget.workflow_ids(session, customer_id):
+        temporal = await temporal_client(request)
+        try:
+            deleted = await forget.delete_histories(temporal, workflow_ids)
+        except RPCError as exc:
+            raise TemporalUnavailable(
+                f"could not delete the customer's journey histories ({exc.message}); nothing was erased"
+            ) from exc
+    return await customers.erase(
+        session, customer_id, by_key_id=admin.key_id, reason=reason, workflows_deleted=deleted
+    )

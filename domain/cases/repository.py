@@ -244,6 +244,12 @@ async def cases_of_customer(session: AsyncSession, customer_id: int, limit: int)
     return list(await session.scalars(stmt))
 
 
+async def case_ids_of_customer(session: AsyncSession, customer_id: int) -> list[int]:
+    return list(
+        await session.scalars(select(Case.id).where(Case.customer_id == customer_id).order_by(Case.id))
+    )
+
+
 async def cases_by_ids(session: AsyncSession, case_ids: Sequence[int]) -> list[Case]:
     return list(await session.scalars(select(Case).where(Case.id.in_(case_ids))))
 

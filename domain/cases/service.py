@@ -465,6 +465,10 @@ async def cases_of_customer(session: AsyncSession, customer_id: int, limit: int)
     return [case_out(c) for c in await repo.cases_of_customer(session, customer_id, limit)]
 
 
+async def case_ids_of_customer(session: AsyncSession, customer_id: int) -> list[int]:
+    return await repo.case_ids_of_customer(session, customer_id)
+
+
 async def _check_cap(session: AsyncSession, agent_id: int) -> None:
     agent = await repo.get_agent(session, agent_id)
     held = (await repo.open_counts(session, [agent_id])).get(agent_id, 0)

@@ -59,6 +59,8 @@ class CustomerErasure(Base):
     user_id_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     email_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     events_erased: Mapped[int] = mapped_column(Integer)
+    # The histories of the person's journeys and case clocks deleted from Temporal (migration 0021).
+    workflows_deleted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     erased_by_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     reason: Mapped[str | None] = mapped_column(String(500))
     erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -103,6 +103,7 @@ class Erasure(BaseModel):
     id: int
     customer_id: int
     events_erased: int
+    workflows_deleted: int
     erased_at: datetime
     erased_by_key_id: int | None
     reason: str | None

@@ -303,10 +303,16 @@ async def view(session: AsyncSession, customer_id: int, *, recent: int = 50) -> 
 
 
 async def erase(
-    session: AsyncSession, customer_id: int, *, by_key_id: int | None, reason: str | None
+    session: AsyncSession,
+    customer_id: int,
+    *,
+    by_key_id: int | None,
+    reason: str | None,
+    workflows_deleted: int = 0,
 ) -> Erasure:
     """Right to be forgotten: delete the profile, its events, aliases and enrollments, strip the
-    person from the send ledger, and keep a record that holds no personal data."""
+    person from the send ledger, and keep a record that holds no personal data (with how many of the
+    person's workflow histories the caller deleted from Temporal first)."""
     from domain.events import repository as events
 
     customer = await repository.get(session, customer_id)
@@ -319,6 +325,7 @@ async def erase(
             "user_id_sha256": sha256(customer.user_id),
             "email_sha256": sha256(customer.email),
             "events_erased": await events.count_for(session, customer_id),
+            "workflows_deleted": workflows_deleted,
             "erased_by_key_id": by_key_id,
             "reason": reason,
             "erased_at": utcnow(),

@@ -255,6 +255,11 @@ async def enrollments_of_customer(
     )
 
 
+async def workflow_ids_of_customer(session: AsyncSession, customer_id: int) -> list[str]:
+    stmt = select(Enrollment.workflow_id).where(Enrollment.customer_id == customer_id).order_by(Enrollment.id)
+    return list(await session.scalars(stmt))
+
+
 async def active_workflow_ids(session: AsyncSession, journey_id: str) -> list[str]:
     return list(
         await session.scalars(

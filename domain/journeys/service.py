@@ -494,6 +494,11 @@ async def date_trait_versions(session: AsyncSession) -> list[JourneyVersionOut]:
     ]
 
 
+async def workflow_ids_of_customer(session: AsyncSession, customer_id: int) -> list[str]:
+    """Every enrollment's workflow, running or finished (their visitor profiles' too, once merged)."""
+    return await repository.workflow_ids_of_customer(session, customer_id)
+
+
 async def customer_page(
     session: AsyncSession, after_id: int, limit: int
 ) -> list[tuple[int, dict, str | None]]:

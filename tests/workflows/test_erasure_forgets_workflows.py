@@ -1,0 +1,79 @@
+"""Erasing a customer also deletes what Temporal keeps of them: their journeys' histories (a running one
+stops at once instead of waiting out its timers) and their cases' SLA clocks. If Temporal cannot do it,
+nothing is erased and the request can be repeated."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from tests.conftest import free_port, wait_for
+from tests.temporal_env import local
+from tests.workflows.harness import engine
+from tests.workflows.test_abandoned_cart import _setup
+
+
+@pytest.fixture
+async def dev_server():
+    environment = await local()  # the time-skipping test server cannot delete workflows
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+async def _gone(handle) -> bool:
+    try:
+        await handle.describe()
+    except RPCError as exc:
+        return exc.status == RPCStatusCode.NOT_FOUND
+    return False
+
+
+async def test_erasure_deletes_the_customers_journeys_from_temporal_and_no_one_elses(
+    dev_server, app, client, admin_headers, sessions, settings
+):
+    app.state.temporal = dev_server.client
+    async with engine(dev_server, sessions, settings) as e:
+        await _setup(e)
+        ada = await e.customer("ada", value_tier="small")
+        bob = await e.customer("bob", value_tier="small")
+        await e.track("ada", "Cart Updated", cart_id="c0")
+        await e.track("ada", "Order Completed", cart_id="c0")  # that journey has finished
+        assert (await e.handle("cart", ada, "c0").result()).path == ["wait_order", "done"]
+        await e.track("ada", "Cart Updated", cart_id="c1")
+        await e.track("bob", "Cart Updated", cart_id="c2")
+        await wait_for(lambda: e.listening(ada, "Order Completed"))
+        await wait_for(lambda: e.listening(bob, "Order Completed"))
+
+        response = await client.delete(f"/api/customers/{ada}?reason=asked", headers=admin_headers)
+
+        assert response.status_code == 200, response.text
+        assert (
+            response.json()["workflows_deleted"] == 2
+        )  # the finished one too (tests/runtime/test_forget.py)
+        await wait_for(lambda: _gone(e.handle("cart", ada, "c1")))
+        assert (await e.handle("cart", bob, "c2").describe()).status == WorkflowExecutionStatus.RUNNING
+        audit = await client.get("/api/customers/erasures?user_id=ada", headers=admin_headers)
+        assert [r["workflows_deleted"] for r in audit.json()] == [2]
+        assert e.mailbox() == []
+
+
+async def test_when_temporal_is_unreachable_nothing_is_erased(
+    dev_server, app, client, admin_headers, sessions, settings
+):
+    async with engine(dev_server, sessions, settings) as e:
+        await _setup(e)
+        ada = await e.customer("ada", value_tier="small")
+        await e.track("ada", "Cart Updated", cart_id="c1")
+        await wait_for(lambda: e.listening(ada, "Order Completed"))
+        app.state.settings = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+
+        response = await client.delete(f"/api/customers/{ada}", headers=admin_headers)
+
+        assert response.status_code == 503, response.text
+        profile = await client.get(f"/api/customers/{ada}", headers=admin_headers)
+        assert profile.status_code == 200
+        assert [j["workflow_id"] for j in profile.json()["journeys"]] == [e.handle("cart", ada, "c1").id]
+        assert (await e.handle("cart", ada, "c1").describe()).status == WorkflowExecutionStatus.RUNNING
