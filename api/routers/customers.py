@@ -65,12 +65,12 @@ async def erase_customer(
     # (deleting is idempotent); a customer with no journey or case needs no Temporal at all.
     deleted = 0
     if workflow_ids := await forget.workflow_ids(session, customer_id):
-        temporal = await temporal_client(request)
         try:
-            deleted = await forget.delete_histories(temporal, workflow_ids)
-        except RPCError as exc:
+            deleted = await forget.delete_histories(await temporal_client(request), workflow_ids)
+        except (TemporalUnavailable, RPCError) as exc:
+            problem = exc.message if isinstance(exc, RPCError) else exc.detail
             raise TemporalUnavailable(
-                f"could not delete the customer's journey histories ({exc.message}); nothing was erased"
+                f"could not delete the customer's workflow histories ({problem}); nothing was erased"
             ) from exc
     return await customers.erase(
         session, customer_id, by_key_id=admin.key_id, reason=reason, workflows_deleted=deleted

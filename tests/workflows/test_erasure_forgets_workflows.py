@@ -73,6 +73,7 @@ async def test_when_temporal_is_unreachable_nothing_is_erased(
         response = await client.delete(f"/api/customers/{ada}", headers=admin_headers)
 
         assert response.status_code == 503, response.text
+        assert "nothing was erased" in response.json()["detail"]
         profile = await client.get(f"/api/customers/{ada}", headers=admin_headers)
         assert profile.status_code == 200
         assert [j["workflow_id"] for j in profile.json()["journeys"]] == [e.handle("cart", ada, "c1").id]
