@@ -89,6 +89,9 @@ LOCAL_POINTS = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy":
 PAUSE_RECHECK = timedelta(hours=1)
 # Patch id of the goal-segment membership look at the first wait (recorded histories predate it).
 SEGMENT_GOAL_MEMBERSHIP = "segment-goal-membership"
+# Patch id of a wait counting the events signalled since the enrollment last woke, not only those
+# signalled once it is waiting (recorded histories predate it).
+WAIT_SINCE_AWAKE_PATCH = "wait-counts-events-since-awake"
 # Keep at most this many step records in memory and in a continue-as-new input.
 MAX_KEPT_STEPS = 200
 
@@ -144,6 +147,8 @@ class JourneyWorkflow:
         self._listening: set[str] = set()
         self._inp: JourneyInput | None = None
         self._awake_since: datetime | None = None
+        # Where the inbox stood when the enrollment last woke (0: since entry), see _wait_for_event.
+        self._awake_inbox = 0
         self._goal_membership_checked = False
 
     # --- signals and queries -------------------------------------------------------------------
@@ -386,9 +391,11 @@ class JourneyWorkflow:
         return True
 
     async def _wait_for_event(self, node: dict[str, Any]) -> tuple[str | None, str | None]:
-        start = len(self._inbox)
         # Nodes between two waits take no time in the journey's terms: an event that arrived since the
-        # enrollment last woke (or since entry) belongs to this wait even if it beat the registration.
+        # enrollment last woke (or since entry) belongs to this wait even if it beat the registration
+        # (the catch-up below) or was signalled while the nodes before it ran (e.g. during an email
+        # send, or in the first task, which a signal can make Temporal run again).
+        start = self._awake_inbox if workflow.patched(WAIT_SINCE_AWAKE_PATCH) else len(self._inbox)
         await self._listen([node["event"]], after_event_id=self._inp.entry_event.id, since=self._awake_since)
 
         def arrived() -> bool:
@@ -557,6 +564,7 @@ class JourneyWorkflow:
         with contextlib.suppress(asyncio.TimeoutError):
             await workflow.wait_condition(lambda: self._interrupted() or condition(), timeout=within)
         self._awake_since = workflow.now()
+        self._awake_inbox = len(self._inbox)
         self._check_interrupts()
         return bool(condition())
 

@@ -3,9 +3,17 @@ with the same cart id, emails, waits a day, escalates top-tier customers to a hu
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
+from activities.contracts import EventRef
+from domain.db import transaction
+from domain.events import service as events
+from domain.events.models import Event
+from domain.events.schemas import TrackCall
+from domain.journeys import service as journeys
 from tests.conftest import wait_for
 from tests.workflows.harness import engine
-from workflows.journey import JourneyWorkflow
+from workflows.journey import JourneyInput, JourneyWorkflow
 
 CART = {
     "nodes": [
@@ -137,4 +145,41 @@ async def test_an_order_during_the_day_wait_skips_the_escalation(env, sessions, 
 
         assert result.path == ["wait_order", "reminder", "wait_day", "done"]
         assert len(e.mailbox()) == 1
+        assert await e.cases() == []
+
+
+async def test_an_order_signalled_before_the_wait_is_reached_still_stops_the_reminder(
+    env, sessions, settings
+):
+    """The router can signal an order while the enrollment's first task runs (Temporal then runs that
+    task again with the signal first), or while the nodes before a wait run: it counts for the wait."""
+    async with engine(env, sessions, settings) as e:
+        await _setup(e)
+        ada = await e.customer("ada", value_tier="key")
+        async with transaction(sessions) as session:
+            for name in ("Cart Updated", "Order Completed"):
+                call = TrackCall(userId="ada", event=name, properties={"cart_id": "c1"}, messageId=name)
+                await events.ingest(session, [call], source_key_id=None)
+            cart, order = await session.scalars(select(Event).order_by(Event.id))
+            version = await journeys.get_version(session, "cart", 1)
+        ref = {"name": None, "properties": {"cart_id": "c1"}}
+        handle = await e.client.start_workflow(
+            JourneyWorkflow.run,
+            JourneyInput(
+                journey_id="cart",
+                version=1,
+                customer_id=ada,
+                definition=version.definition,
+                entry_event=EventRef(**ref | {"id": cart.id, "name": cart.name}),
+            ),
+            id=journeys.workflow_id_for("cart", ada, "c1"),
+            task_queue=e.task_queue,
+            start_signal="event",  # in the history before the workflow's first step
+            start_signal_args=[EventRef(**ref | {"id": order.id, "name": order.name})],
+        )
+
+        result = await handle.result()
+
+        assert result.path == ["wait_order", "done"]
+        assert e.mailbox() == []
         assert await e.cases() == []
