@@ -162,7 +162,6 @@ async def test_an_order_signalled_before_the_wait_is_reached_still_stops_the_rem
                 await events.ingest(session, [call], source_key_id=None)
             cart, order = await session.scalars(select(Event).order_by(Event.id))
             version = await journeys.get_version(session, "cart", 1)
-        ref = {"name": None, "properties": {"cart_id": "c1"}}
         handle = await e.client.start_workflow(
             JourneyWorkflow.run,
             JourneyInput(
@@ -170,12 +169,12 @@ async def test_an_order_signalled_before_the_wait_is_reached_still_stops_the_rem
                 version=1,
                 customer_id=ada,
                 definition=version.definition,
-                entry_event=EventRef(**ref | {"id": cart.id, "name": cart.name}),
+                entry_event=EventRef(id=cart.id, name=cart.name, properties=cart.properties),
             ),
             id=journeys.workflow_id_for("cart", ada, "c1"),
             task_queue=e.task_queue,
             start_signal="event",  # in the history before the workflow's first step
-            start_signal_args=[EventRef(**ref | {"id": order.id, "name": order.name})],
+            start_signal_args=[EventRef(id=order.id, name=order.name, properties=order.properties)],
         )
 
         result = await handle.result()
