@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from runtime.temporal import binary
@@ -29,3 +30,12 @@ async def result(env: WorkflowEnvironment, workflow_id: str, result_type: type |
         return await handle.result()
     async with unlocked():
         return await handle.result()
+
+
+async def gone(handle) -> bool:
+    """Whether Temporal no longer knows this workflow (its history was deleted)."""
+    try:
+        await handle.describe()
+    except RPCError as exc:
+        return exc.status == RPCStatusCode.NOT_FOUND
+    return False

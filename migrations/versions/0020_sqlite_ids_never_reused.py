@@ -45,13 +45,14 @@ TABLES = (
 )
 
 
+def _sqlite() -> bool:
+    return op.get_bind().dialect.name == "sqlite"
+
+
 def _rebuild(autoincrement: bool) -> None:
-    bind = op.get_bind()
-    if bind.dialect.name != "sqlite":
-        return
     # Copying a table drops the original; with foreign keys on, that would delete the rows of every
     # table referring to it (migrations/env.py turns them off for the run).
-    if bind.exec_driver_sql("PRAGMA foreign_keys").scalar():
+    if op.get_bind().exec_driver_sql("PRAGMA foreign_keys").scalar():
         raise RuntimeError("foreign keys must be off while SQLite tables are copied")
     for table in TABLES:
         with op.batch_alter_table(
@@ -61,8 +62,8 @@ def _rebuild(autoincrement: bool) -> None:
 
 
 def upgrade() -> None:
-    _rebuild(True)
-    if op.get_bind().dialect.name == "sqlite":
+    if _sqlite():
+        _rebuild(True)
         # The copy starts each counter at the highest id now stored. The ids of customers already
         # erased or merged away are known too: no newcomer takes those either.
         op.execute("DELETE FROM sqlite_sequence WHERE name = 'customers'")
@@ -76,4 +77,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    _rebuild(False)
+    if _sqlite():
+        _rebuild(False)

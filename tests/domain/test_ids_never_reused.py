@@ -16,26 +16,18 @@ from domain.cases.schemas import TeamIn
 from domain.customers import service as customers
 from domain.customers.models import Customer
 from domain.db import transaction
-from domain.events import service as events
 from domain.events.models import Event
 from domain.events.schemas import IdentifyCall, TrackCall
-
-
-async def _ingest(sessions, call) -> int:
-    """Store one call; returns the id of the customer it was attributed to."""
-    async with transaction(sessions) as session:
-        await events.ingest(session, [call], source_key_id=None)
-    async with sessions() as session:
-        return await session.scalar(select(Event.customer_id).where(Event.message_id == call.messageId))
+from tests.domain.test_customer_merge import _profile
 
 
 async def test_a_new_customer_never_takes_the_id_of_a_merged_away_visitor(sessions):
-    kim = await _ingest(sessions, IdentifyCall(userId="kim", messageId="m1", traits={}))
-    visitor = await _ingest(sessions, TrackCall(anonymousId="v-1", messageId="m2", event="Cart Viewed"))
+    kim = await _profile(sessions, IdentifyCall(userId="kim", messageId="m1", traits={}))
+    visitor = await _profile(sessions, TrackCall(anonymousId="v-1", messageId="m2", event="Cart Viewed"))
     assert visitor > kim
-    await _ingest(sessions, IdentifyCall(userId="kim", anonymousId="v-1", messageId="m3", traits={}))
+    await _profile(sessions, IdentifyCall(userId="kim", anonymousId="v-1", messageId="m3", traits={}))
 
-    lee = await _ingest(sessions, IdentifyCall(userId="lee", messageId="m4", traits={}))
+    lee = await _profile(sessions, IdentifyCall(userId="lee", messageId="m4", traits={}))
 
     assert lee > visitor
     async with sessions() as session:
@@ -46,7 +38,7 @@ async def test_a_new_customer_never_takes_the_id_of_a_merged_away_visitor(sessio
 async def test_nothing_an_erased_customer_had_gives_its_id_to_a_newcomer(sessions):
     async with transaction(sessions) as session:
         await cases.create_team(session, TeamIn(id="care", name="Care"))
-    ada = await _ingest(sessions, TrackCall(userId="ada", messageId="a1", event="Order Completed"))
+    ada = await _profile(sessions, TrackCall(userId="ada", messageId="a1", event="Order Completed"))
     async with transaction(sessions) as session:
         case, _ = await cases.open_case(
             session, cases.OpenCase(customer_id=ada, reason="Refund", team="care")
@@ -56,7 +48,7 @@ async def test_nothing_an_erased_customer_had_gives_its_id_to_a_newcomer(session
     async with transaction(sessions) as session:
         await customers.erase(session, ada, by_key_id=None, reason="asked")
 
-    bo = await _ingest(sessions, TrackCall(userId="bo", messageId="b1", event="Order Completed"))
+    bo = await _profile(sessions, TrackCall(userId="bo", messageId="b1", event="Order Completed"))
     async with transaction(sessions) as session:
         later, _ = await cases.open_case(
             session, cases.OpenCase(customer_id=bo, reason="Refund", team="care")

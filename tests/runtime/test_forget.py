@@ -6,12 +6,11 @@ from __future__ import annotations
 import uuid
 
 from temporalio import workflow
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from runtime import forget
 from tests.conftest import wait_for
-from tests.temporal_env import local
+from tests.temporal_env import gone, local
 
 
 @workflow.defn(sandboxed=False)
@@ -30,12 +29,5 @@ async def test_a_finished_history_is_deleted_and_an_unknown_id_counts_as_nothing
 
             assert await forget.delete_histories(env.client, [handle.id, "journey/x/customer/2"]) == 1
 
-            async def gone() -> bool:
-                try:
-                    await handle.describe()
-                except RPCError as exc:
-                    return exc.status == RPCStatusCode.NOT_FOUND
-                return False
-
             # The server deletes a closed history in the background (about 30 s on the dev server).
-            await wait_for(gone, within=120, every=0.5)
+            await wait_for(lambda: gone(handle), within=120, every=0.5)

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
 from tests.conftest import free_port, wait_for
-from tests.temporal_env import local
+from tests.temporal_env import gone, local
 from tests.workflows.harness import engine
 from tests.workflows.test_abandoned_cart import _setup
 
@@ -21,14 +20,6 @@ async def dev_server():
         yield environment
     finally:
         await environment.shutdown()
-
-
-async def _gone(handle) -> bool:
-    try:
-        await handle.describe()
-    except RPCError as exc:
-        return exc.status == RPCStatusCode.NOT_FOUND
-    return False
 
 
 async def test_erasure_deletes_the_customers_journeys_from_temporal_and_no_one_elses(
@@ -53,7 +44,7 @@ async def test_erasure_deletes_the_customers_journeys_from_temporal_and_no_one_e
         assert (
             response.json()["workflows_deleted"] == 2
         )  # the finished one too (tests/runtime/test_forget.py)
-        await wait_for(lambda: _gone(e.handle("cart", ada, "c1")))
+        await wait_for(lambda: gone(e.handle("cart", ada, "c1")))
         assert (await e.handle("cart", bob, "c2").describe()).status == WorkflowExecutionStatus.RUNNING
         audit = await client.get("/api/customers/erasures?user_id=ada", headers=admin_headers)
         assert [r["workflows_deleted"] for r in audit.json()] == [2]
