@@ -29,6 +29,8 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 # What a 64-bit integer column (both databases) can hold. A bigger number in a request names no row and
 # would make the driver raise, so requests refuse it as invalid input (ids in paths, queries, bodies).
 StoredInt = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+# Version numbers (templates, journeys, segments) are 32-bit columns; PostgreSQL refuses a bigger one.
+VersionNumber = Annotated[int, Field(ge=1, le=2**31 - 1)]
 # Times a request may name (events, schedules, simulations), with room for what the product adds to them
 # (clock-skew corrections, waits of up to ten years): far inside what both databases and Python hold.
 EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)

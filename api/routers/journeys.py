@@ -10,7 +10,7 @@ from temporalio.service import RPCError
 
 from activities.contracts import JOURNEY_STATUS_SIGNAL
 from api.deps import Marketer, Session
-from domain.db import StoredInt
+from domain.db import StoredInt, VersionNumber
 from domain.journeys import service as journeys
 from domain.journeys.schemas import (
     EnrollAccepted,
@@ -65,7 +65,7 @@ async def publish_journey(journey_id: str, session: Session, _: Marketer) -> Jou
 
 @router.get("/{journey_id}/versions/{version}", response_model=JourneyVersionOut)
 async def get_version(
-    journey_id: str, version: StoredInt, session: Session, _: Marketer
+    journey_id: str, version: VersionNumber, session: Session, _: Marketer
 ) -> JourneyVersionOut:
     return await journeys.get_version(session, journey_id, version)
 

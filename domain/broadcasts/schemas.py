@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, Field, NaiveDatetime, field_validator, model_validator
 
-from domain.db import EARLIEST, LATEST, StoredInt
+from domain.db import EARLIEST, LATEST, StoredInt, VersionNumber
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -32,7 +32,7 @@ class BroadcastIn(BaseModel):
     id: str | None = Field(None, pattern=SLUG, description="Your own id (slug); generated when absent.")
     name: str = Field(min_length=1, max_length=200)
     template_id: str = Field(min_length=1, max_length=64)
-    template_version: StoredInt | None = Field(
+    template_version: VersionNumber | None = Field(
         None, ge=1, description="Default: the current version, pinned now."
     )
     subscription_group: str | None = Field(None, pattern=SLUG, description="Default: the template's group.")

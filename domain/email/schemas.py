@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from domain.db import StoredInt, VersionNumber
+
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
 
@@ -74,12 +76,12 @@ class TemplateOut(BaseModel):
 class PreviewIn(BaseModel):
     """Render for a stored customer, or for sample data."""
 
-    customer_id: int | None = None
+    customer_id: StoredInt | None = None
     traits: dict[str, Any] = Field(default_factory=dict, description="Sample traits (no customer_id).")
     email: str | None = Field(None, max_length=320, description="Sample address (no customer_id).")
     locale: str | None = Field(None, pattern=LOCALE)
     event: dict[str, Any] | None = Field(None, description="Sample triggering event: {name, properties}.")
-    version: int | None = Field(None, ge=1, description="Default: the current version.")
+    version: VersionNumber | None = Field(None, description="Default: the current version.")
 
 
 class PreviewOut(BaseModel):

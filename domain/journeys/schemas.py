@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from domain.db import StoredInt, StoredTime
+from domain.db import StoredInt, StoredTime, VersionNumber
 from domain.email.schemas import SLUG
 from domain.journeys.definition import Duration
 
@@ -114,7 +114,7 @@ class SimulationIn(BaseModel):
     segments: list[str] = Field(default_factory=list, description="Segments the customer is in.")
     case_resolved_after: Duration | None = Field(None, description="When an escalated case resolves.")
     start: StoredTime | None = Field(None, description="Simulated entry time (default: now).")
-    version: StoredInt | None = Field(None, description="A published version; default the draft.")
+    version: VersionNumber | None = Field(None, description="A published version; default the draft.")
 
 
 class SimulatedStep(BaseModel):

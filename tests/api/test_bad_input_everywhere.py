@@ -94,3 +94,37 @@ async def test_times_beyond_what_can_be_stored_are_refused_naming_the_field(clie
         response = await client.post(path, json=body, headers=admin_headers)
         assert response.status_code == 422, (path, body, response.text)
         assert [d["field"] for d in response.json()["detail"]] == [field]
+
+
+async def test_numbers_beyond_their_columns_are_refused_naming_the_field(client, admin_headers):
+    """Against things that exist, so the number reaches the query: versions are 32-bit columns (a
+    64-bit number made PostgreSQL's driver raise), ids 64-bit (a bigger one made SQLite's raise)."""
+    template = {"id": "t", "name": "T", "subject": "Hi", "html": "<p>Hi</p>"}
+    assert (await client.post("/api/templates", json=template, headers=admin_headers)).status_code == 201
+    nodes = [{"id": "start", "type": "entry", "event": "E", "next": "done"}, {"id": "done", "type": "exit"}]
+    journey = {"id": "j", "name": "J", "definition": {"nodes": nodes}}
+    assert (await client.post("/api/journeys", json=journey, headers=admin_headers)).status_code == 201
+    audience = {"kind": "customers", "customer_ids": [1]}
+    beyond_32 = 2**31
+    calls = [
+        ("POST", "/api/templates/t/preview", {"version": beyond_32}, "version"),
+        ("POST", "/api/templates/t/preview", {"customer_id": HUGE}, "customer_id"),
+        ("POST", "/api/templates/t/test", {"version": beyond_32, "to": "a@example.com"}, "version"),
+        ("POST", "/api/templates/t/test", {"customer_id": HUGE, "to": "a@example.com"}, "customer_id"),
+        ("GET", f"/api/journeys/j/versions/{beyond_32}", None, "path.version"),
+        ("POST", "/api/journeys/j/simulate", {"version": beyond_32, "customer": {}}, "version"),
+        (
+            "POST",
+            "/api/broadcasts",
+            {"name": "B", "template_id": "t", "template_version": beyond_32, "audience": audience},
+            "template_version",
+        ),
+    ]
+    for method, path, body, field in calls:
+        response = await client.request(method, path, json=body, headers=admin_headers)
+        assert response.status_code == 422, (path, body, response.text)
+        assert [d["field"] for d in response.json()["detail"]] == [field], (path, response.text)
+    # The largest version a column holds is still an ordinary question: no such version.
+    largest = 2**31 - 1
+    response = await client.post("/api/templates/t/preview", json={"version": largest}, headers=admin_headers)
+    assert response.status_code == 404, response.text
