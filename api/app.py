@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api import errors
+from api import errors, ingest_docs
 from api.routers import (
     analytics,
     broadcasts,
@@ -85,6 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, dependencies=guard)
     if settings.dev_mode:
         app.include_router(dev.router)
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:  # generated once, then served from FastAPI's cache
+            app.openapi_schema = ingest_docs.document(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

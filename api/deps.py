@@ -7,7 +7,8 @@ import binascii
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import Settings
@@ -49,7 +50,23 @@ def basic_username(request: Request) -> str | None:
     return decoded.partition(":")[0] or None
 
 
-async def _management_principal(request: Request, session: Session) -> Principal:
+# Declared so the OpenAPI document (and the Authorize button of /docs) knows how management routes
+# authenticate; the key itself is read below, which also takes it as a Basic user name (browsers).
+management_key = HTTPBearer(
+    scheme_name="ManagementKey",
+    description="A management API key (admin, marketer or agent): `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+
+
+ManagementCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(management_key)]
+
+
+async def _management_principal(
+    request: Request,
+    session: Session,
+    _: ManagementCredentials,
+) -> Principal:
     secret = bearer_token(request) or basic_username(request)
     if not secret:
         raise Unauthorized("send a management API key as 'Authorization: Bearer <key>'")

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 
-from api.deps import Marketer, Session, _management_principal, require
+from api.deps import ManagementCredentials, Marketer, Session, _management_principal, require
 from config.settings import Settings
 from domain.analytics import campaigns, kpis, periods, quality, report
 from domain.analytics.schemas import (
@@ -41,10 +41,12 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def _browser_marketer(request: Request, session: Session) -> Principal:
+async def _browser_marketer(
+    request: Request, session: Session, credentials: ManagementCredentials
+) -> Principal:
     """As Marketer, but a browser without a key is asked for one (HTTP Basic: the key as user name)."""
     try:
-        principal = await _management_principal(request, session)
+        principal = await _management_principal(request, session, credentials)
     except Unauthorized as exc:
         raise HTTPException(401, detail=exc.detail, headers=_CHALLENGE) from exc
     return await _marketer(principal)
