@@ -139,7 +139,9 @@ async def lock(session: AsyncSession, customer_ids: list[int]) -> dict[int, Cust
 async def reattribute(session: AsyncSession, source_id: int, target_id: int) -> None:
     """Move everything recorded about ``source`` to ``target`` before ``source`` is deleted: events,
     enrollments with their steps and the events they wait for, messages, cases, aliases, and the
-    subscription choices ``target`` has not made itself (its own win, as its traits do)."""
+    subscription choices. Where both chose for one group, the later choice stands: they are one person,
+    and an unsubscribe made before logging in must not be undone by an older opt-in (a tie keeps
+    ``target``'s)."""
     from domain.cases.models import Case
     from domain.email.models import Message
     from domain.events.models import Event
@@ -147,10 +149,18 @@ async def reattribute(session: AsyncSession, source_id: int, target_id: int) -> 
     from domain.subscriptions.models import Subscription
 
     choices = Subscription.__table__
-    targets_own = select(choices.c.group_id).where(choices.c.customer_id == target_id)
-    await session.execute(
-        delete(choices).where(choices.c.customer_id == source_id, choices.c.group_id.in_(targets_own))
-    )
+    other = choices.alias("other")
+
+    def overridden(owner: int, by: int, newer):
+        """``owner``'s choices for a group where ``by`` chose too, at a time that makes ``by``'s stand."""
+        same_group = other.c.group_id == choices.c.group_id
+        return delete(choices).where(
+            choices.c.customer_id == owner,
+            select(other.c.id).where(other.c.customer_id == by, same_group, newer).exists(),
+        )
+
+    await session.execute(overridden(source_id, target_id, other.c.updated_at >= choices.c.updated_at))
+    await session.execute(overridden(target_id, source_id, other.c.updated_at > choices.c.updated_at))
     for model in (
         Event,
         Enrollment,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import timedelta
+
+from sqlalchemy import select, update
 
 from domain.cases import service as cases
 from domain.cases.models import Case
@@ -31,6 +33,15 @@ async def _profile(sessions, call) -> int:
         return await session.scalar(select(Customer.id).where(key))
 
 
+async def _choose(session, customer_id: int, group: str, subscribed: bool, *, days_ago: int) -> None:
+    await choices.set_choice(session, customer_id, group, subscribed, "preferences")
+    await session.execute(
+        update(Subscription)
+        .where(Subscription.customer_id == customer_id, Subscription.group_id == group)
+        .values(updated_at=utcnow() - timedelta(days=days_ago))
+    )
+
+
 async def test_the_visitors_case_listeners_and_choices_move_to_the_known_customer(sessions):
     kim = await _profile(sessions, IdentifyCall(userId="kim", traits={"email": "kim@example.com"}))
     visitor = await _profile(sessions, TrackCall(anonymousId="v-1", event="Chat Started"))
@@ -39,11 +50,14 @@ async def test_the_visitors_case_listeners_and_choices_move_to_the_known_custome
         await cases.open_case(
             session, cases.OpenCase(customer_id=visitor, reason="Asked for help", team="care")
         )
-        for group in ("news", "offers"):
+        for group in ("news", "offers", "tips"):
             await subscriptions.create_group(session, GroupIn(id=group, name=group))
-        await choices.set_choice(session, kim, "news", False, "preferences")  # kim's own choice wins
-        await choices.set_choice(session, visitor, "news", True, "api")
-        await choices.set_choice(session, visitor, "offers", False, "api")
+        # Where both chose, the later choice stands, whoever made it.
+        await _choose(session, kim, "news", False, days_ago=1)
+        await _choose(session, visitor, "news", True, days_ago=30)
+        await _choose(session, kim, "tips", True, days_ago=30)
+        await _choose(session, visitor, "tips", False, days_ago=1)  # unsubscribed before logging in
+        await _choose(session, visitor, "offers", False, days_ago=5)
         await journey_rows.add_listeners(session, "journey/cart/customer/v", visitor, ["Order Completed"])
 
     await _profile(sessions, IdentifyCall(userId="kim", anonymousId="v-1", traits={}))
@@ -57,7 +71,7 @@ async def test_the_visitors_case_listeners_and_choices_move_to_the_known_custome
                 Subscription.group_id
             )
         )
-        assert stored.all() == [(kim, "news", False), (kim, "offers", False)]
+        assert stored.all() == [(kim, "news", False), (kim, "offers", False), (kim, "tips", False)]
         listeners = await session.execute(select(JourneyListener.customer_id, JourneyListener.event_name))
         assert listeners.all() == [(kim, "Order Completed")]
         assert await session.get(Customer, visitor) is None
