@@ -128,3 +128,29 @@ async def test_numbers_beyond_their_columns_are_refused_naming_the_field(client,
     largest = 2**31 - 1
     response = await client.post("/api/templates/t/preview", json={"version": largest}, headers=admin_headers)
     assert response.status_code == 404, response.text
+
+
+async def test_what_json_cannot_carry_is_refused_whatever_the_content_type_says(client, admin_headers):
+    """NaN and Infinity (Python's parser takes them, JSON has them not), and NUL text sent with a
+    Content-Type in capitals (FastAPI parses it as JSON all the same): a 422 naming the field."""
+    nodes = '[{"id": NaN, "type": "exit"}, {"id": "done", "type": "exit"}]'
+    journey = f'{{"id": "j", "name": "J", "definition": {{"nodes": {nodes}}}}}'.encode()
+    segment = b'{"id": "s", "name": "S", "rule": {"trait": "score", "op": "gt", "value": %s}}'
+    group = b'{"id": "g", "name": "a\\u0000b"}'
+    cases = [
+        ("/api/journeys", journey, "application/json", "definition.nodes.0.id"),
+        ("/api/segments", segment % b"Infinity", "application/json", "rule.value"),
+        ("/api/segments", segment % b"-1e400", "application/json", "rule.value"),
+        ("/api/subscription-groups", group, "Application/JSON", "name"),
+    ]
+    for path, body, content_type, field in cases:
+        headers = {**admin_headers, "Content-Type": content_type}
+        response = await client.post(path, content=body, headers=headers)
+        assert response.status_code == 422, (path, body, response.text)
+        assert response.json()["detail"]["field"] == field, response.text
+    for listing in ("/api/journeys", "/api/segments", "/api/subscription-groups"):
+        assert (await client.get(listing, headers=admin_headers)).json() == [], listing
+    # Ordinary numbers with exponents are fine.
+    fine = segment.replace(b'"s"', b'"ok"') % b"1.5e3"
+    headers = {**admin_headers, "Content-Type": "application/json"}
+    assert (await client.post("/api/segments", content=fine, headers=headers)).status_code == 201
