@@ -98,9 +98,14 @@ def _json(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _storable(raw: bytes, items: Callable[[], list[Any]] | None = None) -> None:
+def _storable(
+    raw: bytes,
+    items: Callable[[], list[Any]] | None = None,
+    body: Callable[[], dict[str, Any]] | None = None,
+) -> None:
     """Refuse text no database can store: the NUL character. Searching the raw body is cheap; only a
-    body that may hold one is parsed, to name the calls (``items``, for a batch)."""
+    body that may hold one is parsed, to name the calls (``items``, for a batch, whose ``body`` holds
+    what all its calls share)."""
     if b"\\u0000" not in raw:
         return
     problem = {"field": "body", "problem": "contains the NUL character (\\u0000), which cannot be stored"}
@@ -109,6 +114,9 @@ def _storable(raw: bytes, items: Callable[[], list[Any]] | None = None) -> None:
             raise BadEvent([problem])
         return
     problems = [{"index": i, **problem} for i, item in enumerate(items()) if contains_nul(item)]
+    shared = {key: value for key, value in body().items() if key != "batch"} if body else {}
+    if contains_nul(shared):  # the batch's own context and sentAt, applied to each call
+        problems.append({**problem, "field": "context"})
     if problems:
         raise BadEvent(problems)
 
@@ -140,13 +148,20 @@ async def _source(request: Request, body: Callable[[], dict[str, Any]]) -> Princ
     return principal
 
 
+def _unwritable(exc: TypeError) -> str:
+    """Why orjson could not write a value: a number beyond 64 bits, or JSON nested too deeply."""
+    if "Integer" in str(exc):
+        return "holds an integer beyond 64 bits, which cannot be stored; send it as a string"
+    return "nested too deeply (at most 250 levels)"
+
+
 def _writable(submission: Submission, batch: bool) -> None:
-    """Refuse JSON nested deeper than it can be written (about 250 levels), naming each such call and
-    field; the calls' JSON made here is the one the writer stores."""
+    """Refuse JSON that cannot be written (nested deeper than about 250 levels, or an integer beyond
+    64 bits), naming each such call and field; the calls' JSON made here is the one the writer stores."""
     try:
         orjson.dumps([[submission.context]])  # a batch's own context, applied to each call
-    except TypeError:
-        raise BadEvent([{"field": "context", "problem": "nested too deeply (at most 250 levels)"}]) from None
+    except TypeError as exc:
+        raise BadEvent([{"field": "context", "problem": _unwritable(exc)}]) from None
     try:
         submission.dumped_calls()
     except TypeError:
@@ -155,10 +170,10 @@ def _writable(submission: Submission, batch: bool) -> None:
             for name in ("properties", "traits", "context"):
                 try:
                     orjson.dumps([[getattr(call, name, None)]])
-                except TypeError:
-                    problem = {"field": name, "problem": "nested too deeply (at most 250 levels)"}
+                except TypeError as exc:
+                    problem = {"field": name, "problem": _unwritable(exc)}
                     problems.append({"index": index, **problem} if batch else problem)
-        raise BadEvent(problems or [{"field": "body", "problem": "nested too deeply"}]) from None
+        raise BadEvent(problems or [{"field": "body", "problem": "cannot be written as JSON"}]) from None
 
 
 async def _store(request: Request, submission: Submission, *, batch: bool = False) -> None:
@@ -219,7 +234,7 @@ async def batch(request: Request) -> Response:
         raise _malformed(str(exc)) from exc
     if problems:
         raise BadEvent(problems)
-    _storable(raw, items)
+    _storable(raw, items, body)
     await _store(
         request,
         Submission(

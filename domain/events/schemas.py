@@ -61,6 +61,15 @@ Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, coerce_numbers_to_str
 OptionalId = Annotated[str | None, Field(max_length=MAX_ID, coerce_numbers_to_str=True)]
 
 
+def _shown(value: Any) -> str:
+    """A sent value as an error message quotes it: a string (shortened), else only its JSON type (a
+    repr of a deeply nested list would itself fail)."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:60] + "...")
+    kinds = {bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "an object"}
+    return kinds.get(type(value), "null" if value is None else "that value")
+
+
 class SegmentCall(BaseModel):
     # Validation is pydantic's compiled core; the only Python run per call is the check below.
     # Fields Segment sends that ingestion does not use (integrations, version, ...) are ignored.
@@ -131,12 +140,14 @@ class IdentifyCall(SegmentCall):
                 raise ValueError(f"traits.email: {exc}") from None
         timezone = traits.get("timezone")
         if timezone is not None and not (isinstance(timezone, str) and is_timezone(timezone)):
-            raise ValueError(f"traits.timezone: {timezone!r} is not an IANA time zone such as Europe/Paris")
+            raise ValueError(
+                f"traits.timezone: {_shown(timezone)} is not an IANA time zone such as Europe/Paris"
+            )
         locale = traits.get("locale")
         if locale is not None:
             normalised = normalise_locale(locale)
             if normalised is None:
-                raise ValueError(f"traits.locale: {locale!r} is not a locale such as en-US")
+                raise ValueError(f"traits.locale: {_shown(locale)} is not a locale such as en-US")
             traits["locale"] = normalised
         return traits
 
@@ -203,6 +214,9 @@ CALL_TYPES: dict[str, type[SegmentCall]] = {
 
 
 MAX_PROBLEMS = 50  # enough to fix the sender; do not build a huge answer
+
+
+_BIG_EXPONENT = re.compile(rb"[eE]\+?[0-9]{3}")  # where a number may be beyond a float (1e400)
 
 
 class MalformedJSON(ValueError):
@@ -272,6 +286,13 @@ def parse_batch(raw: bytes) -> tuple[Batch | None, list[dict[str, Any]]]:
     """A ``/v1/batch`` body validated in one pass of pydantic's core, straight from the JSON bytes;
     returns it, or every problem found (each naming the call's index and the field). Raises
     ``MalformedJSON`` when the body is not JSON."""
+    if b"NaN" in raw or b"Infinity" in raw or _BIG_EXPONENT.search(raw):
+        # pydantic's parser takes NaN, Infinity and 1e400, which JSON has not (they would be stored
+        # as null); orjson, which reads the single calls, refuses them. Rarely needed, so only then.
+        try:
+            orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedJSON(str(exc)) from None
     try:
         return _BATCH.validate_json(raw), []
     except ValidationError as exc:

@@ -363,6 +363,56 @@ async def test_text_no_database_can_store_is_refused_naming_the_call(client, ses
     assert event.properties == {"note": "a\\u0000b"}
 
 
+async def test_what_json_cannot_carry_or_no_column_store_is_refused_naming_the_field(
+    client, sessions, write_key
+):
+    auth, json_type = (write_key, ""), {"Content-Type": "application/json"}
+    call = b'{"type": "track", "userId": "ok", "event": "Fine", "properties": {"x": %s}}'
+    # NaN, Infinity and 1e400 are not JSON: a batch refuses them as a single call does (they were
+    # stored as null).
+    for number in (b"NaN", b"-Infinity", b"1e400"):
+        body = await _rejected(
+            client,
+            sessions,
+            "/v1/batch",
+            auth=auth,
+            headers=json_type,
+            content=b'{"batch": [%s]}' % (call % number),
+        )
+        assert body["error"] == "malformed_json", body
+    # An integer beyond 64 bits is named as such (it was called "nested too deeply").
+    body = await _rejected(
+        client,
+        sessions,
+        "/v1/batch",
+        auth=auth,
+        headers=json_type,
+        content=b'{"batch": [%s]}' % (call % (b"1" * 30)),
+    )
+    assert body["detail"] == [
+        {
+            "index": 0,
+            "field": "properties",
+            "problem": "holds an integer beyond 64 bits, which cannot be stored; send it as a string",
+        }
+    ]
+    # The batch's own context is applied to every call: NUL there is refused too (it was stored on
+    # SQLite, a 500 on PostgreSQL).
+    shared = {"context": {"ip": "a\u0000b"}, "batch": [{"type": "track", "userId": "ok", "event": "E"}]}
+    body = await _rejected(client, sessions, "/v1/batch", auth=auth, json=shared)
+    assert body["detail"][0]["field"] == "context" and "NUL" in body["detail"][0]["problem"]
+    # A time zone nested a thousand lists deep is named, not quoted (quoting it failed).
+    deep = b"[" * 1000 + b"]" * 1000
+    identify = b'{"userId": "ok", "traits": {"timezone": %s}}' % deep
+    body = await _rejected(client, sessions, "/v1/identify", auth=auth, headers=json_type, content=identify)
+    assert body["detail"] == [
+        {"field": "traits.timezone", "problem": "a list is not an IANA time zone such as Europe/Paris"}
+    ]
+    # Ordinary large numbers and exponents still pass.
+    ok = b'{"batch": [%s]}' % (call % b"1.5e300")
+    assert (await client.post("/v1/batch", auth=auth, headers=json_type, content=ok)).status_code == 200
+
+
 async def test_revenue_counts_to_the_cent_and_ignores_what_is_not_an_amount(client, sessions, write_key):
     revenues = [2.345, "1e3", " 7 ", -5, 1e15, "12abc", True, None, {"x": 1}]
     batch = [
