@@ -249,12 +249,19 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | bool) or _is_number(value)
 
 
+def _operator(raw: dict, path: str, ops: set[str]) -> str:
+    op, known = raw.get("op"), ", ".join(sorted(ops))
+    if not isinstance(op, str):  # a list or an object cannot even be looked up among the operators
+        raise RuleError(f"{path}.op", f"must be the name of an operator (known: {known})")
+    if op not in ops:
+        raise RuleError(f"{path}.op", f"unknown operator {op[:60]!r} (known: {known})")
+    return op
+
+
 def parse_value_test(raw: dict, path: str, key_field: str, ops: set[str]) -> ValueTest:
     _allowed(raw, path, {key_field, "op", "value"})
     key = _key(raw.get(key_field), f"{path}.{key_field}", key_field)
-    op = raw.get("op")
-    if op not in ops:
-        raise RuleError(f"{path}.op", f"unknown operator {op!r} (known: {', '.join(sorted(ops))})")
+    op = _operator(raw, path, ops)
     value = raw.get("value")
     vpath = f"{path}.value"
     needs_value = op not in PRESENCE_OPS | ANNIVERSARY_OPS
@@ -332,10 +339,7 @@ def _rfm(raw: dict, path: str, _depth: int) -> Rule:
     _allowed(raw, path, {"rfm", "op", "value"})
     if raw["rfm"] not in RFM_DIMENSIONS:
         raise RuleError(f"{path}.rfm", f"must be one of {', '.join(RFM_DIMENSIONS)}")
-    if raw.get("op") not in RFM_OPS:
-        raise RuleError(
-            f"{path}.op", f"unknown operator {raw.get('op')!r} (known: {', '.join(sorted(RFM_OPS))})"
-        )
+    _operator(raw, path, RFM_OPS)
     value = raw.get("value")
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
         raise RuleError(f"{path}.value", "must be a score from 1 to 5")
