@@ -7,10 +7,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from domain.db import sqlstate
+from domain.db import sqlstate, transient
 from domain.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,19 @@ def install(app: FastAPI) -> None:
         log.info("unique key conflict on %s %s: %s", request.method, request.url.path, exc.orig)
         detail = "another request stored the same thing at the same moment; nothing of this one was saved"
         return JSONResponse({"error": "conflict", "detail": detail}, status_code=409)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError):
+        if not transient(exc):
+            return await _unexpected(request, exc)
+        # Busy (SQLite's one writer) or a deadlock: the transaction was rolled back whole, so the same
+        # request can simply be sent again.
+        log.warning("transient database error on %s %s: %s", request.method, request.url.path, exc.orig)
+        return JSONResponse(
+            {"error": "busy", "detail": "the database is busy; nothing was saved, send the request again"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -45,6 +45,12 @@ def sqlstate(exc: BaseException) -> str | None:
     return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
 
 
+def transient(exc: BaseException) -> bool:
+    """A deadlock or serialisation failure (PostgreSQL) or a database busy past its timeout (SQLite):
+    the transaction rolled back whole, and the same work may simply be tried again."""
+    return sqlstate(exc) in ("40P01", "40001") or "database is locked" in str(getattr(exc, "orig", exc))
+
+
 class UTCDateTime(TypeDecorator):
     """Aware UTC datetimes on every backend (SQLite would otherwise hand back naive ones)."""
 

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.customers import service as customers
-from domain.db import create_engine, session_factory, sqlstate, transaction
+from domain.db import create_engine, session_factory, transaction, transient
 from domain.events import postgres_batch
 from domain.events.service import (
     IngestResult,
@@ -172,4 +172,4 @@ def _retryable(exc: Exception) -> bool:
     wrapped by SQLAlchemy."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return sqlstate(exc) in ("40P01", "40001") or "database is locked" in str(getattr(exc, "orig", exc))
+    return transient(exc)
