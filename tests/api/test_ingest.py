@@ -368,9 +368,9 @@ async def test_what_json_cannot_carry_or_no_column_store_is_refused_naming_the_f
 ):
     auth, json_type = (write_key, ""), {"Content-Type": "application/json"}
     call = b'{"type": "track", "userId": "ok", "event": "Fine", "properties": {"x": %s}}'
-    # NaN, Infinity and 1e400 are not JSON: a batch refuses them as a single call does (they were
-    # stored as null).
-    for number in (b"NaN", b"-Infinity", b"1e400"):
+    # NaN and Infinity are not JSON: a batch refuses them as a single call does (they were stored
+    # as null).
+    for number in (b"NaN", b"-Infinity", b"Infinity"):
         body = await _rejected(
             client,
             sessions,
