@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import AfterValidator
 
 from api.deps import Admin, Session, get_settings, require
 from config.settings import Settings
@@ -93,6 +94,16 @@ async def open_case(spec: CaseIn, session: Session, actor: Actor) -> CaseOut:
     return await cases.open_by_hand(session, actor, spec)
 
 
+def _assignee(value: str | None) -> str | None:
+    """'me', 'none' or an agent id that a 64-bit column can hold (ASCII digits: str.isdigit also takes
+    '²', which int() refuses)."""
+    if value in (None, "me", "none"):
+        return value
+    if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) < 2**63):
+        raise ValueError("use 'me', 'none' or an agent id")
+    return value
+
+
 @router.get("/api/cases", response_model=list[CaseOut], summary="The queue, most urgent SLA first")
 async def list_cases(
     session: Session,
@@ -100,7 +111,9 @@ async def list_cases(
     team: str | None = None,
     status: Annotated[list[Status] | None, Query(description="Default: open, assigned, pending")] = None,
     priority: Priority | None = None,
-    assignee: str | None = Query(None, description="'me', 'none' or an agent id"),
+    assignee: Annotated[
+        str | None, Query(description="'me', 'none' or an agent id"), AfterValidator(_assignee)
+    ] = None,
     breached: bool | None = None,
     customer_id: StoredInt | None = None,
     limit: int = Query(50, ge=1, le=500),

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query, Response
 
 from api.deps import Marketer, Session
@@ -67,9 +69,10 @@ async def segment_members(
     segment_id: str,
     session: Session,
     _: Marketer,
-    after: StoredInt = Query(
-        0, ge=0, description="Customer id to continue after (next_after of the last page)."
-    ),
+    # The bounds go inside the Query: a Query's own ge/le replace those of StoredInt it is given with.
+    after: Annotated[
+        StoredInt, Query(ge=0, description="Customer id to continue after (next_after of the last page).")
+    ] = 0,
     limit: int = Query(100, ge=1, le=1000),
 ) -> MembersPage:
     return await segments.members(session, segment_id, after=after, limit=limit)

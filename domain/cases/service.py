@@ -441,7 +441,9 @@ async def queue(session: AsyncSession, actor: Actor, f: QueueFilter) -> list[Cas
     elif f.assignee == "none":
         unassigned = True
     elif f.assignee is not None:
-        if not f.assignee.isdigit():
+        # ASCII digits only (str.isdigit also takes '²'), and an id a 64-bit column can hold.
+        digits = f.assignee.isascii() and f.assignee.isdigit() and len(f.assignee) <= 19
+        if not (digits and int(f.assignee) < 2**63):
             raise InvalidInput({"field": "assignee", "problem": "use 'me', 'none' or an agent id"})
         assignee_id = int(f.assignee)
     stmt = repo.queue_query(
