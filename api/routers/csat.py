@@ -86,7 +86,9 @@ async def csat_record(
     sig = (form.get("sig") or [""])[0]
     raw = (form.get("rating") or [""])[0]
     try:
-        rating = int(raw) if raw.isdigit() else 0
+        # ASCII digits only: str.isdigit also takes '²', which int() refuses, and 5000 digits exceed
+        # int()'s limit; anything else is 0, which rate() answers with the page's "1 to 5".
+        rating = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 3 else 0
         case = await cases.rate(session, settings, case_id, sig, rating)
     except DomainError as err:
         detail = err.detail["problem"] if isinstance(err.detail, dict) else err.detail

@@ -757,7 +757,10 @@ def csat_url(settings: Settings, case_id: int) -> str:
 
 async def csat_case(session: AsyncSession, settings: Settings, case_id: int, sig: str) -> Case:
     case = await repo.get_case(session, case_id, fresh=True)
-    if case is None or not hmac.compare_digest(sig, csat_signature(settings, case_id)):
+    # Compared as bytes: compare_digest refuses a str with non-ASCII characters, and a link's signature
+    # may carry anything (a lone surrogate too, hence surrogatepass); it is then just a wrong one.
+    given = sig.encode("utf-8", "surrogatepass")
+    if case is None or not hmac.compare_digest(given, csat_signature(settings, case_id).encode()):
         raise NotFound("this rating link is not valid")
     if case.status not in (Status.resolved, Status.closed):
         raise Conflict("this case is not resolved yet", code="not_resolved")

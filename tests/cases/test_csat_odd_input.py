@@ -1,0 +1,37 @@
+"""The public CSAT page answers any signature or rating a link or form may carry: one that is not plain
+ASCII is a wrong signature or a rating outside 1-5, as any other (compare_digest and int() raised: 500)."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.cases import service as cases
+from domain.cases.models import Case
+from tests.cases.test_csat_and_context import _resolved_case
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize("sig", ["%C3%A9", "%E2%82%AC" * 5, "a%C3%A9b", "%FF"])
+async def test_a_non_ascii_signature_is_just_a_wrong_signature(client, sessions, settings, sig):
+    case_id = await _resolved_case(sessions, settings)
+    page = await client.get(f"/csat/{case_id}?sig={sig}")
+    assert page.status_code == 404, page.text
+    assert "not valid" in page.text
+    posted = await client.post(f"/csat/{case_id}", content=f"sig={sig}&rating=5", headers=FORM)
+    assert posted.status_code == 404, posted.text
+    async with sessions() as session:
+        assert (await session.get(Case, case_id)).csat_rating is None
+
+
+@pytest.mark.parametrize("rating", ["%C2%B2", "%D9%A3", "%EF%BC%95", "5" * 5000, "9" * 40, "-1", "+5", " 5"])
+async def test_a_rating_that_is_not_1_to_5_gets_the_pages_answer(client, sessions, settings, rating):
+    case_id = await _resolved_case(sessions, settings)
+    sig = cases.csat_signature(settings, case_id)
+    posted = await client.post(f"/csat/{case_id}", content=f"sig={sig}&rating={rating}", headers=FORM)
+    assert posted.status_code == 422, posted.text
+    assert "1 to 5" in posted.text
+    bad_sig = await client.post(f"/csat/{case_id}", content=f"sig=x&rating={rating}", headers=FORM)
+    assert bad_sig.status_code in (403, 404, 422) and bad_sig.status_code < 500
+    async with sessions() as session:
+        assert (await session.get(Case, case_id)).csat_rating is None
