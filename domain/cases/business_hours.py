@@ -3,28 +3,50 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+# The furthest a deadline counted in business hours may fall: eight years of whole weeks (366 * 8 days
+# bounded the day-by-day walk before). A policy whose hours cannot carry its targets within it is refused:
+# a minute on Sundays gives 418 minutes, so a target of 480 cannot be met.
+HORIZON_WEEKS = 366 * 8 // 7
 
 
 @dataclass(frozen=True)
 class BusinessHours:
     timezone: str
     days: frozenset[int]  # 0 = Monday
-    start: time
+    start: time  # local times, without a zone: the zone is `timezone`
     end: time
+
+    def weekly(self) -> timedelta:
+        """Working time in a week (wall-clock, as deadlines are counted)."""
+        block = datetime.combine(date.min, self.end) - datetime.combine(date.min, self.start)
+        return block * len(self.days)
+
+
+class BeyondHorizon(ValueError):
+    """The hours leave too little working time to reach the target within HORIZON_WEEKS."""
 
 
 def add_minutes(start: datetime, minutes: int, hours: BusinessHours | None) -> datetime:
-    """``start`` plus ``minutes`` of working time (plain minutes without business hours), in UTC."""
+    """``start`` plus ``minutes`` of working time (plain minutes without business hours), in UTC.
+
+    Raises BeyondHorizon when the hours give less than ``minutes`` in HORIZON_WEEKS weeks."""
     if hours is None:
         return start + timedelta(minutes=minutes)
+    remaining, week = timedelta(minutes=minutes), hours.weekly()
+    if week <= timedelta(0) or remaining > week * HORIZON_WEEKS:
+        raise BeyondHorizon(
+            f"{_span(week)} of working time a week reaches {minutes} minutes only after more than "
+            f"{HORIZON_WEEKS} weeks (eight years)"
+        )
     tz = ZoneInfo(hours.timezone)
-    remaining = timedelta(minutes=minutes)
     local = start.astimezone(tz)
     day = local.date()
-    # Each working day gives at most one block; eight years bounds even one open day a week.
-    for _ in range(366 * 8):
+    # The first day may be cut short by `start`; every later week gives `week` whole, so whole weeks are
+    # skipped at once, leaving at most one week (and the first day) to walk.
+    for index in range(16):
         if day.weekday() in hours.days:
             opens = datetime.combine(day, hours.start, tz)
             closes = datetime.combine(day, hours.end, tz)
@@ -34,4 +56,13 @@ def add_minutes(start: datetime, minutes: int, hours: BusinessHours | None) -> d
                     return (begin + remaining).astimezone(UTC)
                 remaining -= closes - begin
         day += timedelta(days=1)
-    raise ValueError("business hours leave no working time")
+        if index == 0 and remaining > week:
+            whole = (remaining - timedelta(microseconds=1)) // week  # leaves (0, week] to walk
+            remaining -= week * whole
+            day += timedelta(weeks=whole)
+    raise AssertionError("unreachable: a week of business hours gives `week`")
+
+
+def _span(delta: timedelta) -> str:
+    minutes = delta.total_seconds() / 60
+    return f"{minutes:g} minute{'s' * (minutes != 1)}"

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from domain.db import StoredInt
 
@@ -125,12 +125,17 @@ class AgentCreated(AgentOut):
     api_key: str = Field(description="The agent's management key (role agent); shown once.")
 
 
+LOCAL_TIME = "a local time such as 09:00, without a zone: the zone is `timezone`"
+# Validation context for policies read back from the database, which may predate a rule.
+STORED = "stored"
+
+
 class BusinessHoursIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     timezone: str = Field(description="IANA time zone, e.g. Europe/Paris")
     days: list[int] = Field([0, 1, 2, 3, 4], min_length=1, max_length=7, description="0 = Monday")
-    start: time = Field(description="HH:MM, local time")
+    start: time = Field(description="HH:MM, local time (no zone: the zone is `timezone`)")
     end: time
 
     @field_validator("timezone")
@@ -148,6 +153,24 @@ class BusinessHoursIn(BaseModel):
         if any(d < 0 or d > 6 for d in value):
             raise ValueError("days are 0 (Monday) to 6 (Sunday)")
         return sorted(set(value))
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _local_time_text(cls, value: Any) -> Any:
+        # Pydantic reads a number as seconds after midnight UTC, a zone-aware time.
+        if not isinstance(value, str | time):
+            raise ValueError(LOCAL_TIME)
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _without_zone(cls, value: time, info: ValidationInfo) -> time:
+        if value.tzinfo is None:
+            return value
+        if (info.context or {}).get(STORED):
+            # Saved before zones were refused: the zone was ignored then too (deadlines use `timezone`).
+            return value.replace(tzinfo=None)
+        raise ValueError(LOCAL_TIME)
 
     @model_validator(mode="after")
     def _ordered(self):

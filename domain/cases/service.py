@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +21,7 @@ from domain.cases.models import Agent, Case, CaseNote, SlaPolicy, Team, TeamMemb
 from domain.cases.schemas import (
     ACTIVE,
     DEFAULT_SLA_MINUTES,
+    STORED,
     TIER_PRIORITY,
     AgentCreated,
     AgentIn,
@@ -48,6 +50,8 @@ CASE_OPENED = "Case Opened"
 CASE_RESOLVED = "Case Resolved"
 CASE_SLA_BREACHED = "Case SLA Breached"
 RECENT = 10  # events and messages kept in a case's context snapshot
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -171,16 +175,26 @@ class SlaTargets:
     business_hours: BusinessHours | None = None
 
     def deadlines(self, opened: datetime) -> tuple[datetime, datetime]:
-        return (
-            business_hours.add_minutes(opened, self.first_response_minutes, self.business_hours),
-            business_hours.add_minutes(opened, self.resolution_minutes, self.business_hours),
-        )
+        first = self._due(opened, self.first_response_minutes)
+        return first, max(first, self._due(opened, self.resolution_minutes))
+
+    def _due(self, opened: datetime, minutes: int) -> datetime:
+        try:
+            return business_hours.add_minutes(opened, minutes, self.business_hours)
+        except business_hours.BeyondHorizon as err:
+            # Only a policy saved before such hours were refused: the case still opens (by hand or
+            # for a journey), due at the horizon, the furthest a business-hours deadline falls.
+            log.warning("SLA policy business hours: %s; due in %d weeks", err, business_hours.HORIZON_WEEKS)
+            return opened + timedelta(weeks=business_hours.HORIZON_WEEKS)
 
 
 def _hours(stored: dict[str, Any] | None) -> BusinessHours | None:
     if not stored:
         return None
-    spec = BusinessHoursIn.model_validate(stored)
+    return _business_hours(BusinessHoursIn.model_validate(stored, context={STORED: True}))
+
+
+def _business_hours(spec: BusinessHoursIn) -> BusinessHours:
     return BusinessHours(spec.timezone, frozenset(spec.days), spec.start, spec.end)
 
 
@@ -197,13 +211,14 @@ def _policy_out(priority: Priority, policy: SlaPolicy | None) -> SlaPolicyOut:
         return SlaPolicyOut(
             priority=priority, first_response_minutes=first, resolution_minutes=resolution, default=True
         )
-    return SlaPolicyOut(
-        priority=priority,
-        first_response_minutes=policy.first_response_minutes,
-        resolution_minutes=policy.resolution_minutes,
-        business_hours=policy.business_hours,
-        default=False,
-    )
+    stored = {
+        "priority": priority,
+        "first_response_minutes": policy.first_response_minutes,
+        "resolution_minutes": policy.resolution_minutes,
+        "business_hours": policy.business_hours,
+        "default": False,
+    }
+    return SlaPolicyOut.model_validate(stored, context={STORED: True})
 
 
 async def list_policies(session: AsyncSession) -> list[SlaPolicyOut]:
@@ -217,6 +232,13 @@ async def set_policy(session: AsyncSession, priority: Priority, spec: SlaPolicyI
         raise InvalidInput(
             {"field": "resolution_minutes", "problem": "must not be shorter than the first response"}
         )
+    if spec.business_hours is not None:
+        hours = _business_hours(spec.business_hours)
+        try:  # the resolution target is the longer one: what it reaches, the first response does
+            business_hours.add_minutes(utcnow(), spec.resolution_minutes, hours)
+        except business_hours.BeyondHorizon as err:
+            problem = f"too narrow for resolution_minutes ({spec.resolution_minutes}): {err}"
+            raise InvalidInput({"field": "business_hours", "problem": problem}) from None
     values = spec.model_dump(mode="json")
     policy = await repo.get_policy(session, priority.value)
     if policy is None:
