@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from domain.db import StoredInt, StoredTime, VersionNumber
 from domain.email.schemas import SLUG
@@ -113,8 +113,16 @@ class SimulationIn(BaseModel):
     events: list[SimulatedEvent] = Field(default_factory=list, max_length=100)
     segments: list[str] = Field(default_factory=list, description="Segments the customer is in.")
     case_resolved_after: Duration | None = Field(None, description="When an escalated case resolves.")
-    start: StoredTime | None = Field(None, description="Simulated entry time (default: now).")
+    start: StoredTime | None = Field(
+        None, description="Simulated entry time (default: now); without a UTC offset it is UTC."
+    )
     version: VersionNumber | None = Field(None, description="A published version; default the draft.")
+
+    @field_validator("start")
+    @classmethod
+    def _utc_unless_told(cls, value: datetime | None) -> datetime | None:
+        # As ingestion reads an event time without a zone; the journey's clock arithmetic is aware.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class SimulatedStep(BaseModel):

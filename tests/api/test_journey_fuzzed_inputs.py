@@ -1,0 +1,65 @@
+"""Inputs a fuzzer found answering 500: each now gets a definite answer (a 422 naming the field, or the
+path the journey takes), in the simulation exactly as in the running workflow."""
+
+from __future__ import annotations
+
+import pytest
+
+TEMPLATE = {"id": "hello", "name": "Hello", "subject": "Hi {{ traits.name }}", "html": "<p>Hi</p>"}
+ENTRY = {"id": "start", "type": "entry", "event": "Signed Up", "next": "hold"}
+SEND = {"id": "hello", "type": "send_email", "template_id": "hello", "next": "done"}
+DONE = {"id": "done", "type": "exit"}
+
+
+async def _journey(client, headers, *nodes: dict, rules: dict | None = None, journey_id: str = "j1"):
+    definition = {"nodes": [ENTRY, *nodes, SEND, DONE]}
+    if rules is not None:
+        definition["rules"] = rules
+    body = {"id": journey_id, "name": journey_id, "definition": definition}
+    return await client.post("/api/journeys", json=body, headers=headers)
+
+
+async def _simulate(client, headers, spec: dict, journey_id: str = "j1"):
+    response = await client.post(f"/api/journeys/{journey_id}/simulate", json=spec, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _path(result: dict) -> list[tuple[str, str | None]]:
+    return [(s["node_id"], s["outcome"]) for s in result["steps"]]
+
+
+@pytest.fixture
+async def template(client, marketer_headers):
+    assert (await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)).status_code == 201
+
+
+# --- a simulation start without a UTC offset is UTC, as ingestion reads such a time ----------------------
+
+NAIVE_CASES = [
+    ("wait_until", [{"id": "hold", "type": "wait_until", "at": "12:00", "next": "hello"}], None),
+    (
+        "date_trait wait",
+        [{"id": "hold", "type": "wait_until", "at": "12:00", "date_trait": "renewal", "next": "hello"}],
+        None,
+    ),
+    (
+        "quiet hours",
+        [{"id": "hold", "type": "wait", "duration": "1m", "next": "hello"}],
+        {"quiet_hours": {"start": "09:00", "end": "12:00"}},
+    ),
+]
+
+
+@pytest.mark.parametrize(("nodes", "rules"), [c[1:] for c in NAIVE_CASES], ids=[c[0] for c in NAIVE_CASES])
+async def test_a_start_without_offset_is_read_as_utc(client, marketer_headers, template, nodes, rules):
+    assert (await _journey(client, marketer_headers, *nodes, rules=rules)).status_code == 201
+    spec = {"customer": {"traits": {"name": "Ada", "renewal": "2026-06-01"}}}
+
+    naive = await _simulate(client, marketer_headers, {**spec, "start": "2026-06-01T10:00:00"})
+    utc = await _simulate(client, marketer_headers, {**spec, "start": "2026-06-01T10:00:00Z"})
+
+    assert naive == utc
+    [message] = naive["messages"]
+    assert message["at"].startswith("2026-06-01T12:00:00")
+    assert naive["steps"][0]["entered_at"].startswith("2026-06-01T10:00:00")
