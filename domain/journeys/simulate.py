@@ -132,9 +132,10 @@ class Simulation:
         if kind == "wait_until":
             if node.get("date_trait"):
                 day = timing.parse_date(self.traits.get(node["date_trait"]))
-                if day is None:
+                offset = node.get("offset_days", 0)
+                target = None if day is None else timing.on_date(self.tz(), day, node["at"], offset)
+                if target is None:  # no date, or one beyond the calendar
                     return node.get("next"), "no_date"
-                target = timing.on_date(self.tz(), day, node["at"], node.get("offset_days", 0))
             else:
                 target = timing.next_local_time(self.now, self.tz(), node["at"], node.get("weekdays") or None)
             self._advance(target)

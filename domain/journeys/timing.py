@@ -81,9 +81,13 @@ def next_anniversary(
     raise AssertionError("unreachable: next year always holds the anniversary")
 
 
-def on_date(tz: ZoneInfo, trait_date: date, at: str, offset_days: int = 0) -> datetime:
-    """A one-off date trait (e.g. renewal date) + offset at ``at`` local."""
-    return _at(trait_date + timedelta(days=offset_days), _hhmm(at), tz)
+def on_date(tz: ZoneInfo, trait_date: date, at: str, offset_days: int = 0) -> datetime | None:
+    """A one-off date trait (e.g. renewal date) + offset at ``at`` local; None, as for no date at all,
+    when that moment lies beyond the calendar (before year 1 or after 9999, in local time or in UTC)."""
+    try:
+        return _at(trait_date + timedelta(days=offset_days), _hhmm(at), tz)
+    except OverflowError:
+        return None
 
 
 def quiet_hours_end(now: datetime, tz: ZoneInfo, start: str, end: str) -> datetime:

@@ -63,3 +63,29 @@ async def test_a_start_without_offset_is_read_as_utc(client, marketer_headers, t
     [message] = naive["messages"]
     assert message["at"].startswith("2026-06-01T12:00:00")
     assert naive["steps"][0]["entered_at"].startswith("2026-06-01T10:00:00")
+
+
+# --- a date trait whose day (+ offset) falls off the calendar is treated as no date ---------------------
+
+
+@pytest.mark.parametrize(
+    ("day", "offset", "zone"),
+    [
+        ("9999-12-31", 1, "UTC"),
+        ("0001-01-01", -1, "UTC"),
+        ("0001-01-01", 0, "Asia/Tokyo"),  # 00:30 in Tokyo is the day before in UTC
+        ("9999-12-31", 0, "America/Los_Angeles"),  # 23:30 there is the next day in UTC
+    ],
+)
+async def test_a_date_beyond_the_calendar_is_no_date(client, marketer_headers, template, day, offset, zone):
+    at = "23:30" if zone == "America/Los_Angeles" else "00:30"
+    hold = {"id": "hold", "type": "wait_until", "at": at, "date_trait": "renewal", "offset_days": offset}
+    rules = {"default_timezone": zone}
+    assert (
+        await _journey(client, marketer_headers, {**hold, "next": "hello"}, rules=rules)
+    ).status_code == 201
+
+    result = await _simulate(client, marketer_headers, {"customer": {"traits": {"renewal": day}}})
+
+    assert result["status"] == "completed"
+    assert _path(result) == [("hold", "no_date"), ("hello", "rendered"), ("done", None)]

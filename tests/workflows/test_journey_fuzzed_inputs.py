@@ -1,0 +1,46 @@
+"""Customer data no journey expected (a date trait off the calendar, a branch value of another JSON type)
+takes the enrollment down a path: it used to fail the workflow task (or its context activity) over and
+over, and the enrollment stayed at that node for ever."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.workflows.harness import engine
+from workflows.journey import JourneyWorkflow
+
+# An enrollment that finishes does so within seconds on the time-skipping server; a stuck one never does.
+FINISHES_WITHIN = 60
+
+
+def _graph(*nodes: dict, rules: dict | None = None) -> dict:
+    return {
+        "nodes": [
+            {"id": "start", "type": "entry", "event": "Signed Up", "next": nodes[0]["id"]},
+            *nodes,
+            {"id": "hello", "type": "send_email", "template_id": "hello", "next": "done"},
+            {"id": "done", "type": "exit"},
+        ],
+        "rules": rules or {},
+    }
+
+
+async def _finished_path(e, journey_id: str, customer_id: int) -> list[tuple[str, str | None]]:
+    handle = e.handle(journey_id, customer_id)
+    result = await asyncio.wait_for(e.result(handle), FINISHES_WITHIN)
+    assert result.status == "completed"
+    return [(s.node_id, s.outcome) for s in await handle.query(JourneyWorkflow.path)]
+
+
+async def test_a_date_trait_beyond_the_calendar_goes_on_as_no_date(env, sessions, settings):
+    async with engine(env, sessions, settings) as e:
+        await e.template("hello", "Hello {{ traits.name }}")
+        renewal = {"id": "renewal", "type": "wait_until", "at": "10:00", "date_trait": "renewal"}
+        await e.journey("renew", _graph({**renewal, "offset_days": 1, "next": "hello"}))
+        last_day = await e.customer("ada", renewal="9999-12-31")
+        await e.track("ada", "Signed Up")
+
+        path = await _finished_path(e, "renew", last_day)
+
+        assert path == [("renewal", "no_date"), ("hello", "sent"), ("done", None)]
+        assert [m["subject"] for m in e.mailbox()] == ["Hello Ada"]
