@@ -24,7 +24,22 @@ def _lookup(data: dict[str, Any], path: str) -> Any:
     return current
 
 
+def _within(needle: Any, haystack: Any) -> bool:
+    """``needle in haystack`` for any JSON values: a substring of a string (a needle that is no string
+    is in none), an element of a list, and never of anything else."""
+    if isinstance(haystack, str):
+        return isinstance(needle, str) and needle in haystack
+    if isinstance(haystack, list):
+        return needle in haystack  # element equality, which holds or not for any two JSON values
+    return False
+
+
 def _compare(actual: Any, op: str, expected: Any) -> bool:
+    """Whether ``actual`` (a trait or event property, ``_MISSING`` when absent) passes ``op expected``.
+
+    Total over JSON values: runs inside JourneyWorkflow, where an exception would fail the workflow
+    task again at every retry and leave the enrollment stuck. A comparison between types that do not
+    compare (a number and a string, a list and a number) does not hold."""
     if op == "exists":
         return actual is not _MISSING and actual is not None
     if op == "not_exists":
@@ -36,11 +51,11 @@ def _compare(actual: Any, op: str, expected: Any) -> bool:
     if op == "ne":
         return actual != expected
     if op == "in":
-        return actual in expected
+        return _within(actual, expected)
     if op == "not_in":
-        return actual not in expected
+        return not _within(actual, expected)
     if op == "contains":
-        return isinstance(actual, list | str) and expected in actual
+        return _within(expected, actual)
     try:
         if op == "gt":
             return actual > expected

@@ -89,6 +89,10 @@ class Condition(_Strict):
             raise ValueError(f"op {self.op!r} needs a list value")
         if self.op in ("gt", "gte", "lt", "lte") and not isinstance(self.value, int | float | str):
             raise ValueError(f"op {self.op!r} needs a number or string value")
+        if self.op == "contains" and (self.value is None or isinstance(self.value, dict | list)):
+            # A substring of a string trait or one element of a list trait; null, an object or a list
+            # is a mistake (for "one of these", op 'in' takes the list).
+            raise ValueError("op 'contains' needs a string, number or boolean value")
         return self
 
 

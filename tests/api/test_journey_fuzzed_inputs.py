@@ -89,3 +89,70 @@ async def test_a_date_beyond_the_calendar_is_no_date(client, marketer_headers, t
 
     assert result["status"] == "completed"
     assert _path(result) == [("hold", "no_date"), ("hello", "rendered"), ("done", None)]
+
+
+# --- branch conditions never fail, whatever JSON the customer's traits hold -----------------------------
+
+
+def _branch(*conditions: dict) -> dict:
+    return {
+        "id": "hold",
+        "type": "branch",
+        "branches": [{"when": list(conditions), "next": "done"}],
+        "default_next": "hello",
+    }
+
+
+@pytest.mark.parametrize(
+    ("condition", "traits", "taken"),
+    [
+        ({"trait": "name", "op": "contains", "value": 5}, {"name": "Ada"}, "default"),
+        ({"trait": "name", "op": "contains", "value": True}, {"name": "Ada"}, "default"),
+        ({"trait": "tags", "op": "contains", "value": 5}, {"tags": [4, 5]}, "branch:0"),
+        ({"trait": "tags", "op": "contains", "value": "vip"}, {"tags": ["vip"]}, "branch:0"),
+        ({"trait": "name", "op": "contains", "value": "d"}, {"name": "Ada"}, "branch:0"),
+        ({"trait": "name", "op": "contains", "value": "x"}, {"name": {"x": 1}}, "default"),
+        ({"trait": "name", "op": "gt", "value": 3}, {"name": "Ada"}, "default"),
+        ({"trait": "name", "op": "lte", "value": "m"}, {"name": ["a"]}, "default"),
+        ({"trait": "name", "op": "in", "value": ["Ada"]}, {"name": {"x": 1}}, "default"),
+        ({"trait": "name", "op": "not_in", "value": [["a"]]}, {"name": ["a"]}, "default"),
+    ],
+)
+async def test_branch_conditions_on_mixed_json_take_a_path(
+    client, marketer_headers, template, condition, traits, taken
+):
+    assert (await _journey(client, marketer_headers, _branch(condition))).status_code == 201, condition
+
+    result = await _simulate(client, marketer_headers, {"customer": {"traits": traits}})
+
+    assert _path(result)[0] == ("hold", taken)
+
+
+async def test_event_property_contains_a_number_in_a_string_takes_the_default(
+    client, marketer_headers, template
+):
+    condition = {"event_property": "plan", "op": "contains", "value": 5}
+    assert (await _journey(client, marketer_headers, _branch(condition))).status_code == 201
+    spec = {"customer": {}, "entry": {"name": "Signed Up", "properties": {"plan": "pro"}}}
+
+    result = await _simulate(client, marketer_headers, spec)
+
+    assert _path(result)[0] == ("hold", "default")
+
+
+@pytest.mark.parametrize("value", [None, {"a": 1}, ["a", "b"]], ids=["null", "object", "list"])
+@pytest.mark.parametrize("subject", ["trait", "event_property"])
+async def test_contains_with_a_value_that_is_not_a_scalar_is_refused_at_save(
+    client, marketer_headers, template, value, subject
+):
+    condition = {subject: "name", "op": "contains"}
+    if value is not None:
+        condition["value"] = value
+
+    response = await _journey(client, marketer_headers, _branch(condition))
+
+    assert response.status_code == 422
+    [detail] = response.json()["detail"]
+    assert detail["node"] == "hold"
+    assert detail["path"].startswith("nodes.1.branch.branches.0.when.0")
+    assert "contains" in detail["problem"] and "value" in detail["problem"]

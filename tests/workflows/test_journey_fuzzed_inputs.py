@@ -44,3 +44,21 @@ async def test_a_date_trait_beyond_the_calendar_goes_on_as_no_date(env, sessions
 
         assert path == [("renewal", "no_date"), ("hello", "sent"), ("done", None)]
         assert [m["subject"] for m in e.mailbox()] == ["Hello Ada"]
+
+
+async def test_a_branch_on_a_value_of_another_type_takes_the_default(env, sessions, settings):
+    async with engine(env, sessions, settings) as e:
+        await e.template("hello", "Hello {{ traits.name }}")
+        branch = {
+            "id": "b",
+            "type": "branch",
+            "branches": [{"when": [{"trait": "name", "op": "contains", "value": 5}], "next": "done"}],
+            "default_next": "hello",
+        }
+        await e.journey("route", _graph(branch))
+        ada = await e.customer("ada")
+        await e.track("ada", "Signed Up")
+
+        path = await _finished_path(e, "route", ada)
+
+        assert path == [("b", "default"), ("hello", "sent"), ("done", None)]
