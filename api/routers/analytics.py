@@ -26,11 +26,19 @@ router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 
 
 def _from():
-    return Query(None, alias="from", description="Start, included: ISO date (midnight UTC) or date-time.")
+    return Query(
+        None,
+        alias="from",
+        description="Start, included: ISO date (midnight UTC) or date-time, from 1900-01-01 to 2200-01-01.",
+    )
 
 
 def _to():
-    return Query(None, alias="to", description="End, excluded: ISO date or date-time. Default: now.")
+    return Query(
+        None,
+        alias="to",
+        description="End, excluded: ISO date or date-time, from 1900-01-01 to 2200-01-01. Default: now.",
+    )
 
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="Journeys analytics", charset="UTF-8"'}

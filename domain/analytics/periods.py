@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from domain.db import EARLIEST, LATEST
 from domain.errors import InvalidInput
 
 _LOST_PLUS = re.compile(r"T\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}:\d{2}$")
@@ -35,11 +36,21 @@ def parse_instant(raw: str, field: str) -> datetime:
         text = text[:-6] + "+" + text[-5:]
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise _invalid(field, f"{raw!r} is not an ISO 8601 date or date-time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset: not a UTC datetime at all
+        moment = None
+    # Times a request may name (domain.db): arithmetic on the period (default bounds, buckets, windows
+    # before it) stays far inside what Python's datetime and both databases hold.
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        span = f"{EARLIEST.date().isoformat()} and {LATEST.date().isoformat()} (UTC)"
+        raise _invalid(field, f"{raw!r} is not between {span}")
+    return moment
 
 
 def period(start: str | None, end: str | None, *, now: datetime, default_days: int = DEFAULT_DAYS) -> Period:
