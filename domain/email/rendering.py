@@ -25,6 +25,7 @@ from domain.email.sandbox import (
     Budget,
     TemplateSandbox,
     blocked_constructs,
+    oversized_constructs,
     render_with_budget,
     with_globals,
 )
@@ -89,7 +90,11 @@ def check_template(parts: dict[str, str | None], prefix: str = "") -> None:
                 {"field": name, "line": exc.lineno, "problem": f"template syntax error: {exc.message}"},
                 code="template_syntax_error",
             ) from exc
-        blocked = blocked_constructs(ast)
+        except _TOO_DEEP as exc:
+            raise InvalidInput(
+                {"field": name, "problem": NESTED_TOO_DEEPLY}, code="template_too_deep"
+            ) from exc
+        blocked = blocked_constructs(ast) + oversized_constructs(ast)
         if blocked:
             raise InvalidInput({"field": name, "problem": "; ".join(blocked)}, code="template_blocked")
         unknown = sorted(meta.find_undeclared_variables(ast) - VARIABLES)
@@ -104,9 +109,20 @@ def check_template(parts: dict[str, str | None], prefix: str = "") -> None:
             )
 
 
+# Jinja's parser and compiler recurse once per level of nesting, and Python refuses the generated code
+# past its own limits (e.g. 20 nested loops: "too many statically nested blocks", a SyntaxError).
+_TOO_DEEP = (RecursionError, SyntaxError, MemoryError)
+NESTED_TOO_DEEPLY = "the template is nested too deeply (brackets, if or for blocks); simplify it"
+
+
 @lru_cache(maxsize=1024)
 def _compiled(source: str, html: bool):
-    return (_html_env if html else _text_env).from_string(source)
+    try:
+        return (_html_env if html else _text_env).from_string(source)
+    except TemplateSyntaxError:
+        raise
+    except _TOO_DEEP as exc:
+        raise RenderError(NESTED_TOO_DEEPLY) from exc
 
 
 def _run(source: str, html: bool, context: dict[str, Any], budget: Budget) -> str:

@@ -6,6 +6,14 @@ On top of it we
   tricks find nothing to print;
 - refuse to print anything but plain data (no functions, classes, macros, loop objects);
 - cap ``*`` and ``**`` so ``'a' * 10**9`` or ``9**9**9`` fail at once instead of eating the worker;
+- bound, *before* the call, the size of every string a filter, operator or str method can build from a
+  small input: widths and counts (``center``, ``indent``, ``format``, ``%``, ``str.format``, ``ljust``,
+  ``zfill``, ``batch`` ...) and joins/replacements. One Python call is one filter, so a deadline alone
+  cannot stop ``'a'|center(999999999)``: the allocation is the damage. Every string built counts
+  against the render's ``Budget`` too, so keeping many large ones fails as well;
+- never run template code at compile time (``optimized=False``: Jinja's optimizer would evaluate
+  constant filter calls while the template is saved, outside any budget); instead
+  ``oversized_constructs`` reports constant arguments past the caps when the template is saved;
 - check a deadline and an output budget while rendering (``Budget``): a slow or huge template stops
   with a clear error for that one message.
 """
@@ -15,20 +23,41 @@ from __future__ import annotations
 import re
 import threading
 import time
+import types
 from datetime import date, datetime
+from datetime import time as clock_time
 from decimal import Decimal
+from functools import update_wrapper
+from string import Formatter
 from typing import Any
 
-from jinja2 import Undefined, nodes
+from jinja2 import Undefined, nodes, pass_environment, pass_eval_context
 from jinja2.compiler import CodeGenerator
-from jinja2.filters import do_format
+from jinja2.filters import (
+    do_batch,
+    do_center,
+    do_format,
+    do_indent,
+    do_replace,
+    do_wordwrap,
+    make_attrgetter,
+    sync_do_join,
+    sync_do_slice,
+)
 from jinja2.runtime import Context, markup_join, new_context, str_join
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import (
+    ImmutableSandboxedEnvironment,
+    SandboxedEscapeFormatter,
+    SandboxedFormatter,
+    SecurityError,
+)
+from markupsafe import Markup
 
 MAX_OUTPUT_CHARS = 1_000_000
 MAX_RENDER_SECONDS = 1.0
 MAX_RANGE = 10_000
 MAX_OPERAND = 100_000  # largest string/list length or power result a template may build
+MAX_BUILT_CHARS = 10 * MAX_OUTPUT_CHARS  # all the strings one render may build, kept or not
 
 # Printing any of these means the template reached into Python objects: never send that.
 INTERNALS = re.compile(
@@ -50,10 +79,17 @@ class Budget:
         self.seconds = seconds
         self.chars = chars
         self.used = 0
+        self.built = 0
 
     def tick(self) -> None:
         if time.monotonic() > self.deadline:
             raise RenderLimitExceeded(f"rendering took longer than {self.seconds:g}s; template stopped")
+
+    def build(self, size: int) -> None:
+        self.built += size
+        if self.built > MAX_BUILT_CHARS:
+            raise RenderLimitExceeded(f"the template built more than {MAX_BUILT_CHARS} characters of text")
+        self.tick()
 
 
 _SCALARS = (str, int, float, bool, Decimal, date, datetime, Undefined)
@@ -81,10 +117,191 @@ def _safe_string(value: Any) -> str:
     return str(_refuse_objects(value))
 
 
+# -- sizes of what string builders would make, checked before they run ---------------------------------
+
+
+def _reserve(size: int, limit: int = MAX_OPERAND, what: str = "text") -> None:
+    """Refuse to build more than ``limit`` characters (items) at once; count it in the render's budget."""
+    if size > limit:
+        raise SecurityError(f"that would build {what} longer than {limit} characters")
+    budget = _CURRENT.budget
+    if budget is not None:
+        budget.build(size)
+
+
+def _count(value: Any, what: str) -> int:
+    """A width or count argument as an int, refusing huge ones without building anything."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0  # not a number: the builder itself raises its usual TypeError
+    if value > MAX_OPERAND:
+        raise SecurityError(f"{what} {value} is larger than the limit of {MAX_OPERAND}")
+    return max(value, 0)
+
+
+def _length(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes) else len(str(value))
+
+
+# printf-style conversions: %[(key)][flags][width][.precision][length]type
+_PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?(.)", re.S)
+
+
+def _printf_size(fmt: str, args: Any) -> int:
+    """An upper bound of what ``fmt % args`` pads to (widths and precisions): ``'%0999999999d'``."""
+    positional = args if isinstance(args, tuple) else (args,)
+    used, total = 0, len(fmt)
+    for match in _PRINTF.finditer(fmt):
+        width, precision, kind = match.groups()
+        if kind == "%":
+            continue
+        for part in (width, precision):
+            if part == "*":
+                total += _count(positional[used] if used < len(positional) else 0, "a '*' width of")
+                used += 1
+            elif part:
+                if len(part) > 6:
+                    raise SecurityError(f"a format width of {part[:12]}... is larger than {MAX_OPERAND}")
+                total += int(part)
+        used += 1
+    return total
+
+
+def _printf(fmt: Any, args: Any) -> None:
+    if isinstance(fmt, str):
+        values = args if isinstance(args, tuple) else (args,)
+        size = _printf_size(fmt, args) + sum(_length(v) for v in values if isinstance(v, str))
+        _reserve(size, what="formatted text")
+
+
 def _safe_format(value: Any, *args: Any, **kwargs: Any) -> str:
     for arg in (value, *args, *kwargs.values()):
         _refuse_objects(arg)
+    _printf(value, kwargs or args)
     return do_format(value, *args, **kwargs)
+
+
+def _safe_center(value: Any, width: int = 80) -> str:
+    _reserve(max(_length(value), _count(width, "a width of")))
+    return do_center(value, width)
+
+
+def _safe_indent(s: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    text = str(s)
+    step = _length(width) if isinstance(width, str) else _count(width, "an indent of")
+    _reserve(len(text) + (text.count("\n") + 1) * step)
+    return do_indent(s, width, first, blank)
+
+
+@pass_environment
+def _safe_wordwrap(
+    environment,
+    s: Any,
+    width: int = 79,
+    break_long_words: bool = True,
+    wrapstring: str | None = None,
+    break_on_hyphens: bool = True,
+) -> str:
+    text = str(s)
+    joint = len(wrapstring if wrapstring is not None else environment.newline_sequence)
+    if isinstance(width, int) and width > 0:
+        _reserve(len(text) + (len(text) // width + text.count("\n") + 1) * joint)
+    return do_wordwrap(environment, s, width, break_long_words, wrapstring, break_on_hyphens)
+
+
+def _joined_size(separator: Any, items: list) -> int:
+    return _length(separator) * max(len(items) - 1, 0) + sum(
+        len(x) if isinstance(x, str | bytes) else 0 for x in items
+    )
+
+
+@pass_eval_context
+def _safe_join(eval_ctx, value: Any, d: str = "", attribute: Any = None) -> str:
+    if attribute is not None:
+        value = map(make_attrgetter(eval_ctx.environment, attribute), value)
+    items = list(value)
+    _reserve(_joined_size(d, items))
+    return sync_do_join(eval_ctx, items, d)
+
+
+def _replaced_size(s: Any, old: Any, new: Any, count: Any) -> int:
+    text, old, new = str(s), str(old), str(new)
+    found = len(text) + 1 if old == "" else text.count(old)
+    if isinstance(count, int) and count >= 0:
+        found = min(found, count)
+    return len(text) + found * max(len(new) - len(old), 0)
+
+
+@pass_eval_context
+def _safe_replace(eval_ctx, s: Any, old: Any, new: Any, count: int | None = None) -> str:
+    _reserve(_replaced_size(s, old, new, count))
+    return do_replace(eval_ctx, s, old, new, count)
+
+
+def _safe_batch(value: Any, linecount: int, fill_with: Any = None):
+    _count(linecount, "a batch size of")
+    return do_batch(value, linecount, fill_with)
+
+
+def _safe_slice(value: Any, slices: int, fill_with: Any = None):
+    _count(slices, "a number of slices of")
+    return sync_do_slice(value, slices, fill_with)
+
+
+# The str (and bytes) methods that can build far more than their input, and the size they would build.
+def _padded(s, width=0, *_):
+    return max(len(s), _count(width, "a width of"))
+
+
+def _tabs(s, tabsize=8):
+    return len(s) + s.count("\t" if isinstance(s, str) else b"\t") * _count(tabsize, "a tab size of")
+
+
+def _translated(s, table):
+    values = table.values() if isinstance(table, dict) else ()
+    longest = max((len(v) for v in values if isinstance(v, str | bytes)), default=1)
+    return len(s) * max(longest, 1)
+
+
+_METHOD_SIZES = {
+    "center": _padded,
+    "ljust": _padded,
+    "rjust": _padded,
+    "zfill": _padded,
+    "expandtabs": _tabs,
+    "replace": lambda s, old, new, count=-1: (
+        _replaced_size(s, old, new, count)
+        if isinstance(s, str)
+        else len(s) + (len(s) + 1 if not old else s.count(old)) * max(len(new) - len(old), 0)
+    ),
+    "translate": _translated,
+}
+
+
+class _BoundedFormatter(SandboxedFormatter):
+    """``str.format``/``format_map`` in the sandbox with every field's width bounded before it pads."""
+
+    _SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(\d*)[,_]?(?:\.(\d*))?[a-zA-Z%]?", re.S)
+
+    def vformat(self, format_string, args, kwargs):
+        self._total = len(format_string)
+        return super().vformat(format_string, args, kwargs)
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if format_spec and not isinstance(value, date | clock_time):  # dates take strftime patterns
+            match = self._SPEC.fullmatch(format_spec)
+            if match is None:
+                raise SecurityError(f"unsupported format specification {format_spec[:20]!r}")
+            for part in match.groups():
+                if part and len(part) > 6:
+                    raise SecurityError(f"a format width of {part[:12]}... is larger than {MAX_OPERAND}")
+                self._total += int(part or 0)
+        self._total += _length(value) if isinstance(value, str) else 0
+        _reserve(self._total, what="formatted text")
+        return super().format_field(value, format_spec)
+
+
+class _BoundedEscapeFormatter(_BoundedFormatter, SandboxedEscapeFormatter):
+    pass
 
 
 class _CodeGenerator(CodeGenerator):
@@ -100,17 +317,31 @@ class _CodeGenerator(CodeGenerator):
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
+_GUARDED_FILTERS = {
+    "format": _safe_format,
+    "center": _safe_center,
+    "indent": _safe_indent,
+    "wordwrap": _safe_wordwrap,
+    "join": _safe_join,
+    "replace": _safe_replace,
+    "batch": _safe_batch,
+    "slice": _safe_slice,
+}
+
+
 class TemplateSandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
     code_generator_class = _CodeGenerator
 
     def __init__(self, *, autoescape: bool):
-        super().__init__(autoescape=autoescape, finalize=_refuse_objects)
+        # optimized=False: Jinja's optimizer would run constant filter calls (marketer code) at compile
+        # time, while the template is saved, with no budget: '%0999999999d'|format(1) took 38 s
+        super().__init__(autoescape=autoescape, finalize=_refuse_objects, optimized=False)
         self.globals = {"range": self._range, "dict": dict}
         for name in ("pprint", "xmlattr", "attr"):  # nothing a marketer needs; handy for probing
             self.filters.pop(name, None)
         self.filters["string"] = _safe_string
-        self.filters["format"] = _safe_format
+        self.filters.update(_GUARDED_FILTERS)
 
     def _range(self, *args: int):
         numbers = range(*args)
@@ -125,13 +356,52 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
     def concat(self, eval_ctx, values: tuple) -> str:
         for value in values:
             _refuse_objects(value)
-        return (markup_join if eval_ctx.autoescape else str_join)(values)
+        joined = (markup_join if eval_ctx.autoescape else str_join)(values)
+        # the parts are bounded already, so the join is at most a few times their size: checked after
+        _reserve(len(joined), MAX_OUTPUT_CHARS)
+        return joined
+
+    def wrap_str_format(self, value: Any):
+        """``str.format``/``format_map``, as Jinja's sandbox wraps them, with bounded field widths."""
+        if not isinstance(value, types.MethodType | types.BuiltinMethodType) or value.__name__ not in (
+            "format",
+            "format_map",
+        ):
+            return None
+        f_self = value.__self__
+        if not isinstance(f_self, str):
+            return None
+        str_type = type(f_self)
+        is_format_map = value.__name__ == "format_map"
+        if isinstance(f_self, Markup):
+            formatter = _BoundedEscapeFormatter(self, escape=f_self.escape)
+        else:
+            formatter = _BoundedFormatter(self)
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs:
+                    raise TypeError("format_map() takes no keyword arguments")
+                if len(args) != 1:
+                    raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+                kwargs, args = args[0], ()
+            return str_type(formatter.vformat(f_self, args, kwargs))
+
+        return update_wrapper(wrapper, value)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         # Jinja returns a silent Undefined here; we fail the render so probing is visible.
         raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} is not allowed")
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "+":
+            result = left + right
+            if isinstance(result, str | list | tuple):  # the operands are bounded: checked after
+                _reserve(len(result), MAX_OUTPUT_CHARS)
+            return result
+        if operator == "%":
+            _printf(left, right)
+            return left % right
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > 64:
                 raise SecurityError("exponent too large")
@@ -141,13 +411,29 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
             return result
         # '*': repeated strings/lists must stay small
         for seq, n in ((left, right), (right, left)):
-            if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_OPERAND:
-                raise SecurityError(f"'*' would build more than {MAX_OPERAND} items")
+            if isinstance(seq, str | list | tuple) and isinstance(n, int):
+                if len(seq) * n > MAX_OPERAND:
+                    raise SecurityError(f"'*' would build more than {MAX_OPERAND} items")
+                _reserve(len(seq) * n)
         return left * right
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         if _CURRENT.budget is not None:
             _CURRENT.budget.tick()
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str | bytes) and isinstance(__obj, types.BuiltinMethodType | types.MethodType):
+            name = __obj.__name__
+            if name == "join":
+                items = list(args[0]) if len(args) == 1 and not kwargs else None
+                if items is not None:
+                    _reserve(_joined_size(owner, items))
+                    args = (items,)
+            elif name in _METHOD_SIZES:
+                try:
+                    size = _METHOD_SIZES[name](owner, *args, **kwargs)
+                except TypeError:
+                    size = 0  # wrong arguments: the method itself says so
+                _reserve(size)
         return super().call(__context, __obj, *args, **kwargs)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -216,4 +502,108 @@ def blocked_constructs(ast: nodes.Template) -> list[str]:
             problems.append("strings containing '__' are not allowed")
         elif isinstance(node, nodes.Name) and node.name == "self" and node.ctx == "load":
             problems.append("'self' is not available in email templates")
+    return sorted(set(problems))
+
+
+_UNKNOWN = object()
+
+
+def _literal(node: nodes.Node | None) -> Any:
+    """The value of a literal in the template source (``'x'``, ``-3``, ``(1, 'a')``), else ``_UNKNOWN``.
+    Nothing is evaluated: this only reads constants."""
+    if isinstance(node, nodes.Const):
+        return node.value
+    if isinstance(node, nodes.Neg) and isinstance(node.node, nodes.Const):
+        value = node.node.value
+        return -value if isinstance(value, int | float) and not isinstance(value, bool) else _UNKNOWN
+    if isinstance(node, nodes.Tuple | nodes.List):
+        items = [_literal(item) for item in node.items]
+        if any(item is _UNKNOWN for item in items):
+            return _UNKNOWN
+        return tuple(items) if isinstance(node, nodes.Tuple) else items
+    return _UNKNOWN
+
+
+def _arguments(node: nodes.Filter | nodes.Call) -> tuple[list, dict] | None:
+    if node.dyn_args is not None or node.dyn_kwargs is not None:
+        return None
+    args = [_literal(arg) for arg in node.args]
+    kwargs = {kw.key: _literal(kw.value) for kw in node.kwargs}
+    if any(v is _UNKNOWN for v in (*args, *kwargs.values())):
+        return None
+    return args, kwargs
+
+
+def _problem(check, *args: Any, **kwargs: Any) -> str | None:
+    try:
+        check(*args, **kwargs)
+    except SecurityError as exc:
+        return str(exc)
+    except Exception:  # wrong argument types: rendering reports those, for the data it gets
+        return None
+    return None
+
+
+def _format_widths(pattern: str) -> None:
+    """The literal widths of a ``str.format`` pattern (nested ``{}`` widths are checked when rendering)."""
+    total = len(pattern)
+    for _, _, spec, _ in Formatter().parse(pattern):
+        match = _BoundedFormatter._SPEC.fullmatch(spec or "")
+        for part in match.groups() if match else ():
+            if part and len(part) > 6:
+                raise SecurityError(f"a format width of {part[:12]}... is larger than {MAX_OPERAND}")
+            total += int(part or 0)
+    _reserve(total, what="formatted text")
+
+
+# What each guarded filter needs to be checked with the literal arguments it was given; the value
+# filtered is usually data (``traits.x``): the widths alone are checked then, against an empty string.
+_STATIC_FILTER_CHECKS = {
+    "format": lambda value, *args, **kwargs: _printf(value, kwargs or tuple(args)),
+    "center": lambda value, width=80: _reserve(max(_length(value), _count(width, "a width of"))),
+    "indent": lambda value, width=4, *_, **__: (
+        _count(width, "an indent of") if not isinstance(width, str) else _reserve(len(width))
+    ),
+    "batch": lambda value, linecount, *_: _count(linecount, "a batch size of"),
+    "slice": lambda value, slices, *_: _count(slices, "a number of slices of"),
+    "replace": lambda value, old, new, count=None: _reserve(_replaced_size(value, old, new, count)),
+}
+
+
+def _method_check(size, owner: str, *args: Any, **kwargs: Any) -> None:
+    _reserve(size(owner, *args, **kwargs))
+
+
+def oversized_constructs(ast: nodes.Template) -> list[str]:
+    """Filters, ``%`` and str methods whose literal arguments are already past the caps, found at save
+    time (the same checks run again on real data at render time)."""
+    problems = []
+    for node in ast.find_all((nodes.Filter, nodes.Mod, nodes.Call)):
+        if isinstance(node, nodes.Filter) and node.name in _STATIC_FILTER_CHECKS:
+            arguments = _arguments(node)
+            value = _literal(node.node) if node.node is not None else ""
+            if arguments is None or (value is _UNKNOWN and node.name in ("format", "replace")):
+                continue
+            value = "" if value is _UNKNOWN else value
+            problem = _problem(_STATIC_FILTER_CHECKS[node.name], value, *arguments[0], **arguments[1])
+        elif isinstance(node, nodes.Mod):
+            left, right = _literal(node.left), _literal(node.right)
+            if not isinstance(left, str):
+                continue
+            problem = _problem(_printf, left, () if right is _UNKNOWN else right)
+        elif isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
+            owner, name, arguments = _literal(node.node.node), node.node.attr, _arguments(node)
+            if name in ("format", "format_map") and isinstance(owner, str):
+                problem = _problem(_format_widths, owner)
+                if problem:
+                    problems.append(problem)
+                continue
+            if name not in _METHOD_SIZES or arguments is None:
+                continue
+            owner = owner if isinstance(owner, str) else ""
+            problem = _problem(_method_check, _METHOD_SIZES[name], owner, *arguments[0], **arguments[1])
+        else:
+            continue
+        if problem:
+            problems.append(problem)
     return sorted(set(problems))
