@@ -13,6 +13,7 @@ import contextlib
 import aiosmtplib
 
 from config.settings import Settings, SmtpSecurity
+from domain.email.compose import InvalidRecipient, needs_smtputf8, smtp_address
 
 
 class PermanentFailure(Exception):
@@ -21,6 +22,11 @@ class PermanentFailure(Exception):
 
 class TemporaryFailure(Exception):
     """The server asked us to try later (4xx) or could not be reached."""
+
+
+class UnsupportedRecipient(PermanentFailure):
+    """The address cannot be carried by this server (a non-ASCII local part, and no SMTPUTF8):
+    no retry will help, and it says nothing about the mailbox itself."""
 
 
 class Mailer:
@@ -43,7 +49,15 @@ class Mailer:
         )
 
     async def send(self, sender: str, recipient: str, data: bytes) -> None:
-        """Deliver one message to one recipient; raises PermanentFailure or TemporaryFailure."""
+        """Deliver one message to one recipient; raises PermanentFailure or TemporaryFailure.
+
+        Internationalised domains go out in their ASCII form; an address with a non-ASCII local part
+        is sent with SMTPUTF8, or refused with ``UnsupportedRecipient`` when the server lacks it."""
+        try:
+            sender, recipient = smtp_address(sender), smtp_address(recipient)
+        except InvalidRecipient as exc:
+            raise UnsupportedRecipient(str(exc)) from exc
+        utf8 = needs_smtputf8(sender) or needs_smtputf8(recipient)
         async with self._slots:
             for attempt in (1, 2):
                 client = self._idle.pop() if self._idle else None
@@ -51,7 +65,10 @@ class Mailer:
                     if client is None or not client.is_connected:
                         client = self._client()
                         await client.connect()
-                    await client.sendmail(sender, [recipient], data)
+                    if not utf8:
+                        await client.sendmail(sender, [recipient], data)
+                    else:
+                        await self._sendmail_utf8(client, sender, recipient, data)
                 except aiosmtplib.SMTPRecipientsRefused as exc:
                     self._idle.append(client)
                     code = min(r.code for r in exc.recipients)
@@ -68,6 +85,16 @@ class Mailer:
                     continue
                 self._idle.append(client)
                 return
+
+    async def _sendmail_utf8(self, client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
+        try:
+            await client.sendmail(sender, [recipient], data, mail_options=["SMTPUTF8"])
+        except aiosmtplib.SMTPNotSupported as exc:  # found after EHLO, before MAIL: the connection is fine
+            self._idle.append(client)
+            raise UnsupportedRecipient(
+                f"{recipient!r} has a non-ASCII local part and the SMTP server does not support "
+                "SMTPUTF8, which such an address needs"
+            ) from exc
 
     async def close(self) -> None:
         while self._idle:

@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Request
 
-from activities.smtp import PermanentFailure, TemporaryFailure
+from activities.smtp import PermanentFailure, TemporaryFailure, UnsupportedRecipient
 from api.deps import Marketer, Session
 from api.mail import factory, mailer
 from domain.email import service as email
@@ -18,7 +18,7 @@ from domain.email.schemas import (
     TestSendIn,
     TestSendOut,
 )
-from domain.errors import DomainError
+from domain.errors import DomainError, InvalidInput
 
 router = APIRouter(prefix="/api/templates", tags=["templates"])
 
@@ -54,6 +54,8 @@ async def preview(template_id: str, spec: PreviewIn, session: Session, _: Market
         customer,
         idempotency_key=f"preview/{uuid.uuid4()}",
         event=spec.event,
+        # a stored customer without an address still has content to look at: nothing is sent
+        to=None if customer.get("email") else email.PREVIEW_ADDRESS,
         track=False,
     )
     r = prepared.rendered
@@ -75,6 +77,8 @@ async def test_send(template_id: str, spec: TestSendIn, session: Session, _: Mar
     )
     try:
         await mailer(request).send(made.envelope_from, prepared.to, prepared.data)
+    except UnsupportedRecipient as exc:
+        raise InvalidInput({"field": "to", "problem": str(exc)}, code="invalid_recipient") from exc
     except (PermanentFailure, TemporaryFailure) as exc:
         raise SmtpUnavailable(f"the SMTP server did not take the test email: {exc}") from exc
     return TestSendOut(message_id=made.message_id(key), to=prepared.to)

@@ -52,6 +52,26 @@ def checked_address(value: str) -> str:
         raise InvalidRecipient(f"{value!r} is not a valid email address: {exc}") from exc
 
 
+def smtp_address(address: str) -> str:
+    """The address as an SMTP envelope (and the To header) carries it: an internationalised domain in
+    its ASCII form (IDNA, ``a@bücher.de`` -> ``a@xn--bcher-kva.de``). A non-ASCII local part stays as
+    it is: only a server that offers SMTPUTF8 can take it (``needs_smtputf8``)."""
+    if address.isascii():
+        return address
+    local, _, domain = address.rpartition("@")
+    if not domain.isascii():
+        try:
+            domain = validate_email(address, check_deliverability=False).ascii_domain
+        except EmailNotValidError as exc:
+            raise InvalidRecipient(f"{address!r} is not a valid email address: {exc}") from exc
+    return f"{local}@{domain}"
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether ``smtp_address(address)`` can only be sent with the SMTPUTF8 extension (RFC 6531)."""
+    return not address.rpartition("@")[0].isascii()
+
+
 def sender_domain(mail_from: str) -> str:
     _, address = parseaddr(mail_from)
     return address.rpartition("@")[2] or "localhost"
@@ -63,6 +83,13 @@ def _header(name: str, value: str) -> bytes:
         return f"{name}: {value}\r\n".encode("ascii")
     encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}\r\n".encode("ascii")
+
+
+def _to_header(address: str) -> bytes:
+    """An address is never RFC 2047 encoded (an encoded word is not an address): an IDN domain is
+    written in its ASCII form, a non-ASCII local part as UTF-8 (RFC 6532, sent only with SMTPUTF8)."""
+    check_header_value("To", address)
+    return b"To: " + smtp_address(address).encode("utf-8") + b"\r\n"
 
 
 @lru_cache(maxsize=2)
@@ -117,7 +144,7 @@ class Composer:
         boundary = "=_" + message_id.strip("<>").partition("@")[0][:32]
         out = [
             self._from,
-            _header("To", to),
+            _to_header(to),
             _header("Subject", subject),
             _date_header(),
             _header("Message-ID", message_id),

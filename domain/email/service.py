@@ -23,6 +23,10 @@ from domain.email.schemas import (
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.subscriptions import service as subscriptions
 
+# The address a preview renders for when it has none of its own (sample data, or a customer without
+# one): a preview is never sent.
+PREVIEW_ADDRESS = "preview@example.com"
+
 
 def _out(template: Template, version: TemplateVersion) -> TemplateOut:
     return TemplateOut(
@@ -143,7 +147,7 @@ async def preview_subject(
         customer = {
             "id": 0,
             "user_id": None,
-            "email": spec.email or "preview@example.com",
+            "email": spec.email or PREVIEW_ADDRESS,
             "traits": spec.traits,
             "timezone": None,
             "locale": spec.locale,
