@@ -30,6 +30,7 @@ from domain.journeys.schemas import (
 )
 from domain.journeys.simulate import Simulation
 from domain.segments import service as segments
+from domain.subscriptions import service as subscriptions
 
 # A send that wakes at most this late after its rate slot (or one period, when longer) still uses it.
 SLOT_GRACE = timedelta(minutes=1)
@@ -60,9 +61,18 @@ async def _validated(session: AsyncSession, raw: dict) -> graph.JourneyDefinitio
         for n in definition.nodes
         if getattr(n, "template_id", None) is not None and n.template_id not in known
     ]
-    for node in definition.nodes:
+    for index, node in enumerate(definition.nodes):
         if node.type == "escalate" and not await cases.team_exists(session, node.team):
             missing.append({"node": node.id, "problem": f"team {node.team!r} does not exist"})
+        group = getattr(node, "subscription_group", None)
+        if group is not None and await subscriptions.get_group(session, group) is None:
+            missing.append(
+                {
+                    "node": node.id,
+                    "path": f"nodes.{index}.subscription_group",
+                    "problem": f"subscription group {group!r} does not exist",
+                }
+            )
     for node_id, segment_id in _segment_references(definition.model_dump(mode="json")):
         if not await segments.exists(session, segment_id):
             # A segment named in the rules is the goal's.

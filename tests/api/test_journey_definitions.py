@@ -207,6 +207,10 @@ async def test_invalid_edit_keeps_the_stored_draft(client, marketer_headers):
 async def test_every_node_type_is_accepted_and_published(client, marketer_headers, sessions):
     await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
     await add_team_and_segment(sessions, team="care", segment="vip")
+    group = {"id": "marketing", "name": "Marketing"}
+    assert (
+        await client.post("/api/subscription-groups", json=group, headers=marketer_headers)
+    ).status_code == 201
     body = _journey(
         {
             "id": "start",

@@ -156,3 +156,50 @@ async def test_contains_with_a_value_that_is_not_a_scalar_is_refused_at_save(
     assert detail["node"] == "hold"
     assert detail["path"].startswith("nodes.1.branch.branches.0.when.0")
     assert "contains" in detail["problem"] and "value" in detail["problem"]
+
+
+# --- a send names a subscription group that exists ------------------------------------------------------
+
+
+async def test_an_unknown_subscription_group_is_refused_at_save_and_publish(
+    client, marketer_headers, template
+):
+    send = {**SEND, "subscription_group": "newsletter"}
+    body = {"id": "j1", "name": "J1", "definition": {"nodes": [{**ENTRY, "next": "hello"}, send, DONE]}}
+
+    created = await client.post("/api/journeys", json=body, headers=marketer_headers)
+
+    assert created.status_code == 422
+    assert created.json()["detail"] == [
+        {
+            "node": "hello",
+            "path": "nodes.1.subscription_group",
+            "problem": "subscription group 'newsletter' does not exist",
+        }
+    ]
+    group = {"id": "newsletter", "name": "Newsletter"}
+    assert (
+        await client.post("/api/subscription-groups", json=group, headers=marketer_headers)
+    ).status_code == 201
+    assert (await client.post("/api/journeys", json=body, headers=marketer_headers)).status_code == 201
+    assert (await client.post("/api/journeys/j1/publish", headers=marketer_headers)).status_code == 201
+
+
+async def test_a_draft_saved_with_an_unknown_group_before_the_check_is_refused_at_publish(
+    client, marketer_headers, template, sessions
+):
+    from domain.db import transaction
+    from domain.journeys.models import Journey
+
+    send = {**SEND, "subscription_group": "newsletter"}
+    draft = {"nodes": [{**ENTRY, "next": "hello"}, send, DONE], "rules": {}}
+    async with transaction(sessions) as session:
+        session.add(Journey(id="old", name="Old", status="draft", draft=draft))
+
+    published = await client.post("/api/journeys/old/publish", headers=marketer_headers)
+
+    assert published.status_code == 422
+    [detail] = published.json()["detail"]
+    assert (detail["node"], detail["path"]) == ("hello", "nodes.1.subscription_group")
+    versions = await client.get("/api/journeys/old", headers=marketer_headers)
+    assert versions.json()["published_version"] is None
