@@ -47,7 +47,7 @@ from activities.contracts import (
     FinishBroadcastRequest,
 )
 from activities.heartbeat import HEARTBEAT_EVERY_SECONDS
-from activities.smtp import Mailer, PermanentFailure, TemporaryFailure
+from activities.smtp import Mailer, PermanentFailure, TemporaryFailure, UnsupportedRecipient
 from config.settings import Settings
 from domain.broadcasts import service as broadcasts
 from domain.broadcasts.service import BatchPlan
@@ -204,7 +204,8 @@ class _Run:
             except PermanentFailure as exc:
                 self._slots.release()
                 self._failed.append((item, str(exc), message.subject))
-                self._bounced.append((item.customer["email"], str(exc)[:500]))
+                if not isinstance(exc, UnsupportedRecipient):  # our relay's limit, not a bounce
+                    self._bounced.append((item.customer["email"], str(exc)[:500]))
             except TemporaryFailure as exc:  # left pending: the retried attempt sends it
                 self._slots.release()
                 self.temporary.append(str(exc))

@@ -287,3 +287,24 @@ async def test_recipients_the_server_asks_to_retry_get_their_email_once(
     assert len(stored) == 40 and set(stored.values()) == {1}
     status = (await client.get("/api/broadcasts/retry", headers=marketer_headers)).json()
     assert (status["status"], status["sent"], status["failed"]) == ("completed", 40, 0)
+
+
+async def test_a_mailbox_the_relay_cannot_carry_fails_in_a_broadcast_but_is_not_suppressed(
+    client, marketer_headers, sessions, capture, temporal
+):
+    from sqlalchemy import update
+
+    from domain.customers.models import Customer
+
+    ids = await add_customers(sessions, 5)
+    async with transaction(sessions) as session:  # the capture server offers no SMTPUTF8
+        await session.execute(update(Customer).where(Customer.id == ids[2]).values(email="zoé@example.com"))
+    await add_template(sessions)
+    await _create(client, marketer_headers, id="intl")
+    result = await temporal.client.get_workflow_handle(
+        "broadcast/intl", result_type=BroadcastProgress
+    ).result()
+    assert (result.status, result.sent, result.failed) == ("completed", 4, 1)
+    assert len(await capture.wait_for_count(4)) == 4
+    async with transaction(sessions) as session:
+        assert await subscriptions.blocked(session, {ids[2]: "zoé@example.com"}, "transactional", None) == {}

@@ -154,6 +154,23 @@ async def test_permanent_refusal_fails_without_retry_and_suppresses_the_address(
         await server.wait_closed()
 
 
+async def test_a_mailbox_our_relay_cannot_carry_fails_the_send_but_is_not_suppressed(
+    sessions, activities, capture
+):
+    """A non-ASCII mailbox through a relay without SMTPUTF8 (the capture server): the message fails
+    for good, but the address did not bounce, so it stays sendable once the relay can carry it."""
+    zoe = await add_customer(sessions, email="zoé@example.com", traits={"first_name": "Zoé"})
+    await add_template(sessions)
+    with pytest.raises(ApplicationError) as err:
+        await run_activity(activities.send_email, _req(zoe, key="k-zoe"))
+    assert err.value.non_retryable and "SMTPUTF8" in str(err.value)
+    async with transaction(sessions) as session:
+        [row] = await email.list_messages(session, customer_id=zoe)
+        reasons = await subscriptions.blocked(session, {zoe: "zoé@example.com"}, "transactional", None)
+    assert row.status == "failed" and "SMTPUTF8" in row.error
+    assert reasons == {}
+
+
 async def test_a_slow_template_fails_its_send_clearly_and_the_next_send_works(sessions, activities, capture):
     cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
     slow = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
