@@ -134,7 +134,8 @@ class Simulation:
                 day = timing.parse_date(self.traits.get(node["date_trait"]))
                 offset = node.get("offset_days", 0)
                 target = None if day is None else timing.on_date(self.tz(), day, node["at"], offset)
-                if target is None:  # no date, or one beyond the calendar
+                target = timing.within_reach(self.now, target)
+                if target is None:  # no date, one beyond the calendar, or more than ten years ahead
                     return node.get("next"), "no_date"
             else:
                 target = timing.next_local_time(self.now, self.tz(), node["at"], node.get("weekdays") or None)

@@ -90,6 +90,17 @@ def on_date(tz: ZoneInfo, trait_date: date, at: str, offset_days: int = 0) -> da
         return None
 
 
+# The longest a journey waits, as for every duration in a definition: a date trait further ahead (a
+# typo'd year, 9999-12-31 as "never") counts as no date, rather than a timer of centuries that
+# Temporal would refuse, leaving the enrollment stuck.
+FURTHEST = timedelta(days=3650)
+
+
+def within_reach(now: datetime, moment: datetime | None) -> datetime | None:
+    """``moment``, or None when it lies more than FURTHEST after ``now``."""
+    return None if moment is None or moment - now > FURTHEST else moment
+
+
 def quiet_hours_end(now: datetime, tz: ZoneInfo, start: str, end: str) -> datetime:
     """``now`` if it is outside quiet hours, else the local ``end`` that closes them."""
     local = now.astimezone(tz)
@@ -164,5 +175,5 @@ def plan(
     if kind == "anniversary":
         return next_anniversary(now, tz, day, at, offset_days), None
     if kind == "date":
-        return on_date(tz, day, at, offset_days), None
+        return within_reach(now, on_date(tz, day, at, offset_days)), None
     raise ValueError(f"unknown time plan {kind!r}")

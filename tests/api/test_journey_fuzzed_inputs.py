@@ -75,6 +75,7 @@ async def test_a_start_without_offset_is_read_as_utc(client, marketer_headers, t
         ("0001-01-01", -1, "UTC"),
         ("0001-01-01", 0, "Asia/Tokyo"),  # 00:30 in Tokyo is the day before in UTC
         ("9999-12-31", 0, "America/Los_Angeles"),  # 23:30 there is the next day in UTC
+        ("9000-01-01", 0, "UTC"),  # on the calendar, but beyond the ten years a journey waits at most
     ],
 )
 async def test_a_date_beyond_the_calendar_is_no_date(client, marketer_headers, template, day, offset, zone):

@@ -1,6 +1,6 @@
-"""Customer data no journey expected (a date trait off the calendar, a branch value of another JSON type)
-takes the enrollment down a path: it used to fail the workflow task (or its context activity) over and
-over, and the enrollment stayed at that node for ever."""
+"""Customer data no journey expected (a date trait off the calendar or millennia away, a branch value
+of another JSON type) takes the enrollment down a path: it used to fail the workflow task (or its
+context activity) over and over, or the workflow itself, and the enrollment never went on."""
 
 from __future__ import annotations
 
@@ -44,6 +44,13 @@ async def test_a_date_trait_beyond_the_calendar_goes_on_as_no_date(env, sessions
 
         assert path == [("renewal", "no_date"), ("hello", "sent"), ("done", None)]
         assert [m["subject"] for m in e.mailbox()] == ["Hello Ada"]
+
+        # On the calendar but millennia away (a typo'd year): beyond the ten years a journey waits at
+        # most, so it counts as no date too, rather than a timer of centuries.
+        far = await e.customer("bo", renewal="9000-01-01", name="Bo")
+        await e.track("bo", "Signed Up")
+        path = await _finished_path(e, "renew", far)
+        assert path == [("renewal", "no_date"), ("hello", "sent"), ("done", None)]
 
 
 async def test_a_branch_on_a_value_of_another_type_takes_the_default(env, sessions, settings):
