@@ -14,7 +14,8 @@ from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Protocol
 
-from domain.loyalty.schemas import EarnRule, ProgramConfig
+from domain.events.service import MAX_REVENUE
+from domain.loyalty.schemas import MAX_POINTS, EarnRule, ProgramConfig
 
 CREDIT_KINDS = ("earn", "adjust")
 
@@ -53,14 +54,18 @@ def base_points(rule: EarnRule, properties: Mapping[str, Any]) -> int:
         value = Decimal(str(amount))
     except ArithmeticError:
         return 0
-    if not value.is_finite() or value <= 0:
-        return 0  # refunds and zero-value orders earn nothing (a refund is an explicit adjustment)
+    if not value.is_finite() or value <= 0 or value >= MAX_REVENUE:
+        # Refunds and zero-value orders earn nothing (a refund is an explicit adjustment), and an amount
+        # lifetime value also ignores is a mistake, not an order.
+        return 0
     # Decimal(str(float)) keeps 19.99 as 19.99, so 19.99 * 100 is 1999, not 1998.
     return int((value * Decimal(str(rule.points_per_unit))).to_integral_value(ROUND_FLOOR))
 
 
 def with_multiplier(points: int, multiplier: float) -> int:
-    return int((Decimal(points) * Decimal(str(multiplier))).to_integral_value(ROUND_FLOOR))
+    """Points after the tier's multiplier, at most MAX_POINTS, as any one movement: a large order at a
+    generous rate made a number no 64-bit column holds, and the earning pass failed on it for ever."""
+    return min(int((Decimal(points) * Decimal(str(multiplier))).to_integral_value(ROUND_FLOOR)), MAX_POINTS)
 
 
 class LotLike(Protocol):

@@ -120,6 +120,21 @@ async def test_rules_multipliers_tiers_and_caps(client, sessions, write_key):
     assert (await audit(sessions, customer)).consistent
 
 
+async def test_a_huge_order_earns_at_most_one_movement_and_never_stops_earning(client, sessions, write_key):
+    """A large order at a generous rate made more points than a 64-bit column holds: the earning pass
+    failed on it at every retry, and nobody earned anything after it."""
+    rule = {"id": "purchase", "event": "Order Completed", "points_per_unit": 1_000_000}
+    await set_program(sessions, {**PROGRAM, "rules": [rule]}, since=LONG_AGO)
+    await track(client, write_key, "big", "Order Completed", {"revenue": 999_999_999_999})
+    await track(client, write_key, "big", "Order Completed", {"revenue": 10**13})  # a mistake, not an order
+    await track(client, write_key, "next", "Order Completed", {"revenue": 2})
+    await earn_all(sessions)
+    big = [e.points for e in await entries(sessions, await customer_of(sessions, "big"))]
+    after = [e.points for e in await entries(sessions, await customer_of(sessions, "next"))]
+    assert (big, after) == ([1_000_000_000], [2_000_000])
+    assert (await audit(sessions, await customer_of(sessions, "big"))).consistent
+
+
 async def test_a_new_rule_does_not_earn_from_events_stored_before_it(client, sessions, write_key):
     await track(client, write_key, "cy", "Review Written", {})
     await set_program(sessions)  # the rule starts now
