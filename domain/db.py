@@ -29,6 +29,17 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 # What a 64-bit integer column (both databases) can hold. A bigger number in a request names no row and
 # would make the driver raise, so requests refuse it as invalid input (ids in paths, queries, bodies).
 StoredInt = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
+
+def stored_id(text: str) -> int | None:
+    """``text`` as an id a 64-bit column can hold, or None: ASCII digits only (``str.isdigit`` also
+    takes '²', which ``int()`` refuses)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        return None
+    value = int(text)
+    return value if value < 2**63 else None
+
+
 # Version numbers (templates, journeys, segments) are 32-bit columns; PostgreSQL refuses a bigger one.
 VersionNumber = Annotated[int, Field(ge=1, le=2**31 - 1)]
 # Times a request may name (events, schedules, simulations), with room for what the product adds to them

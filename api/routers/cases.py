@@ -30,7 +30,7 @@ from domain.cases.schemas import (
     TeamIn,
     TeamOut,
 )
-from domain.db import StoredInt
+from domain.db import StoredInt, stored_id
 
 router = APIRouter(tags=["cases"])
 
@@ -95,13 +95,10 @@ async def open_case(spec: CaseIn, session: Session, actor: Actor) -> CaseOut:
 
 
 def _assignee(value: str | None) -> str | None:
-    """'me', 'none' or an agent id that a 64-bit column can hold (ASCII digits: str.isdigit also takes
-    '²', which int() refuses)."""
-    if value in (None, "me", "none"):
+    """'me', 'none' or an agent id that a 64-bit column can hold."""
+    if value in (None, "me", "none") or stored_id(value) is not None:
         return value
-    if not (value.isascii() and value.isdigit() and len(value) <= 19 and int(value) < 2**63):
-        raise ValueError("use 'me', 'none' or an agent id")
-    return value
+    raise ValueError("use 'me', 'none' or an agent id")
 
 
 @router.get("/api/cases", response_model=list[CaseOut], summary="The queue, most urgent SLA first")

@@ -42,7 +42,7 @@ from domain.cases.schemas import (
     TeamOut,
 )
 from domain.customers import service as customers
-from domain.db import utcnow
+from domain.db import stored_id, utcnow
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 EVENT_SOURCE = "journeys-cases"
@@ -463,11 +463,9 @@ async def queue(session: AsyncSession, actor: Actor, f: QueueFilter) -> list[Cas
     elif f.assignee == "none":
         unassigned = True
     elif f.assignee is not None:
-        # ASCII digits only (str.isdigit also takes '²'), and an id a 64-bit column can hold.
-        digits = f.assignee.isascii() and f.assignee.isdigit() and len(f.assignee) <= 19
-        if not (digits and int(f.assignee) < 2**63):
+        assignee_id = stored_id(f.assignee)
+        if assignee_id is None:
             raise InvalidInput({"field": "assignee", "problem": "use 'me', 'none' or an agent id"})
-        assignee_id = int(f.assignee)
     stmt = repo.queue_query(
         teams,
         statuses=[s.value for s in (f.statuses or ACTIVE)],
