@@ -80,6 +80,17 @@ async def identities(
     return by_user, by_anon
 
 
+# Identity changes (creating, claiming and merging profiles) take this transaction-level lock on
+# PostgreSQL, one resolver at a time: each touches several customers and unique keys in an order only
+# the request decides, and two at once deadlocked. They are rare next to plain event writes.
+IDENTITY_CHANGES_LOCK = 7_301_955_117  # any constant; it names this lock in pg_locks
+
+
+async def serialize_identity_changes(session: AsyncSession) -> None:
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(IDENTITY_CHANGES_LOCK)))
+
+
 async def create_missing(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
     """Insert customers (user_id / anonymous_id / seen dates), skipping any id that exists meanwhile;
     returns the ids of those created."""

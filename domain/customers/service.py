@@ -73,13 +73,14 @@ async def resolve_many(
     first-seen date). ``aliases`` are (userId, previousId) pairs from ``alias`` calls. Identity changes
     (claiming a visitor profile, merging two profiles) are rare and take the slow path, one by one.
     """
+    await repository.serialize_identity_changes(session)
     user_ids = {u for u, _ in keys if u is not None} | {u for u, _ in aliases}
     anon_ids = {a for _, a in keys if a is not None} | {p for _, p in aliases}
-    by_user, by_anon = await repository.identities(session, user_ids, anon_ids)
-    changed = False
     for user_id, previous_id in aliases:
         await link(session, user_id, previous_id, explicit=True, seen_at=keys.get((user_id, None)))
-        changed = True
+    # Read after every link: a link creates, claims or merges profiles that later pairs may name, and
+    # a stale read would alias a visitor id that already is another profile's own.
+    by_user, by_anon = await repository.identities(session, user_ids, anon_ids)
     for (user_id, anonymous_id), seen_at in keys.items():
         if user_id is None or anonymous_id is None:
             continue
@@ -91,8 +92,6 @@ async def resolve_many(
             by_anon[anonymous_id] = known
             continue
         await link(session, user_id, anonymous_id, explicit=False, seen_at=seen_at)
-        changed = True
-    if changed:
         by_user, by_anon = await repository.identities(session, user_ids, anon_ids)
 
     firsts: dict[Key, datetime] = {}
