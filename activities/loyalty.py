@@ -60,7 +60,7 @@ def _result(moved: MovementOut) -> PointsResult:
         balance=moved.balance,
         tier=moved.tier,
         status="applied",
-        entry_id=moved.entry.id,
+        entry_id=moved.entry.id if moved.entry else None,
         replayed=moved.replayed,
     )
 
@@ -100,7 +100,13 @@ class LoyaltyActivities:
             # Concurrent enrollments' awards share one commit; each still waits for its own.
             return await self._writes.run(
                 lambda session: loyalty.award(
-                    session, customer_id, req.idempotency_key, req.points, _reason(req), now
+                    session,
+                    customer_id,
+                    req.idempotency_key,
+                    req.points,
+                    _reason(req),
+                    now,
+                    enrolled_as=req.customer_id,
                 )
             )
 
@@ -114,7 +120,13 @@ class LoyaltyActivities:
         async def deduct(customer_id: int) -> MovementOut:
             async with transaction(self._sessions) as session:
                 return await loyalty.deduct(
-                    session, customer_id, req.idempotency_key, req.points, _reason(req), now
+                    session,
+                    customer_id,
+                    req.idempotency_key,
+                    req.points,
+                    _reason(req),
+                    now,
+                    enrolled_as=req.customer_id,
                 )
 
         try:

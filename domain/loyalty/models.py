@@ -110,6 +110,20 @@ class LoyaltyTierChange(Base):
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class LoyaltyFoldedKey(Base):
+    """The idempotency key of an entry whose profile was merged into one with an account of its own.
+
+    The merge credits the visitor's open points to the customer as new entries and deletes the
+    visitor's ledger; its keys stay here, so a step retried after the merge (an award whose reply was
+    lost) is recognised as done instead of applied again."""
+
+    __tablename__ = "loyalty_folded_keys"
+
+    idempotency_key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    folded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class LoyaltyCursor(Base):
     """How far the earner has read the events table (every event id at or below is settled)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer
@@ -15,6 +15,7 @@ from domain.loyalty.models import (
     LoyaltyAccount,
     LoyaltyCursor,
     LoyaltyEntry,
+    LoyaltyFoldedKey,
     LoyaltyLot,
     LoyaltyProgram,
     LoyaltyTierChange,
@@ -89,11 +90,35 @@ async def lock_existing_accounts(session: AsyncSession, customer_ids: list[int])
 async def hand_over(session: AsyncSession, source_id: int, target_id: int) -> None:
     """Give ``source``'s whole account and ledger to ``target``, who has none: it stays one
     consistent ledger, only under another customer."""
-    for model in (LoyaltyAccount, LoyaltyEntry, LoyaltyLot, LoyaltyTierChange):
+    for model in (LoyaltyAccount, LoyaltyEntry, LoyaltyLot, LoyaltyTierChange, LoyaltyFoldedKey):
         table = model.__table__
         await session.execute(
             update(table).where(table.c.customer_id == source_id).values(customer_id=target_id)
         )
+
+
+async def keep_folded_keys(session: AsyncSession, source_id: int, target_id: int, at: datetime) -> None:
+    """Before ``source``'s ledger is deleted with its profile: its entries' keys, and the keys it had
+    kept from earlier merges, now belong to ``target``."""
+    folded = LoyaltyFoldedKey.__table__
+    await session.execute(
+        update(folded).where(folded.c.customer_id == source_id).values(customer_id=target_id)
+    )
+    await session.execute(
+        insert(folded).from_select(
+            ["idempotency_key", "customer_id", "folded_at"],
+            select(
+                LoyaltyEntry.idempotency_key, literal(target_id), literal(at, folded.c.folded_at.type)
+            ).where(LoyaltyEntry.customer_id == source_id),
+        )
+    )
+
+
+async def folded_into(session: AsyncSession, key: str) -> int | None:
+    """The customer a merged-away ledger's entry with this key now belongs to."""
+    return await session.scalar(
+        select(LoyaltyFoldedKey.customer_id).where(LoyaltyFoldedKey.idempotency_key == key)
+    )
 
 
 async def lock_existing_account(session: AsyncSession, customer_id: int) -> LoyaltyAccount | None:
@@ -122,7 +147,10 @@ async def existing_keys(session: AsyncSession, keys: list[str]) -> set[str]:
         return set()
     return set(
         await session.scalars(
-            select(LoyaltyEntry.idempotency_key).where(LoyaltyEntry.idempotency_key.in_(keys))
+            union_all(
+                select(LoyaltyEntry.idempotency_key).where(LoyaltyEntry.idempotency_key.in_(keys)),
+                select(LoyaltyFoldedKey.idempotency_key).where(LoyaltyFoldedKey.idempotency_key.in_(keys)),
+            )
         )
     )
 

@@ -192,7 +192,10 @@ class AccountOut(BaseModel):
 class MovementOut(BaseModel):
     """The result of a redeem or adjust: the entry and the balance after it."""
 
-    entry: EntryOut
+    entry: EntryOut | None = Field(
+        description="The entry; null for a replay whose entry was recorded on a profile since merged into "
+        "this one (the merge brought its points over)."
+    )
     balance: int
     tier: str
     replayed: bool = Field(description="True when this idempotency key had already been applied.")

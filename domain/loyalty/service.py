@@ -217,6 +217,8 @@ async def _move(
     existing = await _replay_or_none(session, key, customer_id, kind, points)
     if existing is not None:
         return _movement(existing, acct, replayed=True)
+    if await repository.folded_into(session, key) == customer_id:  # done before a merge brought it here
+        return MovementOut(entry=None, balance=acct.balance, tier=acct.tier, replayed=True)
     entry = await append(
         session,
         config,
@@ -248,6 +250,7 @@ async def fold_member(session: AsyncSession, source_id: int, target_id: int, now
         session.expunge(accounts[source_id])  # the row changes owner below, outside the ORM
         await repository.hand_over(session, source_id, target_id)
         return
+    await repository.keep_folded_keys(session, source_id, target_id, now)
     lots = await repository.open_lots(session, source_id)
     if not lots:
         return
@@ -308,16 +311,31 @@ async def adjust(
     )
 
 
+def _journey_key(customer_id: int, idempotency_key: str, enrolled_as: int | None) -> str:
+    # Named after the customer the journey was started for, not the profile that became: a step
+    # retried after a merge then finds its first attempt, under either profile.
+    return f"journey:{enrolled_as or customer_id}:{idempotency_key}"
+
+
 async def award(
-    session: AsyncSession, customer_id: int, idempotency_key: str, points: int, reason: str, now: datetime
+    session: AsyncSession,
+    customer_id: int,
+    idempotency_key: str,
+    points: int,
+    reason: str,
+    now: datetime,
+    *,
+    enrolled_as: int | None = None,
 ) -> MovementOut:
-    """Points a journey step gives; they earn, count towards the tier and expire like any other."""
+    """Points a journey step gives; they earn, count towards the tier and expire like any other.
+    ``enrolled_as`` is the customer id the journey started with, when that profile was merged into
+    ``customer_id`` since."""
     return await _move(
         session,
         customer_id,
         kind="earn",
         points=points,
-        key=f"journey:{customer_id}:{idempotency_key}",
+        key=_journey_key(customer_id, idempotency_key, enrolled_as),
         source="journey",
         now=now,
         reason=reason,
@@ -325,14 +343,21 @@ async def award(
 
 
 async def deduct(
-    session: AsyncSession, customer_id: int, idempotency_key: str, points: int, reason: str, now: datetime
+    session: AsyncSession,
+    customer_id: int,
+    idempotency_key: str,
+    points: int,
+    reason: str,
+    now: datetime,
+    *,
+    enrolled_as: int | None = None,
 ) -> MovementOut:
     return await _move(
         session,
         customer_id,
         kind="redeem",
         points=-points,
-        key=f"journey:{customer_id}:{idempotency_key}",
+        key=_journey_key(customer_id, idempotency_key, enrolled_as),
         source="journey",
         now=now,
         reason=reason,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
+from temporalio.testing import ActivityEnvironment
 
+from activities.contracts import PointsRequest
+from activities.loyalty import LoyaltyActivities
 from domain.cases import service as cases
 from domain.cases.models import Case
 from domain.cases.schemas import TeamIn
@@ -17,6 +21,7 @@ from domain.events.schemas import IdentifyCall, TrackCall
 from domain.journeys import repository as journey_rows
 from domain.journeys.models import JourneyListener
 from domain.loyalty import service as loyalty
+from domain.loyalty.models import LoyaltyFoldedKey
 from domain.loyalty.schemas import RedeemIn
 from domain.subscriptions import repository as choices
 from domain.subscriptions import service as subscriptions
@@ -141,3 +146,62 @@ async def test_a_visitors_open_points_are_credited_to_a_customer_who_has_an_acco
         ("earn", 500, "journey"),
         ("adjust", 100, "merge"),
     ]
+
+
+@pytest.mark.parametrize("kim_has_points", [False, True], ids=["ledger handed over", "points credited"])
+async def test_a_journey_step_retried_after_a_merge_does_not_move_points_again(sessions, kim_has_points):
+    """A journey started for a visitor awards points and takes some; the replies are lost, the visitor
+    logs in (merged into Kim), and Temporal retries both steps: Kim's balance moves once."""
+    await set_program(sessions)
+    kim = await _profile(sessions, IdentifyCall(userId="kim", traits={}))
+    visitor = await _profile(sessions, TrackCall(anonymousId="v-1", event="Viewed"))
+    if kim_has_points:
+        await _earn(sessions, kim, 500, "kim-own")
+    acts, env = LoyaltyActivities(sessions), ActivityEnvironment()
+    award = PointsRequest("journey/j1/customer/v-1/bonus/1", visitor, 120, journey_id="j1", node_id="bonus")
+    spend = PointsRequest("journey/j1/customer/v-1/spend/1", visitor, 20, journey_id="j1", node_id="spend")
+    assert (await env.run(acts.award_points, award)).balance == 120
+    assert (await env.run(acts.deduct_points, spend)).balance == 100
+
+    await _profile(sessions, IdentifyCall(userId="kim", anonymousId="v-1", traits={}))
+    expected = 100 + (500 if kim_has_points else 0)
+    retried_award = await env.run(acts.award_points, award)
+    retried_spend = await env.run(acts.deduct_points, spend)
+
+    assert (retried_award.replayed, retried_award.balance) == (True, expected)
+    assert (retried_spend.replayed, retried_spend.balance, retried_spend.status) == (
+        True,
+        expected,
+        "applied",
+    )
+    account, audit = await _account(sessions, kim)
+    assert account.balance == expected
+    assert audit.consistent, audit.problems
+
+
+async def test_kept_keys_follow_a_profile_merged_again_and_go_with_an_erasure(sessions):
+    await set_program(sessions)
+    kim = await _profile(sessions, IdentifyCall(userId="kim", traits={}))
+    await _earn(sessions, kim, 10, "kim-own")
+    visitor = await _profile(sessions, TrackCall(anonymousId="v-1", event="Viewed"))
+    await _earn(sessions, visitor, 120, "visitor-bonus")
+    await _profile(sessions, IdentifyCall(userId="kim", anonymousId="v-1", traits={}))
+    zoe = await _profile(sessions, IdentifyCall(userId="zoe", traits={}))
+    await _earn(sessions, zoe, 5, "zoe-own")
+    async with transaction(sessions) as session:  # Kim turns out to be Zoe's old login
+        await customers.merge(session, source_id=kim, target_id=zoe)
+
+    async with transaction(sessions) as session:  # the visitor's award, retried under its last owner
+        again = await loyalty.award(
+            session, zoe, "visitor-bonus", 120, "welcome", utcnow(), enrolled_as=visitor
+        )
+    assert (again.replayed, again.balance) == (True, 135)
+    async with sessions() as session:
+        kept = set(await session.scalars(select(LoyaltyFoldedKey.idempotency_key)))
+    # Kim's whole ledger: her own award and the entry that brought the visitor's points to her.
+    assert kept == {f"journey:{visitor}:visitor-bonus", f"journey:{kim}:kim-own", f"merge/{visitor}/2"}
+
+    async with transaction(sessions) as session:
+        await customers.erase(session, zoe, by_key_id=None, reason=None)
+    async with sessions() as session:
+        assert list(await session.scalars(select(LoyaltyFoldedKey))) == []
