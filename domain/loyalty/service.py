@@ -202,6 +202,7 @@ async def _move(
     now: datetime,
     reason: str | None,
     meta: dict[str, Any] | None = None,
+    merged_from: int | None = None,
 ) -> MovementOut:
     who = await _require_customer(session, customer_id)
     if points > 0:
@@ -217,7 +218,8 @@ async def _move(
     existing = await _replay_or_none(session, key, customer_id, kind, points)
     if existing is not None:
         return _movement(existing, acct, replayed=True)
-    if await repository.folded_into(session, key) == customer_id:  # done before a merge brought it here
+    # A step for a profile merged into this one may have been done before the merge brought it here.
+    if merged_from not in (None, customer_id) and await repository.folded_into(session, key) == customer_id:
         return MovementOut(entry=None, balance=acct.balance, tier=acct.tier, replayed=True)
     entry = await append(
         session,
@@ -336,6 +338,7 @@ async def award(
         kind="earn",
         points=points,
         key=_journey_key(customer_id, idempotency_key, enrolled_as),
+        merged_from=enrolled_as,
         source="journey",
         now=now,
         reason=reason,
@@ -358,6 +361,7 @@ async def deduct(
         kind="redeem",
         points=-points,
         key=_journey_key(customer_id, idempotency_key, enrolled_as),
+        merged_from=enrolled_as,
         source="journey",
         now=now,
         reason=reason,
