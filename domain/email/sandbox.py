@@ -36,6 +36,7 @@ from jinja2.compiler import CodeGenerator
 from jinja2.filters import (
     do_batch,
     do_center,
+    do_default,
     do_format,
     do_indent,
     do_replace,
@@ -111,6 +112,18 @@ def _refuse_objects(value: Any) -> Any:
     if type(value) is not str and not _plain(value):  # runs on every value printed: str first
         raise SecurityError(f"templates can only print data, not a {type(value).__name__}")
     return value
+
+
+def _print(value: Any) -> Any:
+    """What ``{{ ... }}`` prints: a null (a trait sent as null, a customer without an address) prints
+    nothing, as a missing value does, never the word "None" in front of a customer."""
+    return "" if value is None else _refuse_objects(value)
+
+
+def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
+    """Jinja's ``default``, also for a null: ``traits.first_name | default("friend")`` greets a
+    customer whose first name was sent as null as it greets one who never sent it."""
+    return default_value if value is None else do_default(value, default_value, boolean)
 
 
 def _safe_string(value: Any) -> str:
@@ -336,11 +349,12 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
     def __init__(self, *, autoescape: bool):
         # optimized=False: Jinja's optimizer would run constant filter calls (marketer code) at compile
         # time, while the template is saved, with no budget: '%0999999999d'|format(1) took 38 s
-        super().__init__(autoescape=autoescape, finalize=_refuse_objects, optimized=False)
+        super().__init__(autoescape=autoescape, finalize=_print, optimized=False)
         self.globals = {"range": self._range, "dict": dict}
         for name in ("pprint", "xmlattr", "attr"):  # nothing a marketer needs; handy for probing
             self.filters.pop(name, None)
         self.filters["string"] = _safe_string
+        self.filters["default"] = self.filters["d"] = _default
         self.filters.update(_GUARDED_FILTERS)
 
     def _range(self, *args: int):

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from domain.db import StoredInt, VersionNumber
+from domain.email import compose
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
@@ -82,6 +83,12 @@ class PreviewIn(BaseModel):
     locale: str | None = Field(None, pattern=LOCALE)
     event: dict[str, Any] | None = Field(None, description="Sample triggering event: {name, properties}.")
     version: VersionNumber | None = Field(None, description="Default: the current version.")
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        # checked here so the 422 names this field, not the `to` the preview is composed for
+        return None if value is None else compose.checked_address(value)
 
 
 class PreviewOut(BaseModel):

@@ -49,6 +49,42 @@ async def test_preview_and_test_send_for_a_customer_without_email(
     assert msg["envelope_to"] == ["qa@example.com"] and msg["subject"] == "Hi Ann"
 
 
+async def test_a_missing_address_or_a_null_trait_prints_nothing_and_default_covers_null(
+    client, marketer_headers, sessions
+):
+    async with transaction(sessions) as session:
+        row = Customer(
+            user_id="u2", traits={"first_name": None}, first_seen_at=utcnow(), last_seen_at=utcnow()
+        )
+        session.add(row)
+        await session.flush()
+        cid = row.id
+    spec = GOOD | {
+        "subject": "Hi {{ traits.first_name | default('friend') }}",
+        "html": "<p>[{{ customer.email }}] [{{ traits.first_name }}]</p>",
+    }
+    assert (await client.post("/api/templates", json=spec, headers=marketer_headers)).status_code == 201
+    r = await client.post("/api/templates/t/preview", json={"customer_id": cid}, headers=marketer_headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["subject"] == "Hi friend"
+    assert "[] []" in r.json()["html"] and "None" not in r.json()["html"]
+
+
+async def test_an_invalid_sample_address_is_a_422_naming_email(client, marketer_headers):
+    spec = GOOD | {"html": "<p>{{ customer.email }}</p>"}
+    assert (await client.post("/api/templates", json=spec, headers=marketer_headers)).status_code == 201
+    r = await client.post(
+        "/api/templates/t/preview", json={"email": "not an address"}, headers=marketer_headers
+    )
+    assert r.status_code == 422, r.text
+    assert _problem(r)["field"] == "email" and "not a valid email address" in _problem(r)["problem"]
+    r = await client.post(
+        "/api/templates/t/preview", json={"email": "Ann@Example.COM"}, headers=marketer_headers
+    )
+    assert r.status_code == 200, r.text
+    assert "Ann@example.com" in r.json()["html"]
+
+
 # -- 4. addresses outside ASCII -----------------------------------------------------------------------
 
 
