@@ -396,6 +396,18 @@ async def test_what_json_cannot_carry_or_no_column_store_is_refused_naming_the_f
             "problem": "holds an integer beyond 64 bits, which cannot be stored; send it as a string",
         }
     ]
+    # A single call refuses it the same way (it was stored as a float, no longer the number sent).
+    for path, field, content in (
+        ("/v1/track", "properties", call % (b"1" * 30)),
+        ("/v1/identify", "traits", b'{"userId": "ok", "traits": {"n": -%s}}' % (b"9" * 20)),
+    ):
+        body = await _rejected(client, sessions, path, auth=auth, headers=json_type, content=content)
+        assert body["detail"] == [
+            {
+                "field": field,
+                "problem": "holds an integer beyond 64 bits, which cannot be stored; send it as a string",
+            }
+        ]
     # The batch's own context is applied to every call: NUL there is refused too (it was stored on
     # SQLite, a 500 on PostgreSQL).
     shared = {"context": {"ip": "a\u0000b"}, "batch": [{"type": "track", "userId": "ok", "event": "E"}]}
@@ -411,6 +423,12 @@ async def test_what_json_cannot_carry_or_no_column_store_is_refused_naming_the_f
     # Ordinary large numbers and exponents still pass.
     ok = b'{"batch": [%s]}' % (call % b"1.5e300")
     assert (await client.post("/v1/batch", auth=auth, headers=json_type, content=ok)).status_code == 200
+    # So do the largest integers a column holds, and long digit runs in text, exactly as sent.
+    largest = b'{"userId": "ok", "event": "Big", "messageId": "%s", "properties": {"x": %d, "y": %d}}'
+    content = largest % (b"7" * 40, 2**63 - 1, -(2**63))
+    assert (await client.post("/v1/track", auth=auth, headers=json_type, content=content)).status_code == 200
+    (big,) = [e for e in await _rows(sessions, Event) if e.name == "Big"]
+    assert big.properties == {"x": 2**63 - 1, "y": -(2**63)} and big.message_id == "7" * 40
 
 
 async def test_revenue_counts_to_the_cent_and_ignores_what_is_not_an_amount(client, sessions, write_key):
