@@ -36,7 +36,7 @@ from domain.events.models import LANE_EVENTS, LANE_SEGMENTS
 from domain.journeys import conditions
 from domain.journeys import definition as graph
 from domain.journeys import service as journeys
-from runtime.journey_start import start_enrollment
+from runtime.journey_start import record_started, start_enrollment
 from runtime.polling import poll_until_stopped
 
 log = logging.getLogger(__name__)
@@ -154,21 +154,20 @@ class EventRouter:
         started = await asyncio.gather(*(self._start(c) for c in chosen.values()))
         rows = [c for c, ok in zip(chosen.values(), started, strict=True) if ok]
         if rows:
-            async with transaction(self._sessions) as session:
-                await journeys.record_enrollments(
-                    session,
-                    [
-                        {
-                            "workflow_id": c.workflow_id,
-                            "journey_id": c.version.journey_id,
-                            "version": c.version.version,
-                            "customer_id": c.event.customer_id,
-                            "event_id": c.event.id,
-                        }
-                        for c in rows
-                    ],
-                )
-            self.stats.enrollments_started += len(rows)
+            self.stats.enrollments_started += await record_started(
+                self._client,
+                self._sessions,
+                [
+                    {
+                        "workflow_id": c.workflow_id,
+                        "journey_id": c.version.journey_id,
+                        "version": c.version.version,
+                        "customer_id": c.event.customer_id,
+                        "event_id": c.event.id,
+                    }
+                    for c in rows
+                ],
+            )
 
     async def _start(self, c: _Candidate) -> bool:
         """Start the enrollment; True when it is to be recorded."""

@@ -3,11 +3,15 @@ all start workflows the same way."""
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.contracts import EventRef
+from domain.db import transaction
+from domain.journeys import service as journeys
+from runtime import forget
 from workflows.journey import JourneyInput, JourneyWorkflow
 
 
@@ -45,3 +49,17 @@ async def start_enrollment(
     except WorkflowAlreadyStartedError:
         return False
     return True
+
+
+async def record_started(client: Client, sessions: async_sessionmaker[AsyncSession], rows: list[dict]) -> int:
+    """Record enrollments just started (``journeys.record_enrollments`` rows); returns how many.
+
+    A customer erased between the start and this record had their enrollments deleted from Temporal
+    by the erasure, which could not see these: they are deleted here, so a journey that started
+    while its customer was being forgotten keeps nothing of them.
+    """
+    async with transaction(sessions) as session:
+        orphans = await journeys.record_enrollments(session, rows)
+    if orphans:
+        await forget.delete_histories(client, orphans)
+    return len(rows) - len(orphans)

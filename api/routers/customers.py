@@ -63,6 +63,7 @@ async def erase_customer(
 ) -> Erasure:
     # Temporal's copies go first: if they cannot, nothing is erased and the request can be repeated
     # (deleting is idempotent); a customer with no journey or case needs no Temporal at all.
+    await customers.hold_for_erasure(session, customer_id)
     deleted = 0
     if workflow_ids := await forget.workflow_ids(session, customer_id):
         try:

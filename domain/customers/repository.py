@@ -212,6 +212,30 @@ async def current_of(session: AsyncSession, customer_ids: Iterable[int]) -> dict
     return {asked: now for asked, now in await session.execute(union_all(kept, moved))}
 
 
+async def hold_current(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, int]:
+    """``current_of``, with the profiles found key-share locked (on PostgreSQL) until the transaction
+    ends: none of them is erased or merged away before the caller's rows naming them are written, and
+    an erasure or a merge in flight is waited for. Ids left out were erased."""
+    wanted = {i: i for i in customer_ids}  # asked id -> the profile it names, as far as known
+    found: dict[int, int] = {}
+    for _ in range(4):  # a profile merged again while it is looked up moves on; it settles at once
+        stmt = select(customers.c.id).where(customers.c.id.in_(sorted(set(wanted.values()))))
+        if session.bind.dialect.name == "postgresql":
+            stmt = stmt.order_by(customers.c.id).with_for_update(read=True, key_share=True)
+        held = set(await session.scalars(stmt))
+        found.update({asked: now for asked, now in wanted.items() if now in held})
+        missing = [asked for asked, now in wanted.items() if now not in held]
+        if not missing:
+            return found
+        moves = select(merges.c.merged_id, merges.c.customer_id).where(merges.c.merged_id.in_(missing))
+        moved = dict((await session.execute(moves)).all())
+        # gone, and no merge names a profile not yet tried: erased
+        wanted = {a: moved[a] for a in missing if moved.get(a, wanted[a]) != wanted[a]}
+        if not wanted:
+            return found
+    raise RuntimeError(f"customers {sorted(wanted)} kept being merged while they were looked up")
+
+
 async def delete_customer(session: AsyncSession, customer_id: int) -> None:
     """The profile, its segment stays and its place in the refresher's queues (no foreign keys).
 

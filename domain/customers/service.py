@@ -201,6 +201,12 @@ async def current_ids(session: AsyncSession, customer_ids: Iterable[int]) -> dic
     return {i: found.get(i) for i in ids}
 
 
+async def hold_current(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, int]:
+    """``current_ids`` for rows about to name these customers: the profiles are locked against an
+    erasure or a merge until the transaction ends; erased ids are left out."""
+    return await repository.hold_current(session, customer_ids)
+
+
 async def current_id(session: AsyncSession, customer_id: int) -> int | None:
     return (await current_ids(session, [customer_id]))[customer_id]
 
@@ -299,6 +305,14 @@ async def view(session: AsyncSession, customer_id: int, *, recent: int = 50) -> 
         ],
         **sections,
     )
+
+
+async def hold_for_erasure(session: AsyncSession, customer_id: int) -> None:
+    """Lock the profile (on PostgreSQL) before the erasure reads what to delete elsewhere: a journey
+    being recorded for the customer meanwhile is either recorded first, and found, or waits and finds
+    the customer gone (``hold_current``), and then deletes its own workflow."""
+    if not await repository.lock(session, [customer_id]):
+        raise NotFound(f"no customer {customer_id}")
 
 
 async def erase(

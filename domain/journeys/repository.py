@@ -92,10 +92,6 @@ async def enrollment(session: AsyncSession, workflow_id: str) -> Enrollment | No
     return await session.scalar(select(Enrollment).where(Enrollment.workflow_id == workflow_id))
 
 
-async def record_enrollment(session: AsyncSession, values: dict) -> None:
-    await session.execute(insert_ignoring_conflicts(session, Enrollment, ["workflow_id"]).values(**values))
-
-
 async def record_enrollments(session: AsyncSession, rows: list[dict]) -> None:
     if rows:
         await session.execute(insert_ignoring_conflicts(session, Enrollment, ["workflow_id"]), rows)

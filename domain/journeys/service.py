@@ -181,10 +181,17 @@ async def live_segment_versions(session: AsyncSession, segment_ids: set[str]) ->
     ]
 
 
-async def record_enrollments(session: AsyncSession, rows: list[dict]) -> None:
+async def record_enrollments(session: AsyncSession, rows: list[dict]) -> list[str]:
     """Record many started enrollments in one statement; each row names workflow_id, journey_id,
-    version, customer_id and event_id (None when no event enrolled the customer)."""
+    version, customer_id and event_id (None when no event enrolled the customer).
+
+    A customer merged away since the start is recorded as the profile it became. One erased since is
+    not recorded: the workflow ids returned are theirs, for the caller to delete from Temporal (the
+    erasure, which deleted the enrollments it found, could not see these)."""
+    if not rows:
+        return []
     now = utcnow()
+    current = await customers.hold_current(session, {r["customer_id"] for r in rows})
     await repository.record_enrollments(
         session,
         [
@@ -192,38 +199,16 @@ async def record_enrollments(session: AsyncSession, rows: list[dict]) -> None:
                 "workflow_id": r["workflow_id"],
                 "journey_id": r["journey_id"],
                 "version": r["version"],
-                "customer_id": r["customer_id"],
+                "customer_id": current[r["customer_id"]],
                 "entry_event_id": r["event_id"],
                 "status": "active",
                 "entered_at": now,
             }
             for r in rows
+            if r["customer_id"] in current
         ],
     )
-
-
-async def record_enrollment(
-    session: AsyncSession,
-    *,
-    workflow_id: str,
-    journey_id: str,
-    version: int,
-    customer_id: int,
-    event_id: int | None,
-    entered_at: datetime | None = None,
-) -> None:
-    await repository.record_enrollment(
-        session,
-        {
-            "workflow_id": workflow_id,
-            "journey_id": journey_id,
-            "version": version,
-            "customer_id": customer_id,
-            "entry_event_id": event_id,
-            "status": "active",
-            "entered_at": entered_at or utcnow(),
-        },
-    )
+    return [r["workflow_id"] for r in rows if r["customer_id"] not in current]
 
 
 async def record_closed_enrollment(
