@@ -59,11 +59,20 @@ def _message_id(content: bytes) -> bytes | None:
     return None
 
 
-async def start(host: str, port: int, directory: Path) -> tuple[asyncio.AbstractServer, MaildirHandler]:
+async def start(
+    host: str, port: int, directory: Path, *, smtputf8: bool = True
+) -> tuple[asyncio.AbstractServer, MaildirHandler]:
+    """Listen on ``host:port``. It offers SMTPUTF8 as most providers do, so a test send to a mailbox
+    such as ``zoé@example.com`` arrives in dev; ``smtputf8=False`` plays a server that lacks it."""
     handler = MaildirHandler(directory)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="journeys-capture", data_size_limit=25 * 1024 * 1024),
+        lambda: SMTP(
+            handler,
+            hostname="journeys-capture",
+            data_size_limit=25 * 1024 * 1024,
+            enable_SMTPUTF8=smtputf8,
+        ),
         host=host,
         port=port,
     )

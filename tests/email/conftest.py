@@ -50,3 +50,16 @@ async def capture(settings) -> Capture:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.fixture
+async def capture_without_smtputf8(settings) -> Capture:
+    """A capture server that lacks SMTPUTF8, as some relays do (the dev capture offers it)."""
+    server, handler = await smtp_capture.start(
+        settings.smtp_host, settings.smtp_port, settings.mailbox_dir, smtputf8=False
+    )
+    try:
+        yield Capture(handler, settings.mailbox_dir)
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -290,14 +290,15 @@ async def test_recipients_the_server_asks_to_retry_get_their_email_once(
 
 
 async def test_a_mailbox_the_relay_cannot_carry_fails_in_a_broadcast_but_is_not_suppressed(
-    client, marketer_headers, sessions, capture, temporal
+    client, marketer_headers, sessions, capture_without_smtputf8, temporal
 ):
+    capture = capture_without_smtputf8
     from sqlalchemy import update
 
     from domain.customers.models import Customer
 
     ids = await add_customers(sessions, 5)
-    async with transaction(sessions) as session:  # the capture server offers no SMTPUTF8
+    async with transaction(sessions) as session:  # the relay offers no SMTPUTF8
         await session.execute(update(Customer).where(Customer.id == ids[2]).values(email="zoé@example.com"))
     await add_template(sessions)
     await _create(client, marketer_headers, id="intl")

@@ -155,9 +155,9 @@ async def test_permanent_refusal_fails_without_retry_and_suppresses_the_address(
 
 
 async def test_a_mailbox_our_relay_cannot_carry_fails_the_send_but_is_not_suppressed(
-    sessions, activities, capture
+    sessions, activities, capture_without_smtputf8
 ):
-    """A non-ASCII mailbox through a relay without SMTPUTF8 (the capture server): the message fails
+    """A non-ASCII mailbox through a relay without SMTPUTF8: the message fails
     for good, but the address did not bounce, so it stays sendable once the relay can carry it."""
     zoe = await add_customer(sessions, email="zoé@example.com", traits={"first_name": "Zoé"})
     await add_template(sessions)
