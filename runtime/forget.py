@@ -8,6 +8,7 @@ would otherwise wait out its timers for months. Erasure deletes them first (a ru
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.api.common.v1 import WorkflowExecution
@@ -31,9 +32,17 @@ async def workflow_ids(session: AsyncSession, customer_id: int) -> list[str]:
     return journey_ids + [sla_workflow_id(c) for c in await cases.case_ids_of_customer(session, customer_id)]
 
 
-async def delete_histories(client: Client, ids: list[str]) -> int:
-    """Delete these workflows' histories (terminating those still running); returns how many there
-    were. One that never started or is already gone counts as nothing; any other refusal raises."""
+@dataclass(frozen=True)
+class Deletions:
+    deleted: int  # histories this call deleted
+    already_gone: int  # ids Temporal does not know: deleted by an earlier, interrupted erasure or by
+    # its retention, or never started
+
+
+async def delete_histories(client: Client, ids: list[str]) -> Deletions:
+    """Delete these workflows' histories (terminating those still running). An id Temporal does not
+    know is counted apart, so an erasure repeated after a partial failure still accounts for every
+    history; any other refusal raises."""
     gate = asyncio.Semaphore(PARALLEL_DELETES)
 
     async def delete(workflow_id: str) -> bool:
@@ -54,4 +63,5 @@ async def delete_histories(client: Client, ids: list[str]) -> int:
             deleted = [group.create_task(delete(i)) for i in ids]
     except ExceptionGroup as failed:
         raise failed.exceptions[0] from None
-    return sum(task.result() for task in deleted)
+    done = sum(task.result() for task in deleted)
+    return Deletions(deleted=done, already_gone=len(ids) - done)

@@ -64,7 +64,7 @@ async def erase_customer(
     # Temporal's copies go first: if they cannot, nothing is erased and the request can be repeated
     # (deleting is idempotent); a customer with no journey or case needs no Temporal at all.
     await customers.hold_for_erasure(session, customer_id)
-    deleted = 0
+    deleted = forget.Deletions(deleted=0, already_gone=0)
     if workflow_ids := await forget.workflow_ids(session, customer_id):
         try:
             deleted = await forget.delete_histories(await temporal_client(request), workflow_ids)
@@ -74,5 +74,10 @@ async def erase_customer(
                 f"could not delete the customer's workflow histories ({problem}); nothing was erased"
             ) from exc
     return await customers.erase(
-        session, customer_id, by_key_id=admin.key_id, reason=reason, workflows_deleted=deleted
+        session,
+        customer_id,
+        by_key_id=admin.key_id,
+        reason=reason,
+        workflows_deleted=deleted.deleted,
+        workflows_already_gone=deleted.already_gone,
     )

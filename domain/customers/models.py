@@ -61,6 +61,8 @@ class CustomerErasure(Base):
     events_erased: Mapped[int] = mapped_column(Integer)
     # The histories of the person's journeys and case clocks deleted from Temporal (migration 0021).
     workflows_deleted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Those Temporal no longer knew (an earlier, interrupted attempt deleted them; migration 0023).
+    workflows_already_gone: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     erased_by_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     reason: Mapped[str | None] = mapped_column(String(500))
     erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -103,7 +103,11 @@ class Erasure(BaseModel):
     id: int
     customer_id: int
     events_erased: int
-    workflows_deleted: int
+    workflows_deleted: int = Field(description="Workflow histories this erasure deleted from Temporal.")
+    workflows_already_gone: int = Field(
+        description="The person's workflows Temporal no longer knew: deleted by an earlier attempt that "
+        "was interrupted, or by Temporal's retention."
+    )
     erased_at: datetime
     erased_by_key_id: int | None
     reason: str | None

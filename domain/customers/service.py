@@ -322,6 +322,7 @@ async def erase(
     by_key_id: int | None,
     reason: str | None,
     workflows_deleted: int = 0,
+    workflows_already_gone: int = 0,
 ) -> Erasure:
     """Right to be forgotten: delete the profile, its events, aliases and enrollments, strip the
     person from the send ledger, and keep a record that holds no personal data (with how many of the
@@ -339,6 +340,7 @@ async def erase(
             "email_sha256": sha256(customer.email),
             "events_erased": await events.count_for(session, customer_id),
             "workflows_deleted": workflows_deleted,
+            "workflows_already_gone": workflows_already_gone,
             "erased_by_key_id": by_key_id,
             "reason": reason,
             "erased_at": utcnow(),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
+from runtime import forget
 from tests.conftest import free_port, wait_for
 from tests.temporal_env import gone, local
 from tests.workflows.harness import engine
@@ -46,9 +47,33 @@ async def test_erasure_deletes_the_customers_journeys_from_temporal_and_no_one_e
         )  # the finished one too (tests/runtime/test_forget.py)
         await wait_for(lambda: gone(e.handle("cart", ada, "c1")))
         assert (await e.handle("cart", bob, "c2").describe()).status == WorkflowExecutionStatus.RUNNING
+        assert response.json()["workflows_already_gone"] == 0
         audit = await client.get("/api/customers/erasures?user_id=ada", headers=admin_headers)
         assert [r["workflows_deleted"] for r in audit.json()] == [2]
         assert e.mailbox() == []
+
+
+async def test_an_erasure_repeated_after_a_partial_deletion_still_accounts_for_every_history(
+    dev_server, app, client, admin_headers, sessions, settings
+):
+    app.state.temporal = dev_server.client
+    async with engine(dev_server, sessions, settings) as e:
+        await _setup(e)
+        ada = await e.customer("ada", value_tier="small")
+        for cart in ("c1", "c2", "c3"):
+            await e.track("ada", "Cart Updated", cart_id=cart)
+        await wait_for(lambda: e.listening(ada, "Order Completed"))
+        # A first attempt deleted one history, then Temporal failed it: nothing was erased.
+        assert (
+            await forget.delete_histories(dev_server.client, [e.handle("cart", ada, "c1").id])
+        ).deleted == 1
+
+        response = await client.delete(f"/api/customers/{ada}", headers=admin_headers)
+
+        assert response.status_code == 200, response.text
+        assert (response.json()["workflows_deleted"], response.json()["workflows_already_gone"]) == (2, 1)
+        for cart in ("c1", "c2", "c3"):
+            await wait_for(lambda cart=cart: gone(e.handle("cart", ada, cart)))
 
 
 async def test_when_temporal_is_unreachable_nothing_is_erased(
