@@ -10,8 +10,10 @@ from temporalio.service import RPCError
 from api.deps import Admin, Session, require
 from api.temporal import TemporalUnavailable, temporal_client
 from domain.auth.schemas import Principal, Role
+from domain.cases import service as cases
 from domain.customers import service as customers
 from domain.customers.schemas import Customer360, CustomerPage, Erasure
+from domain.customers.sections import Viewer
 from domain.db import StoredInt
 from runtime import forget
 
@@ -47,10 +49,11 @@ async def list_erasures(
 async def get_customer(
     customer_id: StoredInt,
     session: Session,
-    _: Reader,
+    reader: Reader,
     recent: Annotated[int, Query(ge=1, le=500, description="How many recent events and messages")] = 50,
 ) -> Customer360:
-    return await customers.view(session, customer_id, recent=recent)
+    viewer = Viewer(case_teams=await cases.teams_visible_to(session, reader))
+    return await customers.view(session, customer_id, recent=recent, viewer=viewer)
 
 
 @router.delete("/{customer_id}", response_model=Erasure, summary="Erase the customer (right to be forgotten)")

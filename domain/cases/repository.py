@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, literal, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.cases.models import Agent, Case, CaseNote, CaseOutbox, SlaPolicy, Team, TeamMember
@@ -239,9 +239,20 @@ async def pending_changes(session: AsyncSession, limit: int) -> list[tuple[int, 
     return [(row[0], row[1]) for row in await session.execute(stmt)]
 
 
-async def cases_of_customer(session: AsyncSession, customer_id: int, limit: int) -> list[Case]:
+async def cases_of_customer(
+    session: AsyncSession, customer_id: int, limit: int, teams: list[str] | None
+) -> list[Case]:
     stmt = select(Case).where(Case.customer_id == customer_id).order_by(Case.id.desc()).limit(limit)
+    if teams is not None:
+        stmt = stmt.where(Case.team_id.in_(teams))
     return list(await session.scalars(stmt))
+
+
+def case_events_outside(teams: list[str]) -> ColumnElement[bool]:
+    """The events about cases of other teams than these: the engine's Case Opened, Resolved and SLA
+    Breached events, whose messageId names their case (``case/{id}/...``)."""
+    visible = select(Case.id).where(Case.team_id.in_(teams))
+    return and_(Event.message_id.like("case/%"), Event.properties["case_id"].as_integer().not_in(visible))
 
 
 async def case_ids_of_customer(session: AsyncSession, customer_id: int) -> list[int]:

@@ -482,9 +482,26 @@ async def queue(session: AsyncSession, actor: Actor, f: QueueFilter) -> list[Cas
 # --- working a case --------------------------------------------------------------------------------
 
 
-async def cases_of_customer(session: AsyncSession, customer_id: int, limit: int) -> list[CaseOut]:
-    """The customer's latest cases, for the customer 360 (marketers and admins; agents use the queue)."""
-    return [case_out(c) for c in await repo.cases_of_customer(session, customer_id, limit)]
+async def cases_of_customer(
+    session: AsyncSession, customer_id: int, limit: int, *, teams: list[str] | None = None
+) -> list[CaseOut]:
+    """The customer's latest cases, for the customer 360: of these ``teams`` only (an agent's), or of
+    every team (None)."""
+    return [case_out(c) for c in await repo.cases_of_customer(session, customer_id, limit, teams)]
+
+
+def case_events_outside(teams: list[str]):
+    """A filter for the events about other teams' cases, which an agent of ``teams`` does not see."""
+    return repo.case_events_outside(teams)
+
+
+async def teams_visible_to(session: AsyncSession, principal: Principal) -> list[str] | None:
+    """The teams whose cases this key may read: an agent's own (none for an agent key no agent
+    holds), every team (None) for marketers and admins."""
+    if principal.role is not Role.agent:
+        return None
+    agent = await repo.agent_by_key(session, principal.key_id)
+    return await repo.teams_of(session, agent.id) if agent is not None else []
 
 
 async def case_ids_of_customer(session: AsyncSession, customer_id: int) -> list[int]:

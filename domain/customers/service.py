@@ -25,6 +25,7 @@ from domain.customers.schemas import (
     Facts,
     Profile,
 )
+from domain.customers.sections import EVERYONE, SECTIONS, Viewer
 from domain.db import utcnow
 from domain.errors import InvalidInput, NotFound
 from domain.segments import repository as segment_repository
@@ -269,8 +270,9 @@ async def search(
     return CustomerPage(items=items, next_after=items[-1].id if len(rows) > limit else None)
 
 
-async def view(session: AsyncSession, customer_id: int, *, recent: int = 50) -> Customer360:
-    from domain.customers.sections import SECTIONS
+async def view(
+    session: AsyncSession, customer_id: int, *, recent: int = 50, viewer: Viewer | None = None
+) -> Customer360:
     from domain.events import repository as events
 
     customer = await repository.get(session, customer_id)
@@ -278,7 +280,10 @@ async def view(session: AsyncSession, customer_id: int, *, recent: int = 50) -> 
         raise NotFound(f"no customer {customer_id}")
     anonymous_ids = [customer.anonymous_id] if customer.anonymous_id else []
     anonymous_ids += await repository.aliases_of(session, customer_id)
-    sections = {name: await section(session, customer_id, recent) for name, section in SECTIONS.items()}
+    viewer = viewer or EVERYONE
+    sections = {
+        name: await section(session, customer_id, recent, viewer) for name, section in SECTIONS.items()
+    }
     return Customer360(
         profile=Profile(
             id=customer.id,
@@ -301,10 +306,19 @@ async def view(session: AsyncSession, customer_id: int, *, recent: int = 50) -> 
         ),
         recent_events=[
             EventSummary.model_validate(e, from_attributes=True)
-            for e in await events.recent_for(session, customer_id, recent)
+            for e in await events.recent_for(session, customer_id, recent, _hidden_events(viewer))
         ],
         **sections,
     )
+
+
+def _hidden_events(viewer: Viewer):
+    """An agent does not see other teams' cases, nor the events about them."""
+    if viewer.case_teams is None:
+        return None
+    from domain.cases import service as cases  # the cases area depends on this one
+
+    return cases.case_events_outside(viewer.case_teams)
 
 
 async def hold_for_erasure(session: AsyncSession, customer_id: int) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import utcnow
@@ -91,13 +91,18 @@ async def backlog(session: AsyncSession) -> tuple[int, datetime | None]:
 # --- reads for the customer 360 -------------------------------------------------------------------
 
 
-async def recent_for(session: AsyncSession, customer_id: int, limit: int) -> list[Event]:
+async def recent_for(
+    session: AsyncSession, customer_id: int, limit: int, hidden: ColumnElement[bool] | None = None
+) -> list[Event]:
+    """The customer's latest events, leaving out those ``hidden`` selects."""
     stmt = (
         select(Event)
         .where(Event.customer_id == customer_id)
         .order_by(Event.timestamp.desc(), Event.id.desc())
         .limit(limit)
     )
+    if hidden is not None:
+        stmt = stmt.where(~hidden)
     return list(await session.scalars(stmt))
 
 

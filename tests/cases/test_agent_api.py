@@ -53,6 +53,34 @@ async def test_an_agent_cannot_read_or_change_another_teams_case(client, session
     assert await _snapshot(sessions, case_id) == before
 
 
+async def test_the_customer_360_shows_an_agent_only_their_teams_cases(client, sessions, marketer_headers):
+    await make_team(sessions, "billing")
+    await make_team(sessions, "care")
+    olga = await make_agent(sessions, "olga", "billing")
+    customer = await make_customer(sessions, "u1")
+    care_case = await open_case(sessions, customer, "care", reason="a private care matter")
+    billing_case = await open_case(sessions, customer, "billing", reason="an invoice")
+    unlinked = {"Authorization": f"Bearer {await make_key(sessions, role=Role.agent)}"}
+
+    def cases_seen(response) -> list[int]:
+        assert response.status_code == 200, response.text
+        return [c["id"] for c in response.json()["cases"]]
+
+    def case_events(response) -> list[int]:
+        return [
+            e["properties"]["case_id"] for e in response.json()["recent_events"] if e["name"] == "Case Opened"
+        ]
+
+    view = await client.get(f"/api/customers/{customer}", headers=olga["headers"])
+    assert cases_seen(view) == [billing_case]
+    assert case_events(view) == [billing_case]  # nor the event of the other team's case
+    assert "a private care matter" not in view.text
+    assert cases_seen(await client.get(f"/api/customers/{customer}", headers=unlinked)) == []
+    everyone = await client.get(f"/api/customers/{customer}", headers=marketer_headers)
+    assert cases_seen(everyone) == [billing_case, care_case]
+    assert sorted(case_events(everyone)) == [care_case, billing_case]
+
+
 async def test_marketer_cannot_claim_and_a_write_key_reads_nothing(
     client, sessions, marketer_headers, write_key
 ):
