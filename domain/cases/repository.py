@@ -54,6 +54,12 @@ async def get_agent(session: AsyncSession, agent_id: int) -> Agent | None:
     return await session.get(Agent, agent_id)
 
 
+async def lock_agent(session: AsyncSession, agent_id: int) -> Agent | None:
+    """The agent, row-locked on PostgreSQL: one agent's claims (and the auto-assignments that lock
+    their team's agents) take turns, so none can overshoot the agent's cap."""
+    return await session.get(Agent, agent_id, with_for_update=True, populate_existing=True)
+
+
 async def list_agents(session: AsyncSession) -> list[Agent]:
     return list(await session.scalars(select(Agent).order_by(Agent.id)))
 

@@ -509,7 +509,8 @@ async def case_ids_of_customer(session: AsyncSession, customer_id: int) -> list[
 
 
 async def _check_cap(session: AsyncSession, agent_id: int) -> None:
-    agent = await repo.get_agent(session, agent_id)
+    """Refuse a claim past the agent's cap; the agent stays locked until the claim commits."""
+    agent = await repo.lock_agent(session, agent_id)
     held = (await repo.open_counts(session, [agent_id])).get(agent_id, 0)
     if held >= agent.max_open_cases:
         raise Conflict(

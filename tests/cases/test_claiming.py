@@ -77,6 +77,26 @@ async def test_an_agent_at_their_cap_gets_a_409_and_claims_nothing(client, sessi
         assert (await session.get(Case, second)).assignee_id is None
 
 
+async def test_an_agent_claiming_in_parallel_stays_within_their_cap(client, sessions):
+    await make_team(sessions, "care")
+    ann = await make_agent(sessions, "ann", "care", cap=2)
+    customer = await make_customer(sessions, "u1")
+    ids = [await open_case(sessions, customer, "care", reason=f"case {i}") for i in range(10)]
+    h = ann["headers"]
+
+    pulls = [client.post("/api/cases/next", headers=h) for _ in range(4)]
+    claims = [client.post(f"/api/cases/{i}/claim", headers=h) for i in ids[5:]]
+    responses = await asyncio.gather(*pulls, *claims)
+
+    won = [r for r in responses if r.status_code == 200 and (r.json().get("case") or r.json().get("id"))]
+    assert len(won) == 2, [r.text for r in responses]
+    assert all(r.status_code in (200, 409) for r in responses), [r.text for r in responses]
+    assert {r.json()["error"] for r in responses if r.status_code == 409} == {"at_capacity"}
+    async with sessions() as session:
+        held = list(await session.scalars(select(Case.id).where(Case.assignee_id == ann["id"])))
+    assert len(held) == 2
+
+
 async def test_claim_a_given_case_then_a_second_agent_is_refused(client, sessions):
     await make_team(sessions, "care")
     ann = await make_agent(sessions, "ann", "care")
