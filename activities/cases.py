@@ -69,5 +69,9 @@ class CaseActivities:
         async with transaction(self._sessions) as session:
             done = await cases.record_breach(session, req.case_id, req.target)
         return CaseSlaBreachResult(
-            escalated=done.escalated, priority=done.priority, team=done.team, status=done.status
+            escalated=done.escalated,
+            priority=done.priority,
+            team=done.team,
+            status=done.status,
+            breached=done.breached,
         )

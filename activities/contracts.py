@@ -106,10 +106,11 @@ class CaseSlaBreachRequest:
 
 @dataclass
 class CaseSlaBreachResult:
-    escalated: bool  # False when the case was already escalated or is resolved
+    escalated: bool  # False when the case was already escalated, is resolved or met the target
     priority: str
     team: str
     status: str
+    breached: bool = False  # as stored: escalated by this call or before
 
 
 # Loyalty: journey steps and the scheduled maintenance.

@@ -27,6 +27,9 @@ with workflow.unsafe.imports_passed_through():
 
 CASE_CHANGED_SIGNAL = "case_changed"
 FINAL = ("resolved", "closed")
+# Runs started before it took any passed deadline as a breach, even when the case met it and only
+# its signal was late; from it on, the breach is what the case recorded.
+BREACH_AS_STORED_PATCH = "breach-as-stored"
 
 
 def sla_workflow_id(case_id: int) -> str:
@@ -94,8 +97,8 @@ class CaseSlaWorkflow:
             responded = self._state is not None and self._state.first_responded
             target, due = ("resolution", resolution_due) if responded else ("first_response", first_due)
             remaining = due - workflow.now()
+            seen = self._revision()
             if remaining > timedelta(0):
-                seen = self._revision()
                 try:
                     await workflow.wait_condition(
                         lambda seen=seen: self._revision() != seen, timeout=remaining
@@ -103,7 +106,6 @@ class CaseSlaWorkflow:
                     continue  # the case changed: re-evaluate which deadline counts
                 except TimeoutError:
                     pass
-            breached = True
             result = await workflow.execute_activity(
                 CASE_SLA_BREACH,
                 CaseSlaBreachRequest(case_id=inp.case_id, target=target),
@@ -112,6 +114,11 @@ class CaseSlaWorkflow:
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
                 result_type=CaseSlaBreachResult,
             )
+            breached = result.breached if workflow.patched(BREACH_AS_STORED_PATCH) else True
+            if not breached:
+                # The case met the target or finished, and the change that says so is on its way.
+                await workflow.wait_condition(lambda seen=seen: self._revision() != seen)
+                continue
             if result.escalated:
                 self._escalations += 1
                 await self._tell(inp, CaseUpdate(inp.case_id, result.status, None, True))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, literal, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, false, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.cases.models import Agent, Case, CaseNote, CaseOutbox, SlaPolicy, Team, TeamMember
@@ -208,11 +208,17 @@ async def claim(session: AsyncSession, case_id: int, agent_id: int, now: datetim
     return await session.scalar(stmt) is not None
 
 
-async def mark_breached(session: AsyncSession, case_id: int, values: dict[str, Any]) -> bool:
-    """Record the SLA breach once: only an active case not breached before is changed."""
+async def mark_breached(session: AsyncSession, case_id: int, target: str, values: dict[str, Any]) -> bool:
+    """Record the SLA breach once: only an active case not breached before, and that missed
+    ``target`` (a first response given in time is no breach, whenever the clock hears of it)."""
+    met = (
+        and_(Case.first_responded_at.is_not(None), Case.first_responded_at <= Case.first_response_due)
+        if target == "first_response"
+        else false()
+    )
     stmt = (
         update(Case)
-        .where(Case.id == case_id, Case.breached_at.is_(None), Case.status.in_(("open", *HELD)))
+        .where(Case.id == case_id, Case.breached_at.is_(None), Case.status.in_(("open", *HELD)), ~met)
         .values(**values, revision=Case.revision + 1)
         .returning(Case.id)
         .execution_options(synchronize_session=False)

@@ -683,16 +683,18 @@ async def _emit(session: AsyncSession, case: Case, name: str, now: datetime, ext
 
 @dataclass
 class BreachOutcome:
-    escalated: bool
+    escalated: bool  # by this call
     priority: str
     team: str
     status: str
+    breached: bool  # as stored: escalated now or before; False when the target was met in time
 
 
 async def record_breach(
     session: AsyncSession, case_id: int, target: str, *, now: datetime | None = None
 ) -> BreachOutcome:
-    """Escalate a case whose SLA target passed: once per case, never after resolution.
+    """Escalate a case whose SLA target passed: once per case, never after resolution, and not for a
+    first response given in time (the clock may hear of it late).
 
     The priority rises one step, the case moves to the team's supervisor team (unassigned, so a
     supervisor picks it up) and `Case SLA Breached` is emitted.
@@ -707,6 +709,7 @@ async def record_breach(
     changed = await repo.mark_breached(
         session,
         case.id,
+        target,
         {
             "breached_at": now,
             "priority": priority.value,
@@ -732,7 +735,7 @@ async def record_breach(
         )
         if target_team != team.id and (await repo.get_team(session, target_team)).auto_assign:
             await _auto_assign(session, case, now)
-    return BreachOutcome(changed, case.priority, case.team_id, case.status)
+    return BreachOutcome(changed, case.priority, case.team_id, case.status, case.breached_at is not None)
 
 
 @dataclass

@@ -16,14 +16,14 @@ from activities.cases import CaseActivities
 from domain.cases import service as cases
 from domain.cases.models import Case, CaseOutbox
 from domain.cases.schemas import Outcome
-from domain.db import transaction
+from domain.db import transaction, utcnow
 from domain.events.models import Event
 from runtime.case_dispatcher import CaseDispatcher
 from tests.cases.escalation_probe import EscalationProbeWorkflow, ProbeInput
 from tests.cases.helpers import make_agent, make_customer, make_team
 from tests.conftest import wait_for
 from tests.temporal_env import time_skipping
-from workflows.case_sla import CaseSlaWorkflow, sla_workflow_id
+from workflows.case_sla import CASE_CHANGED_SIGNAL, CaseSlaInput, CaseSlaWorkflow, CaseState, sla_workflow_id
 
 QUEUE = "cases-test"
 
@@ -177,3 +177,60 @@ async def test_a_case_resolved_in_time_lets_the_journey_continue_on_the_outcome(
     await wait_for(lambda: _dispatched(sessions))
     latest = await clock.describe()
     assert (latest.run_id, latest.status) == (finished_run, WorkflowExecutionStatus.COMPLETED)
+
+
+async def test_a_target_met_in_time_is_no_breach_however_late_the_clock_hears_of_it(sessions, settings):
+    """The dispatcher's signals can lag (a backlog, a worker restart): the clock's timer then fires
+    for a first response the agent gave in time, or a resolution already made. Neither escalates,
+    and the journey is told no breach."""
+    await make_team(sessions, "leads")
+    await make_team(sessions, "care", supervisor="leads")
+    ann = await make_agent(sessions, "ann", "care")
+    customer = await make_customer(sessions, "u-3")
+    actor = cases.Actor(ann["id"], ["care"])
+    async with transaction(sessions) as session:
+        case, _ = await cases.open_case(
+            session, cases.OpenCase(customer_id=customer, reason="late news", team="care")
+        )
+        await cases.claim(session, actor, case.id)  # well within the first-response target
+    env = await time_skipping()
+    activities = CaseActivities(sessions)
+    try:
+        async with Worker(
+            env.client,
+            task_queue=QUEUE,
+            workflows=[CaseSlaWorkflow],
+            activities=[activities.case_sla_breach],
+        ):
+            # No dispatcher: the clock learns only what the test signals, and late.
+            handle = await env.client.start_workflow(
+                CaseSlaWorkflow.run,
+                CaseSlaInput(case.id, case.first_response_due.isoformat(), case.resolution_due.isoformat()),
+                id=sla_workflow_id(case.id),
+                task_queue=QUEUE,
+                start_signal=CASE_CHANGED_SIGNAL,
+                start_signal_args=[CaseState(case.revision, "open", False)],
+            )
+            await env.sleep(case.first_response_due - utcnow() + timedelta(minutes=5))
+            async with sessions() as session:
+                stored = await session.get(Case, case.id)
+                assert (stored.assignee_id, stored.team_id, stored.breached_at) == (ann["id"], "care", None)
+            await handle.signal(CASE_CHANGED_SIGNAL, CaseState(stored.revision, stored.status, True))
+            async with transaction(sessions) as session:
+                await cases.resolve(session, settings, actor, case.id, Outcome.solved, "done")
+            await env.sleep(case.resolution_due - case.first_response_due)  # the resolution target passes too
+            async with sessions() as session:
+                stored = await session.get(Case, case.id)
+            await handle.signal(
+                CASE_CHANGED_SIGNAL, CaseState(stored.revision, stored.status, True, stored.outcome)
+            )
+            result = await _result(env, handle)
+    finally:
+        await env.shutdown()
+    assert (result.status, result.breached, result.escalations) == ("resolved", False, 0)
+    async with sessions() as session:
+        stored = await session.get(Case, case.id)
+        breaches = await session.scalar(
+            select(func.count()).select_from(Event).where(Event.name == "Case SLA Breached")
+        )
+    assert (stored.breached_at, stored.priority, breaches) == (None, case.priority, 0)
