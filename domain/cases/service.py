@@ -278,15 +278,17 @@ async def open_case(
     team = await repo.get_team(session, spec.team)
     if team is None:
         raise InvalidInput({"field": "team", "problem": f"no team '{spec.team}'"})
-    profile = await customers.get_profile(session, spec.customer_id)
+    # The profile the id names now (a visitor may have logged in since), held until the case is stored.
+    current = (await customers.hold_current(session, [spec.customer_id])).get(spec.customer_id)
+    profile = await customers.get_profile(session, current) if current is not None else None
     if profile is None:
         raise InvalidInput({"field": "customer_id", "problem": f"no customer {spec.customer_id}"})
-    tier = await _value_tier(session, spec.customer_id, profile["traits"])
+    tier = await _value_tier(session, profile["id"], profile["traits"])
     priority = spec.priority or TIER_PRIORITY.get(tier or "", Priority.normal)
     first_due, resolution_due = (await sla_targets(session, priority)).deadlines(now)
     values = {
         "idempotency_key": spec.idempotency_key,
-        "customer_id": spec.customer_id,
+        "customer_id": profile["id"],
         "reason": spec.reason,
         "priority": priority.value,
         "priority_rank": priority.rank,

@@ -6,6 +6,8 @@ from sqlalchemy import func, select
 
 from domain.auth.schemas import Role
 from domain.cases.models import Case, CaseNote
+from domain.customers import service as customers
+from domain.db import transaction
 from domain.events.models import Event, EventOutbox
 from tests.cases.helpers import make_agent, make_customer, make_team, open_case
 from tests.conftest import make_key
@@ -214,3 +216,22 @@ async def test_notes_and_customer_data_come_back_exactly_as_given_as_json(client
     assert body["reason"] == HOSTILE
     assert body["context"]["traits"]["name"] == HOSTILE
     assert [n["body"] for n in body["notes"] if n["kind"] == "note"] == [HOSTILE]
+
+
+async def test_a_case_opened_by_hand_for_a_merged_away_visitor_goes_to_the_customer_they_became(
+    client, sessions
+):
+    await make_team(sessions, "care")
+    ann = await make_agent(sessions, "ann", "care")
+    known = await make_customer(sessions, "known")
+    visitor = await make_customer(sessions, "visitor")
+    async with transaction(sessions) as session:
+        await customers.merge(session, source_id=visitor, target_id=known)
+
+    body = {"customer_id": visitor, "reason": "asked for help before logging in", "team": "care"}
+    response = await client.post("/api/cases", json=body, headers=ann["headers"])
+
+    assert response.status_code == 201, response.text
+    assert response.json()["customer_id"] == known
+    gone = await client.post("/api/cases", json={**body, "customer_id": 999_999}, headers=ann["headers"])
+    assert gone.status_code == 422 and gone.json()["detail"]["field"] == "customer_id", gone.text
