@@ -117,7 +117,13 @@ async def case_by_key(session: AsyncSession, idempotency_key: str) -> Case | Non
     return await session.scalar(select(Case).where(Case.idempotency_key == idempotency_key))
 
 
-async def get_case(session: AsyncSession, case_id: int, *, fresh: bool = False) -> Case | None:
+async def get_case(
+    session: AsyncSession, case_id: int, *, fresh: bool = False, lock: bool = False
+) -> Case | None:
+    """``fresh`` reads the stored row again; ``lock`` also row-locks it (PostgreSQL) until the
+    transaction ends, so a change checked against it cannot be overtaken by another."""
+    if lock:
+        return await session.get(Case, case_id, with_for_update=True, populate_existing=True)
     options = {"populate_existing": True} if fresh else None
     return await session.get(Case, case_id, execution_options=options or {})
 

@@ -425,8 +425,11 @@ def case_out(case: Case) -> CaseOut:
     )
 
 
-async def _visible(session: AsyncSession, actor: Actor, case_id: int) -> Case:
-    case = await repo.get_case(session, case_id, fresh=True)
+async def _visible(session: AsyncSession, actor: Actor, case_id: int, *, lock: bool = False) -> Case:
+    """The case if the actor may see it; ``lock`` for a change: concurrent changes of one case (a
+    resolve and a release, a resolve and an SLA breach) then take turns, each checking the other's
+    outcome."""
+    case = await repo.get_case(session, case_id, fresh=True, lock=lock)
     if case is None or not actor.sees(case):
         # Another team's case is reported exactly like a missing one: its existence is not disclosed.
         raise NotFound(f"no case {case_id}")
@@ -536,7 +539,9 @@ async def claim_next(session: AsyncSession, actor: Actor, *, now: datetime | Non
 async def claim(session: AsyncSession, actor: Actor, case_id: int) -> CaseOut:
     agent_id = _agent_of(actor)
     now = utcnow()
-    case = await _visible(session, actor, case_id)
+    # The case, then the agent: the order an SLA escalation takes them in (case, then the agents
+    # of the team it auto-assigns to), so the two cannot deadlock.
+    case = await _visible(session, actor, case_id, lock=True)
     if case.assignee_id == agent_id and case.status in (Status.assigned, Status.pending):
         return case_out(case)  # claiming twice is harmless
     await _check_cap(session, agent_id)
@@ -564,7 +569,7 @@ def _held_problem(case: Case) -> str:
 
 async def _held_by_me(session: AsyncSession, actor: Actor, case_id: int) -> tuple[Case, int]:
     agent_id = _agent_of(actor)
-    case = await _visible(session, actor, case_id)
+    case = await _visible(session, actor, case_id, lock=True)
     if case.assignee_id != agent_id or case.status not in (Status.assigned, Status.pending):
         raise Conflict(_held_problem(case) + "; only the agent holding it can do this", code="not_your_case")
     return case, agent_id
@@ -626,7 +631,7 @@ async def resolve(
 
 async def close(session: AsyncSession, actor: Actor, case_id: int) -> CaseOut:
     agent_id = _agent_of(actor)
-    case = await _visible(session, actor, case_id)
+    case = await _visible(session, actor, case_id, lock=True)
     if case.status != Status.resolved:
         raise Conflict(
             f"case {case.id} is {case.status}; only a resolved case can be closed", code="not_resolved"

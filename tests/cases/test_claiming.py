@@ -97,6 +97,38 @@ async def test_an_agent_claiming_in_parallel_stays_within_their_cap(client, sess
     assert len(held) == 2
 
 
+async def test_racing_changes_of_one_case_take_turns_and_the_second_is_refused(client, sessions):
+    await make_team(sessions, "care")
+    ann = await make_agent(sessions, "ann", "care")
+    customer = await make_customer(sessions, "u1")
+    h = ann["headers"]
+    for i in range(5):
+        case_id = await open_case(sessions, customer, "care", reason=f"case {i}")
+        assert (await client.post(f"/api/cases/{case_id}/claim", headers=h)).status_code == 200
+
+        resolved, released = await asyncio.gather(
+            client.post(f"/api/cases/{case_id}/resolve", headers=h, json={"outcome": "solved"}),
+            client.post(f"/api/cases/{case_id}/release", headers=h),
+        )
+
+        assert sorted([resolved.status_code, released.status_code]) == [200, 409], (
+            resolved.text,
+            released.text,
+        )
+        async with sessions() as session:
+            case = await session.get(Case, case_id)
+        if resolved.status_code == 200:
+            assert (case.status, case.outcome, case.assignee_id) == ("resolved", "solved", ann["id"])
+        else:
+            assert (case.status, case.outcome, case.resolved_at, case.assignee_id) == (
+                "open",
+                None,
+                None,
+                None,
+            )
+        assert case.revision == 3  # opened, claimed, then one change
+
+
 async def test_claim_a_given_case_then_a_second_agent_is_refused(client, sessions):
     await make_team(sessions, "care")
     ann = await make_agent(sessions, "ann", "care")
