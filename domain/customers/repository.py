@@ -5,7 +5,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, String, Text, any_, bindparam, delete, func, or_, select, union_all, update
+from sqlalchemy import (
+    ARRAY,
+    String,
+    Text,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer, CustomerAlias, CustomerErasure, CustomerMerge
@@ -294,7 +307,14 @@ async def search(
         if session.bind.dialect.name == "postgresql":
             stmt = stmt.where(Customer.traits.op("->>")(key) == value)
         else:
-            stmt = stmt.where(func.json_extract(Customer.traits, f'$."{key}"').cast(Text) == value)
+            # As PostgreSQL's ->> reads it: SQLite's json_extract turns true and false into 1 and 0.
+            path = f'$."{key}"'
+            kind = func.json_type(Customer.traits, path)
+            text = case(
+                (kind.in_(("true", "false")), kind),
+                else_=func.json_extract(Customer.traits, path).cast(Text),
+            )
+            stmt = stmt.where(text == value)
     return list(await session.scalars(stmt))
 
 

@@ -69,6 +69,26 @@ async def test_search_by_id_email_and_trait_with_paging(client, sessions, write_
     assert bad.status_code == 422 and bad.json()["detail"]["field"] == "trait"
 
 
+async def test_a_trait_search_reads_values_as_json_writes_them_on_both_databases(
+    client, write_key, marketer_headers
+):
+    people = {"yes": True, "no": False, "one": 1, "half": 0.5, "text": "true", "none": None}
+    calls = [{"type": "identify", "userId": u, "traits": {"vip": v}} for u, v in people.items()]
+    assert (await client.post("/v1/batch", auth=(write_key, ""), json={"batch": calls})).status_code == 200
+
+    async def found(value: str) -> set[str]:
+        response = await client.get(
+            "/api/customers", params={"trait": f"vip:{value}"}, headers=marketer_headers
+        )
+        assert response.status_code == 200, response.text
+        return {c["user_id"] for c in response.json()["items"]}
+
+    assert await found("true") == {"yes", "text"}  # the JSON true, and the text "true"
+    assert await found("false") == {"no"}
+    assert await found("1") == {"one"}  # not the true that SQLite stores as 1
+    assert await found("0.5") == {"half"}
+
+
 async def test_customer_360_has_every_section(client, sessions, write_key, marketer_headers):
     await _seed(client, write_key)
     async with sessions() as session:
