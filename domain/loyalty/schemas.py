@@ -196,8 +196,8 @@ class MovementOut(BaseModel):
         description="The entry; null for a replay whose entry was recorded on a profile since merged into "
         "this one (the merge brought its points over)."
     )
-    balance: int = Field(description="The balance this movement left (for a replay too).")
-    tier: str = Field(description="The member's tier now.")
+    balance: int
+    tier: str
     replayed: bool = Field(description="True when this idempotency key had already been applied.")
 
 

@@ -186,10 +186,8 @@ async def _replay_or_none(
 
 
 def _movement(entry: LoyaltyEntry, acct: LoyaltyAccount, replayed: bool) -> MovementOut:
-    # A replay answers as the first request did: the balance that movement left, not today's.
-    balance = entry.balance_after if replayed else acct.balance
     return MovementOut(
-        entry=EntryOut.model_validate(entry), balance=balance, tier=acct.tier, replayed=replayed
+        entry=EntryOut.model_validate(entry), balance=acct.balance, tier=acct.tier, replayed=replayed
     )
 
 
