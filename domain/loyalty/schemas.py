@@ -196,8 +196,8 @@ class MovementOut(BaseModel):
         description="The entry; null for a replay whose entry was recorded on a profile since merged into "
         "this one (the merge brought its points over)."
     )
-    balance: int
-    tier: str
+    balance: int = Field(description="The balance now (after the movement, or after a replay).")
+    tier: str = Field(description="The member's tier now.")
     replayed: bool = Field(description="True when this idempotency key had already been applied.")
 
 

@@ -62,6 +62,10 @@ async def test_a_retried_redemption_spends_once_and_a_reused_key_is_refused(
     account = (await client.get(f"/api/loyalty/{customer}", headers=marketer_headers)).json()
     assert account["balance"] == 70
     assert len(await emitted(sessions, "Points Redeemed")) == 1
+    # A retry after the balance moved on: the first entry again, spending nothing, and today's balance.
+    await credit(client, admin_headers, customer, 500, key="later")
+    late = (await client.post(url, json={"points": 30}, headers=headers)).json()
+    assert (late["replayed"], late["entry"], late["balance"]) == (True, first.json()["entry"], 570)
 
 
 async def test_points_are_spent_oldest_first(client, sessions, admin_headers, marketer_headers):
