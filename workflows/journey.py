@@ -92,6 +92,12 @@ SEGMENT_GOAL_MEMBERSHIP = "segment-goal-membership"
 # Patch id of a wait counting the events signalled since the enrollment last woke, not only those
 # signalled once it is waiting (recorded histories predate it).
 WAIT_SINCE_AWAKE_PATCH = "wait-counts-events-since-awake"
+# Patch id of an enrollment with no entry event (by API, by the anniversary sweep) looking at events
+# received after it started only, not at the customer's whole history (recorded histories predate it).
+ENTRY_WATERMARK_PATCH = "events-since-enrollment-start"
+# Patch id of a date wait reached again while its date is still missing or past ending the enrollment
+# (it went straight on, so a loop through it repeated its steps, sends included, without pause).
+DATE_WAIT_REVISIT_PATCH = "date-wait-revisit-ends"
 # Keep at most this many step records in memory and in a continue-as-new input.
 MAX_KEPT_STEPS = 200
 
@@ -190,9 +196,9 @@ class JourneyWorkflow:
             self._inbox = [e for e in self._inbox if e.id != inp.entry_event.id]
             self._seen_event_ids.add(inp.entry_event.id)
             current, visits = entry.get("next"), {}
-            await self._listen(self._rule_events(), after_event_id=inp.entry_event.id)
-            if entry.get("trigger") == "date_trait" and not await self._wait_for_anniversary(entry):
-                current = None
+            await self._listen(
+                self._rule_events(), after_event_id=inp.entry_event.id, since=self._history_floor()
+            )
         else:
             state = inp.state
             current, visits = state.current, dict(state.visits)
@@ -201,6 +207,10 @@ class JourneyWorkflow:
             self._seen_event_ids.update(state.seen_event_ids)
             self._listening = set(state.listening)
         try:
+            # Inside the try: a goal or exit reached while waiting for the day ends the enrollment too.
+            anniversary = inp.state is None and entry.get("trigger") == "date_trait"
+            if anniversary and not await self._wait_for_anniversary(entry):
+                current = None
             while current is not None:
                 self._check_interrupts()
                 if self._history_is_large():
@@ -249,7 +259,7 @@ class JourneyWorkflow:
             await self._sleep_until(workflow.now() + timedelta(seconds=node["seconds"]))
             return node.get("next"), None
         if kind == "wait_until":
-            return await self._wait_until(node)
+            return await self._wait_until(node, visit)
         if kind == "wait_for_event":
             return await self._wait_for_event(node)
         if kind == "branch":
@@ -361,7 +371,7 @@ class JourneyWorkflow:
             result_type=SendEmailResult,
         )
 
-    async def _wait_until(self, node: dict[str, Any]) -> tuple[str | None, str | None]:
+    async def _wait_until(self, node: dict[str, Any], visit: int) -> tuple[str | None, str | None]:
         if node.get("date_trait"):
             plan = self._plan(
                 "date", at=node["at"], trait=node["date_trait"], offset_days=node["offset_days"]
@@ -369,11 +379,13 @@ class JourneyWorkflow:
         else:
             plan = self._plan("local_time", at=node["at"], weekdays=node.get("weekdays") or [])
         ctx = await self._context(plan)
-        if ctx.moment is None:
-            return node.get("next"), "no_date"
-        target = datetime.fromisoformat(ctx.moment)
-        if target < workflow.now():
-            return node.get("next"), "date_passed"
+        target = datetime.fromisoformat(ctx.moment) if ctx.moment is not None else None
+        if target is None or target < workflow.now():
+            outcome = "no_date" if target is None else "date_passed"
+            # Reached again with nothing to wait for: going on would repeat the loop at once.
+            if visit > 1 and node.get("date_trait") and workflow.patched(DATE_WAIT_REVISIT_PATCH):
+                return None, outcome
+            return node.get("next"), outcome
         await self._sleep_until(target)
         return node.get("next"), None
 
@@ -396,7 +408,11 @@ class JourneyWorkflow:
         # (the catch-up below) or was signalled while the nodes before it ran (e.g. during an email
         # send, or in the first task, which a signal can make Temporal run again).
         start = self._awake_inbox if workflow.patched(WAIT_SINCE_AWAKE_PATCH) else len(self._inbox)
-        await self._listen([node["event"]], after_event_id=self._inp.entry_event.id, since=self._awake_since)
+        await self._listen(
+            [node["event"]],
+            after_event_id=self._inp.entry_event.id,
+            since=self._awake_since or self._history_floor(),
+        )
 
         def arrived() -> bool:
             return any(
@@ -619,6 +635,14 @@ class JourneyWorkflow:
             result_type=SegmentMembership,
         )
         return set(found.member_of)
+
+    def _history_floor(self) -> datetime | None:
+        """For an enrollment no event started (by API, the anniversary sweep), the events before it
+        started are not its own: they neither reach its goal nor end a wait. An event-entered one
+        counts from its entry event's id instead."""
+        if self._inp.entry_event.id or not workflow.patched(ENTRY_WATERMARK_PATCH):
+            return None
+        return workflow.info().start_time
 
     async def _listen(
         self, names: list[str], *, after_event_id: int = 0, since: datetime | None = None
