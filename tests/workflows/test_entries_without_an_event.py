@@ -17,6 +17,7 @@ from runtime import anniversaries
 from runtime.enrollment import enroll_customers
 from tests.conftest import wait_for
 from tests.workflows.harness import engine
+from tests.workflows.test_timing_rules import BIRTHDAY
 
 # A stuck enrollment never finishes: the test fails after this instead of hanging.
 WITHIN = 30.0
@@ -96,21 +97,7 @@ async def test_an_old_event_does_not_end_the_first_wait_of_an_enrollment_by_api(
 
 
 def _birthday(rules: dict) -> dict:
-    return {
-        "nodes": [
-            {
-                "id": "start",
-                "type": "entry",
-                "trigger": "date_trait",
-                "trait": "birthday",
-                "at": "09:00",
-                "next": "greet",
-            },
-            {"id": "greet", "type": "send_email", "template_id": "birthday", "next": "done"},
-            {"id": "done", "type": "exit"},
-        ],
-        "rules": rules,
-    }
+    return {**BIRTHDAY, "rules": rules}
 
 
 async def _birthday_tomorrow(e, user_id: str) -> int:

@@ -21,7 +21,7 @@ from domain.journeys.models import Enrollment
 from domain.journeys.schemas import JourneyIn
 from runtime.event_router import EventRouter
 from tests.conftest import wait_for
-from tests.temporal_env import gone, local
+from tests.temporal_env import gone
 from tests.workflows.harness import engine
 from tests.workflows.test_abandoned_cart import _setup
 
@@ -110,15 +110,6 @@ async def test_a_recording_waits_for_an_erasure_in_flight_and_then_finds_the_cus
 
     assert await recording == ["w-ada"]
     assert await _enrollments(sessions) == []
-
-
-@pytest.fixture
-async def dev_server():
-    environment = await local()  # the time-skipping test server cannot delete workflows
-    try:
-        yield environment
-    finally:
-        await environment.shutdown()
 
 
 async def test_a_journey_started_while_its_customer_is_erased_is_deleted_from_temporal(

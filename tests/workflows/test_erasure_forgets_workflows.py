@@ -4,23 +4,13 @@ nothing is erased and the request can be repeated."""
 
 from __future__ import annotations
 
-import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from runtime import forget
 from tests.conftest import free_port, wait_for
-from tests.temporal_env import gone, local
+from tests.temporal_env import gone
 from tests.workflows.harness import engine
 from tests.workflows.test_abandoned_cart import _setup
-
-
-@pytest.fixture
-async def dev_server():
-    environment = await local()  # the time-skipping test server cannot delete workflows
-    try:
-        yield environment
-    finally:
-        await environment.shutdown()
 
 
 async def test_erasure_deletes_the_customers_journeys_from_temporal_and_no_one_elses(
