@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from domain.loyalty.schemas import OWN_EVENTS as LOYALTY_EVENTS
 from domain.subscriptions.events import SUBSCRIPTION_CHANGED
 
-KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+# Whole-string patterns (used with fullmatch: ``$`` would also accept a trailing newline).
+KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 # Operators on a JSON value (customer trait or event property), grouped by the type of `value`.
 SCALAR_OPS = {"equals", "not_equals"}
@@ -230,7 +232,7 @@ def _not(raw: dict, path: str, depth: int) -> Rule:
 
 
 def _key(value: Any, path: str, what: str) -> str:
-    if not isinstance(value, str) or not KEY.match(value):
+    if not isinstance(value, str) or not KEY.fullmatch(value):
         raise RuleError(path, f"{what} must be 1-64 letters, digits, '_' or '-'")
     return value
 
@@ -243,6 +245,17 @@ def _days(value: Any, path: str) -> int:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < 1e15
+
+
+def _is_date(value: Any) -> bool:
+    """A calendar date written YYYY-MM-DD (2024-02-30 is no date)."""
+    if not (isinstance(value, str) and DATE.fullmatch(value)):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_scalar(value: Any) -> bool:
@@ -283,7 +296,7 @@ def parse_value_test(raw: dict, path: str, key_field: str, ops: set[str]) -> Val
         raise RuleError(vpath, f"operator {op} needs a string")
     if op in NUMBER_OPS and not _is_number(value):
         raise RuleError(vpath, f"operator {op} needs a number")
-    if op in DATE_OPS and not (isinstance(value, str) and DATE.match(value)):
+    if op in DATE_OPS and not _is_date(value):
         raise RuleError(vpath, f"operator {op} needs a date as YYYY-MM-DD")
     if op in DAYS_OPS:
         value = _days(value, vpath)

@@ -176,6 +176,34 @@ async def test_bad_rules_name_the_path_and_store_nothing(client, sessions, marke
     assert await _stored(sessions) == (0, 0)
 
 
+async def test_keys_and_dates_must_be_exactly_that_no_trailing_newline_no_impossible_day(
+    client, sessions, marketer_headers
+):
+    # "city\n" was stored, and then SQLite looked up a key Python did not: the evaluators disagreed.
+    cases = [
+        ({"trait": "city\n", "op": "equals", "value": "Berlin"}, "rule.trait"),
+        (
+            {"event": "Order Completed", "where": [{"property": "sku\n", "op": "exists"}]},
+            "rule.where[0].property",
+        ),
+        ({"message": "opened", "template_id": "welcome\n"}, "rule.template_id"),
+        ({"any": [{"segment": "vip\n"}]}, "rule.any[0].segment"),
+        ({"trait": "birthday", "op": "before", "value": "2024-01-01\n"}, "rule.value"),
+        ({"trait": "birthday", "op": "after", "value": "2024-13-45"}, "rule.value"),
+        ({"not": {"trait": "birthday", "op": "before", "value": "2023-02-29"}}, "rule.not.value"),
+    ]
+    for rule, path in cases:
+        refused = await _rejected(client, marketer_headers, rule)
+        assert refused["detail"]["path"] == path, (rule, refused)
+    assert await _stored(sessions) == (0, 0)
+    leap_day = {
+        "id": "leap",
+        "name": "Leap",
+        "rule": {"trait": "birthday", "op": "before", "value": "2024-02-29"},
+    }
+    assert (await client.post("/api/segments", json=leap_day, headers=marketer_headers)).status_code == 201
+
+
 async def test_rules_too_big_for_sql_are_refused_also_through_references(client, sessions, marketer_headers):
     def conditions(n: int) -> list[dict]:
         return [{"trait": f"t{i}", "op": "exists"} for i in range(n)]
