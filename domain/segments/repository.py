@@ -361,7 +361,13 @@ def _open_stays_of(dialect: str, segment_id: str, scope: list[int] | SelectBase)
         .scalar_subquery()
     )
     stay_ids = select(func.array_agg(stay_id)).select_from(touched).scalar_subquery()
-    return table.c.id == any_(cast(stay_ids, ARRAY(BigInteger)))  # the cast makes it an array, not a set
+    # The ids are computed once, before any row lock. An UPDATE that waited for a concurrent pass
+    # closing the same stay rechecks only this outer condition against the row that pass left, so it
+    # must say "still open" itself: else the stay is closed twice (and its exit recorded twice).
+    return and_(
+        table.c.id == any_(cast(stay_ids, ARRAY(BigInteger))),  # the cast makes it an array, not a set
+        table.c.exited_at.is_(None),
+    )
 
 
 async def _change_and_record(
