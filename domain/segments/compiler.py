@@ -73,6 +73,7 @@ class JsonValue:
     """One key of a JSON object column, with type tests that match JSON semantics on both backends."""
 
     def __init__(self, dialect: str, column, key: str):
+        self.dialect = dialect
         self.pg = dialect == "postgresql"
         if self.pg:
             self.type = func.jsonb_typeof(column.op("->")(key))
@@ -108,6 +109,20 @@ class JsonValue:
             return and_(self.is_number, self.number == value)
         return and_(self.is_string, self.text == value)
 
+    def one_of(self, values) -> ColumnElement[bool]:
+        """Equal to one of ``values`` (as ``equals`` decides): one SQL IN per JSON type, each over one
+        bound list, whatever the number of values. An OR of equals was as deep as the list was long
+        (SQLite refuses expression trees deeper than 1 000) and cost a parameter or two per value
+        (PostgreSQL takes at most 32 767 a statement)."""
+        strings = [x for x in values if isinstance(x, str)]
+        numbers = [float(x) for x in values if isinstance(x, int | float) and not isinstance(x, bool)]
+        tests = [self.equals(flag) for flag in (True, False) if any(x is flag for x in values)]
+        if strings:
+            tests.append(and_(self.is_string, one_of(self.dialect, self.text, strings, String)))
+        if numbers:
+            tests.append(and_(self.is_number, one_of(self.dialect, self.number, numbers, Float)))
+        return or_(*tests)
+
     def contains(self, value: str):
         found = func.strpos(self.text, value) if self.pg else func.instr(self.text, value)
         return and_(self.is_string, found > 0)
@@ -125,6 +140,15 @@ _COMPARE = {
     "lte": lambda a, b: a <= b,
     "equals": lambda a, b: a == b,
 }
+
+
+def one_of(dialect: str, expr, values: list, type_) -> ColumnElement[bool]:
+    """``expr IN values`` with one bound parameter however many values: an array on PostgreSQL, a
+    JSON list read by json_each on SQLite."""
+    if dialect == "postgresql":
+        return expr == any_(bindparam(None, list(values), type_=ARRAY(type_)))
+    listed = func.json_each(json.dumps(list(values), ensure_ascii=False)).table_valued("value")
+    return expr.in_(select(listed.c.value))
 
 
 def _two_valued(expr) -> ColumnElement[bool]:
@@ -152,7 +176,7 @@ class Compiler:
             positive = _two_valued(v.equals(test.value))
             return positive if op == "equals" else not_(positive)
         if op in ("in", "not_in"):
-            positive = _two_valued(or_(*[v.equals(x) for x in test.value]))
+            positive = _two_valued(v.one_of(test.value))
             return positive if op == "in" else not_(positive)
         if op == "contains":
             return _two_valued(v.contains(test.value))
@@ -173,8 +197,10 @@ class Compiler:
         utc_today, others = cal.dates_by_zone(self.now)
         zone = customers.c.timezone
         elsewhere = [z for zones in others.values() for z in zones]
-        groups = [(utc_today, or_(zone.is_(None), zone.not_in(elsewhere)) if elsewhere else true())]
-        groups += [(day, zone.in_(zones)) for day, zones in others.items()]
+        # Hundreds of zones can be on another date: each list is one bound parameter (one_of).
+        here = or_(zone.is_(None), not_(one_of(self.dialect, zone, elsewhere, String)))
+        groups = [(utc_today, here if elsewhere else true())]
+        groups += [(day, one_of(self.dialect, zone, zones, String)) for day, zones in others.items()]
         branches = []
         for today, in_zone in groups:
             if op == "anniversary_today":

@@ -228,6 +228,27 @@ async def test_rules_too_big_for_sql_are_refused_also_through_references(client,
     assert await _stored(sessions) == (2, 2)
 
 
+async def test_rules_at_the_documented_limits_preview_and_save(client, sessions, marketer_headers, write_key):
+    # An `in` list was an OR of equals: SQLite refused one list of 1 000 values as too deep, and
+    # PostgreSQL 17 such lists as too many parameters (both a 500).
+    await _identify(client, write_key, "ada", k99="v999")
+
+    def listed(key: str) -> dict:
+        return {"trait": key, "op": "in", "value": [f"v{j}" for j in range(1000)]}
+
+    for segment_id, rule in [
+        ("one-list", listed("k99")),
+        ("hundred-lists", {"any": [listed(f"k{i}") for i in range(100)]}),
+    ]:
+        preview = await client.post("/api/segments/preview", json={"rule": rule}, headers=marketer_headers)
+        assert preview.status_code == 200, preview.text[:300]
+        assert preview.json()["count"] == 1
+        body = {"id": segment_id, "name": segment_id, "rule": rule}
+        created = await client.post("/api/segments", json=body, headers=marketer_headers)
+        assert created.status_code == 201, created.text[:300]
+        assert created.json()["members"] == 1
+
+
 async def test_a_cycle_through_other_segments_is_refused(client, sessions, marketer_headers):
     city = {"trait": "city", "op": "exists"}
     assert (
