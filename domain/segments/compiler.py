@@ -331,6 +331,42 @@ class Compiler:
         return id_col.in_(select(scores.c.customer_id).where(cond))
 
 
+def shallow(rule: r.Rule, dialect: str) -> r.Rule:
+    """The same test, shaped for SQL that parses however the rule nests: ``not`` pushed down to the
+    conditions (De Morgan, which holds in SQL's three-valued logic too), a group directly inside a
+    group of its kind merged into it, and on SQLite each group's nested groups written first.
+
+    SQLite parses with a fixed stack (100 entries), and ``a AND (b OR (c AND ...))`` keeps every
+    level's ``a AND (`` on it until the innermost closes: rules nested within the limit, once their
+    segment references were expanded and the scoped statements of the refresher wrapped them, ran out
+    ("parser stack overflow"). ``((... AND c) OR b) AND a`` keeps only the open parentheses."""
+    if isinstance(rule, r.All | r.Any_ | r.Not):
+        return _shallow(rule, False, dialect == "sqlite")
+    return rule
+
+
+def _shallow(rule: r.Rule, negated: bool, groups_first: bool) -> r.Rule:
+    if isinstance(rule, r.Not):
+        return _shallow(rule.rule, not negated, groups_first)
+    if not isinstance(rule, r.All | r.Any_):
+        return r.Not(rule) if negated else rule
+    kind = r.All if isinstance(rule, r.All) != negated else r.Any_  # not all = any not
+    members: list[r.Rule] = []
+    for child in rule.rules:
+        shaped = _shallow(child, negated, groups_first)
+        members.extend(shaped.rules if isinstance(shaped, kind) else [shaped])
+    if len(members) == 1:
+        return members[0]
+    if groups_first:
+        members.sort(key=lambda member: -_height(member))  # stable: conditions keep their order
+    return kind(tuple(members))
+
+
+def _height(rule: r.Rule) -> int:
+    """Levels of groups in a shaped rule (``not`` sits only on conditions there)."""
+    return 1 + max(map(_height, rule.rules)) if isinstance(rule, r.All | r.Any_) else 0
+
+
 def _needs_customer_row(rules: list[r.Rule]) -> bool:
     return any(isinstance(node, r.Trait | r.Subscribed) for rule in rules for node in r.walk(rule))
 
@@ -378,6 +414,7 @@ def members_query(
     """SELECT the ids of customers matching an expanded ``rule`` (all customers, or ``customer_ids``:
     a list, or a SELECT of ids). ``lowest_tier`` is the loyalty programme's first tier, the tier of
     customers without an account."""
+    rule = shallow(rule, dialect)
     if customer_ids is not None:
         return _scoped_members(rule, dialect, now, customer_ids, lowest_tier)
     compiler = Compiler(dialect, now, lowest_tier=lowest_tier)
@@ -428,9 +465,8 @@ def holds(
     """Does the customer ``customer_id`` (a column of another table) match ``rule``, scoped shape.
     False for a customer that no longer exists."""
     compiler = Compiler(dialect, now, scoped=True, lowest_tier=lowest_tier)
-    return exists(
-        select(customers.c.id).where(customers.c.id == customer_id, compiler.condition(rule, customers.c.id))
-    )
+    matched = compiler.condition(shallow(rule, dialect), customers.c.id)
+    return exists(select(customers.c.id).where(customers.c.id == customer_id, matched))
 
 
 @dataclass(frozen=True)

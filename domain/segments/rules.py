@@ -57,9 +57,11 @@ ALL_MARKETING = "*"
 BALANCE_OPS = ("gt", "gte", "lt", "lte", "equals")
 MAX_POINTS = 10**15
 MAX_DAYS = 36_500
-MAX_DEPTH = 20
 # Beyond these a rule compiles into SQL no database takes (SQLite's expression depth, PostgreSQL's
-# 32 767 parameters) and no marketer can read; the count includes what segment references expand to.
+# 32 767 parameters) and no marketer can read; both include what segment references expand to, and an
+# event condition's property tests count as conditions. An `in` list is one parameter, whatever its
+# length (compiler.one_of).
+MAX_DEPTH = 20
 MAX_CONDITIONS = 100
 MAX_LIST_VALUES = 1_000
 
@@ -189,9 +191,48 @@ KINDS = (
 
 def check_size(rule: Rule, path: str = "rule") -> None:
     """A rule a marketer saves (stored ones are not re-checked: a limit may not unmake them)."""
-    conditions = sum(1 for node in walk(rule) if not isinstance(node, All | Any_ | Not))
+    conditions = sum(_conditions(node) for node in walk(rule))
     if conditions > MAX_CONDITIONS:
         raise RuleError(path, f"a rule has at most {MAX_CONDITIONS} conditions (this one has {conditions})")
+
+
+def _conditions(node: Rule) -> int:
+    if isinstance(node, All | Any_ | Not):
+        return 0
+    return 1 + len(node.where) if isinstance(node, Event) else 1  # each property test is a condition
+
+
+def check_expanded_depth(rule: Rule, segments: dict[str, Rule]) -> None:
+    """``rule`` nests at most MAX_DEPTH levels deep with its segment references expanded (each stored
+    rule is within the limit, a chain of them need not be); the error names the reference."""
+    for ref, depth in _references_at(rule, 0):
+        total = depth + nesting(expand(segments[ref.segment_id], segments))
+        if total > MAX_DEPTH:
+            raise RuleError(
+                ref.path,
+                f"with the segments it refers to expanded, rules nest at most {MAX_DEPTH} levels deep "
+                f"(through segment {ref.segment_id!r} this one nests {total})",
+            )
+
+
+def _references_at(rule: Rule, depth: int):
+    """Each segment reference of ``rule`` with the levels of all, any and not above it."""
+    if isinstance(rule, SegmentRef):
+        yield rule, depth
+    elif isinstance(rule, All | Any_):
+        for child in rule.rules:
+            yield from _references_at(child, depth + 1)
+    elif isinstance(rule, Not):
+        yield from _references_at(rule.rule, depth + 1)
+
+
+def nesting(rule: Rule) -> int:
+    """Levels of all, any and not above the deepest condition (as ``parse`` counts them)."""
+    if isinstance(rule, All | Any_):
+        return 1 + max(nesting(child) for child in rule.rules)
+    if isinstance(rule, Not):
+        return 1 + nesting(rule.rule)
+    return 0
 
 
 def parse(raw: Any, path: str = "rule", depth: int = 0) -> Rule:

@@ -123,19 +123,28 @@ async def _check_names(session: AsyncSession, rule: r.Rule) -> None:
 
 def _check_references(rule: r.Rule, segment_id: str | None, catalog: Catalog) -> None:
     """Every referenced segment exists, no chain of references leads back to ``segment_id``, and the
-    rule, and every rule that refers to this segment, stays within the size limit once expanded."""
+    rule, and every rule that refers to this segment, stays within the size and depth limits once
+    expanded."""
     _check_reference_targets(rule, segment_id, catalog)
     rules = {**catalog.rules, segment_id: rule} if segment_id else catalog.rules
+    try:
+        r.check_expanded_depth(rule, rules)
+    except r.RuleError as exc:
+        raise _invalid(exc.path, exc.problem) from exc
     _check_expanded_size(rule, rules, "")
     for dependent in catalog.dependents(segment_id) if segment_id else []:
         _check_expanded_size(rules[dependent], rules, f" segment {dependent!r}, which refers to this one:")
 
 
 def _check_expanded_size(rule: r.Rule, rules: dict[str, r.Rule], whose: str) -> None:
+    expanded = r.expand(rule, rules)
     try:
-        r.check_size(r.expand(rule, rules))
+        r.check_size(expanded)
     except r.RuleError as exc:
         raise _invalid("rule", f"with the segments it refers to expanded,{whose} {exc.problem}") from exc
+    if whose and r.nesting(expanded) > r.MAX_DEPTH:
+        problem = f"rules nest at most {r.MAX_DEPTH} levels deep (it would nest {r.nesting(expanded)})"
+        raise _invalid("rule", f"with the segments it refers to expanded,{whose} {problem}")
 
 
 def _check_reference_targets(rule: r.Rule, segment_id: str | None, catalog: Catalog) -> None:

@@ -214,6 +214,10 @@ async def test_rules_too_big_for_sql_are_refused_also_through_references(client,
     values = list(range(1001))
     long_list = await _rejected(client, marketer_headers, {"trait": "zip", "op": "in", "value": values})
     assert long_list["detail"]["path"] == "rule.value"
+    tests = [{"property": f"p{i}", "op": "exists"} for i in range(100)]
+    many_tests = await _rejected(client, marketer_headers, {"event": "Order Completed", "where": tests})
+    problem = "a rule has at most 100 conditions (this one has 101)"  # the event and its property tests
+    assert many_tests["detail"] == {"path": "rule", "problem": problem}
 
     part = {"id": "part", "name": "Part", "rule": {"all": conditions(60)}}
     assert (await client.post("/api/segments", json=part, headers=marketer_headers)).status_code == 201
@@ -247,6 +251,35 @@ async def test_rules_at_the_documented_limits_preview_and_save(client, sessions,
         created = await client.post("/api/segments", json=body, headers=marketer_headers)
         assert created.status_code == 201, created.text[:300]
         assert created.json()["members"] == 1
+
+
+async def test_nesting_counts_the_segments_a_rule_refers_to(client, sessions, marketer_headers):
+    def nots(inner: dict, levels: int) -> dict:
+        for _ in range(levels):
+            inner = {"not": inner}
+        return inner
+
+    city = {"trait": "city", "op": "exists"}
+    inner = {"id": "inner", "name": "Inner", "rule": nots(city, 15)}
+    assert (await client.post("/api/segments", json=inner, headers=marketer_headers)).status_code == 201
+    outer = {"id": "outer", "name": "Outer", "rule": {"all": [city, nots({"segment": "inner"}, 4)]}}
+    assert (await client.post("/api/segments", json=outer, headers=marketer_headers)).status_code == 201
+
+    too_deep = await _rejected(client, marketer_headers, {"all": [city, nots({"segment": "inner"}, 5)]})
+    assert too_deep["detail"] == {
+        "path": "rule.all[1].not.not.not.not.not.segment",
+        "problem": "with the segments it refers to expanded, rules nest at most 20 levels deep "
+        "(through segment 'inner' this one nests 21)",
+    }
+    deeper_inner = await _rejected(
+        client, marketer_headers, nots(city, 16), method="put", url="/api/segments/inner"
+    )
+    assert deeper_inner["detail"]["path"] == "rule"
+    assert (
+        "segment 'outer', which refers to this one: rules nest at most 20"
+        in deeper_inner["detail"]["problem"]
+    )
+    assert await _stored(sessions) == (2, 2)
 
 
 async def test_a_cycle_through_other_segments_is_refused(client, sessions, marketer_headers):

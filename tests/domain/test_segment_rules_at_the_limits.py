@@ -1,14 +1,96 @@
-"""A rule at the documented limits saves, previews and is kept fresh by every pass on both
+"""A rule at the documented limits (100 conditions, `in` lists of 1 000 values, 20 levels of nesting
+counting the segments it refers to) saves, previews and is kept fresh by every pass on both
 databases."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import select
+
+from domain.customers.models import Customer
 from domain.db import transaction
+from domain.segments import rules as r
 from domain.segments import service as segments
 from domain.segments.schemas import PreviewIn
-from tests.domain.test_segment_membership import _identify
+from runtime.segment_refresher import SegmentRefresher
+from tests.domain.test_segment_membership import _create, _identify, _members, _track
+
+
+def _in(key: str, hit, field: str = "trait") -> dict:
+    """``key`` is one of 1 000 values, ``hit`` among them."""
+    return {field: key, "op": "in", "value": [*(f"{key}-{j}" for j in range(999)), hit]}
+
+
+def _ordered(sku: str) -> dict:
+    return {"event": "Order Completed", "where": [_in("sku", sku, field="property")]}
+
+
+def _nested(inner: dict) -> dict:
+    """``inner`` under 10 levels of all and any in turn (and a not-any-not): the shape whose SQL ran
+    SQLite's parser out of stack (``a AND (b OR (c AND ...``). Each level holds for ada exactly
+    when ``inner`` does: she lives in Berlin, is no vip and not banned."""
+    for i in range(8):
+        if i == 3:  # three levels: not(any[banned, not(inner)]), i.e. not banned and inner
+            inner = {"not": {"any": [{"trait": "banned", "op": "exists"}, {"not": inner}]}}
+        elif i % 2:
+            inner = {"any": [{"trait": f"vip{i}", "op": "exists"}, inner]}
+        else:
+            inner = {"all": [_in("city", "Berlin"), inner]}
+    return inner
+
+
+SEGMENTS = {
+    "cities": _in("city", "Berlin"),
+    "wide": {
+        "any": [
+            *(_in(f"k{i}", "yes") for i in range(50)),
+            *(_ordered(f"sku{i}") for i in range(25)),  # two conditions each: the event and its test
+        ]
+    },
+    "inner": _nested(_ordered("sku7")),  # 10 levels
+    "deep": _nested({"segment": "inner"}),  # the reference at 10 levels: 20 once expanded
+    "berliners": {"trait": "city", "op": "equals", "value": "Berlin"},
+}
+
+
+async def _live(sessions, segment_id: str) -> set[str]:
+    async with sessions() as session:
+        users = dict((await session.execute(select(Customer.id, Customer.user_id))).all())
+        return {u for cid, u in users.items() if await segments.matches(session, segment_id, cid)}
+
+
+async def test_segments_at_every_limit_save_preview_and_follow_each_change(sessions):
+    async with sessions() as session:
+        catalog = segments.Catalog([(sid, 1, rule) for sid, rule in SEGMENTS.items()])
+    assert r.nesting(catalog.expanded("deep")) == r.MAX_DEPTH
+    for segment_id in ("wide", "deep"):
+        r.check_size(catalog.expanded(segment_id))  # within the limits
+    for segment_id, rule in SEGMENTS.items():
+        await _create(sessions, segment_id, rule)
+    await _identify(sessions, "bob", city="Paris")
+    refresher = SegmentRefresher(sessions)
+
+    await _identify(sessions, "ada", city="Berlin", k49="yes")
+    await _track(sessions, "ada", "Order Completed", sku="sku7")
+    await refresher.refresh_once()  # every scoped statement of every segment
+    members = {segment_id: await _members(sessions, segment_id) for segment_id in SEGMENTS}
+    assert members == {segment_id: {"ada"} for segment_id in SEGMENTS}
+    async with sessions() as session:
+        preview = await segments.preview(session, PreviewIn(rule={"segment": "deep"}))
+    assert preview.count == 1
+
+    await _identify(sessions, "ada", city="Paris", k49="no")  # out of every one but "wide" (her order)
+    await _identify(sessions, "bob", k3="yes")
+    await refresher.refresh_once()
+    for segment_id in SEGMENTS:
+        assert await _members(sessions, segment_id) == await _live(sessions, segment_id), segment_id
+    assert await _members(sessions, "wide") == {"ada", "bob"}
+    assert await _members(sessions, "deep") == set()
+
+    async with transaction(sessions) as session:  # the both-ways shape, over a list of customers
+        await segments.refresh_customers(session, {1, 2})
+    assert await _members(sessions, "wide") == {"ada", "bob"}
 
 
 async def test_birthdays_in_a_hundred_conditions_preview_at_any_hour(sessions):
