@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.db import utcnow
+from domain.db import transient, utcnow
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.loyalty import service as loyalty
 from domain.segments import calendar as cal
@@ -32,6 +35,8 @@ from domain.segments.schemas import (
     TierOut,
     TiersOut,
 )
+
+log = logging.getLogger(__name__)
 
 ENTERED = "Segment Entered"
 EXITED = "Segment Exited"
@@ -431,6 +436,21 @@ async def reevaluate(
     return RefreshStats(entered=len(entered), exited=len(exited))
 
 
+@asynccontextmanager
+async def _on_its_own(session: AsyncSession, segment_id: str, work: str) -> AsyncIterator[None]:
+    """One segment's share of a background pass, in a savepoint: a segment whose statements fail (one
+    stored before a limit of today's, say) is logged and left as it was, and the pass goes on with the
+    others instead of failing for all of them, over and over. Errors worth a retry (a deadlock, a busy
+    database) still fail the whole pass, which is then repeated."""
+    try:
+        async with session.begin_nested():
+            yield
+    except Exception as exc:
+        if transient(exc):
+            raise
+        log.exception("segment %r: %s failed; its membership is left as it was", segment_id, work)
+
+
 async def refresh_customers(
     session: AsyncSession,
     customer_ids: set[int] | list[int],
@@ -439,7 +459,8 @@ async def refresh_customers(
     segment_ids: list[str] | None = None,
     catalog: Catalog | None = None,
 ) -> RefreshStats:
-    """Re-evaluate only these customers against every segment (or ``segment_ids``), both ways."""
+    """Re-evaluate only these customers against every segment (or ``segment_ids``), both ways; a
+    segment that fails is logged and skipped (``_on_its_own``)."""
     scope = set(customer_ids)
     total = RefreshStats(customers=len(scope))
     if not scope:
@@ -447,9 +468,12 @@ async def refresh_customers(
     catalog = catalog or await _catalog(session)
     at = now or utcnow()
     for segment_id in segment_ids if segment_ids is not None else sorted(catalog.rules):
-        stats = await reevaluate(session, segment_id, may_enter=scope, may_exit=scope, catalog=catalog, at=at)
-        total.entered += stats.entered
-        total.exited += stats.exited
+        async with _on_its_own(session, segment_id, "re-evaluating customers"):
+            stats = await reevaluate(
+                session, segment_id, may_enter=scope, may_exit=scope, catalog=catalog, at=at
+            )
+            total.entered += stats.entered
+            total.exited += stats.exited
     return total
 
 
@@ -501,14 +525,15 @@ async def refresh_from_events(
             signals = compiler.NO_SIGNALS
         else:
             continue  # no new event concerns this segment: nothing is built or run for it
-        await reevaluate(
-            session,
-            segment_id,
-            may_enter=repository.batch_customers(dialect, batch, signals.raises, both_ways),
-            may_exit=repository.batch_customers(dialect, batch, signals.lowers, both_ways),
-            catalog=catalog,
-            at=at,
-        )
+        async with _on_its_own(session, segment_id, "the refresh of new events"):
+            await reevaluate(
+                session,
+                segment_id,
+                may_enter=repository.batch_customers(dialect, batch, signals.raises, both_ways),
+                may_exit=repository.batch_customers(dialect, batch, signals.lowers, both_ways),
+                catalog=catalog,
+                at=at,
+            )
     return batch.size + len(rechecks) + len(newcomers)
 
 
@@ -548,7 +573,9 @@ async def refresh_window_edges(session: AsyncSession, *, now: datetime | None = 
         if not timed:
             continue
         if since is None or (deps.clock_traits and _some_date_changed(since, at)):
-            stats = await rebuild(session, segment_id, now=at, catalog=catalog)
+            stats = RefreshStats()
+            async with _on_its_own(session, segment_id, "the rebuild at a window edge"):
+                stats = await rebuild(session, segment_id, now=at, catalog=catalog)
         else:
             crossing: set[int] = set()
             for name, days in deps.event_windows:

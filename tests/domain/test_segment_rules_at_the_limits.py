@@ -1,17 +1,19 @@
 """A rule at the documented limits (100 conditions, `in` lists of 1 000 values, 20 levels of nesting
 counting the segments it refers to) saves, previews and is kept fresh by every pass on both
-databases."""
+databases; and a stored segment whose statements fail anyway does not stop the others."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 
 from domain.customers.models import Customer
-from domain.db import transaction
+from domain.db import transaction, utcnow
 from domain.segments import rules as r
 from domain.segments import service as segments
+from domain.segments.models import Segment, SegmentVersion
 from domain.segments.schemas import PreviewIn
 from runtime.segment_refresher import SegmentRefresher
 from tests.domain.test_segment_membership import _create, _identify, _members, _track
@@ -101,3 +103,26 @@ async def test_birthdays_in_a_hundred_conditions_preview_at_any_hour(sessions):
     async with transaction(sessions) as session:
         preview = await segments.preview(session, PreviewIn(rule=rule), now=at)
     assert preview.count == 1
+
+
+async def test_a_stored_segment_whose_statements_fail_does_not_stop_the_others(sessions, caplog):
+    # An event condition's property tests did not count towards the limit when this one was saved:
+    # too many for either database (SQLite: expression depth; PostgreSQL: 32 767 parameters).
+    tests = 1_100 if sessions.kw["bind"].dialect.name == "sqlite" else 6_600
+    huge = {
+        "event": "Order Completed",
+        "where": [{"property": f"p{i}", "op": "equals", "value": i} for i in range(tests)],
+    }
+    async with transaction(sessions) as session:
+        at = utcnow()
+        session.add(Segment(id="huge", name="Huge", current_version=1, created_at=at, updated_at=at))
+        session.add(SegmentVersion(segment_id="huge", version=1, rule=huge, created_at=at))
+    await _create(sessions, "berliners", SEGMENTS["berliners"])
+    await _create(sessions, "buyers", {"event": "Order Completed"})
+    await _identify(sessions, "ada", city="Berlin")
+    await _track(sessions, "ada", "Order Completed")
+    with caplog.at_level(logging.ERROR, logger="domain.segments.service"):
+        await SegmentRefresher(sessions).refresh_once()
+    assert await _members(sessions, "berliners") == {"ada"}
+    assert await _members(sessions, "buyers") == {"ada"}
+    assert any("'huge'" in record.getMessage() for record in caplog.records)
