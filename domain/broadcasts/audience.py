@@ -8,6 +8,10 @@ An audience is a small JSON spec:
 Paging by id (``after_id``) rather than offset keeps each page cheap and makes progress one number.
 Members are read when their batch runs, so someone who joins before their page is reached gets the
 broadcast; the ledger's unique key means nobody gets it twice.
+
+An empty page means the audience is exhausted, so a page never comes back empty while anyone is left:
+a customer list pages through the listed ids themselves (the batch leaves out those without an address
+or a profile), so ids that do not qualify move the cursor on rather than ending the broadcast.
 """
 
 from __future__ import annotations
@@ -30,8 +34,7 @@ async def page(session: AsyncSession, audience: dict, after_id: int, limit: int)
     kind = audience["kind"]
     if kind == "segment":
         return await segments.member_ids(session, audience["segment_id"], after_id, limit)
-    stmt = select(Customer.id).where(Customer.id > after_id, Customer.email.is_not(None))
     if kind == "customers":
-        ids = sorted(i for i in audience["customer_ids"] if i > after_id)[:limit]
-        stmt = stmt.where(Customer.id.in_(ids))
+        return sorted({i for i in audience["customer_ids"] if i > after_id})[:limit]
+    stmt = select(Customer.id).where(Customer.id > after_id, Customer.email.is_not(None))
     return list(await session.scalars(stmt.order_by(Customer.id).limit(limit)))

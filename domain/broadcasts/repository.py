@@ -105,7 +105,9 @@ async def count_statuses(session: AsyncSession, keys: list[str]) -> dict[str, in
 
 
 async def timezones(session: AsyncSession, ids: list[int]) -> set[str]:
-    rows = await session.scalars(select(Customer.timezone).where(Customer.id.in_(ids)).distinct())
+    """The timezones of these customers who have an address (those without one get nothing)."""
+    where = Customer.id.in_(ids), Customer.email.is_not(None)
+    rows = await session.scalars(select(Customer.timezone).where(*where).distinct())
     return {tz or "" for tz in rows}
 
 

@@ -102,6 +102,34 @@ async def test_broadcast_to_a_customer_list_at_a_later_time(
     ]
 
 
+async def test_broadcast_to_a_customer_list_goes_on_past_a_page_in_which_nobody_has_an_address(
+    client, marketer_headers, sessions, capture, temporal
+):
+    from sqlalchemy import update
+
+    from domain.customers.models import Customer
+
+    ids = await add_customers(sessions, 10)
+    async with transaction(sessions) as session:  # the first page of three: nobody has an address
+        await session.execute(update(Customer).where(Customer.id.in_(ids[:3])).values(email=None))
+    await add_template(sessions)
+    missing = ids[-1] + 1000  # and one listed id is nobody (erased, or a typo)
+    await _create(
+        client,
+        marketer_headers,
+        id="listed",
+        audience={"kind": "customers", "customer_ids": [missing, *reversed(ids)]},
+        batch_size=3,
+    )
+    handle = temporal.client.get_workflow_handle("broadcast/listed", result_type=BroadcastProgress)
+    result = await handle.result()
+    assert (result.status, result.sent) == ("completed", 7)
+    delivered = Counter(m["envelope_to"][0] for m in await capture.wait_for_count(7))
+    assert delivered == Counter(f"c{i}@example.com" for i in range(3, 10))
+    status = (await client.get("/api/broadcasts/listed", headers=marketer_headers)).json()
+    assert (status["status"], status["sent"], status["cursor"]) == ("completed", 7, missing)
+
+
 async def test_pause_holds_and_cancel_stops_a_rate_limited_broadcast(
     client, marketer_headers, sessions, capture, temporal
 ):
