@@ -351,7 +351,7 @@ class BroadcastActivities:
     @activity.defn(name=PLAN_BROADCAST_SLOTS)
     async def plan_broadcast_slots(self, req: BroadcastSlotsRequest) -> BroadcastSlots:
         async with transaction(self._sessions) as session:
-            slots = await broadcasts.time_slots(session, req.broadcast_id)
+            slots = await broadcasts.time_slots(session, req.broadcast_id, served=set(req.served or ()))
         return BroadcastSlots([BroadcastSlot(at=at.isoformat(), timezones=zones) for at, zones in slots])
 
     @activity.defn(name=FINISH_BROADCAST)

@@ -201,6 +201,7 @@ class BroadcastSlot:
 @dataclass
 class BroadcastSlotsRequest:
     broadcast_id: str
+    served: list[str] | None = None  # timezones send times exist for: plan only the others
 
 
 @dataclass

@@ -7,7 +7,9 @@ worker, skipping every recipient the ledger already records. Pause, resume and c
 honoured between batches. Long broadcasts continue-as-new to keep the history small.
 
 A local-time broadcast ("9:00 in each recipient's timezone") first groups the audience's timezones by
-the UTC instant their 9:00 falls on, then runs one pass of batches per instant, earliest first.
+the UTC instant their 9:00 falls on, then runs one pass of batches per instant, earliest first. After
+each pass it reads the audience's timezones again: a zone that no send time serves (a customer joined,
+or moved there, since the plan) gets its own send time, its 9:00 if still ahead, else at once.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 BATCHES_PER_RUN = 200
+# Local-time broadcasts re-read the audience's timezones after each send time (histories recorded
+# before did not).
+LATE_ZONES_PATCH = "broadcast-plans-late-timezones"
 BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
 )
@@ -110,7 +115,8 @@ class BroadcastWorkflow:
         slots = slots if slots is not None else [BroadcastSlot(at=inp.send_at or "", timezones=None)]
         p.slots = [s.at for s in slots]
         batches = 0
-        for index in range(inp.slot_index, len(slots)):
+        index = inp.slot_index
+        while index < len(slots):
             slot = slots[index]
             p.slot = index
             if index != inp.slot_index:
@@ -166,7 +172,36 @@ class BroadcastWorkflow:
                 p.sent += result.sent
                 p.skipped += result.skipped
                 p.failed += result.failed
+            if inp.local_time and workflow.patched(LATE_ZONES_PATCH):
+                slots = await self._plan_late_zones(inp.broadcast_id, slots, index)
+                p.slots = [s.at for s in slots]
+            index += 1
         return await self._finish(inp.broadcast_id, p, "completed")
+
+    async def _plan_late_zones(
+        self, broadcast_id: str, slots: list[BroadcastSlot], done: int
+    ) -> list[BroadcastSlot]:
+        """The send times after slot ``done``, with those of timezones no send time serves yet (their
+        customers joined or moved there after the plan) merged in, earliest first."""
+        served = sorted({zone for s in slots for zone in s.timezones or ()})
+        late: BroadcastSlots = await workflow.execute_activity(
+            PLAN_BROADCAST_SLOTS,
+            BroadcastSlotsRequest(broadcast_id=broadcast_id, served=served),
+            activity_id=f"plan-slots-after-{done}",
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=BATCH_RETRY,
+            result_type=BroadcastSlots,
+        )
+        if not late.slots:
+            return slots
+        now = workflow.now()
+        ahead: dict[datetime, list[str]] = {}
+        for s in slots[done + 1 :]:
+            ahead.setdefault(datetime.fromisoformat(s.at), []).extend(s.timezones or ())
+        for s in late.slots:  # a zone whose time has passed is sent to now
+            ahead.setdefault(max(datetime.fromisoformat(s.at), now), []).extend(s.timezones or ())
+        merged = [BroadcastSlot(at=at.isoformat(), timezones=zones) for at, zones in sorted(ahead.items())]
+        return [*slots[: done + 1], *merged]
 
     async def _finish(self, broadcast_id: str, p: BroadcastProgress, status: str) -> BroadcastProgress:
         await workflow.execute_activity(

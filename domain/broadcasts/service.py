@@ -123,10 +123,15 @@ class BatchPlan:
     keys: list[str] = field(default_factory=list)  # every ledger key of this page
 
 
-async def time_slots(session: AsyncSession, broadcast_id: str) -> list[tuple[datetime, list[str]]]:
+async def time_slots(
+    session: AsyncSession, broadcast_id: str, *, served: set[str] = frozenset()
+) -> list[tuple[datetime, list[str]]]:
     """For a local-time broadcast: the UTC instants to send at, each with the timezones it serves
     (``""`` = customers without a known timezone, who get the default one). Earliest first; a time
-    already past sends as soon as the broadcast starts."""
+    already past sends as soon as the broadcast starts (or at once, when planned late).
+
+    ``served``: timezones that already have a send time. The workflow asks again after each send time
+    for the zones of the audience not among them (customers who joined or moved there since)."""
     row = await get(session, broadcast_id)
     local = datetime.fromisoformat(row.local_send_at)
     zones: set[str] = set()
@@ -135,7 +140,7 @@ async def time_slots(session: AsyncSession, broadcast_id: str) -> list[tuple[dat
         zones |= await repository.timezones(session, ids)
         after = ids[-1]
     by_instant: dict[datetime, list[str]] = {}
-    for zone in sorted(zones):
+    for zone in sorted(zones - served):
         tz = ZoneInfo(zone if zone and _valid_zone(zone) else row.default_timezone)
         by_instant.setdefault(local.replace(tzinfo=tz).astimezone(UTC), []).append(zone)
     return sorted(by_instant.items())

@@ -274,6 +274,56 @@ async def test_local_time_broadcast_sends_at_nine_in_each_recipients_timezone(
     assert sent_at["tokyo@example.com"] < sent_at["nozone@example.com"] < sent_at["nyc@example.com"]
 
 
+async def test_local_time_broadcast_reaches_customers_in_timezones_that_appear_after_it_was_planned(
+    client, marketer_headers, sessions, capture, temporal
+):
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import update
+
+    from domain.customers.models import Customer
+
+    def customer(address, zone):
+        now = datetime.now(UTC)
+        return Customer(
+            user_id=address, email=address, traits={}, timezone=zone, first_seen_at=now, last_seen_at=now
+        )
+
+    await add_template(sessions)
+    async with transaction(sessions) as session:
+        session.add_all([customer(f"{who}@example.com", "Europe/Paris") for who in ("paris", "mover")])
+    day = (datetime.now(UTC) + timedelta(days=3)).date()
+    await _create(client, marketer_headers, id="nine", local_send_at=f"{day}T09:00:00")
+    handle = temporal.client.get_workflow_handle("broadcast/nine", result_type=BroadcastProgress)
+    await temporal.sleep(timedelta(days=1))  # planned: one send time, Paris's 9:00; nothing sent yet
+    assert capture.handler.received == 0
+    async with transaction(sessions) as session:
+        # Someone signs up in Tokyo, whose 9:00 comes before Paris's, and a Parisian moves to Los
+        # Angeles, whose 9:00 comes after: no send time was planned for either zone.
+        session.add(customer("tokyo@example.com", "Asia/Tokyo"))
+        await session.execute(
+            update(Customer)
+            .where(Customer.email == "mover@example.com")
+            .values(timezone="America/Los_Angeles")
+        )
+    await temporal.sleep(timedelta(days=4))
+    result = await handle.result()
+    assert (result.status, result.sent) == ("completed", 3)
+    delivered = Counter(m["envelope_to"][0] for m in await capture.wait_for_count(3))
+    assert delivered == Counter(["paris@example.com", "tokyo@example.com", "mover@example.com"])
+
+    def nine(zone):
+        return datetime(day.year, day.month, day.day, 9, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+    # Tokyo's 9:00 had passed when its zone was found (after Paris's send): sent at once, then; Los
+    # Angeles got its own 9:00.
+    paris, tokyo, los_angeles = (datetime.fromisoformat(at) for at in result.slots)
+    assert paris == nine("Europe/Paris") <= tokyo < nine("America/Los_Angeles") == los_angeles
+    async with transaction(sessions) as session:
+        sent_at = dict((await session.execute(select(Message.to_address, Message.sent_at))).all())
+    assert sent_at["paris@example.com"] < sent_at["tokyo@example.com"] < sent_at["mover@example.com"]
+
+
 class _TryLaterOnce(smtp_capture.MaildirHandler):
     """A server that answers 451 (try later) the first time it sees each of some recipients."""
 
