@@ -24,7 +24,9 @@ from domain.loyalty.models import (
 PROGRAM_ID = 1
 
 
-async def get_program(session: AsyncSession) -> LoyaltyProgram | None:
+async def get_program(session: AsyncSession, *, lock: bool = False) -> LoyaltyProgram | None:
+    if lock:  # read as it is now, and hold it until the transaction ends (a replacement of it)
+        return await session.get(LoyaltyProgram, PROGRAM_ID, with_for_update=True, populate_existing=True)
     return await session.get(LoyaltyProgram, PROGRAM_ID)
 
 

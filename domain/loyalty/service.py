@@ -35,8 +35,8 @@ class IdempotencyKeyReused(Conflict):
 # Programme
 
 
-async def program(session: AsyncSession) -> ProgramConfig:
-    row = await repository.get_program(session)
+async def program(session: AsyncSession, *, lock: bool = False) -> ProgramConfig:
+    row = await repository.get_program(session, lock=lock)
     return ProgramConfig() if row is None else ProgramConfig.model_validate(row.config)
 
 
@@ -51,8 +51,14 @@ async def get_program(session: AsyncSession) -> ProgramOut:
 
 async def put_program(session: AsyncSession, config: ProgramConfig, now: datetime) -> ProgramOut:
     """Replace the programme. A new rule earns from now on unless it names an earlier ``since``; an
-    existing rule keeps its start, so editing a rule never back-fills or forgets history."""
-    previous = {r.id: r for r in (await program(session)).rules}
+    existing rule keeps its start, so editing a rule never back-fills or forgets history.
+
+    Customers without an account are in the first tier. When its name changes, so does the tier of
+    every one of them, with no event of theirs for the segment refresher to follow; so, in this same
+    transaction, every segment whose rule reads the loyalty tier is rebuilt (recording its Segment
+    Entered / Exited events). Balances do not depend on the programme (no account is 0 points)."""
+    before = await program(session, lock=True)  # held: concurrent replacements take turns
+    previous = {r.id: r for r in before.rules}
     rules = []
     for rule in config.rules:
         if rule.since is None:
@@ -61,6 +67,13 @@ async def put_program(session: AsyncSession, config: ProgramConfig, now: datetim
         rules.append(rule)
     config = config.model_copy(update={"rules": rules})
     row = await repository.save_program(session, config.model_dump(mode="json"), now)
+    if config.tiers[0].name != before.tiers[0].name:
+        # Imported here, as subscriptions.service does: the segments area builds on this one (its
+        # rules read our accounts and tiers), so this is a dependency back up, and at module level the
+        # two areas would import each other. Which rules read the tier stays the segments' business.
+        from domain.segments import service as segments
+
+        await segments.rebuild_reading_loyalty_tier(session, now=now)
     return ProgramOut(config=config, version=row.version, updated_at=row.updated_at)
 
 

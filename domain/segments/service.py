@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -393,15 +393,27 @@ async def rebuild_reading_group(
     """Rebuild every segment whose rule, references expanded, has a ``subscription`` condition on
     ``group_id``; returns their ids. The group's ``opt_in`` flag decides the condition for customers
     without a choice, and a change of it is no event, so the incremental refresher would miss it."""
+    return await _rebuild_reading(
+        session, lambda node: isinstance(node, r.Subscribed) and node.group_id == group_id, now
+    )
+
+
+async def rebuild_reading_loyalty_tier(session: AsyncSession, *, now: datetime | None = None) -> list[str]:
+    """Rebuild every segment whose rule, references expanded, has a ``loyalty_tier`` condition; returns
+    their ids. Customers without an account are in the programme's first tier, so replacing that tier
+    moves them all, and it is no event of theirs."""
+    return await _rebuild_reading(session, lambda node: isinstance(node, r.LoyaltyTier), now)
+
+
+async def _rebuild_reading(
+    session: AsyncSession, reads: Callable[[Any], bool], now: datetime | None
+) -> list[str]:
     catalog = await _catalog(session)
     at = now or utcnow()
     reading = [
         segment_id
         for segment_id in sorted(catalog.rules)
-        if any(
-            isinstance(node, r.Subscribed) and node.group_id == group_id
-            for node in r.walk(catalog.expanded(segment_id))
-        )
+        if any(reads(node) for node in r.walk(catalog.expanded(segment_id)))
     ]
     for segment_id in reading:
         await rebuild(session, segment_id, now=at, catalog=catalog)

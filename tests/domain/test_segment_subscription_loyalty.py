@@ -140,3 +140,37 @@ async def test_a_member_who_reaches_gold_enters_gold_members_and_spending_moves_
         assert await segments.matches(session, "gold-members", ids["ada"])
         assert not await segments.matches(session, "rich", ids["ada"])
         assert await segments.matches(session, "base-tier", ids["bob"])
+
+
+async def test_a_new_first_loyalty_tier_moves_customers_without_an_account_out_of_the_old_ones_segment(
+    sessions,
+):
+    ids = await _people(sessions, "ada", "bob")
+    await _create(sessions, "entry-tier", {"loyalty_tier": "member"})  # the first tier, by default
+    await _create(
+        sessions, "member-readers", {"all": [{"segment": "entry-tier"}, {"trait": "email", "op": "exists"}]}
+    )
+    assert (
+        await _members(sessions, "entry-tier") == await _members(sessions, "member-readers") == {"ada", "bob"}
+    )
+
+    # The admin puts a new first tier below "member": nobody has an account, so everyone is "basic" now.
+    tiers = [Tier(name="basic", threshold=0), Tier(name="member", threshold=1000)]
+    async with transaction(sessions) as session:
+        await loyalty.put_program(session, ProgramConfig(tiers=tiers), utcnow())
+    assert await _members(sessions, "entry-tier") == await _members(sessions, "member-readers") == set()
+    everyone = sorted(ids.values())
+    assert await _segment_events(sessions, "Segment Exited", "entry-tier") == everyone
+    assert await _segment_events(sessions, "Segment Exited", "member-readers") == everyone
+    await _create(sessions, "basic-tier", {"loyalty_tier": "basic"})
+    assert await _members(sessions, "basic-tier") == {"ada", "bob"}
+    async with sessions() as session:  # stored membership agrees with the live decision
+        assert not await segments.matches(session, "entry-tier", ids["ada"])
+
+    # Replacing the programme with the same first tier moves nobody and records nothing.
+    async with transaction(sessions) as session:
+        await loyalty.put_program(
+            session, ProgramConfig(tiers=[*tiers, Tier(name="gold", threshold=5000)]), utcnow()
+        )
+    assert await _members(sessions, "basic-tier") == {"ada", "bob"}
+    assert await _segment_events(sessions, "Segment Exited", "basic-tier") == []
