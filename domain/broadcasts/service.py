@@ -18,6 +18,7 @@ from domain.db import utcnow
 from domain.email import repository as email_repository
 from domain.email.models import TemplateVersion
 from domain.errors import Conflict, InvalidInput, NotFound
+from domain.segments import service as segments
 from domain.subscriptions import service as subscriptions
 
 ACTIVE = ("scheduled", "running", "paused")
@@ -220,8 +221,10 @@ async def plan_batch(
 
 
 async def record_results(session: AsyncSession, sent: list[str], failures: list[dict[str, Any]]) -> None:
-    """Sent keys in one statement (the subject is the broadcast's template's); failures row by row."""
+    """Sent keys in one statement (the subject is the broadcast's template's); failures row by row.
+    The sends are queued for segments on received messages in the same transaction."""
     await repository.mark_sent(session, sent)
+    await segments.note_sends(session, sent)
     await repository.mark_each(session, failures)
 
 

@@ -256,9 +256,9 @@ async def delete_customer(session: AsyncSession, customer_id: int) -> None:
     queues before it locks customers), so the two cannot deadlock. The stays go after the profile: a
     statement opening stays holds it key-share locked, so it either finishes before this delete (whose
     stay delete then sees its stays) or waits for it and finds the customer gone."""
-    from domain.segments.models import SegmentMembership, SegmentNewcomer, SegmentRecheck
+    from domain.segments.models import SegmentMembership, SegmentNewcomer, SegmentNewSend, SegmentRecheck
 
-    for table in (SegmentRecheck.__table__, SegmentNewcomer.__table__):
+    for table in (SegmentRecheck.__table__, SegmentNewcomer.__table__, SegmentNewSend.__table__):
         await session.execute(delete(table).where(table.c.customer_id == customer_id))
     await session.execute(delete(customers).where(customers.c.id == customer_id))
     stays = SegmentMembership.__table__

@@ -196,3 +196,9 @@ async def finish_message(session: AsyncSession, idempotency_key: str, status: st
     await repository.set_message_status(
         session, idempotency_key, status=status, error=error, sent_at=utcnow() if status == "sent" else None
     )
+    if status == "sent":
+        # Imported here, as subscriptions.service does: the segments area builds on this one (its
+        # rules read our messages), so this is a dependency back up.
+        from domain.segments import service as segments
+
+        await segments.note_sends(session, [idempotency_key])

@@ -121,3 +121,19 @@ class SegmentRecheck(Base):
     # find (the evaluation joins the customers).
     customer_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SegmentNewSend(Base):
+    """Customers sent a message since the window-edge pass last ran: segments on received messages
+    re-evaluate them there and the pass removes these rows in the same transaction. Queued in the
+    transaction that records the send as sent, so one that commits late (after a pass read the
+    messages) is taken by the next pass, never lost. One row per send, no unique key: senders append
+    without waiting for each other."""
+
+    __tablename__ = "segment_new_sends"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # No foreign key, as for rechecks: erasure removes the rows itself, and a pass ignores ids it
+    # cannot find (the evaluation joins the customers).
+    customer_id: Mapped[int] = mapped_column(BigId)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -32,7 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import SelectBase
 
 from domain.customers.models import Customer
-from domain.db import utcnow
+from domain.db import UTCDateTime, utcnow
 from domain.email.models import Message
 from domain.events.models import LANE_SEGMENTS, Event, EventOutbox
 from domain.journeys.models import Journey, JourneyVersion
@@ -46,6 +46,7 @@ from domain.segments.models import (
     Segment,
     SegmentMembership,
     SegmentNewcomer,
+    SegmentNewSend,
     SegmentRecheck,
     SegmentRefreshState,
     SegmentVersion,
@@ -669,6 +670,27 @@ async def customers_with_events_between(
         .distinct()
     )
     return set((await session.scalars(stmt)).all())
+
+
+async def queue_sends(session: AsyncSession, message_keys: list[str]) -> None:
+    """Queue the customers of these messages, just recorded as sent, for the window-edge pass (in the
+    send's own transaction: the pass sees them exactly when the send commits)."""
+    if not message_keys:
+        return
+    m = Message.__table__.c
+    sent = select(m.customer_id, literal(utcnow(), UTCDateTime())).where(
+        m.idempotency_key.in_(message_keys), m.customer_id.is_not(None), m.status == "sent"
+    )
+    sends = SegmentNewSend.__table__
+    await session.execute(sends.insert().from_select(["customer_id", "queued_at"], sent))
+
+
+async def take_sends(session: AsyncSession) -> set[int]:
+    """Remove and return every queued send's customer (in the pass's transaction: a pass that fails
+    leaves them queued; a send committing meanwhile stays for the next pass)."""
+    sends = SegmentNewSend.__table__
+    taken = delete(sends).returning(sends.c.customer_id)
+    return set((await session.execute(taken)).scalars().all())
 
 
 async def customers_with_messages_between(session: AsyncSession, start: datetime, end: datetime) -> set[int]:

@@ -565,17 +565,26 @@ def _expire_pending(progress, pending: dict[int, float]) -> None:
     progress.pending = [[i, t] for i, t in kept]
 
 
+async def note_sends(session: AsyncSession, message_keys: list[str]) -> None:
+    """Messages just recorded as sent (in this transaction): their customers are re-evaluated by the
+    next window-edge pass against the segments on received messages. Queued with the send, not found
+    later by its ``sent_at``, so a send that commits after a pass read the messages is not lost."""
+    await repository.queue_sends(session, message_keys)
+
+
 async def refresh_window_edges(session: AsyncSession, *, now: datetime | None = None) -> RefreshStats:
     """Move customers whose time windows moved since the last pass, and only them.
 
     A window "within N days" loses events whose timestamp crossed now - N days since the last pass;
     the customers owning those events are re-evaluated. Date traits relative to today (within the last
     N days, birthdays) change when some zone's date changes; those segments are re-evaluated whole.
-    Messages sent since the last pass are picked up here for segments on received messages.
+    Customers sent a message since the last pass (queued by note_sends) are picked up here for
+    segments on received messages; the queue is emptied whether or not such a segment exists.
     """
     at = now or utcnow()
     progress = await repository.state(session, WINDOW_EDGES)
     since = progress.ran_at
+    sent_to = await repository.take_sends(session)  # before any customer is locked, as erasure expects
     catalog = await _catalog(session)
     total = RefreshStats()
     for segment_id in sorted(catalog.rules):
@@ -596,7 +605,7 @@ async def refresh_window_edges(session: AsyncSession, *, now: datetime | None = 
                     session, name, since - span, at - span
                 )
             if deps.messages:
-                crossing |= await repository.customers_with_messages_between(session, since, at)
+                crossing |= sent_to
             for days in deps.message_windows:
                 span = timedelta(days=days)
                 crossing |= await repository.customers_with_messages_between(session, since - span, at - span)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import event, insert, select, update
 
 from domain.customers import service as customers
@@ -261,29 +262,88 @@ async def test_a_new_time_zone_moves_a_birthday_in_on_the_next_refresher_pass(se
     assert await _members(sessions, "birthday") == {"kiri"}
 
 
-async def test_sends_reach_received_message_segments_on_the_scheduled_pass(sessions):
-    from domain.email.models import Message
+async def _record_send(session, customer_id: int, key: str, how: str) -> None:
+    """A welcome email claimed and recorded as sent, as the send activity of a journey or a broadcast
+    batch records it."""
+    from domain.broadcasts import service as broadcasts
+    from domain.email import service as email
 
+    await email.claim_message(
+        session, idempotency_key=key, message_id=f"<{key}>", customer_id=customer_id, template_id="welcome"
+    )
+    if how == "broadcast":
+        await broadcasts.record_results(session, [key], [])
+    else:
+        await email.finish_message(session, key, "sent", None)
+
+
+async def _user_id(sessions, user: str) -> int:
+    async with sessions() as session:
+        return await session.scalar(select(Customer.id).where(Customer.user_id == user))
+
+
+@pytest.mark.parametrize("how", ["journey", "broadcast"])
+async def test_sends_reach_received_message_segments_on_the_scheduled_pass(sessions, how):
     await _identify(sessions, "ada", email="ada@example.com")
     await _create(sessions, "welcomed", {"message": "received", "template_id": "welcome"})
     async with transaction(sessions) as session:
         await segments.refresh_window_edges(session)
-        ada = await session.scalar(select(Customer.id).where(Customer.user_id == "ada"))
-        session.add(
-            Message(
-                idempotency_key="k1",
-                message_id="<k1>",
-                customer_id=ada,
-                template_id="welcome",
-                status="sent",
-                sent_at=utcnow(),
-                meta={},
-            )
-        )
+    async with transaction(sessions) as session:
+        await _record_send(session, await _user_id(sessions, "ada"), "k1", how)
     assert await _members(sessions, "welcomed") == set()
     async with transaction(sessions) as session:
         stats = await segments.refresh_window_edges(session, now=utcnow() + timedelta(seconds=1))
     assert await _members(sessions, "welcomed") == {"ada"} and stats.customers == 1
+    async with transaction(sessions) as session:  # once: the next pass has nobody new to look at
+        stats = await segments.refresh_window_edges(session, now=utcnow() + timedelta(minutes=5))
+    assert stats.customers == 0
+
+
+@pytest.mark.parametrize("how", ["journey", "broadcast"])
+async def test_a_send_that_commits_after_a_window_pass_still_enters_received_segments(
+    sessions, monkeypatch, how
+):
+    from domain.broadcasts import repository as broadcast_repository
+    from domain.email import service as email
+
+    await _identify(sessions, "ada", email="ada@example.com")
+    await _create(sessions, "welcomed", {"message": "received", "template_id": "welcome"})
+    ada = await _user_id(sessions, "ada")
+    t0 = utcnow()
+    async with transaction(sessions) as session:
+        await segments.refresh_window_edges(session, now=t0)
+    # The send took its clock (sent_at) just before the pass's, but its transaction committed after the
+    # pass had read the messages (it waited for a lock, or its group commit was slow).
+    for module in (email, broadcast_repository):
+        monkeypatch.setattr(module, "utcnow", lambda: t0 - timedelta(milliseconds=5))
+    async with transaction(sessions) as session:
+        await _record_send(session, ada, "k1", how)
+    monkeypatch.undo()
+    for i in range(1, 13):  # the scheduled passes of the next hour
+        async with transaction(sessions) as session:
+            await segments.refresh_window_edges(session, now=t0 + timedelta(minutes=5 * i))
+    assert await _members(sessions, "welcomed") == {"ada"}
+
+
+async def test_a_send_in_flight_during_a_window_pass_enters_received_segments_on_the_next_one(sessions):
+    """The same race without a faked clock: a real open transaction (PostgreSQL; SQLite serialises
+    writers, so a pass cannot run while a send is uncommitted)."""
+    async with sessions() as probe:
+        if probe.bind.dialect.name != "postgresql":
+            pytest.skip("SQLite serialises writers")
+    await _identify(sessions, "ada", email="ada@example.com")
+    await _create(sessions, "welcomed", {"message": "received", "template_id": "welcome"})
+    ada = await _user_id(sessions, "ada")
+    async with transaction(sessions) as session:
+        await segments.refresh_window_edges(session)
+    async with sessions() as sender, sender.begin():
+        await _record_send(sender, ada, "k1", "journey")  # recorded as sent, not committed yet...
+        async with transaction(sessions) as session:  # ...when the scheduled pass runs
+            await segments.refresh_window_edges(session)
+        assert await _members(sessions, "welcomed") == set()
+    async with transaction(sessions) as session:
+        await segments.refresh_window_edges(session, now=utcnow() + timedelta(minutes=5))
+    assert await _members(sessions, "welcomed") == {"ada"}
 
 
 async def test_a_pass_evaluates_only_the_segments_its_events_concern(sessions, monkeypatch):
