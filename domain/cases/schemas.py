@@ -72,7 +72,7 @@ TEAM_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 def _team_id(value: str) -> str:
-    if not TEAM_ID.match(value):
+    if not TEAM_ID.fullmatch(value):
         raise ValueError("a team id is 1-64 lowercase letters, digits, '-' or '_'")
     return value
 

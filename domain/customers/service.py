@@ -260,7 +260,7 @@ async def search(
     trait_filter = None
     if trait is not None:
         key, sep, value = trait.partition(":")
-        if not sep or not TRAIT_KEY.match(key):
+        if not sep or not TRAIT_KEY.fullmatch(key):
             raise InvalidInput({"field": "trait", "problem": "expected key:value, e.g. plan:pro"})
         trait_filter = (key, value)
     rows = await repository.search(

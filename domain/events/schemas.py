@@ -50,7 +50,7 @@ def is_timezone(name: str) -> bool:
 
 def normalise_locale(value: str) -> str | None:
     """BCP 47 spelling (``en_US`` -> ``en-US``) or ``None`` when it does not look like a locale."""
-    if not isinstance(value, str) or len(value) > 35 or not _LOCALE.match(value):
+    if not isinstance(value, str) or len(value) > 35 or not _LOCALE.fullmatch(value):
         return None
     first, *rest = value.replace("_", "-").split("-")
     return "-".join([first.lower(), *(p.upper() if len(p) == 2 else p for p in rest)])

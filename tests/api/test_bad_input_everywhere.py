@@ -154,3 +154,14 @@ async def test_what_json_cannot_carry_is_refused_whatever_the_content_type_says(
     fine = segment.replace(b'"s"', b'"ok"') % b"1.5e3"
     headers = {**admin_headers, "Content-Type": "application/json"}
     assert (await client.post("/api/segments", content=fine, headers=headers)).status_code == 201
+
+
+async def test_names_checked_by_pattern_refuse_a_trailing_newline(client, admin_headers, write_key):
+    # Python's `$` also matches before a final newline: these checks match the whole value instead.
+    team = await client.post("/api/teams", json={"id": "care\n", "name": "Care"}, headers=admin_headers)
+    assert team.status_code == 422 and "team id" in team.text, team.text
+    search = await client.get("/api/customers", params={"trait": "plan\n:pro"}, headers=admin_headers)
+    assert search.status_code == 422 and search.json()["detail"]["field"] == "trait", search.text
+    identify = {"userId": "kim", "traits": {"locale": "en-US\n"}}
+    stored = await client.post("/v1/identify", auth=(write_key, ""), json=identify)
+    assert stored.status_code == 400 and stored.json()["detail"][0]["field"] == "traits.locale", stored.text
