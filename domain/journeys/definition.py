@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -506,6 +506,73 @@ def snapshot(definition: JourneyDefinition) -> dict[str, Any]:
     if rate:
         rate["per_seconds"] = RATE_PERIODS[rate["per"]]
     return out
+
+
+# The events the segments area records for a customer entering or leaving a segment (property
+# ``segment_id``); a match on one of them filtered by ``segment_id`` names that segment.
+SEGMENT_EVENTS = (conditions.SEGMENT_ENTERED, "Segment Exited")
+
+
+class SegmentReference(NamedTuple):
+    node: str | None  # the node naming the segment, None for the journey's rules
+    path: str  # where in the definition, e.g. "nodes.2.branches.0.when.1.segment"
+    segment: str
+
+
+def segment_references(raw: Any) -> list[SegmentReference]:
+    """Every segment a definition (its JSON, a draft or a published snapshot) refers to.
+
+    The language names segments in these places only: a branch condition's ``segment``, a segment
+    entry's ``segment_id``, a segment goal (``rules.goal.segment``), and the ``segment_id`` filter of a
+    match on ``Segment Entered`` / ``Segment Exited`` (an event entry, a ``wait_for_event``, an event
+    goal, ``exit_when``). A key called ``segment`` anywhere else is the marketer's data: a trait that
+    ``update_trait`` sets, a field of a webhook body, an event property an event filter tests."""
+    found: list[SegmentReference] = []
+    raw = raw if isinstance(raw, dict) else {}
+
+    def event_filter(match: Any, node_id: str | None, path: str) -> None:
+        where = match.get("where")
+        if match.get("event") in SEGMENT_EVENTS and isinstance(where, dict):
+            segment = where.get("segment_id")
+            if isinstance(segment, str):
+                found.append(SegmentReference(node_id, f"{path}.where.segment_id", segment))
+
+    nodes = raw.get("nodes")
+    for index, node in enumerate(nodes if isinstance(nodes, list) else []):
+        if not isinstance(node, dict):
+            continue
+        node_id, path = node.get("id"), f"nodes.{index}"
+        kind = node.get("type")
+        if kind == "entry":
+            trigger = node.get("trigger", "event")
+            if trigger == "segment" and isinstance(node.get("segment_id"), str):
+                found.append(SegmentReference(node_id, f"{path}.segment_id", node["segment_id"]))
+            elif trigger == "event":
+                event_filter(node, node_id, path)
+        elif kind == "wait_for_event":
+            event_filter(node, node_id, path)
+        elif kind == "branch":
+            branches = node.get("branches")
+            for b, branch in enumerate(branches if isinstance(branches, list) else []):
+                when = branch.get("when") if isinstance(branch, dict) else None
+                for c, condition in enumerate(when if isinstance(when, list) else []):
+                    segment = condition.get("segment") if isinstance(condition, dict) else None
+                    if isinstance(segment, str):
+                        found.append(
+                            SegmentReference(node_id, f"{path}.branches.{b}.when.{c}.segment", segment)
+                        )
+    rules = raw.get("rules") if isinstance(raw.get("rules"), dict) else {}
+    goal = rules.get("goal")
+    if isinstance(goal, dict):
+        if isinstance(goal.get("segment"), str):
+            found.append(SegmentReference(None, "rules.goal.segment", goal["segment"]))
+        else:
+            event_filter(goal, None, "rules.goal")
+    exits = rules.get("exit_when")
+    for index, match in enumerate(exits if isinstance(exits, list) else []):
+        if isinstance(match, dict):
+            event_filter(match, None, f"rules.exit_when.{index}")
+    return found
 
 
 def matches_entry(entry: dict, event_name: str, properties: dict) -> bool:

@@ -73,35 +73,13 @@ async def _validated(session: AsyncSession, raw: dict) -> graph.JourneyDefinitio
                     "problem": f"subscription group {group!r} does not exist",
                 }
             )
-    for node_id, segment_id in _segment_references(definition.model_dump(mode="json")):
-        if not await segments.exists(session, segment_id):
-            # A segment named in the rules is the goal's.
-            where = {"node": node_id} if node_id is not None else {"path": "rules.goal.segment"}
-            missing.append({**where, "problem": f"segment {segment_id!r} does not exist"})
+    for ref in graph.segment_references(definition.model_dump(mode="json")):
+        if not await segments.exists(session, ref.segment):
+            where = {"node": ref.node, "path": ref.path} if ref.node is not None else {"path": ref.path}
+            missing.append({**where, "problem": f"segment {ref.segment!r} does not exist"})
     if missing:
         raise InvalidInput(missing, code="invalid_definition")
     return definition
-
-
-def _segment_references(raw: dict) -> list[tuple[str | None, str]]:
-    """Every segment a definition names (branch conditions, segment entry), with the node naming it."""
-    found: list[tuple[str | None, str]] = []
-
-    def walk(value, node_id):
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if key in ("segment", "segment_id") and isinstance(item, str):
-                    found.append((node_id, item))
-                else:
-                    walk(item, node_id)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item, node_id)
-
-    for node in raw.get("nodes", []):
-        walk(node, node.get("id"))
-    walk(raw.get("rules") or {}, None)
-    return found
 
 
 async def create(session: AsyncSession, spec: JourneyIn) -> JourneyOut:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import transient, utcnow
 from domain.errors import Conflict, InvalidInput, NotFound
+from domain.journeys.definition import segment_references  # pure; journeys.service imports this one
 from domain.loyalty import service as loyalty
 from domain.segments import calendar as cal
 from domain.segments import compiler, repository
@@ -278,16 +279,10 @@ async def delete(session: AsyncSession, segment_id: str) -> None:
     await repository.delete_segment(session, segment_id)
 
 
-def _mentions_segment(node: Any, segment_id: str) -> bool:
-    """Journeys refer to segments in fields named ``segment_id`` (entries) or ``segment`` (branch
-    conditions, goals)."""
-    if isinstance(node, dict):
-        if segment_id in (node.get("segment_id"), node.get("segment")):
-            return True
-        return any(_mentions_segment(v, segment_id) for v in node.values())
-    if isinstance(node, list):
-        return any(_mentions_segment(v, segment_id) for v in node)
-    return False
+def _mentions_segment(definition: Any, segment_id: str) -> bool:
+    """Whether a journey definition refers to the segment, where the journey language names one
+    (a key called ``segment`` elsewhere, e.g. a trait a journey sets, is no reference)."""
+    return any(ref.segment == segment_id for ref in segment_references(definition))
 
 
 async def get(session: AsyncSession, segment_id: str) -> SegmentOut:

@@ -366,7 +366,7 @@ async def test_a_segment_goal_and_a_segment_entry_are_accepted_when_the_segment_
     assert refused.status_code == 422
     problems = {(d.get("node"), d.get("path"), d["problem"]) for d in refused.json()["detail"]}
     assert problems == {
-        ("start", None, "segment 'vip' does not exist"),
+        ("start", "nodes.0.segment_id", "segment 'vip' does not exist"),
         (None, "rules.goal.segment", "segment 'buyers' does not exist"),
     }
 
@@ -380,3 +380,134 @@ async def test_a_segment_goal_and_a_segment_entry_are_accepted_when_the_segment_
         refused = await client.delete(f"/api/segments/{segment_id}", headers=marketer_headers)
         assert refused.status_code == 409, refused.text
         assert refused.json()["detail"]["journeys"] == ["j1"]
+
+
+async def test_keys_named_segment_that_are_data_are_no_segment_references(client, marketer_headers):
+    """B2B profiles carry a "segment" trait, events a "segment" property: setting, sending or filtering
+    on one names no segment of ours, so no segment need exist."""
+    await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
+    body = _journey(
+        {**ENTRY, "where": {"segment": "b2b"}, "next": "tag"},
+        {"id": "tag", "type": "update_trait", "traits": {"segment": "enterprise"}, "next": "hook"},
+        {
+            "id": "hook",
+            "type": "webhook",
+            "url": "https://crm.example.com/hook",
+            "body": {"segment": "trial-users", "segment_id": "t1"},
+            "next": "w",
+        },
+        {
+            "id": "w",
+            "type": "wait_for_event",
+            "event": "Demo Booked",
+            "where": {"segment": "b2b", "segment_id": "s1"},
+            "timeout": "3d",
+            "next": "done",
+            "timeout_next": "hello",
+        },
+        SEND,
+        DONE,
+        rules={
+            "goal": {"event": "Order Completed", "where": {"segment": "smb"}},
+            "exit_when": [{"event": "Plan Changed", "where": {"segment": "free", "segment_id": "f"}}],
+        },
+    )
+
+    created = await client.post("/api/journeys", json=body, headers=marketer_headers)
+
+    assert created.status_code == 201, created.text
+    assert (await client.post("/api/journeys/j1/publish", headers=marketer_headers)).status_code == 201
+
+
+SEGMENT_EXITED = {"event": "Segment Exited", "where": {"segment_id": "actives"}}
+SEGMENT_ENTERED = {"event": "Segment Entered", "where": {"segment_id": "actives"}}
+REFERENCES = [
+    (
+        "branch condition",
+        _journey(
+            {**ENTRY, "next": "b"},
+            {
+                "id": "b",
+                "type": "branch",
+                "branches": [
+                    {"when": [{"trait": "plan", "op": "exists"}, {"segment": "actives"}], "next": "hello"}
+                ],
+                "default_next": "done",
+            },
+            SEND,
+            DONE,
+        ),
+        "b",
+        "nodes.1.branches.0.when.1.segment",
+    ),
+    (
+        "segment entry",
+        _journey(
+            {"id": "start", "type": "entry", "trigger": "segment", "segment_id": "actives", "next": "hello"},
+            SEND,
+            DONE,
+        ),
+        "start",
+        "nodes.0.segment_id",
+    ),
+    (
+        "entry on entering the segment",
+        _journey({**ENTRY, **SEGMENT_ENTERED}, SEND, DONE),
+        "start",
+        "nodes.0.where.segment_id",
+    ),
+    (
+        "wait for leaving the segment",
+        _journey(
+            {**ENTRY, "next": "w"},
+            {"id": "w", "type": "wait_for_event", **SEGMENT_EXITED, "timeout": "1d", "next": "hello"},
+            SEND,
+            DONE,
+        ),
+        "w",
+        "nodes.1.where.segment_id",
+    ),
+    (
+        "segment goal",
+        _journey(ENTRY, SEND, DONE, rules={"goal": {"segment": "actives"}}),
+        None,
+        "rules.goal.segment",
+    ),
+    (
+        "goal on entering the segment",
+        _journey(ENTRY, SEND, DONE, rules={"goal": SEGMENT_ENTERED}),
+        None,
+        "rules.goal.where.segment_id",
+    ),
+    (
+        "exit on leaving the segment",
+        _journey(ENTRY, SEND, DONE, rules={"exit_when": [{"event": "Unsubscribed"}, SEGMENT_EXITED]}),
+        None,
+        "rules.exit_when.1.where.segment_id",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "node", "path"), REFERENCES, ids=[c[0] for c in REFERENCES])
+async def test_a_segment_reference_must_exist_and_keeps_the_segment_in_use(
+    client, marketer_headers, sessions, case, body, node, path
+):
+    """Each place the language names a segment: an unknown one is a 422 at its own path, a known one
+    cannot be deleted while the published journey refers to it."""
+    await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
+
+    refused = await client.post("/api/journeys", json=body, headers=marketer_headers)
+
+    assert refused.status_code == 422, refused.text
+    [detail] = refused.json()["detail"]
+    assert (detail.get("node"), detail["path"], detail["problem"]) == (
+        node,
+        path,
+        "segment 'actives' does not exist",
+    )
+    await add_team_and_segment(sessions, team="care", segment="actives")
+    assert (await client.post("/api/journeys", json=body, headers=marketer_headers)).status_code == 201
+    assert (await client.post("/api/journeys/j1/publish", headers=marketer_headers)).status_code == 201
+    in_use = await client.delete("/api/segments/actives", headers=marketer_headers)
+    assert in_use.status_code == 409, in_use.text
+    assert in_use.json()["detail"]["journeys"] == ["j1"]

@@ -349,7 +349,12 @@ async def test_delete_is_refused_while_a_published_journey_uses_the_segment(
     )
     async with transaction(sessions) as session:
         # A journey whose branch node reads the segment, as the journey engine stores it.
-        branch = {"id": "check", "type": "branch", "segment_id": "vips", "yes": "done", "no": "done"}
+        branch = {
+            "id": "check",
+            "type": "branch",
+            "branches": [{"when": [{"segment": "vips", "op": "eq", "value": True}], "next": "done"}],
+            "default_next": "done",
+        }
         session.add(
             Journey(id="vip-care", name="VIP care", status="published", draft={}, published_version=2)
         )
@@ -375,6 +380,38 @@ async def test_delete_is_refused_while_a_published_journey_uses_the_segment(
     assert (await client.delete("/api/segments/vips", headers=marketer_headers)).status_code == 204
     assert await _stored(sessions) == (0, 0)
     assert (await client.get("/api/segments/vips", headers=marketer_headers)).status_code == 404
+
+
+async def test_a_journey_that_only_mentions_the_name_as_data_does_not_hold_the_segment(
+    client, sessions, marketer_headers
+):
+    """A "segment" trait the journey sets, a webhook field or an event filter called segment are the
+    marketer's data, not the segment: deleting the segment strands nobody."""
+    rule = {"trait": "vip", "op": "equals", "value": True}
+    await client.post(
+        "/api/segments", json={"id": "vips", "name": "VIPs", "rule": rule}, headers=marketer_headers
+    )
+    nodes = [
+        {"id": "start", "type": "entry", "event": "Signed Up", "where": {"segment": "vips"}, "next": "tag"},
+        {"id": "tag", "type": "update_trait", "traits": {"segment": "vips"}, "next": "hook"},
+        {"id": "hook", "type": "webhook", "url": "https://crm.example.com/x", "body": {"segment_id": "vips"}},
+    ]
+    async with transaction(sessions) as session:
+        session.add(Journey(id="tagging", name="Tagging", status="published", draft={}, published_version=1))
+        await session.flush()
+        session.add(
+            JourneyVersion(
+                journey_id="tagging",
+                version=1,
+                trigger_event="Signed Up",
+                definition={
+                    "nodes": nodes,
+                    "rules": {"exit_when": [{"event": "X", "where": {"segment": "vips"}}]},
+                },
+            )
+        )
+
+    assert (await client.delete("/api/segments/vips", headers=marketer_headers)).status_code == 204
 
 
 async def test_delete_is_refused_while_another_segment_refers_to_it(client, marketer_headers):
