@@ -85,6 +85,10 @@ class Condition(_Strict):
             raise ValueError("a segment condition uses op 'eq' or 'ne' with value true/false")
         if self.segment is not None and self.value is None:
             self.value = True
+        if self.segment is not None and not isinstance(self.value, bool):
+            # Membership is compared with the value: "true", 1 or [true] would never equal it (and
+            # with 'ne' always differ), sending every customer down the wrong path.
+            raise ValueError(f"a segment condition's value must be true or false, not {self.value!r}")
         if self.op in ("in", "not_in") and not isinstance(self.value, list):
             raise ValueError(f"op {self.op!r} needs a list value")
         if self.op in ("gt", "gte", "lt", "lte") and not isinstance(self.value, int | float | str):

@@ -511,3 +511,50 @@ async def test_a_segment_reference_must_exist_and_keeps_the_segment_in_use(
     in_use = await client.delete("/api/segments/actives", headers=marketer_headers)
     assert in_use.status_code == 409, in_use.text
     assert in_use.json()["detail"]["journeys"] == ["j1"]
+
+
+@pytest.mark.parametrize("value", ["true", "yes", 2, 1, [True], {"member": True}])
+async def test_a_segment_condition_whose_value_is_not_a_boolean_is_refused(
+    client, marketer_headers, sessions, value
+):
+    """Membership is true or false: "true" or 1 would never equal it and send members down the
+    default path (with 'ne', everyone down the branch)."""
+    await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
+    await add_team_and_segment(sessions, team="care", segment="vip")
+    branch = {
+        "id": "b",
+        "type": "branch",
+        "branches": [{"when": [{"segment": "vip", "op": "ne", "value": value}], "next": "hello"}],
+        "default_next": "done",
+    }
+
+    response = await client.post(
+        "/api/journeys", json=_journey({**ENTRY, "next": "b"}, branch, SEND, DONE), headers=marketer_headers
+    )
+
+    assert response.status_code == 422, response.text
+    [detail] = response.json()["detail"]
+    assert detail["node"] == "b" and detail["path"].startswith("nodes.1.branch.branches.0.when.0"), detail
+    assert "value must be true or false" in detail["problem"]
+    assert (await client.get("/api/journeys", headers=marketer_headers)).json() == []
+
+
+@pytest.mark.parametrize("value", [True, False, None])
+async def test_a_segment_condition_takes_true_false_or_no_value(client, marketer_headers, sessions, value):
+    await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
+    await add_team_and_segment(sessions, team="care", segment="vip")
+    condition = {"segment": "vip"} if value is None else {"segment": "vip", "value": value}
+    branch = {
+        "id": "b",
+        "type": "branch",
+        "branches": [{"when": [condition], "next": "hello"}],
+        "default_next": "done",
+    }
+
+    response = await client.post(
+        "/api/journeys", json=_journey({**ENTRY, "next": "b"}, branch, SEND, DONE), headers=marketer_headers
+    )
+
+    assert response.status_code == 201, response.text
+    stored = response.json()["definition"]["nodes"][1]["branches"][0]["when"][0]
+    assert stored["value"] is (True if value is None else value)
