@@ -37,6 +37,49 @@ def test_quiet_hours_wrapping_midnight_end_next_morning():
     assert timing.quiet_hours_end(noon, PARIS, "21:00", "08:00") == noon
 
 
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def test_quiet_hours_hold_a_send_through_the_hour_repeated_when_the_clocks_go_back():
+    """1 November 2026, New York: 02:00 EDT becomes 01:00 EST. Quiet 21:00-01:30 holds a send at either
+    01:10 until the 01:30 that follows it, the second 01:10 too (it went at once: 01:30 EDT had passed)."""
+    first = datetime(2026, 11, 1, 5, 10, tzinfo=UTC)
+    second = datetime(2026, 11, 1, 6, 10, tzinfo=UTC)
+    assert [t.astimezone(NEW_YORK).strftime("%H:%M %Z") for t in (first, second)] == [
+        "01:10 EDT",
+        "01:10 EST",
+    ]
+
+    for now, until in (
+        (first, datetime(2026, 11, 1, 5, 30, tzinfo=UTC)),
+        (second, datetime(2026, 11, 1, 6, 30, tzinfo=UTC)),
+    ):
+        moment, held_by = timing.next_send_moment(
+            now, NEW_YORK, quiet=("21:00", "01:30"), cap=None, recent_sends=[]
+        )
+        assert (moment, held_by) == (until, "quiet_hours"), moment.astimezone(NEW_YORK)
+        assert moment.astimezone(NEW_YORK).strftime("%H:%M") == "01:30"
+    # Between the two 01:30s the clock reads 01:30-01:59 EDT: outside quiet hours, the send goes.
+    between = datetime(2026, 11, 1, 5, 40, tzinfo=UTC)
+    assert timing.quiet_hours_end(between, NEW_YORK, "21:00", "01:30") == between
+
+
+def test_quiet_hours_that_end_in_the_hour_skipped_going_forward_end_at_the_jump():
+    """8 March 2026, New York: 02:00 EST becomes 03:00 EDT, so 02:30 never shows. Quiet hours ending at
+    02:30 are over when the clock jumps past it, at 03:00 EDT (they held the send until 03:30)."""
+    night = datetime(2026, 3, 8, 6, 50, tzinfo=UTC)  # 01:50 EST
+    jump = datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
+    assert jump.astimezone(NEW_YORK).strftime("%H:%M %Z") == "03:00 EDT"
+
+    assert timing.quiet_hours_end(night, NEW_YORK, "21:00", "02:30") == jump
+    assert timing.quiet_hours_end(datetime(2026, 3, 8, 2, 0, tzinfo=UTC), NEW_YORK, "21:00", "02:30") == jump
+    # Lord Howe Island moves by half an hour (02:00 -> 02:30): quiet hours to 02:15 end at 02:30.
+    lord_howe = ZoneInfo("Australia/Lord_Howe")
+    assert timing.quiet_hours_end(
+        datetime(2026, 10, 3, 14, 0, tzinfo=UTC), lord_howe, "21:00", "02:15"
+    ) == datetime(2026, 10, 3, 15, 30, tzinfo=UTC)
+
+
 def test_frequency_cap_releases_when_the_oldest_send_leaves_the_window():
     now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
     sends = [now - timedelta(hours=20), now - timedelta(hours=2), now - timedelta(hours=30)]
