@@ -45,7 +45,10 @@ class Simulation:
         self.now = start
         self.case_after = parse_duration(case_resolved_after) if case_resolved_after else None
         self.templates = templates
-        # Events after entry, in time order, each (moment, event).
+        # Events after entry, in time order, each (moment, event); one without ``after`` comes right
+        # after entry, at the start. As in the workflow's inbox, the first ``scanned`` have been looked
+        # at for the goal and exit criteria, and those from ``awake`` on came after the enrollment last
+        # woke from a wait (a wait_for_event takes them too).
         self.timeline = sorted(
             (
                 (start + timedelta(seconds=parse_duration(e.after or "0s") if e.after else 0), e)
@@ -53,6 +56,8 @@ class Simulation:
             ),
             key=lambda item: item[0],
         )
+        self.scanned = 0
+        self.awake = 0
         self.steps: list[SimulatedStep] = []
         self.messages: list[SimulatedMessage] = []
         self.status = "completed"
@@ -72,6 +77,8 @@ class Simulation:
                 current = None
         visits: dict[str, int] = {}
         while current is not None and len(self.steps) < MAX_STEPS and self.status == "completed":
+            if self._interrupted():  # as the workflow looks before every node
+                break
             node = self.nodes[current]
             visits[current] = visits.get(current, 0) + 1
             step = SimulatedStep(node_id=current, entered_at=self.now)
@@ -91,20 +98,39 @@ class Simulation:
         if goal_segment in self.segments and until > self.now:
             self.status = "converted"  # a member of the goal segment converts at the first wait
             return False
-        for moment, event in self.timeline:
-            if moment <= self.now or moment > until:
-                continue
-            if self._is_goal(event):
-                self.now, self.status = moment, "converted"
-                return False
-            if self._is_exit(event):
-                self.now, self.status = moment, "exited"
-                return False
-            if stop is not None and stop(event):
+        if self._interrupted():
+            return False
+        if stop is not None and any(stop(e) for _, e in self.timeline[self.awake : self.scanned]):
+            self.awake = self.scanned  # it came while the steps before the wait ran
+            return False
+        while self.scanned < len(self.timeline) and self.timeline[self.scanned][0] <= until:
+            moment, event = self.timeline[self.scanned]
+            self.scanned += 1
+            if self._ends_journey(event):
                 self.now = moment
                 return False
-        self.now = max(self.now, until)
+            if stop is not None and stop(event):
+                self.now, self.awake = moment, self.scanned
+                return False
+        self.now, self.awake = max(self.now, until), self.scanned
         return True
+
+    def _interrupted(self) -> bool:
+        """Look at the events that have come by now and not been looked at: a goal converts, an exit
+        criterion exits. Events come in at entry (no ``after``) or with another at the same moment."""
+        while self.scanned < len(self.timeline) and self.timeline[self.scanned][0] <= self.now:
+            _, event = self.timeline[self.scanned]
+            self.scanned += 1
+            if self._ends_journey(event):
+                return True
+        return False
+
+    def _ends_journey(self, event: SimulatedEvent) -> bool:
+        if self._is_goal(event):
+            self.status = "converted"
+        elif self._is_exit(event):
+            self.status = "exited"
+        return self.status != "completed"
 
     def _is_goal(self, event: SimulatedEvent) -> bool:
         goal = self.rules.get("goal") or {}

@@ -111,3 +111,85 @@ async def test_simulated_segment_goal_converts_on_entry_or_membership(client, ma
     assert (entering["status"], [s["node_id"] for s in entering["steps"]]) == ("converted", ["wait"])
     assert (member["status"], [s["node_id"] for s in member["steps"]]) == ("converted", ["wait"])
     assert neither["status"] == "completed" and len(neither["messages"]) == 1
+
+
+async def _journey(client, headers, journey_id: str, nodes: list[dict], rules: dict | None = None) -> None:
+    body = {"id": journey_id, "name": journey_id, "definition": {"nodes": nodes, "rules": rules or {}}}
+    assert (await client.post("/api/journeys", json=body, headers=headers)).status_code == 201
+
+
+async def test_simulated_events_without_after_come_right_after_entry(client, marketer_headers):
+    """``after`` left out is "at entry": the workflow acts on an event that comes right after entry (it
+    looks for the goal and exit criteria before every node, and a wait_for_event takes an event that
+    came while the steps before it ran), and so must the dry run."""
+    assert (await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)).status_code == 201
+    entry = {"id": "start", "type": "entry", "event": "Signed Up", "next": "wait"}
+    nudge = {"id": "nudge", "type": "send_email", "template_id": "cart-reminder", "next": "done"}
+    done = {"id": "done", "type": "exit"}
+    wait = {"id": "wait", "type": "wait", "duration": "1d", "next": "nudge"}
+    goal = {"goal": {"event": "Order Completed"}}
+    await _journey(client, marketer_headers, "goal", [entry, wait, nudge, done], goal)
+    await _journey(
+        client, marketer_headers, "goal-first-send", [{**entry, "next": "nudge"}, nudge, done], goal
+    )
+    await _journey(
+        client,
+        marketer_headers,
+        "leave",
+        [entry, wait, nudge, done],
+        {"exit_when": [{"event": "Unsubscribed"}]},
+    )
+    demo = {
+        "id": "wait",
+        "type": "wait_for_event",
+        "event": "Demo Booked",
+        "timeout": "3d",
+        "next": "done",
+        "timeout_next": "nudge",
+    }
+    await _journey(client, marketer_headers, "demo", [entry, demo, nudge, done])
+
+    async def simulate(journey_id: str, *events: dict) -> dict:
+        spec = {
+            "customer": {"email": "ann@example.com"},
+            "events": list(events),
+            "start": "2026-06-01T10:00:00Z",
+        }
+        response = await client.post(
+            f"/api/journeys/{journey_id}/simulate", json=spec, headers=marketer_headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def path(result: dict) -> list[tuple[str, str | None]]:
+        return [(s["node_id"], s["outcome"]) for s in result["steps"]]
+
+    for journey_id in ("goal", "goal-first-send"):
+        converted = await simulate(journey_id, {"name": "Order Completed"})
+        assert (converted["status"], path(converted), converted["messages"]) == ("converted", [], [])
+    later = await simulate("goal-first-send", {"name": "Order Completed", "after": "1m"})
+    assert (later["status"], len(later["messages"])) == ("completed", 1)  # it came after the send
+    exited = await simulate("leave", {"name": "Unsubscribed", "after": None})
+    assert (exited["status"], exited["messages"]) == ("exited", [])
+    booked = await simulate("demo", {"name": "Demo Booked"})
+    assert (booked["status"], path(booked), booked["messages"]) == (
+        "completed",
+        [("wait", "matched"), ("done", None)],
+        [],
+    )
+    # Two events at one moment both count: the first ends the wait, the second takes them out at once.
+    await _journey(
+        client,
+        marketer_headers,
+        "demo-then-wait",
+        [entry, {**demo, "next": "later"}, {**wait, "id": "later"}, nudge, done],
+        {"exit_when": [{"event": "Unsubscribed"}]},
+    )
+    both = await simulate(
+        "demo-then-wait", {"name": "Demo Booked", "after": "1h"}, {"name": "Unsubscribed", "after": "1h"}
+    )
+    assert (both["status"], path(both), both["messages"]) == (
+        "exited",
+        [("wait", "matched")],
+        [],
+    )
