@@ -163,6 +163,8 @@ class Simulation:
                 target = timing.within_reach(self.now, target)
                 if target is None:  # no date, one beyond the calendar, or more than ten years ahead
                     return node.get("next"), "no_date"
+                if target < self.now:  # the workflow goes on at once, recording why
+                    return node.get("next"), "date_passed"
             else:
                 target = timing.next_local_time(self.now, self.tz(), node["at"], node.get("weekdays") or None)
             self._advance(target)

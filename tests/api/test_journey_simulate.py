@@ -193,3 +193,43 @@ async def test_simulated_events_without_after_come_right_after_entry(client, mar
         [("wait", "matched")],
         [],
     )
+
+
+async def test_a_simulated_wait_on_a_date_trait_has_the_workflows_outcomes(client, marketer_headers):
+    """The workflow records a date that has passed as ``date_passed`` and a missing one as ``no_date``,
+    going on at once; the dry run promises the same path."""
+    assert (await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)).status_code == 201
+    hold = {"id": "hold", "type": "wait_until", "at": "09:00", "date_trait": "renewal", "next": "nudge"}
+    nodes = [
+        {"id": "start", "type": "entry", "event": "Signed Up", "next": "hold"},
+        hold,
+        {"id": "nudge", "type": "send_email", "template_id": "cart-reminder", "next": "done"},
+        {"id": "done", "type": "exit"},
+    ]
+    await _journey(client, marketer_headers, "renewal", nodes)
+    await _journey(client, marketer_headers, "before", [nodes[0], {**hold, "offset_days": -7}, *nodes[2:]])
+
+    async def hold_of(journey_id: str, traits: dict) -> tuple[str | None, str, str]:
+        spec = {"customer": {"traits": traits}, "start": "2026-06-01T10:00:00Z"}
+        response = await client.post(
+            f"/api/journeys/{journey_id}/simulate", json=spec, headers=marketer_headers
+        )
+        assert response.status_code == 200, response.text
+        step, message = response.json()["steps"][0], response.json()["messages"][0]
+        assert step["node_id"] == "hold"
+        return step["outcome"], step["left_at"][:16], message["at"][:16]
+
+    assert await hold_of("renewal", {"renewal": "2020-01-01"}) == (
+        "date_passed",
+        "2026-06-01T10:00",
+        "2026-06-01T10:00",
+    )
+    # 09:00 today went by an hour ago; a week before the 5th is already past, too.
+    assert (await hold_of("renewal", {"renewal": "2026-06-01"}))[0] == "date_passed"
+    assert (await hold_of("before", {"renewal": "2026-06-05"}))[0] == "date_passed"
+    assert await hold_of("renewal", {}) == ("no_date", "2026-06-01T10:00", "2026-06-01T10:00")
+    assert await hold_of("renewal", {"renewal": "2026-06-02"}) == (
+        None,
+        "2026-06-02T09:00",
+        "2026-06-02T09:00",
+    )
