@@ -38,6 +38,9 @@ from domain.events.service import (
 # One group holds at most this many calls: a statement of a few thousand rows still plans and runs
 # well, and a request never waits behind an unbounded backlog.
 MAX_GROUP_CALLS = 5_000
+# Rounds of resolving and storing again when a customer the events name is missing (new, or merged
+# away meanwhile); each round waits for the identity changes in flight, so a few always do.
+RESOLVE_ROUNDS = 4
 
 
 @dataclass
@@ -144,10 +147,13 @@ class Ingestor:
                 if aliases or await customers.resolve_known(session, keys) is None:
                     await self._resolve(keys, aliases)
             results = await store_on_postgres(session, submissions)
-            if results is None:
+            for _ in range(RESOLVE_ROUNDS):
+                if results is not None:
+                    return results
+                # A customer is missing: new, or merged away by a change the statement waited for.
                 await self._resolve(*identities(submissions))
                 results = await store_on_postgres(session, submissions)
-            if results is None:  # only if a profile was erased meanwhile; the next attempt creates it
+            if results is None:  # profiles kept changing under these events; the next attempt retries
                 raise RuntimeError("a customer these events name was deleted while they were stored")
             return results
 

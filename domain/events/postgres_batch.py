@@ -8,12 +8,15 @@ requests; the SQLite twin is the step-by-step code in ``domain/events/service.py
 both.
 
 Lock order is fixed (event unique keys by messageId, then customer rows by id), so two writers queue
-behind each other instead of deadlocking.
+behind each other instead of deadlocking; identity changes (claims and merges) take turns with these
+statements through an advisory lock, held shared here.
 """
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.customers.repository import IDENTITY_CHANGES_LOCK
 
 # A request's fields, then a call's fields as the schemas dump them (see CALL_FIELDS there).
 _REQUEST_COLUMNS = """
@@ -48,8 +51,15 @@ _REVENUE = f"""
 # this size SQLAlchemy's per-execution work would be a fifth of the Python cost of a request.
 # Assembled from the constants above, never from input.
 STORE_GROUP = f"""
-WITH requests AS (
-    SELECT * FROM jsonb_to_recordset(CAST(CAST($1 AS TEXT) AS JSONB)) AS r({_REQUEST_COLUMNS})
+WITH gate AS MATERIALIZED (
+    -- Taken before any customer row: identity changes hold this lock exclusively while they claim,
+    -- merge and lock customers in their own order (serialize_identity_changes), so the two take
+    -- turns instead of deadlocking. One that waited here reads as of before the change it waited
+    -- for: a profile it merged away is not found, and the caller resolves and stores again.
+    SELECT pg_advisory_xact_lock_shared({IDENTITY_CHANGES_LOCK}) AS taken
+), requests AS (
+    SELECT r.* FROM gate
+    CROSS JOIN jsonb_to_recordset(CAST(CAST($1 AS TEXT) AS JSONB)) AS r({_REQUEST_COLUMNS})
 ), received AS (
     -- Each call as sent, with the request's receipt time, and its batch's context and sentAt applied
     -- (the call's own win).
