@@ -15,7 +15,7 @@ import re
 from markupsafe import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.customers import repository as customers
+from domain.customers import service as customers
 from domain.events import service as events
 from domain.events.schemas import TrackCall
 from domain.subscriptions import tokens
@@ -73,7 +73,8 @@ async def record(
     session: AsyncSession, kind: str, customer_id: int, ref: str, url: str | None = None
 ) -> bool:
     """Store the engagement event (once per message, or per message and link). False: no such customer."""
-    customer = await customers.get(session, customer_id)
+    # a link in an email sent before the customer was merged into another profile counts for that one
+    customer = await customers.get_current(session, customer_id)
     if customer is None or not (customer.user_id or customer.anonymous_id):
         return False
     dedupe = f"{kind}/{ref}" + (f"/{hashlib.sha256(url.encode()).hexdigest()[:16]}" if url else "")

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.customers import repository as customers
+from domain.customers import service as customer_service
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.subscriptions import repository, tokens
 from domain.subscriptions.models import SubscriptionGroup
@@ -103,11 +103,19 @@ async def blocked(
     return out
 
 
-async def unsubscribe(session: AsyncSession, customer_id: int, group_id: str, source: str) -> None:
-    """Opt the customer out of one group, or of all marketing (``ALL_GROUPS``)."""
-    customer = await customers.get(session, customer_id)
+async def _current(session: AsyncSession, customer_id: int):
+    """The customer a link names: itself, or the profile it was merged into since the email was sent
+    (a visitor who later logged in), so their choice is honoured and stored against a live profile."""
+    customer = await customer_service.get_current(session, customer_id)
     if customer is None:
         raise NotFound("this customer no longer exists")
+    return customer
+
+
+async def unsubscribe(session: AsyncSession, customer_id: int, group_id: str, source: str) -> None:
+    """Opt the customer out of one group, or of all marketing (``ALL_GROUPS``)."""
+    customer = await _current(session, customer_id)
+    customer_id = customer.id
     if group_id == ALL_GROUPS or await repository.get_group(session, group_id) is None:
         # a group deleted since the email was sent: honour the wish by stopping all marketing
         if customer.email:
@@ -135,9 +143,8 @@ async def _unsuppress(session: AsyncSession, address: str) -> bool:
 
 
 async def preferences(session: AsyncSession, customer_id: int) -> Preferences:
-    customer = await customers.get(session, customer_id)
-    if customer is None:
-        raise NotFound("this customer no longer exists")
+    customer = await _current(session, customer_id)
+    customer_id = customer.id
     groups = await repository.list_groups(session)
     choices = await repository.choices(session, [customer_id])
     suppressed = await repository.suppressed(session, [customer.email] if customer.email else [])
@@ -161,6 +168,7 @@ async def save_preferences(
     session: AsyncSession, customer_id: int, subscribed: set[str], unsubscribe_all: bool
 ) -> Preferences:
     current = await preferences(session, customer_id)
+    customer_id = current.customer_id  # the profile a merged-away id became
     for group in current.groups:
         await _choose(session, customer_id, group.id, group.id in subscribed, "preferences")
     if current.email:
