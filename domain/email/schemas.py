@@ -13,12 +13,23 @@ SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
 
 
+def _one_line(value: str | None) -> str | None:
+    """A subject as the message header will carry it (``compose`` refuses, at every send, what this
+    lets through: so the Unicode line separators too)."""
+    try:
+        return None if value is None else compose.check_header_value("subject", value)
+    except compose.InvalidRecipient:
+        raise ValueError("the subject must be one line without control characters") from None
+
+
 class Variant(BaseModel):
     """The template in another language; parts left out fall back to the main ones."""
 
     subject: str | None = Field(None, min_length=1, max_length=2000)
     html: str | None = Field(None, min_length=1, max_length=500_000)
     text: str | None = Field(None, max_length=500_000)
+
+    _subject_one_line = field_validator("subject")(_one_line)
 
 
 class TemplateContent(BaseModel):
@@ -34,12 +45,7 @@ class TemplateContent(BaseModel):
         default_factory=dict, description="Per-locale variants: {'fr': {...}}"
     )
 
-    @field_validator("subject")
-    @classmethod
-    def _one_line(cls, value: str) -> str:
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-            raise ValueError("the subject must be one line without control characters")
-        return value
+    _subject_one_line = field_validator("subject")(_one_line)
 
     @field_validator("variants")
     @classmethod

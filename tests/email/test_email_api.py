@@ -35,6 +35,12 @@ async def _group(client, headers, gid="newsletter", name="Newsletter"):
         ({"html": "<p>{{ trait.first_name }}</p>"}, "html", "unknown variable(s): trait"),
         ({"html": "{{ ''.__class__ }}"}, "html", "not allowed"),
         ({"subject": "Hi\r\nBcc: eve@evil.example"}, "subject", "one line"),
+        ({"subject": "Hi\u2028Bcc: eve@evil.example"}, "subject", "one line"),
+        (
+            {"variants": {"fr": {"subject": "Salut\r\nBcc: eve@evil.example"}}},
+            "variants.fr.subject",
+            "one line",
+        ),
         ({"subscription_group": "nope"}, "subscription_group", "no subscription group"),
         ({"variants": {"fr": {"html": "{{ config }}"}}}, "variants.fr.html", "unknown variable"),
     ],
