@@ -47,7 +47,7 @@ from activities.contracts import (
     FinishBroadcastRequest,
 )
 from activities.heartbeat import HEARTBEAT_EVERY_SECONDS
-from activities.smtp import Mailer, PermanentFailure, TemporaryFailure, UnsupportedRecipient
+from activities.smtp import Mailer, NotABounce, PermanentFailure, TemporaryFailure
 from config.settings import Settings
 from domain.broadcasts import service as broadcasts
 from domain.broadcasts.service import BatchPlan
@@ -204,7 +204,7 @@ class _Run:
             except PermanentFailure as exc:
                 self._slots.release()
                 self._failed.append((item, str(exc), message.subject))
-                if not isinstance(exc, UnsupportedRecipient):  # our relay's limit, not a bounce
+                if not isinstance(exc, NotABounce):  # our relay's limit or setup, not a bounce
                     self._bounced.append((item.customer["email"], str(exc)[:500]))
             except TemporaryFailure as exc:  # left pending: the retried attempt sends it
                 self._slots.release()

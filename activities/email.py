@@ -12,7 +12,7 @@ from activities.contracts import RENDER_FAILED, SEND_EMAIL, UNDELIVERABLE, SendE
 from activities.group_commit import GroupCommit
 from activities.heartbeat import heartbeating
 from activities.journey_status import JourneyStatusCache
-from activities.smtp import Mailer, PermanentFailure, UnsupportedRecipient
+from activities.smtp import Mailer, NotABounce, PermanentFailure
 from config.settings import Settings
 from domain.customers import service as customers
 from domain.db import transaction
@@ -66,7 +66,7 @@ class EmailActivities:
         except PermanentFailure as exc:
             async with transaction(self._sessions) as session:
                 await email.finish_message(session, req.idempotency_key, "failed", str(exc))
-                if not isinstance(exc, UnsupportedRecipient):  # our relay's limit, not a bounce
+                if not isinstance(exc, NotABounce):  # our relay's limit or setup, not a bounce
                     await subscriptions.suppress_address(session, outcome.to, "bounced", str(exc)[:500])
             raise ApplicationError(str(exc), type=UNDELIVERABLE, non_retryable=True) from exc
         # Temporary failures propagate: Temporal retries with the workflow's backoff policy.

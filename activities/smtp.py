@@ -24,7 +24,26 @@ class TemporaryFailure(Exception):
     """The server asked us to try later (4xx) or could not be reached."""
 
 
-class UnsupportedRecipient(PermanentFailure):
+class NotABounce(PermanentFailure):
+    """A permanent failure that says nothing about the recipient's mailbox: the address must not be
+    suppressed as bounced because of it."""
+
+
+class RelayRefused(NotABounce):
+    """The server refused our session rather than the mailbox (our sender, our credentials, its
+    greeting or EHLO): a configuration problem on our side, which every recipient would hit."""
+
+
+# 5xx replies to these commands are about us, not the recipient (RCPT TO refusals are raised apart).
+_ABOUT_US = (
+    aiosmtplib.SMTPSenderRefused,
+    aiosmtplib.SMTPAuthenticationError,
+    aiosmtplib.SMTPHeloError,
+    aiosmtplib.SMTPConnectResponseError,
+)
+
+
+class UnsupportedRecipient(NotABounce):
     """The address cannot be carried by this server (a non-ASCII local part, and no SMTPUTF8):
     no retry will help, and it says nothing about the mailbox itself."""
 
@@ -76,6 +95,8 @@ class Mailer:
                 except aiosmtplib.SMTPResponseException as exc:
                     await _discard(client)
                     if 500 <= exc.code < 600:
+                        if isinstance(exc, _ABOUT_US):
+                            raise RelayRefused(f"{exc.code} {exc.message}") from exc
                         raise PermanentFailure(f"{exc.code} {exc.message}") from exc
                     raise TemporaryFailure(f"{exc.code} {exc.message}") from exc
                 except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:

@@ -182,3 +182,37 @@ async def test_a_slow_template_fails_its_send_clearly_and_the_next_send_works(se
     assert (await run_activity(activities.send_email, _req(cid, key="k-ok"))).status == "sent"
     [msg] = await capture.wait_for_count(1)
     assert msg["subject"] == "Hi Ann"
+
+
+class _SenderRefusingHandler:
+    """A relay that will not take mail from our sender (a configuration problem on our side)."""
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        return "553 5.7.1 sender address rejected: not owned by user"
+
+
+async def test_a_relay_refusing_our_sender_fails_the_send_but_suppresses_no_recipient(settings, sessions):
+    """A 5xx to MAIL FROM says nothing about the mailbox: suppressing it as bounced would stop all
+    later mail to every recipient the misconfigured relay saw."""
+    import asyncio
+
+    from aiosmtpd.smtp import SMTP
+
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(_SenderRefusingHandler()), host=settings.smtp_host, port=settings.smtp_port
+    )
+    mailer = Mailer(settings, size=1)
+    try:
+        acts = EmailActivities(settings, sessions, mailer)
+        cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+        await add_template(sessions)
+        with pytest.raises(ApplicationError) as err:
+            await run_activity(acts.send_email, _req(cid, key="k-ann"))
+        assert "553" in str(err.value)
+        async with transaction(sessions) as session:
+            assert await subscriptions.blocked(session, {cid: "ann@example.com"}, "transactional", None) == {}
+            assert await subscriptions.list_suppressions(session, 10, None) == []
+    finally:
+        await mailer.close()
+        server.close()
+        await server.wait_closed()
