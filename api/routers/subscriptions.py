@@ -58,8 +58,9 @@ async def add_suppression(spec: SuppressionIn, session: Session, _: Marketer) ->
     await subscriptions.add_suppression(session, spec)
 
 
-@router.delete("/api/suppressions/{address}", status_code=204, summary="Lift a suppression")
+@router.delete("/api/suppressions/{address:path}", status_code=204, summary="Lift a suppression")
 async def remove_suppression(address: str, session: Session, _: Admin) -> None:
+    # ":path": a local part may hold a "/" (RFC 5322 atext), which the router decodes before matching
     await subscriptions.remove_suppression(session, address)
 
 

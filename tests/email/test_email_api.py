@@ -206,3 +206,20 @@ async def test_feedback_webhook_needs_an_admin_key_and_feeds_suppressions(
         headers=admin_headers,
     )
     assert r.status_code == 422 and r.json()["detail"][0]["field"].startswith("events.0.email")
+
+
+async def test_a_suppression_of_an_address_with_a_slash_can_be_lifted(
+    client, marketer_headers, admin_headers
+):
+    """'/' is allowed in a local part: the suppression it got must be reachable by DELETE too."""
+    r = await client.post(
+        "/api/suppressions",
+        json={"address": "sales/eu@example.com", "reason": "unsubscribed"},
+        headers=marketer_headers,
+    )
+    assert r.status_code == 204, r.text
+    r = await client.delete("/api/suppressions/sales%2Feu@example.com", headers=admin_headers)
+    assert r.status_code == 204, r.text
+    assert (await client.get("/api/suppressions", headers=marketer_headers)).json() == []
+    r = await client.delete("/api/suppressions/sales%2Feu@example.com", headers=admin_headers)
+    assert r.status_code == 404 and "'sales/eu@example.com' is not suppressed" in r.text
