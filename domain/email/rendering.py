@@ -254,7 +254,7 @@ def pick_variant(variants: dict[str, dict[str, Any]] | None, locale: str | None)
     if not variants or not locale:
         return None
     wanted = locale.replace("_", "-").lower()
-    lowered = {k.lower(): v for k, v in variants.items()}
+    lowered = {k.replace("_", "-").lower(): v for k, v in variants.items()}  # saved as pt_BR or pt-BR
     return lowered.get(wanted) or lowered.get(wanted.split("-")[0])
 
 

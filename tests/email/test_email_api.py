@@ -223,3 +223,17 @@ async def test_a_suppression_of_an_address_with_a_slash_can_be_lifted(
     assert (await client.get("/api/suppressions", headers=marketer_headers)).json() == []
     r = await client.delete("/api/suppressions/sales%2Feu@example.com", headers=admin_headers)
     assert r.status_code == 404 and "'sales/eu@example.com' is not suppressed" in r.text
+
+
+async def test_a_variant_saved_with_an_underscore_tag_is_chosen(client, marketer_headers, sessions):
+    """The locale pattern takes 'pt_BR' as well as 'pt-BR'; customers' locales are stored 'pt-BR'."""
+    r = await client.post(
+        "/api/templates",
+        json=GOOD | {"variants": {"pt_BR": {"subject": "Olá {{ traits.first_name }}"}}},
+        headers=marketer_headers,
+    )
+    assert r.status_code == 201, r.text
+    cid = await add_customer(sessions, email="ana@example.com", traits={"first_name": "Ana"}, locale="pt-BR")
+    for body in [{"customer_id": cid}, {"traits": {"first_name": "Ana"}, "locale": "pt-BR"}]:
+        r = await client.post("/api/templates/welcome/preview", json=body, headers=marketer_headers)
+        assert r.status_code == 200 and r.json()["subject"] == "Olá Ana", (body, r.text)
