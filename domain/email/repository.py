@@ -9,7 +9,11 @@ from domain.db import insert_ignoring_conflicts
 from domain.email.models import Message, Template, TemplateVersion
 
 
-async def get_template(session: AsyncSession, template_id: str) -> Template | None:
+async def get_template(session: AsyncSession, template_id: str, *, lock: bool = False) -> Template | None:
+    """``lock``: row-locked (PostgreSQL) until the transaction ends, so concurrent saves of one template
+    take turns, each getting the next version number (SQLite serialises writers anyway)."""
+    if lock:
+        return await session.get(Template, template_id, with_for_update=True, populate_existing=True)
     return await session.get(Template, template_id)
 
 

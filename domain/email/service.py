@@ -87,7 +87,7 @@ async def create_template(session: AsyncSession, spec: TemplateIn) -> TemplateOu
 async def update_template(session: AsyncSession, template_id: str, spec: TemplateUpdate) -> TemplateOut:
     """Saves a new version; journeys already published keep the version they pinned."""
     await _check(session, spec)
-    template = await _template(session, template_id)
+    template = await _template(session, template_id, lock=True)
     template.current_version += 1
     if spec.name:
         template.name = spec.name
@@ -126,8 +126,8 @@ async def get_version(session: AsyncSession, template_id: str, version: int) -> 
     return found
 
 
-async def _template(session: AsyncSession, template_id: str) -> Template:
-    template = await repository.get_template(session, template_id)
+async def _template(session: AsyncSession, template_id: str, *, lock: bool = False) -> Template:
+    template = await repository.get_template(session, template_id, lock=lock)
     if template is None:
         raise NotFound(f"no template {template_id!r}")
     return template

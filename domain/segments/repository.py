@@ -70,7 +70,13 @@ def _dialect(session: AsyncSession) -> str:
 
 
 # -- segments and versions ---------------------------------------------------------------------------
-async def get(session: AsyncSession, segment_id: str) -> Segment | None:
+async def get(session: AsyncSession, segment_id: str, *, lock: bool = False) -> Segment | None:
+    """``lock``: for a new version, row-locked (PostgreSQL, no-key update: passes that key-share lock
+    the segment go on) until the transaction ends, so concurrent saves take turns."""
+    if lock:
+        return await session.get(
+            Segment, segment_id, with_for_update={"key_share": True}, populate_existing=True
+        )
     return await session.get(Segment, segment_id)
 
 

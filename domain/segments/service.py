@@ -197,8 +197,8 @@ def _described(segment: Segment, rule: dict[str, Any], members: int) -> SegmentO
     )
 
 
-async def _segment(session: AsyncSession, segment_id: str) -> Segment:
-    found = await repository.get(session, segment_id)
+async def _segment(session: AsyncSession, segment_id: str, *, lock: bool = False) -> Segment:
+    found = await repository.get(session, segment_id, lock=lock)
     if found is None:
         raise NotFound(f"segment {segment_id!r} does not exist")
     return found
@@ -231,7 +231,7 @@ async def create(session: AsyncSession, spec: SegmentIn, *, now: datetime | None
 async def update(
     session: AsyncSession, segment_id: str, spec: SegmentUpdate, *, now: datetime | None = None
 ) -> SegmentOut:
-    segment = await _segment(session, segment_id)
+    segment = await _segment(session, segment_id, lock=True)
     at = now or utcnow()
     if spec.rule is not None:
         rule = parse_rule(spec.rule)
