@@ -63,11 +63,12 @@ def period(start: str | None, end: str | None, *, now: datetime, default_days: i
 
 
 def optional_period(start: str | None, end: str | None, *, now: datetime) -> Period | None:
-    """None when neither bound is given (all time); a missing bound is open on that side."""
+    """None when neither bound is given (all time); a missing bound is open on that side: the first or
+    the last time a request may name (so any bound that may be named has a period on its other side)."""
     if not start and not end:
         return None
-    begin = parse_instant(start, "from") if start else datetime(1970, 1, 1, tzinfo=UTC)
-    stop = parse_instant(end, "to") if end else now + timedelta(days=36_500)
+    begin = parse_instant(start, "from") if start else EARLIEST
+    stop = parse_instant(end, "to") if end else LATEST
     if begin >= stop:
         raise _invalid("from", f"from ({begin.isoformat()}) must be before to ({stop.isoformat()})")
     return Period(begin, stop)

@@ -53,3 +53,13 @@ def test_the_edges_of_the_range_are_periods():
             periods.parse_instant(outside, "to")
     with pytest.raises(periods.InvalidInput):  # from 2200-01-01 is not before any to
         periods.period("2200-01-01", None, now=NOW)
+
+
+@pytest.mark.parametrize("params", [{"to": "1950-01-01"}, {"from": "2150-01-01"}, {"to": "1900-01-02"}])
+async def test_a_journey_period_with_one_bound_is_open_on_the_other_side(client, marketer_headers, params):
+    # The open side was 1970-01-01 or 100 years after now: a `to` before 1970 or a `from` after that
+    # was refused as "from (1970-01-01...) must be before to", naming a bound nobody sent.
+    got = await client.get("/api/analytics/journeys/any", params=params, headers=marketer_headers)
+    assert got.status_code == 404, got.text  # the period is fine; the journey does not exist
+    assert periods.optional_period(None, "1950-01-01", now=NOW).start.year == 1900
+    assert periods.optional_period("2150-01-01", None, now=NOW).end.year == 2200
