@@ -186,6 +186,24 @@ def consistency_rows(checks: Checks, fields: list[str]) -> Select:
     return select(everything).order_by(everything.c[0], everything.c[2])
 
 
+def _compared(dialect: str, traits, field: str):
+    """A trait's value as sources are compared on it: as JSON values, so that a number never equals
+    the string of its digits nor true the string "true", and 1 equals 1.0 (NULL for a missing key or
+    JSON null). Emails (always strings) are compared lower-cased."""
+    value = JsonValue(dialect, traits, field)
+    if dialect == "postgresql":  # jsonb equality: typed, numbers by value
+        if field == "email":
+            return func.to_jsonb(func.lower(value.text))
+        return case((value.type != "null", traits.op("->")(field)))
+    if field == "email":
+        return func.lower(value.text)
+    # SQLite: numbers as numbers (1 = 1.0), anything else as its JSON text ('"true"' is not 'true')
+    return case(
+        (value.type.in_(("integer", "real")), value.text),
+        (value.type != "null", traits.op("->")(f'$."{field}"')),
+    )
+
+
 def _source_conflicts(dialect: str, fields: list[str]) -> Select:
     """Customers whose sources' latest identify calls (the latest carrying the field) give different
     values for a field: one pass over the identify calls (a partial index finds them), by field."""
@@ -198,9 +216,7 @@ def _source_conflicts(dialect: str, fields: list[str]) -> Select:
     i = identifies.c
     per_field = []
     for field in fields:
-        value = JsonValue(dialect, i.traits, field).text
-        if field == "email":
-            value = func.lower(value)
+        value = _compared(dialect, i.traits, field)
         per_field.append(
             select(i.customer_id, i.source_key_id, i.timestamp, i.id, literal(field, String).label("field"),
                    value.label("value")).where(value.is_not(None))

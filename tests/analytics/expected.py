@@ -352,6 +352,7 @@ def data_quality(world: World, *, required=("email", "first_name", "last_name"),
             if e["type"] != "identify" or e["source_key_id"] is None or value is None:
                 continue
             value = value.lower() if field_name == "email" else value
+            value = (isinstance(value, bool), value)  # JSON values: true is not 1 (1 is 1.0)
             key = (e["customer_id"], e["source_key_id"])
             if key not in latest or (e["timestamp"], e["id"]) > latest[key][:2]:
                 latest[key] = (e["timestamp"], e["id"], value)

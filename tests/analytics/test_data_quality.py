@@ -105,3 +105,33 @@ async def test_csv_cells_are_never_spreadsheet_formulas(client, marketer_headers
     exported = await client.get("/api/analytics/data-quality.csv", headers=marketer_headers)
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     assert rows and all(r["user_id"] == '\'=HYPERLINK("http://x")' for r in rows)
+
+
+async def test_sources_are_compared_on_typed_values_alike_on_both_databases(
+    client, marketer_headers, sessions, write_key
+):
+    # PostgreSQL compared the values as text (the number 4930123456 agreed with the string
+    # "4930123456", true with "true", and 1 disagreed with 1.0); SQLite compared them as SQL values
+    # (true agreed with 1). Now both compare JSON values: typed, numbers by value.
+    from tests.conftest import make_key
+
+    other = await make_key(sessions, write=True)
+    pairs = {
+        "digits": (4930123456, "4930123456"),  # disagree
+        "flag": (True, "true"),  # disagree
+        "bool-number": (True, 1),  # disagree
+        "one": (1, 1.0),  # agree
+        "same": ("Ada", "Ada"),  # agree
+    }
+    for user, values in pairs.items():
+        for key, value in zip((write_key, other), values, strict=True):
+            traits = {"phone": value, "first_name": value}
+            got = await client.post("/v1/identify", auth=(key, ""), json={"userId": user, "traits": traits})
+            assert got.status_code == 200, got.text
+    got = await client.get("/api/analytics/data-quality", headers=marketer_headers)
+    disagreeing = {
+        (f["user_id"], f["field"])
+        for f in got.json()["findings"]
+        if f["dimension"] == "consistency" and "sources" in f["problem"]
+    }
+    assert disagreeing == {(u, f) for u in ("digits", "flag", "bool-number") for f in ("phone", "first_name")}
