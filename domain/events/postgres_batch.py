@@ -17,6 +17,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.repository import IDENTITY_CHANGES_LOCK
+from domain.events.schemas import ASCII_SPACE, PLAIN_NUMBER
 
 # A request's fields, then a call's fields as the schemas dump them (see CALL_FIELDS there).
 _REQUEST_COLUMNS = """
@@ -33,14 +34,15 @@ _CALL_NAMES = (
     'properties, traits, context, timestamp, "sentAt", seq'
 )
 
-# A revenue property counts when it is a JSON number or a string holding a plain decimal number, and
-# when it fits the lifetime value column; anything else adds nothing (as in PurchaseRule.revenue).
-_AMOUNT = """
+# A revenue property counts when it is a JSON number or a string holding a plain decimal number (ASCII
+# digits, ASCII white space around: \\s would also take Unicode spaces, which trim leaves and the cast
+# refuses), and when it fits the lifetime value column; anything else adds nothing (as in
+# PurchaseRule.revenue, with the same PLAIN_NUMBER).
+_AMOUNT = f"""
     CASE jsonb_typeof(properties -> revenue_property)
         WHEN 'number' THEN CAST(properties ->> revenue_property AS NUMERIC)
-        WHEN 'string' THEN CASE WHEN properties ->> revenue_property
-                                     ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]{1,3})?\\s*$'
-                           THEN CAST(trim(properties ->> revenue_property) AS NUMERIC) END
+        WHEN 'string' THEN CASE WHEN properties ->> revenue_property ~ '^{PLAIN_NUMBER.pattern}$'
+                           THEN CAST(btrim(properties ->> revenue_property, E'{ASCII_SPACE}') AS NUMERIC) END
     END
 """
 _REVENUE = f"""

@@ -23,6 +23,7 @@ from domain.customers import service as customers
 from domain.db import utcnow
 from domain.events import postgres_batch, sqlite_batch
 from domain.events.schemas import (
+    PLAIN_NUMBER,
     AliasCall,
     Call,
     IdentifyCall,
@@ -50,8 +51,10 @@ class PurchaseRule:
         value = properties.get(self.revenue_property)
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             return Decimal(0)
+        if isinstance(value, str) and not PLAIN_NUMBER.fullmatch(value):
+            return Decimal(0)
         try:
-            amount = Decimal(str(value).strip())
+            amount = Decimal(str(value).strip(" \t\n\r\f\v"))
             if not amount.is_finite() or abs(amount) >= MAX_REVENUE:
                 return Decimal(0)
             return amount.quantize(CENT, rounding=ROUND_HALF_UP)

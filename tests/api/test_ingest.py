@@ -441,3 +441,20 @@ async def test_revenue_counts_to_the_cent_and_ignores_what_is_not_an_amount(clie
     r = await _customer(sessions, "r")
     # 2.35 (half up) + 1000 + 7 - 5 (a refund); the absurd, the malformed and the missing add nothing.
     assert (r.order_count, r.lifetime_value) == (len(revenues), Decimal("1004.35"))
+
+
+async def test_a_revenue_string_counts_only_as_a_plain_ascii_number_alike_on_both_databases(
+    client, sessions, write_key
+):
+    # PostgreSQL's \s took a Unicode space that trim() then left for the cast to refuse: a 500, and
+    # nothing stored. SQLite's Decimal took '1_000', Arabic-Indic digits and a no-break space, which
+    # PostgreSQL counted 0.
+    revenues = ["12\u2003", "1_000", "\u0661\u0662", "\u00a09", "1e0001", "\t7\n", "+.5"]
+    batch = [
+        {"type": "track", "userId": "r", "event": "Order Completed", "properties": {"revenue": value}}
+        for value in revenues
+    ]
+    got = await client.post("/v1/batch", json={"batch": batch}, auth=(write_key, ""))
+    assert got.status_code == 200, got.text
+    r = await _customer(sessions, "r")
+    assert (r.order_count, r.lifetime_value) == (len(revenues), Decimal("7.50"))
