@@ -105,6 +105,10 @@ def sha256_hex(value: str | None) -> str | None:
     return None if value is None else hashlib.sha256(value.encode()).hexdigest()
 
 
+def unicode_lower(value: str | None) -> str | None:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _tune_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -112,6 +116,8 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         # PostgreSQL has sha256(); SQLite gets the standard library's, so both can hash in SQL.
         dbapi_connection.create_function("sha256_hex", 1, sha256_hex, deterministic=True)
+        # SQLite's lower() folds ASCII only ('RÉCLAMATION' -> 'rÉclamation'); PostgreSQL's every letter.
+        dbapi_connection.create_function("unicode_lower", 1, unicode_lower, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a message recorded as sent survives a power cut; the ledger depends on it.

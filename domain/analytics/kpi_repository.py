@@ -61,7 +61,9 @@ async def csat(session: AsyncSession, buckets: list[Period]) -> list[tuple[int, 
 
 async def complaints(session: AsyncSession, buckets: list[Period], terms: list[str]) -> list[tuple[int, int]]:
     """Per bucket: cases opened in it that are complaints, and all cases opened in it."""
-    reason = func.lower(cases.c.reason)
+    # Case-insensitive in every script, as the terms are lower-cased (SQLite's lower() is ASCII only).
+    lower = func.lower if dialect_of(session) == "postgresql" else func.unicode_lower
+    reason = lower(cases.c.reason)
     complaint = or_(*[reason.contains(term.lower(), autoescape=True) for term in terms])
     bucket = _bucket(cases.c.created_at, buckets)
     query = (

@@ -103,3 +103,30 @@ async def test_index_weights_and_windows_come_from_the_settings(app, client, mar
     assert k["marketing_conversion_rate"]["converted"] == answer["converted"]
     assert k["roi"]["value"] == pytest.approx(answer["roi"])
     assert k["complaint_count"]["value"] == answer["complaint_count"]
+
+
+async def test_complaint_terms_match_whatever_the_case_in_any_script(
+    app, client, marketer_headers, sessions, world
+):
+    # SQLite's lower() folds ASCII only: 'RÉCLAMATION' did not contain 'réclamation' there (PostgreSQL's
+    # did), so the two databases counted different complaints.
+    from sqlalchemy import update
+
+    from domain.cases.models import Case
+    from domain.db import transaction
+
+    opened = [c for c in world.cases if world.start <= c["created_at"] < world.end]
+    for c, reason in zip(opened[:3], ("RÉCLAMATION client", "Réclamation", "ÉTÉ"), strict=True):
+        c["reason"] = reason
+        async with transaction(sessions) as session:
+            await session.execute(update(Case).where(Case.id == c["id"]).values(reason=reason))
+    terms = ["réclamation"]
+    app.state.settings = app.state.settings.model_copy(update={"analytics_complaint_terms": terms})
+    answer = expected.kpis(world, world.start, world.end, terms=terms)
+    got = await client.get(
+        "/api/analytics/kpis",
+        params={"from": iso(world.start), "to": iso(world.end)},
+        headers=marketer_headers,
+    )
+    assert answer["complaint_count"] == 2
+    assert got.json()["complaint_count"] == {"value": 2, "cases_opened": answer["cases_opened"]}
