@@ -299,6 +299,14 @@ class Goal(_Strict):
     def _one(self) -> Goal:
         if (self.event is None) == (self.segment is None):
             raise ValueError("a goal is either an event or a segment")
+        for key, value in self.where.items():
+            # Conversions are counted in SQL (domain.analytics), which compares plain values only: a
+            # goal it cannot read would fail the journey's analytics and the KPIs it counts towards.
+            if '"' in key or isinstance(value, dict | list):
+                raise ValueError(
+                    f"where.{key}: a goal compares plain values (text, numbers, true/false, null), "
+                    "not lists or objects, and property names without quotes"
+                )
         return self
 
 

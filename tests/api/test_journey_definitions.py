@@ -168,6 +168,12 @@ CASES = [
         "s",
         "at least 1 item",
     ),
+    (
+        "goal on a list value analytics cannot count",
+        _journey(ENTRY, SEND, DONE, rules={"goal": {"event": "Order Completed", "where": {"items": ["a"]}}}),
+        None,
+        "where.items: a goal compares plain values",
+    ),
 ]
 
 
