@@ -28,6 +28,11 @@ def _page(name: str, status: int = 200, **values) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
 
+def _forgotten(status: int = 410) -> HTMLResponse:
+    """The page for a link of an erased customer (as a page, not the API's JSON 404)."""
+    return _page("forgotten", status)
+
+
 def _secret(request: Request) -> str:
     return request.app.state.settings.secret_key.get_secret_value()
 
@@ -43,7 +48,10 @@ async def confirm_unsubscribe(token: str, request: Request, session: Session):
         customer_id, group_id = subscriptions.read_unsubscribe_token(_secret(request), token)
     except BadToken as exc:
         return _page("invalid_link", 403, reason=str(exc))
-    prefs = await subscriptions.preferences(session, customer_id)
+    try:
+        prefs = await subscriptions.preferences(session, customer_id)
+    except subscriptions.CustomerGone:
+        return _forgotten()
     return _page(
         "unsubscribe_confirm",
         what=_what(group_id),
@@ -60,8 +68,11 @@ async def one_click_unsubscribe(token: str, request: Request, session: Session):
         customer_id, group_id = subscriptions.read_unsubscribe_token(_secret(request), token)
     except BadToken as exc:
         return _page("invalid_link", 403, reason=str(exc))
-    await subscriptions.unsubscribe(session, customer_id, group_id, "one_click")
-    prefs = await subscriptions.preferences(session, customer_id)
+    try:
+        await subscriptions.unsubscribe(session, customer_id, group_id, "one_click")
+        prefs = await subscriptions.preferences(session, customer_id)
+    except subscriptions.CustomerGone:
+        return _forgotten(200)  # nothing more goes to them: the unsubscribe holds (RFC 8058 wants a 2xx)
     return _page(
         "unsubscribe_done",
         what=_what(group_id),
@@ -76,7 +87,10 @@ async def preference_page(token: str, request: Request, session: Session):
         customer_id = subscriptions.read_preferences_token(_secret(request), token)
     except BadToken as exc:
         return _page("invalid_link", 403, reason=str(exc))
-    prefs = await subscriptions.preferences(session, customer_id)
+    try:
+        prefs = await subscriptions.preferences(session, customer_id)
+    except subscriptions.CustomerGone:
+        return _forgotten()
     return _page("preferences", prefs=prefs, action=f"/preferences/{token}", saved=False)
 
 
@@ -88,7 +102,10 @@ async def save_preferences(token: str, request: Request, session: Session):
         return _page("invalid_link", 403, reason=str(exc))
     body = await request.body()
     form = parse_qs(body[:65536].decode("utf-8", "replace"))
-    prefs = await subscriptions.save_preferences(
-        session, customer_id, set(form.get("group", [])), bool(form.get("unsubscribe_all"))
-    )
+    try:
+        prefs = await subscriptions.save_preferences(
+            session, customer_id, set(form.get("group", [])), bool(form.get("unsubscribe_all"))
+        )
+    except subscriptions.CustomerGone:
+        return _forgotten()
     return _page("preferences", prefs=prefs, action=f"/preferences/{token}", saved=True)

@@ -103,12 +103,16 @@ async def blocked(
     return out
 
 
+class CustomerGone(NotFound):
+    """The customer a link names was erased: nothing is kept about them, and nothing more is sent."""
+
+
 async def _current(session: AsyncSession, customer_id: int):
     """The customer a link names: itself, or the profile it was merged into since the email was sent
     (a visitor who later logged in), so their choice is honoured and stored against a live profile."""
     customer = await customer_service.get_current(session, customer_id)
     if customer is None:
-        raise NotFound("this customer no longer exists")
+        raise CustomerGone("this customer no longer exists")
     return customer
 
 

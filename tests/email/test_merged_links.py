@@ -104,3 +104,28 @@ async def test_opens_and_clicks_from_before_a_merge_count_for_the_merged_profile
             )
         ).all()
     assert sorted(rows) == [("Email Link Clicked", known), ("Email Opened", known)]
+
+
+async def test_links_of_an_erased_customer_answer_a_page_saying_nothing_is_kept(
+    client, marketer_headers, sessions, settings
+):
+    links = MessageFactory(settings)
+    ann, _ = await _merged(client, marketer_headers, sessions)
+    unsubscribe = links.unsubscribe_url(ann, "news").removeprefix(links._base)
+    preferences = links.preferences_url(ann).removeprefix(links._base)
+    async with transaction(sessions) as session:
+        await customers.hold_for_erasure(session, ann)
+        await customers.erase(session, ann, by_key_id=None, reason="asked")
+
+    answers = [
+        await client.get(unsubscribe),
+        await client.post(unsubscribe, content="List-Unsubscribe=One-Click", headers=FORM),
+        await client.get(preferences),
+        await client.post(preferences, content="", headers=FORM),
+    ]
+
+    # Pages, not the API's JSON; a mailbox provider's one-click POST gets its 2xx.
+    assert [a.status_code for a in answers] == [410, 200, 410, 410], [a.text for a in answers]
+    for answer in answers:
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "We keep nothing about you any more" in answer.text
