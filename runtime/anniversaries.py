@@ -18,7 +18,7 @@ from activities.contracts import EventRef
 from domain.db import transaction, utcnow
 from domain.journeys import service as journeys
 from domain.journeys import timing
-from runtime.journey_start import record_started, start_enrollment
+from runtime.journey_start import record_started, start_enrollment, started_row
 
 LOOKAHEAD = timedelta(hours=48)
 PAGE = 1000
@@ -67,11 +67,4 @@ async def _start(client, sessions, version, customer_id: int, moment: datetime, 
     ref = EventRef(id=0, name="$anniversary", properties={"year": moment.year}, timestamp=moment.isoformat())
     if not await start_enrollment(client, version, customer_id, workflow_id, ref, task_queue=task_queue):
         return False
-    row = {
-        "workflow_id": workflow_id,
-        "journey_id": version.journey_id,
-        "version": version.version,
-        "customer_id": customer_id,
-        "event_id": None,
-    }
-    return await record_started(client, sessions, [row]) == 1
+    return await record_started(client, sessions, [started_row(version, workflow_id, customer_id)]) == 1

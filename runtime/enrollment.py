@@ -19,7 +19,7 @@ from activities.contracts import EventRef
 from domain.db import transaction
 from domain.journeys import service as journeys
 from domain.journeys.schemas import JourneyVersionOut
-from runtime.journey_start import record_started, start_enrollment
+from runtime.journey_start import record_started, start_enrollment, started_row
 
 BATCH = 200
 
@@ -69,20 +69,7 @@ async def enroll_customers(
 
         started = await asyncio.gather(*(start_one(c, ids[c]) for c in todo))
         done = [c for c, ok in zip(todo, started, strict=True) if ok]
-        recorded = await record_started(
-            client,
-            sessions,
-            [
-                {
-                    "workflow_id": ids[customer_id],
-                    "journey_id": version.journey_id,
-                    "version": version.version,
-                    "customer_id": customer_id,
-                    "event_id": None,
-                }
-                for customer_id in done
-            ],
-        )
+        recorded = await record_started(client, sessions, [started_row(version, ids[c], c) for c in done])
         counts.skipped += len(todo) - recorded
         counts.enrolled += recorded
     return counts

@@ -36,7 +36,7 @@ from domain.events.models import LANE_EVENTS, LANE_SEGMENTS
 from domain.journeys import conditions
 from domain.journeys import definition as graph
 from domain.journeys import service as journeys
-from runtime.journey_start import record_started, start_enrollment
+from runtime.journey_start import record_started, start_enrollment, started_row
 from runtime.polling import poll_until_stopped
 
 log = logging.getLogger(__name__)
@@ -157,16 +157,7 @@ class EventRouter:
             self.stats.enrollments_started += await record_started(
                 self._client,
                 self._sessions,
-                [
-                    {
-                        "workflow_id": c.workflow_id,
-                        "journey_id": c.version.journey_id,
-                        "version": c.version.version,
-                        "customer_id": c.event.customer_id,
-                        "event_id": c.event.id,
-                    }
-                    for c in rows
-                ],
+                [started_row(c.version, c.workflow_id, c.event.customer_id, c.event.id) for c in rows],
             )
 
     async def _start(self, c: _Candidate) -> bool:

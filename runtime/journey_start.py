@@ -51,8 +51,20 @@ async def start_enrollment(
     return True
 
 
+def started_row(version, workflow_id: str, customer_id: int, event_id: int | None = None) -> dict:
+    """One enrollment just started on ``version``, as ``record_started`` takes it (``event_id``: the
+    event that enrolled the customer, None for the API and the anniversary sweep)."""
+    return {
+        "workflow_id": workflow_id,
+        "journey_id": version.journey_id,
+        "version": version.version,
+        "customer_id": customer_id,
+        "event_id": event_id,
+    }
+
+
 async def record_started(client: Client, sessions: async_sessionmaker[AsyncSession], rows: list[dict]) -> int:
-    """Record enrollments just started (``journeys.record_enrollments`` rows); returns how many.
+    """Record enrollments just started (``started_row``s); returns how many.
 
     A customer erased between the start and this record had their enrollments deleted from Temporal
     by the erasure, which could not see these: they are deleted here, so a journey that started
