@@ -54,7 +54,7 @@ class PurchaseRule:
         if isinstance(value, str) and not PLAIN_NUMBER.fullmatch(value):
             return Decimal(0)
         try:
-            amount = Decimal(str(value).strip(" \t\n\r\f\v"))
+            amount = Decimal(str(value).strip())  # a string has only PLAIN_NUMBER's ASCII space around
             if not amount.is_finite() or abs(amount) >= MAX_REVENUE:
                 return Decimal(0)
             return amount.quantize(CENT, rounding=ROUND_HALF_UP)
