@@ -288,14 +288,13 @@ def parse_batch(raw: bytes) -> tuple[Batch | None, list[dict[str, Any]]]:
     """A ``/v1/batch`` body validated in one pass of pydantic's core, straight from the JSON bytes;
     returns it, or every problem found (each naming the call's index and the field). Raises
     ``MalformedJSON`` when the body is not JSON."""
-    if b"NaN" in raw or b"Infinity" in raw:
-        # pydantic's parser takes NaN and Infinity (Python's json module writes them), which JSON has
-        # not: they would be stored as null. orjson, which reads the single calls, refuses them; two
-        # byte searches decide whether it needs to look (a regex for 1e400 cost most of a validation).
-        try:
-            orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedJSON(str(exc)) from None
+    # pydantic's parser takes NaN, Infinity and numbers beyond a float such as 1e400, which JSON has
+    # not (they would be stored as null); orjson, which reads the single calls, refuses them. Its
+    # reading is the check only: pydantic's keeps integers beyond 64 bits exact, to refuse them by name.
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJSON(str(exc)) from None
     try:
         return _BATCH.validate_json(raw), []
     except ValidationError as exc:

@@ -368,9 +368,9 @@ async def test_what_json_cannot_carry_or_no_column_store_is_refused_naming_the_f
 ):
     auth, json_type = (write_key, ""), {"Content-Type": "application/json"}
     call = b'{"type": "track", "userId": "ok", "event": "Fine", "properties": {"x": %s}}'
-    # NaN and Infinity are not JSON: a batch refuses them as a single call does (they were stored
-    # as null).
-    for number in (b"NaN", b"-Infinity", b"Infinity"):
+    # NaN and Infinity are not JSON, and 1e400 is beyond any float: a batch refuses them as a single
+    # call does (they were stored as null).
+    for number in (b"NaN", b"-Infinity", b"Infinity", b"1e400", b"-1E+999"):
         body = await _rejected(
             client,
             sessions,
