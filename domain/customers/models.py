@@ -25,6 +25,9 @@ class Customer(Base):
     traits: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     timezone: Mapped[str | None] = mapped_column(String(64))
     locale: Mapped[str | None] = mapped_column(String(35))
+    # When the person unsubscribed from all marketing (null: they have not, or subscribed again). Kept
+    # on the person as well as on the address they had: a new address does not undo their choice.
+    unsubscribed_all_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Facts kept up to date by ingestion (see domain/events/service.py).

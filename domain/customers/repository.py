@@ -200,6 +200,17 @@ async def reattribute(session: AsyncSession, source_id: int, target_id: int) -> 
             .where(model.__table__.c.customer_id == source_id)
             .values(customer_id=target_id)
         )
+    # An unsubscribe from all marketing made by either stands for the person (the target's time if both).
+    source_unsubscribed = select(customers.c.unsubscribed_all_at).where(customers.c.id == source_id)
+    await session.execute(
+        update(customers)
+        .where(customers.c.id == target_id)
+        .values(
+            unsubscribed_all_at=func.coalesce(
+                customers.c.unsubscribed_all_at, source_unsubscribed.scalar_subquery()
+            )
+        )
+    )
 
 
 async def record_merge(session: AsyncSession, source_id: int, target_id: int) -> None:

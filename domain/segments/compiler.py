@@ -304,6 +304,7 @@ class Compiler:
         reachable = and_(
             email.is_not(None),
             email != "",
+            customers.c.unsubscribed_all_at.is_(None),
             not_(exists(select(suppressions.c.id).where(suppressions.c.address == email))),
         )
         if group_id == r.ALL_MARKETING:

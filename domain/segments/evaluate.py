@@ -54,6 +54,7 @@ class CustomerFacts:
     score: Score | None = None
     email: str | None = None
     suppressed: bool = False  # the address is on the suppression list (any reason)
+    unsubscribed_all: bool = False  # the person unsubscribed from all marketing
     choices: dict[str, bool] = field(default_factory=dict)  # group id -> subscribed
     opt_in_groups: frozenset[str] = frozenset()  # groups that need an explicit opt-in
     # Customers without a loyalty account have no points and the programme's lowest tier.
@@ -63,8 +64,8 @@ class CustomerFacts:
 
 def subscribed(group_id: str, facts: CustomerFacts) -> bool:
     """The send-time check (domain.subscriptions.service.blocked) for a marketing email of the group:
-    an address, not suppressed, and not opted out (opt-in groups: opted in)."""
-    if not facts.email or facts.suppressed:
+    an address, not suppressed, not unsubscribed from all, and not opted out (opt-in groups: opted in)."""
+    if not facts.email or facts.suppressed or facts.unsubscribed_all:
         return False
     if group_id == r.ALL_MARKETING:
         return True

@@ -170,7 +170,10 @@ async def customer_facts(
     if customer is None:
         return None
     facts = CustomerFacts(
-        traits=dict(customer.traits or {}), timezone=customer.timezone, email=customer.email
+        traits=dict(customer.traits or {}),
+        timezone=customer.timezone,
+        email=customer.email,
+        unsubscribed_all=customer.unsubscribed_all_at is not None,
     )
     if event_names:
         rows = await session.execute(

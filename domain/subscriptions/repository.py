@@ -70,6 +70,25 @@ async def set_choice(
     return changed
 
 
+async def unsubscribed_from_all(session: AsyncSession, customer_ids: list[int]) -> set[int]:
+    """Those of the customers who unsubscribed from all marketing."""
+    if not customer_ids:
+        return set()
+    rows = await session.scalars(
+        select(Customer.id).where(Customer.id.in_(customer_ids), Customer.unsubscribed_all_at.is_not(None))
+    )
+    return set(rows.all())
+
+
+async def set_unsubscribed_from_all(session: AsyncSession, customer: Customer, unsubscribed: bool) -> bool:
+    """Record (or lift) the customer's unsubscribe from all marketing; returns whether it changed."""
+    if (customer.unsubscribed_all_at is not None) == unsubscribed:
+        return False
+    customer.unsubscribed_all_at = utcnow() if unsubscribed else None
+    await session.flush()
+    return True
+
+
 async def suppressed(session: AsyncSession, addresses: list[str]) -> dict[str, str]:
     if not addresses:
         return {}

@@ -88,7 +88,13 @@ async def blocked(
         reason = suppressed.get(address)
         if reason == "bounced" or (reason and category == MARKETING):
             out[customer_id] = f"address suppressed ({reason})"
-    if category != MARKETING or group_id is None:
+    if category != MARKETING:
+        return out
+    for customer_id in await repository.unsubscribed_from_all(
+        session, [c for c in recipients if c not in out]
+    ):
+        out[customer_id] = "unsubscribed from all marketing"
+    if group_id is None:
         return out
     group = await repository.get_group(session, group_id)
     choices = await repository.choices(session, [c for c in recipients if c not in out])
@@ -122,6 +128,7 @@ async def unsubscribe(session: AsyncSession, customer_id: int, group_id: str, so
     customer_id = customer.id
     if group_id == ALL_GROUPS or await repository.get_group(session, group_id) is None:
         # a group deleted since the email was sent: honour the wish by stopping all marketing
+        await _choose_all(session, customer, False, source)
         if customer.email:
             await _suppress(session, customer.email, "unsubscribed", f"{source} by customer")
         return
@@ -132,6 +139,14 @@ async def _choose(session: AsyncSession, customer_id: int, group_id: str, subscr
     if await repository.set_choice(session, customer_id, group_id, subscribed, source):
         properties = {"group_id": group_id, "subscribed": subscribed, "source": source}
         await repository.record_changed(session, properties, customer_id=customer_id)
+
+
+async def _choose_all(session: AsyncSession, customer, subscribed: bool, source: str) -> None:
+    """The person's choice for all marketing, kept on their profile: the address they have now is
+    suppressed too, but a later one must not undo the choice (nor does a profile without one lose it)."""
+    if await repository.set_unsubscribed_from_all(session, customer, not subscribed):
+        properties = {"group_id": ALL_GROUPS, "subscribed": subscribed, "source": source}
+        await repository.record_changed(session, properties, customer_id=customer.id)
 
 
 async def _suppress(session: AsyncSession, address: str, reason: str, detail: str | None) -> None:
@@ -155,7 +170,7 @@ async def preferences(session: AsyncSession, customer_id: int) -> Preferences:
     return Preferences(
         customer_id=customer_id,
         email=customer.email,
-        unsubscribed_from_all=bool(suppressed),
+        unsubscribed_from_all=bool(suppressed) or customer.unsubscribed_all_at is not None,
         groups=[
             PreferenceGroup(
                 id=g.id,
@@ -175,6 +190,7 @@ async def save_preferences(
     customer_id = current.customer_id  # the profile a merged-away id became
     for group in current.groups:
         await _choose(session, customer_id, group.id, group.id in subscribed, "preferences")
+    await _choose_all(session, await _current(session, customer_id), not unsubscribe_all, "preferences")
     if current.email:
         if unsubscribe_all:
             await _suppress(session, current.email, "unsubscribed", "preference page")

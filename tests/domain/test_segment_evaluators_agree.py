@@ -219,6 +219,7 @@ def customers(now: datetime):
             "score": score,
             "email": st.sampled_from([None, "", "mail"]),  # "mail": an address of its own
             "suppressed": st.booleans(),
+            "unsubscribed_all": st.sampled_from([False, False, False, True]),
             "choices": st.dictionaries(st.sampled_from(sorted(GROUPS)), st.booleans(), max_size=2),
             "account": st.one_of(
                 st.none(),
@@ -266,6 +267,7 @@ async def _load(sessions, now: datetime, people: list[dict], created_at: datetim
                     email=email,
                     traits=person["traits"],
                     timezone=person["timezone"],
+                    unsubscribed_all_at=now if person["unsubscribed_all"] else None,
                     first_seen_at=now,
                     last_seen_at=now,
                     created_at=created_at or now,
