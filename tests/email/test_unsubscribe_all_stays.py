@@ -4,27 +4,18 @@ their own re-subscribe on the preference page does."""
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import select
-from temporalio.worker import Worker
 
-from activities.contracts import EventRef
 from domain.customers.models import Customer
 from domain.db import transaction
 from domain.email.delivery import MessageFactory
 from domain.email.models import Message
-from domain.journeys import service as journeys
-from domain.journeys.schemas import JourneyIn
 from domain.segments import service as segments
 from domain.segments.schemas import SegmentIn
 from domain.subscriptions import service as subscriptions
-from runtime.worker import activities as worker_activities
-from tests.email.helpers import add_customer, add_template
-from tests.email.test_journey_unsubscribe import DEFINITION
+from tests.email.helpers import add_customer
+from tests.email.test_journey_unsubscribe import onboarding_running
 from tests.email.test_merged_links import FORM, _merge
-from tests.temporal_env import time_skipping
-from workflows.journey import JourneyInput, JourneyWorkflow
 
 MARKETING_TO_ALL = "unsubscribed from all marketing"
 
@@ -56,33 +47,13 @@ async def test_a_new_address_gets_no_marketing_after_an_unsubscribe_from_all(
     settings, sessions, client, capture, marketer_headers, write_key
 ):
     cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
-    await add_template(sessions, subscription_group="newsletter")
-    async with transaction(sessions) as session:
-        await journeys.create(session, JourneyIn(id="onboarding", name="Onboarding", definition=DEFINITION))
-        published = await journeys.publish(session, "onboarding")
-    queue = f"q-{uuid.uuid4().hex[:8]}"
-    async with await time_skipping() as env:
-        acts = worker_activities(settings, sessions)
-        async with Worker(env.client, task_queue=queue, workflows=[JourneyWorkflow], activities=acts):
-            handle = await env.client.start_workflow(
-                JourneyWorkflow.run,
-                JourneyInput(
-                    journey_id="onboarding",
-                    version=1,
-                    customer_id=cid,
-                    definition=published.definition,
-                    entry_event=EventRef(id=1, name="signed_up"),
-                ),
-                id=f"journey/onboarding/customer/{cid}",
-                task_queue=queue,
-            )
-            await capture.wait_for_count(1)
-            # Ann follows the first email's "unsubscribe from all" link, then gives the shop a new
-            # address.
-            await _one_click(client, settings, cid)
-            await _identify(client, write_key, "ann@example.com", "ann@new.example.com")
-            result = await handle.result()  # three days pass in skipped time
-        assert result.path == ["welcome", "wait", "followup", "done"]
+    async with onboarding_running(settings, sessions, cid) as handle:
+        await capture.wait_for_count(1)
+        # Ann follows the first email's "unsubscribe from all" link, then gives the shop a new address.
+        await _one_click(client, settings, cid)
+        await _identify(client, write_key, "ann@example.com", "ann@new.example.com")
+        result = await handle.result()  # three days pass in skipped time
+    assert result.path == ["welcome", "wait", "followup", "done"]
     assert capture.handler.received == 1  # nothing reached the new address
     async with sessions() as session:
         skipped = (await session.scalars(select(Message).where(Message.status == "skipped"))).all()
