@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        settings = Settings(dev_mode=True) if args.command == "dev" else Settings()
+        settings = _settings(args.command)
     except ValueError as exc:
         print(f"journeys: {exc}", file=sys.stderr)
         return 2
@@ -55,6 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "keys":
         return asyncio.run(_keys(settings, args))
     return 0
+
+
+# Commands that only reach the database: they sign no link and no webhook, so the secrets that the
+# API and the worker must have outside dev mode are not asked of them (a dev user runs `journeys keys
+# create` beside `journeys dev` with no secret set; a deploy migrates before the secrets matter).
+DATABASE_ONLY = frozenset({"migrate", "keys"})
+
+
+def _settings(command: str) -> Settings:
+    # For the database-only commands dev_mode lifts the secret checks and nothing else: they read the
+    # database URL and the log level, and create no dev key (only `journeys dev` does).
+    return Settings(dev_mode=True) if command == "dev" or command in DATABASE_ONLY else Settings()
 
 
 async def _worker(settings: Settings) -> None:
