@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from domain.db import StoredInt, StoredTime, VersionNumber
 from domain.email.schemas import SLUG
+from domain.events.schemas import is_timezone, normalise_email
 from domain.journeys.definition import Duration
 
 DEFINITION = Field(
@@ -103,7 +104,21 @@ class SimulatedEvent(BaseModel):
 class SimulatedCustomer(BaseModel):
     email: str | None = None
     traits: dict[str, Any] = Field(default_factory=dict)
-    timezone: str | None = None
+    timezone: str | None = Field(None, description="IANA name; default the journey's default_timezone.")
+
+    # Checked as ingestion checks a real customer's: a dry run with an address no send would take, or
+    # a zone that would silently be the journey's default, would show a path the journey never takes.
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_email(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None and not is_timezone(value):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Paris")
+        return value
 
 
 class SimulationIn(BaseModel):

@@ -81,6 +81,28 @@ async def test_simulation_input_is_validated(client, marketer_headers, sessions)
     assert missing.status_code == 404
 
 
+async def test_a_described_customer_is_checked_as_a_real_one(client, marketer_headers, sessions):
+    # A zone no customer could have was read as the journey's default (UTC), and an address no send
+    # would take was shown as the recipient: the dry run answered 200 for a path nobody walks.
+    await _setup(client, marketer_headers, sessions)
+    entry = {"name": "Cart Updated", "properties": {"cart_id": "c1"}}
+    for customer, field, problem in [
+        ({"timezone": "Nowhere"}, "customer.timezone", "'Nowhere' is not an IANA time zone"),
+        ({"email": "ada"}, "customer.email", "not a valid email address"),
+    ]:
+        spec = {"customer": customer, "entry": entry}
+        response = await client.post("/api/journeys/cart/simulate", json=spec, headers=marketer_headers)
+        assert response.status_code == 422, response.text
+        [detail] = response.json()["detail"]
+        assert detail["field"] == field
+        assert problem in detail["problem"]
+
+    spec = {"customer": {"email": "Ada@Example.com", "timezone": "Europe/Paris"}, "entry": entry}
+    response = await client.post("/api/journeys/cart/simulate", json=spec, headers=marketer_headers)
+    assert response.status_code == 200, response.text
+    assert [m["to"] for m in response.json()["messages"]] == ["ada@example.com"]
+
+
 async def test_simulated_segment_goal_converts_on_entry_or_membership(client, marketer_headers, sessions):
     await add_team_and_segment(sessions, team="care", segment="buyers")
     assert (await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)).status_code == 201
