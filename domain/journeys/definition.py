@@ -133,7 +133,7 @@ class EntryNode(_Node):
         needs = {"event": ["event"], "segment": ["segment_id"], "date_trait": ["trait", "at"], "manual": []}
         missing = [f for f in needs[self.trigger] if getattr(self, f) is None]
         if missing:
-            raise ValueError(f"a {self.trigger} entry needs {', '.join(missing)}")
+            raise ValueError(f"an entry with trigger {self.trigger!r} needs {', '.join(missing)}")
         if self.reentry == "once_per_key" and not self.entry_key:
             raise ValueError("reentry 'once_per_key' needs entry_key (the event property naming the key)")
         if self.reentry == "once_per_key" and self.trigger != "event":

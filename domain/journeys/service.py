@@ -263,7 +263,7 @@ async def change_status(session: AsyncSession, journey_id: str, action: str) -> 
     journey = await _journey(session, journey_id)
     allowed, target = _TRANSITIONS[action]
     if journey.status not in allowed:
-        raise Conflict(f"a {journey.status} journey cannot {action}")
+        raise Conflict(f"the journey is {journey.status}: it cannot {action}")
     journey.status = target
     journey.updated_at = utcnow()
     return _out(journey), await repository.active_workflow_ids(session, journey_id)
@@ -529,7 +529,7 @@ async def manual_enrollment_target(
     """The live version to enroll into, the known customer ids and how many given ids are unknown."""
     journey = await _journey(session, journey_id)
     if journey.status != "published":
-        raise Conflict(f"a {journey.status} journey takes no new customers")
+        raise Conflict(f"the journey is {journey.status}: it takes no new customers")
     version = await get_version(session, journey_id, journey.published_version)
     entry = _entry_of(version.definition)
     if entry.get("trigger") not in ("manual", "segment"):
