@@ -27,7 +27,7 @@ from domain.events.schemas import (
     MAX_EVENT_BYTES,
     Accepted,
     MalformedJSON,
-    contains_nul,
+    nul_path,
     parse_batch,
     parse_call,
 )
@@ -121,15 +121,19 @@ def _storable(
     what all its calls share)."""
     if b"\\u0000" not in raw:
         return
-    problem = {"field": "body", "problem": "contains the NUL character (\\u0000), which cannot be stored"}
+    problem = "contains the NUL character (\\u0000), which cannot be stored"
     if items is None:
-        if contains_nul(_json(raw)):
-            raise BadEvent([problem])
+        if field := nul_path(_json(raw)):
+            raise BadEvent([{"field": field, "problem": problem}])
         return
-    problems = [{"index": i, **problem} for i, item in enumerate(items()) if contains_nul(item)]
+    problems = [
+        {"index": i, "field": field, "problem": problem}
+        for i, item in enumerate(items())
+        if (field := nul_path(item))
+    ]
     shared = {key: value for key, value in body().items() if key != "batch"} if body else {}
-    if contains_nul(shared):  # the batch's own context and sentAt, applied to each call
-        problems.append({**problem, "field": "context"})
+    if field := nul_path(shared):  # the batch's own context and sentAt, applied to each call
+        problems.append({"field": field, "problem": problem})
     if problems:
         raise BadEvent(problems)
 

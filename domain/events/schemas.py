@@ -304,9 +304,10 @@ def parse_batch(raw: bytes) -> tuple[Batch | None, list[dict[str, Any]]]:
         return None, [_batch_problem(err) for err in errors[:MAX_PROBLEMS]]
 
 
-def contains_nul(value: Any) -> bool:
-    """Whether parsed JSON holds the NUL character anywhere (no database stores it in text)."""
-    return first_string(value, lambda text: "\x00" in text) is not None
+def nul_path(value: Any) -> str | None:
+    """Where parsed JSON first holds the NUL character (no database stores it in text): the dotted path
+    of the key or value (``properties.note``, ``traits.tags.0``), or None when it holds none."""
+    return first_string(value, lambda text: "\x00" in text)
 
 
 def dump_calls(calls: list[Call]) -> bytes:

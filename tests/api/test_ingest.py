@@ -353,7 +353,17 @@ async def test_text_no_database_can_store_is_refused_naming_the_call(client, ses
         auth=auth,
         json={"batch": [good, {**good, "properties": {"note": "a\u0000b"}}]},
     )
-    assert body["detail"][0]["index"] == 1 and "NUL" in body["detail"][0]["problem"]
+    [problem] = body["detail"]
+    assert (problem["index"], problem["field"]) == (1, "properties.note") and "NUL" in problem["problem"]
+    # A single call names the field too, in a key as in a value (both said only "body").
+    for path, call, field in [
+        ("/v1/track", {"userId": "ok", "event": "Fine\u0000"}, "event"),
+        ("/v1/identify", {"userId": "ok", "traits": {"tags": ["a", "b\u0000"]}}, "traits.tags.1"),
+        ("/v1/identify", {"userId": "ok", "traits": {"a\u0000": 1}}, "traits.a\u0000"),
+    ]:
+        body = await _rejected(client, sessions, path, auth=auth, json=call)
+        [problem] = body["detail"]
+        assert problem["field"] == field and "NUL" in problem["problem"]
     # The same six characters written out (a backslash, then u0000) are ordinary text.
     response = await client.post(
         "/v1/batch", auth=auth, json={"batch": [{**good, "properties": {"note": "a\\u0000b"}}]}
@@ -412,7 +422,7 @@ async def test_what_json_cannot_carry_or_no_column_store_is_refused_naming_the_f
     # SQLite, a 500 on PostgreSQL).
     shared = {"context": {"ip": "a\u0000b"}, "batch": [{"type": "track", "userId": "ok", "event": "E"}]}
     body = await _rejected(client, sessions, "/v1/batch", auth=auth, json=shared)
-    assert body["detail"][0]["field"] == "context" and "NUL" in body["detail"][0]["problem"]
+    assert body["detail"][0]["field"] == "context.ip" and "NUL" in body["detail"][0]["problem"]
     # A time zone nested a thousand lists deep is named, not quoted (quoting it failed).
     deep = b"[" * 1000 + b"]" * 1000
     identify = b'{"userId": "ok", "traits": {"timezone": %s}}' % deep
