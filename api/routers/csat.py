@@ -83,7 +83,9 @@ async def csat_record(
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> HTMLResponse:
     form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
-    sig = (form.get("sig") or [""])[0]
+    # The page's form sends the signature as a field; a POST to the link itself (the README's
+    # `POST /csat/{case_id}?sig=...`, e.g. a rating button of one's own) carries it in the query.
+    sig = (form.get("sig") or [request.query_params.get("sig", "")])[0]
     raw = (form.get("rating") or [""])[0]
     try:
         # ASCII digits only: str.isdigit also takes '²', which int() refuses, and 5000 digits exceed

@@ -57,6 +57,22 @@ async def test_the_customer_rates_through_the_signed_link_and_the_rating_is_kept
         assert (await session.get(Case, case_id)).csat_rating == 4
 
 
+async def test_a_rating_posted_to_the_signed_link_itself_is_kept(client, sessions, settings):
+    # `POST /csat/{case_id}?sig=...` with only the rating in the form answered "this rating link is
+    # not valid" (404): the signature was read from the form alone.
+    case_id = await _resolved_case(sessions, settings)
+    path = cases.csat_url(settings, case_id).removeprefix(settings.resolved_public_url)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+
+    forged = await client.post(f"/csat/{case_id}?sig=deadbeef", content="rating=5", headers=form)
+    assert forged.status_code == 404
+    recorded = await client.post(path, content="rating=5", headers=form)
+    assert recorded.status_code == 200, recorded.text
+    assert "5 out of 5" in recorded.text
+    async with sessions() as session:
+        assert (await session.get(Case, case_id)).csat_rating == 5
+
+
 async def test_a_forged_link_or_a_rating_outside_1_to_5_changes_nothing(client, sessions, settings):
     case_id = await _resolved_case(sessions, settings)
     sig = cases.csat_signature(settings, case_id)
