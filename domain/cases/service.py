@@ -571,7 +571,10 @@ async def _held_by_me(session: AsyncSession, actor: Actor, case_id: int) -> tupl
     agent_id = _agent_of(actor)
     case = await _visible(session, actor, case_id, lock=True)
     if case.assignee_id != agent_id or case.status not in (Status.assigned, Status.pending):
-        raise Conflict(_held_problem(case) + "; only the agent holding it can do this", code="not_your_case")
+        problem = _held_problem(case)
+        if case.status not in (Status.resolved, Status.closed):  # a finished case is held by nobody
+            problem += "; only the agent holding it can do this"
+        raise Conflict(problem, code="not_your_case")
     return case, agent_id
 
 

@@ -185,9 +185,9 @@ async def test_a_case_is_worked_to_resolution_and_emits_events(client, sessions)
     assert resolved.status_code == 200
     assert resolved.json()["status"] == "resolved"
     assert resolved.json()["due_at"] is None  # the clock stopped
-    assert (
-        await client.post(f"/api/cases/{case['id']}/resolve", json={"outcome": "solved"}, headers=h)
-    ).status_code == 409
+    again = await client.post(f"/api/cases/{case['id']}/resolve", json={"outcome": "solved"}, headers=h)
+    # Says what is wrong: the case is finished (it told the agent who resolved it to hold it first).
+    assert again.status_code == 409 and again.json()["detail"] == f"case {case['id']} is resolved"
     closed = await client.post(f"/api/cases/{case['id']}/close", headers=h)
     assert closed.json()["status"] == "closed"
 
