@@ -62,7 +62,7 @@ async def _start(client, sessions, version, customer_id: int, moment: datetime, 
     year = str(moment.year)
     workflow_id = journeys.workflow_id_for(version.journey_id, customer_id, year)
     async with transaction(sessions) as session:
-        if not await journeys.may_enroll(session, version.journey_id, customer_id, workflow_id, "once"):
+        if not await journeys.may_enroll(session, version.journey_id, customer_id, year, "once"):
             return False
     ref = EventRef(id=0, name="$anniversary", properties={"year": moment.year}, timestamp=moment.isoformat())
     if not await start_enrollment(client, version, customer_id, workflow_id, ref, task_queue=task_queue):

@@ -51,7 +51,13 @@ async def enroll_customers(
         batch = customer_ids[start : start + BATCH]
         ids = {c: _workflow_id(version.journey_id, c, reentry, key, run_key) for c in batch}
         async with transaction(sessions) as session:
-            known = await journeys.existing_enrollments(session, list(ids.values()))
+            if reentry in ("once", "once_per_key"):
+                entry_key = key if reentry == "once_per_key" else None
+                known = await journeys.enrolled_as_any_profile(
+                    session, {ids[c]: (version.journey_id, c, entry_key) for c in batch}
+                )
+            else:
+                known = await journeys.existing_enrollments(session, list(ids.values()))
             inside = (
                 await journeys.customers_inside(session, {(version.journey_id, c) for c in batch})
                 if reentry == "after_exit"

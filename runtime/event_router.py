@@ -132,7 +132,15 @@ class EventRouter:
         if not candidates:
             return
         async with transaction(self._sessions) as session:
-            known = await journeys.existing_enrollments(session, [c.workflow_id for c in candidates])
+            once = {
+                c.workflow_id: (c.version.journey_id, c.event.customer_id, c.key)
+                for c in candidates
+                if c.reentry in ("once", "once_per_key")
+            }
+            known = await journeys.existing_enrollments(
+                session, [c.workflow_id for c in candidates if c.reentry not in ("once", "once_per_key")]
+            )
+            known |= await journeys.enrolled_as_any_profile(session, once)
             active = await journeys.customers_inside(
                 session,
                 {
@@ -235,6 +243,7 @@ class _Candidate:
     event: object
     workflow_id: str
     reentry: str
+    key: str | None = None
 
 
 def _candidate(version, entry: dict, event) -> _Candidate | None:
@@ -250,7 +259,7 @@ def _candidate(version, entry: dict, event) -> _Candidate | None:
     elif reentry in ("after_exit", "always"):
         key = f"e{event.id}"  # one enrollment per trigger: a re-delivered trigger finds the same id
     workflow_id = journeys.workflow_id_for(version.journey_id, event.customer_id, key)
-    return _Candidate(version=version, event=event, workflow_id=workflow_id, reentry=reentry)
+    return _Candidate(version=version, event=event, workflow_id=workflow_id, reentry=reentry, key=key)
 
 
 def _ref(event) -> EventRef:

@@ -225,6 +225,22 @@ async def record_merge(session: AsyncSession, source_id: int, target_id: int) ->
     )
 
 
+async def merged_into(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, list[int]]:
+    """For each of these profiles, the profiles merged into it (directly or along a chain). One query."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    found: dict[int, list[int]] = {}
+    rows = await session.execute(
+        select(merges.c.customer_id, merges.c.merged_id)
+        .where(merges.c.customer_id.in_(ids))
+        .order_by(merges.c.merged_id)
+    )
+    for customer_id, merged_id in rows:
+        found.setdefault(customer_id, []).append(merged_id)
+    return found
+
+
 async def current_of(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, int]:
     """For those of these ids that name a profile now, that profile's id: their own, or the one they
     were merged into. Erased ids are left out. One query."""

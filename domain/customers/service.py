@@ -208,6 +208,11 @@ async def hold_current(session: AsyncSession, customer_ids: Iterable[int]) -> di
     return await repository.hold_current(session, customer_ids)
 
 
+async def merged_into(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, list[int]]:
+    """The profiles merged into each of these (a visitor who logged in): the same person's earlier ids."""
+    return await repository.merged_into(session, customer_ids)
+
+
 async def current_id(session: AsyncSession, customer_id: int) -> int | None:
     return (await current_ids(session, [customer_id]))[customer_id]
 

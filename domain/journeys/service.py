@@ -397,12 +397,35 @@ async def customers_inside(session: AsyncSession, lanes: set[tuple[str, int]]) -
     return await repository.active_lanes(session, lanes)
 
 
+async def enrolled_as_any_profile(
+    session: AsyncSession, wanted: dict[str, tuple[str, int, str | None]]
+) -> set[str]:
+    """Of these workflow ids (each for a journey, a customer and an entry key), those the person has
+    already used: the id itself is recorded, or the same journey and key were entered by a profile
+    merged into the customer since (a visitor who logged in). One person enters a ``once`` journey
+    once, and a ``once_per_key`` journey once per key, whichever of their profiles it was."""
+    if not wanted:
+        return set()
+    merged = await customers.merged_into(session, {c for _, c, _ in wanted.values()})
+    aliases = {
+        workflow_id: [
+            workflow_id,
+            *(workflow_id_for(journey_id, m, key) for m in merged.get(customer_id, [])),
+        ]
+        for workflow_id, (journey_id, customer_id, key) in wanted.items()
+    }
+    every = sorted({a for ids in aliases.values() for a in ids})
+    found = await repository.existing_workflow_ids(session, every)
+    return {workflow_id for workflow_id, ids in aliases.items() if found.intersection(ids)}
+
+
 async def may_enroll(
-    session: AsyncSession, journey_id: str, customer_id: int, workflow_id: str, reentry: str
+    session: AsyncSession, journey_id: str, customer_id: int, key: str | None, reentry: str
 ) -> bool:
     """The re-entry policy for one trigger (the router applies the same rules to whole batches)."""
     if reentry in ("once", "once_per_key"):
-        return await repository.enrollment(session, workflow_id) is None
+        workflow_id = workflow_id_for(journey_id, customer_id, key)
+        return not await enrolled_as_any_profile(session, {workflow_id: (journey_id, customer_id, key)})
     if reentry == "after_exit":
         return not await repository.has_active_enrollment(session, journey_id, customer_id)
     return True

@@ -96,3 +96,23 @@ async def test_a_customer_erased_while_waiting_gets_nothing_more_and_leaves_no_r
             steps = await session.scalars(select(JourneyStep.id).where(JourneyStep.workflow_id == handle.id))
             assert list(steps) == []
             assert await journeys.enrollments(session, "cart") == []
+
+
+async def test_a_cart_the_visitor_entered_with_is_not_entered_again_once_they_log_in(env, sessions, settings):
+    """once_per_key: the visitor's cart c1 enrolled them; after they log in as Ada, Ada's next update of
+    the same cart finds that enrollment (now hers) and does not start a second reminder."""
+    async with engine(env, sessions, settings) as e:
+        await _setup(e)
+        ada = await e.customer("ada", value_tier="small")
+        visitor = await _visitor_tracks(e, "v-1", "Cart Updated", cart_id="c1")
+        await wait_for(lambda: e.listening(visitor, "Order Completed"))
+        await _logs_in(e, "v-1", "ada")
+        await e.track("ada", "Cart Updated", cart_id="c1")  # another item in the same cart
+
+        for enrollment in await e.enrollments("cart"):
+            await e.result(e.handle("cart", int(enrollment.workflow_id.split("/")[3]), "c1"))
+
+        assert [(m["to"], m["subject"]) for m in e.mailbox()] == [
+            ("ada@example.com", "Ada, your cart c1 is waiting")
+        ]
+        assert [n.customer_id for n in await e.enrollments("cart")] == [ada]
