@@ -138,10 +138,10 @@ class EventRouter:
                 if c.reentry in ("once", "once_per_key")
             }
             known = await journeys.existing_enrollments(
-                session, [c.workflow_id for c in candidates if c.reentry not in ("once", "once_per_key")]
+                session, [c.workflow_id for c in candidates if c.reentry == "always"]
             )
             known |= await journeys.enrolled_as_any_profile(session, once)
-            active = await journeys.customers_inside(
+            lanes = await journeys.lanes(
                 session,
                 {
                     (c.version.journey_id, c.event.customer_id)
@@ -150,14 +150,16 @@ class EventRouter:
                 },
             )
         chosen: dict[str, _Candidate] = {}
+        entering: set[tuple[str, int]] = set()
         for c in candidates:  # in event order
             lane = (c.version.journey_id, c.event.customer_id)
+            if c.reentry == "after_exit":
+                if lane in entering or not lanes[lane].admits(c.event.received_at):
+                    continue  # inside, entering on an earlier trigger of this batch, or came while inside
+                c.workflow_id = lanes[lane].next_workflow_id(*lane)
+                entering.add(lane)
             if c.workflow_id in chosen or c.workflow_id in known:
                 continue  # the same trigger again, or the once/once-per-key enrollment already made
-            if c.reentry == "after_exit":
-                if lane in active:
-                    continue  # still inside: this trigger does not re-enter
-                active.add(lane)
             chosen[c.workflow_id] = c
         started = await asyncio.gather(*(self._start(c) for c in chosen.values()))
         rows = [c for c, ok in zip(chosen.values(), started, strict=True) if ok]
@@ -247,7 +249,8 @@ class _Candidate:
 
 
 def _candidate(version, entry: dict, event) -> _Candidate | None:
-    """The enrollment a trigger would make, its id carrying what the re-entry policy needs."""
+    """The enrollment a trigger would make, its id carrying what the re-entry policy needs
+    (``after_exit`` ids are numbered once the customer's enrollments are read, see ``journeys.Lane``)."""
     reentry = entry.get("reentry", "once")
     key = None
     if reentry == "once_per_key":
@@ -256,7 +259,7 @@ def _candidate(version, entry: dict, event) -> _Candidate | None:
             log.info("event %s lacks entry key %r; not enrolled", event.id, entry["entry_key"])
             return None
         key = str(value)[:128]
-    elif reentry in ("after_exit", "always"):
+    elif reentry == "always":
         key = f"e{event.id}"  # one enrollment per trigger: a re-delivered trigger finds the same id
     workflow_id = journeys.workflow_id_for(version.journey_id, event.customer_id, key)
     return _Candidate(version=version, event=event, workflow_id=workflow_id, reentry=reentry, key=key)

@@ -291,6 +291,29 @@ async def active_lanes(session: AsyncSession, lanes: set[tuple[str, int]]) -> se
     return {(j, c) for j, c in rows if (j, c) in lanes}
 
 
+async def lane_summaries(
+    session: AsyncSession, lanes: set[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[int, int, datetime | None]]:
+    """Per (journey, customer): how many enrollments, how many still active, when the latest ended."""
+    if not lanes:
+        return {}
+    rows = await session.execute(
+        select(
+            Enrollment.journey_id,
+            Enrollment.customer_id,
+            func.count(),
+            func.count(case((Enrollment.status == "active", 1))),
+            func.max(Enrollment.completed_at),
+        )
+        .where(
+            Enrollment.journey_id.in_({j for j, _ in lanes}),
+            Enrollment.customer_id.in_({c for _, c in lanes}),
+        )
+        .group_by(Enrollment.journey_id, Enrollment.customer_id)
+    )
+    return {(j, c): (n, active, left) for j, c, n, active, left in rows if (j, c) in lanes}
+
+
 async def has_active_enrollment(session: AsyncSession, journey_id: str, customer_id: int) -> bool:
     found = await session.scalar(
         select(Enrollment.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -417,6 +418,35 @@ async def enrolled_as_any_profile(
     every = sorted({a for ids in aliases.values() for a in ids})
     found = await repository.existing_workflow_ids(session, every)
     return {workflow_id for workflow_id, ids in aliases.items() if found.intersection(ids)}
+
+
+@dataclass
+class Lane:
+    """One customer's enrollments in one journey, as the ``after_exit`` policy sees them."""
+
+    entered: int = 0  # enrollments recorded, finished or not
+    inside: bool = False
+    left_at: datetime | None = None  # when the latest one ended
+
+    def admits(self, received_at: datetime) -> bool:
+        """A trigger re-enters once the customer has left, and only one received after that: a
+        trigger that came while they were inside (routed late, or routed again after a crash) does
+        not re-enter them once they are out."""
+        return not self.inside and (self.left_at is None or received_at > self.left_at)
+
+    def next_workflow_id(self, journey_id: str, customer_id: int) -> str:
+        """The id of the customer's next enrollment, numbered: two triggers routed at once by two
+        routers take the same id, so Temporal starts one enrollment, not two."""
+        return workflow_id_for(journey_id, customer_id, f"n{self.entered + 1}")
+
+
+async def lanes(session: AsyncSession, pairs: set[tuple[str, int]]) -> dict[tuple[str, int], Lane]:
+    """The ``after_exit`` view of each (journey, customer) pair; pairs never entered get an empty Lane."""
+    found = await repository.lane_summaries(session, pairs)
+    return {
+        pair: Lane(entered=n, inside=active > 0, left_at=left)
+        for pair, (n, active, left) in ((p, found.get(p, (0, 0, None))) for p in pairs)
+    }
 
 
 async def may_enroll(

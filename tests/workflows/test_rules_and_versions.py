@@ -6,7 +6,11 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from domain.db import transaction
+from domain.events import service as events
 from domain.events.models import Event, EventOutbox
+from domain.events.schemas import TrackCall
+from runtime import event_router
+from runtime.event_router import EventRouter
 from tests.conftest import wait_for
 from tests.workflows.harness import engine
 from workflows.journey import JourneyWorkflow
@@ -171,3 +175,71 @@ async def test_reentry_once_per_key_enrolls_once_per_order(env, sessions, settin
 async def _at(handle, node_id: str) -> bool:
     steps = await handle.query(JourneyWorkflow.path)
     return bool(steps) and steps[-1].node_id == node_id and steps[-1].left_at is None
+
+
+async def test_after_exit_two_triggers_routed_at_once_by_two_routers_enroll_once(env, sessions, settings):
+    """Two routers (workers side by side) each take one of a customer's two orders: the second must
+    find the customer inside, as one router routing both would."""
+    async with engine(env, sessions, settings) as e:
+        await e.template("thanks", "Thanks for order {{ properties.order_id }}")
+        await e.journey("thanks", _one_email("after_exit"))
+        ada = await e.customer("ada")
+        async with transaction(e.sessions) as session:
+            await events.ingest(
+                session,
+                [
+                    TrackCall(userId="ada", event="Order Completed", properties={"order_id": o}, messageId=o)
+                    for o in ("o1", "o2")
+                ],
+                source_key_id=None,
+            )
+        first = EventRouter(e.client, sessions, task_queue=e.task_queue, batch_size=1)
+        second = EventRouter(e.client, sessions, task_queue=e.task_queue, batch_size=1)
+        real_start = event_router.start_enrollment
+        interleaved = False
+
+        async def start_after_the_other_router_routed(*args, **kwargs):
+            # The first router has checked who is inside and is about to start: the second routes now.
+            nonlocal interleaved
+            if not interleaved:
+                interleaved = True
+                assert await second.route_once() == 1
+            return await real_start(*args, **kwargs)
+
+        event_router.start_enrollment = start_after_the_other_router_routed
+        try:
+            assert await first.route_once() == 1
+        finally:
+            event_router.start_enrollment = real_start
+        assert interleaved
+
+        enrollments = await e.enrollments("thanks")
+        for enrollment in enrollments:
+            await e.result(e.client.get_workflow_handle_for(JourneyWorkflow.run, enrollment.workflow_id))
+        # One enrollment, entered on whichever trigger started first; the other is not a second entry.
+        [mail] = e.mailbox()
+        assert mail["subject"] in ("Thanks for order o1", "Thanks for order o2")
+        assert [n.customer_id for n in await e.enrollments("thanks")] == [ada]
+
+
+async def test_after_exit_a_trigger_routed_again_after_the_customer_left_does_not_reenter(
+    env, sessions, settings
+):
+    """A routing pass that died before dequeuing leaves its rows to the next pass, which may come after
+    the enrollment those rows started has ended: the same trigger must not enroll the customer again."""
+    async with engine(env, sessions, settings) as e:
+        await e.template("thanks", "Thanks for order {{ properties.order_id }}")
+        await e.journey("thanks", _one_email("after_exit"))
+        await e.customer("ada")
+        await e.track("ada", "Order Completed", order_id="o1")
+        [first] = await e.enrollments("thanks")
+        await e.result(e.client.get_workflow_handle_for(JourneyWorkflow.run, first.workflow_id))
+        async with transaction(e.sessions) as session:
+            session.add_all(EventOutbox(event_id=i) for i in await session.scalars(select(Event.id)))
+        await e.router.route_once()
+        await e.track("ada", "Order Completed", order_id="o2")  # after leaving: enters again
+
+        for enrollment in await e.enrollments("thanks"):
+            await e.result(e.client.get_workflow_handle_for(JourneyWorkflow.run, enrollment.workflow_id))
+        assert sorted(m["subject"] for m in e.mailbox()) == ["Thanks for order o1", "Thanks for order o2"]
+        assert len(await e.enrollments("thanks")) == 2
