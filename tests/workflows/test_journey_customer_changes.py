@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from domain.customers import service as customers
@@ -116,3 +117,34 @@ async def test_a_cart_the_visitor_entered_with_is_not_entered_again_once_they_lo
             ("ada@example.com", "Ada, your cart c1 is waiting")
         ]
         assert [n.customer_id for n in await e.enrollments("cart")] == [ada]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: a merge does not end the visitor's enrollment when the customer is in the same journey",
+)
+async def test_a_visitor_and_the_customer_both_waiting_in_a_journey_send_its_next_email_once(
+    env, sessions, settings
+):
+    """Ada's laptop and, anonymously, her phone both enter the pricing journey (once); logging in on the
+    phone merges the two profiles. One person: the follow-up must reach her once."""
+    pricing = {
+        "nodes": [
+            {"id": "start", "type": "entry", "event": "Pricing Viewed", "next": "wait"},
+            {"id": "wait", "type": "wait", "duration": "1d", "next": "follow_up"},
+            {"id": "follow_up", "type": "send_email", "template_id": "pricing", "next": "done"},
+            {"id": "done", "type": "exit"},
+        ]
+    }
+    async with engine(env, sessions, settings) as e:
+        await e.template("pricing", "{{ traits.name }}, questions about our plans?")
+        await e.journey("pricing", pricing)
+        ada = await e.customer("ada")
+        await e.track("ada", "Pricing Viewed")
+        visitor = await _visitor_tracks(e, "v-1", "Pricing Viewed")
+        await _logs_in(e, "v-1", "ada")
+
+        await e.result(e.handle("pricing", ada))
+        await e.result(e.handle("pricing", visitor))
+
+        assert [m["subject"] for m in e.mailbox()] == ["Ada, questions about our plans?"]
