@@ -62,7 +62,7 @@ async def create(session: AsyncSession, spec: BroadcastIn) -> Broadcast:
         template_version=version_number,
         subscription_group=group,
         audience=spec_audience,
-        send_at=spec.send_at,
+        send_at=spec.send_at.astimezone(UTC) if spec.send_at else None,  # answered as GET answers it
         local_send_at=spec.local_send_at.isoformat() if spec.local_send_at else None,
         default_timezone=spec.default_timezone if spec.local_send_at else None,
         slot=0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from aiosmtpd.smtp import SMTP
@@ -83,14 +83,18 @@ async def test_broadcast_to_a_customer_list_at_a_later_time(
 ):
     ids = await add_customers(sessions, 10)
     await add_template(sessions)
-    send_at = (datetime.now(UTC) + timedelta(hours=6)).isoformat()
-    await _create(
+    at = datetime.now(UTC) + timedelta(hours=6)
+    created = await _create(
         client,
         marketer_headers,
         id="later",
         audience={"kind": "customers", "customer_ids": ids[:4]},
-        send_at=send_at,
+        send_at=at.astimezone(timezone(timedelta(hours=2))).isoformat(),  # sent with an offset
     )
+    # Answered in UTC, as GET answers it (the create echoed the offset it was sent with).
+    got = (await client.get("/api/broadcasts/later", headers=marketer_headers)).json()
+    assert created["send_at"] == got["send_at"] and datetime.fromisoformat(got["send_at"]) == at
+    assert datetime.fromisoformat(created["send_at"]).utcoffset() == timedelta(0)
     handle = temporal.client.get_workflow_handle("broadcast/later", result_type=BroadcastProgress)
     assert (await handle.query(BroadcastWorkflow.progress)).status == "scheduled"
     assert capture.handler.received == 0
