@@ -255,7 +255,8 @@ class TimePlan:
     workflow records the answer from an activity instead of computing it itself).
 
     kind ``send``: the first moment at or after ``now`` allowed by quiet hours and the frequency cap,
-    then by the journey's send rate (``rate_max`` per ``rate_per_seconds``; ``send_key`` keeps the slot);
+    then by the journey's send rate (``rate_max`` per ``rate_per_seconds``; ``send_key`` keeps the slot,
+    and names the send's reservation under the cap, which concurrent plans count);
     ``local_time``: the next ``at`` (on ``weekdays``); ``anniversary``: the next yearly ``trait`` date
     at ``at``; ``date``: the ``trait`` date + ``offset_days`` at ``at``.
     """

@@ -83,8 +83,9 @@ class JourneyActivities:
         if not req.with_customer:
             return JourneyContext(journey_status=status, timezone=None)
         plan = req.plan
-        if plan is not None and plan.rate_max and status == "published":
-            # Takes a slot on the journey's send-rate clock: a write. A held journey takes none.
+        if plan is not None and (plan.rate_max or plan.cap_max) and status == "published":
+            # Takes a slot on the journey's send-rate clock and the send's reservation under the
+            # frequency cap: a write. A held journey takes none.
             async with transaction(self._sessions) as session:
                 found = await journeys.enrollment_context(
                     session, req.customer_id, plan, journey_id=req.journey_id

@@ -11,6 +11,7 @@ from domain.db import Base
 from domain.email.models import Message, Template, TemplateVersion
 from domain.events.models import Event, EventOutbox
 from domain.journeys.models import (
+    CapReservation,
     Enrollment,
     Journey,
     JourneyListener,
@@ -55,6 +56,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "Broadcast",
+    "CapReservation",
     "Case",
     "CaseNote",
     "CaseOutbox",

@@ -307,7 +307,9 @@ class JourneyWorkflow:
                     cap_window_seconds=cap["window_seconds"] if cap else None,
                     rate_max=rate["max"] if rate else None,
                     rate_per_seconds=rate["per_seconds"] if rate else None,
-                    send_key=key if rate else None,
+                    # The key also names the send's reservation under the cap (only the plan's
+                    # input changes: no command is added or removed, so histories still replay).
+                    send_key=key if rate or cap else None,
                 )
             if plan is None and workflow.patched(SEND_CHECKS_STATUS_PATCH):
                 # No rule to ask about: the send itself checks the journey's status (one step less).

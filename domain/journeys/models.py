@@ -108,3 +108,22 @@ class JourneySendSlot(Base):
     journey_id: Mapped[str] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"))
     send_key: Mapped[str] = mapped_column(String(512), unique=True)
     slot_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CapReservation(Base):
+    """A frequency-capped send that its plan let go, counted by the cap until its ledger row exists.
+
+    The plan counts the customer's recent sends and takes this row in one transaction, with the
+    customer locked, so a concurrent plan (another journey, another enrollment) counts it too: the
+    send itself is recorded later, by the send activity. Once the ledger has a row under the same key
+    the row counts instead (a skipped or failed send, none); a reservation whose send never comes
+    stops counting after a while. One row per send key, so a retried plan keeps its reservation.
+    """
+
+    __tablename__ = "cap_reservations"
+    __table_args__ = (Index("ix_cap_reservations_customer_reserved", "customer_id", "reserved_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    send_key: Mapped[str] = mapped_column(String(512), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    reserved_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy import and_, case, delete, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer
@@ -10,6 +10,7 @@ from domain.db import insert_ignoring_conflicts, utcnow
 from domain.email.models import Message
 from domain.events.models import Event
 from domain.journeys.models import (
+    CapReservation,
     Enrollment,
     Journey,
     JourneyListener,
@@ -327,19 +328,35 @@ async def has_active_enrollment(session: AsyncSession, journey_id: str, customer
     return found is not None
 
 
-async def recent_marketing_sends(session: AsyncSession, customer_id: int, since: datetime) -> list[datetime]:
-    """When this customer was sent journey emails since ``since`` (the frequency cap's count)."""
-    stmt = (
-        select(Message.created_at)
-        .where(
-            Message.customer_id == customer_id,
-            Message.journey_id.is_not(None),
-            Message.status.in_(("sent", "pending")),
-            Message.created_at >= since,
-        )
-        .order_by(Message.created_at)
+async def recent_marketing_sends(
+    session: AsyncSession,
+    customer_id: int,
+    since: datetime,
+    *,
+    reserved_since: datetime,
+    except_key: str | None = None,
+) -> list[datetime]:
+    """When this customer was sent journey emails since ``since`` (the frequency cap's count), and
+    when sends were reserved since ``reserved_since`` whose ledger row does not exist yet (bar
+    ``except_key``'s, the asking send's own).
+
+    One statement: a send that records its ledger row meanwhile counts once, as a reservation or as
+    a message, never as neither (PostgreSQL reads each statement from one snapshot)."""
+    sent = select(Message.created_at.label("at")).where(
+        Message.customer_id == customer_id,
+        Message.journey_id.is_not(None),
+        Message.status.in_(("sent", "pending")),
+        Message.created_at >= since,
     )
-    return list(await session.scalars(stmt))
+    recorded = select(Message.id).where(Message.idempotency_key == CapReservation.send_key).exists()
+    reserved = select(CapReservation.reserved_at).where(
+        CapReservation.customer_id == customer_id,
+        CapReservation.reserved_at >= reserved_since,
+        ~recorded,
+    )
+    if except_key is not None:
+        reserved = reserved.where(CapReservation.send_key != except_key)
+    return sorted(await session.scalars(union_all(sent, reserved)))
 
 
 async def known_customers(session: AsyncSession, customer_ids: list[int], user_ids: list[str]) -> list[int]:
@@ -393,3 +410,39 @@ async def set_send_slot(session: AsyncSession, journey_id: str, send_key: str, a
     if not updated.rowcount:
         session.add(JourneySendSlot(journey_id=journey_id, send_key=send_key, slot_at=at))
         await session.flush()
+
+
+# --- frequency-cap reservations ----------------------------------------------------------------------
+
+
+async def lock_cap_count(session: AsyncSession, customer_id: int) -> bool:
+    """Serialise frequency-cap plans per customer until the transaction ends (PostgreSQL; SQLite's
+    write transaction already serialises everything). FOR NO KEY UPDATE: rows naming the customer
+    (events, messages) are still written meanwhile. False if the customer is gone (merged, erased)."""
+    stmt = select(Customer.id).where(Customer.id == customer_id)
+    if session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(key_share=True)
+    return await session.scalar(stmt) is not None
+
+
+async def reserve_cap(session: AsyncSession, send_key: str, customer_id: int, at: datetime) -> None:
+    """Reserve the send under ``send_key`` at ``at`` (a retried plan moves its own reservation)."""
+    updated = await session.execute(
+        update(CapReservation)
+        .where(CapReservation.send_key == send_key)
+        .values(customer_id=customer_id, reserved_at=at)
+    )
+    if not updated.rowcount:
+        await session.execute(
+            insert_ignoring_conflicts(session, CapReservation, ["send_key"]).values(
+                send_key=send_key, customer_id=customer_id, reserved_at=at
+            )
+        )
+
+
+async def forget_cap_reservations_before(session: AsyncSession, customer_id: int, before: datetime) -> None:
+    await session.execute(
+        delete(CapReservation).where(
+            CapReservation.customer_id == customer_id, CapReservation.reserved_at < before
+        )
+    )

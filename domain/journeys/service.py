@@ -35,6 +35,11 @@ from domain.subscriptions import service as subscriptions
 
 # A send that wakes at most this late after its rate slot (or one period, when longer) still uses it.
 SLOT_GRACE = timedelta(minutes=1)
+# A frequency-capped send's reservation counts (as a send at the moment of its plan) until its ledger
+# row exists, or this long at most: a send goes within moments of its plan, so one whose row has not
+# come by then never will (its enrollment was terminated in between) and must not hold the cap's
+# slot for a whole window.
+CAP_RESERVATION_EXPIRY = timedelta(hours=1)
 
 
 def workflow_id_for(journey_id: str, customer_id: int, entry_key: str | None = None) -> str:
@@ -283,18 +288,34 @@ async def enrollment_context(
 ) -> dict:
     """What a running enrollment needs to know of its customer, and the answer to its time plan.
 
-    A send plan of a journey with a send rate also takes the send's slot on the journey's clock (the
-    session must then be a write transaction), once quiet hours and the frequency cap let it go."""
-    customer = await customers.get_current(session, customer_id)  # the visitor may have logged in since
+    Given ``journey_id`` (the session must then be a write transaction), a send plan that the rules
+    let go now also takes what the send will use: its slot on the journey's clock (a send rate), once
+    quiet hours and the frequency cap let it go, and its reservation under the frequency cap, counted
+    with the customer locked so that two plans at once cannot both take the cap's last send."""
+    capped = bool(plan is not None and plan.cap_max and plan.cap_window_seconds)
+    reserving = capped and plan.kind == "send" and journey_id is not None and plan.send_key is not None
+    for _ in range(3):
+        customer = await customers.get_current(session, customer_id)  # the visitor may have logged in
+        # Locked before the count; merged away or erased before the lock: look again.
+        if not reserving or customer is None or await repository.lock_cap_count(session, customer.id):
+            break
+    else:
+        raise RuntimeError(f"customer {customer_id} kept changing while its send was planned")
     customer_id = customer.id if customer else customer_id
     traits = dict(customer.traits or {}) if customer else {}
     out = {"timezone": customer.timezone if customer else None, "traits": traits}
     if plan is not None:
         now = datetime.fromisoformat(plan.now)
         sends = []
-        if plan.cap_max and plan.cap_window_seconds:
+        if capped:
             since = now - timedelta(seconds=plan.cap_window_seconds)
-            sends = await repository.recent_marketing_sends(session, customer_id, since)
+            sends = await repository.recent_marketing_sends(
+                session,
+                customer_id,
+                since,
+                reserved_since=max(since, now - CAP_RESERVATION_EXPIRY),
+                except_key=plan.send_key,
+            )
         moment, held_by = timing.plan(
             plan.kind,
             now,
@@ -314,6 +335,10 @@ async def enrollment_context(
             )
             if slot > now:
                 moment, held_by = slot, "send_rate"
+        if reserving and held_by is None and customer is not None:
+            expired = now - CAP_RESERVATION_EXPIRY  # they count nowhere any more
+            await repository.forget_cap_reservations_before(session, customer_id, expired)
+            await repository.reserve_cap(session, plan.send_key, customer_id, now)
         out["moment"] = moment.isoformat() if moment else None
         out["held_by"] = held_by
     return out
