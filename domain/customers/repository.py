@@ -162,14 +162,14 @@ async def lock(session: AsyncSession, customer_ids: list[int]) -> dict[int, Cust
 
 async def reattribute(session: AsyncSession, source_id: int, target_id: int) -> None:
     """Move everything recorded about ``source`` to ``target`` before ``source`` is deleted: events,
-    enrollments with their steps and the events they wait for, messages, cases, aliases, and the
-    subscription choices. Where both chose for one group, the later choice stands: they are one person,
-    and an unsubscribe made before logging in must not be undone by an older opt-in (a tie keeps
-    ``target``'s)."""
+    enrollments with their steps and the events they wait for, messages (and sends reserved under a
+    frequency cap), cases, aliases, and the subscription choices. Where both chose for one group, the
+    later choice stands: they are one person, and an unsubscribe made before logging in must not be
+    undone by an older opt-in (a tie keeps ``target``'s)."""
     from domain.cases.models import Case
     from domain.email.models import Message
     from domain.events.models import Event
-    from domain.journeys.models import Enrollment, JourneyListener, JourneyStep
+    from domain.journeys.models import CapReservation, Enrollment, JourneyListener, JourneyStep
     from domain.subscriptions.models import Subscription
 
     choices = Subscription.__table__
@@ -191,6 +191,7 @@ async def reattribute(session: AsyncSession, source_id: int, target_id: int) -> 
         JourneyStep,
         JourneyListener,
         Message,
+        CapReservation,
         Case,
         Subscription,
         CustomerAlias,

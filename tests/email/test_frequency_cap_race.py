@@ -19,6 +19,7 @@ from activities.contracts import JourneyContext, JourneyContextRequest, SendEmai
 from activities.email import EmailActivities
 from activities.journeys import JourneyActivities
 from activities.smtp import Mailer
+from domain.customers import service as customers
 from domain.db import transaction
 from domain.journeys import service as journeys
 from domain.journeys.models import Journey
@@ -185,3 +186,17 @@ async def test_a_reservation_whose_send_never_comes_expires(sessions, steps):
 
     later = now + journeys.CAP_RESERVATION_EXPIRY + timedelta(seconds=1)
     assert (await _ask(steps, _plan("promo", ann, later, cap_max=1))).held_by is None
+
+
+async def test_a_visitors_reserved_send_counts_for_the_customer_they_turn_out_to_be(sessions, steps):
+    visitor = await add_customer(sessions, email="visitor@example.com", traits={})
+    ann = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    await _journeys(sessions, "welcome", "promo")
+    now = datetime.now(UTC)
+
+    # The visitor's send is let go; they log in as Ann before it is sent (it will go to Ann).
+    assert (await _ask(steps, _plan("welcome", visitor, now, cap_max=1))).held_by is None
+    async with transaction(sessions) as session:
+        await customers.merge(session, source_id=visitor, target_id=ann)
+
+    assert (await _ask(steps, _plan("promo", ann, now, cap_max=1))).held_by == "frequency_cap"
