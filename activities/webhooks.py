@@ -4,6 +4,10 @@ Header ``Journeys-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>
 recompute it with the shared secret and reject old timestamps. ``Idempotency-Key`` is the same on every
 retry of one step, so a receiver can drop duplicates. Retries with backoff come from the activity's
 retry policy; a 4xx other than 408/429 and a refused address are not retried.
+
+The receiver's name is resolved once, every address it gives must be public, and the call connects to
+that checked address (a second lookup could answer with an internal one: DNS rebinding). Redirects are
+not followed, the answer's body is never read, and the whole call has one deadline.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import socket
 import time
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from temporalio import activity
@@ -45,22 +51,55 @@ def verify(
     return hmac.compare_digest(sign(secret, timestamp, body), header)
 
 
-async def refused_address(url: str, *, allow_private: bool) -> str | None:
-    """Why this URL may not be called (not http(s), or it resolves to a private address), or None."""
+@dataclass(frozen=True)
+class Target:
+    """Where one call goes: ``url`` names the checked address itself (never the host name again, which
+    the name's DNS could by now answer with an internal address), ``host`` the Host header and TLS
+    server name the receiver expects."""
+
+    url: str
+    host: str | None = None
+    tls_name: str | None = None
+
+
+class Refused(ValueError):
+    """This URL may not be called."""
+
+
+async def checked_target(url: str, *, allow_private: bool) -> Target:
+    """The address to call for ``url``, resolved once and checked to be public; ``Refused`` if it is not
+    http(s) or the name resolves to any non-public address (loopback, private, link-local such as the
+    cloud metadata service 169.254.169.254)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "url must be http(s) with a host"
-    if allow_private:
-        return None
+        raise Refused("url must be http(s) with a host")
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443)
+        port = parts.port
+    except ValueError:
+        raise Refused("url has an invalid port") from None
+    if allow_private:
+        return Target(url)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            parts.hostname, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
+        )
     except OSError as exc:
-        return f"cannot resolve {parts.hostname}: {exc}"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
+        raise Refused(f"cannot resolve {parts.hostname}: {exc}") from None
+    addresses = [ipaddress.ip_address(info[4][0].partition("%")[0]) for info in infos]
+    for address in addresses:
         if not address.is_global:
-            return f"{parts.hostname} resolves to a non-public address {address}"
-    return None
+            raise Refused(f"{parts.hostname} resolves to a non-public address {address}")
+    if not addresses:
+        raise Refused(f"cannot resolve {parts.hostname}")
+    address = addresses[0]
+    userinfo, _, host = parts.netloc.rpartition("@")
+    pinned = f"[{address}]" if address.version == 6 else str(address)
+    netloc = (userinfo + "@" if userinfo else "") + pinned + (f":{port}" if port is not None else "")
+    return Target(
+        urlunsplit(parts._replace(netloc=netloc)),
+        host=host,
+        tls_name=parts.hostname if parts.scheme == "https" else None,
+    )
 
 
 class WebhookActivities:
@@ -70,9 +109,29 @@ class WebhookActivities:
     @activity.defn(name=CALL_WEBHOOK)
     async def call_webhook(self, req: WebhookRequest) -> WebhookResult:
         s = self._settings
-        problem = await refused_address(req.url, allow_private=s.webhook_allow_private_addresses)
-        if problem:
-            raise ApplicationError(problem, type=WEBHOOK_REJECTED, non_retryable=True)
+        seconds = s.webhook_timeout_seconds
+        try:
+            # One deadline for the whole call: httpx's timeouts are per read, and a receiver sending a
+            # byte a second would otherwise hold the worker for as long as it likes.
+            async with asyncio.timeout(seconds):
+                status = await self._call(req)
+        except Refused as exc:
+            raise ApplicationError(str(exc), type=WEBHOOK_REJECTED, non_retryable=True) from None
+        except TimeoutError:
+            raise ApplicationError(f"webhook did not answer within {seconds:g}s; will retry") from None
+        except httpx.HTTPError as exc:
+            raise ApplicationError(f"webhook could not be called ({exc!r}); will retry") from None
+        if status >= 500 or status in (408, 429):
+            raise ApplicationError(f"webhook answered {status}; will retry")
+        if status >= 400:
+            raise ApplicationError(
+                f"webhook refused the call with {status}", type=WEBHOOK_REJECTED, non_retryable=True
+            )
+        return WebhookResult(status_code=status)
+
+    async def _call(self, req: WebhookRequest) -> int:
+        s = self._settings
+        target = await checked_target(req.url, allow_private=s.webhook_allow_private_addresses)
         body = json.dumps(req.payload, separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",
@@ -80,14 +139,12 @@ class WebhookActivities:
             "Idempotency-Key": req.idempotency_key,
             SIGNATURE_HEADER: sign(s.webhook_signing_secret.get_secret_value(), int(time.time()), body),
         }
-        async with httpx.AsyncClient(timeout=s.webhook_timeout_seconds, follow_redirects=False) as client:
-            response = await client.post(req.url, content=body, headers=headers)
-        if response.status_code >= 500 or response.status_code in (408, 429):
-            raise ApplicationError(f"webhook answered {response.status_code}; will retry")
-        if response.status_code >= 400:
-            raise ApplicationError(
-                f"webhook refused the call with {response.status_code}",
-                type=WEBHOOK_REJECTED,
-                non_retryable=True,
-            )
-        return WebhookResult(status_code=response.status_code)
+        if target.host is not None:
+            headers["Host"] = target.host
+        extensions = {"sni_hostname": target.tls_name} if target.tls_name else None
+        async with (
+            httpx.AsyncClient(timeout=s.webhook_timeout_seconds, follow_redirects=False) as client,
+            client.stream("POST", target.url, content=body, headers=headers, extensions=extensions) as answer,
+        ):
+            # Only the status matters: the body is never read, so a receiver cannot make us hold one.
+            return answer.status_code

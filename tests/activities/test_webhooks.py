@@ -1,0 +1,169 @@
+"""call_webhook against hostile receivers: a name that resolves to a public address when checked and to
+an internal one when connected (DNS rebinding), a body that never ends, a server that drips its answer.
+
+The network here is a test double: names resolve as the attacker's DNS says (the event loop's
+``getaddrinfo``), the public address refuses at once (or, where a test says so, reaches a local server
+standing in for a public receiver), and loopback reaches the local servers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.contracts import WEBHOOK_REJECTED, WebhookRequest
+from activities.webhooks import WebhookActivities
+from config.settings import Settings
+
+PUBLIC = "93.184.216.34"  # a global address; the fake network below never lets it be reached
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(dev_mode=True, data_dir=tmp_path, webhook_timeout_seconds=1.0)
+
+
+class _Receiver:
+    """A local HTTP server standing in for an internal service (or a hostile receiver)."""
+
+    def __init__(self, respond):
+        self.connections = 0
+        self.heads: list[bytes] = []
+        self._respond = respond
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> _Receiver:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                self.heads.append(await reader.readuntil(b"\r\n\r\n"))
+                await self._respond(writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+
+    @property
+    def port(self) -> int:
+        return self.server.sockets[0].getsockname()[1]
+
+
+async def _ok(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    await writer.drain()
+
+
+class _Network(dict):
+    """Names and the answers their DNS gives, one per lookup (the last one repeats)."""
+
+    public_port: int | None = None  # where a connection to PUBLIC lands; None: it is refused
+
+
+@pytest.fixture
+async def network(monkeypatch) -> _Network:
+    loop = asyncio.get_running_loop()
+    real_resolve, real_connect = loop.getaddrinfo, loop.create_connection
+    answers = _Network()
+
+    async def getaddrinfo(host, port, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name in answers:
+            script = answers[name]
+            address = script.pop(0) if len(script) > 1 else script[0]
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0))]
+        return await real_resolve(host, port, *args, **kwargs)
+
+    async def create_connection(factory, host=None, port=None, *args, **kwargs):
+        if host == PUBLIC:
+            if answers.public_port is None or port != answers.public_port:
+                raise ConnectionRefusedError(f"{PUBLIC} refuses (test network)")
+            host = "127.0.0.1"
+        return await real_connect(factory, host, port, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(loop, "create_connection", create_connection)
+    return answers
+
+
+def _request(url: str) -> WebhookRequest:
+    return WebhookRequest(idempotency_key="wf/1/hook/1", url=url, payload={"customer_id": 1})
+
+
+async def test_a_name_that_rebinds_to_loopback_after_the_check_never_reaches_it(settings, network):
+    async with _Receiver(_ok) as internal:
+        # checked: public; asked again a moment later by the HTTP client: loopback
+        network["rebind.attacker.example"] = [PUBLIC, "127.0.0.1"]
+        with pytest.raises(Exception):  # noqa: B017 - the public address refuses: any failure will do
+            await WebhookActivities(settings).call_webhook(
+                _request(f"http://rebind.attacker.example:{internal.port}/admin")
+            )
+        assert internal.connections == 0
+
+
+async def test_a_name_resolving_to_an_internal_address_is_refused_for_good(settings, network):
+    async with _Receiver(_ok) as internal:
+        network["metadata.attacker.example"] = ["169.254.169.254"]
+        network["inside.attacker.example"] = ["127.0.0.1"]
+        for host in ("metadata.attacker.example", "inside.attacker.example", "127.0.0.1", "[::1]"):
+            with pytest.raises(ApplicationError) as err:
+                await WebhookActivities(settings).call_webhook(_request(f"http://{host}:{internal.port}/"))
+            assert err.value.type == WEBHOOK_REJECTED and err.value.non_retryable, host
+        assert internal.connections == 0
+
+
+async def test_a_public_receiver_gets_the_call_at_the_checked_address_under_its_own_name(settings, network):
+    async with _Receiver(_ok) as receiver:
+        port = network.public_port = receiver.port
+        network["hooks.partner.example"] = [PUBLIC, "127.0.0.1"]  # a second lookup would say loopback
+        result = await WebhookActivities(settings).call_webhook(
+            _request(f"http://hooks.partner.example:{port}/in?x=1")
+        )
+    assert result.status_code == 200
+    [head] = receiver.heads
+    assert head.startswith(b"POST /in?x=1 HTTP/1.1\r\n")
+    assert f"host: hooks.partner.example:{port}\r\n".encode() in head.lower()
+    assert b"journeys-signature: t=" in head.lower()
+
+
+async def _endless_body(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+    while True:  # gigabytes, as fast as the client takes them
+        writer.write(chunk)
+        await writer.drain()
+
+
+async def test_a_receiver_streaming_an_endless_body_does_not_hold_the_worker(settings, network):
+    allowed = settings.model_copy(update={"webhook_allow_private_addresses": True})
+    async with _Receiver(_endless_body) as receiver:
+        result = await asyncio.wait_for(
+            WebhookActivities(allowed).call_webhook(_request(f"http://127.0.0.1:{receiver.port}/")),
+            timeout=10,
+        )
+    assert result.status_code == 200
+
+
+async def _dripping_headers(writer: asyncio.StreamWriter) -> None:
+    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000:
+        writer.write(bytes([byte]))
+        await writer.drain()
+        await asyncio.sleep(0.1)  # always under the 1 s read timeout, never done
+
+
+async def test_a_receiver_dripping_its_answer_is_cut_off_at_the_timeout_and_retried(settings, network):
+    allowed = settings.model_copy(update={"webhook_allow_private_addresses": True})
+    async with _Receiver(_dripping_headers) as receiver:
+        with pytest.raises(ApplicationError) as err:
+            await asyncio.wait_for(
+                WebhookActivities(allowed).call_webhook(_request(f"http://127.0.0.1:{receiver.port}/")),
+                timeout=10,
+            )
+    assert not err.value.non_retryable and "1s" in str(err.value)
