@@ -27,6 +27,8 @@ from domain.db import insert_ignoring_conflicts, utcnow
 customers = Customer.__table__
 aliases = CustomerAlias.__table__
 merges = CustomerMerge.__table__
+# What an erased person's failed or skipped message says instead of its error (which may name them).
+ERASED_ERROR = "(the error was erased with the customer)"
 
 
 @dataclass(frozen=True)
@@ -370,11 +372,20 @@ async def erasures(session: AsyncSession, user_id_sha256: str) -> list[CustomerE
 
 
 async def anonymise_messages(session: AsyncSession, customer_id: int) -> None:
-    """Keep the send ledger's rows (campaign counts, idempotency) but drop what names the person."""
+    """Keep the send ledger's rows (campaign counts, idempotency) but drop what names the person: the
+    error too, which quotes the address (a bounce: ``SMTPRecipientRefused(550, ..., 'ann@...')``) or
+    the rendered data; only the fact that there was one stays."""
     from domain.email.models import Message
 
+    messages = Message.__table__
     await session.execute(
-        update(Message.__table__)
-        .where(Message.__table__.c.customer_id == customer_id)
-        .values(to_address=None, subject=None, meta={}, customer_id=None)
+        update(messages)
+        .where(messages.c.customer_id == customer_id)
+        .values(
+            to_address=None,
+            subject=None,
+            meta={},
+            customer_id=None,
+            error=case((messages.c.error.is_(None), None), else_=ERASED_ERROR),
+        )
     )

@@ -154,6 +154,46 @@ async def test_permanent_refusal_fails_without_retry_and_suppresses_the_address(
         await server.wait_closed()
 
 
+async def test_erasure_leaves_no_address_in_the_send_ledger_of_a_bounced_message(
+    settings, sessions, client, admin_headers
+):
+    """A hard bounce's SMTP error names the mailbox; erasing the person must not leave it in the
+    ledger (the suppression of the address is kept, so it is never mailed again)."""
+    import asyncio
+
+    from aiosmtpd.smtp import SMTP
+    from sqlalchemy import select
+
+    from domain.email.models import Message
+
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(_RefusingHandler()), host=settings.smtp_host, port=settings.smtp_port
+    )
+    mailer = Mailer(settings, size=1)
+    try:
+        gone = await add_customer(sessions, email="gone@example.com", traits={"first_name": "Gina"})
+        await add_template(sessions)
+        with pytest.raises(ApplicationError):
+            await run_activity(EmailActivities(settings, sessions, mailer).send_email, _req(gone))
+    finally:
+        await mailer.close()
+        server.close()
+        await server.wait_closed()
+    async with transaction(sessions) as session:
+        [row] = await email.list_messages(session, customer_id=gone)
+    assert row.status == "failed" and "gone@example.com" in row.error  # the bounce, as the relay said it
+
+    response = await client.delete(f"/api/customers/{gone}", headers=admin_headers)
+    assert response.status_code == 200, response.text
+    async with transaction(sessions) as session:
+        [row] = (await session.scalars(select(Message))).all()
+        ledger = repr([getattr(row, c.key) for c in Message.__table__.columns])
+        reasons = await subscriptions.blocked(session, {1: "gone@example.com"}, "transactional", None)
+    assert row.status == "failed" and row.customer_id is None
+    assert "gone@example.com" not in ledger and "Gina" not in ledger
+    assert reasons == {1: "address suppressed (bounced)"}
+
+
 async def test_a_mailbox_our_relay_cannot_carry_fails_the_send_but_is_not_suppressed(
     sessions, activities, capture_without_smtputf8
 ):
