@@ -273,6 +273,16 @@ def case_events_outside(teams: list[str]) -> ColumnElement[bool]:
     return and_(Event.message_id.like("case/%"), Event.properties["case_id"].as_integer().not_in(visible))
 
 
+async def case_ids_in_teams(
+    session: AsyncSession, case_ids: Sequence[int], teams: Sequence[str]
+) -> list[int]:
+    """Which of these cases belong to these teams now."""
+    if not case_ids or not teams:
+        return []
+    stmt = select(Case.id).where(Case.id.in_(case_ids), Case.team_id.in_(teams))
+    return list(await session.scalars(stmt))
+
+
 async def case_ids_of_customer(session: AsyncSession, customer_id: int) -> list[int]:
     return list(
         await session.scalars(select(Case.id).where(Case.customer_id == customer_id).order_by(Case.id))

@@ -442,7 +442,34 @@ async def detail(session: AsyncSession, actor: Actor, case_id: int) -> CaseDetai
         NoteOut(id=n.id, kind=n.kind, body=n.body, agent_id=n.agent_id, created_at=n.created_at)
         for n in await repo.notes_of(session, case.id)
     ]
-    return CaseDetail(**case_out(case).model_dump(), context=case.context or {}, notes=notes)
+    context = await _context_for(session, actor, case.context or {})
+    return CaseDetail(**case_out(case).model_dump(), context=context, notes=notes)
+
+
+CASE_EVENTS = frozenset({CASE_OPENED, CASE_RESOLVED, CASE_SLA_BREACHED})
+
+
+def _case_of(event: Any) -> int | None:
+    """The case an event of the context is about (one this area emitted), else None."""
+    if not isinstance(event, dict) or event.get("name") not in CASE_EVENTS:
+        return None
+    case_id = (event.get("properties") or {}).get("case_id")
+    return case_id if isinstance(case_id, int) and not isinstance(case_id, bool) else None
+
+
+async def _context_for(session: AsyncSession, actor: Actor, context: dict[str, Any]) -> dict[str, Any]:
+    """The context as this actor may see it: the snapshot holds the customer's recent events, among
+    them those of their other cases; an agent does not see those of other teams' cases (their team as
+    it is now, as in the queue and the customer 360)."""
+    events = context.get("recent_events")
+    if actor.team_ids is None or not isinstance(events, list):
+        return context
+    mentioned = sorted({c for c in map(_case_of, events) if c is not None})
+    if not mentioned:
+        return context
+    visible = set(await repo.case_ids_in_teams(session, mentioned, actor.team_ids))
+    kept = [e for e in events if (c := _case_of(e)) is None or c in visible]
+    return {**context, "recent_events": kept}
 
 
 @dataclass

@@ -305,7 +305,7 @@ async def view(
             first_seen_at=customer.first_seen_at,
             last_seen_at=customer.last_seen_at,
             event_count=customer.event_count,
-            track_counts=await events.counts_by_name(session, customer_id),
+            track_counts=await events.counts_by_name(session, customer_id, _hidden_events(viewer)),
             order_count=customer.order_count,
             lifetime_value=customer.lifetime_value,
         ),

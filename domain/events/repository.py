@@ -106,12 +106,18 @@ async def recent_for(
     return list(await session.scalars(stmt))
 
 
-async def counts_by_name(session: AsyncSession, customer_id: int) -> dict[str, int]:
-    rows = await session.execute(
+async def counts_by_name(
+    session: AsyncSession, customer_id: int, hidden: ColumnElement[bool] | None = None
+) -> dict[str, int]:
+    """How many track events of each name the customer has, leaving out those ``hidden`` selects."""
+    stmt = (
         select(events.c.name, func.count())
         .where(events.c.customer_id == customer_id, events.c.type == "track")
         .group_by(events.c.name)
     )
+    if hidden is not None:
+        stmt = stmt.where(~hidden)
+    rows = await session.execute(stmt)
     return {name: count for name, count in rows.all() if name is not None}
 
 

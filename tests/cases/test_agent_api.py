@@ -83,6 +83,35 @@ async def test_the_customer_360_shows_an_agent_only_their_teams_cases(client, se
     assert sorted(case_events(everyone)) == [care_case, billing_case]
 
 
+async def test_a_case_of_an_agents_team_shows_nothing_of_another_teams_cases(
+    client, sessions, marketer_headers
+):
+    """The context a case keeps (the customer's recent events when it opened) holds the events of the
+    customer's earlier cases: those of other teams stay hidden from an agent, as in the customer 360."""
+    await make_team(sessions, "billing")
+    await make_team(sessions, "fraud")
+    olga = await make_agent(sessions, "olga", "billing")
+    customer = await make_customer(sessions, "u1")
+    await open_case(sessions, customer, "fraud", reason="suspected card fraud, do not tell the customer")
+    own_earlier = await open_case(sessions, customer, "billing", reason="an invoice")
+    billing_case = await open_case(sessions, customer, "billing", reason="a refund")
+
+    detail = await client.get(f"/api/cases/{billing_case}", headers=olga["headers"])
+    assert detail.status_code == 200, detail.text
+    assert "card fraud" not in detail.text and "fraud" not in detail.text
+    seen = [e["properties"]["case_id"] for e in detail.json()["context"]["recent_events"]]
+    assert seen == [own_earlier]
+    view = await client.get(f"/api/customers/{customer}", headers=olga["headers"])
+    assert view.json()["facts"]["track_counts"] == {"Case Opened": 2}  # the fraud case is not counted
+
+    # whoever sees every team sees it all
+    everyone = await client.get(f"/api/customers/{customer}", headers=marketer_headers)
+    assert everyone.json()["facts"]["track_counts"] == {"Case Opened": 3}
+    admin = {"Authorization": f"Bearer {await make_key(sessions, role=Role.admin)}"}
+    full = await client.get(f"/api/cases/{billing_case}", headers=admin)
+    assert "card fraud" in full.text
+
+
 async def test_marketer_cannot_claim_and_a_write_key_reads_nothing(
     client, sessions, marketer_headers, write_key
 ):
