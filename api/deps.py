@@ -78,6 +78,12 @@ async def _management_principal(
     return principal
 
 
+def revoked_keys(request: Request) -> set[int]:
+    """The ids of keys revoked through this process: a write key it has cached (``/v1`` keeps them for a
+    few seconds) is checked again at once instead of working until its entry expires."""
+    return request.app.state.__dict__.setdefault("revoked_key_ids", set())
+
+
 def require(*roles: Role):
     """Dependency: a management key with one of ``roles`` (admin always passes)."""
 

@@ -17,7 +17,7 @@ import orjson
 import pydantic_core
 from fastapi import APIRouter, Request, Response
 
-from api.deps import basic_username, bearer_token
+from api.deps import basic_username, bearer_token, revoked_keys
 from domain.auth import service as auth
 from domain.auth.schemas import KeyKind, Principal
 from domain.db import transaction
@@ -36,7 +36,8 @@ from domain.events.service import PurchaseRule, Submission
 router = APIRouter(prefix="/v1", tags=["ingestion"])
 
 # A write key is checked against the database at most this often per process; revoking one takes
-# effect within this many seconds. It keeps the key lookup off the hot path.
+# effect at once in the process that revoked it, within this many seconds in the others.
+# It keeps the key lookup off the hot path.
 WRITE_KEY_CACHE_SECONDS = 10.0
 
 
@@ -151,7 +152,7 @@ async def _source(request: Request, body: Callable[[], dict[str, Any]]) -> Princ
         "write_key_cache", {}
     )
     hit = cache.get(key)
-    if hit is not None and hit[0] > time.monotonic():
+    if hit is not None and hit[0] > time.monotonic() and hit[1].key_id not in revoked_keys(request):
         principal = hit[1]
     else:
         async with transaction(request.app.state.sessions) as session:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from api.deps import Admin, Session
+from api.deps import Admin, Session, revoked_keys
 from domain.auth import service as auth
 from domain.auth.schemas import KeyCreate, KeyCreated, KeyOut
 from domain.db import StoredInt
@@ -21,5 +21,7 @@ async def list_keys(session: Session, _: Admin) -> list[KeyOut]:
 
 
 @router.delete("/{key_id}", response_model=KeyOut, summary="Revoke a key")
-async def revoke_key(key_id: StoredInt, session: Session, _: Admin) -> KeyOut:
-    return await auth.revoke_key(session, key_id)
+async def revoke_key(key_id: StoredInt, session: Session, _: Admin, request: Request) -> KeyOut:
+    revoked = await auth.revoke_key(session, key_id)
+    revoked_keys(request).add(key_id)
+    return revoked

@@ -68,3 +68,14 @@ async def test_management_key_needs_a_role(client, admin_headers):
 async def test_management_key_cannot_ingest(client, admin_headers):
     response = await client.post("/v1/track", json={"userId": "u", "event": "E"}, headers=admin_headers)
     assert response.status_code == 403
+
+
+async def test_a_revoked_write_key_stops_working_at_once(client, admin_headers):
+    created = await client.post("/api/keys", json={"name": "shop", "kind": "write"}, headers=admin_headers)
+    key = created.json()
+    call = {"userId": "u1", "event": "Viewed"}
+    assert (await client.post("/v1/track", json=call, auth=(key["secret"], ""))).status_code == 200
+    assert (await client.delete(f"/api/keys/{key['id']}", headers=admin_headers)).status_code == 200
+    refused = await client.post("/v1/track", json=call, auth=(key["secret"], ""))
+    assert refused.status_code == 401, refused.text
+    assert (await client.post("/v1/track", json={**call, "writeKey": key["secret"]})).status_code == 401
