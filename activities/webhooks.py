@@ -48,7 +48,8 @@ def verify(
         return False
     if abs((now if now is not None else time.time()) - timestamp) > tolerance_seconds:
         return False
-    return hmac.compare_digest(sign(secret, timestamp, body), header)
+    # As bytes: compare_digest refuses a str with non-ASCII characters, which a header may carry.
+    return hmac.compare_digest(sign(secret, timestamp, body).encode(), header.encode())
 
 
 @dataclass(frozen=True)

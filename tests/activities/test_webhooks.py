@@ -14,7 +14,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import WEBHOOK_REJECTED, WebhookRequest
-from activities.webhooks import WebhookActivities
+from activities.webhooks import WebhookActivities, sign, verify
 from config.settings import Settings
 
 PUBLIC = "93.184.216.34"  # a global address; the fake network below never lets it be reached
@@ -167,3 +167,13 @@ async def test_a_receiver_dripping_its_answer_is_cut_off_at_the_timeout_and_retr
                 timeout=10,
             )
     assert not err.value.non_retryable and "1s" in str(err.value)
+
+
+def test_a_receiver_refuses_a_signature_header_with_odd_characters():
+    # What a receiver's own code does with what arrives: a header it cannot have come from us is
+    # refused (a non-ASCII one raised TypeError inside the comparison).
+    body, at = b'{"kind": "welcome"}', 1_800_000_000
+    good = sign("s3cret", at, body)
+    assert verify("s3cret", good, body, now=at)
+    for header in (good.replace("v1=", "v1=é"), f"t={at},v1=ünïcode", "t=é", "", ","):
+        assert not verify("s3cret", header, body, now=at)
