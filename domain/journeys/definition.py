@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 from typing import Annotated, Any, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -257,6 +258,13 @@ class WebhookNode(_Node):
     def _http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("url must start with http:// or https://")
+        parts = urlsplit(value)
+        if not parts.hostname:
+            raise ValueError("url has no host")
+        try:
+            parts.port  # noqa: B018 (raises for a port that is not a number from 0 to 65535)
+        except ValueError:
+            raise ValueError("url has an invalid port") from None
         return value
 
 

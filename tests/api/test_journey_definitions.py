@@ -151,6 +151,28 @@ CASES = [
         "http:// or https://",
     ),
     (
+        "webhook to a port that cannot be",  # it was saved, and refused only when the step ran
+        _journey(
+            {**ENTRY, "next": "hook"},
+            {"id": "hook", "type": "webhook", "url": "http://example.com:99999/x", "next": "hello"},
+            SEND,
+            DONE,
+        ),
+        "hook",
+        "url has an invalid port",
+    ),
+    (
+        "webhook without a host",
+        _journey(
+            {**ENTRY, "next": "hook"},
+            {"id": "hook", "type": "webhook", "url": "https:///hook", "next": "hello"},
+            SEND,
+            DONE,
+        ),
+        "hook",
+        "url has no host",
+    ),
+    (
         "quiet hours with a bad time",
         _journey(ENTRY, SEND, DONE, rules={"quiet_hours": {"start": "25:00", "end": "08:00"}}),
         None,
