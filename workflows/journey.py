@@ -98,6 +98,9 @@ ENTRY_WATERMARK_PATCH = "events-since-enrollment-start"
 # Patch id of a date wait reached again while its date is still missing or past ending the enrollment
 # (it went straight on, so a loop through it repeated its steps, sends included, without pause).
 DATE_WAIT_REVISIT_PATCH = "date-wait-revisit-ends"
+# Patch id of a continue-as-new carrying the events signalled since the enrollment last woke, which the
+# next wait counts, not only those not yet looked at for a goal (they were lost to that wait).
+CARRY_SINCE_AWAKE_PATCH = "continue-as-new-carries-events-since-awake"
 # Keep at most this many step records in memory and in a continue-as-new input.
 MAX_KEPT_STEPS = 200
 
@@ -715,12 +718,16 @@ class JourneyWorkflow:
 
     async def _continue_as_new(self, current: str, visits: dict[str, int]) -> None:
         await self._flush()
-        unscanned = self._inbox[self._scanned :]
+        first = self._scanned
+        if workflow.patched(CARRY_SINCE_AWAKE_PATCH):
+            # The next run looks at these for a goal again (finding none, as this one did) and its
+            # first wait counts them as arrived since it woke (_awake_inbox starts at 0 there).
+            first = min(self._scanned, self._awake_inbox)
         state = JourneyState(
             current=current,
             visits=visits,
             steps=self._steps[-MAX_KEPT_STEPS:],
-            inbox=unscanned,
+            inbox=self._inbox[first:],
             seen_event_ids=sorted(self._seen_event_ids)[-1000:],
             listening=sorted(self._listening),
         )
