@@ -19,7 +19,14 @@ from domain.db import transaction
 from domain.email import compose, rendering
 from domain.email import service as email
 from domain.email.delivery import MessageFactory, Prepared
+from domain.journeys import service as journeys
 from domain.subscriptions import service as subscriptions
+
+
+def _enrollment_of(idempotency_key: str) -> str | None:
+    """A journey send's key is ``{workflow id}/{entry event id}/{node id}/{visit}``: the workflow id."""
+    parts = idempotency_key.rsplit("/", 3)
+    return parts[0] if len(parts) == 4 else None
 
 
 class EmailActivities:
@@ -81,6 +88,18 @@ class EmailActivities:
     ) -> Prepared | SendEmailResult:
         # A journey started for a visitor who has since logged in sends to the known customer; an
         # erased customer's message is recorded against nobody, and skipped.
+        if req.journey_id is not None and (workflow_id := _enrollment_of(req.idempotency_key)):
+            # Checked in the transaction that claims the send, with the profile key-share locked
+            # (waiting for a merge in flight, and holding off one that starts), so no send goes
+            # once a merge that ended this enrollment has committed: it leaves as from an archived
+            # journey (a send that cannot hold, one already planned, is skipped unrecorded).
+            await customers.hold_current(session, [req.customer_id])
+            if await journeys.superseded_by(session, workflow_id):
+                if req.hold_unless_published:
+                    return SendEmailResult(status="held", message_id=message_id, detail="archived")
+                return SendEmailResult(
+                    status="skipped", message_id=message_id, detail="enrollment superseded by a merge"
+                )
         customer = await customers.get_profile(session, req.customer_id)
         row = await email.claim_message(
             session,

@@ -29,6 +29,14 @@ from domain.db import transaction, utcnow
 from domain.journeys import service as journeys
 
 
+def _workflow_id() -> str | None:
+    """The calling enrollment's workflow id (None outside an activity, e.g. called directly)."""
+    try:
+        return activity.info().workflow_id
+    except RuntimeError:
+        return None
+
+
 class JourneyActivities:
     def __init__(
         self,
@@ -80,7 +88,13 @@ class JourneyActivities:
     @activity.defn(name=JOURNEY_CONTEXT)
     async def journey_context(self, req: JourneyContextRequest) -> JourneyContext:
         status = await self._statuses.status(req.journey_id, req.fresh_status)
-        if not req.with_customer:
+        if status != "archived" and (not req.with_customer or (req.plan and req.plan.kind == "send")):
+            # Before a send: an enrollment a profile merge ended (the person is in this journey
+            # through another one) leaves as it would from an archived journey.
+            async with self._sessions() as session:
+                if await journeys.superseded_by(session, _workflow_id()):
+                    status = "archived"
+        if not req.with_customer or status == "archived":
             return JourneyContext(journey_status=status, timezone=None)
         plan = req.plan
         if plan is not None and (plan.rate_max or plan.cap_max) and status == "published":

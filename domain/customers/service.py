@@ -163,15 +163,21 @@ async def _create(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
 async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> None:
     """Fold profile ``source`` into ``target``: everything recorded about it moves (repository.reattribute),
     its loyalty points too, facts are added up, traits merged (the target's win), its visitor id kept as
-    an alias, and its id noted as now being ``target`` for the journeys started with it."""
+    an alias, and its id noted as now being ``target`` for the journeys started with it. Where both
+    are inside one journey that lets a person in only once (``journeys.supersede_duplicates``), the
+    later-entered enrollment is ended."""
     rows = await repository.lock(session, [source_id, target_id])
     source, target = rows.get(source_id), rows.get(target_id)
     if source is None or target is None:
         return
+    # Imported here: the journeys and loyalty areas build on customers, not the reverse.
+    from domain.journeys import service as journeys
+    from domain.loyalty import service as loyalty
+
+    # One person inside one journey twice where its re-entry policy allows once: the later goes.
+    await journeys.supersede_duplicates(session, source_id, target_id, utcnow())
     await repository.reattribute(session, source_id, target_id)
     await repository.record_merge(session, source_id, target_id)
-    # Imported here: the loyalty area builds on customers (its ledger names them), not the reverse.
-    from domain.loyalty import service as loyalty
 
     await loyalty.fold_member(session, source_id, target_id, utcnow())
     target.event_count += source.event_count

@@ -108,14 +108,65 @@ async def upsert_closed_enrollment(session: AsyncSession, values: dict) -> None:
     stmt = stmt.on_conflict_do_update(
         index_elements=["workflow_id"],
         set_={"status": stmt.excluded.status, "completed_at": stmt.excluded.completed_at},
+        # A superseded enrollment was ended by the merge: its record stays as the merge left it.
+        where=Enrollment.__table__.c.superseded_by.is_(None),
     )
     await session.execute(stmt)
 
 
 async def finish_enrollment(session: AsyncSession, workflow_id: str, status: str, at) -> None:
     await session.execute(
-        update(Enrollment).where(Enrollment.workflow_id == workflow_id).values(status=status, completed_at=at)
+        update(Enrollment)
+        .where(Enrollment.workflow_id == workflow_id, Enrollment.superseded_by.is_(None))
+        .values(status=status, completed_at=at)
     )
+
+
+async def active_enrollments_of(session: AsyncSession, customer_ids: list[int]) -> list[Enrollment]:
+    return list(
+        await session.scalars(
+            select(Enrollment)
+            .where(
+                Enrollment.customer_id.in_(customer_ids),
+                Enrollment.status == "active",
+                Enrollment.superseded_by.is_(None),
+            )
+            .order_by(Enrollment.id)
+        )
+    )
+
+
+async def reentry_policies(
+    session: AsyncSession, versions: set[tuple[str, int]]
+) -> dict[tuple[str, int], str]:
+    """The entry node's ``reentry`` of each (journey, version) ("once" when unset)."""
+    if not versions:
+        return {}
+    rows = await session.execute(
+        select(JourneyVersion.journey_id, JourneyVersion.version, JourneyVersion.definition).where(
+            JourneyVersion.journey_id.in_(sorted({j for j, _ in versions}))
+        )
+    )
+    out = {}
+    for journey_id, version, definition in rows:
+        if (journey_id, version) not in versions:
+            continue
+        entry = next((n for n in (definition or {}).get("nodes", []) if n.get("type") == "entry"), {})
+        out[(journey_id, version)] = entry.get("reentry", "once")
+    return out
+
+
+async def supersede(session: AsyncSession, workflow_id: str, by_workflow_id: str, at) -> None:
+    await session.execute(
+        update(Enrollment)
+        .where(Enrollment.workflow_id == workflow_id)
+        .values(status="exited", completed_at=at, superseded_by=by_workflow_id)
+    )
+    await remove_listeners(session, workflow_id)
+
+
+async def superseded_by(session: AsyncSession, workflow_id: str) -> str | None:
+    return await session.scalar(select(Enrollment.superseded_by).where(Enrollment.workflow_id == workflow_id))
 
 
 async def enrollments_of(session: AsyncSession, journey_id: str, limit: int) -> list[Enrollment]:

@@ -67,6 +67,8 @@ class EnrollmentOut(BaseModel):
     status: str
     entered_at: datetime
     completed_at: datetime | None
+    # The enrollment a profile merge kept instead of this one (status "exited"), else None.
+    superseded_by: str | None = None
 
 
 class StepOut(BaseModel):

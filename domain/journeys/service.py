@@ -15,7 +15,7 @@ from domain.email import service as email
 from domain.errors import Conflict, InvalidInput, NotFound
 from domain.journeys import definition as graph
 from domain.journeys import repository, timing
-from domain.journeys.models import Journey, JourneyVersion
+from domain.journeys.models import Enrollment, Journey, JourneyVersion
 from domain.journeys.schemas import (
     EnrollmentOut,
     EnrollmentPath,
@@ -484,6 +484,52 @@ async def may_enroll(
     if reentry == "after_exit":
         return not await repository.has_active_enrollment(session, journey_id, customer_id)
     return True
+
+
+def _entry_key(enrollment: Enrollment) -> str | None:
+    """The key part of an enrollment's workflow id (``workflow_id_for``), None for a plain id. The id
+    names the profile it started for, which may be one merged into the row's customer since."""
+    rest = enrollment.workflow_id.removeprefix(f"journey/{enrollment.journey_id}/customer/")
+    return rest.split("/", 1)[1] if "/" in rest else None
+
+
+def _cannot_coexist(reentry: str, first: Enrollment, second: Enrollment) -> bool:
+    """Whether one person may not be inside both enrollments under the journey's re-entry policy."""
+    if reentry in ("once", "after_exit"):
+        return True
+    if reentry == "once_per_key":
+        return _entry_key(first) == _entry_key(second)
+    return False  # always: every trigger is an enrollment of its own
+
+
+async def supersede_duplicates(session: AsyncSession, source_id: int, target_id: int, at: datetime) -> None:
+    """Before profile ``source`` is merged into ``target`` (a visitor who logged in): where each is
+    inside the same journey and its re-entry policy lets one person in only once (``once``), once per
+    key (``once_per_key``, the same key) or once at a time (``after_exit``), end the later-entered of
+    the two (the one the policy would have refused, had they been known as one person then): it is
+    recorded as ``exited`` with ``superseded_by`` naming the kept one, and its workflow leaves at its
+    next send (the send and the journey context activities answer as for an archived journey). The
+    policy is the later enrollment's version's. ``always`` journeys keep both."""
+    rows = await repository.active_enrollments_of(session, [source_id, target_id])
+    if not rows:
+        return
+    policies = await repository.reentry_policies(session, {(r.journey_id, r.version) for r in rows})
+    ended: set[str] = set()
+    theirs = [r for r in rows if r.customer_id == source_id]
+    ours = [r for r in rows if r.customer_id == target_id]
+    for a in theirs:
+        for b in ours:
+            if a.journey_id != b.journey_id or a.workflow_id in ended or b.workflow_id in ended:
+                continue
+            kept, later = sorted((a, b), key=lambda e: (e.entered_at, e.id))
+            if _cannot_coexist(policies.get((later.journey_id, later.version), "once"), a, b):
+                await repository.supersede(session, later.workflow_id, kept.workflow_id, at)
+                ended.add(later.workflow_id)
+
+
+async def superseded_by(session: AsyncSession, workflow_id: str) -> str | None:
+    """The enrollment a profile merge kept instead of this one, if it ended this one."""
+    return await repository.superseded_by(session, workflow_id)
 
 
 async def update_traits(session: AsyncSession, customer_id: int, traits: dict) -> None:

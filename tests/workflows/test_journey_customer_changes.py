@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 from sqlalchemy import select
 
 from domain.customers import service as customers
 from domain.customers.models import Customer
 from domain.db import transaction
+from domain.email.models import Message
 from domain.events import service as events
 from domain.events.schemas import IdentifyCall, TrackCall
 from domain.journeys import service as journeys
@@ -119,10 +119,6 @@ async def test_a_cart_the_visitor_entered_with_is_not_entered_again_once_they_lo
         assert [n.customer_id for n in await e.enrollments("cart")] == [ada]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: a merge does not end the visitor's enrollment when the customer is in the same journey",
-)
 async def test_a_visitor_and_the_customer_both_waiting_in_a_journey_send_its_next_email_once(
     env, sessions, settings
 ):
@@ -144,7 +140,136 @@ async def test_a_visitor_and_the_customer_both_waiting_in_a_journey_send_its_nex
         visitor = await _visitor_tracks(e, "v-1", "Pricing Viewed")
         await _logs_in(e, "v-1", "ada")
 
-        await e.result(e.handle("pricing", ada))
-        await e.result(e.handle("pricing", visitor))
+        kept = await e.result(e.handle("pricing", ada))
+        ended = await e.result(e.handle("pricing", visitor))
 
         assert [m["subject"] for m in e.mailbox()] == ["Ada, questions about our plans?"]
+        # The visitor's enrollment entered later: it left before its send, recorded as ended by the merge.
+        assert (kept.status, ended.status) == ("completed", "exited")
+        assert ended.path == ["wait", "follow_up"]
+        assert await _sent_by(e) == [_wf("pricing", ada)]
+        by_id = {n.workflow_id: n for n in await e.enrollments("pricing")}
+        assert by_id[_wf("pricing", ada)].status == "completed"
+        assert by_id[_wf("pricing", ada)].superseded_by is None
+        assert by_id[_wf("pricing", visitor)].status == "exited"
+        assert by_id[_wf("pricing", visitor)].superseded_by == _wf("pricing", ada)
+        assert {n.customer_id for n in by_id.values()} == {ada}
+
+
+def _wf(journey_id: str, customer_id: int, key: str | None = None) -> str:
+    return journeys.workflow_id_for(journey_id, customer_id, key)
+
+
+async def _sent_by(e) -> list[str]:
+    """The enrollments whose sends went, by workflow id (a journey send's key starts with it)."""
+    async with e.sessions() as session:
+        keys = await session.scalars(select(Message.idempotency_key).where(Message.status == "sent"))
+        return sorted(k.rsplit("/", 3)[0] for k in keys)
+
+
+def _follow_up(entry: dict) -> dict:
+    return {
+        "nodes": [
+            {"id": "start", "type": "entry", "next": "wait", **entry},
+            {"id": "wait", "type": "wait", "duration": "1d", "next": "follow_up"},
+            {"id": "follow_up", "type": "send_email", "template_id": "follow", "next": "done"},
+            {"id": "done", "type": "exit"},
+        ]
+    }
+
+
+async def test_the_earlier_entered_visitors_enrollment_goes_on_and_sends_when_the_customers_is_ended(
+    env, sessions, settings
+):
+    """The rule is the later-entered enrollment goes, whichever profile it was: here the visitor
+    entered first, so Ada's own enrollment ends at the merge and the visitor's (now hers) sends."""
+    async with engine(env, sessions, settings) as e:
+        await e.template("follow", "{{ traits.name }}, still thinking it over?")
+        await e.journey("pricing", _follow_up({"event": "Pricing Viewed"}))
+        ada = await e.customer("ada")
+        visitor = await _visitor_tracks(e, "v-1", "Pricing Viewed")
+        await e.track("ada", "Pricing Viewed")
+        await _logs_in(e, "v-1", "ada")
+
+        kept = await e.result(e.handle("pricing", visitor))
+        ended = await e.result(e.handle("pricing", ada))
+
+        assert (kept.status, ended.status) == ("completed", "exited")
+        assert [(m["to"], m["subject"]) for m in e.mailbox()] == [
+            ("ada@example.com", "Ada, still thinking it over?")
+        ]
+        assert await _sent_by(e) == [_wf("pricing", visitor)]
+        by_id = {n.workflow_id: n for n in await e.enrollments("pricing")}
+        assert by_id[_wf("pricing", ada)].superseded_by == _wf("pricing", visitor)
+        assert (by_id[_wf("pricing", visitor)].status, by_id[_wf("pricing", ada)].status) == (
+            "completed",
+            "exited",
+        )
+
+
+async def test_a_merge_ends_only_the_visitors_cart_reminder_for_the_cart_the_customer_is_reminded_of(
+    env, sessions, settings
+):
+    """once_per_key: the same cart twice is one reminder; the visitor's other cart keeps its own."""
+    async with engine(env, sessions, settings) as e:
+        await e.template("follow", "{{ traits.name }}, your cart {{ event.properties.cart_id }}")
+        await e.journey(
+            "cart", _follow_up({"event": "Cart Updated", "reentry": "once_per_key", "entry_key": "cart_id"})
+        )
+        ada = await e.customer("ada")
+        await e.track("ada", "Cart Updated", cart_id="c1")
+        visitor = await _visitor_tracks(e, "v-1", "Cart Updated", cart_id="c1")
+        await _visitor_tracks(e, "v-1", "Cart Updated", cart_id="c2")
+        await _logs_in(e, "v-1", "ada")
+
+        results = {
+            wf: (await e.result(e.handle("cart", c, k))).status
+            for wf, c, k in [
+                (_wf("cart", ada, "c1"), ada, "c1"),
+                (_wf("cart", visitor, "c1"), visitor, "c1"),
+                (_wf("cart", visitor, "c2"), visitor, "c2"),
+            ]
+        }
+
+        assert sorted(m["subject"] for m in e.mailbox()) == ["Ada, your cart c1", "Ada, your cart c2"]
+        assert await _sent_by(e) == sorted([_wf("cart", ada, "c1"), _wf("cart", visitor, "c2")])
+        assert results == {
+            _wf("cart", ada, "c1"): "completed",
+            _wf("cart", visitor, "c1"): "exited",
+            _wf("cart", visitor, "c2"): "completed",
+        }
+        by_id = {n.workflow_id: n.superseded_by for n in await e.enrollments("cart")}
+        assert by_id == {
+            _wf("cart", ada, "c1"): None,
+            _wf("cart", visitor, "c1"): _wf("cart", ada, "c1"),
+            _wf("cart", visitor, "c2"): None,
+        }
+
+
+async def test_a_merge_keeps_both_enrollments_of_an_always_journey_and_ends_the_once_duplicate(
+    env, sessions, settings
+):
+    """``always``: every trigger is an enrollment of its own, so both go on and both send; the same
+    merge ends the duplicate in a ``once`` journey they are both in."""
+    async with engine(env, sessions, settings) as e:
+        await e.template("follow", "{{ traits.name }}, thanks for looking")
+        await e.journey("every", _follow_up({"event": "Pricing Viewed", "reentry": "always"}))
+        await e.journey("pricing", _follow_up({"event": "Pricing Viewed"}))
+        ada = await e.customer("ada")
+        await e.track("ada", "Pricing Viewed")
+        visitor = await _visitor_tracks(e, "v-1", "Pricing Viewed")
+        await _logs_in(e, "v-1", "ada")
+
+        every = sorted((n.workflow_id for n in await e.enrollments("every")), key=len)
+        assert len(every) == 2
+        for workflow_id in every:
+            customer_id, key = workflow_id.split("/")[3:5]
+            assert (await e.result(e.handle("every", int(customer_id), key))).status == "completed"
+        await e.result(e.handle("pricing", ada))
+        assert (await e.result(e.handle("pricing", visitor))).status == "exited"
+
+        assert len(e.mailbox()) == 3
+        sent = await _sent_by(e)
+        assert sorted(w for w in sent if w.startswith("journey/every/")) == sorted(every)
+        assert [w for w in sent if w.startswith("journey/pricing/")] == [_wf("pricing", ada)]
+        assert {n.superseded_by for n in await e.enrollments("every")} == {None}
