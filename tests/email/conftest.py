@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from activities.smtp import Mailer
 from runtime import smtp_capture
 
 
@@ -63,3 +64,11 @@ async def capture_without_smtputf8(settings) -> Capture:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.fixture
+async def mailer(settings) -> Mailer:
+    """The worker's pooled SMTP sender, for tests that run the send activity themselves."""
+    mailer = Mailer(settings, size=4)
+    yield mailer
+    await mailer.close()

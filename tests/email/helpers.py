@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+
+from sqlalchemy import text
+
 from domain.customers.models import Customer
 from domain.db import transaction, utcnow
 from domain.email import service as email
@@ -54,3 +58,18 @@ async def add_template(sessions, **spec) -> str:
                 session, GroupIn(id=spec["subscription_group"], name=spec["subscription_group"].title())
             )
         return (await email.create_template(session, TemplateIn(**spec))).id
+
+
+async def done_or_waiting_on_a_lock(task: asyncio.Task, engine) -> bool:
+    """Whether ``task`` finished, or a session of the test's PostgreSQL database waits for a lock: the
+    moment a test holding a transaction open lets it commit, to see what the waiting one does next."""
+    if task.done():
+        return True
+    async with engine.connect() as conn:
+        waiting = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return waiting > 0

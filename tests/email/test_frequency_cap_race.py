@@ -12,29 +12,20 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
 from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import JourneyContext, JourneyContextRequest, SendEmailRequest, TimePlan
 from activities.email import EmailActivities
 from activities.journeys import JourneyActivities
-from activities.smtp import Mailer
 from domain.customers import service as customers
 from domain.db import transaction
 from domain.journeys import service as journeys
 from domain.journeys.models import Journey
 from domain.subscriptions import service as subscriptions
 from tests.conftest import wait_for
-from tests.email.helpers import add_customer, add_template
+from tests.email.helpers import add_customer, add_template, done_or_waiting_on_a_lock
 
 DAY = 86_400
-
-
-@pytest.fixture
-async def mailer(settings):
-    mailer = Mailer(settings, size=4)
-    yield mailer
-    await mailer.close()
 
 
 @pytest.fixture
@@ -121,23 +112,13 @@ async def test_a_plan_waits_for_a_concurrent_one_and_counts_its_send(
     await _journeys(sessions, "welcome", "promo")
     now = datetime.now(UTC)
 
-    async def waiting_on_a_lock() -> bool:
-        async with engine.connect() as conn:
-            waiting = await conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-        return waiting > 0
-
     async with transaction(sessions) as session:
         first = await journeys.enrollment_context(
             session, ann, _plan("welcome", ann, now, cap_max=1).plan, journey_id="welcome"
         )
         # The second plan starts while the first's transaction is still open, and must wait for it.
         second = asyncio.create_task(_ask(steps, _plan("promo", ann, now, cap_max=1)))
-        await wait_for(lambda: _either(second, waiting_on_a_lock))
+        await wait_for(lambda: done_or_waiting_on_a_lock(second, engine))
     second = await second
     # Each journey sends if its plan let it go.
     if first["held_by"] is None:
@@ -148,10 +129,6 @@ async def test_a_plan_waits_for_a_concurrent_one_and_counts_its_send(
     await capture.wait_until(1)
     assert capture.handler.received == 1
     assert first["held_by"] is None and second.held_by == "frequency_cap"
-
-
-async def _either(task: asyncio.Task, predicate) -> bool:
-    return task.done() or await predicate()
 
 
 async def test_a_skipped_send_frees_its_place_under_the_cap(sessions, steps, sender, capture):

@@ -38,13 +38,20 @@ async def _logs_in(e, anonymous_id: str, user_id: str) -> None:
     await e.router.route_once()
 
 
+async def _cart_then_log_in(e) -> tuple[int, int]:
+    """The cart journey set up; visitor v-1 enters it with cart c1, then logs in as Ada (a small
+    customer). Returns Ada's id and the visitor's."""
+    await _setup(e)
+    ada = await e.customer("ada", value_tier="small")
+    visitor = await _visitor_tracks(e, "v-1", "Cart Updated", cart_id="c1")
+    await wait_for(lambda: e.listening(visitor, "Order Completed"))
+    await _logs_in(e, "v-1", "ada")
+    return ada, visitor
+
+
 async def test_a_visitors_cart_reminder_reaches_the_known_customer_they_log_in_as(env, sessions, settings):
     async with engine(env, sessions, settings) as e:
-        await _setup(e)
-        ada = await e.customer("ada", value_tier="small")
-        visitor = await _visitor_tracks(e, "v-1", "Cart Updated", cart_id="c1")
-        await wait_for(lambda: e.listening(visitor, "Order Completed"))
-        await _logs_in(e, "v-1", "ada")
+        ada, visitor = await _cart_then_log_in(e)
 
         handle = e.handle("cart", visitor, "c1")
         result = await e.result(handle)
@@ -63,11 +70,7 @@ async def test_a_visitors_cart_reminder_reaches_the_known_customer_they_log_in_a
 
 async def test_the_known_customers_order_stops_the_visitors_cart_reminder(env, sessions, settings):
     async with engine(env, sessions, settings) as e:
-        await _setup(e)
-        await e.customer("ada", value_tier="small")
-        visitor = await _visitor_tracks(e, "v-1", "Cart Updated", cart_id="c1")
-        await wait_for(lambda: e.listening(visitor, "Order Completed"))
-        await _logs_in(e, "v-1", "ada")
+        _, visitor = await _cart_then_log_in(e)
         await e.track("ada", "Order Completed", cart_id="c1")
 
         result = await e.result(e.handle("cart", visitor, "c1"))
@@ -103,11 +106,7 @@ async def test_a_cart_the_visitor_entered_with_is_not_entered_again_once_they_lo
     """once_per_key: the visitor's cart c1 enrolled them; after they log in as Ada, Ada's next update of
     the same cart finds that enrollment (now hers) and does not start a second reminder."""
     async with engine(env, sessions, settings) as e:
-        await _setup(e)
-        ada = await e.customer("ada", value_tier="small")
-        visitor = await _visitor_tracks(e, "v-1", "Cart Updated", cart_id="c1")
-        await wait_for(lambda: e.listening(visitor, "Order Completed"))
-        await _logs_in(e, "v-1", "ada")
+        ada, _ = await _cart_then_log_in(e)
         await e.track("ada", "Cart Updated", cart_id="c1")  # another item in the same cart
 
         for enrollment in await e.enrollments("cart"):
