@@ -41,8 +41,7 @@ async def enroll_customers(
     key: str | None = None,
     concurrency: int = 32,
 ) -> EnrollmentCounts:
-    entry = next(n for n in version.definition["nodes"] if n["type"] == "entry")
-    reentry = entry.get("reentry", "once")
+    reentry = journeys.reentry_of(version.definition)
     # A caller's key makes a repeated call idempotent; without one, "always" enrolls every call.
     run_key = key or uuid.uuid4().hex[:12]
     counts = EnrollmentCounts()

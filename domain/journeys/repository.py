@@ -136,10 +136,10 @@ async def active_enrollments_of(session: AsyncSession, customer_ids: list[int]) 
     )
 
 
-async def reentry_policies(
+async def definitions_of(
     session: AsyncSession, versions: set[tuple[str, int]]
-) -> dict[tuple[str, int], str]:
-    """The entry node's ``reentry`` of each (journey, version) ("once" when unset)."""
+) -> dict[tuple[str, int], dict]:
+    """The definition of each of these (journey, version)."""
     if not versions:
         return {}
     rows = await session.execute(
@@ -147,13 +147,7 @@ async def reentry_policies(
             JourneyVersion.journey_id.in_(sorted({j for j, _ in versions}))
         )
     )
-    out = {}
-    for journey_id, version, definition in rows:
-        if (journey_id, version) not in versions:
-            continue
-        entry = next((n for n in (definition or {}).get("nodes", []) if n.get("type") == "entry"), {})
-        out[(journey_id, version)] = entry.get("reentry", "once")
-    return out
+    return {(j, v): definition for j, v, definition in rows if (j, v) in versions}
 
 
 async def supersede(session: AsyncSession, workflow_id: str, by_workflow_id: str, at) -> None:

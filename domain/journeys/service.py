@@ -513,7 +513,8 @@ async def supersede_duplicates(session: AsyncSession, source_id: int, target_id:
     rows = await repository.active_enrollments_of(session, [source_id, target_id])
     if not rows:
         return
-    policies = await repository.reentry_policies(session, {(r.journey_id, r.version) for r in rows})
+    definitions = await repository.definitions_of(session, {(r.journey_id, r.version) for r in rows})
+    policies = {v: reentry_of(d) for v, d in definitions.items()}
     ended: set[str] = set()
     theirs = [r for r in rows if r.customer_id == source_id]
     ours = [r for r in rows if r.customer_id == target_id]
@@ -604,6 +605,11 @@ async def customer_page(
 
 def _entry_of(definition: dict) -> dict:
     return next(n for n in definition["nodes"] if n["type"] == "entry")
+
+
+def reentry_of(definition: dict) -> str:
+    """The journey's re-entry policy: its entry node's ``reentry`` ("once" when unset)."""
+    return _entry_of(definition).get("reentry", "once")
 
 
 # --- dry run -----------------------------------------------------------------------------------------
