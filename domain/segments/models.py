@@ -28,6 +28,10 @@ class Segment(Base):
     current_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Set when a background pass could not evaluate the segment (its membership was left as it was),
+    # cleared by the next pass that can: the API and /api/health show a stale segment.
+    refresh_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refresh_error: Mapped[str | None] = mapped_column(Text)
 
 
 class SegmentVersion(Base):

@@ -142,6 +142,23 @@ async def current_rules(session: AsyncSession) -> list[tuple[str, int, dict[str,
     return [(row[0], row[1], row[2]) for row in await session.execute(stmt)]
 
 
+async def failing_ids(session: AsyncSession) -> set[str]:
+    """Segments the last background pass could not evaluate."""
+    return set(await session.scalars(select(Segment.id).where(Segment.refresh_failed_at.is_not(None))))
+
+
+async def note_refresh(
+    session: AsyncSession, segment_id: str, at: datetime | None, error: str | None
+) -> None:
+    """Record a pass's failure to evaluate a segment (``at``, ``error``) or clear it (None, None)."""
+    # A Core update: it neither loads the segment nor moves its updated_at.
+    await session.execute(
+        update(Segment.__table__)
+        .where(Segment.__table__.c.id == segment_id)
+        .values(refresh_failed_at=at, refresh_error=error)
+    )
+
+
 async def published_journey_definitions(session: AsyncSession) -> list[tuple[str, dict[str, Any]]]:
     """(journey id, definition) of every version of the published or paused journeys: customers may
     still be running an older version."""

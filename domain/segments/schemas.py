@@ -46,6 +46,9 @@ class SegmentOut(BaseModel):
     members: int
     created_at: datetime
     updated_at: datetime
+    # When a background pass last failed to evaluate the segment and why; null while it is fresh.
+    refresh_failed_at: datetime | None = None
+    refresh_error: str | None = None
 
 
 class SegmentVersionOut(BaseModel):

@@ -56,6 +56,7 @@ class Catalog:
         self.versions = {sid: version for sid, version, _ in rows}
         self.rules = {sid: r.parse(rule) for sid, _, rule in rows}
         self.lowest_tier = lowest_tier  # loyalty tier of customers without an account
+        self.failing: set[str] = set()  # segments the last pass could not evaluate
 
     def expanded(self, segment_id: str) -> r.Rule:
         return r.expand(self.rules[segment_id], self.rules)
@@ -87,6 +88,7 @@ async def _lowest_tier(session: AsyncSession) -> str:
 
 async def _catalog(session: AsyncSession) -> Catalog:
     catalog = Catalog(await repository.current_rules(session))
+    catalog.failing = await repository.failing_ids(session)
     if any(isinstance(node, r.LoyaltyTier) for rule in catalog.rules.values() for node in r.walk(rule)):
         catalog.lowest_tier = await _lowest_tier(session)  # only loyalty tier conditions read it
     return catalog
@@ -194,6 +196,8 @@ def _described(segment: Segment, rule: dict[str, Any], members: int) -> SegmentO
         members=members,
         created_at=segment.created_at,
         updated_at=segment.updated_at,
+        refresh_failed_at=segment.refresh_failed_at,
+        refresh_error=segment.refresh_error,
     )
 
 
@@ -250,10 +254,18 @@ async def update(
         segment.description = spec.description
     segment.updated_at = at
     if spec.rule is not None:
+        segment.refresh_failed_at = segment.refresh_error = None  # rebuilt below, or the save fails
         catalog = await _catalog(session)
         for sid in [segment_id, *catalog.dependents(segment_id)]:
             await rebuild(session, sid, now=at, catalog=catalog)
+            if sid != segment_id and sid in catalog.failing:
+                await repository.note_refresh(session, sid, None, None)
     return await _out(session, segment)
+
+
+async def failing(session: AsyncSession) -> list[str]:
+    """Segments a background pass could not evaluate: their membership is stale."""
+    return sorted(await repository.failing_ids(session))
 
 
 async def delete(session: AsyncSession, segment_id: str) -> None:
@@ -444,11 +456,14 @@ async def reevaluate(
 
 
 @asynccontextmanager
-async def _on_its_own(session: AsyncSession, segment_id: str, work: str) -> AsyncIterator[None]:
+async def _on_its_own(
+    session: AsyncSession, segment_id: str, work: str, catalog: Catalog, at: datetime
+) -> AsyncIterator[None]:
     """One segment's share of a background pass, in a savepoint: a segment whose statements fail (one
-    stored before a limit of today's, say) is logged and left as it was, and the pass goes on with the
-    others instead of failing for all of them, over and over. Errors worth a retry (a deadlock, a busy
-    database) still fail the whole pass, which is then repeated."""
+    stored before a limit of today's, say) is left as it was, and the pass goes on with the others
+    instead of failing for all of them, over and over. The failure is logged and kept on the segment
+    (shown by the API and /api/health) until a pass evaluates it again. Errors worth a retry (a
+    deadlock, a busy database) still fail the whole pass, which is then repeated."""
     try:
         async with session.begin_nested():
             yield
@@ -456,6 +471,19 @@ async def _on_its_own(session: AsyncSession, segment_id: str, work: str) -> Asyn
         if transient(exc):
             raise
         log.exception("segment %r: %s failed; its membership is left as it was", segment_id, work)
+        await repository.note_refresh(session, segment_id, at, f"{work} failed: {_summary(exc)}")
+        catalog.failing.add(segment_id)
+    else:
+        if segment_id in catalog.failing:
+            await repository.note_refresh(session, segment_id, None, None)
+            catalog.failing.discard(segment_id)
+
+
+def _summary(exc: Exception) -> str:
+    """The error's first line, without the statement and parameters SQLAlchemy appends."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first}"[:300]
 
 
 async def refresh_customers(
@@ -475,7 +503,7 @@ async def refresh_customers(
     catalog = catalog or await _catalog(session)
     at = now or utcnow()
     for segment_id in segment_ids if segment_ids is not None else sorted(catalog.rules):
-        async with _on_its_own(session, segment_id, "re-evaluating customers"):
+        async with _on_its_own(session, segment_id, "re-evaluating customers", catalog, at):
             stats = await reevaluate(
                 session, segment_id, may_enter=scope, may_exit=scope, catalog=catalog, at=at
             )
@@ -532,7 +560,7 @@ async def refresh_from_events(
             signals = compiler.NO_SIGNALS
         else:
             continue  # no new event concerns this segment: nothing is built or run for it
-        async with _on_its_own(session, segment_id, "the refresh of new events"):
+        async with _on_its_own(session, segment_id, "the refresh of new events", catalog, at):
             await reevaluate(
                 session,
                 segment_id,
@@ -590,7 +618,7 @@ async def refresh_window_edges(session: AsyncSession, *, now: datetime | None = 
             continue
         if since is None or (deps.clock_traits and _some_date_changed(since, at)):
             stats = RefreshStats()
-            async with _on_its_own(session, segment_id, "the rebuild at a window edge"):
+            async with _on_its_own(session, segment_id, "the rebuild at a window edge", catalog, at):
                 stats = await rebuild(session, segment_id, now=at, catalog=catalog)
         else:
             crossing: set[int] = set()

@@ -105,7 +105,9 @@ async def test_birthdays_in_a_hundred_conditions_preview_at_any_hour(sessions):
     assert preview.count == 1
 
 
-async def test_a_stored_segment_whose_statements_fail_does_not_stop_the_others(sessions, caplog):
+async def test_a_stored_segment_whose_statements_fail_does_not_stop_the_others(
+    sessions, client, marketer_headers, caplog
+):
     # An event condition's property tests did not count towards the limit when this one was saved:
     # too many for either database (SQLite: expression depth; PostgreSQL: 32 767 parameters).
     tests = 1_100 if sessions.kw["bind"].dialect.name == "sqlite" else 6_600
@@ -126,3 +128,37 @@ async def test_a_stored_segment_whose_statements_fail_does_not_stop_the_others(s
     assert await _members(sessions, "berliners") == {"ada"}
     assert await _members(sessions, "buyers") == {"ada"}
     assert any("'huge'" in record.getMessage() for record in caplog.records)
+
+    # The stale segment says so, to the marketer and to monitoring; the others look fresh.
+    stale = (await client.get("/api/segments/huge", headers=marketer_headers)).json()
+    assert stale["refresh_failed_at"] is not None
+    assert stale["refresh_error"].startswith("the refresh of new events failed: ")
+    assert "SELECT" not in stale["refresh_error"]  # the error's first line, not the statement
+    fresh = (await client.get("/api/segments/buyers", headers=marketer_headers)).json()
+    assert fresh["refresh_failed_at"] is None and fresh["refresh_error"] is None
+    assert (await client.get("/api/health")).json()["failing_segments"] == ["huge"]
+
+    # A new version the passes can evaluate clears it.
+    fixed = await client.put(
+        "/api/segments/huge", headers=marketer_headers, json={"rule": {"event": "Order Completed"}}
+    )
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["refresh_error"] is None
+    assert (await client.get("/api/health")).json()["failing_segments"] == []
+    assert await _members(sessions, "huge") == {"ada"}
+
+
+async def test_a_pass_that_evaluates_a_failing_segment_again_clears_its_error(
+    sessions, client, marketer_headers
+):
+    await _create(sessions, "buyers", {"event": "Order Completed"})
+    async with transaction(sessions) as session:
+        segment = await session.get(Segment, "buyers")
+        segment.refresh_failed_at, segment.refresh_error = utcnow(), "the refresh of new events failed: busy"
+    await _identify(sessions, "ada", city="Berlin")
+    await _track(sessions, "ada", "Order Completed")
+    await SegmentRefresher(sessions).refresh_once()
+    assert await _members(sessions, "buyers") == {"ada"}
+    assert (await client.get("/api/health")).json()["failing_segments"] == []
+    again = (await client.get("/api/segments/buyers", headers=marketer_headers)).json()
+    assert again["refresh_failed_at"] is None and again["refresh_error"] is None
