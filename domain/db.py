@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import Field
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, event, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
@@ -103,6 +104,13 @@ def create_engine(url: str, **kwargs) -> AsyncEngine:
 
 def sha256_hex(value: str | None) -> str | None:
     return None if value is None else hashlib.sha256(value.encode()).hexdigest()
+
+
+def sql_sha256_hex(expr, dialect: str) -> ColumnElement[str]:
+    """``sha256_hex`` of a text expression, computed by the database (UTF-8, as Python encodes)."""
+    if dialect == "postgresql":
+        return func.encode(func.sha256(func.convert_to(expr, "UTF8")), "hex", type_=String)
+    return func.sha256_hex(expr, type_=String)  # registered on every SQLite connection (below)
 
 
 def unicode_lower(value: str | None) -> str | None:

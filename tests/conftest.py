@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
@@ -152,6 +152,23 @@ async def wait_for(predicate, *, within: float = 20.0, every: float = 0.05):
             return last
         await asyncio.sleep(every)
     raise AssertionError(f"condition not met within {within}s (last value: {last!r})")
+
+
+async def rows_naming(sessions, needle: str) -> dict[str, list]:
+    """Every row of every table in the database (the models' or not) whose values, as text, hold
+    ``needle`` (any case): what an erasure must leave nowhere."""
+
+    def table_names(connection):
+        return inspect(connection).get_table_names()
+
+    found: dict[str, list] = {}
+    async with sessions() as session:
+        connection = await session.connection()
+        for table in await connection.run_sync(table_names):
+            rows = (await connection.execute(text(f'SELECT * FROM "{table}"'))).all()
+            if hits := [tuple(row) for row in rows if needle.lower() in repr(tuple(row)).lower()]:
+                found[table] = hits
+    return found
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from domain.analytics.periods import Period
+from domain.db import sql_sha256_hex
 from domain.errors import InvalidInput
 from domain.segments.compiler import JsonValue
 
@@ -44,11 +45,7 @@ def plus_days(column, days: float, dialect: str) -> ColumnElement:
 
 def message_ref(messages, dialect: str) -> ColumnElement:
     """The reference opens and clicks carry (domain.email.tracking.message_ref), computed in SQL."""
-    key = messages.c.idempotency_key
-    if dialect == "postgresql":
-        digest = func.encode(func.sha256(func.convert_to(key, "UTF8")), "hex")
-    else:
-        digest = func.sha256_hex(key)  # registered on every SQLite connection (domain/db.py)
+    digest = sql_sha256_hex(messages.c.idempotency_key, dialect)
     return func.substr(digest, 1, 24) + "~" + func.coalesce(messages.c.template_id, "")
 
 

@@ -371,6 +371,19 @@ async def erasures(session: AsyncSession, user_id_sha256: str) -> list[CustomerE
     )
 
 
+async def ledger_addresses(session: AsyncSession, customer_id: int) -> set[str]:
+    """The addresses the send ledger records mailing the customer at."""
+    from domain.email.models import Message
+
+    messages = Message.__table__
+    rows = await session.scalars(
+        select(messages.c.to_address)
+        .where(messages.c.customer_id == customer_id, messages.c.to_address.is_not(None))
+        .distinct()
+    )
+    return set(rows)
+
+
 async def anonymise_messages(session: AsyncSession, customer_id: int) -> None:
     """Keep the send ledger's rows (campaign counts, idempotency) but drop what names the person: the
     error too, which quotes the address (a bounce: ``SMTPRecipientRefused(550, ..., 'ann@...')``) or

@@ -350,9 +350,11 @@ async def erase(
     workflows_already_gone: int = 0,
 ) -> Erasure:
     """Right to be forgotten: delete the profile, its events, aliases and enrollments, strip the
-    person from the send ledger, and keep a record that holds no personal data (with how many of the
-    person's workflow histories the caller deleted from Temporal first)."""
+    person from the send ledger and the suppression list (which keeps digests of their addresses), and
+    keep a record that holds no personal data (with how many of the person's workflow histories the
+    caller deleted from Temporal first)."""
     from domain.events import repository as events
+    from domain.subscriptions import service as subscriptions  # that area builds on this one
 
     customer = await repository.get(session, customer_id)
     if customer is None:
@@ -371,6 +373,13 @@ async def erase(
             "erased_at": utcnow(),
         },
     )
+    # Every address the person had, before the ledger and their identify events forget them.
+    addresses = (
+        {customer.email}
+        | await repository.ledger_addresses(session, customer_id)
+        | await events.emails_identified(session, customer_id)
+    ) - {None}
+    await subscriptions.forget_addresses(session, sorted(addresses))
     await repository.anonymise_messages(session, customer_id)
     # The profile goes first: ingestion that is storing events for it right now finishes before the
     # delete (it holds the row share-locked), and none can attribute new ones to it afterwards.

@@ -48,6 +48,14 @@ async def claim(
     return found
 
 
+async def emails_identified(session: AsyncSession, customer_id: int) -> set[str]:
+    """The addresses a customer's identify calls gave (validated and normalised at ingestion)."""
+    traits = await session.scalars(
+        select(events.c.traits).where(events.c.customer_id == customer_id, events.c.type == "identify")
+    )
+    return {t["email"] for t in traits if isinstance(t, dict) and isinstance(t.get("email"), str)}
+
+
 async def forget_customer(session: AsyncSession, customer_id: int) -> None:
     """Delete a customer's events and their outbox rows (erasure)."""
     await session.execute(

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.customers.models import Customer
 from domain.db import insert_ignoring_conflicts, utcnow
 from domain.events.models import Event, EventOutbox
+from domain.subscriptions.addresses import forms, hashed, stronger
 from domain.subscriptions.events import CONTEXT, SUBSCRIPTION_CHANGED
 from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
@@ -90,27 +91,40 @@ async def set_unsubscribed_from_all(session: AsyncSession, customer: Customer, u
 
 
 async def suppressed(session: AsyncSession, addresses: list[str]) -> dict[str, str]:
+    """The reason each of the addresses is suppressed, whether its entry names it or keeps only its
+    digest (an erased person's); absent = not suppressed. One indexed lookup."""
     if not addresses:
         return {}
+    asked = {form: address for address in addresses for form in forms(address)}
     rows = await session.execute(
-        select(Suppression.address, Suppression.reason).where(Suppression.address.in_(addresses))
+        select(Suppression.address, Suppression.reason).where(Suppression.address.in_(asked))
     )
-    return dict(rows.all())
+    out: dict[str, str] = {}
+    for stored, reason in rows:
+        out[asked[stored]] = stronger(out.get(asked[stored]), reason)
+    return out
 
 
 async def suppress(session: AsyncSession, address: str, reason: str, detail: str | None) -> bool:
     """Record a suppression; a stronger reason (bounced > complained > unsubscribed) replaces a weaker.
-    Returns whether the address was not suppressed before."""
+    Returns whether the address was not suppressed before.
+
+    An entry an erasure left (its digest) is folded in: the address is named again, so it is one
+    entry again, with the stronger of the two reasons."""
     inserted = await session.execute(
         insert_ignoring_conflicts(session, Suppression, ["address"]).values(
             address=address, reason=reason, detail=detail, created_at=utcnow()
         )
     )
     row = await session.scalar(select(Suppression).where(Suppression.address == address))
-    rank = {"unsubscribed": 0, "complained": 1, "bounced": 2}
-    if rank[reason] > rank.get(row.reason, 0):
+    erased = await session.scalar(
+        delete(Suppression).where(Suppression.address == hashed(address)).returning(Suppression.reason)
+    )
+    if erased is not None and stronger(row.reason, erased) != row.reason:
+        row.reason, row.detail = erased, None
+    if stronger(row.reason, reason) != row.reason:
         row.reason, row.detail = reason, detail
-    return bool(inserted.rowcount)
+    return bool(inserted.rowcount) and erased is None
 
 
 async def list_suppressions(session: AsyncSession, limit: int, after_id: int | None) -> list[Suppression]:
@@ -121,8 +135,26 @@ async def list_suppressions(session: AsyncSession, limit: int, after_id: int | N
 
 
 async def unsuppress(session: AsyncSession, address: str) -> int:
-    result = await session.execute(delete(Suppression).where(Suppression.address == address))
+    """Lift the address's suppression, the entry that names it and any an erasure left."""
+    result = await session.execute(delete(Suppression).where(Suppression.address.in_(forms(address))))
     return result.rowcount
+
+
+async def forget(session: AsyncSession, addresses: list[str]) -> None:
+    """Keep only digests of these addresses' entries (an erasure), with their reasons (the stronger
+    where a digest is there already) and without their detail, which may quote the address (a
+    bounce's SMTP error)."""
+    for address in addresses:
+        plain = await session.scalar(select(Suppression).where(Suppression.address == address))
+        if plain is None:
+            continue
+        digest = await session.scalar(select(Suppression).where(Suppression.address == hashed(address)))
+        if digest is None:
+            plain.address, plain.detail = hashed(address), None
+        else:
+            digest.reason = stronger(digest.reason, plain.reason)
+            await session.delete(plain)
+    await session.flush()
 
 
 async def record_changed(

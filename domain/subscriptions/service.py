@@ -222,6 +222,12 @@ async def suppress_address(session: AsyncSession, address: str, reason: str, det
     await _suppress(session, address, reason, detail)
 
 
+async def forget_addresses(session: AsyncSession, addresses: list[str]) -> None:
+    """An erased person's addresses: their suppressions stay (a bounced address is never mailed again,
+    an unsubscribed one gets no marketing until it opts in again) but keep only digests of them."""
+    await repository.forget(session, addresses)
+
+
 async def list_suppressions(session: AsyncSession, limit: int, after_id: int | None) -> list[SuppressionOut]:
     rows = await repository.list_suppressions(session, limit, after_id)
     return [SuppressionOut.model_validate(r, from_attributes=True) for r in rows]

@@ -8,7 +8,7 @@ from domain.db import transaction, utcnow
 from domain.email.models import Message
 from domain.events.models import Event, EventOutbox
 from domain.journeys.models import Enrollment, Journey
-from tests.conftest import make_key
+from tests.conftest import make_key, rows_naming
 
 
 async def _send(client, write_key, batch):
@@ -174,6 +174,7 @@ async def test_erasure_forgets_the_person_and_records_it(
         assert "user-3" not in (record.user_id_sha256, record.email_sha256)
         # Nobody else was touched.
         assert await session.scalar(select(func.count()).select_from(Customer)) == 6
+    assert await rows_naming(sessions, "person3@shop.example") == {}
 
     audit = await client.get("/api/customers/erasures", params={"user_id": "user-3"}, headers=admin_headers)
     assert [(e["customer_id"], e["reason"]) for e in audit.json()] == [

@@ -1,17 +1,24 @@
 """The Alembic migrations produce exactly the schema the models describe, on both backends."""
 
+import asyncio
+import hashlib
 import re
 import sqlite3
+import uuid
 from contextlib import closing
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from domain.db import utcnow
 from domain.models import Base
-from runtime.migrate import alembic_config, upgrade
+from runtime.migrate import alembic_config, upgrade, upgrade_async
+from tests.conftest import PG_ADMIN_URL, _pg_reachable
 
 
 async def test_migrated_schema_matches_the_models(engine):
@@ -95,3 +102,58 @@ def test_making_sqlite_ids_unique_for_ever_keeps_every_row_and_skips_ids_already
         # Not 3: id 7 named the visitor that merged into kim.
         assert db.execute("SELECT id FROM customers WHERE user_id = 'lee'").fetchone() == (8,)
         assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_database(request, tmp_path):
+    """The URL of a database with no tables yet, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'journeys.db'}"
+        return
+    if not _pg_reachable():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    name = f"journeys_migration_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def test_the_suppressions_of_customers_erased_before_keep_only_digests(empty_database):
+    url = empty_database
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "0028_segments_refresh_error")
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO customer_erasures (customer_id, email_sha256, events_erased, erased_at)"
+                    " VALUES (5, :digest, 0, :at), (6, NULL, 0, :at)"
+                ),
+                {"digest": hashlib.sha256(b"gone@example.com").hexdigest(), "at": utcnow()},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO suppressions (address, reason, detail, created_at) VALUES (:a, :r, :d, :at)"
+                ),
+                [
+                    {"a": "gone@example.com", "r": "bounced", "d": "550 gone@example.com", "at": utcnow()},
+                    {"a": "kept@example.com", "r": "complained", "d": "abuse report", "at": utcnow()},
+                ],
+            )
+        await upgrade_async(url)
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(text("SELECT address, reason, detail FROM suppressions ORDER BY id"))
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("sha256:" + hashlib.sha256(b"gone@example.com").hexdigest(), "bounced", None),
+        ("kept@example.com", "complained", "abuse report"),  # nobody erased had it
+    ]

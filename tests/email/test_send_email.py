@@ -154,27 +154,31 @@ async def test_permanent_refusal_fails_without_retry_and_suppresses_the_address(
         await server.wait_closed()
 
 
-async def test_erasure_leaves_no_address_in_the_send_ledger_of_a_bounced_message(
-    settings, sessions, client, admin_headers
+async def test_erasure_leaves_a_bounced_address_nowhere_and_a_new_profile_at_it_is_still_not_mailed(
+    settings, sessions, activities, client, admin_headers, write_key, capture
 ):
-    """A hard bounce's SMTP error names the mailbox; erasing the person must not leave it in the
-    ledger (the suppression of the address is kept, so it is never mailed again)."""
+    """A hard bounce's SMTP error names the mailbox, and the suppression list named it too; erasing the
+    person must leave it in no table, yet the address stays suppressed: a new profile with it (the
+    person back, or someone else) is not mailed, for the same reason."""
     import asyncio
 
     from aiosmtpd.smtp import SMTP
     from sqlalchemy import select
 
+    from domain.customers.models import Customer
     from domain.email.models import Message
+    from tests.conftest import free_port, rows_naming
 
+    refusing = settings.model_copy(update={"smtp_port": free_port()})  # the capture has the usual port
     server = await asyncio.get_running_loop().create_server(
-        lambda: SMTP(_RefusingHandler()), host=settings.smtp_host, port=settings.smtp_port
+        lambda: SMTP(_RefusingHandler()), host=refusing.smtp_host, port=refusing.smtp_port
     )
-    mailer = Mailer(settings, size=1)
+    mailer = Mailer(refusing, size=1)
     try:
         gone = await add_customer(sessions, email="gone@example.com", traits={"first_name": "Gina"})
         await add_template(sessions)
         with pytest.raises(ApplicationError):
-            await run_activity(EmailActivities(settings, sessions, mailer).send_email, _req(gone))
+            await run_activity(EmailActivities(refusing, sessions, mailer).send_email, _req(gone))
     finally:
         await mailer.close()
         server.close()
@@ -182,16 +186,25 @@ async def test_erasure_leaves_no_address_in_the_send_ledger_of_a_bounced_message
     async with transaction(sessions) as session:
         [row] = await email.list_messages(session, customer_id=gone)
     assert row.status == "failed" and "gone@example.com" in row.error  # the bounce, as the relay said it
+    assert "suppressions" in await rows_naming(sessions, "gone@example.com")
 
     response = await client.delete(f"/api/customers/{gone}", headers=admin_headers)
     assert response.status_code == 200, response.text
     async with transaction(sessions) as session:
         [row] = (await session.scalars(select(Message))).all()
         ledger = repr([getattr(row, c.key) for c in Message.__table__.columns])
-        reasons = await subscriptions.blocked(session, {1: "gone@example.com"}, "transactional", None)
-    assert row.status == "failed" and row.customer_id is None
-    assert "gone@example.com" not in ledger and "Gina" not in ledger
-    assert reasons == {1: "address suppressed (bounced)"}
+    assert row.status == "failed" and row.customer_id is None and "Gina" not in ledger
+    assert await rows_naming(sessions, "gone@example.com") == {}
+    assert await rows_naming(sessions, "gone@") == {}
+
+    # Someone signs up with the address again (written in another case; ingestion normalises it).
+    identify = {"userId": "new-gina", "traits": {"email": "Gone@Example.COM", "first_name": "Gina"}}
+    assert (await client.post("/v1/identify", json=identify, auth=(write_key, ""))).status_code == 200
+    async with sessions() as session:
+        again = await session.scalar(select(Customer.id).where(Customer.user_id == "new-gina"))
+    sent = await run_activity(activities.send_email, _req(again, key="k-again", category="transactional"))
+    assert (sent.status, sent.detail) == ("skipped", "address suppressed (bounced)")
+    assert capture.handler.received == 0
 
 
 async def test_a_mailbox_our_relay_cannot_carry_fails_the_send_but_is_not_suppressed(

@@ -1,0 +1,40 @@
+"""The forms an address takes on the suppression list.
+
+An entry names its address in plain text until the person it belonged to is erased; then it keeps
+only ``sha256:<hex>`` of the address, which names no one but still recognises the address when it
+comes back (a new profile, a new suppression), so a bounced or complained address is never mailed
+again. Digests are of the address as ingestion stores it (``domain.events.schemas.normalise_email``),
+which is also how the suppression list stores it; so the database can compute them from
+``customers.email`` too (the SQL segment evaluator).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import String, literal
+
+from domain.db import sha256_hex, sql_sha256_hex
+
+HASHED = "sha256:"
+# A stronger reason replaces a weaker one when an address is suppressed again.
+RANK = {"unsubscribed": 0, "complained": 1, "bounced": 2}
+
+
+def hashed(address: str) -> str:
+    return HASHED + sha256_hex(address)
+
+
+def forms(address: str) -> list[str]:
+    """The stored forms that suppress ``address``."""
+    return [address, hashed(address)]
+
+
+def sql_forms(address, dialect: str) -> list:
+    """``forms`` of a text column or expression, computed by the database."""
+    return [address, literal(HASHED, String) + sql_sha256_hex(address, dialect)]
+
+
+def stronger(reason: str | None, other: str | None) -> str | None:
+    """The stronger of two reasons (the first when they are as strong); None is no reason."""
+    if reason is None or (other is not None and RANK.get(other, 0) > RANK.get(reason, 0)):
+        return other
+    return reason
