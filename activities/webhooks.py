@@ -67,10 +67,31 @@ class Refused(ValueError):
     """This URL may not be called."""
 
 
+# IPv6 addresses that carry an IPv4 one, which a NAT64 gateway or 6to4 relay on the way delivers to:
+# ``is_global`` judges only the IPv6 address (64:ff9b::7f00:1 is "global", yet reaches 127.0.0.1).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local use only, never public
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # the deprecated ::a.b.c.d
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether the address, and any IPv4 address it carries (mapped, compatible, NAT64, 6to4), is public."""
+    if not address.is_global:
+        return False
+    if address.version == 4:
+        return True
+    if address in _LOCAL_NAT64:
+        return False
+    carried = address.ipv4_mapped or address.sixtofour
+    if carried is None and (address in _NAT64 or address in _IPV4_COMPATIBLE):
+        carried = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return carried is None or carried.is_global
+
+
 async def checked_target(url: str, *, allow_private: bool) -> Target:
     """The address to call for ``url``, resolved once and checked to be public; ``Refused`` if it is not
     http(s) or the name resolves to any non-public address (loopback, private, link-local such as the
-    cloud metadata service 169.254.169.254)."""
+    cloud metadata service 169.254.169.254, or an IPv6 address carrying one of those)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused("url must be http(s) with a host")
@@ -88,7 +109,7 @@ async def checked_target(url: str, *, allow_private: bool) -> Target:
         raise Refused(f"cannot resolve {parts.hostname}: {exc}") from None
     addresses = [ipaddress.ip_address(info[4][0].partition("%")[0]) for info in infos]
     for address in addresses:
-        if not address.is_global:
+        if not _public(address):
             raise Refused(f"{parts.hostname} resolves to a non-public address {address}")
     if not addresses:
         raise Refused(f"cannot resolve {parts.hostname}")

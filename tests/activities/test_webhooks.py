@@ -14,7 +14,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import WEBHOOK_REJECTED, WebhookRequest
-from activities.webhooks import WebhookActivities, sign, verify
+from activities.webhooks import WebhookActivities, checked_target, sign, verify
 from config.settings import Settings
 
 PUBLIC = "93.184.216.34"  # a global address; the fake network below never lets it be reached
@@ -78,7 +78,8 @@ async def network(monkeypatch) -> _Network:
         if name in answers:
             script = answers[name]
             address = script.pop(0) if len(script) > 1 else script[0]
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0))]
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            return [(family, socket.SOCK_STREAM, 6, "", (address, port or 0))]
         return await real_resolve(host, port, *args, **kwargs)
 
     async def create_connection(factory, host=None, port=None, *args, **kwargs):
@@ -117,6 +118,39 @@ async def test_a_name_resolving_to_an_internal_address_is_refused_for_good(setti
                 await WebhookActivities(settings).call_webhook(_request(f"http://{host}:{internal.port}/"))
             assert err.value.type == WEBHOOK_REJECTED and err.value.non_retryable, host
         assert internal.connections == 0
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b:1::7f00:1",  # the local-use NAT64 prefix
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "::127.0.0.1",  # IPv4-compatible
+        "::ffff:127.0.0.1",  # IPv4-mapped
+    ],
+)
+async def test_an_ipv6_address_carrying_an_internal_ipv4_address_is_refused_for_good(
+    settings, network, address
+):
+    network["nat64.attacker.example"] = [address]
+    with pytest.raises(ApplicationError) as err:
+        await WebhookActivities(settings).call_webhook(_request("http://nat64.attacker.example/"))
+    assert err.value.type == WEBHOOK_REJECTED and err.value.non_retryable
+    assert address.split("::")[0] in str(err.value)
+
+
+async def test_an_ipv6_address_carrying_a_public_ipv4_address_may_be_called(network):
+    for address in (
+        "64:ff9b::5db8:d822",
+        "2002:5db8:d822::1",
+        "2606:4700::1111",
+    ):  # 93.184.216.34; Cloudflare
+        network["hooks.partner.example"] = [address]
+        target = await checked_target("https://hooks.partner.example/in", allow_private=False)
+        assert target.url == f"https://[{address}]/in" and target.tls_name == "hooks.partner.example"
 
 
 async def test_a_public_receiver_gets_the_call_at_the_checked_address_under_its_own_name(settings, network):
