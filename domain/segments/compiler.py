@@ -53,7 +53,6 @@ from domain.segments import calendar as cal
 from domain.segments import rules as r
 from domain.segments.evaluate import DEFAULT_LOWEST_TIER
 from domain.segments.models import CustomerScore
-from domain.subscriptions.addresses import sql_forms
 from domain.subscriptions.events import SUBSCRIPTION_CHANGED
 from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
@@ -302,13 +301,12 @@ class Compiler:
     def _subscribed(self, group_id: str, id_col) -> ColumnElement[bool]:
         """Mirror of evaluate.subscribed: the send-time check for a marketing email of the group."""
         email = customers.c.email
-        # By its address, or by the digest an erasure of its earlier owner left: one NOT EXISTS each,
-        # so PostgreSQL can hash the list for each instead of probing the index twice per customer.
-        listed = [
-            not_(exists(select(suppressions.c.id).where(suppressions.c.address == form)))
-            for form in sql_forms(email, self.dialect)
-        ]
-        reachable = and_(email.is_not(None), email != "", customers.c.unsubscribed_all_at.is_(None), *listed)
+        reachable = and_(
+            email.is_not(None),
+            email != "",
+            customers.c.unsubscribed_all_at.is_(None),
+            not_(exists(select(suppressions.c.id).where(suppressions.c.address == email))),
+        )
         if group_id == r.ALL_MARKETING:
             return _two_valued(reachable)
         mine = [choices.c.customer_id == id_col, choices.c.group_id == group_id]

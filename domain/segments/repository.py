@@ -51,7 +51,6 @@ from domain.segments.models import (
     SegmentRefreshState,
     SegmentVersion,
 )
-from domain.subscriptions.addresses import forms
 from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
 CHUNK = 5_000
@@ -211,7 +210,7 @@ async def customer_facts(
         facts.score = Score(score.tier, score.recency, score.frequency, score.monetary)
     if customer.email:
         facts.suppressed = (
-            await session.scalar(select(Suppression.id).where(Suppression.address.in_(forms(customer.email))))
+            await session.scalar(select(Suppression.id).where(Suppression.address == customer.email))
         ) is not None
     rows = await session.execute(
         select(Subscription.group_id, Subscription.subscribed).where(Subscription.customer_id == customer_id)
