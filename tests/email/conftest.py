@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from activities.email import EmailActivities
 from activities.smtp import Mailer
 from runtime import smtp_capture
 
@@ -72,3 +73,9 @@ async def mailer(settings) -> Mailer:
     mailer = Mailer(settings, size=4)
     yield mailer
     await mailer.close()
+
+
+@pytest.fixture
+async def activities(settings, sessions, mailer) -> EmailActivities:
+    """The worker's send_email activity over the pooled sender (run it with ``helpers.run_activity``)."""
+    return EmailActivities(settings, sessions, mailer)

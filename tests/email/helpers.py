@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import text
+from temporalio.testing import ActivityEnvironment
 
 from domain.customers.models import Customer
 from domain.db import transaction, utcnow
@@ -73,3 +74,8 @@ async def done_or_waiting_on_a_lock(task: asyncio.Task, engine) -> bool:
             )
         )
     return waiting > 0
+
+
+async def run_activity(fn, *args):
+    """Activities run with their Temporal context (heartbeats), as the worker runs them."""
+    return await ActivityEnvironment().run(fn, *args)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.contracts import SendEmailRequest
 from activities.email import EmailActivities
@@ -12,7 +11,7 @@ from activities.smtp import Mailer
 from domain.db import transaction
 from domain.email import service as email
 from domain.subscriptions import service as subscriptions
-from tests.email.helpers import add_customer, add_template
+from tests.email.helpers import add_customer, add_template, run_activity
 
 
 @pytest.fixture
@@ -22,22 +21,10 @@ def settings(settings):
     )
 
 
-@pytest.fixture
-async def activities(settings, sessions):
-    mailer = Mailer(settings, size=2)
-    yield EmailActivities(settings, sessions, mailer)
-    await mailer.close()
-
-
 def _req(customer_id: int, key: str = "wf/1/send/1", template: str = "welcome", **kw) -> SendEmailRequest:
     return SendEmailRequest(
         idempotency_key=key, customer_id=customer_id, template_id=template, template_version=1, **kw
     )
-
-
-async def run_activity(fn, *args):
-    """Activities run with their Temporal context (heartbeats), as the worker runs them."""
-    return await ActivityEnvironment().run(fn, *args)
 
 
 async def test_email_arrives_once_with_the_right_name_and_unsubscribe_headers(sessions, activities, capture):
