@@ -1,0 +1,37 @@
+"""What a receiving mailbox gets, read back from the capture server: links, text part and footer."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from activities.contracts import SendEmailRequest
+from tests.email.helpers import add_customer, add_template, run_activity
+
+
+def _req(customer_id: int, template: str = "welcome", key: str = "wf/1/send/1") -> SendEmailRequest:
+    return SendEmailRequest(
+        idempotency_key=key, customer_id=customer_id, template_id=template, template_version=1
+    )
+
+
+async def test_every_kind_of_link_survives_tracking_and_a_click_lands_on_exactly_its_url(
+    sessions, activities, capture, client
+):
+    offer = "https://shop.example/o?who=ann's&id=42#top"  # per customer; the sandbox escapes ' and &
+    cid = await add_customer(sessions, email="ann@example.com", traits={"offer": offer})
+    await add_template(
+        sessions,
+        html='<p><a href="{{ traits.offer }}">Your offer</a> <a href="HTTPS://Shop.example/A%2FB?x=1&amp;y=2">Up</a>'
+        ' <a href="mailto:help@acme.example?subject=Hi%20there">Mail</a> <a href="tel:+4930123">Call</a>'
+        ' <a href="#top">Top</a></p>',
+    )
+    await run_activity(activities.send_email, _req(cid))
+    [msg] = await capture.wait_for_count(1)
+    html = msg["html"]
+    for untouched in ("mailto:help@acme.example?subject=Hi%20there", "tel:+4930123", 'href="#top"'):
+        assert untouched in html
+    assert html.count("/o/") == 1 and "/o/" not in msg["text"]
+    tracked = re.findall(r'href="([^"]+/c/[^"]+)"', html)
+    landed = [(await client.get(urlsplit(url).path)).headers["location"] for url in tracked]
+    assert landed == [offer, "HTTPS://Shop.example/A%2FB?x=1&y=2"]
