@@ -8,6 +8,7 @@ not break a campaign; use ``{{ traits.first_name | default("there") }}``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -258,9 +259,18 @@ def pick_variant(variants: dict[str, dict[str, Any]] | None, locale: str | None)
     return lowered.get(wanted) or lowered.get(wanted.split("-")[0])
 
 
+_SPACES = re.compile(r"\s+")
+
+
 class _TextExtractor(HTMLParser):
     _SKIP = frozenset({"style", "script", "head", "title"})
-    _BREAK = frozenset({"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "li", "table", "hr"})
+    _BREAK = frozenset(
+        {"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol", "table", "hr"}
+    )
+    # a new line before them only: rows and list items without blank lines between, <br/> as <br>
+    _LINE = frozenset({"br", "hr", "tr", "li"})
+    _CELL = frozenset({"td", "th"})
+    _SHOWN = ("http://", "https://", "mailto:", "tel:", "{{")  # links whose target the reader can use
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -273,6 +283,8 @@ class _TextExtractor(HTMLParser):
             self._skip += 1
         elif tag in self._BREAK:
             self.out.append("\n")
+        elif tag in self._CELL:
+            self.out.append(" ")
         if tag == "li":
             self.out.append("- ")
         if tag == "a":
@@ -281,16 +293,16 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag):
         if tag in self._SKIP:
             self._skip = max(0, self._skip - 1)
-        elif tag in self._BREAK:
+        elif tag in self._BREAK and tag not in self._LINE:
             self.out.append("\n")
         if tag == "a" and self._href:
             href = self._href.pop()
-            if href and href.startswith(("http://", "https://", "mailto:", "{{")):
+            if href and href.lower().startswith(self._SHOWN):
                 self.out.append(f" ({href})")
 
     def handle_data(self, data):
-        if not self._skip:
-            self.out.append(" ".join(data.split()) if data.strip() else (" " if data else ""))
+        if not self._skip:  # runs of white space become one space, kept at the edges: "Hello <b>Ann</b>"
+            self.out.append(_SPACES.sub(" ", data))
 
 
 @lru_cache(maxsize=256)

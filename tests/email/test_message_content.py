@@ -35,3 +35,32 @@ async def test_every_kind_of_link_survives_tracking_and_a_click_lands_on_exactly
     tracked = re.findall(r'href="([^"]+/c/[^"]+)"', html)
     landed = [(await client.get(urlsplit(url).path)).headers["location"] for url in tracked]
     assert landed == [offer, "HTTPS://Shop.example/A%2FB?x=1&y=2"]
+
+
+async def test_the_text_part_derived_from_html_reads_like_the_html(sessions, activities, capture):
+    cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    await add_template(
+        sessions,
+        html="<p>Hello <strong>{{ traits.first_name }}</strong>, your <em>order</em>:</p>"
+        "<table><tr><th>Item</th><th>Price</th></tr><tr><td>Shoes</td><td>&euro;40</td></tr></table>"
+        "<ul><li>Free returns</li><li>Fast delivery</li></ul>"
+        '<p>Acme Shoes<br/>1 Main St</p><p><a href="TEL:+4930123">Call us</a> or'
+        ' <a href="HTTPS://shop.example/help">read the help</a>.</p>',
+    )
+    await run_activity(activities.send_email, _req(cid))
+    [msg] = await capture.wait_for_count(1)
+    body = msg["text"].split("\n--\n")[0]  # the marketer's part, above the footer
+    assert body.splitlines() == [
+        "Hello Ann, your order:",
+        "",
+        "Item Price",
+        "Shoes €40",
+        "",
+        "- Free returns",
+        "- Fast delivery",
+        "",
+        "Acme Shoes",
+        "1 Main St",
+        "",
+        "Call us (TEL:+4930123) or read the help (HTTPS://shop.example/help).",
+    ]
