@@ -148,6 +148,7 @@ class EmailActivities:
                 journey={"id": req.journey_id, "node_id": req.node_id},
                 category=category,
                 group_id=group_id,
+                group_name=await subscriptions.group_name(session, group_id),
             )
         except (rendering.RenderError, compose.InvalidRecipient) as exc:
             email.mark(row, "failed", error=str(exc))

@@ -47,13 +47,14 @@ async def update_template(
 
 @router.post("/{template_id}/preview", response_model=PreviewOut, summary="Render for a customer or sample")
 async def preview(template_id: str, spec: PreviewIn, session: Session, _: Marketer, request: Request):
-    version, customer = await email.preview_subject(session, template_id, spec)
+    version, customer, group_name = await email.preview_subject(session, template_id, spec)
     prepared = prepare_or_422(
         factory(request),
         version,
         customer,
         idempotency_key=f"preview/{uuid.uuid4()}",
         event=spec.event,
+        group_name=group_name,
         # a stored customer without an address still has content to look at: nothing is sent
         to=None if customer.get("email") else email.PREVIEW_ADDRESS,
         track=False,
@@ -69,11 +70,18 @@ class SmtpUnavailable(DomainError):
 
 @router.post("/{template_id}/test", response_model=TestSendOut, summary="Send a test email to an address")
 async def test_send(template_id: str, spec: TestSendIn, session: Session, _: Marketer, request: Request):
-    version, customer = await email.preview_subject(session, template_id, spec)
+    version, customer, group_name = await email.preview_subject(session, template_id, spec)
     key = f"test/{uuid.uuid4()}"
     made = factory(request)
     prepared = prepare_or_422(
-        made, version, customer, idempotency_key=key, event=spec.event, to=spec.to, track=False
+        made,
+        version,
+        customer,
+        idempotency_key=key,
+        event=spec.event,
+        group_name=group_name,
+        to=spec.to,
+        track=False,
     )
     try:
         await mailer(request).send(made.envelope_from, prepared.to, prepared.data)

@@ -196,7 +196,6 @@ async def plan_batch(
         ],
     )
     pending = [c for c in customers if statuses.get(keys[c["id"]]) == "pending"]
-    group = await subscriptions.get_group(session, row.subscription_group) if row.subscription_group else None
     blocked = await subscriptions.blocked(
         session, {c["id"]: c["email"] for c in pending}, version.category, row.subscription_group
     )
@@ -211,7 +210,7 @@ async def plan_batch(
         status="running",
         version=version,
         group_id=row.subscription_group,
-        group_name=group.name if group else None,
+        group_name=await subscriptions.group_name(session, row.subscription_group),
         last_id=ids[-1],
         rate_per_second=row.rate_per_second,
         todo=[c for c in pending if c["id"] not in blocked],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -133,10 +133,15 @@ async def _template(session: AsyncSession, template_id: str, *, lock: bool = Fal
     return template
 
 
-async def preview_subject(
-    session: AsyncSession, template_id: str, spec: PreviewIn
-) -> tuple[TemplateVersion, dict[str, Any]]:
-    """The version and the customer (stored, or sample data) a preview or test send renders for."""
+class PreviewFor(NamedTuple):
+    version: TemplateVersion
+    customer: dict[str, Any]
+    group_name: str | None  # shown in the footer, as the real send shows it
+
+
+async def preview_subject(session: AsyncSession, template_id: str, spec: PreviewIn) -> PreviewFor:
+    """The version, the customer (stored, or sample data) and the group name a preview or test send
+    renders with."""
     template = await _template(session, template_id)
     version = await get_version(session, template_id, spec.version or template.current_version)
     if spec.customer_id is not None:
@@ -152,7 +157,7 @@ async def preview_subject(
             "timezone": None,
             "locale": spec.locale,
         }
-    return version, customer
+    return PreviewFor(version, customer, await subscriptions.group_name(session, version.subscription_group))
 
 
 async def claim_message(session: AsyncSession, *, idempotency_key: str, message_id: str, **fields) -> Message:

@@ -71,6 +71,12 @@ async def get_group(session: AsyncSession, group_id: str) -> SubscriptionGroup |
     return await repository.get_group(session, group_id)
 
 
+async def group_name(session: AsyncSession, group_id: str | None) -> str | None:
+    """The name an email's footer shows for its group (None: no group, or one since deleted)."""
+    group = await repository.get_group(session, group_id) if group_id else None
+    return group.name if group else None
+
+
 async def require_group(session: AsyncSession, group_id: str, field: str) -> SubscriptionGroup:
     group = await repository.get_group(session, group_id)
     if group is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -11,6 +12,7 @@ from aiosmtpd.smtp import SMTP
 from sqlalchemy import select
 from temporalio.worker import Worker
 
+from activities.contracts import SendEmailRequest
 from domain.db import transaction
 from domain.email.models import Message
 from domain.segments import service as segments
@@ -19,7 +21,7 @@ from domain.subscriptions import service as subscriptions
 from runtime import smtp_capture
 from runtime.worker import WORKFLOWS
 from runtime.worker import activities as worker_activities
-from tests.email.helpers import add_customers, add_template
+from tests.email.helpers import add_customer, add_customers, add_template, run_activity
 from tests.temporal_env import time_skipping
 from workflows.broadcast import BroadcastProgress, BroadcastWorkflow
 
@@ -79,6 +81,36 @@ async def test_broadcast_reaches_everyone_once_except_the_suppressed(
         3,
         ids[-1],
     )
+
+
+async def test_a_broadcast_a_journey_send_and_a_preview_of_one_template_are_the_same_message(
+    client, marketer_headers, sessions, capture, temporal, activities
+):
+    cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    await add_template(sessions, subscription_group="weekly-news")  # the group is named "Weekly-News"
+    request = SendEmailRequest(
+        idempotency_key="wf/1/send/1", customer_id=cid, template_id="welcome", template_version=1
+    )
+    journey_id = (await run_activity(activities.send_email, request)).message_id
+    await _create(
+        client, marketer_headers, id="spring", audience={"kind": "customers", "customer_ids": [cid]}
+    )
+    await temporal.client.get_workflow_handle("broadcast/spring").result()
+    [journey] = [m for m in await capture.wait_for_count(2) if m["message_id"] == journey_id]
+    [broadcast] = [m for m in capture.messages() if m["message_id"] != journey_id]
+    r = await client.post(
+        "/api/templates/welcome/preview", json={"customer_id": cid}, headers=marketer_headers
+    )
+    preview = r.json()
+
+    def same_for_every_send(headers):  # the values that name one send (id, boundary, second) aside
+        return [(n, "" if n in ("Message-ID", "Date") else re.sub("boundary=.*", "", v)) for n, v in headers]
+
+    assert same_for_every_send(journey["headers"]) == same_for_every_send(broadcast["headers"])
+    assert "subscribed to Weekly-News." in preview["html"]
+    untracked = [re.sub(r'<img src="[^"]+/o/[^"]+"[^>]*>', "", m["html"]) for m in (journey, broadcast)]
+    assert untracked == [preview["html"]] * 2
+    assert journey["text"] == broadcast["text"] == preview["text"]
 
 
 async def test_broadcast_to_a_customer_list_at_a_later_time(
