@@ -22,7 +22,9 @@ from domain.events.schemas import TrackCall
 from domain.subscriptions import tokens
 
 OPENED, CLICKED = "Email Opened", "Email Link Clicked"
-_HREF = re.compile(r"""href=(["'])(https?://[^"'<>\s]+)\1""", re.IGNORECASE)
+# An href to rewrite, or a whole <link>/<base> tag to leave alone: a mail app fetches a stylesheet when
+# the message opens, so through the redirect every open would count as a click.
+_HREF = re.compile(r"""<(?:link|base)\b[^>]*>|href=(["'])(https?://[^"'<>\s]+)\1""", re.IGNORECASE)
 PIXEL_GIF = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
 )
@@ -55,6 +57,8 @@ def track_links(html: str, *, base: str, secret: str, customer_id: int, ref: str
     """Point every external http(s) link through the click redirect (our own links stay as they are)."""
 
     def rewrite(match: re.Match) -> str:
+        if match.group(1) is None:  # a <link> or <base> tag
+            return match.group(0)
         # the attribute as a browser reads it: the sandbox escapes a URL from data (' as &#39;, & as &amp;)
         quote, url = match.group(1), html_entities.unescape(match.group(2))
         if url.startswith(base):

@@ -37,6 +37,21 @@ async def test_every_kind_of_link_survives_tracking_and_a_click_lands_on_exactly
     assert landed == [offer, "HTTPS://Shop.example/A%2FB?x=1&y=2"]
 
 
+async def test_a_stylesheet_the_email_loads_is_not_made_a_click(sessions, activities, capture):
+    """Mail apps fetch a <link> on opening: through the click redirect, every open became a click."""
+    cid = await add_customer(sessions, email="ann@example.com", traits={})
+    font = "https://fonts.example/css2?family=Inter&display=swap"
+    await add_template(
+        sessions,
+        html=f'<link rel="stylesheet" href="{font.replace("&", "&amp;")}">'
+        '<p><a href="https://shop.example/">Shop</a></p>',
+    )
+    await run_activity(activities.send_email, _req(cid))
+    [msg] = await capture.wait_for_count(1)
+    assert f'<link rel="stylesheet" href="{font.replace("&", "&amp;")}">' in msg["html"]
+    assert len(re.findall(r'href="[^"]+/c/[^"]+"', msg["html"])) == 1  # the shop link is still tracked
+
+
 async def test_the_text_part_derived_from_html_reads_like_the_html(sessions, activities, capture):
     cid = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
     await add_template(
