@@ -126,6 +126,10 @@ class Composer:
         [(name, address)] = parsed
         if "@" not in address:  # our own setting: any domain (even .localhost in dev) is the operator's call
             raise InvalidRecipient(f"mail_from {mail_from!r} has no address")
+        # an internationalised domain in its ASCII form, in From, the envelope and every Message-ID
+        address = smtp_address(address)
+        if needs_smtputf8(address):  # every message would need a relay with SMTPUTF8
+            raise InvalidRecipient(f"mail_from {mail_from!r} must have an ASCII local part")
         self.envelope_from = address
         self.domain = address.rpartition("@")[2]
         self._from = _header("From", formataddr((name, address), charset="utf-8"))

@@ -68,3 +68,19 @@ def test_subjects_with_line_breaks_or_controls_are_refused(subject):
 def test_sender_name_with_line_break_is_refused():
     with pytest.raises(InvalidRecipient):
         Composer("Evil\r\nBcc: x@y.example <a@b.example>")
+
+
+def test_a_sender_with_an_internationalised_domain_is_written_in_its_ascii_form():
+    composer = Composer('"Bücherstube, Zoé" <news@bücher.example>')
+    data = composer.build(
+        to="ann@example.com",
+        subject="Hi",
+        html="<p>x</p>",
+        text="x",
+        message_id=message_id_for("k1", composer.domain),
+    )
+    msg = _parse(data)
+    assert msg["From"].addresses[0].display_name == "Bücherstube, Zoé"
+    assert msg["From"].addresses[0].addr_spec == "news@xn--bcher-kva.example"
+    assert msg["Message-ID"].endswith("@xn--bcher-kva.example>")
+    assert data.isascii() and msg.defects == []
