@@ -94,10 +94,12 @@ class MessageFactory:
         variant = rendering.pick_variant(version.variants, customer.get("locale")) or {}
         # names this message in signed links; None: links stay untracked (previews, test sends)
         ref = tracking.message_ref(idempotency_key, version.template_id) if track and self._tracking else None
+        # a variant's own HTML without a text part gets one derived from it, not the main language's
+        text = variant.get("text", None if "html" in variant else version.text)
         rendered = rendering.render(
             variant.get("subject", version.subject),
             variant.get("html", version.html),
-            variant.get("text", version.text) if variant else version.text,
+            text,
             rendering.context_for(
                 customer, event, journey=journey, unsubscribe_url=unsubscribe, preferences_url=preferences
             ),

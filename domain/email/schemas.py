@@ -23,7 +23,8 @@ def _one_line(value: str | None) -> str | None:
 
 
 class Variant(BaseModel):
-    """The template in another language; parts left out fall back to the main ones."""
+    """The template in another language; parts left out fall back to the main ones, except the text
+    of a variant with its own HTML: derived from that HTML."""
 
     subject: str | None = Field(None, min_length=1, max_length=2000)
     html: str | None = Field(None, min_length=1, max_length=500_000)

@@ -79,3 +79,18 @@ async def test_the_text_part_derived_from_html_reads_like_the_html(sessions, act
         "",
         "Call us (TEL:+4930123) or read the help (HTTPS://shop.example/help).",
     ]
+
+
+async def test_a_variant_with_its_own_html_gets_a_text_part_in_its_own_language(
+    sessions, activities, capture
+):
+    cid = await add_customer(sessions, email="jean@example.com", traits={"first_name": "Jean"}, locale="fr")
+    await add_template(
+        sessions,
+        text="Hello {{ traits.first_name }}",
+        variants={"fr": {"subject": "Salut", "html": "<p>Bonjour {{ traits.first_name }}</p>"}},
+    )
+    await run_activity(activities.send_email, _req(cid))
+    [msg] = await capture.wait_for_count(1)
+    assert "Bonjour Jean" in msg["html"]
+    assert msg["text"].startswith("Bonjour Jean\n") and "Hello" not in msg["text"]
