@@ -10,6 +10,7 @@ from temporalio.service import RPCError
 
 from activities.contracts import JOURNEY_STATUS_SIGNAL
 from api.deps import Marketer, Session
+from api.mail import factory
 from domain.db import StoredInt, VersionNumber
 from domain.journeys import service as journeys
 from domain.journeys.schemas import (
@@ -149,8 +150,10 @@ async def customer_path(
     response_model=SimulationResult,
     summary="Dry run for one customer on a simulated clock: the path and the rendered messages, nothing sent",
 )
-async def simulate(journey_id: str, spec: SimulationIn, session: Session, _: Marketer) -> SimulationResult:
-    return await journeys.simulate(session, journey_id, spec)
+async def simulate(
+    journey_id: str, spec: SimulationIn, session: Session, _: Marketer, request: Request
+) -> SimulationResult:
+    return await journeys.simulate(session, journey_id, spec, factory(request))
 
 
 @router.post(

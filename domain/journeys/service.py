@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +33,9 @@ from domain.journeys.schemas import (
 from domain.journeys.simulate import Simulation
 from domain.segments import service as segments
 from domain.subscriptions import service as subscriptions
+
+if TYPE_CHECKING:
+    from domain.email.delivery import MessageFactory
 
 # A send that wakes at most this late after its rate slot (or one period, when longer) still uses it.
 SLOT_GRACE = timedelta(minutes=1)
@@ -615,8 +619,11 @@ def reentry_of(definition: dict) -> str:
 # --- dry run -----------------------------------------------------------------------------------------
 
 
-async def simulate(session: AsyncSession, journey_id: str, spec) -> SimulationResult:
-    """Walk the draft (or a published version) for one customer; renders, sends nothing."""
+async def simulate(
+    session: AsyncSession, journey_id: str, spec, messages: MessageFactory
+) -> SimulationResult:
+    """Walk the draft (or a published version) for one customer; renders each email as its send
+    would (``messages``, untracked), sends nothing."""
     journey = await _journey(session, journey_id)
     if spec.version is not None:
         definition = (await get_version(session, journey_id, spec.version)).definition
@@ -632,14 +639,32 @@ async def simulate(session: AsyncSession, journey_id: str, spec) -> SimulationRe
         raise InvalidInput({"field": "customer", "problem": "give customer_id or describe a customer"})
     entry_node = next(n for n in definition["nodes"] if n["type"] == "entry")
     entry = spec.entry or SimulatedEvent(name=entry_node.get("event") or "$manual")
-    templates = {}
+    templates, group_names = {}, {}
     for node in definition["nodes"]:
         if node["type"] == "send_email":
             version = (
                 node.get("template_version")
                 or (await email.current_versions(session, {node["template_id"]}))[node["template_id"]]
             )
-            templates[node["template_id"]] = await email.get_version(session, node["template_id"], version)
+            template = await email.get_version(session, node["template_id"], version)
+            templates[node["template_id"]] = template
+            group_id = node.get("subscription_group") or template.subscription_group
+            group_names[group_id] = await subscriptions.group_name(session, group_id)
+
+    def render(node, template, profile, event):
+        group_id = node.get("subscription_group") or template.subscription_group
+        return messages.make(
+            template,
+            profile,
+            idempotency_key=f"simulate/{journey_id}/{node['id']}",
+            event=event,
+            journey={"id": journey_id, "node_id": node["id"]},
+            group_id=group_id,
+            group_name=group_names[group_id],
+            to=None if profile.get("email") else email.PREVIEW_ADDRESS,
+            track=False,
+        ).rendered
+
     return Simulation(
         definition,
         journey_id=journey_id,
@@ -650,6 +675,7 @@ async def simulate(session: AsyncSession, journey_id: str, spec) -> SimulationRe
         start=spec.start or utcnow(),
         case_resolved_after=spec.case_resolved_after,
         templates=templates,
+        render=render,
     ).run()
 
 

@@ -8,15 +8,21 @@ and an escalated case resolves after ``case_resolved_after`` (or breaches its SL
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from domain.email import rendering
+from domain.email.compose import InvalidRecipient
 from domain.journeys import conditions, timing
 from domain.journeys.definition import parse_duration
 from domain.journeys.schemas import SimulatedEvent, SimulatedMessage, SimulatedStep, SimulationResult
 
 MAX_STEPS = 200
+
+
+# (send_email node, template version, customer profile, entry event) -> the message a send would carry
+Render = Callable[[dict[str, Any], Any, dict[str, Any], dict[str, Any]], rendering.RenderedEmail]
 
 
 class Simulation:
@@ -32,6 +38,7 @@ class Simulation:
         start: datetime,
         case_resolved_after: str | None,
         templates: dict[str, Any],
+        render: Render,
     ):
         self.definition = definition
         self.rules = definition.get("rules") or {}
@@ -45,6 +52,7 @@ class Simulation:
         self.now = start
         self.case_after = parse_duration(case_resolved_after) if case_resolved_after else None
         self.templates = templates
+        self.render = render
         # Events after entry, in time order, each (moment, event); one without ``after`` comes right
         # after entry, at the start. As in the workflow's inbox, the first ``scanned`` have been looked
         # at for the goal and exit criteria, and those from ``awake`` on came after the enrollment last
@@ -238,10 +246,8 @@ class Simulation:
             "timestamp": self.start.isoformat(),
         }
         try:
-            rendered = rendering.render(
-                template.subject, template.html, template.text, rendering.context_for(profile, event)
-            )
-        except rendering.RenderError as exc:
+            rendered = self.render(node, template, profile, event)
+        except (rendering.RenderError, InvalidRecipient) as exc:
             return node.get("next"), f"render_failed: {exc}"
         self.messages.append(
             SimulatedMessage(

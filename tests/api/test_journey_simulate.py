@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.api.test_journey_definitions import add_team_and_segment
+from tests.email.helpers import add_customer
 from tests.workflows.test_abandoned_cart import CART
 
 TEMPLATE = {
@@ -255,3 +256,48 @@ async def test_a_simulated_wait_on_a_date_trait_has_the_workflows_outcomes(clien
         "2026-06-02T09:00",
         "2026-06-02T09:00",
     )
+
+
+async def test_a_simulated_email_is_the_one_the_preview_shows_and_the_journey_sends(
+    client, marketer_headers, sessions
+):
+    """Same variant (the customer's language), layout, footer and links as a real send."""
+    r = await client.post(
+        "/api/subscription-groups", json={"id": "news", "name": "Weekly News"}, headers=marketer_headers
+    )
+    assert r.status_code == 201, r.text
+    template = {
+        "id": "hello",
+        "name": "Hello",
+        "subscription_group": "news",
+        "subject": "Hi {{ traits.name }}",
+        "html": "<p>Hello {{ traits.name }}</p>",
+        "variants": {
+            "fr": {"subject": "Salut {{ traits.name }}", "html": "<p>Bonjour {{ traits.name }}</p>"}
+        },
+    }
+    assert (await client.post("/api/templates", json=template, headers=marketer_headers)).status_code == 201
+    nodes = [
+        {"id": "start", "type": "entry", "event": "Signed Up", "next": "hello"},
+        {"id": "hello", "type": "send_email", "template_id": "hello", "next": "done"},
+        {"id": "done", "type": "exit"},
+    ]
+    body = {"id": "welcome", "name": "Welcome", "definition": {"nodes": nodes}}
+    assert (await client.post("/api/journeys", json=body, headers=marketer_headers)).status_code == 201
+    cid = await add_customer(sessions, email="jean@example.com", traits={"name": "Jean"}, locale="fr")
+
+    simulated = await client.post(
+        "/api/journeys/welcome/simulate", json={"customer_id": cid}, headers=marketer_headers
+    )
+    preview = await client.post(
+        "/api/templates/hello/preview", json={"customer_id": cid}, headers=marketer_headers
+    )
+
+    [message] = simulated.json()["messages"]
+    shown = preview.json()
+    assert (message["subject"], message["html"], message["text"]) == (
+        shown["subject"],
+        shown["html"],
+        shown["text"],
+    )
+    assert message["subject"] == "Salut Jean" and "subscribed to Weekly News" in message["html"]
