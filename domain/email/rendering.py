@@ -276,7 +276,7 @@ class _TextExtractor(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
         self._skip = 0
-        self._href: list[str | None] = []
+        self._href: list[tuple[str | None, int]] = []  # each open link: its href, where its text starts
 
     def handle_starttag(self, tag, attrs):
         if tag in self._SKIP:
@@ -288,7 +288,7 @@ class _TextExtractor(HTMLParser):
         if tag == "li":
             self.out.append("- ")
         if tag == "a":
-            self._href.append(dict(attrs).get("href"))
+            self._href.append((dict(attrs).get("href"), len(self.out)))
 
     def handle_endtag(self, tag):
         if tag in self._SKIP:
@@ -296,8 +296,9 @@ class _TextExtractor(HTMLParser):
         elif tag in self._BREAK and tag not in self._LINE:
             self.out.append("\n")
         if tag == "a" and self._href:
-            href = self._href.pop()
-            if href and href.lower().startswith(self._SHOWN):
+            href, start = self._href.pop()
+            shown = href and href.lower().startswith(self._SHOWN)
+            if shown and "".join(self.out[start:]).strip() != href:  # not twice when the text is the URL
                 self.out.append(f" ({href})")
 
     def handle_data(self, data):

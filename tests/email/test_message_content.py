@@ -60,7 +60,8 @@ async def test_the_text_part_derived_from_html_reads_like_the_html(sessions, act
         "<table><tr><th>Item</th><th>Price</th></tr><tr><td>Shoes</td><td>&euro;40</td></tr></table>"
         "<ul><li>Free returns</li><li>Fast delivery</li></ul>"
         '<p>Acme Shoes<br/>1 Main St</p><p><a href="TEL:+4930123">Call us</a> or'
-        ' <a href="HTTPS://shop.example/help">read the help</a>.</p>',
+        ' <a href="HTTPS://shop.example/help">read the help</a>.</p>'
+        '<p>Visit <a href="https://shop.example/">https://shop.example/</a></p>',
     )
     await run_activity(activities.send_email, _req(cid))
     [msg] = await capture.wait_for_count(1)
@@ -78,6 +79,8 @@ async def test_the_text_part_derived_from_html_reads_like_the_html(sessions, act
         "1 Main St",
         "",
         "Call us (TEL:+4930123) or read the help (HTTPS://shop.example/help).",
+        "",
+        "Visit https://shop.example/",
     ]
 
 
