@@ -13,8 +13,9 @@ import binascii
 import hashlib
 import re
 import time
+from datetime import UTC, datetime
 from email.header import Header
-from email.utils import formataddr, formatdate, getaddresses, parseaddr
+from email.utils import format_datetime, formataddr, getaddresses, parseaddr
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
@@ -94,7 +95,8 @@ def _to_header(address: str) -> bytes:
 
 @lru_cache(maxsize=2)
 def _date_line(second: int) -> bytes:
-    return _header("Date", formatdate(second, usegmt=True))
+    # "+0000", not "GMT": RFC 5322 (4.3) keeps the zone names as obsolete syntax a sender must not write
+    return _header("Date", format_datetime(datetime.fromtimestamp(second, UTC)))
 
 
 def _date_header() -> bytes:

@@ -97,3 +97,13 @@ async def test_a_variant_with_its_own_html_gets_a_text_part_in_its_own_language(
     [msg] = await capture.wait_for_count(1)
     assert "Bonjour Jean" in msg["html"]
     assert msg["text"].startswith("Bonjour Jean\n") and "Hello" not in msg["text"]
+
+
+async def test_the_date_is_written_in_the_current_syntax_of_rfc_5322(sessions, activities, capture):
+    """The zone "GMT" is obsolete syntax RFC 5322 says a sender must not generate; "+0000" is current."""
+    cid = await add_customer(sessions, email="ann@example.com", traits={})
+    await add_template(sessions)
+    await run_activity(activities.send_email, _req(cid))
+    [msg] = await capture.wait_for_count(1)
+    date = re.search(r"^Date: (.*)\r$", msg["raw"], re.MULTILINE).group(1)
+    assert re.fullmatch(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000", date), date
