@@ -14,6 +14,7 @@ from activities.contracts import (
     CaseSlaBreachResult,
     OpenCaseRequest,
 )
+from activities.enrollment import calling_workflow_id, refuse_if_superseded
 from domain.cases import service as cases
 from domain.cases.schemas import Priority
 from domain.customers import service as customers
@@ -47,6 +48,7 @@ class CaseActivities:
             ) from None
         try:
             async with transaction(self._sessions) as session:
+                await refuse_if_superseded(session, calling_workflow_id(), req.customer_id)
                 case, _ = await cases.open_case(
                     session,
                     cases.OpenCase(

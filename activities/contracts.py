@@ -17,6 +17,9 @@ FINISH_BROADCAST = "finish_broadcast"
 # Errors an activity raises that retrying cannot fix.
 RENDER_FAILED = "RenderFailed"
 UNDELIVERABLE = "Undeliverable"
+# A journey step's activity found its enrollment ended by a profile merge: it did nothing, and the
+# workflow leaves as from an archived journey (exited).
+ENROLLMENT_SUPERSEDED = "EnrollmentSuperseded"
 
 
 @dataclass
@@ -328,6 +331,8 @@ class WebhookRequest:
     idempotency_key: str
     url: str
     payload: dict[str, Any]
+    # The enrollment's customer: set by journeys, whose webhook steps a profile merge can end.
+    customer_id: int | None = None
 
 
 @dataclass

@@ -88,18 +88,17 @@ class EmailActivities:
     ) -> Prepared | SendEmailResult:
         # A journey started for a visitor who has since logged in sends to the known customer; an
         # erased customer's message is recorded against nobody, and skipped.
-        if req.journey_id is not None and (workflow_id := _enrollment_of(req.idempotency_key)):
-            # Checked in the transaction that claims the send, with the profile key-share locked
-            # (waiting for a merge in flight, and holding off one that starts), so no send goes
-            # once a merge that ended this enrollment has committed: it leaves as from an archived
-            # journey (a send that cannot hold, one already planned, is skipped unrecorded).
-            await customers.hold_current(session, [req.customer_id])
-            if await journeys.superseded_by(session, workflow_id):
-                if req.hold_unless_published:
-                    return SendEmailResult(status="held", message_id=message_id, detail="archived")
-                return SendEmailResult(
-                    status="skipped", message_id=message_id, detail="enrollment superseded by a merge"
-                )
+        # Checked in the transaction that claims the send, with the profile key-share locked
+        # (waiting for a merge in flight, and holding off one that starts), so no send goes once a
+        # merge that ended this enrollment has committed: it leaves as from an archived journey (a
+        # send that cannot hold, one already planned, is skipped unrecorded).
+        workflow_id = _enrollment_of(req.idempotency_key) if req.journey_id is not None else None
+        if workflow_id and await journeys.ended_by_merge(session, workflow_id, req.customer_id):
+            if req.hold_unless_published:
+                return SendEmailResult(status="held", message_id=message_id, detail="archived")
+            return SendEmailResult(
+                status="skipped", message_id=message_id, detail="enrollment superseded by a merge"
+            )
         customer = await customers.get_profile(session, req.customer_id)
         row = await email.claim_message(
             session,

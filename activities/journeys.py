@@ -22,19 +22,12 @@ from activities.contracts import (
     RegisterListenersRequest,
     UpdateTraitsRequest,
 )
+from activities.enrollment import calling_workflow_id, refuse_if_superseded
 from activities.group_commit import GroupCommit
 from activities.journey_status import JourneyStatusCache
 from domain.customers import service as customers
 from domain.db import transaction, utcnow
 from domain.journeys import service as journeys
-
-
-def _workflow_id() -> str | None:
-    """The calling enrollment's workflow id (None outside an activity, e.g. called directly)."""
-    try:
-        return activity.info().workflow_id
-    except RuntimeError:
-        return None
 
 
 class JourneyActivities:
@@ -92,7 +85,7 @@ class JourneyActivities:
             # Before a send: an enrollment a profile merge ended (the person is in this journey
             # through another one) leaves as it would from an archived journey.
             async with self._sessions() as session:
-                if await journeys.superseded_by(session, _workflow_id()):
+                if await journeys.superseded_by(session, calling_workflow_id()):
                     status = "archived"
         if not req.with_customer or status == "archived":
             return JourneyContext(journey_status=status, timezone=None)
@@ -112,6 +105,7 @@ class JourneyActivities:
     @activity.defn(name=REGISTER_LISTENERS)
     async def register_listeners(self, req: RegisterListenersRequest) -> list[EventRef]:
         async with transaction(self._sessions) as session:
+            await refuse_if_superseded(session, calling_workflow_id(), req.customer_id)
             customer_id = await customers.current_id(session, req.customer_id)
             if customer_id is None:  # erased: no event of theirs will come
                 return []
@@ -148,6 +142,7 @@ class JourneyActivities:
     @activity.defn(name=UPDATE_TRAITS)
     async def update_traits(self, req: UpdateTraitsRequest) -> None:
         async with transaction(self._sessions) as session:
+            await refuse_if_superseded(session, calling_workflow_id(), req.customer_id)
             customer_id = await customers.current_id(session, req.customer_id)
             if customer_id is not None:  # erased: nothing to update
                 await journeys.update_traits(session, customer_id, req.traits)

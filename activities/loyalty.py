@@ -26,6 +26,7 @@ from activities.contracts import (
     PointsRequest,
     PointsResult,
 )
+from activities.enrollment import calling_workflow_id, refuse_if_superseded
 from activities.group_commit import GroupCommit
 from domain.customers import service as customers
 from domain.db import transaction, utcnow
@@ -95,20 +96,23 @@ class LoyaltyActivities:
     @activity.defn(name=AWARD_POINTS)
     async def award_points(self, req: PointsRequest) -> PointsResult:
         now = _checked(req)
+        enrollment = calling_workflow_id()  # here: the group-committed write runs in another task
+
+        async def write(session: AsyncSession, customer_id: int) -> MovementOut:
+            await refuse_if_superseded(session, enrollment, req.customer_id)
+            return await loyalty.award(
+                session,
+                customer_id,
+                req.idempotency_key,
+                req.points,
+                _reason(req),
+                now,
+                enrolled_as=req.customer_id,
+            )
 
         async def award(customer_id: int) -> MovementOut:
             # Concurrent enrollments' awards share one commit; each still waits for its own.
-            return await self._writes.run(
-                lambda session: loyalty.award(
-                    session,
-                    customer_id,
-                    req.idempotency_key,
-                    req.points,
-                    _reason(req),
-                    now,
-                    enrolled_as=req.customer_id,
-                )
-            )
+            return await self._writes.run(lambda session: write(session, customer_id))
 
         return _result(await self._for_current(req.customer_id, award))
 
@@ -119,6 +123,7 @@ class LoyaltyActivities:
 
         async def deduct(customer_id: int) -> MovementOut:
             async with transaction(self._sessions) as session:
+                await refuse_if_superseded(session, calling_workflow_id(), req.customer_id)
                 return await loyalty.deduct(
                     session,
                     customer_id,

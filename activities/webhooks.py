@@ -23,11 +23,14 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import CALL_WEBHOOK, WEBHOOK_REJECTED, WebhookRequest, WebhookResult
+from activities.enrollment import calling_workflow_id, refuse_if_superseded
 from config.settings import Settings
+from domain.db import transaction
 
 SIGNATURE_HEADER = "Journeys-Signature"
 
@@ -125,11 +128,17 @@ async def checked_target(url: str, *, allow_private: bool) -> Target:
 
 
 class WebhookActivities:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession] | None = None):
         self._settings = settings
+        self._sessions = sessions  # None: no database to ask whether the enrollment still runs
 
     @activity.defn(name=CALL_WEBHOOK)
     async def call_webhook(self, req: WebhookRequest) -> WebhookResult:
+        if self._sessions is not None and req.customer_id is not None:
+            # Before the call (which no transaction can hold open): a merge that ends the enrollment
+            # once the receiver has been called is too late for this step, as for any step under way.
+            async with transaction(self._sessions) as session:
+                await refuse_if_superseded(session, calling_workflow_id(), req.customer_id)
         s = self._settings
         seconds = s.webhook_timeout_seconds
         try:

@@ -60,7 +60,7 @@ def activities(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -
     return [
         mail.send_email,
         *journeys.all(),
-        WebhookActivities(settings).call_webhook,
+        WebhookActivities(settings, sessions).call_webhook,
         broadcast.send_broadcast_batch,
         broadcast.plan_broadcast_slots,
         broadcast.finish_broadcast,

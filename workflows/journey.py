@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         CASE_REJECTED,
         CASE_UPDATE_SIGNAL,
         DEDUCT_POINTS,
+        ENROLLMENT_SUPERSEDED,
         EVALUATE_SEGMENT,
         FINISH_ENROLLMENT,
         JOURNEY_CONTEXT,
@@ -138,6 +139,12 @@ class _Leave(Exception):
     """Raised inside a node when the enrollment must stop (goal, exit criterion, archive)."""
 
 
+def _superseded(err: ActivityError | ApplicationError) -> bool:
+    """Whether a step's activity refused because a profile merge ended the enrollment."""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    return isinstance(cause, ApplicationError) and cause.type == ENROLLMENT_SUPERSEDED
+
+
 # Outside the SDK's sandbox: the sandbox re-executes this module for every new run, which cost a fifth
 # of the worker's time per enrollment. The class keeps to workflow APIs and pass-through imports (no
 # module state, no I/O), and recorded histories replay in CI to catch non-determinism.
@@ -199,9 +206,6 @@ class JourneyWorkflow:
             self._inbox = [e for e in self._inbox if e.id != inp.entry_event.id]
             self._seen_event_ids.add(inp.entry_event.id)
             current, visits = entry.get("next"), {}
-            await self._listen(
-                self._rule_events(), after_event_id=inp.entry_event.id, since=self._history_floor()
-            )
         else:
             state = inp.state
             current, visits = state.current, dict(state.visits)
@@ -210,6 +214,12 @@ class JourneyWorkflow:
             self._seen_event_ids.update(state.seen_event_ids)
             self._listening = set(state.listening)
         try:
+            if inp.state is None:
+                # Inside the try: an enrollment a merge ended before it started refuses this (the
+                # registration retries until it answers, so recorded histories hold no other failure).
+                await self._listen(
+                    self._rule_events(), after_event_id=inp.entry_event.id, since=self._history_floor()
+                )
             # Inside the try: a goal or exit reached while waiting for the day ends the enrollment too.
             anniversary = inp.state is None and entry.get("trigger") == "date_trait"
             if anniversary and not await self._wait_for_anniversary(entry):
@@ -227,12 +237,18 @@ class JourneyWorkflow:
                     break
         except _Leave:
             self._close_open_steps(self._outcome or "exited")
-        except (ActivityError, ApplicationError):
-            # A step failed for good (e.g. a template that cannot render): record it, then surface it.
-            # A local activity's failure arrives as the activity's own ApplicationError.
-            self._close_open_steps("failed")
-            await self._finish(inp, "failed")
-            raise
+        except (ActivityError, ApplicationError) as err:
+            if _superseded(err):
+                # A profile merge ended this enrollment and the step did nothing: leave as from an
+                # archived journey. (No command changes for recorded histories: none holds this error.)
+                self._outcome = "exited"
+                self._close_open_steps("exited")
+            else:
+                # A step failed for good (e.g. a template that cannot render): record it, then surface
+                # it. A local activity's failure arrives as the activity's own ApplicationError.
+                self._close_open_steps("failed")
+                await self._finish(inp, "failed")
+                raise
         status = self._outcome or "completed"
         await self._finish(inp, status)
         return JourneyResult(status=status, path=[s.node_id for s in self._steps])
@@ -525,7 +541,12 @@ class JourneyWorkflow:
         }
         result = await workflow.execute_activity(
             CALL_WEBHOOK,
-            WebhookRequest(idempotency_key=self._key(node, visit), url=node["url"], payload=payload),
+            WebhookRequest(
+                idempotency_key=self._key(node, visit),
+                url=node["url"],
+                payload=payload,
+                customer_id=self._inp.customer_id,
+            ),
             activity_id=f"{node['id']}/{visit}",
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=WEBHOOK_RETRY,

@@ -54,8 +54,9 @@ class Enrollment(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when a merge of two profiles found the person in this journey twice where its re-entry
     # policy allows one: this (the later-entered) enrollment was ended ("exited") in the merge, in
-    # favour of the enrollment named here. Its workflow leaves at its next send, as for an archived
-    # journey; its status is not overwritten when it finishes.
+    # favour of the enrollment named here. Its workflow leaves at its next step with an effect (send,
+    # points, case, webhook, trait, listeners), doing nothing there; its status is not overwritten
+    # when it finishes.
     superseded_by: Mapped[str | None] = mapped_column(String(255))
 
 

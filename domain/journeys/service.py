@@ -512,8 +512,9 @@ async def supersede_duplicates(session: AsyncSession, source_id: int, target_id:
     key (``once_per_key``, the same key) or once at a time (``after_exit``), end the later-entered of
     the two (the one the policy would have refused, had they been known as one person then): it is
     recorded as ``exited`` with ``superseded_by`` naming the kept one, and its workflow leaves at its
-    next send (the send and the journey context activities answer as for an archived journey). The
-    policy is the later enrollment's version's. ``always`` journeys keep both."""
+    next step with an effect (``ended_by_merge``: the send answers as for an archived journey, the
+    other steps' activities refuse). The policy is the later enrollment's version's. ``always``
+    journeys keep both."""
     rows = await repository.active_enrollments_of(session, [source_id, target_id])
     if not rows:
         return
@@ -535,6 +536,14 @@ async def supersede_duplicates(session: AsyncSession, source_id: int, target_id:
 async def superseded_by(session: AsyncSession, workflow_id: str) -> str | None:
     """The enrollment a profile merge kept instead of this one, if it ended this one."""
     return await repository.superseded_by(session, workflow_id)
+
+
+async def ended_by_merge(session: AsyncSession, workflow_id: str, customer_id: int) -> bool:
+    """Whether a profile merge ended this enrollment (``supersede_duplicates``), so its step must do
+    nothing. Read with the enrollment's profile key-share locked until the caller's transaction ends:
+    a merge in flight is waited for, and one that starts waits for the step's writes."""
+    await customers.hold_current(session, [customer_id])
+    return await repository.superseded_by(session, workflow_id) is not None
 
 
 async def update_traits(session: AsyncSession, customer_id: int, traits: dict) -> None:

@@ -3,8 +3,11 @@ turn out to be; a customer erased on request gets nothing more, and nothing more
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from domain.customers import service as customers
@@ -15,9 +18,11 @@ from domain.events import service as events
 from domain.events.schemas import IdentifyCall, TrackCall
 from domain.journeys import service as journeys
 from domain.journeys.models import JourneyStep
+from domain.loyalty.models import LoyaltyEntry
 from tests.conftest import wait_for
 from tests.workflows.harness import engine
 from tests.workflows.test_abandoned_cart import _setup
+from tests.workflows.test_nodes import _http_receiver
 
 
 async def _visitor_tracks(e, anonymous_id: str, event: str, **properties) -> int:
@@ -272,3 +277,118 @@ async def test_a_merge_keeps_both_enrollments_of_an_always_journey_and_ends_the_
         assert sorted(w for w in sent if w.startswith("journey/every/")) == sorted(every)
         assert [w for w in sent if w.startswith("journey/pricing/")] == [_wf("pricing", ada)]
         assert {n.superseded_by for n in await e.enrollments("every")} == {None}
+
+
+async def _both_enter_then_merge(e, journey: dict, entry_event: str = "Pricing Viewed") -> tuple[int, int]:
+    """Ada, then (later) her phone as a visitor, enter the ``once`` journey; the phone logs in during
+    the journey's first wait. Returns Ada's id and the visitor's (whose enrollment the merge ends)."""
+    await e.journey("j", journey)
+    ada = await e.customer("ada")
+    await e.track("ada", entry_event)
+    visitor = await _visitor_tracks(e, "v-1", entry_event)
+    await _logs_in(e, "v-1", "ada")
+    return ada, visitor
+
+
+def _after_a_day(*steps: dict, entry_event: str = "Pricing Viewed") -> dict:
+    """entry, a day's wait (the merge comes then), ``steps``, exit."""
+    return {
+        "nodes": [
+            {"id": "start", "type": "entry", "event": entry_event, "next": "wait"},
+            {"id": "wait", "type": "wait", "duration": "1d", "next": steps[0]["id"]},
+            *steps,
+            {"id": "done", "type": "exit"},
+        ]
+    }
+
+
+async def test_a_merge_ended_enrollment_awards_no_points_and_sends_nothing(env, sessions, settings):
+    """Points for viewing pricing, a day later a follow-up: Ada gets the points once, the email once;
+    the visitor's enrollment (ended by the merge) leaves at its points step, recording nothing."""
+    journey = _after_a_day(
+        {"id": "award", "type": "award_points", "points": 50, "reason": "pricing", "next": "later"},
+        {"id": "later", "type": "wait", "duration": "1d", "next": "follow_up"},
+        {"id": "follow_up", "type": "send_email", "template_id": "follow", "next": "done"},
+    )
+    async with engine(env, sessions, settings) as e:
+        await e.template("follow", "{{ traits.name }}, still thinking it over?")
+        ada, visitor = await _both_enter_then_merge(e, journey)
+
+        kept = await e.result(e.handle("j", ada))
+        ended = await e.result(e.handle("j", visitor))
+
+        assert await e.points(ada) == 50
+        assert [m["subject"] for m in e.mailbox()] == ["Ada, still thinking it over?"]
+        assert (kept.status, ended.status) == ("completed", "exited")
+        assert ended.path == ["wait", "award"]
+        async with e.sessions() as session:
+            keys = list(await session.scalars(select(LoyaltyEntry.idempotency_key)))
+        assert [k.split(":", 2)[2].rsplit("/", 3)[0] for k in keys] == [_wf("j", ada)]  # journey:<id>:<key>
+
+
+async def test_a_merge_ended_enrollment_opens_no_second_case_for_the_escalation(env, sessions, settings):
+    """A complaint escalates to an agent after a day: one person, one case, for the enrollment kept."""
+    journey = _after_a_day(
+        {
+            "id": "esc",
+            "type": "escalate",
+            "subject": "Complaint",
+            "team": "care",
+            "sla": "8h",
+            "resolved_next": "done",
+            "breached_next": "sorry",
+        },
+        {"id": "sorry", "type": "send_email", "template_id": "sorry", "next": "done"},
+        entry_event="Complained",
+    )
+    async with engine(env, sessions, settings) as e:
+        await e.team("care")
+        await e.template("sorry", "Sorry {{ traits.name }}")
+        ada, visitor = await _both_enter_then_merge(e, journey, "Complained")
+
+        kept = await e.result(e.handle("j", ada))
+        ended = await e.result(e.handle("j", visitor))
+
+        [case] = await e.cases()
+        assert (case.customer_id, case.waiting_workflow_id) == (ada, _wf("j", ada))
+        assert (kept.path, ended.path) == (["wait", "esc", "sorry", "done"], ["wait", "esc"])
+        assert ended.status == "exited"
+        assert [m["subject"] for m in e.mailbox()] == ["Sorry Ada"]
+
+
+@pytest.mark.parametrize("kind", ["webhook", "wait_for_event", "update_trait", "deduct_points"])
+async def test_a_merge_ended_enrollment_leaves_at_its_next_step_with_an_effect(env, sessions, settings, kind):
+    """Whatever the step: the ended enrollment does nothing there and leaves (it does not wait out a
+    timeout either); the kept one does the step once."""
+    received: list[tuple[dict, bytes]] = []
+    server = await _http_receiver([], received)
+    step = {
+        "webhook": {"url": f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"},
+        "wait_for_event": {"event": "Order Completed", "timeout": "2d", "timeout_next": "done"},
+        "update_trait": {"traits": {"asked": True}},
+        "deduct_points": {"points": 10},
+    }[kind]
+    try:
+        async with engine(env, sessions, settings) as e:
+            ada, visitor = await _both_enter_then_merge(
+                e, _after_a_day({"id": "step", "type": kind, "next": "done", **step})
+            )
+            kept_handle = e.handle("j", ada)
+            await e.env.sleep(timedelta(days=1, hours=1))  # both are past the first wait
+            if kind == "wait_for_event":  # the kept one waits: the order reaches it alone
+                await wait_for(lambda: e.listening(ada, "Order Completed"))
+                async with e.sessions() as session:
+                    listeners = await journeys.listeners_for(session, {(ada, "Order Completed")})
+                assert [w for *_, w in listeners] == [kept_handle.id]
+                await e.track("ada", "Order Completed")
+            ended = await e.result(e.handle("j", visitor))
+            kept = await e.result(kept_handle)
+
+            assert (ended.status, ended.path) == ("exited", ["wait", "step"])
+            assert (kept.status, kept.path) == ("completed", ["wait", "step", "done"])
+            assert len(received) == (1 if kind == "webhook" else 0)
+            if kind == "webhook":
+                assert json.loads(received[0][1])["customer_id"] == ada
+                assert received[0][0]["idempotency-key"].startswith(kept_handle.id + "/")
+    finally:
+        server.close()
