@@ -318,6 +318,8 @@ class RecordStepsRequest:
     version: int
     customer_id: int
     steps: list[StepRecord] = field(default_factory=list)
+    # Events whose wait ended since the enrollment last blocked, and that no rule listens for.
+    stop_listening: list[str] = field(default_factory=list)
 
 
 @dataclass

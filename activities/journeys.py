@@ -126,16 +126,19 @@ class JourneyActivities:
     async def record_steps(self, req: RecordStepsRequest) -> None:
         async def write(session: AsyncSession) -> None:
             customer_id = await customers.current_id(session, req.customer_id)
-            if customer_id is None:  # erased
+            if customer_id is None:  # erased (its listeners went with it)
                 return
-            await journeys.record_steps(
-                session,
-                workflow_id=req.workflow_id,
-                journey_id=req.journey_id,
-                version=req.version,
-                customer_id=customer_id,
-                steps=req.steps,
-            )
+            if req.stop_listening:
+                await journeys.stop_listening(session, req.workflow_id, req.stop_listening)
+            if req.steps:
+                await journeys.record_steps(
+                    session,
+                    workflow_id=req.workflow_id,
+                    journey_id=req.journey_id,
+                    version=req.version,
+                    customer_id=customer_id,
+                    steps=req.steps,
+                )
 
         await self._writes.run(write)
 

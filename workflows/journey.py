@@ -102,6 +102,10 @@ DATE_WAIT_REVISIT_PATCH = "date-wait-revisit-ends"
 # Patch id of a continue-as-new carrying the events signalled since the enrollment last woke, which the
 # next wait counts, not only those not yet looked at for a goal (they were lost to that wait).
 CARRY_SINCE_AWAKE_PATCH = "continue-as-new-carries-events-since-awake"
+# Patch id of a wait for an event dropping its listener once it ends (with the enrollment's next step
+# records): every later event of that name was signalled to it until it finished. A later wait for
+# the name registers it again (recorded histories predate it).
+WAIT_ENDS_LISTENER_PATCH = "wait-ends-its-listener"
 # Keep at most this many step records in memory and in a continue-as-new input.
 MAX_KEPT_STEPS = 200
 
@@ -161,6 +165,8 @@ class JourneyWorkflow:
         # Case id -> the latest CaseUpdate the cases area sent (a breach, then the resolution).
         self._cases: dict[int, CaseUpdate] = {}
         self._listening: set[str] = set()
+        # Names whose wait ended, still registered until the next _flush drops them (see _unlisten).
+        self._unheard: set[str] = set()
         self._inp: JourneyInput | None = None
         self._awake_since: datetime | None = None
         # Where the inbox stood when the enrollment last woke (0: since entry), see _wait_for_event.
@@ -265,7 +271,7 @@ class JourneyWorkflow:
                 customer_id=inp.customer_id,
                 entry_event_id=inp.entry_event.id or None,
                 entered_at=workflow.info().start_time.isoformat(),
-                listened=bool(self._listening),
+                listened=bool(self._listening or self._unheard),
             ),
             **LOCAL,
         )
@@ -450,6 +456,7 @@ class JourneyWorkflow:
 
         await self._flush()
         came = await self._wait(arrived, timedelta(seconds=node["timeout_seconds"]))
+        self._unlisten(node["event"])
         if came:
             return node.get("next"), "matched"
         return node.get("timeout_next"), "timeout"
@@ -674,6 +681,9 @@ class JourneyWorkflow:
         self, names: list[str], *, after_event_id: int = 0, since: datetime | None = None
     ) -> None:
         """Register for events (once per name) and take any that arrived before the registration."""
+        # A name whose wait ended since the enrollment last blocked is still registered: keep it.
+        self._listening.update(self._unheard.intersection(names))
+        self._unheard.difference_update(names)
         new = [n for n in names if n not in self._listening]
         if not new:
             return
@@ -692,6 +702,15 @@ class JourneyWorkflow:
         )
         for event in missed:
             self.on_event(event)
+
+    def _unlisten(self, name: str) -> None:
+        """A wait for ``name`` ended: unless a goal or exit rule listens for it, the next _flush drops
+        its listener. Until then (no time passes in the journey's terms) its events still come, and
+        count for a wait that follows at once, as they would if caught up by registering again."""
+        if name in self._rule_events() or not workflow.patched(WAIT_ENDS_LISTENER_PATCH):
+            return
+        self._listening.discard(name)
+        self._unheard.add(name)
 
     # --- step records --------------------------------------------------------------------------
 
@@ -721,7 +740,8 @@ class JourneyWorkflow:
     async def _flush(self) -> None:
         """Write step records before the enrollment blocks, so stats show who waits where."""
         steps = self._take_dirty()
-        if steps:
+        unheard, self._unheard = sorted(self._unheard), set()
+        if steps or unheard:
             await workflow.execute_local_activity(
                 RECORD_STEPS,
                 RecordStepsRequest(
@@ -730,6 +750,7 @@ class JourneyWorkflow:
                     version=self._inp.version,
                     customer_id=self._inp.customer_id,
                     steps=steps,
+                    stop_listening=unheard,
                 ),
                 **LOCAL,
             )

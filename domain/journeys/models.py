@@ -64,7 +64,8 @@ class JourneyListener(Base):
     """An enrollment that waits for an event (a wait_for_event node, a goal, an exit criterion).
 
     The router signals only the enrollments listed here for a customer's event, never every running
-    enrollment of the customer. Rows go when the enrollment finishes.
+    enrollment of the customer. A wait's row goes once the wait ends (unless a goal or exit criterion
+    listens for the same event), the others when the enrollment finishes.
     """
 
     __tablename__ = "journey_listeners"

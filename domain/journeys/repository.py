@@ -193,8 +193,12 @@ async def add_listeners(session: AsyncSession, workflow_id: str, customer_id: in
         )
 
 
-async def remove_listeners(session: AsyncSession, workflow_id: str) -> None:
-    await session.execute(delete(JourneyListener).where(JourneyListener.workflow_id == workflow_id))
+async def remove_listeners(session: AsyncSession, workflow_id: str, names: list[str] | None = None) -> None:
+    """The enrollment's listeners: all of them, or those for ``names``."""
+    stmt = delete(JourneyListener).where(JourneyListener.workflow_id == workflow_id)
+    if names is not None:
+        stmt = stmt.where(JourneyListener.event_name.in_(names))
+    await session.execute(stmt)
 
 
 async def listeners_for(session: AsyncSession, pairs: set[tuple[int, str]]) -> list[tuple[int, str, str]]:

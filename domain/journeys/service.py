@@ -391,6 +391,12 @@ async def listeners_for(session: AsyncSession, pairs: set[tuple[int, str]]) -> l
     return await repository.listeners_for(session, pairs)
 
 
+async def stop_listening(session: AsyncSession, workflow_id: str, names: list[str]) -> None:
+    """The enrollment no longer waits for these events (its wait for them ended): the router stops
+    signalling them to it."""
+    await repository.remove_listeners(session, workflow_id, names)
+
+
 async def record_steps(
     session: AsyncSession, *, workflow_id: str, journey_id: str, version: int, customer_id: int, steps
 ) -> None:
