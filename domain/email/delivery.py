@@ -92,8 +92,10 @@ class MessageFactory:
         unsubscribe = self.unsubscribe_url(customer["id"], group_id) if marketing else None
         preferences = self.preferences_url(customer["id"]) if marketing else None
         variant = rendering.pick_variant(version.variants, customer.get("locale")) or {}
-        # names this message in signed links; None: links stay untracked (previews, test sends)
-        ref = tracking.message_ref(idempotency_key, version.template_id) if track and self._tracking else None
+        # names this message in signed links; None: links stay untracked (previews, test sends, and
+        # transactional mail, whose links may be credentials: a password reset, a magic login)
+        tracked = track and self._tracking and marketing
+        ref = tracking.message_ref(idempotency_key, version.template_id) if tracked else None
         # a variant's own HTML without a text part gets one derived from it, not the main language's
         text = variant.get("text", None if "html" in variant else version.text)
         rendered = rendering.render(

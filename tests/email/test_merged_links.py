@@ -83,7 +83,7 @@ async def test_opens_and_clicks_from_before_a_merge_count_for_the_merged_profile
         html='<p><a href="https://shop.example/sale">Sale</a></p>',
         text=None,
         layout="base",
-        category="transactional",
+        category="marketing",
         subscription_group=None,
         variants={},
     )
