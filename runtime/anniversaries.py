@@ -50,21 +50,27 @@ async def enroll_due(
                 day = timing.parse_date(traits.get(entry["trait"]))
                 if day is None:
                     continue
-                moment = timing.next_anniversary(now, timing.zone(tz_name, default_tz), day, entry["at"])
+                tz = timing.zone(tz_name, default_tz)
+                moment = timing.next_anniversary(now, tz, day, entry["at"])
                 if moment - now <= LOOKAHEAD and await _start(
-                    client, sessions, version, customer_id, moment, task_queue
+                    client, sessions, version, customer_id, moment, moment.astimezone(tz).year, task_queue
                 ):
                     started += 1
     return started
 
 
-async def _start(client, sessions, version, customer_id: int, moment: datetime, task_queue: str) -> bool:
-    year = str(moment.year)
-    workflow_id = journeys.workflow_id_for(version.journey_id, customer_id, year)
+async def _start(
+    client, sessions, version, customer_id: int, moment: datetime, year: int, task_queue: str
+) -> bool:
+    """``year``: the anniversary's own, on the customer's calendar. The instant's UTC year would give one
+    key to two birthdays (1 January at UTC-11, then at UTC+14 after a move: both fall in one UTC year,
+    so the second was never sent) and two keys to one (a move on the eve sent that birthday twice)."""
+    key = str(year)
+    workflow_id = journeys.workflow_id_for(version.journey_id, customer_id, key)
     async with transaction(sessions) as session:
-        if not await journeys.may_enroll(session, version.journey_id, customer_id, year, "once"):
+        if not await journeys.may_enroll(session, version.journey_id, customer_id, key, "once"):
             return False
-    ref = EventRef(id=0, name="$anniversary", properties={"year": moment.year}, timestamp=moment.isoformat())
+    ref = EventRef(id=0, name="$anniversary", properties={"year": year}, timestamp=moment.isoformat())
     if not await start_enrollment(client, version, customer_id, workflow_id, ref, task_queue=task_queue):
         return False
     return await record_started(client, sessions, [started_row(version, workflow_id, customer_id)]) == 1

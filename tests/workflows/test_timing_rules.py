@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from domain.customers.models import Customer
 from domain.db import transaction
 from domain.email import service as email
 from runtime import anniversaries
@@ -55,6 +56,46 @@ async def test_birthday_greeting_at_nine_local_in_two_timezones(env, sessions, s
             sent_local = datetime.fromisoformat(greet["entered_at"]).astimezone(ZoneInfo(zone))
             assert (sent_local.date(), sent_local.hour, sent_local.minute) == (tomorrow, 9, 0)
         assert sorted(m["subject"] for m in e.mailbox()) == ["Happy birthday, Aiko!", "Happy birthday, Nora!"]
+
+
+async def test_each_birthday_is_greeted_once_whichever_way_the_customer_moves_around_new_year(
+    env, sessions, settings
+):
+    """1 January at 09:00 is 19:00 UTC on 31 December at UTC+14 and 20:00 UTC on 1 January at UTC-11.
+    Kiri moves west on the eve, after the sweep enrolled her: one greeting, not two. Sam moves east
+    during the year: the next birthday (in the same UTC year as the last) is still greeted."""
+    async with engine(env, sessions, settings) as e:
+        await e.template("birthday", "Happy birthday, {{ traits.name }}!")
+        await e.journey("birthday", BIRTHDAY)
+        year = datetime.now(UTC).year + 1
+        kiri = await e.customer("kiri", birthday="1990-01-01", timezone="Pacific/Kiritimati")
+        sam = await e.customer("sam", birthday="1990-01-01", timezone="Pacific/Pago_Pago")
+
+        async def sweep(*when: int) -> int:
+            now = datetime(*when, 12, 0, tzinfo=UTC)
+            return await anniversaries.enroll_due(e.client, e.sessions, task_queue=e.task_queue, now=now)
+
+        async def move(customer_id: int, zone: str) -> None:
+            async with transaction(e.sessions) as session:
+                (await session.get(Customer, customer_id)).timezone = zone
+
+        await sweep(year, 12, 30)  # Kiri's birthday is due in 31 hours, Sam's in 56
+        await move(kiri, "Pacific/Pago_Pago")
+        await sweep(year, 12, 31)  # Sam's is due; Kiri's, now 32 hours ahead, is the one enrolled
+        await move(sam, "Pacific/Kiritimati")
+        await sweep(year + 1, 12, 30)  # Sam's next birthday, 31 hours ahead
+
+        for enrollment in await e.enrollments("birthday"):
+            await e.result(e.client.get_workflow_handle(enrollment.workflow_id))
+        assert sorted(m["subject"] for m in e.mailbox()) == [
+            "Happy birthday, Kiri!",
+            "Happy birthday, Sam!",
+            "Happy birthday, Sam!",
+        ]
+        years = sorted(
+            (x.customer_id, x.workflow_id.rsplit("/", 1)[1]) for x in await e.enrollments("birthday")
+        )
+        assert years == sorted([(kiri, str(year + 1)), (sam, str(year + 1)), (sam, str(year + 2))])
 
 
 def _one_send(rules: dict) -> dict:
