@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from domain.wall_clock import clock_passes
 
 # The furthest a deadline counted in business hours may fall: eight years of whole weeks (366 * 8 days
 # bounded the day-by-day walk before). A policy whose hours cannot carry its targets within it is refused:
@@ -53,7 +55,11 @@ def add_minutes(start: datetime, minutes: int, hours: BusinessHours | None) -> d
             begin = max(opens, local)
             if begin < closes:
                 if remaining <= closes - begin:
-                    return (begin + remaining).astimezone(UTC)
+                    # Counted on the wall clock, so due when the clock first reads that after
+                    # `start`: a reading of the repeated hour taken as its first pass fell before a
+                    # case opened in the second, and one the clocks skip is due at the jump.
+                    due = begin.replace(tzinfo=None) + remaining
+                    return clock_passes(start, due.date(), due.time(), tz)
                 remaining -= closes - begin
         day += timedelta(days=1)
         if index == 0 and remaining > week:
