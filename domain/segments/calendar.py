@@ -48,9 +48,8 @@ def utc_today(now: datetime) -> date:
     return now.astimezone(UTC).date()
 
 
-def day_span(now: datetime, days: int, *, forward: bool) -> tuple[str, str]:
-    """Inclusive YYYY-MM-DD bounds of 'within the last/next N days' (UTC calendar days)."""
-    today = utc_today(now)
+def day_span(today: date, days: int, *, forward: bool) -> tuple[str, str]:
+    """Inclusive YYYY-MM-DD bounds of 'within the last/next N days' of ``today`` (the customer's)."""
     if forward:
         return today.isoformat(), (today + timedelta(days=days)).isoformat()
     return (today - timedelta(days=days)).isoformat(), today.isoformat()

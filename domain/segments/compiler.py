@@ -19,8 +19,9 @@ Every predicate is two-valued (never NULL) so ``not`` means what it says; the in
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -188,12 +189,20 @@ class Compiler:
         if op == "after":
             return _two_valued(and_(dated, day > test.value))
         if op in r.DAYS_OPS:
-            low, high = cal.day_span(self.now, test.value, forward=op == "within_next_days")
-            return _two_valued(and_(dated, day >= low, day <= high))
-        return _two_valued(and_(dated, self._anniversary(op, v.text)))
+            forward = op == "within_next_days"
 
-    def _anniversary(self, op: str, text) -> ColumnElement[bool]:
-        """Today differs by time zone: one branch per date some zone is on right now."""
+            def within(today: date) -> ColumnElement[bool]:
+                low, high = cal.day_span(today, test.value, forward=forward)
+                return and_(day >= low, day <= high)
+
+            return _two_valued(and_(dated, self._on_local_date(within)))
+        return _two_valued(
+            and_(dated, self._on_local_date(lambda today: self._anniversary(op, v.text, today)))
+        )
+
+    def _on_local_date(self, test: Callable[[date], ColumnElement[bool]]) -> ColumnElement[bool]:
+        """``test`` of the customer's today, which differs by time zone: one branch per date some zone
+        is on right now (customers without a known zone are on UTC's)."""
         utc_today, others = cal.dates_by_zone(self.now)
         zone = customers.c.timezone
         elsewhere = [z for zones in others.values() for z in zones]
@@ -201,15 +210,13 @@ class Compiler:
         here = or_(zone.is_(None), not_(one_of(self.dialect, zone, elsewhere, String)))
         groups = [(utc_today, here if elsewhere else true())]
         groups += [(day, one_of(self.dialect, zone, zones, String)) for day, zones in others.items()]
-        branches = []
-        for today, in_zone in groups:
-            if op == "anniversary_today":
-                branches.append(
-                    and_(in_zone, func.substr(text, 6, 5).in_(sorted(cal.anniversary_days(today))))
-                )
-            else:
-                branches.append(and_(in_zone, func.substr(text, 6, 2) == f"{today.month:02d}"))
-        return or_(*branches)
+        return or_(*[and_(in_zone, test(today)) for today, in_zone in groups])
+
+    @staticmethod
+    def _anniversary(op: str, text, today: date) -> ColumnElement[bool]:
+        if op == "anniversary_today":
+            return func.substr(text, 6, 5).in_(sorted(cal.anniversary_days(today)))
+        return func.substr(text, 6, 2) == f"{today.month:02d}"
 
     # -- conditions ----------------------------------------------------------------------------
     def condition(self, rule: r.Rule, id_col) -> ColumnElement[bool]:
@@ -513,7 +520,7 @@ def may_signal(rule: r.Rule, kinds: frozenset[tuple[str, str | None]]) -> bool:
         return True
     identify = any(kind == "identify" for kind, _ in kinds)
     for node in r.walk(rule):
-        if isinstance(node, r.Trait) and node.test.op in r.ANNIVERSARY_OPS:
+        if isinstance(node, r.Trait) and node.test.op in r.CLOCK_OPS:
             return True  # any call may carry the customer's time zone
         if isinstance(node, r.Trait | r.Subscribed) and identify:
             return True  # the traits (or the email address) an identify call sets
@@ -527,7 +534,7 @@ def _state_changes(rule: r.Rule, dialect: str) -> ColumnElement[bool] | None:
     for node in r.walk(rule):
         if isinstance(node, r.Trait):
             traits.add(node.test.key)
-            zone = zone or node.test.op in r.ANNIVERSARY_OPS
+            zone = zone or node.test.op in r.CLOCK_OPS
         elif isinstance(node, r.Subscribed):
             names.add(SUBSCRIPTION_CHANGED)  # choices and suppressions of the customer
             traits.add("email")  # the address the send-time check looks at

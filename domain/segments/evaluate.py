@@ -127,10 +127,10 @@ def test_value(test: r.ValueTest, values: dict[str, Any], zone: str | None, now:
         return day < test.value
     if op == "after":
         return day > test.value
-    if op in r.DAYS_OPS:
-        low, high = cal.day_span(now, test.value, forward=op == "within_next_days")
-        return low <= day <= high
     today = cal.local_date(zone, now)
+    if op in r.DAYS_OPS:
+        low, high = cal.day_span(today, test.value, forward=op == "within_next_days")
+        return low <= day <= high
     if op == "anniversary_today":
         return day[5:10] in cal.anniversary_days(today)
     if op == "anniversary_this_month":

@@ -39,7 +39,8 @@ DAYS_OPS = {"within_last_days", "within_next_days"}
 ANNIVERSARY_OPS = {"anniversary_today", "anniversary_this_month"}
 VALUE_OPS = SCALAR_OPS | LIST_OPS | STRING_OPS | PRESENCE_OPS | NUMBER_OPS | DATE_OPS
 TRAIT_OPS = VALUE_OPS | DAYS_OPS | ANNIVERSARY_OPS
-# Ops whose truth changes with the clock alone (the window-edge pass re-evaluates them).
+# Ops whose truth changes with the clock alone (the window-edge pass re-evaluates them); "today" is
+# the customer's, so a new time zone can change it too.
 CLOCK_OPS = DAYS_OPS | ANNIVERSARY_OPS
 
 TIERS = ("key", "major", "ordinary", "small")

@@ -245,21 +245,55 @@ async def test_birthdays_are_today_in_the_customers_own_time_zone(sessions):
     assert await _members(sessions, "birthday") == {"berlin", "kiri"}
 
 
-async def test_a_new_time_zone_moves_a_birthday_in_on_the_next_refresher_pass(sessions):
+async def test_a_trial_ending_today_is_today_in_the_customers_own_time_zone(sessions):
+    """ "Ends within the next 0 days" is "ends today" where the customer lives, as for birthdays; the
+    window-edge pass moves each customer when their own date changes."""
+    now = datetime(2026, 5, 14, 11, tzinfo=UTC)  # 15 May in Kiribati (UTC+14), 14 May in Berlin
+    await _identify(sessions, "kiri", trial_ends="2026-05-15", timezone="Pacific/Kiritimati")
+    await _identify(sessions, "berlin", trial_ends="2026-05-15", timezone="Europe/Berlin")
+    await _identify(sessions, "utc", trial_ends="2026-05-14")
+    rule = {"trait": "trial_ends", "op": "within_next_days", "value": 0}
+    await _create(sessions, "trial-ends-today", rule, now=now)
+    await _create(
+        sessions, "trial-ended", {"trait": "trial_ends", "op": "within_last_days", "value": 3}, now=now
+    )
+    assert await _members(sessions, "trial-ends-today") == {"kiri", "utc"}
+    assert await _members(sessions, "trial-ended") == {"kiri", "utc"}  # not the 15th in Berlin yet
+    async with sessions() as session:
+        ids = dict((await session.execute(select(Customer.user_id, Customer.id))).all())
+        decided = {
+            u for u, c in ids.items() if await segments.matches(session, "trial-ends-today", c, now=now)
+        }
+    assert decided == {"kiri", "utc"}
+    async with transaction(sessions) as session:
+        await segments.refresh_window_edges(session, now=now)
+        await segments.refresh_window_edges(session, now=now + timedelta(hours=11))  # midnight in Berlin
+    assert await _members(sessions, "trial-ends-today") == {"berlin", "kiri", "utc"}
+    assert await _members(sessions, "trial-ended") == {"berlin", "kiri", "utc"}
+    async with transaction(sessions) as session:
+        await segments.refresh_window_edges(session, now=now + timedelta(hours=13))  # midnight UTC
+    assert await _members(sessions, "trial-ends-today") == {"berlin", "kiri"}
+
+
+@pytest.mark.parametrize(
+    "day, op",
+    [("1990-05-15", {"op": "anniversary_today"}), ("2026-05-15", {"op": "within_next_days", "value": 0})],
+)
+async def test_a_new_time_zone_moves_a_date_of_today_in_on_the_next_refresher_pass(sessions, day, op):
     now = datetime(2026, 5, 14, 11, tzinfo=UTC)  # already 15 May in Kiribati (UTC+14), not in Berlin
-    await _identify(sessions, "kiri", birthday="1990-05-15", timezone="Europe/Berlin")
+    await _identify(sessions, "kiri", day=day, timezone="Europe/Berlin")
     async with transaction(sessions) as session:  # a customer of long standing, not a newcomer
         await session.execute(update(Customer).values(created_at=now - timedelta(days=400)))
-    await _create(sessions, "birthday", {"trait": "birthday", "op": "anniversary_today"}, now=now)
+    await _create(sessions, "today", {"trait": "day", **op}, now=now)
     async with transaction(sessions) as session:
         await segments.refresh_from_events(session, now=now)
-    assert await _members(sessions, "birthday") == set()
+    assert await _members(sessions, "today") == set()
     async with transaction(sessions) as session:  # a call whose context carries the new zone
         call = TrackCall(userId="kiri", event="Page Viewed", context={"timezone": "Pacific/Kiritimati"})
         await events.ingest(session, [call], source_key_id=None)
     async with transaction(sessions) as session:
         await segments.refresh_from_events(session, now=now)
-    assert await _members(sessions, "birthday") == {"kiri"}
+    assert await _members(sessions, "today") == {"kiri"}
 
 
 async def _record_send(session, customer_id: int, key: str, how: str) -> None:
