@@ -33,6 +33,11 @@ def _forgotten(status: int = 410) -> HTMLResponse:
     return _page("forgotten", status)
 
 
+def _from_a_test() -> HTMLResponse:
+    """The page for a link of a preview or test send, which acts for no customer."""
+    return _page("test_link")
+
+
 def _secret(request: Request) -> str:
     return request.app.state.settings.secret_key.get_secret_value()
 
@@ -48,6 +53,8 @@ async def confirm_unsubscribe(token: str, request: Request, session: Session):
         customer_id, group_id = subscriptions.read_unsubscribe_token(_secret(request), token)
     except BadToken as exc:
         return _page("invalid_link", 403, reason=str(exc))
+    if customer_id == subscriptions.NO_CUSTOMER:
+        return _from_a_test()
     try:
         prefs = await subscriptions.preferences(session, customer_id)
     except subscriptions.CustomerGone:
@@ -68,6 +75,8 @@ async def one_click_unsubscribe(token: str, request: Request, session: Session):
         customer_id, group_id = subscriptions.read_unsubscribe_token(_secret(request), token)
     except BadToken as exc:
         return _page("invalid_link", 403, reason=str(exc))
+    if customer_id == subscriptions.NO_CUSTOMER:
+        return _from_a_test()  # a 2xx, as RFC 8058 wants; nothing to unsubscribe
     try:
         await subscriptions.unsubscribe(session, customer_id, group_id, "one_click")
         prefs = await subscriptions.preferences(session, customer_id)
@@ -87,6 +96,8 @@ async def preference_page(token: str, request: Request, session: Session):
         customer_id = subscriptions.read_preferences_token(_secret(request), token)
     except BadToken as exc:
         return _page("invalid_link", 403, reason=str(exc))
+    if customer_id == subscriptions.NO_CUSTOMER:
+        return _from_a_test()
     try:
         prefs = await subscriptions.preferences(session, customer_id)
     except subscriptions.CustomerGone:
@@ -100,6 +111,8 @@ async def save_preferences(token: str, request: Request, session: Session):
         customer_id = subscriptions.read_preferences_token(_secret(request), token)
     except BadToken as exc:
         return _page("invalid_link", 403, reason=str(exc))
+    if customer_id == subscriptions.NO_CUSTOMER:
+        return _from_a_test()
     body = await request.body()
     form = parse_qs(body[:65536].decode("utf-8", "replace"))
     try:

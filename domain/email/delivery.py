@@ -89,8 +89,12 @@ class MessageFactory:
         category = category or version.category
         group_id = group_id or version.subscription_group
         marketing = category == subscriptions.MARKETING
-        unsubscribe = self.unsubscribe_url(customer["id"], group_id) if marketing else None
-        preferences = self.preferences_url(customer["id"]) if marketing else None
+        # An untracked render (a preview, a test send, a simulation) is not a send to the customer:
+        # its links act for no one, so a tester's click, or their mailbox's one-click unsubscribe,
+        # leaves the real customer's subscriptions as they are.
+        owner = customer["id"] if track else subscriptions.NO_CUSTOMER
+        unsubscribe = self.unsubscribe_url(owner, group_id) if marketing else None
+        preferences = self.preferences_url(owner) if marketing else None
         variant = rendering.pick_variant(version.variants, customer.get("locale")) or {}
         # names this message in signed links; None: links stay untracked (previews, test sends, and
         # transactional mail, whose links may be credentials: a password reset, a magic login)

@@ -28,6 +28,8 @@ from domain.subscriptions.schemas import (
 
 MARKETING, TRANSACTIONAL = "marketing", "transactional"
 ALL_GROUPS = "*"
+# The customer id the unsubscribe and preference links of previews and test sends carry: no one's.
+NO_CUSTOMER = 0
 
 
 async def create_group(session: AsyncSession, spec: GroupIn) -> GroupOut:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from api.mail import factory as _unused  # noqa: F401 - imported for the app's lazy factory
@@ -131,6 +133,35 @@ async def test_one_click_unsubscribe_needs_no_credentials_and_get_does_not_unsub
     async with transaction(sessions) as session:
         assert await subscriptions.blocked(session, {cid: "ann@example.com"}, "marketing", "newsletter")
         assert not await subscriptions.blocked(session, {cid: "ann@example.com"}, "transactional", None)
+
+
+async def test_the_links_of_a_test_send_or_preview_change_nothing_for_the_customer_it_renders(
+    client, marketer_headers, sessions, capture
+):
+    """A tester's click on Unsubscribe (or their mailbox's one-click button) in a test send rendered for
+    a real customer must not unsubscribe that customer."""
+    await _group(client, marketer_headers)
+    template = GOOD | {"subscription_group": "newsletter"}
+    assert (await client.post("/api/templates", json=template, headers=marketer_headers)).status_code == 201
+    ann = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    spec = {"customer_id": ann, "to": "qa@example.com"}
+    assert (await client.post("/api/templates/welcome/test", json=spec, headers=marketer_headers)).is_success
+    [msg] = await capture.wait_for_count(1)
+    one_click = re.search(r"^List-Unsubscribe: <[^>]*?(/u/[^>]+)>", msg["raw"], re.MULTILINE).group(1)
+    preview = await client.post("/api/templates/welcome/preview", json=spec, headers=marketer_headers)
+    preferences = re.search(r'href="[^"]*?(/preferences/[^"]+)"', preview.json()["html"]).group(1)
+
+    r = await client.post(
+        one_click,
+        content="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200 and "test email" in r.text
+    assert "test email" in (await client.get(one_click)).text
+    saved = await client.post(preferences, content="unsubscribe_all=1")
+    assert saved.status_code == 200 and "test email" in saved.text
+    prefs = (await client.get(f"/api/customers/{ann}/subscriptions", headers=marketer_headers)).json()
+    assert prefs["groups"][0]["subscribed"] is True and prefs["unsubscribed_from_all"] is False
 
 
 async def test_tampered_tokens_are_refused(client, marketer_headers, sessions, links):
