@@ -20,12 +20,15 @@ from activities.contracts import (
     PointsRequest,
     PointsResult,
 )
-from activities.loyalty import LoyaltyActivities
-from domain.db import transaction
-from domain.loyalty import service as loyalty
-from domain.loyalty.models import LoyaltyEntry, LoyaltyLot
-from tests.loyalty.helpers import audit, emitted, entries, make_customer, set_program
-from tests.temporal_env import time_skipping
+
+# The sandbox re-imports this module for PointsSteps: what only the test body uses passes through.
+with workflow.unsafe.imports_passed_through():
+    from activities.loyalty import LoyaltyActivities
+    from domain.db import transaction
+    from domain.loyalty import service as loyalty
+    from domain.loyalty.models import LoyaltyEntry, LoyaltyLot
+    from tests.loyalty.helpers import audit, emitted, entries, make_customer, set_program
+    from tests.temporal_env import time_skipping
 from workflows.loyalty_maintenance import (
     LoyaltyMaintenanceInput,
     LoyaltyMaintenanceOutput,
