@@ -21,6 +21,12 @@ from domain.journeys import timing
 from runtime.journey_start import record_started, start_enrollment, started_row
 
 LOOKAHEAD = timedelta(hours=48)
+# Earlier releases' sweep keyed an enrollment by its moment's UTC year, one off the local year near New
+# Year (1 January at UTC+14 is 31 December UTC). An enrollment under that key entered in the look-ahead
+# before this moment (a zone move shifts it by a day at most) is this birthday's, made by that sweep just
+# before the upgrade; last year's, under the same key, was entered a year before. Once every enrollment
+# made before the upgrade has passed its day, this check finds nothing more.
+OLD_KEY_WINDOW = LOOKAHEAD + timedelta(days=1)
 PAGE = 1000
 
 
@@ -67,8 +73,14 @@ async def _start(
     so the second was never sent) and two keys to one (a move on the eve sent that birthday twice)."""
     key = str(year)
     workflow_id = journeys.workflow_id_for(version.journey_id, customer_id, key)
+    old_key = str(moment.year)  # moment is in UTC
+    old_id = journeys.workflow_id_for(version.journey_id, customer_id, old_key)
     async with transaction(sessions) as session:
         if not await journeys.may_enroll(session, version.journey_id, customer_id, key, "once"):
+            return False
+        if old_key != key and await journeys.enrolled_as_any_profile(
+            session, {old_id: (version.journey_id, customer_id, old_key)}, moment - OLD_KEY_WINDOW
+        ):
             return False
     ref = EventRef(id=0, name="$anniversary", properties={"year": year}, timestamp=moment.isoformat())
     if not await start_enrollment(client, version, customer_id, workflow_id, ref, task_queue=task_queue):

@@ -316,13 +316,15 @@ async def active_workflow_ids(session: AsyncSession, journey_id: str) -> list[st
     )
 
 
-async def existing_workflow_ids(session: AsyncSession, workflow_ids: list[str]) -> set[str]:
+async def existing_workflow_ids(
+    session: AsyncSession, workflow_ids: list[str], entered_since: datetime | None = None
+) -> set[str]:
     found: set[str] = set()
     for i in range(0, len(workflow_ids), 500):
-        chunk = workflow_ids[i : i + 500]
-        found.update(
-            await session.scalars(select(Enrollment.workflow_id).where(Enrollment.workflow_id.in_(chunk)))
-        )
+        query = select(Enrollment.workflow_id).where(Enrollment.workflow_id.in_(workflow_ids[i : i + 500]))
+        if entered_since is not None:
+            query = query.where(Enrollment.entered_at >= entered_since)
+        found.update(await session.scalars(query))
     return found
 
 

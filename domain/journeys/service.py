@@ -434,12 +434,15 @@ async def customers_inside(session: AsyncSession, lanes: set[tuple[str, int]]) -
 
 
 async def enrolled_as_any_profile(
-    session: AsyncSession, wanted: dict[str, tuple[str, int, str | None]]
+    session: AsyncSession,
+    wanted: dict[str, tuple[str, int, str | None]],
+    entered_since: datetime | None = None,
 ) -> set[str]:
     """Of these workflow ids (each for a journey, a customer and an entry key), those the person has
     already used: the id itself is recorded, or the same journey and key were entered by a profile
     merged into the customer since (a visitor who logged in). One person enters a ``once`` journey
-    once, and a ``once_per_key`` journey once per key, whichever of their profiles it was."""
+    once, and a ``once_per_key`` journey once per key, whichever of their profiles it was.
+    ``entered_since``: count only enrollments entered at or after it."""
     if not wanted:
         return set()
     merged = await customers.merged_into(session, {c for _, c, _ in wanted.values()})
@@ -451,7 +454,7 @@ async def enrolled_as_any_profile(
         for workflow_id, (journey_id, customer_id, key) in wanted.items()
     }
     every = sorted({a for ids in aliases.values() for a in ids})
-    found = await repository.existing_workflow_ids(session, every)
+    found = await repository.existing_workflow_ids(session, every, entered_since)
     return {workflow_id for workflow_id, ids in aliases.items() if found.intersection(ids)}
 
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import update
+
 from domain.customers.models import Customer
 from domain.db import transaction
 from domain.email import service as email
+from domain.journeys import service as journeys
+from domain.journeys.models import Enrollment
 from runtime import anniversaries
 from tests.conftest import wait_for
 from tests.workflows.harness import engine
@@ -96,6 +100,31 @@ async def test_each_birthday_is_greeted_once_whichever_way_the_customer_moves_ar
             (x.customer_id, x.workflow_id.rsplit("/", 1)[1]) for x in await e.enrollments("birthday")
         )
         assert years == sorted([(kiri, str(year + 1)), (sam, str(year + 1)), (sam, str(year + 2))])
+
+
+async def test_a_birthday_enrolled_before_the_upgrade_is_not_enrolled_again(env, sessions, settings):
+    """The sweep before the upgrade keyed Kiri's 1 January birthday (19:00 UTC on 31 December at UTC+14)
+    by that UTC year; the sweep after it, keying by her own year, still finds that enrollment."""
+    async with engine(env, sessions, settings) as e:
+        await e.template("birthday", "Happy birthday, {{ traits.name }}!")
+        await e.journey("birthday", BIRTHDAY)
+        year = datetime.now(UTC).year + 1
+        kiri = await e.customer("kiri", birthday="1990-01-01", timezone="Pacific/Kiritimati")
+        now = datetime(year, 12, 30, 12, 0, tzinfo=UTC)
+        moment = datetime(year, 12, 31, 19, 0, tzinfo=UTC)
+        async with transaction(e.sessions) as session:
+            [version] = await journeys.date_trait_versions(session)
+        # As the old sweep did: the moment's UTC year as key, recorded when that sweep ran.
+        assert await anniversaries._start(e.client, e.sessions, version, kiri, moment, year, e.task_queue)
+        async with transaction(e.sessions) as session:
+            await session.execute(update(Enrollment).values(entered_at=now))
+
+        again = await anniversaries.enroll_due(e.client, e.sessions, task_queue=e.task_queue, now=now)
+
+        assert again == 0
+        for enrollment in await e.enrollments("birthday"):
+            await e.result(e.client.get_workflow_handle(enrollment.workflow_id))
+        assert [m["subject"] for m in e.mailbox()] == ["Happy birthday, Kiri!"]
 
 
 def _one_send(rules: dict) -> dict:
