@@ -119,6 +119,15 @@ async def current_versions(session: AsyncSession, template_ids: set[str]) -> dic
     return out
 
 
+async def is_transactional(session: AsyncSession, template_id: str | None) -> bool:
+    """Whether the template (its current version) is transactional; False for none or a deleted one."""
+    template = await repository.get_template(session, template_id) if template_id else None
+    if template is None:
+        return False
+    version = await repository.get_version(session, template_id, template.current_version)
+    return version.category == subscriptions.TRANSACTIONAL
+
+
 async def get_version(session: AsyncSession, template_id: str, version: int) -> TemplateVersion:
     found = await repository.get_version(session, template_id, version)
     if found is None:

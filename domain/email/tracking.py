@@ -17,6 +17,7 @@ from markupsafe import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers import service as customers
+from domain.email import service as email
 from domain.events import service as events
 from domain.events.schemas import TrackCall
 from domain.subscriptions import tokens
@@ -78,13 +79,18 @@ def add_open_pixel(html: str, open_url: str) -> str:
 async def record(
     session: AsyncSession, kind: str, customer_id: int, ref: str, url: str | None = None
 ) -> bool:
-    """Store the engagement event (once per message, or per message and link). False: no such customer."""
+    """Store the engagement event (once per message, or per message and link). False: not stored (no
+    such customer, or a click in transactional mail)."""
     # a link in an email sent before the customer was merged into another profile counts for that one
     customer = await customers.get_current(session, customer_id)
     if customer is None or not (customer.user_id or customer.anonymous_id):
         return False
-    dedupe = f"{kind}/{ref}" + (f"/{hashlib.sha256(url.encode()).hexdigest()[:16]}" if url else "")
     template_id = ref.partition("~")[2] or None
+    if kind == CLICKED and await email.is_transactional(session, template_id):
+        # A link in transactional mail sent while it was still tracked: it still redirects, but its URL
+        # may be a credential (a password reset), which an event would keep.
+        return False
+    dedupe = f"{kind}/{ref}" + (f"/{hashlib.sha256(url.encode()).hexdigest()[:16]}" if url else "")
     properties = {"message_ref": ref, "template_id": template_id} | ({"url": url} if url else {})
     await events.ingest(
         session,

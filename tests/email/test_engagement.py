@@ -10,13 +10,14 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from domain.db import transaction
+from domain.email import service as email
 from domain.email import tracking
 from domain.email.delivery import MessageFactory
 from domain.email.models import TemplateVersion
 from domain.events.models import Event
 from domain.segments import service as segments
 from domain.segments.schemas import PreviewIn
-from tests.email.helpers import add_customer
+from tests.email.helpers import add_customer, add_template
 
 VERSION = TemplateVersion(
     template_id="sale",
@@ -77,4 +78,28 @@ async def test_tampered_click_token_never_redirects(settings, sessions, client):
     for bad in (forged, f"{evil_body}.{mac}", "nonsense"):
         r = await client.get(f"/c/{bad}")
         assert r.status_code == 403 and "location" not in r.headers
+    assert await _events(sessions, "Email Link Clicked") == []
+
+
+async def test_a_password_reset_link_goes_straight_to_its_page_and_one_sent_tracked_still_redirects(
+    settings, sessions, client
+):
+    """Transactional mail is not tracked; one sent before that (its link through the click redirect)
+    still takes the customer to the page, and the link, a credential, is kept in no event."""
+    reset = "https://app.example/reset?token=s3cret"
+    await add_template(
+        sessions, id="reset", category="transactional", subject="Reset", html=f'<a href="{reset}">Reset</a>'
+    )
+    cid = await add_customer(sessions, email="ann@example.com", traits={})
+    async with transaction(sessions) as session:
+        version = await email.get_version(session, "reset", 1)
+    customer = {"id": cid, "email": "ann@example.com", "traits": {}}
+    sent = MessageFactory(settings).make(version, customer, idempotency_key="journey/r/1").data
+    body = BytesParser(policy=policy.default).parsebytes(sent).get_body(("html",)).get_content()
+    assert f'href="{reset}"' in body and "/c/" not in body and "/o/" not in body
+
+    secret = settings.secret_key.get_secret_value()
+    old_link = tracking.click_token(secret, cid, tracking.message_ref("journey/r/0", "reset"), reset)
+    r = await client.get(f"/c/{old_link}")
+    assert r.status_code == 302 and r.headers["location"] == reset
     assert await _events(sessions, "Email Link Clicked") == []
