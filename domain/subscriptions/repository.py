@@ -3,11 +3,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import String, cast, delete, insert, literal, select
+from sqlalchemy import String, cast, delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer
-from domain.db import insert_ignoring_conflicts, utcnow
+from domain.db import insert_ignoring_conflicts, sha256_hex, utcnow
 from domain.events.models import Event, EventOutbox
 from domain.subscriptions.addresses import forms, hashed, stronger
 from domain.subscriptions.events import CONTEXT, SUBSCRIPTION_CHANGED
@@ -105,12 +105,26 @@ async def suppressed(session: AsyncSession, addresses: list[str]) -> dict[str, s
     return out
 
 
+# Changes to one address's entries (suppressing, lifting, an erasure hashing them) take this lock on
+# PostgreSQL, one at a time: each reads the entries in both forms and then writes, and an erasure that
+# renamed the entry to its digest in between made a new suppression fail, or delete the digest with
+# the entry it had read, leaving the address suppressed nowhere. SQLite runs one writer at a time.
+SUPPRESSION_CHANGES_LOCK = 7_301_955  # the lock's class (int4, names it in pg_locks); the address keys it
+
+
+async def _lock_address(session: AsyncSession, address: str) -> None:
+    if session.bind.dialect.name == "postgresql":
+        key = int.from_bytes(bytes.fromhex(sha256_hex(address))[:4], "big", signed=True)
+        await session.execute(select(func.pg_advisory_xact_lock(SUPPRESSION_CHANGES_LOCK, key)))
+
+
 async def suppress(session: AsyncSession, address: str, reason: str, detail: str | None) -> bool:
     """Record a suppression; a stronger reason (bounced > complained > unsubscribed) replaces a weaker.
     Returns whether the address was not suppressed before.
 
     An entry an erasure left (its digest) is folded in: the address is named again, so it is one
     entry again, with the stronger of the two reasons."""
+    await _lock_address(session, address)
     inserted = await session.execute(
         insert_ignoring_conflicts(session, Suppression, ["address"]).values(
             address=address, reason=reason, detail=detail, created_at=utcnow()
@@ -136,6 +150,7 @@ async def list_suppressions(session: AsyncSession, limit: int, after_id: int | N
 
 async def unsuppress(session: AsyncSession, address: str) -> int:
     """Lift the address's suppression, the entry that names it and any an erasure left."""
+    await _lock_address(session, address)
     result = await session.execute(delete(Suppression).where(Suppression.address.in_(forms(address))))
     return result.rowcount
 
@@ -144,7 +159,8 @@ async def forget(session: AsyncSession, addresses: list[str]) -> None:
     """Keep only digests of these addresses' entries (an erasure), with their reasons (the stronger
     where a digest is there already) and without their detail, which may quote the address (a
     bounce's SMTP error)."""
-    for address in addresses:
+    for address in sorted(addresses):  # one order of locks for every erasure
+        await _lock_address(session, address)
         plain = await session.scalar(select(Suppression).where(Suppression.address == address))
         if plain is None:
             continue
