@@ -23,6 +23,7 @@ from tests.conftest import wait_for
 from tests.temporal_env import time_skipping
 from tests.workflows.harness import engine, engine_settings
 from tests.workflows.test_abandoned_cart import CART
+from tests.workflows.test_wait_listeners import _twice
 from tests.workflows.workflow_scenarios import NON_JOURNEY_SCENARIOS
 from workflows.journey import JourneyWorkflow
 
@@ -169,11 +170,28 @@ async def _send_checks_status(e) -> list:
     return [("send_checks_status", handle)]
 
 
+async def _wait_ends_its_listener(e) -> list:
+    """A wait matched drops its listener with the next step records; a later wait for the same event
+    registers it again and times out (wait-ends-its-listener)."""
+    for name in ("again", "miss"):
+        await e.template(name, name)
+    await e.journey("twice", _twice())
+    fay = await e.customer("fay")
+    await e.track("fay", "Signed Up")
+    handle = e.handle("twice", fay)
+    await wait_for(lambda: _at(handle, "first"))
+    await wait_for(lambda: e.listening(fay, "Order Completed"))
+    await e.track("fay", "Order Completed")
+    await e.result(handle)
+    return [("wait_ends_its_listener", handle)]
+
+
 SCENARIOS = (
     _abandoned_cart,
     _everything_else,
     _local_steps,
     _send_checks_status,
+    _wait_ends_its_listener,
     *NON_JOURNEY_SCENARIOS,
 )
 
