@@ -16,6 +16,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    union,
     union_all,
     update,
 )
@@ -321,15 +322,18 @@ async def search(
     if after is not None:
         stmt = stmt.where(Customer.id > after)
     if q:
-        matches = [
-            Customer.user_id == q,
-            Customer.anonymous_id == q,
-            Customer.email == q.strip().lower(),
-            Customer.id.in_(select(aliases.c.customer_id).where(aliases.c.anonymous_id == q)),
+        # One index lookup per id kind, unioned: an OR of them with the alias subquery made PostgreSQL
+        # walk every customer in id order (215 ms at 200 000 customers, growing with the base).
+        c = customers.c
+        found = [
+            select(c.id).where(c.user_id == q),
+            select(c.id).where(c.anonymous_id == q),
+            select(c.id).where(c.email == q.strip().lower()),
+            select(aliases.c.customer_id).where(aliases.c.anonymous_id == q),
         ]
         if q.isascii() and q.isdigit() and len(q) < 19:  # "²" is a digit int() refuses
-            matches.append(Customer.id == int(q))
-        stmt = stmt.where(or_(*matches))
+            found.append(select(c.id).where(c.id == int(q)))
+        stmt = stmt.where(Customer.id.in_(union(*found)))
     if email:
         stmt = stmt.where(Customer.email.startswith(email.strip().lower(), autoescape=True))
     if trait:
@@ -340,11 +344,11 @@ async def search(
             # As PostgreSQL's ->> reads it: SQLite's json_extract turns true and false into 1 and 0.
             path = f'$."{key}"'
             kind = func.json_type(Customer.traits, path)
-            text = case(
+            as_text = case(
                 (kind.in_(("true", "false")), kind),
                 else_=func.json_extract(Customer.traits, path).cast(Text),
             )
-            stmt = stmt.where(text == value)
+            stmt = stmt.where(as_text == value)
     return list(await session.scalars(stmt))
 
 
