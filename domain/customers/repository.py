@@ -16,6 +16,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     union,
     union_all,
     update,
@@ -336,6 +337,12 @@ async def search(
         stmt = stmt.where(Customer.id.in_(union(*found)))
     if email:
         stmt = stmt.where(Customer.email.startswith(email.strip().lower(), autoescape=True))
+        if session.bind.dialect.name == "postgresql":
+            # Planned for this prefix, every time: the cached generic plan cannot see that the pattern
+            # is a prefix, so after five searches it walked every customer in id order (80 ms at
+            # 200 000) instead of a range of ix_customers_email (0.1 ms). A prefix most customers share
+            # is still planned as the id-order walk, which then stops after one page.
+            await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     if trait:
         key, value = trait
         if session.bind.dialect.name == "postgresql":
