@@ -73,9 +73,13 @@ async def get_version(
 
 @router.get("/{journey_id}/enrollments", response_model=list[EnrollmentOut])
 async def list_enrollments(
-    journey_id: str, session: Session, _: Marketer, limit: int = Query(100, ge=1, le=1000)
+    journey_id: str,
+    session: Session,
+    _: Marketer,
+    limit: int = Query(100, ge=1, le=1000),
+    before_id: StoredInt | None = Query(None, description="Page: only enrollments older than this id"),
 ) -> list[EnrollmentOut]:
-    return await journeys.enrollments(session, journey_id, limit)
+    return await journeys.enrollments(session, journey_id, limit, before_id=before_id)
 
 
 async def _tell_enrollments(request: Request, workflow_ids: list[str], status: str) -> None:

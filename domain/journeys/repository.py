@@ -163,15 +163,13 @@ async def superseded_by(session: AsyncSession, workflow_id: str) -> str | None:
     return await session.scalar(select(Enrollment.superseded_by).where(Enrollment.workflow_id == workflow_id))
 
 
-async def enrollments_of(session: AsyncSession, journey_id: str, limit: int) -> list[Enrollment]:
-    return list(
-        await session.scalars(
-            select(Enrollment)
-            .where(Enrollment.journey_id == journey_id)
-            .order_by(Enrollment.id.desc())
-            .limit(limit)
-        )
-    )
+async def enrollments_of(
+    session: AsyncSession, journey_id: str, limit: int, before_id: int | None = None
+) -> list[Enrollment]:
+    stmt = select(Enrollment).where(Enrollment.journey_id == journey_id).order_by(Enrollment.id.desc())
+    if before_id is not None:
+        stmt = stmt.where(Enrollment.id < before_id)
+    return list(await session.scalars(stmt.limit(limit)))
 
 
 # --- listeners: which enrollments wait for which of a customer's events -------------------------------

@@ -60,6 +60,7 @@ class JourneyVersionOut(BaseModel):
 
 
 class EnrollmentOut(BaseModel):
+    id: int  # pass the last one's as before_id for the next page
     workflow_id: str
     journey_id: str
     version: int

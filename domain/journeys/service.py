@@ -234,11 +234,14 @@ async def finish_enrollment(session: AsyncSession, workflow_id: str, status: str
     await repository.finish_enrollment(session, workflow_id, status, at)
 
 
-async def enrollments(session: AsyncSession, journey_id: str, limit: int = 100) -> list[EnrollmentOut]:
+async def enrollments(
+    session: AsyncSession, journey_id: str, limit: int = 100, *, before_id: int | None = None
+) -> list[EnrollmentOut]:
+    """Newest first, one page; the last one's ``id`` as ``before_id`` gives the next page."""
     await _journey(session, journey_id)
     return [
         EnrollmentOut.model_validate(e, from_attributes=True)
-        for e in await repository.enrollments_of(session, journey_id, limit)
+        for e in await repository.enrollments_of(session, journey_id, limit, before_id)
     ]
 
 

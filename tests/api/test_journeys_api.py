@@ -101,3 +101,35 @@ async def test_shape_errors_name_the_node_and_path(client, marketer_headers):
 
 async def test_unknown_journey_is_404(client, marketer_headers):
     assert (await client.post("/api/journeys/nope/publish", headers=marketer_headers)).status_code == 404
+
+
+async def test_enrollments_page_past_the_newest_with_before_id(client, sessions, marketer_headers):
+    from domain.customers.models import Customer
+    from domain.db import transaction
+    from domain.journeys import service as journeys
+
+    await client.post("/api/templates", json=TEMPLATE, headers=marketer_headers)
+    await _post(client, marketer_headers, journey(ENTRY, SEND, EXIT))
+    await client.post("/api/journeys/onboarding/publish", headers=marketer_headers)
+    async with transaction(sessions) as session:
+        people = [Customer(user_id=f"u{i}") for i in range(5)]
+        session.add_all(people)
+        await session.flush()
+        rows = [
+            {"workflow_id": f"journey/onboarding/customer/{c.id}", "journey_id": "onboarding", "version": 1}
+            | {"customer_id": c.id, "event_id": None}
+            for c in people
+        ]
+        await journeys.record_enrollments(session, rows)
+    seen, before = [], None
+    for _ in range(5):  # a journey with more enrollments than one page can hold is read to its end
+        params = {"limit": 2} | ({"before_id": before} if before else {})
+        page = await client.get(
+            "/api/journeys/onboarding/enrollments", params=params, headers=marketer_headers
+        )
+        assert page.status_code == 200, page.text
+        if not page.json():
+            break
+        seen += [e["customer_id"] for e in page.json()]
+        before = page.json()[-1]["id"]
+    assert seen == [c.id for c in reversed(people)]
