@@ -68,6 +68,8 @@ suppressions = Suppression.__table__
 
 _DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
 _DATE_REGEX = "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_MONTH_DAY_GLOB = "[0-9][0-9]-[0-9][0-9]"  # the whole value
+_MONTH_DAY_REGEX = "^[0-9]{2}-[0-9]{2}$"
 
 
 class JsonValue:
@@ -130,8 +132,19 @@ class JsonValue:
 
     def date(self):
         """The leading YYYY-MM-DD of a string value, and the test that it has one."""
-        like = self.text.op("~")(_DATE_REGEX) if self.pg else self.text.op("GLOB")(_DATE_GLOB)
-        return func.substr(self.text, 1, 10), and_(self.is_string, like)
+        return func.substr(self.text, 1, 10), and_(self.is_string, self._shaped(_DATE_REGEX, _DATE_GLOB))
+
+    def month_day(self):
+        """The MM-DD an anniversary recurs on, and the test that there is one: a value with a leading
+        YYYY-MM-DD, or one that is only MM-DD (birthdays kept without the year, as journeys read them)."""
+        shaped = or_(self._shaped(_DATE_REGEX, _DATE_GLOB), self._shaped(_MONTH_DAY_REGEX, _MONTH_DAY_GLOB))
+        # Under that test a value of five characters is MM-DD; any other starts with YYYY-MM-DD.
+        key = case((func.length(self.text) == 5, self.text), else_=func.substr(self.text, 6, 5))
+        return key, and_(self.is_string, shaped)
+
+    def _shaped(self, regex: str, glob: str):
+        """The text matches a pattern: a POSIX regular expression on PostgreSQL, a GLOB on SQLite."""
+        return self.text.op("~")(regex) if self.pg else self.text.op("GLOB")(glob)
 
 
 _COMPARE = {
@@ -183,6 +196,10 @@ class Compiler:
             return _two_valued(v.contains(test.value))
         if op in r.NUMBER_OPS:
             return _two_valued(and_(v.is_number, _COMPARE[op](v.number, test.value)))
+        if op in r.ANNIVERSARY_OPS:
+            month_day, recurs = v.month_day()
+            on_today = self._on_local_date(lambda today: self._anniversary(op, month_day, today))
+            return _two_valued(and_(recurs, on_today))
         day, dated = v.date()
         if op == "before":
             return _two_valued(and_(dated, day < test.value))
@@ -196,9 +213,7 @@ class Compiler:
                 return and_(day >= low, day <= high)
 
             return _two_valued(and_(dated, self._on_local_date(within)))
-        return _two_valued(
-            and_(dated, self._on_local_date(lambda today: self._anniversary(op, v.text, today)))
-        )
+        raise AssertionError(f"unhandled operator {op}")
 
     def _on_local_date(self, test: Callable[[date], ColumnElement[bool]]) -> ColumnElement[bool]:
         """``test`` of the customer's today, which differs by time zone: one branch per date some zone
@@ -213,10 +228,10 @@ class Compiler:
         return or_(*[and_(in_zone, test(today)) for today, in_zone in groups])
 
     @staticmethod
-    def _anniversary(op: str, text, today: date) -> ColumnElement[bool]:
+    def _anniversary(op: str, month_day, today: date) -> ColumnElement[bool]:
         if op == "anniversary_today":
-            return func.substr(text, 6, 5).in_(sorted(cal.anniversary_days(today)))
-        return func.substr(text, 6, 2) == f"{today.month:02d}"
+            return month_day.in_(sorted(cal.anniversary_days(today)))
+        return func.substr(month_day, 1, 2) == f"{today.month:02d}"
 
     # -- conditions ----------------------------------------------------------------------------
     def condition(self, rule: r.Rule, id_col) -> ColumnElement[bool]:

@@ -15,6 +15,7 @@ from domain.segments import calendar as cal
 from domain.segments import rules as r
 
 DATE_LIKE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
+MONTH_DAY = re.compile(r"[0-9]{2}-[0-9]{2}")  # the whole value (fullmatch: no trailing newline either)
 
 
 @dataclass
@@ -92,6 +93,16 @@ def _date_of(value: Any) -> str | None:
     return value[: cal.DATE_PREFIX_LEN] if isinstance(value, str) and DATE_LIKE.match(value) else None
 
 
+def _month_day_of(value: Any) -> str | None:
+    """The MM-DD an anniversary recurs on (as compiler.JsonValue.month_day reads it): of a value with a
+    leading YYYY-MM-DD, or of one that is only MM-DD (birthdays kept without the year)."""
+    if not isinstance(value, str):
+        return None
+    if MONTH_DAY.fullmatch(value):
+        return value
+    return value[5:10] if DATE_LIKE.match(value) else None
+
+
 _NUMBER = {
     "gt": lambda a, b: a > b,
     "gte": lambda a, b: a >= b,
@@ -120,6 +131,14 @@ def test_value(test: r.ValueTest, values: dict[str, Any], zone: str | None, now:
         return isinstance(value, str) and test.value in value
     if op in r.NUMBER_OPS:
         return _is_number(value) and _NUMBER[op](value, test.value)
+    if op in r.ANNIVERSARY_OPS:
+        month_day = _month_day_of(value)
+        if month_day is None:
+            return False
+        today = cal.local_date(zone, now)
+        if op == "anniversary_today":
+            return month_day in cal.anniversary_days(today)
+        return month_day[:2] == f"{today.month:02d}"
     day = _date_of(value)
     if day is None:
         return False
@@ -131,10 +150,6 @@ def test_value(test: r.ValueTest, values: dict[str, Any], zone: str | None, now:
     if op in r.DAYS_OPS:
         low, high = cal.day_span(today, test.value, forward=op == "within_next_days")
         return low <= day <= high
-    if op == "anniversary_today":
-        return day[5:10] in cal.anniversary_days(today)
-    if op == "anniversary_this_month":
-        return day[5:7] == f"{today.month:02d}"
     raise AssertionError(f"unhandled operator {op}")
 
 

@@ -1,0 +1,94 @@
+"""Birthday rules ("anniversary today / this month") on birthdays stored with or without the year.
+
+Many shops keep only the month and day (``05-17``) for privacy; journeys' anniversary trigger reads
+that form, and so must segments, in both evaluators: the SQL one (previews, stored membership) and the
+in-Python one (journeys' live checks).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from domain.customers.models import Customer
+from domain.db import transaction
+from domain.events import service as events
+from domain.events.schemas import IdentifyCall
+from domain.segments import rules as r
+from domain.segments import service as segments
+from domain.segments.schemas import PreviewIn
+
+TODAY = {"trait": "birthday", "op": "anniversary_today"}
+THIS_MONTH = {"trait": "birthday", "op": "anniversary_this_month"}
+
+
+async def _people(sessions, **birthdays: str | tuple[str, str]) -> None:
+    """One customer per user id, with a birthday and optionally a time zone: ``user=(day, zone)``."""
+    calls = []
+    for user, given in birthdays.items():
+        day, zone = given if isinstance(given, tuple) else (given, None)
+        traits = {"birthday": day, **({"timezone": zone} if zone else {})}
+        calls.append(IdentifyCall(userId=user, traits=traits))
+    async with transaction(sessions) as session:
+        await events.ingest(session, calls, source_key_id=None)
+
+
+async def _selected(sessions, rule: dict, now: datetime) -> set[str]:
+    """Who ``rule`` selects at ``now``; both evaluators must say the same."""
+    async with sessions() as session:
+        ids = dict((await session.execute(select(Customer.user_id, Customer.id))).all())
+        preview = await segments.preview(session, PreviewIn(rule=rule, sample_size=200), now=now)
+        live = {u for u, c in ids.items() if await segments.matches_rule(session, r.parse(rule), c, now=now)}
+    in_sql = {brief.user_id for brief in preview.sample}
+    assert in_sql == live, f"SQL selects {in_sql}, the live check {live}"
+    return in_sql
+
+
+async def test_a_birthday_without_its_year_is_today_and_this_month_where_the_customer_lives(sessions):
+    now = datetime(2026, 5, 31, 11, tzinfo=UTC)  # already 1 June in Kiribati (UTC+14), 31 May in Berlin
+    await _people(
+        sessions,
+        kiri=("06-01", "Pacific/Kiritimati"),
+        berlin=("06-01", "Europe/Berlin"),
+        may=("05-17", "Europe/Berlin"),
+        utc="05-31",
+        dated=("1990-05-31", "Europe/Berlin"),
+        european="31-05",  # day first: no month 31
+        padded="05-31\n",  # only a whole value of MM-DD is a month and day
+    )
+    assert await _selected(sessions, TODAY, now) == {"kiri", "utc", "dated"}
+    assert await _selected(sessions, THIS_MONTH, now) == {"kiri", "may", "utc", "dated"}
+
+
+@pytest.mark.parametrize(
+    "now, celebrating",
+    [
+        (datetime(2027, 2, 28, 12, tzinfo=UTC), {"bare", "dated"}),  # no 29th in 2027: on the 28th
+        (datetime(2028, 2, 28, 12, tzinfo=UTC), set()),
+        (datetime(2028, 2, 29, 12, tzinfo=UTC), {"bare", "dated"}),
+        (datetime(2027, 3, 1, 12, tzinfo=UTC), set()),
+    ],
+)
+async def test_a_29_february_birthday_without_its_year_is_celebrated_on_the_28th_in_common_years(
+    sessions, now, celebrating
+):
+    await _people(sessions, bare="02-29", dated="2000-02-29")
+    assert await _selected(sessions, TODAY, now) == celebrating
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        {"op": "before", "value": "2027-01-01"},
+        {"op": "after", "value": "0001-01-01"},
+        {"op": "within_next_days", "value": 0},
+        {"op": "within_last_days", "value": 400},
+    ],
+)
+async def test_date_comparisons_and_day_windows_leave_out_a_birthday_without_its_year(sessions, test):
+    """They compare whole dates: a month and day alone is on no side of one and in no span of days."""
+    now = datetime(2026, 5, 31, 11, tzinfo=UTC)
+    await _people(sessions, bare="05-31", dated="2026-05-31")
+    assert await _selected(sessions, {"trait": "birthday", **test}, now) == {"dated"}
