@@ -56,6 +56,12 @@ def _day(now: datetime, offset: int, year: int | None = None, suffix: str = "") 
     return f"{year or d.year:04d}-{d.month:02d}-{d.day:02d}{suffix}"
 
 
+def _month_day(now: datetime, offset: int, suffix: str = "") -> str:
+    """A birthday stored without its year (MM-DD), or, with a suffix, a string that only starts so."""
+    d = (now + timedelta(days=offset)).date()
+    return f"{d.month:02d}-{d.day:02d}{suffix}"
+
+
 def scalars():
     return st.one_of(
         st.sampled_from(STRINGS), st.integers(0, 5), st.sampled_from([2.5, 10.0, -0.5]), st.booleans()
@@ -70,7 +76,13 @@ def trait_values(now: datetime):
         st.sampled_from([None, 1990, 2000]),
         st.sampled_from(["", "T08:30:00Z"]),
     )
-    return st.one_of(st.none(), scalars(), dates, st.lists(st.sampled_from(["a", "b"]), max_size=2))
+    month_days = st.one_of(
+        st.builds(_month_day, st.just(now), st.integers(-6, 6), st.sampled_from(["", "\n", "x"])),
+        st.just("02-29"),
+    )
+    return st.one_of(
+        st.none(), scalars(), dates, month_days, st.lists(st.sampled_from(["a", "b"]), max_size=2)
+    )
 
 
 def value_tests(now: datetime, key_field: str, ops: set[str]):
@@ -150,6 +162,7 @@ def leaf_rules(now: datetime):
     ).map(lambda tests: {"loyalty_balance": tests})
     return st.one_of(
         value_tests(now, "trait", r.TRAIT_OPS),
+        value_tests(now, "trait", r.CLOCK_OPS),  # "today" is where the evaluators can part ways
         event,
         message,
         tier,
@@ -234,9 +247,14 @@ def customers(now: datetime):
 
 @st.composite
 def scenarios(draw):
-    now = draw(st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 12, 31))).replace(
-        tzinfo=UTC
+    # Some clocks around 29 February (2027: none; 2028: a leap day), somewhere on Earth.
+    near_leap_day = st.builds(
+        lambda year, hours: datetime(year, 2, 27) + timedelta(hours=hours),
+        st.sampled_from([2027, 2028]),
+        st.integers(0, 72),
     )
+    anytime = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 12, 31))
+    now = draw(st.one_of(anytime, anytime, anytime, near_leap_day)).replace(tzinfo=UTC)
     return (
         now,
         draw(customers(now)),
