@@ -220,11 +220,11 @@ class Compiler:
         is on right now (customers without a known zone are on UTC's)."""
         utc_today, others = cal.dates_by_zone(self.now)
         zone = customers.c.timezone
-        elsewhere = [z for zones in others.values() for z in zones]
+        elsewhere = [z for _, zones in others for z in zones]
         # Hundreds of zones can be on another date: each list is one bound parameter (one_of).
         here = or_(zone.is_(None), not_(one_of(self.dialect, zone, elsewhere, String)))
         groups = [(utc_today, here if elsewhere else true())]
-        groups += [(day, one_of(self.dialect, zone, zones, String)) for day, zones in others.items()]
+        groups += [(day, one_of(self.dialect, zone, zones, String)) for day, zones in others]
         return or_(*[and_(in_zone, test(today)) for today, in_zone in groups])
 
     @staticmethod
