@@ -69,7 +69,7 @@ suppressions = Suppression.__table__
 _DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
 _DATE_REGEX = "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _MONTH_DAY_GLOB = "[0-9][0-9]-[0-9][0-9]"  # the whole value
-_MONTH_DAY_REGEX = "^[0-9]{2}-[0-9]{2}$"
+_ANNIVERSARY_REGEX = f"{_DATE_REGEX}|^[0-9]{{2}}-[0-9]{{2}}$"  # a date, or the whole value MM-DD
 
 
 class JsonValue:
@@ -132,19 +132,22 @@ class JsonValue:
 
     def date(self):
         """The leading YYYY-MM-DD of a string value, and the test that it has one."""
-        return func.substr(self.text, 1, 10), and_(self.is_string, self._shaped(_DATE_REGEX, _DATE_GLOB))
+        like = self.text.op("~")(_DATE_REGEX) if self.pg else self.text.op("GLOB")(_DATE_GLOB)
+        return func.substr(self.text, 1, 10), and_(self.is_string, like)
 
     def month_day(self):
         """The MM-DD an anniversary recurs on, and the test that there is one: a value with a leading
         YYYY-MM-DD, or one that is only MM-DD (birthdays kept without the year, as journeys read them)."""
-        shaped = or_(self._shaped(_DATE_REGEX, _DATE_GLOB), self._shaped(_MONTH_DAY_REGEX, _MONTH_DAY_GLOB))
-        # Under that test a value of five characters is MM-DD; any other starts with YYYY-MM-DD.
-        key = case((func.length(self.text) == 5, self.text), else_=func.substr(self.text, 6, 5))
+        if self.pg:
+            shaped = self.text.op("~")(_ANNIVERSARY_REGEX)
+        else:
+            shaped = or_(self.text.op("GLOB")(_DATE_GLOB), self.text.op("GLOB")(_MONTH_DAY_GLOB))
+        # The last five of the first ten characters, either way; one read of the value, no CASE (the
+        # full evaluation reads it once per date some zone is on). SQLite counts a negative start from
+        # the end, PostgreSQL does not.
+        leading = func.substr(self.text, 1, 10)
+        key = func.right(leading, 5) if self.pg else func.substr(leading, -5)
         return key, and_(self.is_string, shaped)
-
-    def _shaped(self, regex: str, glob: str):
-        """The text matches a pattern: a POSIX regular expression on PostgreSQL, a GLOB on SQLite."""
-        return self.text.op("~")(regex) if self.pg else self.text.op("GLOB")(glob)
 
 
 _COMPARE = {
@@ -166,7 +169,10 @@ def one_of(dialect: str, expr, values: list, type_) -> ColumnElement[bool]:
 
 
 def _two_valued(expr) -> ColumnElement[bool]:
-    return func.coalesce(expr, false())
+    """True or false, never NULL. A CASE rather than coalesce(expr, false): SQLite evaluates every
+    operand of an AND or OR that is a function's argument, but stops at the first that decides it in
+    a CASE's WHEN, as in a WHERE (a birthday condition read the trait once per date zones are on)."""
+    return case((expr, true()), else_=false())
 
 
 class Compiler:
