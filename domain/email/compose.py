@@ -117,24 +117,36 @@ _ONE_CLICK = ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 _CONSTANT_HEADERS = {_ONE_CLICK: b"%s: %s\r\n" % tuple(v.encode() for v in _ONE_CLICK)}
 
 
+def _own_address(setting: str, value: str) -> tuple[str, str]:
+    """A sender address from our settings, as (display name, ASCII address): an internationalised
+    domain in its ASCII form, as in From, the envelope and every Message-ID."""
+    check_header_value(setting, value)
+    parsed = getaddresses([value])
+    if len(parsed) != 1:
+        raise InvalidRecipient(f"{setting} must be one address, e.g. 'Acme <news@acme.example>'")
+    [(name, address)] = parsed
+    if "@" not in address:  # our own setting: any domain (even .localhost in dev) is the operator's call
+        raise InvalidRecipient(f"{setting} {value!r} has no address")
+    address = smtp_address(address)
+    if needs_smtputf8(address):  # every message would need a relay with SMTPUTF8
+        raise InvalidRecipient(f"{setting} {value!r} must have an ASCII local part")
+    return name, address
+
+
 class Composer:
     """Builds messages from one sender; the parts that never change are prepared once."""
 
-    def __init__(self, mail_from: str):
-        check_header_value("mail_from", mail_from)
-        parsed = getaddresses([mail_from])
-        if len(parsed) != 1:
-            raise InvalidRecipient("mail_from must be one address, e.g. 'Acme <news@acme.example>'")
-        [(name, address)] = parsed
-        if "@" not in address:  # our own setting: any domain (even .localhost in dev) is the operator's call
-            raise InvalidRecipient(f"mail_from {mail_from!r} has no address")
-        # an internationalised domain in its ASCII form, in From, the envelope and every Message-ID
-        address = smtp_address(address)
-        if needs_smtputf8(address):  # every message would need a relay with SMTPUTF8
-            raise InvalidRecipient(f"mail_from {mail_from!r} must have an ASCII local part")
+    def __init__(self, mail_from: str, reply_to: str | None = None):
+        name, address = _own_address("mail_from", mail_from)
         self.envelope_from = address
         self.domain = address.rpartition("@")[2]
         self._from = _header("From", formataddr((name, address), charset="utf-8"))
+        # Replies go to a mailbox someone reads while the sender stays a no-reply address.
+        self._reply_to = (
+            _header("Reply-To", formataddr(_own_address("mail_reply_to", reply_to), charset="utf-8"))
+            if reply_to
+            else b""
+        )
 
     def build(
         self,
@@ -150,6 +162,7 @@ class Composer:
         boundary = "=_" + message_id.strip("<>").partition("@")[0][:32]
         out = [
             self._from,
+            self._reply_to,
             _to_header(to),
             _header("Subject", subject),
             _date_header(),

@@ -50,7 +50,7 @@ class MessageFactory:
     def __init__(self, settings: Settings):
         self._secret = settings.secret_key.get_secret_value()
         self._base = settings.resolved_public_url
-        self.composer = compose.Composer(settings.mail_from)
+        self.composer = compose.Composer(settings.mail_from, settings.mail_reply_to)
         self.envelope_from = self.composer.envelope_from
         self._sender_name = parseaddr(settings.mail_from)[0] or self.composer.domain
         self._postal_address = settings.postal_address

@@ -8,6 +8,8 @@ from email.parser import BytesParser
 import pytest
 
 from domain.email.compose import Composer, InvalidRecipient, checked_address, message_id_for
+from domain.email.delivery import MessageFactory
+from domain.email.models import TemplateVersion
 
 
 def _parse(data: bytes):
@@ -84,3 +86,29 @@ def test_a_sender_with_an_internationalised_domain_is_written_in_its_ascii_form(
     assert msg["From"].addresses[0].addr_spec == "news@xn--bcher-kva.example"
     assert msg["Message-ID"].endswith("@xn--bcher-kva.example>")
     assert data.isascii() and msg.defects == []
+
+
+def test_replies_go_to_the_reply_to_setting_and_without_it_to_the_sender():
+    def built(composer: Composer):
+        return _parse(
+            composer.build(to="ann@example.com", subject="Hi", html="<p>x</p>", text="x", message_id="<k@x>")
+        )
+
+    msg = built(Composer("Acme <noreply@acme.example>", '"Acme, Support" <help@bücher.example>'))
+    assert msg["Reply-To"].addresses[0].display_name == "Acme, Support"
+    assert msg["Reply-To"].addresses[0].addr_spec == "help@xn--bcher-kva.example"
+    assert msg["From"].addresses[0].addr_spec == "noreply@acme.example" and msg.defects == []
+    assert "Reply-To" not in built(Composer("Acme <noreply@acme.example>"))
+    for bad in ["help@a.example, sales@a.example", "no address", "Evil\r\nBcc: x@y.example <a@b.example>"]:
+        with pytest.raises(InvalidRecipient, match="mail_reply_to"):
+            Composer("Acme <noreply@acme.example>", bad)
+
+
+def test_every_email_the_factory_makes_carries_the_configured_reply_to(settings):
+    factory = MessageFactory(settings.model_copy(update={"mail_reply_to": "Support <help@acme.example>"}))
+    version = TemplateVersion(
+        template_id="t", version=1, subject="Hi", html="<p>x</p>", text=None, layout="base",
+        category="marketing", subscription_group=None, variants={},
+    )  # fmt: skip
+    made = factory.make(version, {"id": 1, "email": "ann@example.com", "traits": {}}, idempotency_key="k")
+    assert _parse(made.data)["Reply-To"].addresses[0].addr_spec == "help@acme.example"
