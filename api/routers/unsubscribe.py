@@ -6,10 +6,13 @@ autoescaping Jinja environment, so nothing from the database or the URL can inje
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader
 
 from api.deps import Session
@@ -18,7 +21,6 @@ from domain.email.rendering import TEMPLATES_DIR
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.tokens import BadToken
 
-router = APIRouter(tags=["unsubscribe"], include_in_schema=True)
 _pages = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
 _HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 
@@ -46,15 +48,65 @@ def _what(group_id: str) -> str:
     return "marketing email" if group_id == subscriptions.ALL_GROUPS else f"“{group_id}” email"
 
 
-@router.get("/u/{token}", response_class=HTMLResponse, summary="Unsubscribe confirmation page")
-async def confirm_unsubscribe(token: str, request: Request, session: Session):
-    """Shows a button; a GET never unsubscribes (link scanners follow GETs)."""
+class _PageInstead(Exception):
+    """Raised by a link's reader: the page the route answers instead of its own."""
+
+    def __init__(self, page: HTMLResponse):
+        self.page = page
+
+
+class _SignedLinkRoute(APIRoute):
+    """A route of a signed-link page, which answers a ``_PageInstead`` with that page."""
+
+    def get_route_handler(self) -> Callable:
+        handle = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except _PageInstead as instead:
+                return instead.page
+
+        return route
+
+
+router = APIRouter(tags=["unsubscribe"], include_in_schema=True, route_class=_SignedLinkRoute)
+
+
+def _read(request: Request, token: str, read: Callable):
     try:
-        customer_id, group_id = subscriptions.read_unsubscribe_token(_secret(request), token)
+        return read(_secret(request), token)
     except BadToken as exc:
-        return _page("invalid_link", 403, reason=str(exc))
+        raise _PageInstead(_page("invalid_link", 403, reason=str(exc))) from None
+
+
+def _a_customer(customer_id: int) -> int:
     if customer_id == subscriptions.NO_CUSTOMER:
-        return _from_a_test()
+        # A 2xx, as RFC 8058 wants of a one-click POST; nothing to unsubscribe or save.
+        raise _PageInstead(_from_a_test())
+    return customer_id
+
+
+def _unsubscribe_link(token: str, request: Request) -> tuple[int, str]:
+    """The customer and subscription group of an unsubscribe link."""
+    customer_id, group_id = _read(request, token, subscriptions.read_unsubscribe_token)
+    return _a_customer(customer_id), group_id
+
+
+def _preferences_link(token: str, request: Request) -> int:
+    """The customer of a preference-page link."""
+    return _a_customer(_read(request, token, subscriptions.read_preferences_token))
+
+
+# What a signed link names; a bad link, or one of a test send (no customer), answers its own page.
+UnsubscribeLink = Annotated[tuple[int, str], Depends(_unsubscribe_link)]
+PreferencesLink = Annotated[int, Depends(_preferences_link)]
+
+
+@router.get("/u/{token}", response_class=HTMLResponse, summary="Unsubscribe confirmation page")
+async def confirm_unsubscribe(token: str, link: UnsubscribeLink, request: Request, session: Session):
+    """Shows a button; a GET never unsubscribes (link scanners follow GETs)."""
+    customer_id, group_id = link
     try:
         prefs = await subscriptions.preferences(session, customer_id)
     except subscriptions.CustomerGone:
@@ -69,14 +121,9 @@ async def confirm_unsubscribe(token: str, request: Request, session: Session):
 
 
 @router.post("/u/{token}", response_class=HTMLResponse, summary="One-click unsubscribe (RFC 8058)")
-async def one_click_unsubscribe(token: str, request: Request, session: Session):
+async def one_click_unsubscribe(token: str, link: UnsubscribeLink, request: Request, session: Session):
     """Mailbox providers POST ``List-Unsubscribe=One-Click`` here; our confirmation page posts too."""
-    try:
-        customer_id, group_id = subscriptions.read_unsubscribe_token(_secret(request), token)
-    except BadToken as exc:
-        return _page("invalid_link", 403, reason=str(exc))
-    if customer_id == subscriptions.NO_CUSTOMER:
-        return _from_a_test()  # a 2xx, as RFC 8058 wants; nothing to unsubscribe
+    customer_id, group_id = link
     try:
         await subscriptions.unsubscribe(session, customer_id, group_id, "one_click")
         prefs = await subscriptions.preferences(session, customer_id)
@@ -91,13 +138,7 @@ async def one_click_unsubscribe(token: str, request: Request, session: Session):
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse, summary="Preference page")
-async def preference_page(token: str, request: Request, session: Session):
-    try:
-        customer_id = subscriptions.read_preferences_token(_secret(request), token)
-    except BadToken as exc:
-        return _page("invalid_link", 403, reason=str(exc))
-    if customer_id == subscriptions.NO_CUSTOMER:
-        return _from_a_test()
+async def preference_page(token: str, customer_id: PreferencesLink, request: Request, session: Session):
     try:
         prefs = await subscriptions.preferences(session, customer_id)
     except subscriptions.CustomerGone:
@@ -106,13 +147,7 @@ async def preference_page(token: str, request: Request, session: Session):
 
 
 @router.post("/preferences/{token}", response_class=HTMLResponse, summary="Save preferences")
-async def save_preferences(token: str, request: Request, session: Session):
-    try:
-        customer_id = subscriptions.read_preferences_token(_secret(request), token)
-    except BadToken as exc:
-        return _page("invalid_link", 403, reason=str(exc))
-    if customer_id == subscriptions.NO_CUSTOMER:
-        return _from_a_test()
+async def save_preferences(token: str, customer_id: PreferencesLink, request: Request, session: Session):
     body = await request.body()
     form = parse_qs(body[:65536].decode("utf-8", "replace"))
     try:
