@@ -660,7 +660,7 @@ async def simulate(
         raise InvalidInput({"field": "customer", "problem": "give customer_id or describe a customer"})
     entry_node = next(n for n in definition["nodes"] if n["type"] == "entry")
     entry = spec.entry or SimulatedEvent(name=entry_node.get("event") or "$manual")
-    templates, group_names = {}, {}
+    templates, groups = {}, {}  # groups: each send's subscription group and its name, by node id
     for node in definition["nodes"]:
         if node["type"] == "send_email":
             version = (
@@ -670,10 +670,10 @@ async def simulate(
             template = await email.get_version(session, node["template_id"], version)
             templates[node["template_id"]] = template
             group_id = node.get("subscription_group") or template.subscription_group
-            group_names[group_id] = await subscriptions.group_name(session, group_id)
+            groups[node["id"]] = group_id, await subscriptions.group_name(session, group_id)
 
     def render(node, template, profile, event):
-        group_id = node.get("subscription_group") or template.subscription_group
+        group_id, group_name = groups[node["id"]]
         return messages.make(
             template,
             profile,
@@ -681,7 +681,7 @@ async def simulate(
             event=event,
             journey={"id": journey_id, "node_id": node["id"]},
             group_id=group_id,
-            group_name=group_names[group_id],
+            group_name=group_name,
             to=None if profile.get("email") else email.PREVIEW_ADDRESS,
             track=False,
         ).rendered
