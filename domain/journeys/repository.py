@@ -4,6 +4,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, delete, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from domain.customers.models import Customer
 from domain.db import insert_ignoring_conflicts, utcnow
@@ -48,32 +49,24 @@ async def get_version(session: AsyncSession, journey_id: str, version: int) -> J
     )
 
 
-async def live_versions(session: AsyncSession, event_names: set[str]) -> list[JourneyVersion]:
-    """The published version of every live journey whose entry is one of these event names."""
+async def _live_versions(session: AsyncSession, entered_by: ColumnElement[bool]) -> list[JourneyVersion]:
+    """The published version of every live journey whose entry ``entered_by`` selects."""
     stmt = (
         select(JourneyVersion)
         .join(Journey, Journey.id == JourneyVersion.journey_id)
-        .where(
-            Journey.status == "published",
-            JourneyVersion.version == Journey.published_version,
-            JourneyVersion.trigger_event.in_(event_names),
-        )
+        .where(Journey.status == "published", JourneyVersion.version == Journey.published_version, entered_by)
     )
     return list(await session.scalars(stmt))
+
+
+async def live_versions(session: AsyncSession, event_names: set[str]) -> list[JourneyVersion]:
+    """The published version of every live journey whose entry is one of these event names."""
+    return await _live_versions(session, JourneyVersion.trigger_event.in_(event_names))
 
 
 async def live_versions_without_event(session: AsyncSession) -> list[JourneyVersion]:
     """Published versions of live journeys that no event enrolls into (date, segment, manual)."""
-    stmt = (
-        select(JourneyVersion)
-        .join(Journey, Journey.id == JourneyVersion.journey_id)
-        .where(
-            Journey.status == "published",
-            JourneyVersion.version == Journey.published_version,
-            JourneyVersion.trigger_event == "",
-        )
-    )
-    return list(await session.scalars(stmt))
+    return await _live_versions(session, JourneyVersion.trigger_event == "")
 
 
 async def customers_with_trait(
