@@ -2,7 +2,20 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Insert,
+    String,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import utcnow
@@ -10,6 +23,42 @@ from domain.events.models import LANE_EVENTS, Event, EventOutbox
 
 events = Event.__table__
 outbox = EventOutbox.__table__
+
+
+# --- events the engine records itself -------------------------------------------------------------
+
+_COLUMNS = [
+    "message_id", "type", "name", "customer_id", "user_id", "anonymous_id",
+    "properties", "traits", "context", "timestamp", "received_at",
+]  # fmt: skip
+
+
+def track_for_each(
+    who: FromClause,
+    *where: ColumnElement[bool],
+    message_id_prefix: str,
+    name: str,
+    properties: dict,
+    context: dict,
+    at: datetime,
+) -> Insert:
+    """INSERT of one ``name`` track event at ``at`` for each customer of ``who`` (id, user_id and
+    anonymous_id columns) that ``where`` selects, its message id the prefix and the customer id;
+    returning the event ids."""
+    source = select(
+        literal(message_id_prefix, String) + cast(who.c.id, String),
+        literal("track"),
+        literal(name),
+        who.c.id,
+        who.c.user_id,
+        who.c.anonymous_id,
+        literal(properties, events.c.properties.type),
+        literal({}, events.c.traits.type),
+        literal(context, events.c.context.type),
+        literal(at, events.c.timestamp.type),
+        literal(at, events.c.received_at.type),
+    ).where(*where)
+    return insert(events).from_select(_COLUMNS, source).returning(events.c.id)
 
 
 # --- the outbox, as routers see it ----------------------------------------------------------------

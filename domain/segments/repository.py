@@ -12,7 +12,6 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Select,
-    String,
     and_,
     any_,
     case,
@@ -34,6 +33,7 @@ from sqlalchemy.sql.selectable import SelectBase
 from domain.customers.models import Customer
 from domain.db import UTCDateTime, utcnow
 from domain.email.models import Message
+from domain.events import repository as events_repository
 from domain.events.models import LANE_SEGMENTS, Event, EventOutbox
 from domain.journeys.models import Journey, JourneyVersion
 from domain.loyalty.models import LoyaltyAccount
@@ -443,33 +443,19 @@ async def close_memberships(
     return exited
 
 
-_EVENT_COLUMNS = [
-    "message_id", "type", "name", "customer_id", "user_id", "anonymous_id",
-    "properties", "traits", "context", "timestamp", "received_at",
-]  # fmt: skip
-
-
 def _segment_events(name: str, properties: dict, at: datetime, who: Select):
     """INSERT of one ``name`` event for each customer of ``who`` (a SELECT of id, user_id and
     anonymous_id: _customers_locked), returning the event ids."""
-    events = Event.__table__
-    who = who.subquery("recipient")
     # Unique per segment, customer, kind and moment: a repeated pass cannot store the same change twice.
     prefix = f"segment/{properties.get('segment_id')}/{name}/{at.isoformat()}/"
-    source = select(
-        literal(prefix, String) + cast(who.c.id, String),
-        literal("track"),
-        literal(name),
-        who.c.id,
-        who.c.user_id,
-        who.c.anonymous_id,
-        literal(properties, events.c.properties.type),
-        literal({}, events.c.traits.type),
-        literal({}, events.c.context.type),
-        literal(at, events.c.timestamp.type),
-        literal(at, events.c.received_at.type),
+    return events_repository.track_for_each(
+        who.subquery("recipient"),
+        message_id_prefix=prefix,
+        name=name,
+        properties=properties,
+        context={},
+        at=at,
     )
-    return insert(events).from_select(_EVENT_COLUMNS, source).returning(events.c.id)
 
 
 def _queued(event_id, at: datetime, *where: ColumnElement[bool]):

@@ -3,12 +3,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import String, cast, delete, func, insert, literal, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer
 from domain.db import insert_ignoring_conflicts, sha256_hex, utcnow
-from domain.events.models import Event, EventOutbox
+from domain.events import repository as events_repository
+from domain.events.models import EventOutbox
 from domain.subscriptions.addresses import forms, hashed, stronger
 from domain.subscriptions.events import CONTEXT, SUBSCRIPTION_CHANGED
 from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
@@ -182,33 +183,19 @@ async def record_changed(
 ) -> int:
     """Store a ``Subscription Changed`` event (and queue it for the router) for one customer, or for
     every customer with ``address``; returns how many were stored."""
-    events, customers, outbox = Event.__table__, Customer.__table__, EventOutbox.__table__
+    customers, outbox = Customer.__table__, EventOutbox.__table__
     at = utcnow()
     change = uuid.uuid4().hex  # one change, one event per customer it concerns
-    source = select(
-        literal(f"subscriptions/{change}/", String) + cast(customers.c.id, String),
-        literal("track"),
-        literal(SUBSCRIPTION_CHANGED),
-        customers.c.id,
-        customers.c.user_id,
-        customers.c.anonymous_id,
-        literal(properties, events.c.properties.type),
-        literal({}, events.c.traits.type),
-        literal(CONTEXT, events.c.context.type),
-        literal(at, events.c.timestamp.type),
-        literal(at, events.c.received_at.type),
+    recorded = events_repository.track_for_each(
+        customers,
+        customers.c.id == customer_id if customer_id is not None else customers.c.email == address,
+        message_id_prefix=f"subscriptions/{change}/",
+        name=SUBSCRIPTION_CHANGED,
+        properties=properties,
+        context=CONTEXT,
+        at=at,
     )
-    if customer_id is not None:
-        source = source.where(customers.c.id == customer_id)
-    else:
-        source = source.where(customers.c.email == address)
-    columns = [
-        "message_id", "type", "name", "customer_id", "user_id", "anonymous_id",
-        "properties", "traits", "context", "timestamp", "received_at",
-    ]  # fmt: skip
-    ids = list(
-        (await session.execute(insert(events).from_select(columns, source).returning(events.c.id))).scalars()
-    )
+    ids = list((await session.execute(recorded)).scalars())
     if ids:
         await session.execute(insert(outbox), [{"event_id": i, "created_at": at} for i in ids])
     return len(ids)
