@@ -112,3 +112,25 @@ def test_every_email_the_factory_makes_carries_the_configured_reply_to(settings)
     )  # fmt: skip
     made = factory.make(version, {"id": 1, "email": "ann@example.com", "traits": {}}, idempotency_key="k")
     assert _parse(made.data)["Reply-To"].addresses[0].addr_spec == "help@acme.example"
+
+
+def _version(**kw) -> TemplateVersion:
+    spec = dict(
+        template_id="t", version=1, subject="Hi", html="<p>x</p>", text=None, layout="base",
+        category="marketing", subscription_group="news", variants={},
+    ) | kw  # fmt: skip
+    return TemplateVersion(**spec)
+
+
+def _made(settings, version: TemplateVersion | None = None, **update):
+    factory = MessageFactory(settings.model_copy(update={"postal_address": "1 Main St"} | update))
+    customer = {"id": 7, "email": "ann@example.com", "traits": {}}
+    return factory, _parse(factory.make(version or _version(), customer, idempotency_key="k").data)
+
+
+def test_the_text_footer_opens_with_the_signature_separator_dash_dash_space(settings):
+    _, msg = _made(settings, _version(text="Hello Ann\n--\nnot a signature"))
+    lines = msg.get_body(("plain",)).get_content().splitlines()
+    # RFC 3676 4.3: "-- " alone on a line, so clients fold or strip the footer as a signature
+    assert lines[:5] == ["Hello Ann", "--", "not a signature", "", "-- "]
+    assert lines[5].startswith("Manage your preferences: ") and lines[-1] == "Journeys · 1 Main St"

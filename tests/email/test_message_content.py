@@ -65,7 +65,7 @@ async def test_the_text_part_derived_from_html_reads_like_the_html(sessions, act
     )
     await run_activity(activities.send_email, _req(cid))
     [msg] = await capture.wait_for_count(1)
-    body = msg["text"].split("\n--\n")[0]  # the marketer's part, above the footer
+    body = msg["text"].split("\n-- \n")[0]  # the marketer's part, above the footer
     assert body.splitlines() == [
         "Hello Ann, your order:",
         "",
