@@ -3,8 +3,9 @@
 The standard library's ``EmailMessage`` takes ~1 ms a message (its header policy machinery), a third
 of what an SMTP connection can carry; a broadcast would be bound by it. Our messages always have the
 same shape (multipart/alternative, a text and an HTML part, UTF-8, base64), so we write that shape
-directly: header values are checked (never rewritten), non-ASCII ones are RFC 2047 encoded, bodies are
-base64 in 76-character lines. ``tests/email/test_compose.py`` parses the result back with the stdlib.
+directly: header values are checked (never rewritten), non-ASCII ones (and a Subject holding ``=?``)
+are RFC 2047 encoded, bodies are base64 in 76-character lines. ``tests/email/test_compose.py`` parses
+the result back with the stdlib.
 """
 
 from __future__ import annotations
@@ -78,9 +79,12 @@ def sender_domain(mail_from: str) -> str:
     return address.rpartition("@")[2] or "localhost"
 
 
-def _header(name: str, value: str) -> bytes:
+def _header(name: str, value: str, *, text: bool = False) -> bytes:
+    """One header line. ``text``: an unstructured value (Subject), shown to the reader as it is: ASCII
+    holding ``=?`` is RFC 2047 encoded too, or a client would decode a literal ``=?utf-8?q?...?=`` in
+    it as an encoded word and show something other than what the marketer wrote."""
     check_header_value(name, value)
-    if value.isascii() and len(value) + len(name) < 900:
+    if value.isascii() and len(value) + len(name) < 900 and not (text and "=?" in value):
         return f"{name}: {value}\r\n".encode("ascii")
     encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}\r\n".encode("ascii")
@@ -164,7 +168,7 @@ class Composer:
             self._from,
             self._reply_to,
             _to_header(to),
-            _header("Subject", subject),
+            _header("Subject", subject, text=True),
             _date_header(),
             _header("Message-ID", message_id),
             b"MIME-Version: 1.0\r\n",

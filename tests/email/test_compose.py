@@ -134,3 +134,25 @@ def test_the_text_footer_opens_with_the_signature_separator_dash_dash_space(sett
     # RFC 3676 4.3: "-- " alone on a line, so clients fold or strip the footer as a signature
     assert lines[:5] == ["Hello Ann", "--", "not a signature", "", "-- "]
     assert lines[5].startswith("Manage your preferences: ") and lines[-1] == "Journeys · 1 Main St"
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Save =?utf-8?q?big?= now",
+        "=?iso-8859-1?q?caf=E9?=",
+        "=?utf-8?b?SGVsbG8=?= =?utf-8?b?V29ybGQ=?=",
+        "Price:=?utf-8?q?_5?=off",
+        "Grüße =?utf-8?q?Ann?=",
+        "A long subject line that goes on and on, past where a header folds, " * 2 + "=?utf-8?q?x?=",
+        "Just =? and ?= apart",
+    ],
+)
+def test_a_subject_holding_what_looks_like_an_encoded_word_reads_exactly_as_written(settings, subject):
+    _, msg = _made(settings, _version(subject=subject))
+    assert msg["Subject"] == subject and msg.defects == []
+    data = Composer("a@b.example").build(
+        to="c@d.example", subject=subject, html="x", text="x", message_id="<m@d>"
+    )
+    assert _parse(data)["Subject"] == subject and data.isascii()
+    assert all(len(line) <= 998 for line in data.split(b"\r\n"))
