@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 30.0
     mail_from: str = Field("Journeys <noreply@journeys.localhost>", description="Default sender.")
     mail_reply_to: str | None = Field(None, description="Reply-To of every email, e.g. a support mailbox.")
+    mail_unsubscribe_mailto: str | None = Field(
+        None, description="Mailbox for unsubscribe requests by email, a mailto in List-Unsubscribe."
+    )
     smtp_pool_size: int = Field(16, ge=1, le=256, description="SMTP connections kept open per worker.")
     email_tracking: bool = Field(True, description="Open pixel and click redirects in sent email.")
     postal_address: str | None = Field(

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, getaddresses, parseaddr
 from functools import lru_cache
+from urllib.parse import quote
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -135,6 +136,25 @@ def _own_address(setting: str, value: str) -> tuple[str, str]:
     if needs_smtputf8(address):  # every message would need a relay with SMTPUTF8
         raise InvalidRecipient(f"{setting} {value!r} must have an ASCII local part")
     return name, address
+
+
+_MAILTO_SAFE = "!$'()*+,;-._~"  # kept as they are in a mailto local part (RFC 6068 qchar)
+
+
+def unsubscribe_mailto(setting: str, value: str) -> str:
+    """The ``mailto:`` URI (RFC 6068) of the mailbox that takes unsubscribe requests by email, from our
+    settings: one address alone (a mailto carries no display name), checked as the sender is, an
+    internationalised domain in its ASCII form."""
+    name, address = _own_address(setting, value)
+    if name or "<" in value or ":" in value:
+        raise InvalidRecipient(f"{setting} must be an address alone, e.g. unsubscribe@acme.example")
+    try:
+        address = checked_address(address)
+    except InvalidRecipient as exc:
+        raise InvalidRecipient(f"{setting}: {exc}") from exc
+    local, _, domain = address.rpartition("@")
+    # a local part's "%", "?", "&", "=", "#" or a quoted one's space would end or change the URI
+    return f"mailto:{quote(local, safe=_MAILTO_SAFE)}@{domain}"
 
 
 class Composer:

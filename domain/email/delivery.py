@@ -55,12 +55,30 @@ class MessageFactory:
         self._sender_name = parseaddr(settings.mail_from)[0] or self.composer.domain
         self._postal_address = settings.postal_address
         self._tracking = settings.email_tracking
+        # Unsubscribing by email, beside the one-click URL, for clients that only send one (RFC 2369).
+        self._unsubscribe_mailto = (
+            compose.unsubscribe_mailto("mail_unsubscribe_mailto", settings.mail_unsubscribe_mailto)
+            if settings.mail_unsubscribe_mailto
+            else None
+        )
 
     def message_id(self, idempotency_key: str) -> str:
         return compose.message_id_for(idempotency_key, self.composer.domain)
 
     def unsubscribe_url(self, customer_id: int, group_id: str | None) -> str:
-        return f"{self._base}/u/{subscriptions.unsubscribe_token(self._secret, customer_id, group_id)}"
+        return self._unsubscribe_url(subscriptions.unsubscribe_token(self._secret, customer_id, group_id))
+
+    def _unsubscribe_url(self, token: str) -> str:
+        return f"{self._base}/u/{token}"
+
+    def list_unsubscribe(self, token: str) -> str:
+        """The List-Unsubscribe value: the one-click URL, then (when a mailbox is configured) a mailto
+        whose subject carries the same signed token, ``unsubscribe <token>`` (base64url and a dot: no
+        escaping needed); whoever reads that mailbox acts on it by POSTing to ``/u/<token>``."""
+        url = f"<{self._unsubscribe_url(token)}>"
+        if self._unsubscribe_mailto is None:
+            return url
+        return f"{url}, <{self._unsubscribe_mailto}?subject=unsubscribe%20{token}>"
 
     def preferences_url(self, customer_id: int) -> str:
         return f"{self._base}/preferences/{subscriptions.preferences_token(self._secret, customer_id)}"
@@ -93,7 +111,8 @@ class MessageFactory:
         # its links act for no one, so a tester's click, or their mailbox's one-click unsubscribe,
         # leaves the real customer's subscriptions as they are.
         owner = customer["id"] if track else subscriptions.NO_CUSTOMER
-        unsubscribe = self.unsubscribe_url(owner, group_id) if marketing else None
+        signed = subscriptions.unsubscribe_token(self._secret, owner, group_id) if marketing else ""
+        unsubscribe = self._unsubscribe_url(signed) if marketing else None
         preferences = self.preferences_url(owner) if marketing else None
         variant = rendering.pick_variant(version.variants, customer.get("locale")) or {}
         # names this message in signed links; None: links stay untracked (previews, test sends, and
@@ -126,8 +145,8 @@ class MessageFactory:
             html = tracking.add_open_pixel(html, f"{self._base}/o/{token}")
         headers = {}
         if marketing:
-            # RFC 8058 one-click: mailbox providers POST "List-Unsubscribe=One-Click" to this URL.
-            headers["List-Unsubscribe"] = f"<{unsubscribe}>"
+            # RFC 8058 one-click: mailbox providers POST "List-Unsubscribe=One-Click" to the https URL.
+            headers["List-Unsubscribe"] = self.list_unsubscribe(signed)
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         data = self.composer.build(
             to=address,

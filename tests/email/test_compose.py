@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from email import policy
 from email.parser import BytesParser
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
 from domain.email.compose import Composer, InvalidRecipient, checked_address, message_id_for
 from domain.email.delivery import MessageFactory
 from domain.email.models import TemplateVersion
+from domain.subscriptions import service as subscriptions
 
 
 def _parse(data: bytes):
@@ -156,3 +158,45 @@ def test_a_subject_holding_what_looks_like_an_encoded_word_reads_exactly_as_writ
     )
     assert _parse(data)["Subject"] == subject and data.isascii()
     assert all(len(line) <= 998 for line in data.split(b"\r\n"))
+
+
+def _list_unsubscribe(msg) -> list[str]:
+    return [uri.strip().removeprefix("<").removesuffix(">") for uri in msg["List-Unsubscribe"].split(",")]
+
+
+def test_list_unsubscribe_offers_a_mailto_carrying_the_signed_token_beside_the_one_click_url(settings):
+    factory, msg = _made(settings, mail_unsubscribe_mailto="un+sub&x@bücher.example")
+    one_click, mailto = _list_unsubscribe(msg)
+    assert one_click == factory.unsubscribe_url(7, "news") and one_click.startswith("http")
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"  # RFC 8058: for the https URL
+    parts = urlsplit(mailto)
+    assert parts.scheme == "mailto" and unquote(parts.path) == "un+sub&x@xn--bcher-kva.example"
+    [subject] = parse_qs(parts.query)["subject"]
+    word, token = subject.split(" ")
+    assert word == "unsubscribe" and token == one_click.rpartition("/u/")[2]
+    assert subscriptions.read_unsubscribe_token(settings.secret_key.get_secret_value(), token) == (7, "news")
+    assert msg.defects == [] and "\r\n" not in msg["List-Unsubscribe"]
+
+    _, without = _made(settings)
+    assert _list_unsubscribe(without) == [one_click]
+    _, transactional = _made(
+        settings, _version(category="transactional"), mail_unsubscribe_mailto="u@a.example"
+    )
+    assert "List-Unsubscribe" not in transactional
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "u@a.example, v@a.example",
+        "Unsubscribe <u@a.example>",
+        "mailto:u@a.example",
+        "u@a.example?subject=x",
+        "no address",
+        "u@a.example\r\nBcc: eve@evil.example",
+        "zoé@a.example",
+    ],
+)
+def test_an_unsubscribe_mailbox_that_is_not_one_plain_address_is_refused(settings, bad):
+    with pytest.raises(InvalidRecipient, match="mail_unsubscribe_mailto"):
+        MessageFactory(settings.model_copy(update={"mail_unsubscribe_mailto": bad}))
