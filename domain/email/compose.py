@@ -141,6 +141,12 @@ def _own_address(setting: str, value: str) -> tuple[str, str]:
 _MAILTO_SAFE = "!$'()*+,;-._~"  # kept as they are in a mailto local part (RFC 6068 qchar)
 
 
+def reply_to_address(setting: str, value: str) -> str:
+    """A Reply-To as the header writes it: one address, checked as the sender is, an internationalised
+    domain in its ASCII form, a name RFC 2047 encoded when it needs to be."""
+    return formataddr(_own_address(setting, value), charset="utf-8")
+
+
 def unsubscribe_mailto(setting: str, value: str) -> str:
     """The ``mailto:`` URI (RFC 6068) of the mailbox that takes unsubscribe requests by email, from our
     settings: one address alone (a mailto carries no display name), checked as the sender is, an
@@ -157,6 +163,11 @@ def unsubscribe_mailto(setting: str, value: str) -> str:
     return f"mailto:{quote(local, safe=_MAILTO_SAFE)}@{domain}"
 
 
+@lru_cache(maxsize=256)  # a broadcast writes one template's header for every message
+def _reply_to_line(value: str) -> bytes:
+    return _header("Reply-To", reply_to_address("reply_to", value))
+
+
 class Composer:
     """Builds messages from one sender; the parts that never change are prepared once."""
 
@@ -166,11 +177,7 @@ class Composer:
         self.domain = address.rpartition("@")[2]
         self._from = _header("From", formataddr((name, address), charset="utf-8"))
         # Replies go to a mailbox someone reads while the sender stays a no-reply address.
-        self._reply_to = (
-            _header("Reply-To", formataddr(_own_address("mail_reply_to", reply_to), charset="utf-8"))
-            if reply_to
-            else b""
-        )
+        self._reply_to = _header("Reply-To", reply_to_address("mail_reply_to", reply_to)) if reply_to else b""
 
     def build(
         self,
@@ -181,12 +188,14 @@ class Composer:
         text: str,
         message_id: str,
         headers: dict[str, str] | None = None,
+        reply_to: str | None = None,
     ) -> bytes:
-        """The message as bytes. ``to`` must already be checked (``checked_address``)."""
+        """The message as bytes. ``to`` must already be checked (``checked_address``); ``reply_to``, a
+        template's own, replaces the one set for every message."""
         boundary = "=_" + message_id.strip("<>").partition("@")[0][:32]
         out = [
             self._from,
-            self._reply_to,
+            _reply_to_line(reply_to) if reply_to else self._reply_to,
             _to_header(to),
             _header("Subject", subject, text=True),
             _date_header(),

@@ -31,6 +31,7 @@ class TemplateSpec:
     layout: str | None
     category: str
     subscription_group: str | None
+    reply_to: str | None
     variants: dict[str, Any]
 
     @classmethod
@@ -155,6 +156,7 @@ class MessageFactory:
             text=rendered.text,
             message_id=self.message_id(idempotency_key),
             headers=headers,
+            reply_to=version.reply_to,
         )
         return Prepared(to=address, subject=rendered.subject, data=data, rendered=rendered)
 

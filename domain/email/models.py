@@ -36,6 +36,8 @@ class TemplateVersion(Base):
     # marketing mail honours unsubscribes and carries List-Unsubscribe; transactional mail does not
     category: Mapped[str] = mapped_column(String(16), default="marketing", server_default="marketing")
     subscription_group: Mapped[str | None] = mapped_column(String(64))
+    # this version's own Reply-To, as the marketer wrote it; None: JOURNEYS_MAIL_REPLY_TO (or none)
+    reply_to: Mapped[str | None] = mapped_column(String(400))
     # per-locale variants: {"fr": {"subject": ..., "html": ..., "text": ...}}
     variants: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default=sql_text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

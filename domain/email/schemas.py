@@ -22,6 +22,18 @@ def _one_line(value: str | None) -> str | None:
         raise ValueError("the subject must be one line without control characters") from None
 
 
+def _reply_to(value: str | None) -> str | None:
+    """One address, checked as the sender is (``compose`` writes it at every send: an internationalised
+    domain in its ASCII form); kept as the marketer wrote it."""
+    if value is None:
+        return None
+    try:
+        compose.reply_to_address("reply_to", value)
+    except compose.InvalidRecipient as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
 class Variant(BaseModel):
     """The template in another language; parts left out fall back to the main ones, except the text
     of a variant with its own HTML: derived from that HTML."""
@@ -42,11 +54,19 @@ class TemplateContent(BaseModel):
     layout: Literal["base"] | None = Field("base", description="Wrap in templates/layouts/<layout>.html.")
     category: Literal["marketing", "transactional"] = "marketing"
     subscription_group: str | None = Field(None, pattern=SLUG)
+    reply_to: str | None = Field(
+        None,
+        min_length=3,
+        max_length=320,
+        description="Reply-To of this template's email, one address ('Acme Support <help@acme.example>'); "
+        "default: JOURNEYS_MAIL_REPLY_TO.",
+    )
     variants: dict[str, Variant] = Field(
         default_factory=dict, description="Per-locale variants: {'fr': {...}}"
     )
 
     _subject_one_line = field_validator("subject")(_one_line)
+    _reply_to_address = field_validator("reply_to")(_reply_to)
 
     @field_validator("variants")
     @classmethod
@@ -76,6 +96,7 @@ class TemplateOut(BaseModel):
     layout: str | None
     category: str
     subscription_group: str | None
+    reply_to: str | None
     variants: dict[str, Any]
     created_at: datetime
     updated_at: datetime

@@ -39,6 +39,7 @@ def _out(template: Template, version: TemplateVersion) -> TemplateOut:
         layout=version.layout,
         category=version.category,
         subscription_group=version.subscription_group,
+        reply_to=version.reply_to,
         variants=version.variants or {},
         created_at=template.created_at,
         updated_at=template.updated_at,
@@ -68,6 +69,7 @@ def _version(template_id: str, number: int, spec: TemplateContent) -> TemplateVe
         layout=spec.layout,
         category=spec.category,
         subscription_group=spec.subscription_group,
+        reply_to=spec.reply_to,
         variants={k: v.model_dump(exclude_none=True) for k, v in spec.variants.items()},
     )
 
