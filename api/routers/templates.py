@@ -47,13 +47,14 @@ async def update_template(
 
 @router.post("/{template_id}/preview", response_model=PreviewOut, summary="Render for a customer or sample")
 async def preview(template_id: str, spec: PreviewIn, session: Session, _: Marketer, request: Request):
-    version, customer, group_name = await email.preview_subject(session, template_id, spec)
+    version, customer, group_name, group_id = await email.preview_subject(session, template_id, spec)
     prepared = prepare_or_422(
         factory(request),
         version,
         customer,
         idempotency_key=f"preview/{uuid.uuid4()}",
         event=spec.event,
+        group_id=group_id,
         group_name=group_name,
         # a stored customer without an address still has content to look at: nothing is sent
         to=None if customer.get("email") else email.PREVIEW_ADDRESS,
@@ -70,7 +71,7 @@ class SmtpUnavailable(DomainError):
 
 @router.post("/{template_id}/test", response_model=TestSendOut, summary="Send a test email to an address")
 async def test_send(template_id: str, spec: TestSendIn, session: Session, _: Marketer, request: Request):
-    version, customer, group_name = await email.preview_subject(session, template_id, spec)
+    version, customer, group_name, group_id = await email.preview_subject(session, template_id, spec)
     key = f"test/{uuid.uuid4()}"
     made = factory(request)
     prepared = prepare_or_422(
@@ -79,6 +80,7 @@ async def test_send(template_id: str, spec: TestSendIn, session: Session, _: Mar
         customer,
         idempotency_key=key,
         event=spec.event,
+        group_id=group_id,
         group_name=group_name,
         to=spec.to,
         track=False,

@@ -111,6 +111,13 @@ class PreviewIn(BaseModel):
     locale: str | None = Field(None, pattern=LOCALE)
     event: dict[str, Any] | None = Field(None, description="Sample triggering event: {name, properties}.")
     version: VersionNumber | None = Field(None, description="Default: the current version.")
+    subscription_group: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Render as a journey's send_email node with this subscription_group sends it "
+        "(footer and unsubscribe links of that group). Default: the template's.",
+    )
 
     @field_validator("email")
     @classmethod

@@ -148,11 +148,12 @@ class PreviewFor(NamedTuple):
     version: TemplateVersion
     customer: dict[str, Any]
     group_name: str | None  # shown in the footer, as the real send shows it
+    group_id: str | None  # the node's override, or the template's: what the unsubscribe links name
 
 
 async def preview_subject(session: AsyncSession, template_id: str, spec: PreviewIn) -> PreviewFor:
-    """The version, the customer (stored, or sample data) and the group name a preview or test send
-    renders with."""
+    """The version, the customer (stored, or sample data) and the group a preview or test send renders
+    with: the template's, or the one a journey node sends it with (``spec.subscription_group``)."""
     template = await _template(session, template_id)
     version = await get_version(session, template_id, spec.version or template.current_version)
     if spec.customer_id is not None:
@@ -168,7 +169,10 @@ async def preview_subject(session: AsyncSession, template_id: str, spec: Preview
             "timezone": None,
             "locale": spec.locale,
         }
-    return PreviewFor(version, customer, await subscriptions.group_name(session, version.subscription_group))
+    group_id = spec.subscription_group or version.subscription_group
+    if spec.subscription_group is not None:  # as a journey node overriding the template's group
+        await subscriptions.require_group(session, spec.subscription_group, "subscription_group")
+    return PreviewFor(version, customer, await subscriptions.group_name(session, group_id), group_id)
 
 
 async def claim_message(session: AsyncSession, *, idempotency_key: str, message_id: str, **fields) -> Message:

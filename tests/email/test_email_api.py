@@ -268,3 +268,39 @@ async def test_a_variant_saved_with_an_underscore_tag_is_chosen(client, marketer
     for body in [{"customer_id": cid}, {"traits": {"first_name": "Ana"}, "locale": "pt-BR"}]:
         r = await client.post("/api/templates/welcome/preview", json=body, headers=marketer_headers)
         assert r.status_code == 200 and r.json()["subject"] == "Olá Ana", (body, r.text)
+
+
+async def test_a_preview_and_a_test_send_render_a_journey_nodes_group_override(
+    client, marketer_headers, capture, settings
+):
+    """A journey's send_email node may send a template under another subscription group; the preview
+    and the test send show what that node's recipients get: its group in the footer and the links."""
+    await _group(client, marketer_headers)
+    await _group(client, marketer_headers, "offers", "Weekly offers")
+    template = GOOD | {"subscription_group": "newsletter"}
+    assert (await client.post("/api/templates", json=template, headers=marketer_headers)).status_code == 201
+    secret = settings.secret_key.get_secret_value()
+
+    def group_of(link: str) -> str:
+        return subscriptions.read_unsubscribe_token(secret, link.rpartition("/u/")[2])[1]
+
+    for override, name, group in [
+        ({}, "Newsletter", "newsletter"),
+        ({"subscription_group": "offers"}, "Weekly offers", "offers"),
+    ]:
+        r = await client.post("/api/templates/welcome/preview", json=override, headers=marketer_headers)
+        assert r.status_code == 200, r.text
+        assert f"you subscribed to {name}." in r.json()["html"].replace("\n", " ")
+        assert group_of(re.search(r'href="([^"]*/u/[^"]+)"', r.json()["html"]).group(1)) == group
+        spec = {"to": "qa@example.com"} | override
+        assert (
+            await client.post("/api/templates/welcome/test", json=spec, headers=marketer_headers)
+        ).is_success
+        sent = (await capture.wait_for_count(1 if not override else 2))[0]
+        assert group_of(dict(sent["headers"])["List-Unsubscribe"].strip("<>")) == group
+        assert f"you subscribed to {name}." in sent["html"].replace("\n", " ")
+
+    r = await client.post(
+        "/api/templates/welcome/preview", json={"subscription_group": "nope"}, headers=marketer_headers
+    )
+    assert r.status_code == 422 and r.json()["detail"]["field"] == "subscription_group"
