@@ -8,6 +8,11 @@ retry policy; a 4xx other than 408/429 and a refused address are not retried.
 The receiver's name is resolved once, every address it gives must be public, and the call connects to
 that checked address (a second lookup could answer with an internal one: DNS rebinding). Redirects are
 not followed, the answer's body is never read, and the whole call has one deadline.
+
+The environment's proxy variables (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) and
+``.netrc`` are never read: customer data goes through a proxy only when ``JOURNEYS_WEBHOOK_PROXY``
+names one. Through a proxy the call names the receiver's host (the proxy resolves it and, for https,
+the certificate is checked against it), after the same check that its addresses are public.
 """
 
 from __future__ import annotations
@@ -163,6 +168,10 @@ class WebhookActivities:
     async def _call(self, req: WebhookRequest) -> int:
         s = self._settings
         target = await checked_target(req.url, allow_private=s.webhook_allow_private_addresses)
+        if s.webhook_proxy is not None:
+            # The proxy connects, so it resolves the name; the TLS tunnel it opens is checked against
+            # the host name, which a pinned address would not match.
+            target = Target(req.url)
         body = json.dumps(req.payload, separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",
@@ -174,7 +183,14 @@ class WebhookActivities:
             headers["Host"] = target.host
         extensions = {"sni_hostname": target.tls_name} if target.tls_name else None
         async with (
-            httpx.AsyncClient(timeout=s.webhook_timeout_seconds, follow_redirects=False) as client,
+            httpx.AsyncClient(
+                timeout=s.webhook_timeout_seconds,
+                follow_redirects=False,
+                # never the environment's proxies (set for something else, they would silently route
+                # customer data through it) nor its .netrc credentials: only the configured proxy
+                trust_env=False,
+                proxy=s.webhook_proxy,
+            ) as client,
             client.stream("POST", target.url, content=body, headers=headers, extensions=extensions) as answer,
         ):
             # Only the status matters: the body is never read, so a receiver cannot make us hold one.

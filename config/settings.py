@@ -6,6 +6,7 @@ import ipaddress
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -141,6 +142,11 @@ class Settings(BaseSettings):
         False, description="Let journey webhooks call loopback and private addresses (dev, tests)."
     )
     webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_proxy: str | None = Field(
+        None,
+        description="Send journey webhooks through this HTTP proxy (http://host:port); the environment's "
+        "HTTP(S)_PROXY and NO_PROXY are never used for them.",
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -155,6 +161,20 @@ class Settings(BaseSettings):
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @field_validator("webhook_proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not a number in range
+        except ValueError:
+            raise ValueError(f"{value!r} has an invalid port") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http:// or https:// proxy URL with a host")
+        return value.strip()
 
     @field_validator("analytics_index_weights")
     @classmethod

@@ -11,6 +11,7 @@ import asyncio
 import socket
 
 import pytest
+from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import WEBHOOK_REJECTED, WebhookRequest
@@ -211,3 +212,66 @@ def test_a_receiver_refuses_a_signature_header_with_odd_characters():
     assert verify("s3cret", good, body, now=at)
     for header in (good.replace("v1=", "v1=é"), f"t={at},v1=ünïcode", "t=é", "", ","):
         assert not verify("s3cret", header, body, now=at)
+
+
+def _dead_port() -> int:
+    """A local port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def proxy_variables_for_something_else(monkeypatch) -> str:
+    """Proxy variables a deployment set for another program, pointing at a port that refuses."""
+    dead = f"http://127.0.0.1:{_dead_port()}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, dead)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    return dead
+
+
+async def test_the_environments_proxy_variables_do_not_route_webhooks(
+    settings, proxy_variables_for_something_else
+):
+    allowed = settings.model_copy(update={"webhook_allow_private_addresses": True})
+    async with _Receiver(_ok) as receiver:
+        result = await WebhookActivities(allowed).call_webhook(
+            _request(f"http://127.0.0.1:{receiver.port}/hook")
+        )
+        assert result.status_code == 200
+        assert receiver.connections == 1 and receiver.heads[0].startswith(b"POST /hook HTTP/1.1")
+
+
+async def test_the_configured_proxy_carries_webhooks(settings, proxy_variables_for_something_else):
+    async with _Receiver(_ok) as proxy, _Receiver(_ok) as receiver:
+        proxied = settings.model_copy(
+            update={
+                "webhook_allow_private_addresses": True,
+                "webhook_proxy": f"http://127.0.0.1:{proxy.port}",
+            }
+        )
+        url = f"http://127.0.0.1:{receiver.port}/hook"
+        result = await WebhookActivities(proxied).call_webhook(_request(url))
+        assert result.status_code == 200
+        # the proxy got the request, in the absolute form a proxy is asked with; the receiver nothing
+        assert proxy.connections == 1 and proxy.heads[0].startswith(f"POST {url} HTTP/1.1".encode())
+        assert receiver.connections == 0
+
+
+async def test_the_configured_proxy_does_not_open_private_addresses(settings, network):
+    async with _Receiver(_ok) as proxy:
+        proxied = settings.model_copy(update={"webhook_proxy": f"http://127.0.0.1:{proxy.port}"})
+        network["inside.attacker.example"] = ["10.0.0.7"]
+        with pytest.raises(ApplicationError) as err:
+            await WebhookActivities(proxied).call_webhook(_request("http://inside.attacker.example/"))
+        assert err.value.type == WEBHOOK_REJECTED and err.value.non_retryable
+        assert proxy.connections == 0
+
+
+@pytest.mark.parametrize("value", ["proxy.internal:3128", "socks5://proxy:1080", "http://", "http://p:99999"])
+def test_a_proxy_setting_that_is_not_an_http_proxy_url_is_refused_naming_it(tmp_path, value):
+    with pytest.raises(ValidationError) as err:
+        Settings(dev_mode=True, data_dir=tmp_path, webhook_proxy=value)
+    assert err.value.errors()[0]["loc"] == ("webhook_proxy",)
