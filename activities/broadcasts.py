@@ -312,6 +312,7 @@ class BroadcastSender:
                 page.template,
                 customer,
                 idempotency_key=key,
+                category=subscriptions.MARKETING,  # a broadcast is marketing: unsubscribe link, header
                 group_id=page.plan.group_id,
                 group_name=page.plan.group_name,
                 journey={"broadcast_id": broadcast_id},

@@ -45,11 +45,19 @@ async def create(session: AsyncSession, spec: BroadcastIn) -> Broadcast:
     version = await email_repository.get_version(session, spec.template_id, version_number)
     if version is None:
         raise InvalidInput({"field": "template_version", "problem": f"no version {version_number}"})
+    if version.category != subscriptions.MARKETING:
+        # A broadcast is marketing by nature (one message to many, not a receipt for one): sent with a
+        # transactional template it would reach people who unsubscribed, with no way out of it.
+        raise InvalidInput(
+            {
+                "field": "template_version" if spec.template_version else "template_id",
+                "problem": f"template {spec.template_id!r} version {version_number} is transactional; "
+                "a broadcast is marketing email, which honours unsubscribes: use a marketing template",
+            }
+        )
     group = spec.subscription_group or version.subscription_group
     if spec.subscription_group is not None:
         await subscriptions.require_group(session, spec.subscription_group, "subscription_group")
-    if group is not None and version.category == subscriptions.TRANSACTIONAL:
-        raise InvalidInput({"field": "subscription_group", "problem": "the template is transactional"})
     spec_audience = spec.audience.model_dump()
     await audience.validate(session, spec_audience)
     broadcast_id = spec.id or uuid.uuid4().hex[:12]
@@ -196,8 +204,10 @@ async def plan_batch(
         ],
     )
     pending = [c for c in customers if statuses.get(keys[c["id"]]) == "pending"]
+    # Marketing whatever the template says: a broadcast created by an earlier release with a
+    # transactional template still honours unsubscribes and the suppression list.
     blocked = await subscriptions.blocked(
-        session, {c["id"]: c["email"] for c in pending}, version.category, row.subscription_group
+        session, {c["id"]: c["email"] for c in pending}, subscriptions.MARKETING, row.subscription_group
     )
     await repository.mark_each(
         session,

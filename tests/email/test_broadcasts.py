@@ -13,6 +13,7 @@ from sqlalchemy import select
 from temporalio.worker import Worker
 
 from activities.contracts import SendEmailRequest
+from domain.broadcasts.models import Broadcast
 from domain.db import transaction
 from domain.email.models import Message
 from domain.segments import service as segments
@@ -23,7 +24,7 @@ from runtime.worker import WORKFLOWS
 from runtime.worker import activities as worker_activities
 from tests.email.helpers import add_customer, add_customers, add_template, run_activity
 from tests.temporal_env import time_skipping
-from workflows.broadcast import BroadcastProgress, BroadcastWorkflow
+from workflows.broadcast import BroadcastInput, BroadcastProgress, BroadcastWorkflow
 
 
 @pytest.fixture
@@ -240,6 +241,73 @@ async def test_broadcast_to_a_segment_reaches_its_members_only(
         "c5@example.com",
         "c9@example.com",
     ]
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [({}, "template_id"), ({"template_version": 1}, "template_version"), ({"subscription_group": "x"}, "")],
+)
+async def test_a_broadcast_with_a_transactional_template_is_refused_naming_it(
+    client, marketer_headers, sessions, patch, field
+):
+    await add_template(sessions, id="notice", category="transactional")
+    body = {"name": "Notice", "template_id": "notice", "audience": {"kind": "all"}} | patch
+    r = await client.post("/api/broadcasts", json=body, headers=marketer_headers)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail["field"] == (field or "template_id") and "transactional" in detail["problem"]
+    assert (await client.get("/api/broadcasts", headers=marketer_headers)).json() == []
+
+
+async def test_a_broadcast_stored_with_a_transactional_template_still_honours_unsubscribes(
+    sessions, settings, capture, temporal
+):
+    """A broadcast an earlier release accepted with a transactional template is sent as marketing."""
+    ids = await add_customers(sessions, 4)
+    await add_template(sessions, id="notice", category="transactional")
+    async with transaction(sessions) as session:
+        await subscriptions.unsubscribe(session, ids[1], subscriptions.ALL_GROUPS, "one_click")
+        await subscriptions.suppress_address(session, "c2@example.com", "complained", None)
+        session.add(
+            Broadcast(
+                id="legacy",
+                name="Notice",
+                template_id="notice",
+                template_version=1,
+                subscription_group=None,
+                audience={"kind": "all"},
+                slot=0,
+                batch_size=500,
+                status="scheduled",
+                cursor=0,
+                sent=0,
+                skipped=0,
+                failed=0,
+                created_at=datetime.now(UTC),
+            )
+        )
+    result = await temporal.client.execute_workflow(
+        BroadcastWorkflow.run,
+        BroadcastInput(broadcast_id="legacy"),
+        id="broadcast/legacy",
+        task_queue=settings.temporal_task_queue,
+        result_type=BroadcastProgress,
+    )
+    assert (result.status, result.sent, result.skipped) == ("completed", 2, 2)
+    messages = await capture.wait_for_count(2)
+    assert sorted(m["envelope_to"][0] for m in messages) == ["c0@example.com", "c3@example.com"]
+    assert all(dict(m["headers"]).get("List-Unsubscribe") for m in messages)
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Message.to_address, Message.error).where(Message.status == "skipped")
+        )
+        skipped = {address: error for address, error in rows}
+    assert skipped == {
+        "c1@example.com": "address suppressed (unsubscribed)",
+        "c2@example.com": "address suppressed (complained)",
+    }
+    await asyncio.sleep(0.2)
+    assert len(capture.messages()) == 2
 
 
 @pytest.mark.parametrize(
