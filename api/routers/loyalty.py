@@ -16,7 +16,7 @@ from domain.loyalty.schemas import (
     AuditOut,
     EntryOut,
     MovementOut,
-    ProgramConfig,
+    ProgramIn,
     ProgramOut,
     RedeemIn,
 )
@@ -57,8 +57,9 @@ async def get_program(session: Session, _: Reader) -> ProgramOut:
 
 
 @router.put("/program", response_model=ProgramOut, summary="Replace the programme (admin)")
-async def put_program(config: ProgramConfig, session: Session, _: Admin) -> ProgramOut:
-    return await loyalty.put_program(session, config, utcnow())
+async def put_program(spec: ProgramIn, session: Session, _: Admin) -> ProgramOut:
+    """The whole programme: every field is required (422 names each one missing)."""
+    return await loyalty.put_program(session, spec.config(), utcnow())
 
 
 @router.get("/{customer_id}", response_model=AccountOut, summary="Balance, tier and points about to expire")

@@ -116,6 +116,25 @@ class ProgramConfig(BaseModel):
         return next((t for t in self.tiers if t.name == name), None)
 
 
+class ProgramIn(ProgramConfig):
+    """What ``PUT /api/loyalty/program`` takes: the whole programme. It replaces the stored one, so
+    every field that defines it must be given (``null`` where that means "none"); a field left out
+    is refused rather than reset to its default (an empty body would wipe rules and tiers)."""
+
+    rules: list[EarnRule] = Field(max_length=200, description="Every earning rule; [] for none.")
+    tiers: list[Tier] = Field(min_length=1, max_length=20, description="Lowest first, threshold 0.")
+    tier_window_months: int | None = Field(
+        ge=1, le=120, description="Tier counts points earned in this many months; null: lifetime."
+    )
+    expiry_months: int | None = Field(
+        ge=1, le=120, description="Earned points expire after this many months; null: never."
+    )
+    expiry_warning_days: int = Field(ge=1, le=365, description="`Points Expiring Soon` lead time.")
+
+    def config(self) -> ProgramConfig:
+        return ProgramConfig.model_validate(self.model_dump())
+
+
 class ProgramOut(BaseModel):
     config: ProgramConfig
     version: int

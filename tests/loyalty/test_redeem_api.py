@@ -147,6 +147,34 @@ async def test_malformed_programmes_are_refused_and_the_old_one_kept(client, ses
     assert current["version"] == 1
 
 
+async def test_a_programme_put_must_give_the_whole_programme(client, sessions, admin_headers):
+    """PUT replaces the programme: a field left out is refused, never reset to its default."""
+    await set_program(sessions)
+    whole = {
+        "rules": [{"id": "purchase", "event": "Order Completed", "points_per_unit": 1}],
+        "tiers": [{"name": "member", "threshold": 0}],
+        "tier_window_months": None,
+        "expiry_months": None,
+        "expiry_warning_days": 30,
+    }
+    for body, missing in [
+        ({}, set(whole)),
+        ({k: v for k, v in whole.items() if k != "rules"}, {"rules"}),
+        ({k: v for k, v in whole.items() if k != "expiry_months"}, {"expiry_months"}),
+    ]:
+        response = await client.put("/api/loyalty/program", json=body, headers=admin_headers)
+        assert response.status_code == 422, (body, response.text)
+        assert {d["field"] for d in response.json()["detail"]} == missing, response.json()
+    current = (await client.get("/api/loyalty/program", headers=admin_headers)).json()
+    assert [r["id"] for r in current["config"]["rules"]] == ["purchase", "review"]
+    assert current["version"] == 1
+    response = await client.put("/api/loyalty/program", json=whole, headers=admin_headers)
+    assert response.status_code == 200, response.text
+    saved = response.json()
+    assert saved["version"] == 2 and [r["id"] for r in saved["config"]["rules"]] == ["purchase"]
+    assert (saved["config"]["tier_window_months"], saved["config"]["expiry_months"]) == (None, None)
+
+
 async def test_roles(client, sessions, admin_headers, marketer_headers):
     from domain.auth.schemas import Role
     from tests.conftest import make_key
