@@ -62,8 +62,16 @@ async def erase_customer(
     request: Request,
     session: Session,
     admin: Admin,
-    reason: Annotated[str | None, Query(max_length=500)] = None,
+    reason: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=500,
+            description="Why the person is erased (e.g. a request reference); kept in the erasure record.",
+        ),
+    ],
 ) -> Erasure:
+    reason = customers.erasure_reason(reason, "query.reason")  # before anything is held or deleted
     # Temporal's copies go first: if they cannot, nothing is erased and the request can be repeated
     # (deleting is idempotent); a customer with no journey or case needs no Temporal at all.
     await customers.hold_for_erasure(session, customer_id)

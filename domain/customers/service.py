@@ -340,6 +340,13 @@ async def hold_for_erasure(session: AsyncSession, customer_id: int) -> None:
         raise NotFound(f"no customer {customer_id}")
 
 
+def erasure_reason(reason: str, field: str = "reason") -> str:
+    """The reason an erasure record keeps: an auditor asks why a person was erased, so it must say."""
+    if not reason.strip():
+        raise InvalidInput({"field": field, "problem": "must say why the customer is erased"})
+    return reason.strip()
+
+
 async def erase(
     session: AsyncSession,
     customer_id: int,

@@ -1,5 +1,6 @@
 """Customer 360: search, the full view, erasure."""
 
+import pytest
 from sqlalchemy import func, select
 
 from domain.auth.schemas import Role
@@ -187,6 +188,24 @@ async def test_erasure_forgets_the_person_and_records_it(
         "items"
     ]
     assert len(found) == 1 and found[0]["id"] != customer.id and found[0]["event_count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "problem"), [("", "required"), ("?reason=", "1 character"), ("?reason=%20%20", "why")]
+)
+async def test_an_erasure_without_a_reason_is_refused_and_erases_nothing(
+    client, sessions, write_key, admin_headers, query, problem
+):
+    await _seed(client, write_key)
+    async with sessions() as session:
+        customer = await session.scalar(select(Customer).where(Customer.user_id == "user-3"))
+    response = await client.delete(f"/api/customers/{customer.id}{query}", headers=admin_headers)
+    assert response.status_code == 422, response.text
+    [detail] = response.json()["detail"] if query != "?reason=%20%20" else [response.json()["detail"]]
+    assert detail["field"] == "query.reason" and problem in detail["problem"], detail
+    assert (await client.get(f"/api/customers/{customer.id}", headers=admin_headers)).status_code == 200
+    audit = await client.get("/api/customers/erasures", params={"user_id": "user-3"}, headers=admin_headers)
+    assert audit.json() == []
 
 
 async def test_the_customer_360_shows_points_and_cases(client, sessions, write_key, marketer_headers):

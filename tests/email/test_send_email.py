@@ -175,7 +175,7 @@ async def test_erasure_leaves_a_bounced_address_nowhere_and_a_new_profile_at_it_
     assert row.status == "failed" and "gone@example.com" in row.error  # the bounce, as the relay said it
     assert "suppressions" in await rows_naming(sessions, "gone@example.com")
 
-    response = await client.delete(f"/api/customers/{gone}", headers=admin_headers)
+    response = await client.delete(f"/api/customers/{gone}?reason=asked", headers=admin_headers)
     assert response.status_code == 200, response.text
     async with transaction(sessions) as session:
         [row] = (await session.scalars(select(Message))).all()

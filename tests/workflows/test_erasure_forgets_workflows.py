@@ -58,7 +58,7 @@ async def test_an_erasure_repeated_after_a_partial_deletion_still_accounts_for_e
             await forget.delete_histories(dev_server.client, [e.handle("cart", ada, "c1").id])
         ).deleted == 1
 
-        response = await client.delete(f"/api/customers/{ada}", headers=admin_headers)
+        response = await client.delete(f"/api/customers/{ada}?reason=asked", headers=admin_headers)
 
         assert response.status_code == 200, response.text
         assert (response.json()["workflows_deleted"], response.json()["workflows_already_gone"]) == (2, 1)
@@ -76,7 +76,7 @@ async def test_when_temporal_is_unreachable_nothing_is_erased(
         await wait_for(lambda: e.listening(ada, "Order Completed"))
         app.state.settings = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
 
-        response = await client.delete(f"/api/customers/{ada}", headers=admin_headers)
+        response = await client.delete(f"/api/customers/{ada}?reason=asked", headers=admin_headers)
 
         assert response.status_code == 503, response.text
         assert "nothing was erased" in response.json()["detail"]
