@@ -197,7 +197,10 @@ async def save_preferences(
     current = await preferences(session, customer_id)
     customer_id = current.customer_id  # the profile a merged-away id became
     for group in current.groups:
-        await _choose(session, customer_id, group.id, group.id in subscribed, "preferences")
+        # Only what the person changed: the page shows every group, and a box left as it was is no
+        # choice (storing one would log consent never given and pin the group's default for them).
+        if (group.id in subscribed) != group.subscribed:
+            await _choose(session, customer_id, group.id, group.id in subscribed, "preferences")
     await _choose_all(session, await _current(session, customer_id), not unsubscribe_all, "preferences")
     if current.email:
         if unsubscribe_all:

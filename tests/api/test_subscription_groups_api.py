@@ -66,6 +66,8 @@ async def test_flipping_opt_in_moves_customers_without_a_choice_out_of_and_back_
     await _people(client, write_key, "ada", "bob", "cy", "dan")
     ids = await _ids(sessions, "ada", "bob", "cy", "dan")
     async with transaction(sessions) as session:  # cy opted in, dan opted out: their choices stand
+        # (cy ticks the box on her preference page after leaving; a box left ticked is no choice)
+        await subscriptions.unsubscribe(session, ids["cy"], "newsletter", "one_click")
         await subscriptions.save_preferences(session, ids["cy"], {"newsletter"}, False)
         await subscriptions.unsubscribe(session, ids["dan"], "newsletter", "one_click")
     await _segment(client, marketer_headers, "readers", {"subscription": "newsletter"})

@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 
 import pytest
+from sqlalchemy import select
 
 from api.mail import factory as _unused  # noqa: F401 - imported for the app's lazy factory
 from domain.db import transaction
 from domain.email.delivery import MessageFactory
+from domain.events.models import Event
 from domain.subscriptions import service as subscriptions
+from domain.subscriptions.events import SUBSCRIPTION_CHANGED
+from domain.subscriptions.models import Subscription
 from tests.email.helpers import add_customer
 
 GOOD = {
@@ -203,6 +207,45 @@ async def test_preference_page_escapes_everything_and_saves_choices(
     )
     prefs = (await client.get(f"/api/customers/{cid}/subscriptions", headers=marketer_headers)).json()
     assert prefs["unsubscribed_from_all"] is True
+
+
+async def test_saving_the_preference_page_records_only_the_choices_the_person_changed(
+    client, marketer_headers, sessions, links
+):
+    for gid, opt_in in (("news", False), ("offers", False), ("vip", True)):
+        r = await client.post(
+            "/api/subscription-groups",
+            json={"id": gid, "name": gid.title(), "opt_in": opt_in},
+            headers=marketer_headers,
+        )
+        assert r.status_code == 201, r.text
+    cid = await add_customer(sessions, email="ann@example.com", traits={})
+    url = links.preferences_url(cid).removeprefix(links._base)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    # The page showed news and offers ticked (opt-out groups) and vip not (opt-in): Ann unticks offers.
+    r = await client.post(url, content="group=news", headers=form)
+    assert r.status_code == 200 and "Saved" in r.text
+    # Saving again as it now shows changes nothing more.
+    assert (await client.post(url, content="group=news", headers=form)).status_code == 200
+
+    async with sessions() as session:
+        stored = (await session.execute(select(Subscription.group_id, Subscription.subscribed))).all()
+        changes = (await session.scalars(select(Event).where(Event.name == SUBSCRIPTION_CHANGED))).all()
+    assert [tuple(row) for row in stored] == [("offers", False)]
+    assert [(e.properties["group_id"], e.properties["subscribed"]) for e in changes] == [("offers", False)]
+    prefs = (await client.get(f"/api/customers/{cid}/subscriptions", headers=marketer_headers)).json()
+    assert {g["id"]: g["subscribed"] for g in prefs["groups"]} == {
+        "news": True,
+        "offers": False,
+        "vip": False,
+    }
+    assert prefs["unsubscribed_from_all"] is False
+
+    # A group she did not touch keeps following its default: making news opt-in stops her news.
+    r = await client.put("/api/subscription-groups/news", json={"opt_in": True}, headers=marketer_headers)
+    assert r.status_code == 200, r.text
+    prefs = (await client.get(f"/api/customers/{cid}/subscriptions", headers=marketer_headers)).json()
+    assert {g["id"]: g["subscribed"] for g in prefs["groups"]}["news"] is False
 
 
 async def test_feedback_webhook_needs_an_admin_key_and_feeds_suppressions(
