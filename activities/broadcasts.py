@@ -245,7 +245,7 @@ class _Run:
         async with transaction(self._sender.sessions) as session:
             await broadcasts.record_results(
                 session,
-                [item.key for item in sent],
+                {item.key: item.message.subject for item in sent},
                 [
                     {"k": item.key, "s": "failed", "e": error[:2000], "subj": subject, "at": None}
                     for item, error, subject in failed

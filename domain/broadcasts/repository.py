@@ -64,14 +64,38 @@ async def claim_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> d
 _mark_sent = (
     update(_messages)
     .where(_messages.c.idempotency_key.in_(bindparam("keys", expanding=True)))
-    .values(status="sent", error=None, sent_at=bindparam("at"), attempts=_messages.c.attempts + 1)
+    .values(
+        status="sent",
+        error=None,
+        subject=bindparam("subj"),
+        sent_at=bindparam("at"),
+        attempts=_messages.c.attempts + 1,
+    )
+)
+_mark_one_sent = (
+    update(_messages)
+    .where(_messages.c.idempotency_key == bindparam("k"))
+    .values(
+        status="sent",
+        error=None,
+        subject=bindparam("subj"),
+        sent_at=bindparam("at"),
+        attempts=_messages.c.attempts + 1,
+    )
 )
 
 
-async def mark_sent(session: AsyncSession, keys: list[str]) -> None:
-    if keys:
-        conn = await session.connection()
-        await conn.execute(_mark_sent, {"keys": keys, "at": utcnow()})
+async def mark_sent(session: AsyncSession, subjects: dict[str, str | None]) -> None:
+    """Sent messages (ledger key -> the subject as rendered for its recipient): one statement when
+    they share a subject, else one executemany."""
+    if not subjects:
+        return
+    conn = await session.connection()
+    at = utcnow()
+    if len(distinct := set(subjects.values())) == 1:
+        await conn.execute(_mark_sent, {"keys": list(subjects), "subj": distinct.pop(), "at": at})
+    else:
+        await conn.execute(_mark_one_sent, [{"k": k, "subj": s, "at": at} for k, s in subjects.items()])
 
 
 async def mark_each(session: AsyncSession, changes: list[dict[str, Any]]) -> None:

@@ -229,11 +229,13 @@ async def plan_batch(
     )
 
 
-async def record_results(session: AsyncSession, sent: list[str], failures: list[dict[str, Any]]) -> None:
-    """Sent keys in one statement (the subject is the broadcast's template's); failures row by row.
-    The sends are queued for segments on received messages in the same transaction."""
+async def record_results(
+    session: AsyncSession, sent: dict[str, str | None], failures: list[dict[str, Any]]
+) -> None:
+    """Sent messages (key -> the subject its recipient got, as a journey send records it); failures
+    row by row. The sends are queued for segments on received messages in the same transaction."""
     await repository.mark_sent(session, sent)
-    await segments.note_sends(session, sent)
+    await segments.note_sends(session, list(sent))
     await repository.mark_each(session, failures)
 
 

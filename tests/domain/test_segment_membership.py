@@ -311,7 +311,7 @@ async def _record_send(session, customer_id: int, key: str, how: str) -> None:
         session, idempotency_key=key, message_id=f"<{key}>", customer_id=customer_id, template_id="welcome"
     )
     if how == "broadcast":
-        await broadcasts.record_results(session, [key], [])
+        await broadcasts.record_results(session, {key: "Welcome"}, [])
     else:
         await email.finish_message(session, key, "sent", None)
 

@@ -84,6 +84,25 @@ async def test_broadcast_reaches_everyone_once_except_the_suppressed(
     )
 
 
+@pytest.mark.parametrize("subject", ["Hi {{ traits.first_name }}", "Spring sale"])
+async def test_the_ledger_keeps_the_subject_each_recipient_of_a_broadcast_got(
+    client, marketer_headers, sessions, capture, temporal, subject
+):
+    ids = await add_customers(sessions, 5)
+    await add_template(sessions, subject=subject)
+    async with transaction(sessions) as session:
+        await subscriptions.suppress_address(session, "c4@example.com", "complained", None)
+    await _create(client, marketer_headers, id="spring", batch_size=2)
+    await temporal.client.get_workflow_handle("broadcast/spring").result()
+    got = {m["envelope_to"][0]: m["subject"] for m in await capture.wait_for_count(4)}
+    want = {f"c{i}@example.com": subject.replace("{{ traits.first_name }}", f"Name{i}") for i in range(4)}
+    assert got == want
+    ledger = (await client.get("/api/messages", params={"limit": 50}, headers=marketer_headers)).json()
+    recorded = {m["to_address"]: (m["status"], m["subject"]) for m in ledger}
+    assert recorded == {a: ("sent", s) for a, s in want.items()} | {"c4@example.com": ("skipped", None)}
+    assert {m["customer_id"] for m in ledger} == set(ids)
+
+
 async def test_a_broadcast_a_journey_send_and_a_preview_of_one_template_are_the_same_message(
     client, marketer_headers, sessions, capture, temporal, activities
 ):
