@@ -232,6 +232,7 @@ def endpoints(customers: int) -> dict[str, str]:
         "messages of a customer": f"/api/messages?customer_id={customers // 2}",
         "messages of a journey": "/api/messages?journey_id=onboarding",
         "messages of a journey, deep": "/api/messages?journey_id=onboarding&before_id=1000",
+        "messages of a journey that sent none": "/api/messages?journey_id=winback",
         "cases queue": "/api/cases",
         "cases of a customer": "/api/cases?customer_id=13",
         "analytics kpis": "/api/analytics/kpis",

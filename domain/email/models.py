@@ -48,7 +48,11 @@ class Message(Base):
     id and node id, so a retried activity finds the row and never sends twice."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_customer_created", "customer_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_messages_customer_created", "customer_id", "created_at"),
+        # A journey's sends, newest first: GET /api/messages?journey_id= pages them by id (migration 0031).
+        Index("ix_messages_journey", "journey_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(400), unique=True)

@@ -50,13 +50,22 @@ async def list_messages(
     limit: int,
     before_id: int | None,
 ) -> list[Message]:
-    stmt = select(Message).order_by(Message.id.desc()).limit(limit)
+    where = []
     if customer_id is not None:
-        stmt = stmt.where(Message.customer_id == customer_id)
+        where.append(Message.customer_id == customer_id)
     if journey_id is not None:
-        stmt = stmt.where(Message.journey_id == journey_id)
+        where.append(Message.journey_id == journey_id)
     if before_id is not None:
-        stmt = stmt.where(Message.id < before_id)
+        where.append(Message.id < before_id)
+    page = select(Message.id if journey_id is not None else Message).where(*where)
+    page = page.order_by(Message.id.desc()).limit(limit)
+    if journey_id is None:
+        return list(await session.scalars(page))
+    # A journey's page is found in ix_messages_journey alone (its ids, newest first), then read. Asked
+    # for whole rows, PostgreSQL walked the primary key backwards instead whenever the journey made up
+    # much of the ledger, expecting its sends to be spread evenly over it; a journey whose sends are
+    # older than the others' was then read past every later send (8 ms at 50 000 later ones, 0.2 ms now).
+    stmt = select(Message).where(Message.id.in_(page)).order_by(Message.id.desc())
     return list(await session.scalars(stmt))
 
 

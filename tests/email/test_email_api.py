@@ -10,6 +10,7 @@ from sqlalchemy import select
 from api.mail import factory as _unused  # noqa: F401 - imported for the app's lazy factory
 from domain.db import transaction
 from domain.email.delivery import MessageFactory
+from domain.email.models import Message
 from domain.events.models import Event
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.events import SUBSCRIPTION_CHANGED
@@ -347,3 +348,41 @@ async def test_a_preview_and_a_test_send_render_a_journey_nodes_group_override(
         "/api/templates/welcome/preview", json={"subscription_group": "nope"}, headers=marketer_headers
     )
     assert r.status_code == 422 and r.json()["detail"]["field"] == "subscription_group"
+
+
+async def test_the_ledger_of_a_journey_pages_newest_first_through_its_own_sends(
+    client, marketer_headers, sessions
+):
+    """The journey filter reads its page by id alone and then the rows: same page, same order."""
+    ann = await add_customer(sessions, email="ann@example.com", traits={})
+    bob = await add_customer(sessions, email="bob@example.com", traits={})
+    sends = [("onboarding", ann), ("winback", ann), ("onboarding", bob), (None, bob)] * 3
+    async with transaction(sessions) as session:
+        for i, (journey, customer) in enumerate(sends):
+            session.add(
+                Message(
+                    idempotency_key=f"k{i}",
+                    message_id=f"<m{i}@test>",
+                    customer_id=customer,
+                    journey_id=journey,
+                    status="sent",
+                    attempts=1,
+                    meta={},
+                )
+            )
+
+    async def page(**params) -> list[tuple]:
+        r = await client.get("/api/messages", params=params, headers=marketer_headers)
+        assert r.status_code == 200, r.text
+        return [(m["journey_id"], m["customer_id"], m["id"]) for m in r.json()]
+
+    everything = await page(limit=500)
+    onboarding = [m for m in everything if m[0] == "onboarding"]
+    assert len(onboarding) == 6 and [m[2] for m in onboarding] == sorted(
+        (m[2] for m in onboarding), reverse=True
+    )
+    first = await page(journey_id="onboarding", limit=4)
+    assert first == onboarding[:4]
+    assert await page(journey_id="onboarding", limit=4, before_id=first[-1][2]) == onboarding[4:]
+    assert await page(journey_id="onboarding", customer_id=bob) == [m for m in onboarding if m[1] == bob]
+    assert await page(journey_id="nosuch") == []
