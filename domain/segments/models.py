@@ -59,6 +59,14 @@ class SegmentMembership(Base):
             postgresql_where=text("exited_at IS NULL"),
         ),
         Index("ix_segment_memberships_customer", "customer_id"),
+        # Open stays by segment, the narrowest index that holds them: GET /api/segments counts each
+        # segment's members from it alone (migration 0031).
+        Index(
+            "ix_segment_memberships_open",
+            "segment_id",
+            sqlite_where=text("exited_at IS NULL"),
+            postgresql_where=text("exited_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -89,6 +89,29 @@ async def test_update_makes_a_new_version_and_moves_members(client, sessions, ma
     assert len(stays) == 2 and sum(exited is not None for _, exited in stays) == 1  # ada's stay closed
 
 
+async def test_the_list_counts_open_stays_only_and_an_empty_segment_as_none(
+    client, marketer_headers, write_key
+):
+    for user, city in (("ada", "Berlin"), ("bob", "Paris"), ("cy", "Paris")):
+        await _identify(client, write_key, user, city=city)
+    for sid, city in (("local", "Berlin"), ("far", "Lima")):
+        rule = {"trait": "city", "op": "equals", "value": city}
+        r = await client.post(
+            "/api/segments", json={"id": sid, "name": sid, "rule": rule}, headers=marketer_headers
+        )
+        assert r.status_code == 201, r.text
+    r = await client.put(  # ada's stay closes, bob's and cy's open
+        "/api/segments/local",
+        json={"rule": {"trait": "city", "op": "equals", "value": "Paris"}},
+        headers=marketer_headers,
+    )
+    assert r.status_code == 200, r.text
+    listed = (await client.get("/api/segments", headers=marketer_headers)).json()
+    assert [(s["id"], s["members"]) for s in listed] == [("local", 2), ("far", 0)]
+    one = (await client.get("/api/segments/local", headers=marketer_headers)).json()
+    assert one["members"] == 2
+
+
 async def test_members_are_paged(client, marketer_headers, write_key):
     for i in range(5):
         await _identify(client, write_key, f"user-{i}", plan="pro")
