@@ -216,6 +216,7 @@ def endpoints(customers: int) -> dict[str, str]:
         "customers search email prefix (no match)": "/api/customers?email=zzz",
         "customers search trait": "/api/customers?trait=plan:enterprise",
         "customers search trait (no match)": "/api/customers?trait=plan:none",
+        "customers search trait (one in 1000)": "/api/customers?trait=first_name:Name7",
         "customer 360": f"/api/customers/{customers // 3 * 3}",
         "segments list": "/api/segments",
         "segment (pk read)": "/api/segments/buyers",

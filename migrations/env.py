@@ -8,6 +8,7 @@ from sqlalchemy.engine import Connection
 from config.settings import get_settings
 from domain.db import create_engine
 from domain.models import Base
+from runtime.migrate import made_on
 
 config = context.config
 target_metadata = Base.metadata
@@ -30,6 +31,7 @@ def _run(connection: Connection) -> None:
             target_metadata=target_metadata,
             render_as_batch=sqlite,  # SQLite alters tables by copying them
             compare_type=True,
+            include_object=made_on(connection.dialect.name),
         )
         with context.begin_transaction():
             context.run_migrations()

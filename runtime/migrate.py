@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -16,6 +17,18 @@ def alembic_config(database_url: str) -> Config:
     config.set_main_option("script_location", str(ROOT / "migrations"))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
+
+
+def made_on(dialect: str) -> Callable[..., bool]:
+    """Alembic's ``include_object`` for a database of this dialect: leaves out of a comparison the
+    model's indexes declared for other dialects only (``Index(...).ddl_if(dialect=...)``), which
+    ``create_all`` and the migrations make on those alone but autogenerate does not know of."""
+
+    def include(obj, name, type_, reflected, compare_to) -> bool:
+        only_on = getattr(obj, "_ddl_if", None) if type_ == "index" and not reflected else None
+        return only_on is None or only_on.dialect in (None, dialect)
+
+    return include
 
 
 def upgrade(database_url: str) -> None:

@@ -18,6 +18,14 @@ class Customer(Base):
         # Pattern operators on PostgreSQL, so an email-prefix search (LIKE 'ann%') is an index range
         # scan under any collation; equality lookups use it as well (migration 0030).
         Index("ix_customers_email", "email", postgresql_ops={"email": "varchar_pattern_ops"}),
+        # Every key and value of the traits (PostgreSQL only): a trait search's containment test reads
+        # it, so a value no one has is not looked for in every customer (migration 0031).
+        Index(
+            "ix_customers_traits",
+            "traits",
+            postgresql_using="gin",
+            postgresql_ops={"traits": "jsonb_path_ops"},
+        ).ddl_if(dialect="postgresql"),
         # Room on each page for the new version of a row ingestion updates: a HOT update, no index
         # entries (migration 0014).
         {"postgresql_with": {"fillfactor": 70}},

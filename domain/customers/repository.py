@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -12,8 +14,10 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    cast,
     delete,
     func,
+    literal,
     or_,
     select,
     text,
@@ -21,6 +25,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer, CustomerAlias, CustomerErasure, CustomerMerge
@@ -347,6 +352,15 @@ async def search(
         key, value = trait
         if session.bind.dialect.name == "postgresql":
             stmt = stmt.where(Customer.traits.op("->>")(key) == value)
+            if (documents := _trait_documents(key, value)) is not None:
+                # ix_customers_traits (GIN) answers containment, not ->>: the traits that could read
+                # as this text are contained first, so a value no customer has is found in the index
+                # (0.1 ms) instead of by reading every customer (70 ms at 200 000). A value many
+                # customers have is still planned as the id-order walk, which stops after one page;
+                # the plan is made for each search's value, as for the email prefix above.
+                contained = (Customer.traits.op("@>")(cast(literal(d, Text), JSONB)) for d in documents)
+                stmt = stmt.where(or_(*contained))
+                await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         else:
             # As PostgreSQL's ->> reads it: SQLite's json_extract turns true and false into 1 and 0.
             path = f'$."{key}"'
@@ -357,6 +371,23 @@ async def search(
             )
             stmt = stmt.where(as_text == value)
     return list(await session.scalars(stmt))
+
+
+# How PostgreSQL writes a number as text (``->>``): plain digits, never an exponent or a leading zero.
+_NUMBER_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
+
+
+def _trait_documents(key: str, value: str) -> list[str] | None:
+    """The JSON documents one of which the traits contain whenever ``traits ->> key`` is ``value``:
+    the string, and the number or boolean written so. None when containment cannot narrow it down:
+    the text of an object or an array (containment is not equality for those), or a number too long
+    to write as a JSON number PostgreSQL reads."""
+    if value[:1] in ("{", "[") or len(value) > 1000:
+        return None
+    documents = [json.dumps({key: value}, ensure_ascii=False)]
+    if value in ("true", "false") or _NUMBER_TEXT.fullmatch(value):
+        documents.append(f"{{{json.dumps(key)}: {value}}}")
+    return documents
 
 
 async def aliases_of(session: AsyncSession, customer_id: int) -> list[str]:

@@ -74,6 +74,7 @@ async def test_a_trait_search_reads_values_as_json_writes_them_on_both_databases
     client, write_key, marketer_headers
 ):
     people = {"yes": True, "no": False, "one": 1, "half": 0.5, "text": "true", "none": None}
+    people |= {"seven": "7", "minus": -2, "list": [9], "nested": {"vip": "nobody"}, "quoted": 'a "b" \\ ü'}
     calls = [{"type": "identify", "userId": u, "traits": {"vip": v}} for u, v in people.items()]
     assert (await client.post("/v1/batch", auth=(write_key, ""), json={"batch": calls})).status_code == 200
 
@@ -88,6 +89,12 @@ async def test_a_trait_search_reads_values_as_json_writes_them_on_both_databases
     assert await found("false") == {"no"}
     assert await found("1") == {"one"}  # not the true that SQLite stores as 1
     assert await found("0.5") == {"half"}
+    assert await found("7") == {"seven"}  # the text "7"
+    assert await found("-2") == {"minus"}
+    assert await found('a "b" \\ ü') == {"quoted"}
+    assert await found("nobody") == set()  # only in a nested document
+    assert await found("null") == set()  # a JSON null reads as no value at all
+    assert await found("[8]") == set() and await found("") == set()
 
 
 async def test_customer_360_has_every_section(client, sessions, write_key, marketer_headers):

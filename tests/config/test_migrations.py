@@ -12,18 +12,21 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from domain.db import utcnow
 from domain.models import Base
-from runtime.migrate import alembic_config, upgrade, upgrade_async
+from runtime.migrate import alembic_config, made_on, upgrade, upgrade_async
 from tests.conftest import PG_ADMIN_URL, _pg_reachable
 
 
 async def test_migrated_schema_matches_the_models(engine):
     def diff(connection):
-        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        context = MigrationContext.configure(
+            connection, opts={"include_object": made_on(connection.dialect.name)}
+        )
+        return compare_metadata(context, Base.metadata)
 
     async with engine.connect() as conn:
         differences = await conn.run_sync(diff)
@@ -157,3 +160,32 @@ async def test_the_suppressions_of_customers_erased_before_keep_only_digests(emp
         ("sha256:" + hashlib.sha256(b"gone@example.com").hexdigest(), "bounced", None),
         ("kept@example.com", "complained", "abuse report"),  # nobody erased had it
     ]
+
+
+async def test_the_read_indexes_go_down_and_up_again(empty_database):
+    url = empty_database
+    config = alembic_config(url)
+    engine = create_async_engine(url)
+
+    async def indexes() -> set[str]:
+        def names(connection) -> set[str]:
+            inspector = inspect(connection)
+            tables = ("messages", "segment_memberships", "customers")
+            return {i["name"] for t in tables for i in inspector.get_indexes(t)}
+
+        async with engine.connect() as conn:
+            return await conn.run_sync(names)
+
+    ours = {"ix_messages_journey", "ix_segment_memberships_open"}
+    if url.startswith("postgresql"):
+        ours.add("ix_customers_traits")  # SQLite has no index of a JSON document's keys
+    try:
+        await upgrade_async(url)
+        assert ours <= await indexes()
+        await asyncio.to_thread(command.downgrade, config, "0030_customers_email_prefix")
+        left = await indexes()
+        assert not ours & left and "ix_customers_email" in left
+        await upgrade_async(url)
+        assert ours <= await indexes()
+    finally:
+        await engine.dispose()
