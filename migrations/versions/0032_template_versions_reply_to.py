@@ -5,7 +5,7 @@ and sender-facing content are) may now name its own mailbox, e.g. the support de
 Null: the global setting, or none.
 
 Revision ID: 0032_template_versions_reply_to
-Revises: 0030_customers_email_prefix
+Revises: 0031_read_indexes
 """
 
 from collections.abc import Sequence
@@ -14,8 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0032_template_versions_reply_to"
-# the integrator re-chains this to 0031 when both are merged
-down_revision: str | None = "0030_customers_email_prefix"
+down_revision: str | None = "0031_read_indexes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
