@@ -10,8 +10,6 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
-DATE_PREFIX_LEN = 10  # values are compared on their leading YYYY-MM-DD
-
 
 @lru_cache(maxsize=1)
 def known_zones() -> frozenset[str]:

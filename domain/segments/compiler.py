@@ -131,13 +131,17 @@ class JsonValue:
         return and_(self.is_string, found > 0)
 
     def date(self):
-        """The leading YYYY-MM-DD of a string value, and the test that it has one."""
+        """The leading YYYY-MM-DD of a string value, the test that it has that shape, and the test that
+        it is a real calendar day (as domain.dates.leading_date decides); test the shape first."""
         like = self.text.op("~")(_DATE_REGEX) if self.pg else self.text.op("GLOB")(_DATE_GLOB)
-        return func.substr(self.text, 1, 10), and_(self.is_string, like)
+        day = func.substr(self.text, 1, 10)
+        return day, and_(self.is_string, like), self._real_date(day)
 
     def month_day(self):
-        """The MM-DD an anniversary recurs on, and the test that there is one: a value with a leading
-        YYYY-MM-DD, or one that is only MM-DD (birthdays kept without the year, as journeys read them)."""
+        """The MM-DD an anniversary recurs on, the test that the value has the shape of one, and the test
+        that it is real (as domain.dates.month_day decides): a value with a leading YYYY-MM-DD, or one that
+        is only MM-DD (birthdays kept without the year, as journeys read them). Test the shape first and
+        reality last: it reads the value again, only for the few customers whose day it is."""
         if self.pg:
             shaped = self.text.op("~")(_ANNIVERSARY_REGEX)
         else:
@@ -147,7 +151,45 @@ class JsonValue:
         # the end, PostgreSQL does not.
         leading = func.substr(self.text, 1, 10)
         key = func.right(leading, 5) if self.pg else func.substr(leading, -5)
-        return key, and_(self.is_string, shaped)
+        # Only a value of the date's shape is longer than five characters.
+        real = or_(func.length(leading) == 5, self._real_date(leading))
+        return key, and_(self.is_string, shaped), and_(_real_month_day(key, leap=True), real)
+
+    def _real_date(self, day) -> ColumnElement[bool]:
+        """``day`` (YYYY-MM-DD, digits) is a calendar day: a year from 0001 and a day its month has."""
+        year, month, dom = func.substr(day, 1, 4), func.substr(day, 6, 2), func.substr(day, 9, 2)
+        century, of_century = func.substr(day, 1, 2), func.substr(day, 3, 2)
+        leap = or_(
+            and_(of_century != "00", one_of(self.dialect, of_century, _MULTIPLES_OF_4, String)),
+            and_(of_century == "00", one_of(self.dialect, century, _MULTIPLES_OF_4, String)),
+        )
+        return and_(year != "0000", _real_month_day_parts(month, dom, leap))
+
+
+# Two-digit strings of the multiples of 4 (a year is a leap year when its last two digits are one of
+# these but not 00, or they are 00 and its first two are one): strings, no cast that could fail.
+_MULTIPLES_OF_4 = [f"{n:02d}" for n in range(0, 100, 4)]
+_SHORT_MONTHS = ["02", "04", "06", "09", "11"]
+
+
+def _real_month_day(key, *, leap) -> ColumnElement[bool]:
+    """``key`` (MM-DD, digits) is a day of the year; 02-29 only if ``leap`` (true: any year)."""
+    return _real_month_day_parts(func.substr(key, 1, 2), func.substr(key, 4, 2), leap)
+
+
+def _real_month_day_parts(month, dom, leap) -> ColumnElement[bool]:
+    leap = true() if leap is True else leap
+    return and_(
+        month >= "01",
+        month <= "12",
+        dom >= "01",
+        or_(
+            dom <= "28",
+            and_(month != "02", dom <= "30"),
+            and_(dom == "31", month.not_in(_SHORT_MONTHS)),
+            and_(month == "02", dom == "29", leap),
+        ),
+    )
 
 
 _COMPARE = {
@@ -203,14 +245,14 @@ class Compiler:
         if op in r.NUMBER_OPS:
             return _two_valued(and_(v.is_number, _COMPARE[op](v.number, test.value)))
         if op in r.ANNIVERSARY_OPS:
-            month_day, recurs = v.month_day()
+            month_day, recurs, real = v.month_day()
             on_today = self._on_local_date(lambda today: self._anniversary(op, month_day, today))
-            return _two_valued(and_(recurs, on_today))
-        day, dated = v.date()
+            return _two_valued(and_(recurs, on_today, real))
+        day, dated, real = v.date()
         if op == "before":
-            return _two_valued(and_(dated, day < test.value))
+            return _two_valued(and_(dated, day < test.value, real))
         if op == "after":
-            return _two_valued(and_(dated, day > test.value))
+            return _two_valued(and_(dated, day > test.value, real))
         if op in r.DAYS_OPS:
             forward = op == "within_next_days"
 
@@ -218,7 +260,7 @@ class Compiler:
                 low, high = cal.day_span(today, test.value, forward=forward)
                 return and_(day >= low, day <= high)
 
-            return _two_valued(and_(dated, self._on_local_date(within)))
+            return _two_valued(and_(dated, self._on_local_date(within), real))
         raise AssertionError(f"unhandled operator {op}")
 
     def _on_local_date(self, test: Callable[[date], ColumnElement[bool]]) -> ColumnElement[bool]:

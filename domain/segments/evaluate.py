@@ -6,16 +6,13 @@ property-based test generates both and compares.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from domain import dates
 from domain.segments import calendar as cal
 from domain.segments import rules as r
-
-DATE_LIKE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
-MONTH_DAY = re.compile(r"[0-9]{2}-[0-9]{2}")  # the whole value (fullmatch: no trailing newline either)
 
 
 @dataclass
@@ -90,17 +87,14 @@ def _same(actual: Any, expected: Any) -> bool:
 
 
 def _date_of(value: Any) -> str | None:
-    return value[: cal.DATE_PREFIX_LEN] if isinstance(value, str) and DATE_LIKE.match(value) else None
+    """The leading YYYY-MM-DD of a value that starts with a real calendar day (domain.dates)."""
+    return dates.leading_date(value)
 
 
 def _month_day_of(value: Any) -> str | None:
     """The MM-DD an anniversary recurs on (as compiler.JsonValue.month_day reads it): of a value with a
-    leading YYYY-MM-DD, or of one that is only MM-DD (birthdays kept without the year)."""
-    if not isinstance(value, str):
-        return None
-    if MONTH_DAY.fullmatch(value):
-        return value
-    return value[5:10] if DATE_LIKE.match(value) else None
+    leading real YYYY-MM-DD, or of one that is only a real MM-DD (birthdays kept without the year)."""
+    return dates.month_day(value)
 
 
 _NUMBER = {

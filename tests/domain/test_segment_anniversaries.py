@@ -92,3 +92,43 @@ async def test_date_comparisons_and_day_windows_leave_out_a_birthday_without_its
     now = datetime(2026, 5, 31, 11, tzinfo=UTC)
     await _people(sessions, bare="05-31", dated="2026-05-31")
     assert await _selected(sessions, {"trait": "birthday", **test}, now) == {"dated"}
+
+
+async def test_an_impossible_date_is_no_birthday_and_no_date_in_either_evaluator(sessions):
+    """1990-05-99 has the shape of a date in May but is no day: no birthday this month, on no side of
+    a date and in no window; nor is 29 February of a common year, 05-32 or the year 0000."""
+    now = datetime(2026, 5, 31, 11, tzinfo=UTC)
+    await _people(
+        sessions,
+        real="1990-05-31",
+        timestamp="1990-05-31T08:00:00Z",
+        leap="2000-02-29",
+        bare_leap="02-29",
+        day99="1990-05-99",
+        day00="1990-05-00",
+        april31="1990-04-31",
+        common29="1990-02-29",
+        century29="1900-02-29T10:00:00+02:00",
+        month13="1990-13-01",
+        year0="0000-05-31",
+        bare32="05-32",
+        bare_month13="13-01",
+        bare30feb="02-30",
+        april31_recent="2026-04-31",  # within the last 40 days, were it a day
+    )
+    assert await _selected(sessions, TODAY, now) == {"real", "timestamp"}
+    assert await _selected(sessions, THIS_MONTH, now) == {"real", "timestamp"}
+    before = {"trait": "birthday", "op": "before", "value": "2027-01-01"}
+    assert await _selected(sessions, before, now) == {"real", "timestamp", "leap"}
+    after = {"trait": "birthday", "op": "after", "value": "0001-01-01"}
+    assert await _selected(sessions, after, now) == {"real", "timestamp", "leap"}
+    window = {"trait": "birthday", "op": "within_last_days", "value": 40}
+    assert await _selected(sessions, window, now) == set()
+    await _people(sessions, recent="2026-05-01")
+    assert await _selected(sessions, window, now) == {"recent"}
+
+
+async def test_29_february_of_a_leap_year_is_celebrated_and_of_a_common_year_is_no_date(sessions):
+    now = datetime(2027, 2, 28, 12, tzinfo=UTC)  # no 29th in 2027: leap-day birthdays on the 28th
+    await _people(sessions, leap="2000-02-29", century="1900-02-29", common="1990-02-29")
+    assert await _selected(sessions, TODAY, now) == {"leap"}

@@ -80,8 +80,35 @@ def trait_values(now: datetime):
         st.builds(_month_day, st.just(now), st.integers(-6, 6), st.sampled_from(["", "\n", "x"])),
         st.just("02-29"),
     )
+    # One date in four is no day of the calendar (kept within the dates' share of values, so that the
+    # other kinds of value keep theirs).
+    dates = st.one_of(dates, dates, dates, impossible_dates(now))
     return st.one_of(
         st.none(), scalars(), dates, month_days, st.lists(st.sampled_from(["a", "b"]), max_size=2)
+    )
+
+
+def impossible_dates(now: datetime):
+    """Values of a date's shape that are no day of the calendar (no date to either evaluator), most in
+    this month so that an anniversary or a day window would catch them if read as one; and leap days."""
+    month = f"{now.month:02d}"
+    return st.sampled_from(
+        [
+            f"1990-{month}-99",
+            f"1990-{month}-00",
+            f"{month}-32",
+            f"{month}-00",
+            "1990-02-29",
+            "1900-02-29",
+            "2000-02-29",
+            "2023-02-29T10:00:00Z",
+            "1990-04-31",
+            "1990-13-01",
+            "1990-00-10",
+            "0000-05-17",
+            "13-01",
+            "02-30",
+        ]
     )
 
 
