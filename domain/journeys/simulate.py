@@ -165,10 +165,13 @@ class Simulation:
             return node.get("next"), None
         if kind == "wait_until":
             if node.get("date_trait"):
-                day = timing.parse_date(self.traits.get(node["date_trait"]))
-                offset = node.get("offset_days", 0)
-                target = None if day is None else timing.on_date(self.tz(), day, node["at"], offset)
-                target = timing.within_reach(self.now, target)
+                target = timing.date_trait_moment(
+                    self.now,
+                    self.tz(),
+                    self.traits.get(node["date_trait"]),
+                    node["at"],
+                    node.get("offset_days", 0),
+                )
                 if target is None:  # no date, one beyond the calendar, or more than ten years ahead
                     return node.get("next"), "no_date"
                 if target < self.now:  # the workflow goes on at once, recording why

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from domain import dates
 from domain.wall_clock import clock_passes
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -52,16 +53,11 @@ def next_local_time(now: datetime, tz: ZoneInfo, at: str, weekdays: list[str] | 
 
 
 def parse_date(value) -> date | None:
-    """A date trait as sent by source systems: ``1990-05-17``, a full ISO timestamp, or ``05-17``."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip()
-    try:
-        if len(text) == 5 and text[2] == "-":  # MM-DD, no year
-            return date(2000, int(text[:2]), int(text[3:]))
-        return date.fromisoformat(text[:10])
-    except ValueError:
-        return None
+    """A date trait as sent by source systems, read as segments read it (domain.dates): a value that
+    starts with a real calendar day ``1990-05-17`` (a full ISO timestamp is its day), or exactly a real
+    ``05-17`` (no year: on a leap year, so that ``02-29`` is one). Anything else is None."""
+    parsed = dates.parse(value)
+    return parsed[0] if parsed else None
 
 
 def _on_year(day: date, year: int) -> date:
@@ -91,6 +87,19 @@ def on_date(tz: ZoneInfo, trait_date: date, at: str, offset_days: int = 0) -> da
         return _at(trait_date + timedelta(days=offset_days), _hhmm(at), tz)
     except OverflowError:
         return None
+
+
+def date_trait_moment(now: datetime, tz: ZoneInfo, value, at: str, offset_days: int = 0) -> datetime | None:
+    """When a ``wait_until`` on a date trait holding ``value`` ends: the date + offset at ``at`` local.
+    A date without its year (``05-17``) is its next occurrence at or after ``now``, as a birthday
+    recurs (29 February on the 28th in common years); no date, or a moment too far ahead, is None."""
+    parsed = dates.parse(value)
+    if parsed is None:
+        return None
+    day, has_year = parsed
+    if not has_year:
+        return next_anniversary(now, tz, day, at, offset_days)
+    return within_reach(now, on_date(tz, day, at, offset_days))
 
 
 # The longest a journey waits, as for every duration in a definition: a date trait further ahead (a
@@ -174,11 +183,11 @@ def plan(
         return next_send_moment(now, tz, quiet=quiet, cap=cap, recent_sends=recent_sends)
     if kind == "local_time":
         return next_local_time(now, tz, at, weekdays or None), None
+    if kind == "date":
+        return (date_trait_moment(now, tz, traits.get(trait), at, offset_days) if trait else None), None
     day = parse_date(traits.get(trait)) if trait else None
     if day is None:
         return None, None
     if kind == "anniversary":
         return next_anniversary(now, tz, day, at, offset_days), None
-    if kind == "date":
-        return within_reach(now, on_date(tz, day, at, offset_days)), None
     raise ValueError(f"unknown time plan {kind!r}")

@@ -256,6 +256,13 @@ async def test_a_simulated_wait_on_a_date_trait_has_the_workflows_outcomes(clien
         "2026-06-02T09:00",
         "2026-06-02T09:00",
     )
+    # Without its year a date is its next occurrence: 05-17 has passed this year, so next year's.
+    assert await hold_of("renewal", {"renewal": "05-17"}) == (None, "2027-05-17T09:00", "2027-05-17T09:00")
+    assert await hold_of("renewal", {"renewal": "2026-05-99"}) == (
+        "no_date",
+        "2026-06-01T10:00",
+        "2026-06-01T10:00",
+    )
 
 
 async def test_a_simulated_email_is_the_one_the_preview_shows_and_the_journey_sends(

@@ -110,3 +110,38 @@ def test_date_traits_in_the_formats_sources_send():
     assert timing.parse_date("05-17") == date(2000, 5, 17)
     assert timing.parse_date("yesterday") is None
     assert timing.parse_date(19900517) is None
+
+
+def test_date_traits_are_read_as_segments_read_them():
+    # Forms Python's ISO parser takes but segments do not (no date there): no date here either.
+    for lax in ("19900517", "1990-W20-4", " 1990-05-17", "\t1990-05-17", "+5-17", "5-17", "05-17\n"):
+        assert timing.parse_date(lax) is None, lax
+    # An impossible day is no date; 29 February only in a leap year, or without the year.
+    for impossible in (
+        "1990-05-99",
+        "1990-02-29",
+        "1900-02-29",
+        "0000-05-17",
+        "1990-13-01",
+        "02-30",
+        "13-01",
+    ):
+        assert timing.parse_date(impossible) is None, impossible
+    assert timing.parse_date("2000-02-29") == date(2000, 2, 29)
+    assert timing.parse_date("02-29") == date(2000, 2, 29)
+    assert timing.parse_date("1990-05-17 08:00") == date(1990, 5, 17)  # a leading date, as segments
+
+
+def test_a_wait_until_a_date_without_its_year_ends_on_its_next_occurrence():
+    now = datetime(2026, 5, 20, 12, tzinfo=UTC)
+    ahead = timing.plan("date", now, PARIS, traits={"d": "06-01"}, recent_sends=[], at="09:00", trait="d")
+    assert ahead == (datetime(2026, 6, 1, 7, 0, tzinfo=UTC), None)  # 09:00 in Paris (UTC+2)
+    # Already passed this year (17 May): next year's, with the offset (a day before).
+    moment = timing.date_trait_moment(now, PARIS, "05-17", "09:00", offset_days=-1)
+    assert moment == datetime(2027, 5, 16, 7, 0, tzinfo=UTC)
+    # Later today still counts; 29 February in a common year is on the 28th, as birthdays are.
+    assert timing.date_trait_moment(now, UTC_Z, "05-20", "13:00") == datetime(2026, 5, 20, 13, tzinfo=UTC)
+    assert timing.date_trait_moment(now, UTC_Z, "02-29", "09:00") == datetime(2027, 2, 28, 9, tzinfo=UTC)
+    # With its year a passed date stays passed (the wait goes on as date_passed).
+    assert timing.date_trait_moment(now, UTC_Z, "2026-05-17", "09:00") == datetime(2026, 5, 17, 9, tzinfo=UTC)
+    assert timing.date_trait_moment(now, UTC_Z, "05-99", "09:00") is None

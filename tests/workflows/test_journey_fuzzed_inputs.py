@@ -5,6 +5,8 @@ context activity) over and over, or the workflow itself, and the enrollment neve
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from tests.workflows.harness import engine
 from workflows.journey import JourneyWorkflow
@@ -51,6 +53,45 @@ async def test_a_date_trait_beyond_the_calendar_goes_on_as_no_date(env, sessions
         await e.track("bo", "Signed Up")
         path = await _finished_path(e, "renew", far)
         assert path == [("renewal", "no_date"), ("hello", "sent"), ("done", None)]
+
+
+async def test_a_date_trait_without_its_year_waits_for_its_next_occurrence(env, sessions, settings):
+    """``05-17`` is a birthday kept without the year: the wait ends on the next 17 May, at the local
+    time in the customer's zone (it was read as 17 May 2000, long passed, and went on at once)."""
+    async with engine(env, sessions, settings) as e:
+        await e.template("hello", "Hello {{ traits.name }}")
+        until = {"id": "until", "type": "wait_until", "at": "09:00", "date_trait": "birthday"}
+        await e.journey("birthday", _graph({**until, "offset_days": -1, "next": "hello"}))
+        zone = ZoneInfo("Asia/Tokyo")
+        soon = (datetime.now(UTC) + timedelta(days=3)).astimezone(zone).date()
+        cid = await e.customer("ada", birthday=soon.strftime("%m-%d"), timezone="Asia/Tokyo")
+        await e.track("ada", "Signed Up")
+
+        handle = e.handle("birthday", cid)
+        result = await asyncio.wait_for(e.result(handle), FINISHES_WITHIN)
+
+        assert result.status == "completed"
+        steps = await handle.query(JourneyWorkflow.path)
+        assert [(s.node_id, s.outcome) for s in steps] == [("until", None), ("hello", "sent"), ("done", None)]
+        greeted = datetime.fromisoformat(steps[1].entered_at).astimezone(zone)
+        assert (greeted.date(), greeted.hour, greeted.minute) == (soon - timedelta(days=1), 9, 0)
+
+
+async def test_a_date_trait_segments_would_not_read_as_a_date_goes_on_as_no_date(env, sessions, settings):
+    """Journeys read a date as segments do (domain.dates): a real YYYY-MM-DD at the start, or exactly a
+    real MM-DD. Python's ISO forms beyond that (20270517, a week date, a padded value) used to be read
+    as dates and waited for; an impossible day (1990-05-99, 2099-02-29) was already none."""
+    async with engine(env, sessions, settings) as e:
+        await e.template("hello", "Hello {{ traits.name }}")
+        until = {"id": "until", "type": "wait_until", "at": "09:00", "date_trait": "renewal"}
+        await e.journey("renew", _graph({**until, "offset_days": 0, "next": "hello"}))
+        year = datetime.now(UTC).year + 2
+        values = [f"{year}0517", f"{year}-W20-5", f" {year}-05-17", "+5-17", f"{year}-05-99", "2099-02-29"]
+        for n, renewal in enumerate(values):
+            cid = await e.customer(f"c{n}", renewal=renewal)
+            await e.track(f"c{n}", "Signed Up")
+            path = await _finished_path(e, "renew", cid)
+            assert path == [("until", "no_date"), ("hello", "sent"), ("done", None)], renewal
 
 
 async def test_a_branch_on_a_value_of_another_type_takes_the_default(env, sessions, settings):
