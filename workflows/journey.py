@@ -106,6 +106,9 @@ CARRY_SINCE_AWAKE_PATCH = "continue-as-new-carries-events-since-awake"
 # records): every later event of that name was signalled to it until it finished. A later wait for
 # the name registers it again (recorded histories predate it).
 WAIT_ENDS_LISTENER_PATCH = "wait-ends-its-listener"
+# Patch id of branch conditions comparing dates by the day they are on (as segments do), not by
+# character; asked only when the two readings disagree, so enrollments they agree for record nothing.
+BRANCH_DATES_BY_DAY_PATCH = "branch-compares-dates-by-day"
 # Keep at most this many step records in memory and in a continue-as-new input.
 MAX_KEPT_STEPS = 200
 
@@ -466,11 +469,16 @@ class JourneyWorkflow:
         segment_ids = sorted({c["segment"] for b in node["branches"] for c in b["when"] if c.get("segment")})
         traits = (await self._context()).traits if needs_traits else {}
         segments = await self._segments(segment_ids, node["id"]) if segment_ids else set()
+
+        def holds(condition: dict[str, Any]) -> bool:
+            facts = {"traits": traits, "event": self._entry_props, "segments": segments}
+            by_day = conditions.holds(condition, **facts)
+            if by_day == conditions.holds(condition, **facts, by_day=False):
+                return by_day
+            return by_day if workflow.patched(BRANCH_DATES_BY_DAY_PATCH) else not by_day
+
         for index, branch in enumerate(node["branches"]):
-            if all(
-                conditions.holds(c, traits=traits, event=self._entry_props, segments=segments)
-                for c in branch["when"]
-            ):
+            if all(holds(c) for c in branch["when"]):
                 return branch.get("next"), f"branch:{index}"
         return node.get("default_next"), "default"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from domain import dates
+
 _MISSING = object()
 # The event the segments area records when a customer enters a segment (property ``segment_id``).
 SEGMENT_ENTERED = "Segment Entered"
@@ -34,12 +36,34 @@ def _within(needle: Any, haystack: Any) -> bool:
     return False
 
 
-def _compare(actual: Any, op: str, expected: Any) -> bool:
+_ORDER = {
+    "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lte": lambda a, b: a <= b,
+}
+
+
+def _days(actual: Any, expected: Any) -> tuple[str | None, str | None] | None:
+    """The days two strings are on (their leading real YYYY-MM-DD, as segments read dates; None for
+    a side that is no date) when either is a date, else None: the comparison is not one of dates."""
+    if not (isinstance(actual, str) and isinstance(expected, str)):
+        return None
+    days = (dates.leading_date(actual), dates.leading_date(expected))
+    return days if days != (None, None) else None
+
+
+def _compare(actual: Any, op: str, expected: Any, *, by_day: bool = True) -> bool:
     """Whether ``actual`` (a trait or event property, ``_MISSING`` when absent) passes ``op expected``.
 
     Total over JSON values: runs inside JourneyWorkflow, where an exception would fail the workflow
     task again at every retry and leave the enrollment stuck. A comparison between types that do not
-    compare (a number and a string, a list and a number) does not hold."""
+    compare (a number and a string, a list and a number) does not hold.
+
+    ``gt``/``gte``/``lt``/``lte`` between two strings of which either is a date compare the days they
+    are on, as segments' ``after``/``before`` do (``2024-09-01T10:00:00+02:00`` is on 1 September, not
+    after it); a date against a string that is no date (``2024-9-1``, ``05-17``, ``1990-05-99``) does
+    not hold. ``by_day=False`` is the old comparison by character, for enrollments that began with it."""
     if op == "exists":
         return actual is not _MISSING and actual is not None
     if op == "not_exists":
@@ -56,6 +80,10 @@ def _compare(actual: Any, op: str, expected: Any) -> bool:
         return not _within(actual, expected)
     if op == "contains":
         return _within(expected, actual)
+    if by_day and op in _ORDER:
+        days = _days(actual, expected)
+        if days is not None:
+            return days[0] is not None and days[1] is not None and _ORDER[op](*days)
     try:
         if op == "gt":
             return actual > expected
@@ -71,7 +99,12 @@ def _compare(actual: Any, op: str, expected: Any) -> bool:
 
 
 def holds(
-    condition: dict[str, Any], *, traits: dict[str, Any], event: dict[str, Any], segments: set[str]
+    condition: dict[str, Any],
+    *,
+    traits: dict[str, Any],
+    event: dict[str, Any],
+    segments: set[str],
+    by_day: bool = True,
 ) -> bool:
     op = condition.get("op", "eq")
     if condition.get("segment") is not None:
@@ -79,8 +112,10 @@ def holds(
         wanted = condition.get("value", True)
         return (member == wanted) if op == "eq" else (member != wanted)
     if condition.get("trait") is not None:
-        return _compare(_lookup(traits, condition["trait"]), op, condition.get("value"))
-    return _compare(_lookup(event, condition["event_property"]), op, condition.get("value"))
+        actual = _lookup(traits, condition["trait"])
+    else:
+        actual = _lookup(event, condition["event_property"])
+    return _compare(actual, op, condition.get("value"), by_day=by_day)
 
 
 def event_matches(

@@ -14,6 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.journeys import conditions, timing
+from domain.segments import evaluate
+from domain.segments import rules as r
 
 OPS = ["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists", "not_exists", "contains"]
 
@@ -66,7 +68,11 @@ def test_every_condition_answers_and_keeps_every_answer_it_gave_before(actual, o
         expected = expected if isinstance(expected, list) else [expected]
     traits = {"t": actual} if present else {}
 
-    answer = conditions.holds(_condition(op, expected), traits=traits, event={}, segments=set())
+    # Enrollments that began before dates were compared by day keep the comparison by character.
+    answer = conditions.holds(_condition(op, expected), traits=traits, event={}, segments=set(), by_day=False)
+    assert isinstance(
+        conditions.holds(_condition(op, expected), traits=traits, event={}, segments=set()), bool
+    )
 
     assert isinstance(answer, bool)
     try:
@@ -118,3 +124,53 @@ def test_a_date_plan_beyond_the_calendar_is_no_date():
     assert timing.on_date(ZoneInfo("UTC"), date(9999, 12, 31), "23:59") == datetime(
         9999, 12, 31, 23, 59, tzinfo=UTC
     )
+
+
+def _holds(actual, op, value) -> bool:
+    return conditions.holds(_condition(op, value), traits={"t": actual}, event={}, segments=set())
+
+
+def test_dates_compare_by_the_day_they_are_on_not_by_character():
+    # By character "2024-9-1" sorted after "2024-10-01"; it is no date, so no comparison with one holds.
+    assert not _holds("2024-9-1", "gt", "2024-10-01")
+    assert not _holds("2024-10-01", "lt", "2024-9-1")
+    # A timestamp is on its day: not after the day itself, whatever its time or offset.
+    assert not _holds("2024-09-01T23:30:00-05:00", "gt", "2024-09-01")
+    assert _holds("2024-09-01T23:30:00-05:00", "gte", "2024-09-01")
+    assert _holds("2024-09-01T23:30:00-05:00", "lt", "2024-09-02")
+    assert _holds("2024-10-01", "gt", "2024-09-01T10:00:00Z")
+    # An impossible day, a date without its year, or any string that is no date: never ordered.
+    for no_date in ("1990-05-99", "05-17", "soon", ""):
+        assert not any(_holds(no_date, op, "2000-01-01") for op in ("gt", "gte", "lt", "lte")), no_date
+    # Strings that are no dates at all still compare by character; numbers by value.
+    assert _holds("b", "gt", "a") and _holds("05-17", "lt", "06-01") and _holds(3, "gte", 2.5)
+
+
+def _day(d: date, suffix: str) -> str:
+    return d.isoformat() + suffix
+
+
+date_strings = st.one_of(
+    st.builds(
+        _day,
+        st.dates(date(1999, 12, 25), date(2000, 1, 6)),
+        st.sampled_from(["", "T00:30:00+14:00", "T23:30:00-11:00", "T12:00:00Z", " 08:00", "x"]),
+    ),
+    st.sampled_from(["1999-12-99", "2000-01-00", "1999-13-01", "2000-1-1", "01-01", "2000-02-30", "1999"]),
+)
+
+
+@given(actual=date_strings, value=st.dates(date(1999, 12, 28), date(2000, 1, 3)))
+def test_a_branch_on_a_date_decides_as_segments_before_and_after_do(actual, value):
+    now = datetime(2000, 1, 1, tzinfo=UTC)
+
+    def segment(op: str) -> bool:
+        test = r.parse({"trait": "t", "op": op, "value": value.isoformat()}).test
+        return evaluate.test_value(test, {"t": actual}, None, now)
+
+    expected = value.isoformat()
+    assert _holds(actual, "lt", expected) == segment("before")
+    assert _holds(actual, "gt", expected) == segment("after")
+    dated = _holds(actual, "gte", expected) or _holds(actual, "lt", expected)
+    assert _holds(actual, "gte", expected) == (dated and not segment("before"))
+    assert _holds(actual, "lte", expected) == (dated and not segment("after"))

@@ -23,6 +23,7 @@ from tests.conftest import wait_for
 from tests.temporal_env import time_skipping
 from tests.workflows.harness import engine, engine_settings
 from tests.workflows.test_abandoned_cart import CART
+from tests.workflows.test_journey_fuzzed_inputs import DATE_BRANCH
 from tests.workflows.test_wait_listeners import _twice
 from tests.workflows.workflow_scenarios import NON_JOURNEY_SCENARIOS
 from workflows.journey import JourneyWorkflow
@@ -186,12 +187,36 @@ async def _wait_ends_its_listener(e) -> list:
     return [("wait_ends_its_listener", handle)]
 
 
+async def _branch_dates(e) -> list:
+    """A branch ``gt 2024-09-01`` on a timestamp of 1 September: by the day it is on it does not hold
+    (branch-compares-dates-by-day). branch_dates_by_character.json was recorded by the code before the
+    patch, which compared by character and took the branch; this scenario records the patched shape."""
+    await e.template("hello", "Hello {{ traits.name }}")
+    await e.journey(
+        "route",
+        {
+            "nodes": [
+                {"id": "start", "type": "entry", "event": "Signed Up", "next": "b"},
+                DATE_BRANCH,
+                {"id": "hello", "type": "send_email", "template_id": "hello", "next": "done"},
+                {"id": "done", "type": "exit"},
+            ]
+        },
+    )
+    bo = await e.customer("bo", renewal="2024-09-01T23:30:00-05:00")
+    await e.track("bo", "Signed Up")
+    handle = e.handle("route", bo)
+    await e.result(handle)
+    return [("branch_dates_by_day", handle)]
+
+
 SCENARIOS = (
     _abandoned_cart,
     _everything_else,
     _local_steps,
     _send_checks_status,
     _wait_ends_its_listener,
+    _branch_dates,
     *NON_JOURNEY_SCENARIOS,
 )
 

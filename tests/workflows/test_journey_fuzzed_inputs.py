@@ -110,3 +110,38 @@ async def test_a_branch_on_a_value_of_another_type_takes_the_default(env, sessio
         path = await _finished_path(e, "route", ada)
 
         assert path == [("b", "default"), ("hello", "sent"), ("done", None)]
+
+
+DATE_BRANCH = {
+    "id": "b",
+    "type": "branch",
+    "branches": [{"when": [{"trait": "renewal", "op": "gt", "value": "2024-09-01"}], "next": "hello"}],
+    "default_next": "done",
+}
+
+
+async def test_a_branch_on_a_date_compares_days_as_segments_do(env, sessions, settings):
+    """``gt 2024-09-01`` holds for a day after it, not for 1 September at any hour, nor for 2024-9-1
+    (no date) which sorted after it by character; segments' ``after`` says the same of each."""
+    async with engine(env, sessions, settings) as e:
+        await e.template("hello", "Hello {{ traits.name }}")
+        await e.journey("route", _graph(DATE_BRANCH))
+        renewals = {
+            "ada": "2024-10-01",
+            "bo": "2024-09-01T23:30:00-05:00",
+            "cy": "2024-9-1",
+            "dee": "2024-09-02T00:30:00+14:00",
+        }
+        ids = {user: await e.customer(user, renewal=renewal) for user, renewal in renewals.items()}
+        for user in renewals:
+            await e.track(user, "Signed Up")
+
+        taken = {user: (await _finished_path(e, "route", cid))[0] for user, cid in ids.items()}
+
+        assert taken == {
+            "ada": ("b", "branch:0"),
+            "bo": ("b", "default"),
+            "cy": ("b", "default"),
+            "dee": ("b", "branch:0"),
+        }
+        assert sorted(m["to"] for m in e.mailbox()) == ["ada@example.com", "dee@example.com"]
