@@ -38,6 +38,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal,
     not_,
     or_,
     select,
@@ -46,6 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import SelectBase
 
+from domain import dates
 from domain.customers.models import Customer
 from domain.email.models import Message
 from domain.events.models import Event
@@ -151,45 +153,43 @@ class JsonValue:
         # the end, PostgreSQL does not.
         leading = func.substr(self.text, 1, 10)
         key = func.right(leading, 5) if self.pg else func.substr(leading, -5)
-        # Only a value of the date's shape is longer than five characters.
-        real = or_(func.length(leading) == 5, self._real_date(leading))
-        return key, and_(self.is_string, shaped), and_(_real_month_day(key, leap=True), real)
+        # A month-day alone is real if it is a day of a leap year (02-29 is a birthday).
+        alone = and_(
+            func.length(leading) == 5, self._real_date(literal(f"{dates.LEAP_YEAR}-", String) + leading)
+        )
+        return key, and_(self.is_string, shaped), or_(alone, self._real_date(leading))
 
     def _real_date(self, day) -> ColumnElement[bool]:
         """``day`` (YYYY-MM-DD, digits) is a calendar day: a year from 0001 and a day its month has."""
+        if not self.pg:
+            # SQLite's date arithmetic carries an impossible day into the next month (date() without
+            # a modifier gives it back as it came); max() turns the year 0000, which SQLite has, into
+            # no match. Two reads of the value, where the arithmetic on strings reads it once per part.
+            return func.date(day, "+0 days") == func.max(day, "0001")
         year, month, dom = func.substr(day, 1, 4), func.substr(day, 6, 2), func.substr(day, 9, 2)
         century, of_century = func.substr(day, 1, 2), func.substr(day, 3, 2)
         leap = or_(
             and_(of_century != "00", one_of(self.dialect, of_century, _MULTIPLES_OF_4, String)),
             and_(of_century == "00", one_of(self.dialect, century, _MULTIPLES_OF_4, String)),
         )
-        return and_(year != "0000", _real_month_day_parts(month, dom, leap))
+        return and_(
+            year != "0000",
+            month >= "01",
+            month <= "12",
+            dom >= "01",
+            or_(
+                dom <= "28",
+                and_(month != "02", dom <= "30"),
+                and_(dom == "31", not_(one_of(self.dialect, month, _SHORT_MONTHS, String))),
+                and_(month == "02", dom == "29", leap),
+            ),
+        )
 
 
 # Two-digit strings of the multiples of 4 (a year is a leap year when its last two digits are one of
 # these but not 00, or they are 00 and its first two are one): strings, no cast that could fail.
 _MULTIPLES_OF_4 = [f"{n:02d}" for n in range(0, 100, 4)]
 _SHORT_MONTHS = ["02", "04", "06", "09", "11"]
-
-
-def _real_month_day(key, *, leap) -> ColumnElement[bool]:
-    """``key`` (MM-DD, digits) is a day of the year; 02-29 only if ``leap`` (true: any year)."""
-    return _real_month_day_parts(func.substr(key, 1, 2), func.substr(key, 4, 2), leap)
-
-
-def _real_month_day_parts(month, dom, leap) -> ColumnElement[bool]:
-    leap = true() if leap is True else leap
-    return and_(
-        month >= "01",
-        month <= "12",
-        dom >= "01",
-        or_(
-            dom <= "28",
-            and_(month != "02", dom <= "30"),
-            and_(dom == "31", month.not_in(_SHORT_MONTHS)),
-            and_(month == "02", dom == "29", leap),
-        ),
-    )
 
 
 _COMPARE = {
