@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from domain import dates
 from domain.customers.models import Customer
 from domain.db import transaction
 from domain.events import service as events
@@ -132,3 +133,29 @@ async def test_29_february_of_a_leap_year_is_celebrated_and_of_a_common_year_is_
     now = datetime(2027, 2, 28, 12, tzinfo=UTC)  # no 29th in 2027: leap-day birthdays on the 28th
     await _people(sessions, leap="2000-02-29", century="1900-02-29", common="1990-02-29")
     assert await _selected(sessions, TODAY, now) == {"leap"}
+
+
+def _grid() -> dict[str, str]:
+    """Values at the edges of the calendar: each month's last days, leap and common years, centuries."""
+    values = []
+    for year in ("0000", "0001", "1900", "1996", "2000", "2023", "2100"):
+        for month in ("00", "01", "02", "04", "12", "13"):
+            values += [f"{year}-{month}-{day}" for day in ("00", "01", "28", "29", "30", "31", "32")]
+    values += [f"{month}-{day}" for month in ("00", "02", "04", "13") for day in ("00", "29", "30", "31")]
+    return {f"u{n}": value for n, value in enumerate(values)}
+
+
+async def test_both_evaluators_read_every_edge_of_the_calendar_as_domain_dates_does(sessions):
+    grid = _grid()
+    await _people(sessions, **grid)
+    now = datetime(2027, 2, 28, 12, tzinfo=UTC)  # a common year: 29 February birthdays are today
+
+    dated = {user for user, value in grid.items() if dates.leading_date(value)}
+    before = {"trait": "birthday", "op": "before", "value": "9999-12-31"}
+    assert await _selected(sessions, before, now) == dated
+    recurs = {user: dates.month_day(value) for user, value in grid.items()}
+    february = {user for user, day in recurs.items() if day and day.startswith("02-")}
+    assert await _selected(sessions, THIS_MONTH, now) == february
+    today = {user for user, day in recurs.items() if day in ("02-28", "02-29")}
+    assert await _selected(sessions, TODAY, now) == today
+    assert {grid[u] for u in today} >= {"02-29", "1996-02-29", "2000-02-29", "2023-02-28", "1900-02-28"}
