@@ -146,13 +146,38 @@ async def preference_page(token: str, customer_id: PreferencesLink, request: Req
     return _page("preferences", prefs=prefs, action=f"/preferences/{token}", saved=False)
 
 
+def _shown(form: dict[str, list[str]]) -> tuple[dict[str, bool], bool] | None:
+    """What the page showed when it was opened, from its hidden fields: one ``shown`` per group
+    (``{id}=1`` ticked, ``{id}=0`` not) and ``shown_all``; None when they are missing or garbled.
+    The person owns the link, so a forged value can do no more than their own tick."""
+    shown_all = form.get("shown_all", [])
+    if len(shown_all) != 1 or shown_all[0] not in ("0", "1"):
+        return None
+    shown: dict[str, bool] = {}
+    for value in form.get("shown", []):
+        group_id, equals, ticked = value.rpartition("=")
+        if not equals or not group_id or ticked not in ("0", "1") or group_id in shown:
+            return None
+        shown[group_id] = ticked == "1"
+    return shown, shown_all[0] == "1"
+
+
 @router.post("/preferences/{token}", response_class=HTMLResponse, summary="Save preferences")
 async def save_preferences(token: str, customer_id: PreferencesLink, request: Request, session: Session):
     body = await request.body()
     form = parse_qs(body[:65536].decode("utf-8", "replace"))
+    opened = _shown(form)
     try:
+        if opened is None:  # not guessed at: nothing is saved (an erased person's link still says so)
+            await subscriptions.preferences(session, customer_id)
+            return _page("unreadable_form", 400)
         prefs = await subscriptions.save_preferences(
-            session, customer_id, set(form.get("group", [])), bool(form.get("unsubscribe_all"))
+            session,
+            customer_id,
+            set(form.get("group", [])),
+            bool(form.get("unsubscribe_all")),
+            shown=opened[0],
+            shown_all=opened[1],
         )
     except subscriptions.CustomerGone:
         return _forgotten()

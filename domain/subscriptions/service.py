@@ -192,23 +192,41 @@ async def preferences(session: AsyncSession, customer_id: int) -> Preferences:
 
 
 async def save_preferences(
-    session: AsyncSession, customer_id: int, subscribed: set[str], unsubscribe_all: bool
+    session: AsyncSession,
+    customer_id: int,
+    subscribed: set[str],
+    unsubscribe_all: bool,
+    *,
+    shown: dict[str, bool] | None = None,
+    shown_all: bool | None = None,
 ) -> Preferences:
+    """Record the boxes the person changed on their preference page.
+
+    ``shown`` (group id -> ticked) and ``shown_all`` are what the page showed when it was opened; a box
+    is a choice only where the form differs from them, so a choice made meanwhile elsewhere (a one-click
+    unsubscribe from an email, another tab) is not undone by a box left untouched. A group the page did
+    not show (created since) gets no choice. ``None`` compares with the state as it is now."""
     current = await preferences(session, customer_id)
     customer_id = current.customer_id  # the profile a merged-away id became
+    if shown is None:
+        shown = {group.id: group.subscribed for group in current.groups}
+    if shown_all is None:
+        shown_all = current.unsubscribed_from_all
     for group in current.groups:
         # Only what the person changed: the page shows every group, and a box left as it was is no
         # choice (storing one would log consent never given and pin the group's default for them).
-        if (group.id in subscribed) != group.subscribed:
+        if group.id in shown and (group.id in subscribed) != shown[group.id]:
             await _choose(session, customer_id, group.id, group.id in subscribed, "preferences")
-    await _choose_all(session, await _current(session, customer_id), not unsubscribe_all, "preferences")
-    if current.email:
-        if unsubscribe_all:
-            await _suppress(session, current.email, "unsubscribed", "preference page")
-        else:
-            reasons = await repository.suppressed(session, [current.email])
-            if reasons.get(current.email) == "unsubscribed":  # re-subscribing lifts only their own opt-out
-                await _unsuppress(session, current.email)
+    if unsubscribe_all != shown_all:
+        await _choose_all(session, await _current(session, customer_id), not unsubscribe_all, "preferences")
+        if current.email:
+            if unsubscribe_all:
+                await _suppress(session, current.email, "unsubscribed", "preference page")
+            else:
+                # re-subscribing lifts only their own opt-out
+                reasons = await repository.suppressed(session, [current.email])
+                if reasons.get(current.email) == "unsubscribed":
+                    await _unsuppress(session, current.email)
     return await preferences(session, customer_id)
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from urllib.parse import quote
 
 from sqlalchemy import text
 from temporalio.testing import ActivityEnvironment
@@ -79,3 +81,12 @@ async def done_or_waiting_on_a_lock(task: asyncio.Task, engine) -> bool:
 async def run_activity(fn, *args):
     """Activities run with their Temporal context (heartbeats), as the worker runs them."""
     return await ActivityEnvironment().run(fn, *args)
+
+
+async def opened_preferences(client, url: str) -> str:
+    """The hidden fields of the preference page as it shows now, as a form body: what a browser that
+    opened the page sends back with the boxes (saving compares the boxes with them)."""
+    page = await client.get(url)
+    assert page.status_code == 200, page.text
+    hidden = re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', page.text)
+    return "&".join(f"{name}={quote(value)}" for name, value in hidden)

@@ -15,7 +15,7 @@ from domain.events.models import Event
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.events import SUBSCRIPTION_CHANGED
 from domain.subscriptions.models import Subscription
-from tests.email.helpers import add_customer
+from tests.email.helpers import add_customer, opened_preferences
 
 GOOD = {
     "id": "welcome",
@@ -28,6 +28,16 @@ GOOD = {
 @pytest.fixture
 def links(settings) -> MessageFactory:
     return MessageFactory(settings)
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+async def _save(client, url: str, opened: str, ticked: str = "") -> str:
+    """Save the page opened as ``opened`` with the boxes ``ticked`` (a form body such as ``group=a``)."""
+    r = await client.post(url, content="&".join(p for p in (opened, ticked) if p), headers=FORM)
+    assert r.status_code == 200 and "Saved" in r.text, r.text
+    return r.text
 
 
 async def _group(client, headers, gid="newsletter", name="Newsletter"):
@@ -195,17 +205,10 @@ async def test_preference_page_escapes_everything_and_saves_choices(
     page = await client.get(url)
     assert page.status_code == 200
     assert "<script>" not in page.text and "&lt;script&gt;" in page.text
-    r = await client.post(
-        url, content="group=news", headers={"Content-Type": "application/x-www-form-urlencoded"}
-    )
-    assert r.status_code == 200 and "Saved" in r.text
+    await _save(client, url, await opened_preferences(client, url), "group=news")
     prefs = (await client.get(f"/api/customers/{cid}/subscriptions", headers=marketer_headers)).json()
     assert {g["id"]: g["subscribed"] for g in prefs["groups"]} == {"news": True, "offers": False}
-    r = await client.post(
-        url,
-        content="group=news&unsubscribe_all=1",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
-    )
+    await _save(client, url, await opened_preferences(client, url), "group=news&unsubscribe_all=1")
     prefs = (await client.get(f"/api/customers/{cid}/subscriptions", headers=marketer_headers)).json()
     assert prefs["unsubscribed_from_all"] is True
 
@@ -222,12 +225,10 @@ async def test_saving_the_preference_page_records_only_the_choices_the_person_ch
         assert r.status_code == 201, r.text
     cid = await add_customer(sessions, email="ann@example.com", traits={})
     url = links.preferences_url(cid).removeprefix(links._base)
-    form = {"Content-Type": "application/x-www-form-urlencoded"}
     # The page showed news and offers ticked (opt-out groups) and vip not (opt-in): Ann unticks offers.
-    r = await client.post(url, content="group=news", headers=form)
-    assert r.status_code == 200 and "Saved" in r.text
+    await _save(client, url, await opened_preferences(client, url), "group=news")
     # Saving again as it now shows changes nothing more.
-    assert (await client.post(url, content="group=news", headers=form)).status_code == 200
+    await _save(client, url, await opened_preferences(client, url), "group=news")
 
     async with sessions() as session:
         stored = (await session.execute(select(Subscription.group_id, Subscription.subscribed))).all()
@@ -247,6 +248,79 @@ async def test_saving_the_preference_page_records_only_the_choices_the_person_ch
     assert r.status_code == 200, r.text
     prefs = (await client.get(f"/api/customers/{cid}/subscriptions", headers=marketer_headers)).json()
     assert {g["id"]: g["subscribed"] for g in prefs["groups"]}["news"] is False
+
+
+async def test_a_preference_page_opened_before_a_one_click_unsubscribe_does_not_undo_it(
+    client, marketer_headers, sessions, links
+):
+    """Ann opens her preference page, unsubscribes from news with the button in an email (or another
+    tab), then saves the page she had open with its boxes untouched: she stays unsubscribed. What she
+    does change on that page is recorded."""
+    await _group(client, marketer_headers, "news", "News")
+    await _group(client, marketer_headers, "offers", "Offers")
+    cid = await add_customer(sessions, email="ann@example.com", traits={})
+    url = links.preferences_url(cid).removeprefix(links._base)
+    opened = await opened_preferences(client, url)  # news and offers ticked, not unsubscribed from all
+
+    one_click = links.unsubscribe_url(cid, "news").removeprefix(links._base)
+    r = await client.post(one_click, content="List-Unsubscribe=One-Click", headers=FORM)
+    assert r.status_code == 200
+    await _save(client, url, opened, "group=news&group=offers")
+
+    async def groups():
+        got = (await client.get(f"/api/customers/{cid}/subscriptions", headers=marketer_headers)).json()
+        return {g["id"]: g["subscribed"] for g in got["groups"]}, got["unsubscribed_from_all"]
+
+    assert await groups() == ({"news": False, "offers": True}, False)
+    async with sessions() as session:
+        assert await subscriptions.blocked(session, {cid: "ann@example.com"}, "marketing", "news") == {
+            cid: "unsubscribed from news"
+        }
+
+    # The same for all marketing: an unsubscribe from all made meanwhile survives the stale page.
+    opened = await opened_preferences(client, url)
+    everything = links.unsubscribe_url(cid, None).removeprefix(links._base)
+    assert (await client.post(everything, content="List-Unsubscribe=One-Click", headers=FORM)).is_success
+    await _save(client, url, opened, "group=offers")
+    assert (await groups())[1] is True
+    async with sessions() as session:
+        assert await subscriptions.blocked(session, {cid: "ann@example.com"}, "marketing", None)
+
+    # A box she really changes counts: she ticks news again and unticks "all".
+    await _save(client, url, await opened_preferences(client, url), "group=news&group=offers")
+    assert await groups() == ({"news": True, "offers": True}, False)
+    # and unticking offers on a page opened before that save is hers too.
+    await _save(client, url, opened, "")
+    assert (await groups())[0]["offers"] is False
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "group=news",  # no record of what the page showed
+        "shown=news%3D1&group=news",
+        "shown_all=1&shown_all=0&shown=news%3D1",
+        "shown_all=yes&shown=news%3D1",
+        "shown_all=0&shown=news",
+        "shown_all=0&shown=news%3D2",
+        "shown_all=0&shown=%3D1",
+        "shown_all=0&shown=news%3D1&shown=news%3D0",
+        "%ff%fe\x00garbage",
+        "",
+    ],
+)
+async def test_a_preference_form_that_cannot_be_read_is_refused_with_a_page_and_changes_nothing(
+    client, marketer_headers, sessions, links, body
+):
+    await _group(client, marketer_headers, "news", "News")
+    cid = await add_customer(sessions, email="ann@example.com", traits={})
+    url = links.preferences_url(cid).removeprefix(links._base)
+    r = await client.post(url, content=body, headers=FORM)
+    assert r.status_code == 400 and "not saved" in r.text
+    assert r.headers["content-type"].startswith("text/html")
+    async with sessions() as session:
+        assert (await session.scalars(select(Subscription))).all() == []
+        assert (await session.scalars(select(Event).where(Event.name == SUBSCRIPTION_CHANGED))).all() == []
 
 
 async def test_feedback_webhook_needs_an_admin_key_and_feeds_suppressions(

@@ -16,7 +16,7 @@ from domain.email.delivery import MessageFactory
 from domain.email.models import TemplateVersion
 from domain.events.models import Event
 from domain.subscriptions import service as subscriptions
-from tests.email.helpers import add_customer
+from tests.email.helpers import add_customer, opened_preferences
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -66,7 +66,8 @@ async def test_preference_page_from_before_a_merge_shows_and_saves_the_merged_pr
     await _merge(sessions, visitor, known)
     page = await client.get(url)
     assert page.status_code == 200 and "ann.known@example.com" in page.text
-    r = await client.post(url, content="", headers=FORM)  # every box unticked
+    opened = await opened_preferences(client, url)
+    r = await client.post(url, content=opened, headers=FORM)  # every box unticked
     assert r.status_code == 200 and "Saved" in r.text
     prefs = (await client.get(f"/api/customers/{known}/subscriptions", headers=marketer_headers)).json()
     assert prefs["groups"] == [{"id": "news", "name": "News", "description": None, "subscribed": False}]

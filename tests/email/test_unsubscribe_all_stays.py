@@ -13,7 +13,7 @@ from domain.email.models import Message
 from domain.segments import service as segments
 from domain.segments.schemas import SegmentIn
 from domain.subscriptions import service as subscriptions
-from tests.email.helpers import add_customer
+from tests.email.helpers import add_customer, opened_preferences
 from tests.email.test_journey_unsubscribe import onboarding_running
 from tests.email.test_merged_links import FORM, _merge
 
@@ -102,7 +102,8 @@ async def test_re_subscribing_on_the_preference_page_lifts_it_for_every_address(
     await _identify(client, write_key, "di", "di@new.example.com")
     links = MessageFactory(settings)
     page = links.preferences_url(cid).removeprefix(links._base)
-    r = await client.post(page, content="", headers=FORM)  # "unsubscribe from all" left unticked
+    opened = await opened_preferences(client, page)
+    r = await client.post(page, content=opened, headers=FORM)  # "unsubscribe from all" unticked
     assert r.status_code == 200 and "Saved" in r.text
     assert await _blocked(sessions, cid, "di@new.example.com") == {}
     prefs = (await client.get(f"/api/customers/{cid}/subscriptions", headers=marketer_headers)).json()
