@@ -135,7 +135,24 @@ def test_the_text_footer_opens_with_the_signature_separator_dash_dash_space(sett
     lines = msg.get_body(("plain",)).get_content().splitlines()
     # RFC 3676 4.3: "-- " alone on a line, so clients fold or strip the footer as a signature
     assert lines[:5] == ["Hello Ann", "--", "not a signature", "", "-- "]
-    assert lines[5].startswith("Manage your preferences: ") and lines[-1] == "Journeys · 1 Main St"
+    assert lines[5] == "You receive this email because you subscribed to news."
+    assert lines[6].startswith("Manage your preferences: ") and lines[-1] == "Journeys · 1 Main St"
+
+
+def test_the_text_footer_names_the_group_the_email_is_for_as_the_html_footer_does(settings):
+    factory = MessageFactory(settings.model_copy(update={"postal_address": "1 Main St"}))
+    customer = {"id": 7, "email": "ann@example.com", "traits": {}}
+    for group_name, shown in [
+        ("Weekly  offers\n& news", "Weekly offers & news"),  # one line, as the HTML reads it
+        (None, "news"),  # a group without a stored name: its id, as in the HTML
+    ]:
+        made = factory.make(_version(), customer, idempotency_key="k", group_name=group_name)
+        msg = _parse(made.data)
+        text = msg.get_body(("plain",)).get_content()
+        html = " ".join(msg.get_body(("html",)).get_content().split())
+        said = f"You receive this email because you subscribed to {shown}."
+        assert said in text.splitlines()
+        assert said.replace("&", "&amp;") in html
 
 
 @pytest.mark.parametrize(
