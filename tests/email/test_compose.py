@@ -139,6 +139,26 @@ def test_the_text_footer_opens_with_the_signature_separator_dash_dash_space(sett
     assert lines[6].startswith("Manage your preferences: ") and lines[-1] == "Journeys · 1 Main St"
 
 
+@pytest.mark.parametrize(
+    ("category", "postal_address", "footer"),
+    [
+        # a receipt with the sender's address and no unsubscribe link: the address is a footer too
+        ("transactional", "1 Main St", ["-- ", "Journeys · 1 Main St"]),
+        ("transactional", None, []),  # nothing to say: no separator either
+        ("marketing", None, ["-- ", "You receive this email because you subscribed to news."]),
+    ],
+)
+def test_the_text_footer_opens_with_the_separator_whenever_it_has_content(
+    settings, category, postal_address, footer
+):
+    _, msg = _made(settings, _version(category=category, text="Your receipt"), postal_address=postal_address)
+    lines = msg.get_body(("plain",)).get_content().splitlines()
+    expected = ["Your receipt", "", *footer] if footer else ["Your receipt"]
+    assert lines[: len(expected)] == expected and lines.count("-- ") == (1 if footer else 0)
+    if category == "transactional":
+        assert lines == expected
+
+
 def test_the_text_footer_names_the_group_the_email_is_for_as_the_html_footer_does(settings):
     factory = MessageFactory(settings.model_copy(update={"postal_address": "1 Main St"}))
     customer = {"id": 7, "email": "ann@example.com", "traits": {}}
