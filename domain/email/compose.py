@@ -91,6 +91,35 @@ def _header(name: str, value: str, *, text: bool = False) -> bytes:
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
+# RFC 2369 headers: a comma-separated list of <URI>s. An RFC 2047 encoded word is no URI (a client
+# would read "=?utf-8?q?...?=" where the link was), so these are never encoded; a long value is
+# folded at the whitespace RFC 2369 allows between entries instead.
+_URI_LISTS = frozenset(
+    {"List-Unsubscribe", "List-Help", "List-Subscribe", "List-Post", "List-Owner", "List-Archive"}
+)
+_BETWEEN_URIS = re.compile(r"(?<=>)\s*,\s*(?=<)")
+_MAX_LINE, _FOLD_AT = 998, 78  # RFC 5322 2.1.1, without the CRLF: the MUST, and the SHOULD
+
+
+def _uri_list_header(name: str, value: str) -> bytes:
+    """A ``List-*`` header on one line or, when longer than 78 characters, one ``<URI>`` entry per line.
+    An entry that alone is longer than a line may be (an absurdly long public URL) fails this message."""
+    check_header_value(name, value)
+    if not value.isascii():  # no URI of ours (an IDN public URL is the one way): as any other header
+        return _header(name, value)
+    entries = _BETWEEN_URIS.split(value.strip())
+    line = f"{name}: {value}"
+    if len(entries) == 1 or len(line) <= _FOLD_AT:
+        if len(line) > _MAX_LINE:
+            raise InvalidRecipient(f"a {name} URI is longer than a header line can hold ({_MAX_LINE})")
+        return f"{line}\r\n".encode("ascii")
+    lines = [f"{name}: {entries[0]}", *(f" {entry}" for entry in entries[1:])]
+    lines = [f"{text}," for text in lines[:-1]] + lines[-1:]
+    if any(len(text) > _MAX_LINE for text in lines):
+        raise InvalidRecipient(f"a {name} URI is longer than a header line can hold ({_MAX_LINE})")
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
 def _to_header(address: str) -> bytes:
     """An address is never RFC 2047 encoded (an encoded word is not an address): an IDN domain is
     written in its ASCII form, a non-ASCII local part as UTF-8 (RFC 6532, sent only with SMTPUTF8)."""
@@ -203,7 +232,10 @@ class Composer:
             b"MIME-Version: 1.0\r\n",
         ]
         for name, value in (headers or {}).items():
-            out.append(_CONSTANT_HEADERS.get((name, value)) or _header(name, value))
+            out.append(
+                _CONSTANT_HEADERS.get((name, value))
+                or (_uri_list_header(name, value) if name in _URI_LISTS else _header(name, value))
+            )
         out.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode())
         sep = f"--{boundary}\r\n".encode()
         part = b"Content-Transfer-Encoding: base64\r\n\r\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email import policy
 from email.parser import BytesParser
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -220,6 +221,40 @@ def test_list_unsubscribe_offers_a_mailto_carrying_the_signed_token_beside_the_o
         settings, _version(category="transactional"), mail_unsubscribe_mailto="u@a.example"
     )
     assert "List-Unsubscribe" not in transactional
+
+
+def test_a_long_list_unsubscribe_folds_between_its_uris_and_every_uri_comes_back_intact(settings):
+    """A long public URL and the mailto together pass the point where a header was RFC 2047 encoded
+    (which turned the URIs into encoded words no mailbox can use); folded between entries instead,
+    each reaches the recipient's mail client exactly."""
+    base = "https://mail.acme.example/" + "long-path-" * 88  # 900 characters and more
+    factory = MessageFactory(
+        settings.model_copy(
+            update={"public_url": base, "mail_unsubscribe_mailto": "unsubscribe@acme.example"}
+        )
+    )
+    data = factory.make(
+        _version(), {"id": 7, "email": "ann@example.com", "traits": {}}, idempotency_key="k"
+    ).data
+    msg = _parse(data)
+    one_click, mailto = _list_unsubscribe(msg)
+    assert one_click == factory.unsubscribe_url(7, "news") and one_click.startswith(base + "/u/")
+    token = one_click.rpartition("/u/")[2]
+    assert mailto == f"unsubscribe@acme.example?subject=unsubscribe%20{token}".join(("mailto:", ""))
+    assert subscriptions.read_unsubscribe_token(settings.secret_key.get_secret_value(), token) == (7, "news")
+    assert msg.defects == [] and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    head = data.partition(b"\r\n\r\n")[0]
+    assert b"=?" not in head and all(len(line) <= 998 for line in head.split(b"\r\n"))
+    # What a mail client reads unfolded (RFC 2047 does not apply to URIs): the same URIs, as written.
+    [raw] = re.findall(rb"^List-Unsubscribe:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head, re.MULTILINE)
+    assert raw.replace(b"\r\n", b"").decode().strip() == f"<{one_click}>, <{mailto}>"
+    assert len(f"List-Unsubscribe: <{one_click}>, <{mailto}>") > 998  # it did need folding
+
+
+def test_an_unsubscribe_uri_too_long_for_any_header_line_fails_the_message_rather_than_breaking(settings):
+    factory = MessageFactory(settings.model_copy(update={"public_url": "https://a.example/" + "x" * 1000}))
+    with pytest.raises(InvalidRecipient, match="List-Unsubscribe"):
+        factory.make(_version(), {"id": 7, "email": "ann@example.com", "traits": {}}, idempotency_key="k")
 
 
 @pytest.mark.parametrize(
