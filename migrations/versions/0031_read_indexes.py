@@ -17,6 +17,12 @@
   index rather than by reading every customer. PostgreSQL only: SQLite has no index over a JSON
   document's keys and values. Updates that leave the traits as they were stay HOT.
 
+On PostgreSQL the three are built with CREATE INDEX CONCURRENTLY, outside the run's transaction: a
+plain CREATE INDEX holds a SHARE lock on the table until the whole run commits, so every insert or
+update of customers, messages and stays waits for the build (0.17 s at 200 000 customers here,
+minutes on a large base) and for every migration after it. A concurrent build waits for the
+transactions open on the table when it starts instead, and lets writes go on meanwhile.
+
 Revision ID: 0031_read_indexes
 Revises: 0030_customers_email_prefix
 """
@@ -33,26 +39,50 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_messages_journey", "messages", ["journey_id", "id"])
-    op.create_index(
-        "ix_segment_memberships_open",
-        "segment_memberships",
-        ["segment_id"],
-        sqlite_where=sa.text("exited_at IS NULL"),
-        postgresql_where=sa.text("exited_at IS NULL"),
-    )
-    if op.get_bind().dialect.name == "postgresql":
+    if op.get_bind().dialect.name != "postgresql":
+        op.create_index("ix_messages_journey", "messages", ["journey_id", "id"])
         op.create_index(
-            "ix_customers_traits",
-            "customers",
-            ["traits"],
-            postgresql_using="gin",
-            postgresql_ops={"traits": "jsonb_path_ops"},
+            "ix_segment_memberships_open",
+            "segment_memberships",
+            ["segment_id"],
+            sqlite_where=sa.text("exited_at IS NULL"),
         )
+        return
+    # CONCURRENTLY cannot run inside a transaction: the block commits the migrations run before it
+    # (their alembic_version row with them) and builds each index in autocommit. An interrupted build
+    # leaves an INVALID index of that name behind while alembic_version still says 0030, so each
+    # build first drops any index of its name (a valid one, too, is simply rebuilt).
+    with op.get_context().autocommit_block():
+        for name, table, build in (
+            ("ix_messages_journey", "messages", {"columns": ["journey_id", "id"]}),
+            (
+                "ix_segment_memberships_open",
+                "segment_memberships",
+                {"columns": ["segment_id"], "postgresql_where": sa.text("exited_at IS NULL")},
+            ),
+            (
+                "ix_customers_traits",
+                "customers",
+                {
+                    "columns": ["traits"],
+                    "postgresql_using": "gin",
+                    "postgresql_ops": {"traits": "jsonb_path_ops"},
+                },
+            ),
+        ):
+            op.drop_index(name, table_name=table, if_exists=True, postgresql_concurrently=True)
+            op.create_index(name, table, build.pop("columns"), postgresql_concurrently=True, **build)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.drop_index("ix_customers_traits", table_name="customers")
-    op.drop_index("ix_segment_memberships_open", table_name="segment_memberships")
-    op.drop_index("ix_messages_journey", table_name="messages")
+    if op.get_bind().dialect.name != "postgresql":
+        op.drop_index("ix_segment_memberships_open", table_name="segment_memberships")
+        op.drop_index("ix_messages_journey", table_name="messages")
+        return
+    with op.get_context().autocommit_block():
+        for name, table in (
+            ("ix_customers_traits", "customers"),
+            ("ix_segment_memberships_open", "segment_memberships"),
+            ("ix_messages_journey", "messages"),
+        ):
+            op.drop_index(name, table_name=table, if_exists=True, postgresql_concurrently=True)

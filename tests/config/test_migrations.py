@@ -189,3 +189,95 @@ async def test_the_read_indexes_go_down_and_up_again(empty_database):
         assert ours <= await indexes()
     finally:
         await engine.dispose()
+
+
+async def _postgres_only(url: str) -> None:
+    if not url.startswith("postgresql"):
+        pytest.skip("CREATE INDEX CONCURRENTLY is PostgreSQL's; SQLite builds them as before")
+
+
+_CUSTOMER = (
+    "INSERT INTO customers (user_id, traits, first_seen_at, last_seen_at, created_at, updated_at)"
+    " VALUES (:u, '{}', now(), now(), now(), now())"
+)
+
+
+async def test_a_read_index_left_invalid_by_an_interrupted_build_is_rebuilt(empty_database):
+    url = empty_database
+    await _postgres_only(url)
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "0030_customers_email_prefix")
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(_CUSTOMER), [{"u": "a"}, {"u": "b"}])
+        # A concurrent build that fails leaves its index behind, INVALID, as an interrupted one does.
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            with pytest.raises(Exception, match="could not create unique index"):
+                await conn.execute(
+                    text("CREATE UNIQUE INDEX CONCURRENTLY ix_customers_traits ON customers ((1))")
+                )
+        await upgrade_async(url)
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT c.relname, i.indisvalid, am.amname FROM pg_index i"
+                        " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam"
+                        " WHERE c.relname IN ('ix_customers_traits', 'ix_messages_journey',"
+                        " 'ix_segment_memberships_open') ORDER BY 1"
+                    )
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("ix_customers_traits", True, "gin"),
+        ("ix_messages_journey", True, "btree"),
+        ("ix_segment_memberships_open", True, "btree"),
+    ]
+
+
+async def test_writes_to_customers_go_on_while_the_read_indexes_build(empty_database):
+    """A transaction that wrote a customer is open when the build of the traits index starts, so the
+    build waits for it either way. A plain CREATE INDEX waits in the lock queue for a SHARE lock, and
+    every later write to customers queues behind it (here: lock_timeout); CONCURRENTLY holds only SHARE
+    UPDATE EXCLUSIVE while it waits, which writes do not conflict with."""
+    url = empty_database
+    await _postgres_only(url)
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "0030_customers_email_prefix")
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as open_writer, engine.connect() as watcher:
+            await open_writer.begin()
+            await open_writer.execute(text(_CUSTOMER), {"u": "open"})
+            migration = asyncio.create_task(upgrade_async(url))
+            try:
+                for _ in range(300):  # until the build waits for the open transaction
+                    waiting = await watcher.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND wait_event_type = 'Lock' AND query ILIKE '%ix_customers_traits%'"
+                        )
+                    )
+                    await watcher.rollback()
+                    if waiting or migration.done():
+                        break
+                    await asyncio.sleep(0.05)
+                assert waiting, "the build of ix_customers_traits never waited for the open writer"
+                async with engine.begin() as later_writer:
+                    await later_writer.execute(text("SET LOCAL lock_timeout = '3s'"))
+                    await later_writer.execute(text(_CUSTOMER), {"u": "during the build"})
+            finally:
+                await open_writer.commit()
+                await migration
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT count(*) FROM customers")) == 2
+            assert await conn.scalar(
+                text(
+                    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                    " WHERE c.relname = 'ix_customers_traits'"
+                )
+            )
+    finally:
+        await engine.dispose()
