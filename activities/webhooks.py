@@ -13,6 +13,9 @@ The environment's proxy variables (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`
 ``.netrc`` are never read: customer data goes through a proxy only when ``JOURNEYS_WEBHOOK_PROXY``
 names one. Through a proxy the call names the receiver's host (the proxy resolves it and, for https,
 the certificate is checked against it), after the same check that its addresses are public.
+
+Nor are ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``: an https receiver's certificate must chain to a public CA
+(certifi's) or to one of ``JOURNEYS_WEBHOOK_CA_BUNDLE``, for receivers behind a private CA.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import hmac
 import ipaddress
 import json
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -132,9 +136,29 @@ async def checked_target(url: str, *, allow_private: bool) -> Target:
     )
 
 
+def tls_verification(settings: Settings) -> ssl.SSLContext | bool:
+    """What webhook calls check certificates against: certifi's public CAs (``True``, httpx's default
+    with the environment left out), plus those of ``JOURNEYS_WEBHOOK_CA_BUNDLE`` when it is set."""
+    if settings.webhook_ca_bundle is None:
+        return True
+    context = httpx.create_ssl_context(trust_env=False)
+    context.load_verify_locations(cafile=settings.webhook_ca_bundle)
+    return context
+
+
+def _untrusted_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class WebhookActivities:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession] | None = None):
         self._settings = settings
+        self._verify = tls_verification(settings)  # loaded once, not for every call
         self._sessions = sessions  # None: no database to ask whether the enrollment still runs
 
     @activity.defn(name=CALL_WEBHOOK)
@@ -156,6 +180,11 @@ class WebhookActivities:
         except TimeoutError:
             raise ApplicationError(f"webhook did not answer within {seconds:g}s; will retry") from None
         except httpx.HTTPError as exc:
+            if (untrusted := _untrusted_certificate(exc)) is not None:
+                raise ApplicationError(
+                    f"webhook receiver's TLS certificate is not trusted ({untrusted.verify_message}); "
+                    "if a private CA signed it, name that CA in JOURNEYS_WEBHOOK_CA_BUNDLE; will retry"
+                ) from None
             raise ApplicationError(f"webhook could not be called ({exc!r}); will retry") from None
         if status >= 500 or status in (408, 429):
             raise ApplicationError(f"webhook answered {status}; will retry")
@@ -190,6 +219,7 @@ class WebhookActivities:
                 # customer data through it) nor its .netrc credentials: only the configured proxy
                 trust_env=False,
                 proxy=s.webhook_proxy,
+                verify=self._verify,
             ) as client,
             client.stream("POST", target.url, content=body, headers=headers, extensions=extensions) as answer,
         ):

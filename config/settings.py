@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -147,6 +148,12 @@ class Settings(BaseSettings):
         description="Send journey webhooks through this HTTP proxy (http://host:port); the environment's "
         "HTTP(S)_PROXY and NO_PROXY are never used for them.",
     )
+    webhook_ca_bundle: Path | None = Field(
+        None,
+        description="A PEM file of CA certificates journey webhooks trust besides the public ones "
+        "(certifi's), for https receivers behind a private CA; SSL_CERT_FILE and SSL_CERT_DIR are "
+        "never used for them.",
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -175,6 +182,24 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{value!r} is not an http:// or https:// proxy URL with a host")
         return value.strip()
+
+    @field_validator("webhook_ca_bundle", mode="before")
+    @classmethod
+    def _no_bundle_when_blank(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("webhook_ca_bundle")
+    @classmethod
+    def _ca_bundle_loads(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_file():
+            raise ValueError(f"{str(value)!r} is not a file (a PEM file of CA certificates)")
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=value)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"{str(value)!r} holds no CA certificate that loads (PEM): {exc}") from None
+        return value
 
     @field_validator("analytics_index_weights")
     @classmethod

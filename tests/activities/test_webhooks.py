@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 
 import pytest
 from pydantic import ValidationError
@@ -29,10 +30,11 @@ def settings(tmp_path) -> Settings:
 class _Receiver:
     """A local HTTP server standing in for an internal service (or a hostile receiver)."""
 
-    def __init__(self, respond):
+    def __init__(self, respond, tls: ssl.SSLContext | None = None):
         self.connections = 0
         self.heads: list[bytes] = []
         self._respond = respond
+        self._tls = tls
         self.server: asyncio.Server | None = None
 
     async def __aenter__(self) -> _Receiver:
@@ -46,7 +48,7 @@ class _Receiver:
             finally:
                 writer.close()
 
-        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=self._tls)
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -275,3 +277,104 @@ def test_a_proxy_setting_that_is_not_an_http_proxy_url_is_refused_naming_it(tmp_
     with pytest.raises(ValidationError) as err:
         Settings(dev_mode=True, data_dir=tmp_path, webhook_proxy=value)
     assert err.value.errors()[0]["loc"] == ("webhook_proxy",)
+
+
+def _certificates(directory, *names: str) -> tuple[object, ssl.SSLContext]:
+    """A private CA's PEM file and a server's TLS context with a certificate it signed for ``names``
+    (host names, or IP addresses)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def issue(subject: str, key, issuer_name, issuer_key, *, ca: bool, san=None):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer_name or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = issue("Corp Test CA", ca_key, None, ca_key, ca=True)
+    san = []
+    for name in names:
+        try:
+            san.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            san.append(x509.DNSName(name))
+    server = issue(names[0], server_key, ca.subject, ca_key, ca=False, san=san)
+    pem = serialization.Encoding.PEM
+    (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (directory / "server.pem").write_bytes(server.public_bytes(pem))
+    (directory / "server.key").write_bytes(
+        server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(directory / "server.pem", directory / "server.key")
+    return directory / "ca.pem", tls
+
+
+async def test_a_receiver_behind_a_private_ca_fails_clearly_until_its_ca_bundle_is_set(
+    settings, tmp_path, monkeypatch
+):
+    ca, tls = _certificates(tmp_path, "127.0.0.1")
+    # The environment's CA settings are not read for webhooks, so they do not make it trusted.
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    allowed = settings.model_copy(update={"webhook_allow_private_addresses": True})
+    async with _Receiver(_ok, tls=tls) as receiver:
+        url = f"https://127.0.0.1:{receiver.port}/hook"
+        with pytest.raises(ApplicationError) as err:
+            await WebhookActivities(allowed).call_webhook(_request(url))
+        message = str(err.value)
+        assert "TLS certificate is not trusted" in message and "JOURNEYS_WEBHOOK_CA_BUNDLE" in message
+        assert "unable to get local issuer certificate" in message
+        assert not err.value.non_retryable and receiver.heads == []
+
+        trusting = Settings(
+            dev_mode=True, data_dir=tmp_path, webhook_allow_private_addresses=True, webhook_ca_bundle=ca
+        )
+        result = await WebhookActivities(trusting).call_webhook(_request(url))
+        assert result.status_code == 200
+        assert len(receiver.heads) == 1 and receiver.heads[0].startswith(b"POST /hook HTTP/1.1")
+
+
+async def test_a_ca_bundle_checks_the_receivers_name_at_its_checked_address(settings, tmp_path, network):
+    ca, tls = _certificates(tmp_path, "hooks.corp.example")
+    trusting = settings.model_copy(update={"webhook_ca_bundle": ca})
+    async with _Receiver(_ok, tls=tls) as receiver:
+        network["hooks.corp.example"] = [PUBLIC]
+        network["other.corp.example"] = [PUBLIC]
+        network.public_port = receiver.port
+        result = await WebhookActivities(trusting).call_webhook(
+            _request(f"https://hooks.corp.example:{receiver.port}/hook")
+        )
+        assert result.status_code == 200 and receiver.heads[0].startswith(b"POST /hook HTTP/1.1")
+        with pytest.raises(ApplicationError, match=r"TLS certificate is not trusted.*Hostname mismatch"):
+            await WebhookActivities(trusting).call_webhook(
+                _request(f"https://other.corp.example:{receiver.port}/hook")
+            )
+        assert len(receiver.heads) == 1
+
+
+def test_a_ca_bundle_that_is_missing_or_holds_no_certificate_is_refused_at_start_up(tmp_path):
+    (tmp_path / "empty.pem").write_text("not a certificate\n")
+    for value in (tmp_path / "absent.pem", tmp_path, tmp_path / "empty.pem"):
+        with pytest.raises(ValidationError) as err:
+            Settings(dev_mode=True, data_dir=tmp_path, webhook_ca_bundle=value)
+        assert err.value.errors()[0]["loc"] == ("webhook_ca_bundle",), value
+        assert str(value) in str(err.value)
+    assert Settings(dev_mode=True, data_dir=tmp_path, webhook_ca_bundle="").webhook_ca_bundle is None
