@@ -113,10 +113,27 @@ async def suppressed(session: AsyncSession, addresses: list[str]) -> dict[str, s
 SUPPRESSION_CHANGES_LOCK = 7_301_955  # the lock's class (int4, names it in pg_locks); the address keys it
 
 
-async def _lock_address(session: AsyncSession, address: str) -> None:
-    if session.bind.dialect.name == "postgresql":
-        key = int.from_bytes(bytes.fromhex(sha256_hex(address))[:4], "big", signed=True)
+#
+# A transaction that changes several addresses (a feedback batch, an erasure) takes all their locks
+# first, in the order of the lock keys (not of the addresses: two addresses can share a key), so two
+# of them cannot each hold a lock the other waits for: a feedback batch and another with the same
+# addresses in a different order deadlocked (one was answered 503).
+
+
+def _lock_key(address: str) -> int:
+    return int.from_bytes(bytes.fromhex(sha256_hex(address))[:4], "big", signed=True)
+
+
+async def lock_addresses(session: AsyncSession, addresses: list[str]) -> None:
+    """Take the change locks of these addresses (PostgreSQL), each key once, in key order."""
+    if session.bind.dialect.name != "postgresql":
+        return
+    for key in sorted({_lock_key(a) for a in addresses}):
         await session.execute(select(func.pg_advisory_xact_lock(SUPPRESSION_CHANGES_LOCK, key)))
+
+
+async def _lock_address(session: AsyncSession, address: str) -> None:
+    await lock_addresses(session, [address])  # taken again (it stacks) if the caller locked it first
 
 
 async def suppress(session: AsyncSession, address: str, reason: str, detail: str | None) -> bool:
@@ -160,8 +177,8 @@ async def forget(session: AsyncSession, addresses: list[str]) -> None:
     """Keep only digests of these addresses' entries (an erasure), with their reasons (the stronger
     where a digest is there already) and without their detail, which may quote the address (a
     bounce's SMTP error)."""
-    for address in sorted(addresses):  # one order of locks for every erasure
-        await _lock_address(session, address)
+    await lock_addresses(session, addresses)  # in the order every batch and erasure takes them
+    for address in addresses:
         plain = await session.scalar(select(Suppression).where(Suppression.address == address))
         if plain is None:
             continue

@@ -232,15 +232,13 @@ async def save_preferences(
 
 async def record_feedback(session: AsyncSession, batch: FeedbackBatch) -> FeedbackResult:
     """Bounces and complaints from the mail provider. Transient bounces do not suppress."""
-    suppressed = ignored = 0
-    for event in batch.events:
-        if event.type == "bounce" and event.bounce_type == "transient":
-            ignored += 1
-            continue
+    kept = [e for e in batch.events if not (e.type == "bounce" and e.bounce_type == "transient")]
+    # All the batch's locks first, in one order for every batch and erasure (not the batch's order).
+    await repository.lock_addresses(session, [e.email.lower() for e in kept])
+    for event in kept:
         reason = "bounced" if event.type == "bounce" else "complained"
         await _suppress(session, event.email.lower(), reason, event.detail)
-        suppressed += 1
-    return FeedbackResult(suppressed=suppressed, ignored=ignored)
+    return FeedbackResult(suppressed=len(kept), ignored=len(batch.events) - len(kept))
 
 
 async def add_suppression(session: AsyncSession, spec: SuppressionIn) -> None:
