@@ -243,6 +243,9 @@ class _Run:
             return
         req = self._req
         async with transaction(self._sender.sessions) as session:
+            # The bounced addresses before the ledger rows: an erasure locks its addresses, then
+            # rewrites its ledger rows; the other way round the two could each wait for the other.
+            await subscriptions.hold_addresses(session, [address for address, _ in bounced])
             await broadcasts.record_results(
                 session,
                 {item.key: item.message.subject for item in sent},

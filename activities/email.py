@@ -72,9 +72,10 @@ class EmailActivities:
             await self._mailer.send(self._factory.envelope_from, outcome.to, outcome.data)
         except PermanentFailure as exc:
             async with transaction(self._sessions) as session:
-                await email.finish_message(session, req.idempotency_key, "failed", str(exc))
+                # The address before the ledger row, in the order an erasure locks them.
                 if not isinstance(exc, NotABounce):  # our relay's limit or setup, not a bounce
                     await subscriptions.suppress_address(session, outcome.to, "bounced", str(exc)[:500])
+                await email.finish_message(session, req.idempotency_key, "failed", str(exc))
             raise ApplicationError(str(exc), type=UNDELIVERABLE, non_retryable=True) from exc
         # Temporary failures propagate: Temporal retries with the workflow's backoff policy.
         # 3. Record the delivery (one UPDATE, group-committed).

@@ -249,6 +249,13 @@ async def suppress_address(session: AsyncSession, address: str, reason: str, det
     await _suppress(session, address, reason, detail)
 
 
+async def hold_addresses(session: AsyncSession, addresses: list[str]) -> None:
+    """Lock these addresses' suppressions until the transaction ends (PostgreSQL), in the one order
+    every batch and erasure takes them: first thing in a transaction that suppresses several, or that
+    also writes rows an erasure writes after locking the addresses (the send ledger)."""
+    await repository.lock_addresses(session, addresses)
+
+
 async def forget_addresses(session: AsyncSession, addresses: list[str]) -> None:
     """An erased person's addresses: their suppressions stay (a bounced address is never mailed again,
     an unsubscribed one gets no marketing until it opts in again) but keep only digests of them."""
