@@ -48,11 +48,35 @@ def _pragma(connection: Connection, setting: str) -> None:
     cursor.close()
 
 
+# pg_advisory_lock key of a migration run: "journeys" in ASCII, read as an integer.
+MIGRATION_LOCK = 0x6A6F75726E657973
+
+
 async def _run_online() -> None:
     engine = create_engine(_url())
-    async with engine.connect() as connection:
-        await connection.run_sync(_run)
-    await engine.dispose()
+    try:
+        if engine.dialect.name != "postgresql":
+            async with engine.connect() as connection:
+                await connection.run_sync(_run)
+            return
+        # One run at a time (replicas that all migrate on start, two deploys). A session lock on a
+        # connection of its own: a migration that builds indexes concurrently commits part-way, which
+        # would release a transaction's lock. It is tried, not waited for: CREATE INDEX CONCURRENTLY
+        # waits for every snapshot older than its own, a waiting lock statement's included.
+        async with engine.connect() as lock:
+            await lock.execution_options(isolation_level="AUTOCOMMIT")
+            try_lock = f"SELECT pg_try_advisory_lock({MIGRATION_LOCK})"
+            while True:
+                if (await lock.exec_driver_sql(try_lock)).scalar():
+                    break
+                await asyncio.sleep(0.2)  # another run holds it
+            try:
+                async with engine.connect() as connection:
+                    await connection.run_sync(_run)
+            finally:
+                await lock.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+    finally:
+        await engine.dispose()
 
 
 if context.is_offline_mode():

@@ -4,7 +4,9 @@ import asyncio
 import hashlib
 import re
 import sqlite3
+import sys
 import uuid
+from asyncio.subprocess import PIPE
 from contextlib import closing
 from pathlib import Path
 
@@ -12,12 +14,13 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from domain.db import utcnow
 from domain.models import Base
-from runtime.migrate import alembic_config, made_on, upgrade, upgrade_async
+from runtime.migrate import ROOT, alembic_config, made_on, upgrade, upgrade_async
 from tests.conftest import PG_ADMIN_URL, _pg_reachable
 
 
@@ -281,3 +284,30 @@ async def test_writes_to_customers_go_on_while_the_read_indexes_build(empty_data
             )
     finally:
         await engine.dispose()
+
+
+async def test_two_migration_runs_at_once_take_turns_and_both_end_at_head(empty_database):
+    """Replicas that each migrate on start: the second run waits for the first, then finds nothing
+    to do, instead of creating the same tables beside it (or dropping an index it is building)."""
+    url = empty_database
+    await _postgres_only(url)
+    # Processes of their own, as replicas are (Alembic's context is one per process).
+    run = f"from runtime.migrate import upgrade; upgrade({url!r})"
+    runs = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", run, cwd=ROOT, stderr=PIPE)
+        for _ in range(2)
+    ]
+    for process in runs:
+        _, err = await asyncio.wait_for(process.communicate(), 120)
+        assert process.returncode == 0, err.decode()[-2000:]
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            heads = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+            invalid = (
+                await conn.execute(text("SELECT count(*) FROM pg_index WHERE NOT indisvalid"))
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    script_head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert heads == [script_head] and invalid == 0
