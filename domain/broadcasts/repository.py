@@ -61,28 +61,18 @@ async def claim_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> d
     return statuses
 
 
+# A sent message: its subject as rendered for its recipient, one more attempt.
+_sent = {
+    "status": "sent",
+    "error": None,
+    "subject": bindparam("subj"),
+    "sent_at": bindparam("at"),
+    "attempts": _messages.c.attempts + 1,
+}
 _mark_sent = (
-    update(_messages)
-    .where(_messages.c.idempotency_key.in_(bindparam("keys", expanding=True)))
-    .values(
-        status="sent",
-        error=None,
-        subject=bindparam("subj"),
-        sent_at=bindparam("at"),
-        attempts=_messages.c.attempts + 1,
-    )
+    update(_messages).where(_messages.c.idempotency_key.in_(bindparam("keys", expanding=True))).values(_sent)
 )
-_mark_one_sent = (
-    update(_messages)
-    .where(_messages.c.idempotency_key == bindparam("k"))
-    .values(
-        status="sent",
-        error=None,
-        subject=bindparam("subj"),
-        sent_at=bindparam("at"),
-        attempts=_messages.c.attempts + 1,
-    )
-)
+_mark_one_sent = update(_messages).where(_messages.c.idempotency_key == bindparam("k")).values(_sent)
 
 
 async def mark_sent(session: AsyncSession, subjects: dict[str, str | None]) -> None:
