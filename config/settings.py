@@ -7,8 +7,9 @@ import ssl
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import idna
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -168,6 +169,35 @@ class Settings(BaseSettings):
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_base_url(cls, value: str | None) -> str | None:
+        """The base of every link in emails: an http(s) URL with a host and nothing after its path,
+        written in ASCII (an internationalised domain in IDNA), since a header such as
+        List-Unsubscribe cannot carry anything else without encoding, and so breaking, its URIs."""
+        if value is None or not value.strip():
+            return None
+        text = value.strip()
+        parts = urlsplit(text)
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{value!r} has an invalid port") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
+        if parts.query or parts.fragment or "?" in text or "#" in text or "@" in parts.netloc:
+            raise ValueError(f"{value!r}: a base URL has no user, query or fragment; links add their own")
+        host = parts.hostname
+        try:
+            host = host if host.isascii() else idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise ValueError(f"{value!r} has a host name that is not a valid domain ({exc})") from None
+        if ":" in host:  # an IPv6 literal
+            host = f"[{host}]"
+        netloc = host if port is None else f"{host}:{port}"
+        path = quote(parts.path, safe="/%:@!$&'()*+,;=-._~")
+        return urlunsplit((parts.scheme, netloc, path, "", "")).rstrip("/")
 
     @field_validator("webhook_proxy")
     @classmethod

@@ -49,3 +49,35 @@ def test_the_cli_refuses_to_start_with_unsafe_settings(monkeypatch, capsys):
     monkeypatch.delenv("JOURNEYS_SECRET_KEY", raising=False)
     assert main(["api"]) == 2
     assert "JOURNEYS_SECRET_KEY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("given", "read"),
+    [
+        ("https://bücher.example/shop/", "https://xn--bcher-kva.example/shop"),
+        ("https://Mail.Acme.example", "https://mail.acme.example"),
+        ("http://127.0.0.1:8000/", "http://127.0.0.1:8000"),
+        ("https://[::1]:8443/journeys", "https://[::1]:8443/journeys"),
+        ("  ", "http://127.0.0.1:8000"),  # blank: the API's own address
+    ],
+)
+def test_the_public_url_is_read_as_an_ascii_base_url(given, read):
+    assert Settings(dev_mode=True, public_url=given).resolved_public_url == read
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "mail.acme.example",  # no scheme: every link would be relative
+        "ftp://acme.example",
+        "https://",
+        "https://acme.example/?ref=mail",
+        "https://acme.example/#top",
+        "https://user:pw@acme.example",
+        "https://acme.example:99999",
+        "https://-bücher.example",  # no valid domain in IDNA
+    ],
+)
+def test_a_public_url_links_could_not_be_built_on_is_refused_naming_the_setting(bad):
+    with pytest.raises(ValidationError, match="public_url"):
+        Settings(dev_mode=True, public_url=bad)

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+from config.settings import Settings
 from domain.email.compose import Composer, InvalidRecipient, checked_address, message_id_for
 from domain.email.delivery import MessageFactory
 from domain.email.models import TemplateVersion
@@ -272,3 +273,17 @@ def test_an_unsubscribe_uri_too_long_for_any_header_line_fails_the_message_rathe
 def test_an_unsubscribe_mailbox_that_is_not_one_plain_address_is_refused(settings, bad):
     with pytest.raises(InvalidRecipient, match="mail_unsubscribe_mailto"):
         MessageFactory(settings.model_copy(update={"mail_unsubscribe_mailto": bad}))
+
+
+def test_an_internationalised_public_url_reaches_the_list_unsubscribe_header_as_ascii_uris(settings):
+    """JOURNEYS_PUBLIC_URL with a domain in Unicode (and a space in its path) is written in ASCII when
+    it is read, so the header carries a link a mailbox can POST to, not encoded words."""
+    public = Settings(dev_mode=True, public_url="https://bücher.example/mein shop/").public_url
+    factory = MessageFactory(settings.model_copy(update={"public_url": public}))
+    data = factory.make(
+        _version(), {"id": 7, "email": "ann@example.com", "traits": {}}, idempotency_key="k"
+    ).data
+    head = data.partition(b"\r\n\r\n")[0]
+    assert b"=?" not in head
+    [one_click] = _list_unsubscribe(_parse(data))
+    assert one_click.startswith("https://xn--bcher-kva.example/mein%20shop/u/")
