@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from copy import copy
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 from domain.db import StoredTime
 
@@ -116,23 +119,27 @@ class ProgramConfig(BaseModel):
         return next((t for t in self.tiers if t.name == name), None)
 
 
-class ProgramIn(ProgramConfig):
-    """What ``PUT /api/loyalty/program`` takes: the whole programme. It replaces the stored one, so
-    every field that defines it must be given (``null`` where that means "none"); a field left out
-    is refused rather than reset to its default (an empty body would wipe rules and tiers)."""
-
-    rules: list[EarnRule] = Field(max_length=200, description="Every earning rule; [] for none.")
-    tiers: list[Tier] = Field(min_length=1, max_length=20, description="Lowest first, threshold 0.")
-    tier_window_months: int | None = Field(
-        ge=1, le=120, description="Tier counts points earned in this many months; null: lifetime."
-    )
-    expiry_months: int | None = Field(
-        ge=1, le=120, description="Earned points expire after this many months; null: never."
-    )
-    expiry_warning_days: int = Field(ge=1, le=365, description="`Points Expiring Soon` lead time.")
-
+class _ProgramSpec(ProgramConfig):
     def config(self) -> ProgramConfig:
         return ProgramConfig.model_validate(self.model_dump())
+
+
+def _required(info: FieldInfo) -> FieldInfo:
+    """The field as declared (type, bounds, description) without its default."""
+    info = copy(info)
+    info.default, info.default_factory = PydanticUndefined, None
+    return info
+
+
+# What ``PUT /api/loyalty/program`` takes: the whole programme. It replaces the stored one, so every
+# field of ProgramConfig, with its bounds, must be given (``null`` where that means "none"); a field
+# left out is refused rather than reset to its default (an empty body would wipe rules and tiers).
+ProgramIn = create_model(
+    "ProgramIn",
+    __base__=_ProgramSpec,
+    __doc__="The whole programme: every field is required ([] or null where that means none).",
+    **{name: (info.annotation, _required(info)) for name, info in ProgramConfig.model_fields.items()},
+)
 
 
 class ProgramOut(BaseModel):
