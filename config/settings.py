@@ -7,7 +7,7 @@ import ssl
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 import idna
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -22,6 +22,20 @@ class SmtpSecurity(StrEnum):
     none = "none"
     starttls = "starttls"
     tls = "tls"
+
+
+def _http_url(value: str | None, what: str) -> SplitResult | None:
+    """The parts of an http(s) URL with a host and a valid port; None when blank (not set)."""
+    if value is None or not value.strip():
+        return None
+    parts = urlsplit(value.strip())
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number in range
+    except ValueError:
+        raise ValueError(f"{value!r} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// {what} with a host")
+    return parts
 
 
 class Settings(BaseSettings):
@@ -176,16 +190,9 @@ class Settings(BaseSettings):
         """The base of every link in emails: an http(s) URL with a host and nothing after its path,
         written in ASCII (an internationalised domain in IDNA), since a header such as
         List-Unsubscribe cannot carry anything else without encoding, and so breaking, its URIs."""
-        if value is None or not value.strip():
+        if (parts := _http_url(value, "URL")) is None:
             return None
-        text = value.strip()
-        parts = urlsplit(text)
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError(f"{value!r} has an invalid port") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
+        text, port = value.strip(), parts.port
         if parts.query or parts.fragment or "?" in text or "#" in text or "@" in parts.netloc:
             raise ValueError(f"{value!r}: a base URL has no user, query or fragment; links add their own")
         host = parts.hostname
@@ -202,16 +209,7 @@ class Settings(BaseSettings):
     @field_validator("webhook_proxy")
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        parts = urlsplit(value.strip())
-        try:
-            parts.port  # noqa: B018 - raises for a port that is not a number in range
-        except ValueError:
-            raise ValueError(f"{value!r} has an invalid port") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http:// or https:// proxy URL with a host")
-        return value.strip()
+        return None if _http_url(value, "proxy URL") is None else value.strip()
 
     @field_validator("webhook_ca_bundle", mode="before")
     @classmethod
