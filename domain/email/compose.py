@@ -105,16 +105,12 @@ def _uri_list_header(name: str, value: str) -> bytes:
     """A ``List-*`` header on one line or, when longer than 78 characters, one ``<URI>`` entry per line.
     An entry that alone is longer than a line may be (an absurdly long public URL) fails this message."""
     check_header_value(name, value)
-    if not value.isascii():  # no URI of ours (an IDN public URL is the one way): as any other header
+    if not value.isascii():  # none of ours (settings write the public URL in ASCII): as any other header
         return _header(name, value)
     entries = _BETWEEN_URIS.split(value.strip())
-    line = f"{name}: {value}"
-    if len(entries) == 1 or len(line) <= _FOLD_AT:
-        if len(line) > _MAX_LINE:
-            raise InvalidRecipient(f"a {name} URI is longer than a header line can hold ({_MAX_LINE})")
-        return f"{line}\r\n".encode("ascii")
-    lines = [f"{name}: {entries[0]}", *(f" {entry}" for entry in entries[1:])]
-    lines = [f"{text}," for text in lines[:-1]] + lines[-1:]
+    lines = [f"{name}: {value}"]
+    if len(entries) > 1 and len(lines[0]) > _FOLD_AT:
+        lines = [f"{name}: {entries[0]},", *(f" {entry}," for entry in entries[1:-1]), f" {entries[-1]}"]
     if any(len(text) > _MAX_LINE for text in lines):
         raise InvalidRecipient(f"a {name} URI is longer than a header line can hold ({_MAX_LINE})")
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
