@@ -86,17 +86,6 @@ def _same(actual: Any, expected: Any) -> bool:
     return isinstance(actual, str) and actual == expected
 
 
-def _date_of(value: Any) -> str | None:
-    """The leading YYYY-MM-DD of a value that starts with a real calendar day (domain.dates)."""
-    return dates.leading_date(value)
-
-
-def _month_day_of(value: Any) -> str | None:
-    """The MM-DD an anniversary recurs on (as compiler.JsonValue.month_day reads it): of a value with a
-    leading real YYYY-MM-DD, or of one that is only a real MM-DD (birthdays kept without the year)."""
-    return dates.month_day(value)
-
-
 _NUMBER = {
     "gt": lambda a, b: a > b,
     "gte": lambda a, b: a >= b,
@@ -126,14 +115,14 @@ def test_value(test: r.ValueTest, values: dict[str, Any], zone: str | None, now:
     if op in r.NUMBER_OPS:
         return _is_number(value) and _NUMBER[op](value, test.value)
     if op in r.ANNIVERSARY_OPS:
-        month_day = _month_day_of(value)
+        month_day = dates.month_day(value)
         if month_day is None:
             return False
         today = cal.local_date(zone, now)
         if op == "anniversary_today":
             return month_day in cal.anniversary_days(today)
         return month_day[:2] == f"{today.month:02d}"
-    day = _date_of(value)
+    day = dates.leading_date(value)
     if day is None:
         return False
     if op == "before":
