@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import operator
 from typing import Any
 
 from domain import dates
@@ -36,12 +37,7 @@ def _within(needle: Any, haystack: Any) -> bool:
     return False
 
 
-_ORDER = {
-    "gt": lambda a, b: a > b,
-    "gte": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b,
-    "lte": lambda a, b: a <= b,
-}
+_ORDER = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 
 
 def _days(actual: Any, expected: Any) -> tuple[str | None, str | None] | None:
@@ -80,22 +76,14 @@ def _compare(actual: Any, op: str, expected: Any, *, by_day: bool = True) -> boo
         return not _within(actual, expected)
     if op == "contains":
         return _within(expected, actual)
-    if by_day and op in _ORDER:
-        days = _days(actual, expected)
-        if days is not None:
-            return days[0] is not None and days[1] is not None and _ORDER[op](*days)
+    if op not in _ORDER:
+        raise ValueError(f"unknown op {op!r}")
+    if by_day and (days := _days(actual, expected)) is not None:
+        return None not in days and _ORDER[op](*days)
     try:
-        if op == "gt":
-            return actual > expected
-        if op == "gte":
-            return actual >= expected
-        if op == "lt":
-            return actual < expected
-        if op == "lte":
-            return actual <= expected
+        return _ORDER[op](actual, expected)
     except TypeError:  # comparing a number with a string: the condition does not hold
         return False
-    raise ValueError(f"unknown op {op!r}")
 
 
 def holds(
