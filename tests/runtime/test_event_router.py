@@ -129,15 +129,16 @@ async def test_router_killed_mid_batch_and_restarted_routes_every_trigger_once(
         )
 
     async def started_ten():
-        # One cheap call per poll (the eleventh trigger's workflow: with two starts in flight, the ten
+        # One cheap call per poll (the eleventh trigger's workflow: starts go one at a time, so the ten
         # before it are started by then), so the kill lands mid-batch.
         return bool(await _existing_workflows(temporal, journey_id, routing_order[10:11]))
 
-    # One batch holds every row, started two at a time and recorded when the batch is done: killing it
+    # One batch holds every row, started one at a time and recorded when the batch is done: killing it
     # part-way leaves the whole batch claimed by a dead process, some of it already started in
-    # Temporal, none of it recorded or dequeued.
+    # Temporal, none of it recorded or dequeued. One at a time, the 49 starts left after the eleventh
+    # outlast the poll and the kill (two at a time, a quiet machine once finished them first).
     first = _router_process(
-        database_url, temporal, tmp_path, router_batch_size=1000, router_concurrency=2, router_lease_seconds=2
+        database_url, temporal, tmp_path, router_batch_size=1000, router_concurrency=1, router_lease_seconds=2
     )
     try:
         await wait_for(started_ten, within=60, every=0.002)
