@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from copy import copy
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -14,6 +23,8 @@ from domain.db import StoredTime
 
 MAX_POINTS = 1_000_000_000  # per operation; balances are 64-bit
 RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# Validation context for the programme read back from the database, which may predate a rule.
+STORED = "stored"
 
 # Events the programme itself emits. Earning from them would feed points back into points.
 POINTS_EARNED = "Points Earned"
@@ -52,6 +63,17 @@ class EarnRule(BaseModel):
         if value in OWN_EVENTS:
             raise ValueError(f"{value!r} is emitted by the loyalty programme itself and cannot earn points")
         return value
+
+    @field_validator("since")
+    @classmethod
+    def _with_offset(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        # Event times are instants: one compared with a time without an offset failed every earning
+        # pass, for every customer, for as long as the rule stood.
+        if value is None or value.tzinfo is not None:
+            return value
+        if (info.context or {}).get(STORED):
+            return value.replace(tzinfo=UTC)  # saved before an offset was required
+        raise ValueError("give the time with its offset, e.g. 2024-01-01T00:00:00Z")
 
     @model_validator(mode="after")
     def _one_amount(self) -> EarnRule:

@@ -14,6 +14,7 @@ from domain.loyalty import events_out, ledger, repository
 from domain.loyalty.models import LoyaltyAccount, LoyaltyEntry
 from domain.loyalty.postings import InsufficientPoints, account_defaults, append, lock_member
 from domain.loyalty.schemas import (
+    STORED,
     AccountOut,
     AdjustIn,
     AuditOut,
@@ -35,18 +36,20 @@ class IdempotencyKeyReused(Conflict):
 # Programme
 
 
+def _stored(config: dict[str, Any]) -> ProgramConfig:
+    return ProgramConfig.model_validate(config, context={STORED: True})
+
+
 async def program(session: AsyncSession, *, lock: bool = False) -> ProgramConfig:
     row = await repository.get_program(session, lock=lock)
-    return ProgramConfig() if row is None else ProgramConfig.model_validate(row.config)
+    return ProgramConfig() if row is None else _stored(row.config)
 
 
 async def get_program(session: AsyncSession) -> ProgramOut:
     row = await repository.get_program(session)
     if row is None:
         return ProgramOut(config=ProgramConfig(), version=0, updated_at=None)
-    return ProgramOut(
-        config=ProgramConfig.model_validate(row.config), version=row.version, updated_at=row.updated_at
-    )
+    return ProgramOut(config=_stored(row.config), version=row.version, updated_at=row.updated_at)
 
 
 async def put_program(session: AsyncSession, config: ProgramConfig, now: datetime) -> ProgramOut:

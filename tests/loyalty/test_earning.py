@@ -4,6 +4,7 @@ from sqlalchemy import func, select, text
 
 from domain.db import transaction, utcnow
 from domain.events.models import Event
+from domain.loyalty import repository
 from domain.loyalty import service as loyalty
 from domain.loyalty.earner import EventCursor, earn_once
 from domain.loyalty.models import LoyaltyCursor
@@ -208,3 +209,23 @@ def test_a_hole_holds_the_position_until_it_fills_or_times_out_but_never_stalls_
     # A pass that rolled back (plan never applied) leaves the cursor as it was.
     cursor.plan([], [9])
     assert cursor.seen_upto == 7
+
+
+async def test_a_rule_start_without_an_offset_is_refused_and_earning_goes_on(
+    client, sessions, write_key, admin_headers
+):
+    """A `since` without an offset was stored as given; comparing it with event times then failed
+    every earning pass, so nobody earned anything from any rule."""
+    await set_program(sessions, since=LONG_AGO)
+    naive = {**PROGRAM, "rules": [{**PROGRAM["rules"][0], "since": "2000-01-01T00:00:00"}]}
+    response = await client.put("/api/loyalty/program", json=naive, headers=admin_headers)
+    assert response.status_code == 422, response.text
+    assert [d["field"] for d in response.json()["detail"]] == ["rules.0.since"]
+    assert (await client.get("/api/loyalty/program", headers=admin_headers)).json()["version"] == 1
+
+    # One stored before the check (the database holds it as given) reads as UTC, and earns.
+    async with transaction(sessions) as session:
+        await repository.save_program(session, naive, utcnow())
+    await track(client, write_key, "ed", "Order Completed", {"revenue": 30})
+    await earn_all(sessions)
+    assert [e.points for e in await entries(sessions, await customer_of(sessions, "ed"))] == [30]
