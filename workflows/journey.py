@@ -109,6 +109,9 @@ WAIT_ENDS_LISTENER_PATCH = "wait-ends-its-listener"
 # Patch id of branch conditions comparing dates by the day they are on (as segments do), not by
 # character; asked only when the two readings disagree, so enrollments they agree for record nothing.
 BRANCH_DATES_BY_DAY_PATCH = "branch-compares-dates-by-day"
+# Patch id of a deduct_points step the balance did not cover going to its `insufficient_next` (it went
+# on to `next` as if the points were taken); asked only when a deduction comes back insufficient.
+DEDUCT_INSUFFICIENT_PATCH = "deduct-insufficient-branches"
 # Keep at most this many step records in memory and in a continue-as-new input.
 MAX_KEPT_STEPS = 200
 
@@ -500,17 +503,20 @@ class JourneyWorkflow:
             node_id=node["id"],
         )
         if workflow.patched(LOCAL_STEPS_PATCH):
-            await workflow.execute_local_activity(
+            result = await workflow.execute_local_activity(
                 name, request, activity_id=f"{node['id']}/{visit}", result_type=PointsResult, **LOCAL_POINTS
             )
         else:  # histories recorded before points ran as local activities
-            await workflow.execute_activity(
+            result = await workflow.execute_activity(
                 name,
                 request,
                 activity_id=f"{node['id']}/{visit}",
                 start_to_close_timeout=timedelta(seconds=60),
                 result_type=PointsResult,
             )
+        if result.status == "insufficient" and workflow.patched(DEDUCT_INSUFFICIENT_PATCH):
+            # Nothing was taken: the steps that follow a deduction (the voucher it pays for) are not due.
+            return node.get("insufficient_next"), "insufficient"
         return node.get("next"), None
 
     async def _escalate(self, node: dict[str, Any], visit: int) -> tuple[str | None, str | None]:

@@ -223,6 +223,10 @@ class DeductPointsNode(_Node):
     points: int = Field(gt=0, le=1_000_000_000)
     reason: str | None = Field(None, max_length=200)
     next: str | None = None
+    insufficient_next: str | None = Field(
+        None,
+        description="Where to go when the balance does not cover the points (none is taken); default: leave.",
+    )
 
 
 class EscalateNode(_Node):
@@ -414,7 +418,14 @@ def successors(node) -> list[tuple[str, str]]:
     """``(field, target)`` for every outgoing edge of a node (a dict snapshot or a model)."""
     get = node.get if isinstance(node, dict) else lambda k, d=None: getattr(node, k, d)
     out = []
-    for key in ("next", "timeout_next", "default_next", "resolved_next", "breached_next"):
+    for key in (
+        "next",
+        "timeout_next",
+        "default_next",
+        "resolved_next",
+        "breached_next",
+        "insufficient_next",
+    ):
         if get(key):
             out.append((key, get(key)))
     for i, branch in enumerate(get("branches") or []):

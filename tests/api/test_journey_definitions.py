@@ -109,6 +109,17 @@ CASES = [
         "timeout_next names an unknown node 'gone'",
     ),
     (
+        "deduction not covered going to an unknown node",
+        _journey(
+            {**ENTRY, "next": "pay"},
+            {"id": "pay", "type": "deduct_points", "points": 5, "next": "hello", "insufficient_next": "gone"},
+            SEND,
+            DONE,
+        ),
+        "pay",
+        "insufficient_next names an unknown node 'gone'",
+    ),
+    (
         "condition testing nothing",
         _journey(
             {**ENTRY, "next": "b"},

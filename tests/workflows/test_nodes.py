@@ -10,8 +10,10 @@ from datetime import datetime, timedelta
 from activities.contracts import CASE_UPDATE_SIGNAL, CaseUpdate
 from activities.webhooks import SIGNATURE_HEADER, verify
 from domain.customers import repository as customers
-from domain.db import transaction
+from domain.db import transaction, utcnow
 from domain.journeys.conditions import choose_path, split_bucket
+from domain.loyalty import service as loyalty
+from domain.loyalty.schemas import AdjustIn
 from tests.conftest import wait_for
 from tests.workflows.harness import engine
 from workflows.journey import JourneyWorkflow
@@ -176,6 +178,53 @@ async def test_points_traits_and_a_signed_webhook(env, sessions, settings):
             assert headers["idempotency-key"].endswith("/hook/1")
     finally:
         server.close()
+
+
+async def test_a_deduction_the_balance_does_not_cover_goes_to_insufficient_next(env, sessions, settings):
+    """A deduction that took nothing went on to `next`: the voucher the points pay for was sent
+    to a customer who had none."""
+    async with engine(env, sessions, settings) as e:
+        await e.template("voucher", "Your voucher")
+        await e.template("more", "Earn a few more points")
+        await e.journey(
+            "perk",
+            _graph(
+                {
+                    "id": "pay",
+                    "type": "deduct_points",
+                    "points": 500,
+                    "reason": "voucher",
+                    "next": "voucher",
+                    "insufficient_next": "more",
+                },
+                {"id": "voucher", "type": "send_email", "template_id": "voucher", "next": "done"},
+                {"id": "more", "type": "send_email", "template_id": "more", "next": "done"},
+                entry_event="Asked For Voucher",
+            ),
+        )
+        await e.journey(  # no insufficient_next: a deduction not covered leaves the journey
+            "perk-bare",
+            _graph(
+                {"id": "pay", "type": "deduct_points", "points": 500, "next": "voucher"},
+                {"id": "voucher", "type": "send_email", "template_id": "voucher", "next": "done"},
+                entry_event="Asked Again",
+            ),
+        )
+        ada, bob = await e.customer("ada"), await e.customer("bob")
+        async with transaction(sessions) as session:
+            await loyalty.adjust(session, bob, "seed", AdjustIn(points=600, reason="seed"), utcnow())
+        await e.track("ada", "Asked For Voucher")
+        await e.track("bob", "Asked For Voucher")
+        await e.track("ada", "Asked Again")
+
+        assert (await e.result(e.handle("perk", ada))).path == ["pay", "more", "done"]
+        assert (await e.result(e.handle("perk", bob))).path == ["pay", "voucher", "done"]
+        assert (await e.result(e.handle("perk-bare", ada))).path == ["pay"]
+        sent = sorted((m["to"], m["subject"]) for m in e.mailbox())
+        assert sent == [("ada@example.com", "Earn a few more points"), ("bob@example.com", "Your voucher")]
+        assert (await e.points(ada), await e.points(bob)) == (0, 100)
+        [pay] = [s for s in await e.handle("perk", ada).query(JourneyWorkflow.path) if s.node_id == "pay"]
+        assert pay.outcome == "insufficient"
 
 
 async def test_escalation_branches_on_resolution_or_sla_breach(env, sessions, settings):
