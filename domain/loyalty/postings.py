@@ -32,6 +32,10 @@ ENTRY_EVENT = {
 }
 
 
+# ``append``'s default expiry: the programme's, counted from when the points were earned.
+FROM_PROGRAM: Any = object()
+
+
 class InsufficientPoints(Conflict):
     code = "insufficient_points"
 
@@ -72,6 +76,7 @@ async def append(
     lot: LoyaltyLot | None = None,
     meta: dict[str, Any] | None = None,
     tier_cache: dict[int, int] | None = None,
+    expires_at: datetime | None = FROM_PROGRAM,
 ) -> LoyaltyEntry:
     """Apply one movement to a locked account whose key is known to be unused.
 
@@ -87,7 +92,10 @@ async def append(
             lot.remaining += points
         else:
             ledger.spend(await repository.open_lots(session, acct.customer_id), -points)
-    expires_at = ledger.expiry_for(config, occurred_at) if config is not None and points > 0 else None
+    if points <= 0 or config is None:
+        expires_at = None
+    elif expires_at is FROM_PROGRAM:
+        expires_at = ledger.expiry_for(config, occurred_at)
     entry = await repository.add_entry(
         session,
         LoyaltyEntry(

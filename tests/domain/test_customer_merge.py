@@ -20,6 +20,7 @@ from domain.events import service as events
 from domain.events.schemas import IdentifyCall, TrackCall
 from domain.journeys import repository as journey_rows
 from domain.journeys.models import JourneyListener
+from domain.loyalty import maintenance
 from domain.loyalty import service as loyalty
 from domain.loyalty.models import LoyaltyFoldedKey
 from domain.loyalty.schemas import RedeemIn
@@ -27,7 +28,7 @@ from domain.subscriptions import repository as choices
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.models import Subscription
 from domain.subscriptions.schemas import GroupIn
-from tests.loyalty.helpers import entries, set_program
+from tests.loyalty.helpers import PROGRAM, entries, set_program
 
 
 async def _profile(sessions, call) -> int:
@@ -146,6 +147,29 @@ async def test_a_visitors_open_points_are_credited_to_a_customer_who_has_an_acco
         ("earn", 500, "journey"),
         ("adjust", 100, "merge"),
     ]
+
+
+async def test_merged_points_keep_the_expiry_they_were_earned_with(sessions):
+    """The credit a merge makes for the visitor's points took its expiry from the programme as it is
+    now: points earned while nothing expired, arriving after expiry was switched on, expired at once."""
+    await set_program(sessions, {**PROGRAM, "expiry_months": None})
+    kim = await _profile(sessions, IdentifyCall(userId="kim", traits={}))
+    visitor = await _profile(sessions, TrackCall(anonymousId="v-1", event="Viewed"))
+    await _earn(sessions, kim, 500, "k1")
+    two_years_ago = utcnow() - timedelta(days=730)
+    async with transaction(sessions) as session:
+        await loyalty.award(session, visitor, "k2", 120, "welcome", two_years_ago)
+    await set_program(sessions, {**PROGRAM, "expiry_months": 12})  # from now on, points expire
+
+    await _profile(sessions, IdentifyCall(userId="kim", anonymousId="v-1", traits={}))
+    async with transaction(sessions) as session:
+        assert await maintenance.expire_due(session, utcnow(), 100) == 0
+
+    account, audit = await _account(sessions, kim)
+    assert account.balance == 620
+    assert audit.consistent, audit.problems
+    merged = [e for e in await entries(sessions, kim) if e.source == "merge"]
+    assert [(e.points, e.expires_at) for e in merged] == [(120, None)]
 
 
 @pytest.mark.parametrize("kim_has_points", [False, True], ids=["ledger handed over", "points credited"])
