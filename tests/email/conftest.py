@@ -5,10 +5,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from temporalio.worker import Worker
 
 from activities.email import EmailActivities
 from activities.smtp import Mailer
 from runtime import smtp_capture
+from runtime.worker import WORKFLOWS
+from runtime.worker import activities as worker_activities
+from tests.temporal_env import time_skipping
 
 
 @dataclass
@@ -79,3 +83,18 @@ async def mailer(settings) -> Mailer:
 async def activities(settings, sessions, mailer) -> EmailActivities:
     """The worker's send_email activity over the pooled sender (run it with ``helpers.run_activity``)."""
     return EmailActivities(settings, sessions, mailer)
+
+
+@pytest.fixture
+async def temporal(app, settings, sessions):
+    """A time-skipping Temporal test server with the worker's workflows and activities, which the API
+    app starts its workflows on (broadcasts)."""
+    async with await time_skipping() as env:
+        app.state.temporal = env.client
+        async with Worker(
+            env.client,
+            task_queue=settings.temporal_task_queue,
+            workflows=WORKFLOWS,
+            activities=worker_activities(settings, sessions),
+        ):
+            yield env

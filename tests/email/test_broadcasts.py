@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from aiosmtpd.smtp import SMTP
 from sqlalchemy import select
-from temporalio.worker import Worker
 
 from activities.contracts import SendEmailRequest
 from domain.broadcasts.models import Broadcast
@@ -20,24 +19,8 @@ from domain.segments import service as segments
 from domain.segments.schemas import SegmentIn
 from domain.subscriptions import service as subscriptions
 from runtime import smtp_capture
-from runtime.worker import WORKFLOWS
-from runtime.worker import activities as worker_activities
 from tests.email.helpers import add_customer, add_customers, add_template, run_activity
-from tests.temporal_env import time_skipping
 from workflows.broadcast import BroadcastInput, BroadcastProgress, BroadcastWorkflow
-
-
-@pytest.fixture
-async def temporal(app, settings, sessions):
-    async with await time_skipping() as env:
-        app.state.temporal = env.client
-        async with Worker(
-            env.client,
-            task_queue=settings.temporal_task_queue,
-            workflows=WORKFLOWS,
-            activities=worker_activities(settings, sessions),
-        ):
-            yield env
 
 
 async def _create(client, headers, **spec):
