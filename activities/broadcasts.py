@@ -315,7 +315,8 @@ class BroadcastSender:
                 page.template,
                 customer,
                 idempotency_key=key,
-                category=subscriptions.MARKETING,  # a broadcast is marketing: unsubscribe link, header
+                # a broadcast is marketing (unsubscribe link, header) unless created operational
+                category=subscriptions.TRANSACTIONAL if page.plan.operational else subscriptions.MARKETING,
                 group_id=page.plan.group_id,
                 group_name=page.plan.group_name,
                 journey={"broadcast_id": broadcast_id},

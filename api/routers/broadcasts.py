@@ -15,10 +15,9 @@ router = APIRouter(prefix="/api/broadcasts", tags=["broadcasts"])
 
 
 @router.post("", status_code=201, response_model=BroadcastOut, summary="Send a template to an audience")
-async def create_broadcast(spec: BroadcastIn, session: Session, _: Marketer, request: Request):
-    row = await broadcasts.create(
-        session, spec
-    )  # validated first: a bad request is a 422 even if Temporal is down
+async def create_broadcast(spec: BroadcastIn, session: Session, principal: Marketer, request: Request):
+    # validated first: a bad request is a 422 even if Temporal is down
+    row = await broadcasts.create(session, spec, by=principal)
     temporal = await temporal_client(request)
     settings: Settings = request.app.state.settings
     try:

@@ -226,6 +226,7 @@ async def broadcast(session: AsyncSession, broadcast_id: str, settings: Settings
     return BroadcastAnalytics(
         broadcast_id=row.id,
         name=row.name,
+        kind=row.kind,
         template_id=row.template_id,
         status=row.status,
         converted=bought,

@@ -166,6 +166,10 @@ class JourneyAnalytics(BaseModel):
 class BroadcastAnalytics(MessageStats):
     broadcast_id: str
     name: str
+    kind: str = Field(
+        description="marketing, or operational (a notice to everyone: its mail is transactional, left out "
+        "of the marketing KPIs and ROI)."
+    )
     template_id: str
     status: str
     converted: int = Field(

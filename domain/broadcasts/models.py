@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db import Base, Json, UTCDateTime, utcnow
@@ -20,6 +20,10 @@ class Broadcast(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # marketing | operational (a notice everyone must get: sent past unsubscribes, never past bounces)
+    kind: Mapped[str] = mapped_column(String(16), default="marketing", server_default="marketing")
+    reason: Mapped[str | None] = mapped_column(String(500))  # why an operational one was sent
+    created_by_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     template_id: Mapped[str] = mapped_column(String(64))
     template_version: Mapped[int] = mapped_column(Integer)
     subscription_group: Mapped[str | None] = mapped_column(String(64))

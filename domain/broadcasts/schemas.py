@@ -31,6 +31,15 @@ Audience = Annotated[AllCustomers | CustomerList | SegmentAudience, Field(discri
 class BroadcastIn(BaseModel):
     id: str | None = Field(None, pattern=SLUG, description="Your own id (slug); generated when absent.")
     name: str = Field(min_length=1, max_length=200)
+    kind: Literal["marketing", "operational"] = Field(
+        "marketing",
+        description="operational: a notice every customer must get (terms, security, shutdown), sent "
+        "with a transactional template past marketing unsubscribes and groups, never past bounces or "
+        "complaints; admin keys only, and it needs a reason.",
+    )
+    reason: str | None = Field(
+        None, max_length=500, description="Why an operational broadcast is sent (kept for the audit)."
+    )
     template_id: str = Field(min_length=1, max_length=64)
     template_version: VersionNumber | None = Field(
         None, ge=1, description="Default: the current version, pinned now."
@@ -70,6 +79,9 @@ class BroadcastIn(BaseModel):
 class BroadcastOut(BaseModel):
     id: str
     name: str
+    kind: str
+    reason: str | None
+    created_by_key_id: int | None
     template_id: str
     template_version: int
     subscription_group: str | None

@@ -11,16 +11,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.auth.schemas import Principal
 from domain.broadcasts import audience, repository
 from domain.broadcasts.models import Broadcast
 from domain.broadcasts.schemas import BroadcastIn, BroadcastOut
 from domain.db import utcnow
 from domain.email import repository as email_repository
 from domain.email.models import TemplateVersion
-from domain.errors import Conflict, InvalidInput, NotFound
+from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.segments import service as segments
 from domain.subscriptions import service as subscriptions
 
+OPERATIONAL = "operational"
 ACTIVE = ("scheduled", "running", "paused")
 FINAL = ("cancelled", "completed", "failed")
 
@@ -37,7 +39,24 @@ def out(row: Broadcast) -> BroadcastOut:
     return BroadcastOut.model_validate(row, from_attributes=True)
 
 
-async def create(session: AsyncSession, spec: BroadcastIn) -> Broadcast:
+async def create(session: AsyncSession, spec: BroadcastIn, *, by: Principal | None = None) -> Broadcast:
+    """``by``: the key asking (kept with the broadcast); an operational broadcast needs an admin's."""
+    operational = spec.kind == OPERATIONAL
+    if operational and not (by and by.has_role()):
+        # It reaches people who said no to marketing: one the whole company answers for, not a campaign.
+        raise Forbidden("an operational broadcast needs a key with role admin")
+    reason = (spec.reason or "").strip()
+    if operational and not reason:
+        raise InvalidInput({"field": "reason", "problem": "an operational broadcast must say why it is sent"})
+    if not operational and spec.reason is not None:
+        raise InvalidInput({"field": "reason", "problem": "only an operational broadcast takes a reason"})
+    if operational and spec.subscription_group is not None:
+        raise InvalidInput(
+            {
+                "field": "subscription_group",
+                "problem": "an operational broadcast goes to every customer, whatever their groups",
+            }
+        )
     template = await email_repository.get_template(session, spec.template_id)
     if template is None:
         raise InvalidInput({"field": "template_id", "problem": f"no template {spec.template_id!r}"})
@@ -45,17 +64,24 @@ async def create(session: AsyncSession, spec: BroadcastIn) -> Broadcast:
     version = await email_repository.get_version(session, spec.template_id, version_number)
     if version is None:
         raise InvalidInput({"field": "template_version", "problem": f"no version {version_number}"})
-    if version.category != subscriptions.MARKETING:
-        # A broadcast is marketing by nature (one message to many, not a receipt for one): sent with a
-        # transactional template it would reach people who unsubscribed, with no way out of it.
+    wanted = subscriptions.TRANSACTIONAL if operational else subscriptions.MARKETING
+    if version.category != wanted:
+        # A marketing broadcast with a transactional template would reach people who unsubscribed, with
+        # no way out of it; an operational one with a marketing template would send marketing so.
+        why = (
+            "an operational broadcast is sent past unsubscribes: use a transactional template"
+            if operational
+            else "a broadcast is marketing email, which honours unsubscribes: use a marketing template "
+            "(or send an operational broadcast)"
+        )
         raise InvalidInput(
             {
                 "field": "template_version" if spec.template_version else "template_id",
-                "problem": f"template {spec.template_id!r} version {version_number} is transactional; "
-                "a broadcast is marketing email, which honours unsubscribes: use a marketing template",
+                "problem": f"template {spec.template_id!r} version {version_number} is {version.category}; "
+                + why,
             }
         )
-    group = spec.subscription_group or version.subscription_group
+    group = None if operational else spec.subscription_group or version.subscription_group
     if spec.subscription_group is not None:
         await subscriptions.require_group(session, spec.subscription_group, "subscription_group")
     spec_audience = spec.audience.model_dump()
@@ -66,6 +92,9 @@ async def create(session: AsyncSession, spec: BroadcastIn) -> Broadcast:
     row = Broadcast(
         id=broadcast_id,
         name=spec.name,
+        kind=spec.kind,
+        reason=reason or None,
+        created_by_key_id=by.key_id if by else None,
         template_id=spec.template_id,
         template_version=version_number,
         subscription_group=group,
@@ -121,6 +150,7 @@ async def change(session: AsyncSession, broadcast_id: str, action: str) -> Broad
 @dataclass
 class BatchPlan:
     status: str
+    operational: bool = False  # sent as transactional mail: no unsubscribe link, header or tracking
     version: TemplateVersion | None = None
     group_id: str | None = None
     group_name: str | None = None
@@ -184,6 +214,7 @@ async def plan_batch(
         wanted = set(timezones)
         customers = [c for c in customers if (c["timezone"] or "") in wanted]
     keys = {c["id"]: message_key(broadcast_id, c["id"]) for c in customers}
+    meta = {"broadcast_id": broadcast_id} | ({"kind": OPERATIONAL} if row.kind == OPERATIONAL else {})
     now = utcnow()
     statuses = await repository.claim_messages(
         session,
@@ -197,17 +228,21 @@ async def plan_batch(
                 "to_address": c["email"],
                 "status": "pending",
                 "attempts": 0,
-                "meta": {"broadcast_id": broadcast_id},
+                "meta": meta,
                 "created_at": now,
             }
             for c in customers
         ],
     )
     pending = [c for c in customers if statuses.get(keys[c["id"]]) == "pending"]
-    # Marketing whatever the template says: a broadcast created by an earlier release with a
-    # transactional template still honours unsubscribes and the suppression list.
+    # Marketing unless created operational, whatever the template says: a broadcast created by an
+    # earlier release with a transactional template still honours unsubscribes and the suppression list.
+    operational = row.kind == OPERATIONAL
     blocked = await subscriptions.blocked(
-        session, {c["id"]: c["email"] for c in pending}, subscriptions.MARKETING, row.subscription_group
+        session,
+        {c["id"]: c["email"] for c in pending},
+        subscriptions.OPERATIONAL if operational else subscriptions.MARKETING,
+        None if operational else row.subscription_group,
     )
     await repository.mark_each(
         session,
@@ -218,6 +253,7 @@ async def plan_batch(
     )
     return BatchPlan(
         status="running",
+        operational=operational,
         version=version,
         group_id=row.subscription_group,
         group_name=await subscriptions.group_name(session, row.subscription_group),

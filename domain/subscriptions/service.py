@@ -27,6 +27,10 @@ from domain.subscriptions.schemas import (
 )
 
 MARKETING, TRANSACTIONAL = "marketing", "transactional"
+# An operational broadcast's notice: sent past marketing unsubscribes, never to a bounce or complaint.
+OPERATIONAL = "operational"
+# The suppressions each kind of mail honours (marketing: every one).
+_SUPPRESSED_FOR = {TRANSACTIONAL: {"bounced"}, OPERATIONAL: {"bounced", "complained"}}
 ALL_GROUPS = "*"
 # The customer id the unsubscribe and preference links of previews and test sends carry: no one's.
 NO_CUSTOMER = 0
@@ -94,7 +98,7 @@ async def blocked(
     suppressed = await repository.suppressed(session, sorted(set(recipients.values())))
     for customer_id, address in recipients.items():
         reason = suppressed.get(address)
-        if reason == "bounced" or (reason and category == MARKETING):
+        if reason and (category == MARKETING or reason in _SUPPRESSED_FOR[category]):
             out[customer_id] = f"address suppressed ({reason})"
     if category != MARKETING:
         return out
