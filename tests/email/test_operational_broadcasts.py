@@ -103,6 +103,8 @@ async def test_an_operational_broadcast_reaches_the_unsubscribed_once_and_never_
     assert [(b["id"], b["kind"], b["reason"]) for b in listed] == [("terms", "operational", REASON)]
     analytics = (await client.get("/api/analytics/broadcasts/terms", headers=admin_headers)).json()
     assert (analytics["kind"], analytics["sent"]) == ("operational", 3)
+    kpis = (await client.get("/api/analytics/kpis", headers=admin_headers)).json()
+    assert kpis["roi"]["messages_sent"] == 0  # a notice is no marketing: no cost, no revenue credited
 
 
 async def test_an_operational_broadcast_to_a_customer_list_skips_an_erased_customer(
