@@ -82,7 +82,10 @@ async def csat_record(
     session: Session,
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> HTMLResponse:
-    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    try:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    except ValueError:  # more fields than the page's form has: not read further, nothing recorded
+        return _page(400, error="this form could not be read; open the link in the email again")
     # The page's form sends the signature as a field; a POST to the link itself (the README's
     # `POST /csat/{case_id}?sig=...`, e.g. a rating button of one's own) carries it in the query.
     sig = (form.get("sig") or [request.query_params.get("sig", "")])[0]

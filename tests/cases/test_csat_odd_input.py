@@ -35,3 +35,19 @@ async def test_a_rating_that_is_not_1_to_5_gets_the_pages_answer(client, session
     assert bad_sig.status_code in (403, 404, 422) and bad_sig.status_code < 500
     async with sessions() as session:
         assert (await session.get(Case, case_id)).csat_rating is None
+
+
+async def test_a_form_with_more_fields_than_the_page_has_is_refused_with_the_page(client, sessions, settings):
+    """The form is read up to ten fields; more answered a 500."""
+    case_id = await _resolved_case(sessions, settings)
+    sig = cases.csat_signature(settings, case_id)
+    posted = await client.post(
+        f"/csat/{case_id}", content="extra=1&" * 11 + f"sig={sig}&rating=5", headers=FORM
+    )
+    assert posted.status_code == 400, posted.text
+    assert "could not be read" in posted.text
+    async with sessions() as session:
+        assert (await session.get(Case, case_id)).csat_rating is None
+    # The page's own two fields, and a few more (a browser extension's), are still read.
+    posted = await client.post(f"/csat/{case_id}", content=f"a=1&b=2&sig={sig}&rating=4", headers=FORM)
+    assert posted.status_code == 200 and "4 out of 5" in posted.text, posted.text
