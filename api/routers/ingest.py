@@ -73,19 +73,35 @@ async def _read(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
     body = b"".join(chunks)
     if request.headers.get("content-encoding", "").strip().lower() in ("gzip", "x-gzip"):
+        return _gunzip(body, limit)
+    return body
+
+
+def _malformed_gzip(problem: str) -> DomainError:
+    return DomainError(
+        {"field": "body", "problem": f"Content-Encoding is gzip but {problem}"}, code="malformed_gzip"
+    )
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    """The body's gzip members inflated one after another, as gunzip reads them, up to ``limit`` bytes.
+    Each must end with its trailer: there its checksum is checked, so a body cut short or damaged on
+    the way is refused rather than read as far as it goes."""
+    out = b""
+    while body:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            body = inflater.decompress(body, limit + 1)
+            out += inflater.decompress(body, limit + 1 - len(out))  # never 0 (which means no limit)
         except zlib.error as exc:
-            raise DomainError(
-                {"field": "body", "problem": f"Content-Encoding is gzip but the body is not: {exc}"},
-                code="malformed_gzip",
-            ) from exc
-        if len(body) > limit or inflater.unconsumed_tail:
+            raise _malformed_gzip(f"the body is not: {exc}") from exc
+        if len(out) > limit or inflater.unconsumed_tail:
             raise TooLarge(
                 {"field": "body", "problem": f"the uncompressed body exceeds the limit of {_kb(limit)}"}
             )
-    return body
+        if not inflater.eof:
+            raise _malformed_gzip("the gzip data ends early (the body was cut short)")
+        body = inflater.unused_data
+    return out
 
 
 def _malformed(problem: str) -> DomainError:

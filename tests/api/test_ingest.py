@@ -185,6 +185,27 @@ async def test_bad_input_is_a_400_naming_the_event_and_field_and_stores_nothing(
     assert body["error"] == "malformed_gzip"
 
 
+async def test_a_gzip_body_is_read_whole_or_refused(client, sessions, write_key):
+    """A gzip body cut short (its trailer, with the checksum, missing) was read as far as it went:
+    stored when the JSON happened to be whole, else called malformed JSON. Several gzip members one
+    after another are read as gunzip reads them, not the first alone."""
+    auth, gz = (write_key, ""), {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    packed = gzip.compress(json.dumps({"userId": "cut", "event": "Cut Short"}).encode())
+    for cut in (packed[:-4], packed[:-8], packed[: len(packed) // 2]):
+        body = await _rejected(client, sessions, "/v1/track", auth=auth, content=cut, headers=gz)
+        assert body["error"] == "malformed_gzip", body
+        assert body["detail"]["field"] == "body" and "cut short" in body["detail"]["problem"]
+    damaged = packed[:-5] + bytes([packed[-5] ^ 1]) + packed[-4:]  # the checksum no longer matches
+    body = await _rejected(client, sessions, "/v1/track", auth=auth, content=damaged, headers=gz)
+    assert body["error"] == "malformed_gzip", body
+
+    two = gzip.compress(b'{"userId": "two", ') + gzip.compress(b'"event": "Two Members"}')
+    response = await client.post("/v1/track", auth=auth, content=two, headers=gz)
+    assert response.status_code == 200, response.text
+    async with sessions() as session:
+        assert await session.scalar(select(Event.name).where(Event.user_id == "two")) == "Two Members"
+
+
 async def test_oversize_event_and_batch_are_refused_whole(client, sessions, write_key):
     auth = (write_key, "")
     good = {"type": "track", "userId": "ok", "event": "Fine"}
