@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -61,6 +63,15 @@ def normalise_locale(value: str) -> str | None:
     return "-".join([first.lower(), *(p.upper() if len(p) == 2 else p for p in rest)])
 
 
+def _in_utc(value: datetime) -> datetime:
+    # PostgreSQL reads the calls' times from their JSON text and takes UTC offsets up to 15:59 only
+    # (Python up to 23:59, a 500 then); the instant is what is stored, so it is written in UTC.
+    return value if value.tzinfo is None else value.astimezone(UTC)
+
+
+# A call's time: a time without a zone means UTC; one with a zone is kept as the same instant in UTC.
+EventTime = Annotated[StoredTime, AfterValidator(_in_utc)]
+
 # An id as Segment libraries send it: a number id is the same customer as its string.
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, coerce_numbers_to_str=True)]
 OptionalId = Annotated[str | None, Field(max_length=MAX_ID, coerce_numbers_to_str=True)]
@@ -83,9 +94,8 @@ class SegmentCall(BaseModel):
     userId: OptionalId = None
     anonymousId: OptionalId = None
     messageId: str | None = Field(None, min_length=1, max_length=MAX_ID)
-    # Kept as sent (a time without a zone means UTC); ingestion normalises them to UTC.
-    timestamp: StoredTime | None = None
-    sentAt: StoredTime | None = None
+    timestamp: EventTime | None = None
+    sentAt: EventTime | None = None
     context: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -234,7 +244,7 @@ class Batch(BaseModel):
 
     batch: list[Annotated[Call, Field(discriminator="type")]] = Field(min_length=1)
     context: dict[str, Any] | None = None
-    sentAt: StoredTime | None = None
+    sentAt: EventTime | None = None
 
 
 _BATCH = TypeAdapter(Batch)
