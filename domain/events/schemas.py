@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -65,11 +65,14 @@ def normalise_locale(value: str) -> str | None:
 
 def _in_utc(value: datetime) -> datetime:
     # PostgreSQL reads the calls' times from their JSON text and takes UTC offsets up to 15:59 only
-    # (Python up to 23:59, a 500 then); the instant is what is stored, so it is written in UTC.
-    return value if value.tzinfo is None else value.astimezone(UTC)
+    # (Python up to 23:59, a 500 then); the instant is what is stored, so it is written in UTC. A time
+    # without a zone (no offset) means UTC already.
+    return value.astimezone(UTC) if value.utcoffset() else value
 
 
-# A call's time: a time without a zone means UTC; one with a zone is kept as the same instant in UTC.
+_NO_OFFSET, _PG_OFFSETS = timedelta(0), timedelta(hours=15, minutes=59)
+
+# A batch's time: a time without a zone means UTC; one with a zone is kept as the same instant in UTC.
 EventTime = Annotated[StoredTime, AfterValidator(_in_utc)]
 
 # An id as Segment libraries send it: a number id is the same customer as its string.
@@ -94,12 +97,18 @@ class SegmentCall(BaseModel):
     userId: OptionalId = None
     anonymousId: OptionalId = None
     messageId: str | None = Field(None, min_length=1, max_length=MAX_ID)
-    timestamp: EventTime | None = None
-    sentAt: EventTime | None = None
+    # A time with a zone is kept as its instant in UTC, by the check below (as EventTime is, without
+    # another Python call per field).
+    timestamp: StoredTime | None = None
+    sentAt: StoredTime | None = None
     context: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _someone(self):
+        if self.timestamp is not None and abs(self.timestamp.utcoffset() or _NO_OFFSET) > _PG_OFFSETS:
+            self.timestamp = _in_utc(self.timestamp)
+        if self.sentAt is not None and abs(self.sentAt.utcoffset() or _NO_OFFSET) > _PG_OFFSETS:
+            self.sentAt = _in_utc(self.sentAt)
         # A blank id is no id.
         if self.userId is not None and not self.userId.strip():
             self.userId = None
