@@ -163,16 +163,12 @@ async def list_cases(session: AsyncSession, stmt: Select) -> list[Case]:
     return list(await session.scalars(stmt))
 
 
-def _claim_values(agent_id: int, now: datetime) -> dict[str, Any]:
-    # Claiming is the first response; from then on the resolution deadline is the one that counts.
-    return {
-        "assignee_id": agent_id,
-        "status": "assigned",
-        "first_responded_at": func.coalesce(Case.first_responded_at, literal(now, UTCDateTime())),
-        "due_at": Case.resolution_due,
-        "revision": Case.revision + 1,
-        "updated_at": now,
-    }
+def _claim_values(agent_id: int, now: datetime, *, responds: bool = True) -> dict[str, Any]:
+    values = {"assignee_id": agent_id, "status": "assigned", "revision": Case.revision + 1, "updated_at": now}
+    if responds:  # an agent's claim is a first response; from then on the resolution deadline counts
+        values["first_responded_at"] = func.coalesce(Case.first_responded_at, literal(now, UTCDateTime()))
+        values["due_at"] = Case.resolution_due
+    return values
 
 
 async def claim_next(
@@ -202,12 +198,15 @@ async def claim_next(
     return await session.scalar(stmt)
 
 
-async def claim(session: AsyncSession, case_id: int, agent_id: int, now: datetime) -> bool:
-    """Assign this case to the agent if nobody holds it; False when someone does (or it is not open)."""
+async def claim(
+    session: AsyncSession, case_id: int, agent_id: int, now: datetime, *, responds: bool = True
+) -> bool:
+    """Assign this case to the agent if nobody holds it; False when someone does (or it is not open).
+    ``responds=False`` (an automatic assignment) leaves the first response to the agent."""
     stmt = (
         update(Case)
         .where(Case.id == case_id, Case.status == "open", Case.assignee_id.is_(None))
-        .values(**_claim_values(agent_id, now))
+        .values(**_claim_values(agent_id, now, responds=responds))
         .returning(Case.id)
         .execution_options(synchronize_session=False)
     )

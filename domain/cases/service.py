@@ -389,7 +389,7 @@ async def _auto_assign(session: AsyncSession, case: Case, now: datetime) -> None
         return  # stays in the queue for agents to pull
     oldest = datetime.min.replace(tzinfo=now.tzinfo)
     agent = min(free, key=lambda a: (a.last_assigned_at or oldest, a.id))
-    if await repo.claim(session, case.id, agent.id, now):
+    if await repo.claim(session, case.id, agent.id, now, responds=False):
         agent.last_assigned_at = now
         await session.refresh(case)
         await _log(session, case, agent.id, "assigned", "assigned automatically (round-robin)", now)
@@ -570,7 +570,10 @@ async def claim(session: AsyncSession, actor: Actor, case_id: int) -> CaseOut:
     # of the team it auto-assigns to), so the two cannot deadlock.
     case = await _visible(session, actor, case_id, lock=True)
     if case.assignee_id == agent_id and case.status in (Status.assigned, Status.pending):
-        return case_out(case)  # claiming twice is harmless
+        # Claiming twice is harmless; claiming a case the team handed you acknowledges it.
+        if _first_response(case, utcnow()):
+            await _changed(session, case, agent_id, "claimed", "acknowledged", case.first_responded_at)
+        return case_out(case)
     await _check_cap(session, agent_id)
     if not await repo.claim(session, case.id, agent_id, now):
         raise Conflict(_held_problem(case), code="not_claimable")
@@ -614,9 +617,19 @@ async def release(session: AsyncSession, actor: Actor, case_id: int) -> CaseOut:
     return case_out(case)
 
 
+def _first_response(case: Case, now: datetime) -> bool:
+    """Record the agent's first action on the case (a claim, a note, pending, resolving) as its first
+    response; an automatic assignment is none. True when this was it."""
+    if case.first_responded_at is not None:
+        return False
+    case.first_responded_at, case.due_at = now, case.resolution_due
+    return True
+
+
 async def set_pending(session: AsyncSession, actor: Actor, case_id: int) -> CaseOut:
     case, agent_id = await _held_by_me(session, actor, case_id)
     now = utcnow()
+    _first_response(case, now)
     case.status = Status.pending.value
     await _changed(session, case, agent_id, "pending", "waiting on the customer", now)
     return case_out(case)
@@ -625,10 +638,15 @@ async def set_pending(session: AsyncSession, actor: Actor, case_id: int) -> Case
 async def add_note(session: AsyncSession, actor: Actor, case_id: int, body: str) -> NoteOut:
     """Any agent of the case's team may note it; the body is stored exactly as given."""
     agent_id = _agent_of(actor)
-    case = await _visible(session, actor, case_id)
+    case = await _visible(session, actor, case_id, lock=True)  # locked: it may be the first response
     if case.status == Status.closed:
         raise Conflict(f"case {case.id} is closed", code="closed")
-    note = await _log(session, case, agent_id, "note", body, utcnow())
+    now = utcnow()
+    note = await _log(session, case, agent_id, "note", body, now)
+    if _first_response(case, now):  # the clock moves on to the resolution target
+        case.revision += 1
+        case.updated_at = now
+        repo.enqueue_change(session, case.id)
     return NoteOut(
         id=note.id, kind=note.kind, body=note.body, agent_id=note.agent_id, created_at=note.created_at
     )
@@ -639,6 +657,7 @@ async def resolve(
 ) -> CaseOut:
     case, agent_id = await _held_by_me(session, actor, case_id)
     now = utcnow()
+    _first_response(case, now)
     case.status = Status.resolved.value
     case.outcome = outcome.value
     case.resolution_comment = comment

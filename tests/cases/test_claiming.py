@@ -181,3 +181,16 @@ async def test_a_breached_case_goes_to_a_supervisor_when_that_team_assigns_autom
     async with sessions() as session:
         case = await session.get(Case, case_id)
     assert (case.assignee_id, case.team_id, case.escalated_from_team_id) == (lead["id"], "leads", "care")
+
+
+async def test_claiming_a_case_the_team_handed_you_is_its_first_response(client, sessions):
+    await make_team(sessions, "vip", auto_assign=True)
+    ann = await make_agent(sessions, "ann", "vip")
+    case_id = await open_case(sessions, await make_customer(sessions, "u1"), "vip")
+    before = (await client.get(f"/api/cases/{case_id}", headers=ann["headers"])).json()
+    assert (before["assignee_id"], before["first_responded_at"]) == (ann["id"], None)
+
+    claimed = await client.post(f"/api/cases/{case_id}/claim", headers=ann["headers"])
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.json()["first_responded_at"] is not None
+    assert claimed.json()["due_at"] == before["resolution_due"]

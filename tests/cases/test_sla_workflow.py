@@ -15,12 +15,12 @@ from temporalio.worker import Worker
 from activities.cases import CaseActivities
 from domain.cases import service as cases
 from domain.cases.models import Case, CaseOutbox
-from domain.cases.schemas import Outcome
+from domain.cases.schemas import BusinessHoursIn, Outcome, Priority, SlaPolicyIn
 from domain.db import transaction, utcnow
 from domain.events.models import Event
 from runtime.case_dispatcher import CaseDispatcher
 from tests.cases.escalation_probe import EscalationProbeWorkflow, ProbeInput
-from tests.cases.helpers import make_agent, make_customer, make_team
+from tests.cases.helpers import make_agent, make_customer, make_team, open_case
 from tests.conftest import wait_for
 from tests.temporal_env import time_skipping
 from workflows.case_sla import CASE_CHANGED_SIGNAL, CaseSlaInput, CaseSlaWorkflow, CaseState, sla_workflow_id
@@ -234,3 +234,62 @@ async def test_a_target_met_in_time_is_no_breach_however_late_the_clock_hears_of
             select(func.count()).select_from(Event).where(Event.name == "Case SLA Breached")
         )
     assert (stored.breached_at, stored.priority, breaches) == (None, case.priority, 0)
+
+
+async def _auto_assigned_case_in_business_hours(temporal, sessions) -> tuple[Case, dict]:
+    """A `normal` case (30 min first response, Paris office hours) that the team hands to ann."""
+    async with transaction(sessions) as session:
+        hours = BusinessHoursIn(timezone="Europe/Paris", start="09:00", end="17:00")
+        await cases.set_policy(
+            session,
+            Priority.normal,
+            SlaPolicyIn(first_response_minutes=30, resolution_minutes=600, business_hours=hours),
+        )
+    await make_team(sessions, "leads")
+    await make_team(sessions, "care", supervisor="leads", auto_assign=True)
+    ann = await make_agent(sessions, "ann", "care")
+    case_id = await open_case(sessions, await make_customer(sessions, "u-4"), "care")
+    async with sessions() as session:
+        case = await session.get(Case, case_id)
+    assert (case.status, case.assignee_id) == ("assigned", ann["id"])
+    await wait_for(lambda: _sla_running(temporal, case.id))
+    return case, ann
+
+
+async def test_an_auto_assigned_case_nobody_acts_on_misses_its_first_response_target(temporal, sessions):
+    case, _ = await _auto_assigned_case_in_business_hours(temporal, sessions)
+
+    await temporal.sleep(case.first_response_due - utcnow() + timedelta(minutes=5))
+
+    async def breached():
+        async with sessions() as session:
+            return (await session.get(Case, case.id, populate_existing=True)).breached_at is not None
+
+    await wait_for(breached)
+    async with sessions() as session:
+        stored = await session.get(Case, case.id)
+        missed = await session.scalar(select(Event).where(Event.name == "Case SLA Breached"))
+    assert (stored.team_id, stored.assignee_id, stored.priority) == ("leads", None, "high")
+    assert missed.properties["target"] == "first_response"
+    assert stored.first_responded_at is None  # being handed the case was no response
+
+
+async def test_an_auto_assigned_case_the_agent_notes_in_time_meets_its_first_response_target(
+    temporal, sessions, settings
+):
+    case, ann = await _auto_assigned_case_in_business_hours(temporal, sessions)
+    actor = cases.Actor(ann["id"], ["care"])
+    async with transaction(sessions) as session:
+        await cases.add_note(session, actor, case.id, "Called, no answer")
+    async with sessions() as session:
+        noted = await session.get(Case, case.id)
+    assert noted.first_responded_at is not None and noted.due_at == noted.resolution_due
+
+    await temporal.sleep(case.first_response_due - utcnow() + timedelta(minutes=5))
+    async with sessions() as session:
+        stored = await session.get(Case, case.id)
+    assert (stored.breached_at, stored.team_id, stored.assignee_id) == (None, "care", ann["id"])
+    async with transaction(sessions) as session:
+        await cases.resolve(session, settings, actor, case.id, Outcome.solved, "called back")
+    sla = await _sla_result(temporal, case.id)
+    assert (sla.status, sla.breached, sla.escalations) == ("resolved", False, 0)
