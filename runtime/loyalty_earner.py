@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.db import utcnow
-from domain.loyalty.earner import EventCursor, earn_once
+from domain.loyalty.earner import EventCursor, backfill_once, earn_once
 from runtime.polling import poll_until_stopped
 
 
@@ -28,9 +28,12 @@ class LoyaltyEarner:
     async def earn_once(self) -> tuple[int, int]:
         return await earn_once(self._sessions, self.cursor, utcnow(), self._batch_size)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        async def step() -> bool:
-            read, _ = await self.earn_once()
-            return read > 0
+    async def step(self) -> bool:
+        """New events, then a window of a rule's back-fill (if one is under way): live earning
+        never waits for a long back-fill. True while there is more to do."""
+        read, _ = await self.earn_once()
+        scanned, _ = await backfill_once(self._sessions, utcnow(), self._batch_size)
+        return read > 0 or scanned > 0
 
-        await poll_until_stopped(step, stop, self._poll_seconds, "loyalty earning pass")
+    async def run(self, stop: asyncio.Event) -> None:
+        await poll_until_stopped(self.step, stop, self._poll_seconds, "loyalty earning pass")

@@ -8,6 +8,9 @@ again on every pass until it shows up or ``gap_timeout`` passes (its insert was 
 a messageId race: both burn an id for good). The persisted position stays below the oldest open hole,
 so a restart re-reads from there; each award's key is ``event:{event_id}:{rule_id}``, which makes that
 re-reading harmless.
+
+A rule given an earlier ``since`` than it had needs events the cursor has passed: ``backfill_once``
+takes that rule alone back over them (see repository.start_backfill), a window of ids a pass.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from domain.loyalty import repository, service
 
 log = logging.getLogger(__name__)
 
-CURSOR = "events"
+CURSOR = repository.EVENTS_CURSOR
 HOLES_PER_QUERY = 5_000
 
 
@@ -106,3 +109,31 @@ async def earn_once(
             state.position, state.updated_at = plan.position, now
     cursor.apply(plan)  # only once committed: a rolled-back pass reads the same events again
     return len(filled) + len(fresh), written
+
+
+async def backfill_once(
+    sessions: async_sessionmaker[AsyncSession], now: datetime, span: int
+) -> tuple[int, int]:
+    """One pass of a rule's back-fill, in one transaction: its events among the next ``span`` ids
+    downwards, under that rule only (the awards' keys make a repeated window harmless; caps count
+    what the rule already gave in the event's day and month). The position is saved with the
+    awards, so a pass that fails is done again and a restarted worker goes on where it stopped; the
+    row goes once id 1 is passed, or when the rule is no longer in the programme. Returns (ids
+    scanned, entries written); with no back-fill under way it only reads, and returns (0, 0)."""
+    async with transaction(sessions) as session:
+        name = await repository.next_backfill(session)
+        state = name and await repository.lock_existing_cursor(session, name)
+        if not state:  # none, or another worker has just finished it
+            return 0, 0
+        config = await service.program(session)
+        rule = next((r for r in config.rules if repository.backfill_cursor(r.id) == name), None)
+        high, low = state.position, max(state.position - span, 1)
+        written = 0
+        if rule is not None and high > low:
+            rows = await repository.track_events_between(session, low, high, rule.event, rule.since)
+            written = await service.on_events(session, _stored(rows), now, config=config, rule_id=rule.id)
+        if rule is None or low == 1:
+            await repository.drop_cursor(session, name)
+        else:
+            state.position, state.updated_at = low, now
+    return max(high - low, 1), written

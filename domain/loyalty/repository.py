@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, union_all, update
+from sqlalchemy import delete, func, insert, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer
@@ -22,6 +23,8 @@ from domain.loyalty.models import (
 )
 
 PROGRAM_ID = 1
+EVENTS_CURSOR = "events"  # the earner's, over every event
+BACKFILL = "backfill:"  # + a rule: one rule's pass back over the events the earner read before
 
 
 async def get_program(session: AsyncSession, *, lock: bool = False) -> LoyaltyProgram | None:
@@ -311,3 +314,57 @@ async def events_with_ids(session: AsyncSession, ids: list[int]) -> list[tuple]:
         return []
     rows = await session.execute(select(*_EVENT_COLUMNS).where(Event.id.in_(ids)).order_by(Event.id))
     return [tuple(r) for r in rows]
+
+
+def backfill_cursor(rule_id: str) -> str:
+    """The cursor row of a rule's back-fill. Names hold 64 characters, as a rule id can: a long id is
+    hashed ('#' is never part of one, so the two forms cannot meet)."""
+    name = BACKFILL + rule_id
+    return name if len(name) <= 64 else f"{BACKFILL}#{hashlib.sha256(rule_id.encode()).hexdigest()[:32]}"
+
+
+async def start_backfill(session: AsyncSession, rule_id: str, at: datetime) -> None:
+    """Have the rule go back over every event stored so far (again from the top, if it already was).
+
+    The earner's cursor is held meanwhile: a pass that read events under the programme before this one
+    has committed, so each of its events is at or below the last id now, and every later pass reads
+    the new programme."""
+    await lock_cursor(session, EVENTS_CURSOR)
+    last = await session.scalar(select(func.coalesce(func.max(Event.id), 0)))
+    state = await lock_cursor(session, backfill_cursor(rule_id))
+    state.position, state.updated_at = last + 1, at  # back-fills read downwards, below ``position``
+
+
+async def next_backfill(session: AsyncSession) -> str | None:
+    """A back-fill under way, if any (a plain read: the earner asks on every pass)."""
+    return await session.scalar(
+        select(LoyaltyCursor.name)
+        .where(LoyaltyCursor.name.startswith(BACKFILL, autoescape=True))
+        .order_by(LoyaltyCursor.name)
+        .limit(1)
+    )
+
+
+async def lock_existing_cursor(session: AsyncSession, name: str) -> LoyaltyCursor | None:
+    return await session.scalar(
+        select(LoyaltyCursor)
+        .where(LoyaltyCursor.name == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def drop_cursor(session: AsyncSession, name: str) -> None:
+    await session.execute(delete(LoyaltyCursor).where(LoyaltyCursor.name == name))
+
+
+async def track_events_between(
+    session: AsyncSession, low: int, high: int, name: str, since: datetime | None
+) -> list[tuple]:
+    """Track events called ``name`` with ``low <= id < high``, at or after ``since``, as events_after."""
+    stmt = select(*_EVENT_COLUMNS).where(
+        Event.id >= low, Event.id < high, Event.type == "track", Event.name == name
+    )
+    if since is not None:
+        stmt = stmt.where(Event.timestamp >= since)
+    return [tuple(r) for r in await session.execute(stmt.order_by(Event.id))]

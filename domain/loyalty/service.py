@@ -54,7 +54,10 @@ async def get_program(session: AsyncSession) -> ProgramOut:
 
 async def put_program(session: AsyncSession, config: ProgramConfig, now: datetime) -> ProgramOut:
     """Replace the programme. A new rule earns from now on unless it names an earlier ``since``; an
-    existing rule keeps its start, so editing a rule never back-fills or forgets history.
+    existing rule keeps its start unless given an earlier one, so editing a rule never back-fills or
+    forgets history by itself. A rule given a start before what it had (a new rule: before now) goes
+    back over the events already read, on its own (see earner.backfill_once): the earner's cursor is
+    past them, and rewinding it would have every other rule, as edited now, judge them again.
 
     Customers without an account are in the first tier. When its name changes, so does the tier of
     every one of them, with no event of theirs for the segment refresher to follow; so, in this same
@@ -64,9 +67,12 @@ async def put_program(session: AsyncSession, config: ProgramConfig, now: datetim
     previous = {r.id: r for r in before.rules}
     rules = []
     for rule in config.rules:
+        kept = previous.get(rule.id)
+        start = kept.since if kept else now  # what the rule has been (or would be) earning from
         if rule.since is None:
-            kept = previous.get(rule.id)
-            rule = rule.model_copy(update={"since": kept.since if kept and kept.since else now})
+            rule = rule.model_copy(update={"since": start or now})
+        elif start is not None and rule.since < start:
+            await repository.start_backfill(session, rule.id, now)
         rules.append(rule)
     config = config.model_copy(update={"rules": rules})
     row = await repository.save_program(session, config.model_dump(mode="json"), now)
@@ -422,19 +428,28 @@ async def _capped(session: AsyncSession, rule, customer_id: int, points: int, at
     return max(points, 0)
 
 
-async def on_events(session: AsyncSession, events: list[StoredEvent], now: datetime) -> int:
-    """Earn for stored events under the programme's rules; returns how many entries were written.
+async def on_events(
+    session: AsyncSession,
+    events: list[StoredEvent],
+    now: datetime,
+    *,
+    config: ProgramConfig | None = None,
+    rule_id: str | None = None,
+) -> int:
+    """Earn for stored events under the programme's rules (only ``rule_id``'s, when given); returns
+    how many entries were written.
 
     Safe to call any number of times for the same events: each award's key is
     ``event:{event_id}:{rule_id}``, so an event earns once per rule however often it is seen.
     """
-    config = await program(session)
+    config = config or await program(session)
     work = [
         (event, rule, f"event:{event.id}:{rule.id}")
         for event in events
         if event.type == "track"
         for rule in config.rules
-        if ledger.matches(rule, event.name, event.properties or {})
+        if rule_id in (None, rule.id)
+        and ledger.matches(rule, event.name, event.properties or {})
         and (rule.since is None or event.timestamp >= rule.since)
     ]
     if not work:

@@ -1,0 +1,124 @@
+"""A rule's `since` back-fills once the earner is running: its cursor is past the old events, so the
+rule goes back over them on its own, and no other rule judges them again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from domain.db import transaction
+from domain.loyalty.models import LoyaltyCursor
+from runtime.loyalty_earner import LoyaltyEarner
+from tests.loyalty.helpers import PROGRAM, audit, entries
+from tests.loyalty.test_earning import customer_of, track
+
+
+async def _run(earner: LoyaltyEarner, passes: int = 200) -> None:
+    """The earner's passes until it has nothing left to do."""
+    for _ in range(passes):
+        if not await earner.step():
+            return
+    raise AssertionError(f"still busy after {passes} passes")
+
+
+async def _put(client, headers, rules: list[dict]) -> None:
+    response = await client.put("/api/loyalty/program", json={**PROGRAM, "rules": rules}, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+async def _earned(sessions, user_id: str) -> list[tuple[str, int]]:
+    return [(e.rule_id, e.points) for e in await entries(sessions, await customer_of(sessions, user_id))]
+
+
+PURCHASE = {"id": "purchase", "event": "Order Completed", "points_per_unit": 1}
+REVIEW = {"id": "review", "event": "Review Written", "points": 50, "cap_per_day": 100}
+APP_ORDER = {"id": "app-order", "event": "Order Completed", "where": {"channel": "app"}, "points": 20}
+
+
+async def test_an_earlier_since_back_fills_that_rule_once_and_no_other(
+    client, sessions, write_key, admin_headers
+):
+    # Last month: ann wrote three reviews in a day and ordered in the app, bo wrote one review.
+    # Nothing earns them: the programme starts now.
+    day = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) - timedelta(days=20)
+    for hour in range(3):
+        await track(
+            client,
+            write_key,
+            "ann",
+            "Review Written",
+            {},
+            timestamp=(day + timedelta(hours=hour)).isoformat(),
+        )
+    await track(
+        client,
+        write_key,
+        "ann",
+        "Order Completed",
+        {"revenue": 80, "channel": "app"},
+        timestamp=day.isoformat(),
+    )
+    await track(client, write_key, "bo", "Review Written", {}, timestamp=day.isoformat())
+    await _put(client, admin_headers, [PURCHASE, REVIEW])
+    earner = LoyaltyEarner(sessions, batch_size=2)  # back-fills in windows of two ids
+    await _run(earner)
+    await track(client, write_key, "ann", "Order Completed", {"revenue": 10, "channel": "web"})
+    await _run(earner)
+    assert await _earned(sessions, "ann") == [("purchase", 10)]
+    assert await _earned(sessions, "bo") == []
+
+    # The marketer back-fills reviews from a month ago, adds an app-order rule from then too, and
+    # doubles the purchase rule (which keeps its start: old orders stay unearned by it).
+    month_ago = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+    await _put(
+        client,
+        admin_headers,
+        [
+            {**PURCHASE, "points_per_unit": 2},
+            {**REVIEW, "since": month_ago},
+            {**APP_ORDER, "since": month_ago},
+        ],
+    )
+    # A worker restarted part way through goes on from where the back-fills stood.
+    await earner.step()
+    earner = LoyaltyEarner(sessions, batch_size=2)
+    await _run(earner)
+
+    # The day's cap holds for the back-filled reviews: 50 + 50, the third earns nothing.
+    assert sorted(await _earned(sessions, "ann")) == [
+        ("app-order", 20),
+        ("purchase", 10),
+        ("review", 50),
+        ("review", 50),
+    ]
+    assert await _earned(sessions, "bo") == [("review", 50)]
+    ann = await customer_of(sessions, "ann")
+    account = (await client.get(f"/api/loyalty/{ann}", headers=admin_headers)).json()
+    assert account["balance"] == 130
+    assert (await audit(sessions, ann)).consistent
+    async with sessions() as session:
+        assert list(await session.scalars(select(LoyaltyCursor.name))) == ["events"]  # both finished
+
+    # Passes again, and the same programme put back as it reads now (its since's included), earn
+    # nothing more; nor does moving the start back once more over events already earned.
+    program = (await client.get("/api/loyalty/program", headers=admin_headers)).json()["config"]
+    await _put(client, admin_headers, program["rules"])
+    earlier = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+    purchase, *backfilled = program["rules"]
+    await _put(client, admin_headers, [purchase, *({**r, "since": earlier} for r in backfilled)])
+    await _run(earner)
+    await _run(LoyaltyEarner(sessions, batch_size=500))
+    assert len(await entries(sessions, ann)) == 4
+    assert await _earned(sessions, "bo") == [("review", 50)]
+
+
+async def test_a_back_fill_whose_rule_is_removed_stops(client, sessions, write_key, admin_headers):
+    await track(client, write_key, "cy", "Review Written", {}, timestamp="2000-01-02T00:00:00Z")
+    await _put(client, admin_headers, [REVIEW])
+    await _put(client, admin_headers, [{**REVIEW, "since": "2000-01-01T00:00:00Z"}])
+    await _put(client, admin_headers, [PURCHASE])
+    await _run(LoyaltyEarner(sessions))
+    assert await _earned(sessions, "cy") == []
+    async with transaction(sessions) as session:
+        assert list(await session.scalars(select(LoyaltyCursor.name))) == ["events"]
