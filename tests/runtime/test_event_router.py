@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 
 from domain.customers.models import Customer
 from domain.db import transaction, utcnow
-from domain.events.models import Event, EventOutbox
+from domain.events.models import EventOutbox
 from domain.journeys.models import Enrollment
 from runtime.event_router import EventRouter
 from tests import temporal_env
@@ -98,7 +98,7 @@ async def _existing_workflows(env, journey_id, customer_ids) -> set[str]:
     return found
 
 
-def _router_process(database_url, env, tmp_path, **settings) -> subprocess.Popen:
+def _router_process(database_url, env, tmp_path, *command, **settings) -> subprocess.Popen:
     environment = {
         **os.environ,
         "JOURNEYS_DEV_MODE": "true",
@@ -108,7 +108,8 @@ def _router_process(database_url, env, tmp_path, **settings) -> subprocess.Popen
         "JOURNEYS_ROUTER_POLL_SECONDS": "0.05",
         **{f"JOURNEYS_{k.upper()}": str(v) for k, v in settings.items()},
     }
-    return subprocess.Popen([sys.executable, "-m", "runtime.cli", "router"], cwd=ROOT, env=environment)
+    command = command or ("runtime.cli", "router")
+    return subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, env=environment)
 
 
 async def test_router_killed_mid_batch_and_restarted_routes_every_trigger_once(
@@ -121,33 +122,30 @@ async def test_router_killed_mid_batch_and_restarted_routes_every_trigger_once(
 
     async with sessions() as session:
         customer_ids = list(await session.scalars(select(Customer.id)))
-        # The router takes triggers in event-id order, which need not be the order customers were made in.
-        routing_order = list(
-            await session.scalars(
-                select(Event.customer_id).where(Event.name == "Signed Up").order_by(Event.id)
-            )
-        )
 
-    async def started_ten():
-        # One cheap call per poll (the eleventh trigger's workflow: starts go one at a time, so the ten
-        # before it are started by then), so the kill lands mid-batch.
-        return bool(await _existing_workflows(temporal, journey_id, routing_order[10:11]))
-
-    # One batch holds every row, started one at a time and recorded when the batch is done: killing it
-    # part-way leaves the whole batch claimed by a dead process, some of it already started in
-    # Temporal, none of it recorded or dequeued. One at a time, the 49 starts left after the eleventh
-    # outlast the poll and the kill (two at a time, a quiet machine once finished them first).
+    # One batch holds every row. The first router's starts stall after the tenth (tests/runtime/
+    # stalling_router.py), so the kill always lands with the whole batch claimed by a dead process,
+    # ten of its workflows started in Temporal, fifty not, none recorded or dequeued.
+    stalled = tmp_path / "stalled"
     first = _router_process(
-        database_url, temporal, tmp_path, router_batch_size=1000, router_concurrency=1, router_lease_seconds=2
+        database_url,
+        temporal,
+        tmp_path,
+        "tests.runtime.stalling_router",
+        "10",
+        str(stalled),
+        router_batch_size=1000,
+        router_lease_seconds=2,
     )
     try:
-        await wait_for(started_ten, within=60, every=0.002)
+        await wait_for(lambda: _exists(stalled), within=60)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
     assert await _count(sessions, queued) == 2 * TRIGGERS
+    assert await _count(sessions, enrolled) == 0
     started_before = await _existing_workflows(temporal, journey_id, customer_ids)
-    assert len(started_before) >= 10
+    assert len(started_before) == 10
 
     second = _router_process(database_url, temporal, tmp_path, router_lease_seconds=2)
     try:
@@ -164,9 +162,12 @@ async def test_router_killed_mid_batch_and_restarted_routes_every_trigger_once(
     # ignores an event id it has seen), everything else exactly once. Nothing is lost.
     signals = await _signals_by_workflow(temporal, sessions, journey_id)
     assert len(signals) == TRIGGERS
-    assert all(signals[w] == 2 for w in started_before)
-    assert sum(n == 2 for n in signals.values()) <= len(started_before) + 2  # RPCs in flight at the kill
-    assert set(signals.values()) <= {1, 2}
+    assert {w for w, n in signals.items() if n == 2} == started_before  # no RPC was in flight at the kill
+    assert set(signals.values()) == {1, 2}
+
+
+async def _exists(path) -> bool:
+    return path.exists()
 
 
 async def test_two_routers_side_by_side_claim_disjoint_batches(
