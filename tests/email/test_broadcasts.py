@@ -183,10 +183,24 @@ async def test_pause_holds_and_cancel_stops_a_rate_limited_broadcast(
 ):
     await add_customers(sessions, 60)
     await add_template(sessions)
-    # Slow enough (6 s for all 60) that the pause lands mid-way even on a loaded machine.
+    # The capture takes three messages, then holds the rest until the pause is recorded: the batch
+    # plans pages ahead of its sends (about 45 messages here), so a pause that came a second late
+    # would find the whole audience planned.
+    accepted, recorded = 0, asyncio.Event()
+    store = capture.handler.handle_DATA
+
+    async def three_then_wait_for_the_pause(server, session, envelope):
+        nonlocal accepted
+        accepted += 1
+        if accepted > 3:
+            await recorded.wait()
+        return await store(server, session, envelope)
+
+    capture.handler.handle_DATA = three_then_wait_for_the_pause  # before the pool's first connection
     await _create(client, marketer_headers, id="slow", batch_size=5, rate_per_second=10)
     await capture.wait_for_count(3)
     r = await client.post("/api/broadcasts/slow/pause", headers=marketer_headers)
+    recorded.set()
     assert r.status_code == 200 and r.json()["status"] == "paused"
     handle = temporal.client.get_workflow_handle("broadcast/slow", result_type=BroadcastProgress)
 
