@@ -178,29 +178,36 @@ async def test_broadcast_to_a_customer_list_goes_on_past_a_page_in_which_nobody_
     assert (status["status"], status["sent"], status["cursor"]) == ("completed", 7, missing)
 
 
+def _capture_holds_after(capture, n: int) -> asyncio.Event:
+    """The capture takes ``n`` messages, then holds every other until the returned event is set, so a
+    step the test takes meanwhile lands while the broadcast is under way however slow the machine.
+    Call it before the first send: each SMTP connection takes the handler's hook when it opens."""
+    release, taken = asyncio.Event(), 0
+    store = capture.handler.handle_DATA
+
+    async def hold(server, session, envelope):
+        nonlocal taken
+        taken += 1
+        if taken > n:
+            await release.wait()
+        return await store(server, session, envelope)
+
+    capture.handler.handle_DATA = hold
+    return release
+
+
 async def test_pause_holds_and_cancel_stops_a_rate_limited_broadcast(
     client, marketer_headers, sessions, capture, temporal
 ):
     await add_customers(sessions, 60)
     await add_template(sessions)
-    # The capture takes three messages, then holds the rest until the pause is recorded: the batch
-    # plans pages ahead of its sends (about 45 messages here), so a pause that came a second late
-    # would find the whole audience planned.
-    accepted, recorded = 0, asyncio.Event()
-    store = capture.handler.handle_DATA
-
-    async def three_then_wait_for_the_pause(server, session, envelope):
-        nonlocal accepted
-        accepted += 1
-        if accepted > 3:
-            await recorded.wait()
-        return await store(server, session, envelope)
-
-    capture.handler.handle_DATA = three_then_wait_for_the_pause  # before the pool's first connection
+    # The batch plans pages ahead of its sends (about 45 messages here): a pause that came a second
+    # late would find the whole audience planned, so the capture holds the rest until it is recorded.
+    paused = _capture_holds_after(capture, 3)
     await _create(client, marketer_headers, id="slow", batch_size=5, rate_per_second=10)
     await capture.wait_for_count(3)
     r = await client.post("/api/broadcasts/slow/pause", headers=marketer_headers)
-    recorded.set()
+    paused.set()
     assert r.status_code == 200 and r.json()["status"] == "paused"
     handle = temporal.client.get_workflow_handle("broadcast/slow", result_type=BroadcastProgress)
 
@@ -228,9 +235,12 @@ async def test_pause_then_resume_finishes_the_broadcast(
 ):
     await add_customers(sessions, 20)
     await add_template(sessions)
+    paused = _capture_holds_after(capture, 1)  # else all 20 could be sent before the pause (0.5 s)
     await _create(client, marketer_headers, id="pr", batch_size=5, rate_per_second=40)
     await capture.wait_for_count(1)
-    assert (await client.post("/api/broadcasts/pr/pause", headers=marketer_headers)).status_code == 200
+    r = await client.post("/api/broadcasts/pr/pause", headers=marketer_headers)
+    paused.set()
+    assert r.status_code == 200
     assert (await client.post("/api/broadcasts/pr/resume", headers=marketer_headers)).status_code == 200
     result = await temporal.client.get_workflow_handle("broadcast/pr", result_type=BroadcastProgress).result()
     assert (result.status, result.sent) == ("completed", 20)
