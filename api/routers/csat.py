@@ -17,7 +17,7 @@ from api.deps import Session, get_settings
 from config.settings import Settings
 from domain.cases import service as cases
 from domain.customers import service as customers
-from domain.db import StoredInt
+from domain.db import stored_id
 from domain.errors import DomainError
 
 router = APIRouter(tags=["csat"], include_in_schema=False)
@@ -53,6 +53,18 @@ def _page(status: int = 200, **values) -> HTMLResponse:
     return HTMLResponse(_PAGE.render(**values), status_code=status, headers=_HEADERS)
 
 
+def _case_id(text: str) -> int:
+    """The link's case id; anything else (no number, beyond 64 bits) is 0, which no case has, so the
+    link gets the page's "not valid" rather than the API's JSON 422."""
+    return stored_id(text) or 0
+
+
+def _rating(text: str) -> int:
+    """The rating as a number, or 0 (which rate() answers with the page's "1 to 5"): ASCII digits only
+    (str.isdigit also takes '²', which int() refuses, and 5000 digits exceed int()'s limit)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 3 else 0
+
+
 async def _name(session, customer_id: int) -> str | None:
     profile = await customers.get_profile(session, customer_id)
     traits = (profile or {}).get("traits", {})
@@ -62,22 +74,26 @@ async def _name(session, customer_id: int) -> str | None:
 
 @router.get("/csat/{case_id}", response_class=HTMLResponse)
 async def csat_form(
-    case_id: StoredInt,
+    case_id: str,
     session: Session,
     settings: Annotated[Settings, Depends(get_settings)],
-    sig: str = Query("", max_length=128),
-    rating: int | None = Query(None),
+    sig: str = Query(""),
+    rating: str = Query(""),
 ) -> HTMLResponse:
+    # Every parameter is read as text: the link is the customer's, so a mangled one gets this page.
     try:
-        case = await cases.csat_case(session, settings, case_id, sig)
+        case = await cases.csat_case(session, settings, _case_id(case_id), sig)
     except DomainError as err:
         return _page(err.status_code, error=str(err.detail))
-    return _page(case_id=case.id, sig=sig, chosen=rating, name=await _name(session, case.customer_id))
+    # A rating the page has no button for only preselects none: the customer picks one there.
+    return _page(
+        case_id=case.id, sig=sig, chosen=_rating(rating), name=await _name(session, case.customer_id)
+    )
 
 
 @router.post("/csat/{case_id}", response_class=HTMLResponse)
 async def csat_record(
-    case_id: StoredInt,
+    case_id: str,
     request: Request,
     session: Session,
     settings: Annotated[Settings, Depends(get_settings)],
@@ -89,12 +105,9 @@ async def csat_record(
     # The page's form sends the signature as a field; a POST to the link itself (the README's
     # `POST /csat/{case_id}?sig=...`, e.g. a rating button of one's own) carries it in the query.
     sig = (form.get("sig") or [request.query_params.get("sig", "")])[0]
-    raw = (form.get("rating") or [""])[0]
     try:
-        # ASCII digits only: str.isdigit also takes '²', which int() refuses, and 5000 digits exceed
-        # int()'s limit; anything else is 0, which rate() answers with the page's "1 to 5".
-        rating = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 3 else 0
-        case = await cases.rate(session, settings, case_id, sig, rating)
+        rating = _rating((form.get("rating") or [""])[0])
+        case = await cases.rate(session, settings, _case_id(case_id), sig, rating)
     except DomainError as err:
         detail = err.detail["problem"] if isinstance(err.detail, dict) else err.detail
         return _page(err.status_code, error=f"rating {detail}" if isinstance(err.detail, dict) else detail)

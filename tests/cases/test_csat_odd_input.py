@@ -51,3 +51,36 @@ async def test_a_form_with_more_fields_than_the_page_has_is_refused_with_the_pag
     # The page's own two fields, and a few more (a browser extension's), are still read.
     posted = await client.post(f"/csat/{case_id}", content=f"a=1&b=2&sig={sig}&rating=4", headers=FORM)
     assert posted.status_code == 200 and "4 out of 5" in posted.text, posted.text
+
+
+@pytest.mark.parametrize("rating", ["abc", "%FF", "4.0", "9" * 40, "9" * 4301, ""])
+async def test_opening_the_link_with_a_rating_the_page_has_no_button_for_shows_the_page(
+    client, sessions, settings, rating
+):
+    """The rating of a one-click link was read as an integer by FastAPI: anything else (and 4301 digits,
+    beyond int()'s limit) answered a JSON 422 instead of the page. Now no button is preselected."""
+    case_id = await _resolved_case(sessions, settings)
+    sig = cases.csat_signature(settings, case_id)
+    page = await client.get(f"/csat/{case_id}?sig={sig}&rating={rating}")
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert "How did we do?" in page.text and 'class="chosen"' not in page.text
+    chosen = await client.get(f"/csat/{case_id}?sig={sig}&rating=3&rating={rating}&rating=4")
+    assert chosen.status_code == 200 and 'value="4" class="chosen"' in chosen.text, chosen.text
+
+
+@pytest.mark.parametrize("case_id", ["abc", "%FF", "9" * 40, "-1", "1.0"])
+async def test_a_mangled_link_gets_the_pages_not_valid_answer(client, sessions, settings, case_id):
+    """A case id that is not one, or a signature longer than any, answered a JSON 422."""
+    real = await _resolved_case(sessions, settings)
+    sig = cases.csat_signature(settings, real)
+    for answer in (
+        await client.get(f"/csat/{case_id}?sig={sig}"),
+        await client.post(f"/csat/{case_id}", content=f"sig={sig}&rating=5", headers=FORM),
+        await client.get(f"/csat/{real}?sig={sig}{'0' * 200}"),
+    ):
+        assert answer.status_code == 404, answer.text
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "not valid" in answer.text
+    async with sessions() as session:
+        assert (await session.get(Case, real)).csat_rating is None
