@@ -104,7 +104,14 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     return out
 
 
-def _malformed(problem: str) -> DomainError:
+def _malformed(raw: bytes, problem: str) -> DomainError:
+    """The body could not be parsed: why. A body that is not UTF-8 (as JSON must be), which orjson
+    names "surrogates not allowed", is told apart only here, once parsing failed: off the hot path."""
+    try:
+        raw.decode()
+    except UnicodeDecodeError as exc:
+        problem = f"the body is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        return DomainError({"field": "body", "problem": problem}, code="malformed_json")
     return DomainError({"field": "body", "problem": f"not valid JSON: {problem}"}, code="malformed_json")
 
 
@@ -116,7 +123,7 @@ def _json(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)  # refuses NaN, Infinity and 1e400, which JSON has not
     except orjson.JSONDecodeError as exc:
-        raise _malformed(str(exc)) from exc
+        raise _malformed(raw, str(exc)) from exc
     if _LONG_DIGITS.search(raw):
         # orjson reads an integer beyond 64 bits as a float, silently changing it; pydantic's parser
         # keeps it exact, so it is refused when written (``_writable``), as it is in a batch. Past its
@@ -265,7 +272,7 @@ async def batch(request: Request) -> Response:
     try:
         valid, problems = parse_batch(raw)
     except MalformedJSON as exc:
-        raise _malformed(str(exc)) from exc
+        raise _malformed(raw, str(exc)) from exc
     if problems:
         raise BadEvent(problems)
     _storable(raw, items, body)

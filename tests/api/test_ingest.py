@@ -489,3 +489,39 @@ async def test_a_revenue_string_counts_only_as_a_plain_ascii_number_alike_on_bot
     assert got.status_code == 200, got.text
     r = await _customer(sessions, "r")
     assert (r.order_count, r.lifetime_value) == (len(revenues), Decimal("7.50"))
+
+
+async def test_a_body_that_is_not_utf8_is_refused_as_such(client, sessions, write_key):
+    """orjson names a body that is not UTF-8 "str is not valid UTF-8: surrogates not allowed", which sent
+    people looking for surrogates; the 400 now says the body is not UTF-8, and where."""
+    call = '{"userId": "zoë", "event": "Viewed", "properties": {"note": "%s"}}'
+    latin1 = (call % "café").encode("latin-1")  # ë at offset 14
+    cases = [
+        ("/v1/track", latin1, 14),
+        ("/v1/identify", b'{"userId": "x", "traits": {"name": "' + "é".encode()[:1] + b'"}}', 36),
+        ("/v1/batch", b'{"batch": [' + latin1 + b"]}", 25),
+        ("/v1/batch", b'\xff{"batch": []}', 0),
+    ]
+    for path, raw, offset in cases:
+        for gzipped in (False, True):
+            headers = {"Content-Type": "application/json"}
+            if gzipped:
+                headers["Content-Encoding"] = "gzip"
+            content = gzip.compress(raw) if gzipped else raw
+            body = await _rejected(
+                client, sessions, path, auth=(write_key, ""), content=content, headers=headers
+            )
+            assert body["error"] == "malformed_json", body
+            assert body["detail"]["field"] == "body", body
+            assert body["detail"]["problem"].startswith("the body is not UTF-8 text"), body
+            assert f"at offset {offset})" in body["detail"]["problem"], body
+    # Also when the write key is in the body, which is then parsed to find it.
+    raw = b'{"writeKey": "%s", "batch": [], "x": "\xe9"}' % write_key.encode()
+    body = await _rejected(client, sessions, "/v1/batch", auth=None, content=raw)
+    assert "not UTF-8" in body["detail"]["problem"], body
+    # UTF-8 that is not JSON keeps its JSON message; an escaped lone surrogate is valid UTF-8.
+    for raw in (b'{"userId": "zo\xc3\xab", ', b'{"userId": "\\ud800", "event": "E"}'):
+        body = await _rejected(client, sessions, "/v1/track", auth=(write_key, ""), content=raw)
+        assert body["detail"]["problem"].startswith("not valid JSON: "), body
+    ok = await client.post("/v1/track", auth=(write_key, ""), content=(call % "café").encode())
+    assert ok.status_code == 200, ok.text
