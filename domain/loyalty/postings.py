@@ -77,6 +77,7 @@ async def append(
     meta: dict[str, Any] | None = None,
     tier_cache: dict[int, int] | None = None,
     expires_at: datetime | None = FROM_PROGRAM,
+    warned_at: datetime | None = None,  # a credit's lot already warned about (points moved by a merge)
 ) -> LoyaltyEntry:
     """Apply one movement to a locked account whose key is known to be unused.
 
@@ -125,6 +126,7 @@ async def append(
                 remaining=points,
                 earned_at=occurred_at,
                 expires_at=expires_at,
+                warned_at=warned_at,
             ),
         )
     tier_points = None

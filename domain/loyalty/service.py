@@ -267,7 +267,7 @@ async def fold_member(session: AsyncSession, source_id: int, target_id: int, now
     A customer without an account takes the visitor's ledger as it is. Otherwise each of the
     visitor's open lots is credited to the customer as an adjustment dated when the lot was earned,
     expiring when it would have (the lot's own expiry: the programme's may have changed since it was
-    earned); the customer's tier points stay their own."""
+    earned) and already warned about if the visitor was; the customer's tier points stay their own."""
     accounts = await repository.lock_existing_accounts(session, [source_id, target_id])
     if source_id not in accounts:
         return
@@ -292,6 +292,7 @@ async def fold_member(session: AsyncSession, source_id: int, target_id: int, now
             now=now,
             occurred_at=lot.earned_at,
             expires_at=lot.expires_at,
+            warned_at=lot.warned_at,  # the person was told these points expire: not a second time
             reason=f"points of profile {source_id}, merged into this one",
             who=who,
         )

@@ -23,12 +23,12 @@ from domain.journeys.models import JourneyListener
 from domain.loyalty import maintenance
 from domain.loyalty import service as loyalty
 from domain.loyalty.models import LoyaltyFoldedKey
-from domain.loyalty.schemas import RedeemIn
+from domain.loyalty.schemas import POINTS_EXPIRING_SOON, RedeemIn
 from domain.subscriptions import repository as choices
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.models import Subscription
 from domain.subscriptions.schemas import GroupIn
-from tests.loyalty.helpers import PROGRAM, entries, set_program
+from tests.loyalty.helpers import PROGRAM, emitted, entries, set_program
 
 
 async def _profile(sessions, call) -> int:
@@ -170,6 +170,32 @@ async def test_merged_points_keep_the_expiry_they_were_earned_with(sessions):
     assert audit.consistent, audit.problems
     merged = [e for e in await entries(sessions, kim) if e.source == "merge"]
     assert [(e.points, e.expires_at) for e in merged] == [(120, None)]
+
+
+@pytest.mark.parametrize("kim_has_points", [False, True], ids=["ledger handed over", "points credited"])
+async def test_points_warned_about_before_a_merge_are_not_warned_about_again(sessions, kim_has_points):
+    """The credit a merge makes for the visitor's lot lost the lot's "already warned" mark, so the next
+    pass sent `Points Expiring Soon` (and its email) a second time for the same points."""
+    await set_program(sessions)  # expire after 12 months, warned 30 days ahead
+    kim = await _profile(sessions, IdentifyCall(userId="kim", traits={}))
+    visitor = await _profile(sessions, TrackCall(anonymousId="v-1", event="Viewed"))
+    if kim_has_points:
+        await _earn(sessions, kim, 500, "k1")
+    async with transaction(sessions) as session:  # expires in about 15 days
+        await loyalty.award(session, visitor, "k2", 120, "welcome", utcnow() - timedelta(days=350))
+    async with transaction(sessions) as session:
+        assert await maintenance.warn_expiring(session, utcnow(), 100) == 1
+    assert len(await emitted(sessions, POINTS_EXPIRING_SOON)) == 1
+
+    await _profile(sessions, IdentifyCall(userId="kim", anonymousId="v-1", traits={}))
+    async with transaction(sessions) as session:
+        assert await maintenance.warn_expiring(session, utcnow(), 100) == 0
+    async with transaction(sessions) as session:  # and when they go, no late warning either
+        assert await maintenance.expire_due(session, utcnow() + timedelta(days=20), 100) == 1
+    assert len(await emitted(sessions, POINTS_EXPIRING_SOON)) == 1
+    account, audit = await _account(sessions, kim)
+    assert account.balance == (500 if kim_has_points else 0)
+    assert audit.consistent, audit.problems
 
 
 @pytest.mark.parametrize("kim_has_points", [False, True], ids=["ledger handed over", "points credited"])
