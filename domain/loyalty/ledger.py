@@ -32,6 +32,12 @@ def expiry_for(program: ProgramConfig, earned_at: datetime) -> datetime | None:
     return add_months(earned_at, program.expiry_months) if program.expiry_months else None
 
 
+def expired_by(program: ProgramConfig, earned_at: datetime, now: datetime) -> bool:
+    """Whether points earned at ``earned_at`` would have expired by ``now`` (an old event read late)."""
+    expires_at = expiry_for(program, earned_at)
+    return expires_at is not None and expires_at <= now
+
+
 def tier_window_start(program: ProgramConfig, as_of: datetime) -> datetime | None:
     """Earn entries after this moment count towards the tier; ``None`` counts all of them."""
     return add_months(as_of, -program.tier_window_months) if program.tier_window_months else None

@@ -452,6 +452,9 @@ async def on_events(
         if rule_id in (None, rule.id)
         and ledger.matches(rule, event.name, event.properties or {})
         and (rule.since is None or event.timestamp >= rule.since)
+        # Points that would have expired by now are not awarded: the member never had them, and an
+        # award expired at once would send Points Earned, Expiring Soon and Expired for nothing.
+        and not ledger.expired_by(config, event.timestamp, now)
     ]
     if not work:
         return 0

@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from domain.db import transaction
+from domain.db import transaction, utcnow
+from domain.loyalty import maintenance
 from domain.loyalty.models import LoyaltyCursor
+from domain.loyalty.schemas import POINTS_EARNED
 from runtime.loyalty_earner import LoyaltyEarner
-from tests.loyalty.helpers import PROGRAM, audit, entries
+from tests.loyalty.helpers import PROGRAM, audit, emitted, entries
 from tests.loyalty.test_earning import customer_of, track
 
 
@@ -122,3 +124,34 @@ async def test_a_back_fill_whose_rule_is_removed_stops(client, sessions, write_k
     assert await _earned(sessions, "cy") == []
     async with transaction(sessions) as session:
         assert list(await session.scalars(select(LoyaltyCursor.name))) == ["events"]
+
+
+async def test_a_back_fill_awards_no_points_that_would_already_have_expired(
+    client, sessions, write_key, admin_headers
+):
+    """Back-filled points of events older than `expiry_months` were awarded with an expiry already
+    passed: `Points Earned`, then at the next expiry pass `Points Expiring Soon` and `Points Expired`
+    for points the member never had. They earn nothing now; those still within expiry earn as ever."""
+    now = datetime.now(UTC)
+    for days in (400, 370, 300):  # the programme's points expire after 12 months
+        await track(
+            client, write_key, "di", "Review Written", {}, timestamp=(now - timedelta(days=days)).isoformat()
+        )
+    await _put(client, admin_headers, [REVIEW])
+    await _put(client, admin_headers, [{**REVIEW, "since": (now - timedelta(days=500)).isoformat()}])
+    await _run(LoyaltyEarner(sessions))
+
+    di = await customer_of(sessions, "di")
+    (earned,) = await entries(sessions, di)
+    assert (earned.kind, earned.points, earned.occurred_at.date()) == (
+        "earn",
+        50,
+        (now - timedelta(days=300)).date(),
+    )
+    async with transaction(sessions) as session:
+        await maintenance.warn_expiring(session, utcnow(), 100)
+        assert await maintenance.expire_due(session, utcnow(), 100) == 0
+    assert [e.name for e in await emitted(sessions)] == [POINTS_EARNED]
+    account = (await client.get(f"/api/loyalty/{di}", headers=admin_headers)).json()
+    assert (account["balance"], account["lifetime_earned"]) == (50, 50)
+    assert (await audit(sessions, di)).consistent
