@@ -20,7 +20,7 @@ from domain.analytics.schemas import (
 )
 from domain.auth.schemas import Principal, Role
 from domain.db import utcnow
-from domain.errors import Unauthorized
+from domain.errors import DomainError, Unauthorized
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"])
 
@@ -41,6 +41,7 @@ def _to():
     )
 
 
+_NO_STORE = {"Cache-Control": "no-store, private"}
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="Journeys analytics", charset="UTF-8"'}
 _marketer = require(Role.marketer)
 
@@ -241,9 +242,16 @@ async def report_page(
     interval: str = Query("month", description="Trend buckets: day, week or month (each costs a KPI call)."),
 ) -> HTMLResponse:
     now = utcnow()
-    period = periods.period(start, end, now=now, default_days=84)
-    html = await report.page(session, _settings(request), period, interval, journey_id, now=now)
-    return HTMLResponse(html, headers={"Cache-Control": "no-store, private"})
+    try:
+        period = periods.period(start, end, now=now, default_days=84)
+        html = await report.page(session, _settings(request), period, interval, journey_id, now=now)
+    except DomainError as err:
+        # The page's own form can ask for what it cannot show (a day per bucket over 84 days): a browser
+        # gets a page naming the problem; other clients the API's JSON, as from every endpoint.
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        return HTMLResponse(report.error_page(err.detail), err.status_code, headers=_NO_STORE)
+    return HTMLResponse(html, headers=_NO_STORE)
 
 
 @router.get("/report/plotly.min.js", include_in_schema=False)

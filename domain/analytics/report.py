@@ -299,3 +299,12 @@ async def page(
         figures=_script_json(figures(kpi, trend, tiers, journey, review)),
         generated_at=now,
     )
+
+
+def error_page(detail: Any) -> str:
+    """The page for a request the report cannot answer (a bad ``from``, ``to``, ``interval`` or
+    journey), naming the field as the API's JSON would: a browser shows this, not the JSON."""
+    field, problem = (
+        (detail.get("field"), detail.get("problem")) if isinstance(detail, dict) else (None, detail)
+    )
+    return _pages.get_template("report_error.html").render(field=field, problem=problem)

@@ -126,3 +126,22 @@ async def test_offsets_are_converted_to_utc_and_an_unencoded_plus_is_understood(
         )
         assert got.status_code == 200, got.text
         assert got.json()["from"] == "2026-05-01T00:00:00Z", value
+
+
+async def test_a_report_the_page_cannot_show_is_a_page_naming_the_problem(client, sessions):
+    """The report's own form can ask for what it cannot show (a trend per day over its default 84 days):
+    a browser was shown the API's JSON. It gets a page naming the field; a JSON client the JSON still."""
+    key = await make_key(sessions, role=Role.marketer)
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    for params, status, named in [
+        ({"interval": "day"}, 422, "interval"),
+        ({"from": "2026-03-01", "to": "2026-02-01"}, 422, "from"),
+        ({"from": "%ff"}, 422, "from"),
+        ({"journey_id": "gone"}, 404, "no journey"),
+    ]:
+        page = await client.get("/api/analytics/report", params=params, headers=browser, auth=(key, ""))
+        assert page.status_code == status, page.text
+        assert page.headers["content-type"].startswith("text/html"), page.text
+        assert named in page.text and "Show the default report" in page.text
+        plain = await client.get("/api/analytics/report", params=params, auth=(key, ""))
+        assert plain.status_code == status and plain.json()["detail"], plain.text
