@@ -7,13 +7,13 @@ Everything shown is escaped by Jinja's autoescape, and the page allows no script
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment
 
 from api.deps import Session, get_settings
+from api.forms import read_form
 from config.settings import Settings
 from domain.cases import service as cases
 from domain.customers import service as customers
@@ -98,9 +98,8 @@ async def csat_record(
     session: Session,
     settings: Annotated[Settings, Depends(get_settings)],
 ) -> HTMLResponse:
-    try:
-        form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
-    except ValueError:  # more fields than the page's form has: not read further, nothing recorded
+    form = await read_form(request, max_fields=10)
+    if form is None:  # far longer than the page's form, or more fields: not read further, nothing recorded
         return _page(400, error="this form could not be read; open the link in the email again")
     # The page's form sends the signature as a field; a POST to the link itself (the README's
     # `POST /csat/{case_id}?sig=...`, e.g. a rating button of one's own) carries it in the query.

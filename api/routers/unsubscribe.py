@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -16,6 +15,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader
 
 from api.deps import Session
+from api.forms import read_form
 from api.mail import factory
 from domain.email.rendering import TEMPLATES_DIR
 from domain.subscriptions import service as subscriptions
@@ -164,8 +164,7 @@ def _shown(form: dict[str, list[str]]) -> tuple[dict[str, bool], bool] | None:
 
 @router.post("/preferences/{token}", response_class=HTMLResponse, summary="Save preferences")
 async def save_preferences(token: str, customer_id: PreferencesLink, request: Request, session: Session):
-    body = await request.body()
-    form = parse_qs(body[:65536].decode("utf-8", "replace"))
+    form = await read_form(request) or {}  # one too long is no form: unreadable, as one garbled
     opened = _shown(form)
     try:
         if opened is None:  # not guessed at: nothing is saved (an erased person's link still says so)

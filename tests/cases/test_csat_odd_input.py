@@ -84,3 +84,15 @@ async def test_a_mangled_link_gets_the_pages_not_valid_answer(client, sessions, 
         assert "not valid" in answer.text
     async with sessions() as session:
         assert (await session.get(Case, real)).csat_rating is None
+
+
+async def test_a_form_far_longer_than_the_pages_is_refused_unread(client, sessions, settings):
+    """The whole body was buffered and read, however long (one field of megabytes is one field)."""
+    case_id = await _resolved_case(sessions, settings)
+    sig = cases.csat_signature(settings, case_id)
+    posted = await client.post(
+        f"/csat/{case_id}", content=f"sig={sig}&rating=5&note={'x' * 70_000}", headers=FORM
+    )
+    assert posted.status_code == 400 and "could not be read" in posted.text, posted.text
+    async with sessions() as session:
+        assert (await session.get(Case, case_id)).csat_rating is None

@@ -460,3 +460,21 @@ async def test_the_ledger_of_a_journey_pages_newest_first_through_its_own_sends(
     assert await page(journey_id="onboarding", limit=4, before_id=first[-1][2]) == onboarding[4:]
     assert await page(journey_id="onboarding", customer_id=bob) == [m for m in onboarding if m[1] == bob]
     assert await page(journey_id="nosuch") == []
+
+
+async def test_a_preference_form_longer_than_the_limit_is_refused_not_cut_short(
+    client, marketer_headers, sessions, links
+):
+    """A form beyond 64 KB was cut at 64 KB and saved: the ticks after the cut were lost, which
+    unsubscribed the person from what they had left ticked. It is now refused whole, changing nothing."""
+    await _group(client, marketer_headers, "news", "News")
+    cid = await add_customer(sessions, email="ann@example.com", traits={})
+    url = links.preferences_url(cid).removeprefix(links._base)
+    opened = await opened_preferences(client, url)  # news ticked
+    padded = f"{opened}&note={'x' * 70_000}&group=news"  # e.g. a long field a browser extension adds
+    r = await client.post(url, content=padded, headers=FORM)
+    assert r.status_code == 400 and "not saved" in r.text, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    async with sessions() as session:
+        assert (await session.scalars(select(Subscription))).all() == []
+    await _save(client, url, opened, "group=news")  # the page's own form is read as ever
