@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, case, delete, func, select, union_all, update
+from sqlalchemy import case, delete, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -255,18 +255,39 @@ async def steps_of(session: AsyncSession, workflow_ids: list[str]) -> list[Journ
 async def node_stats(session: AsyncSession, journey_id: str) -> list[tuple]:
     """Per node: entered, completed (left), waiting now (entered, not left, enrollment active),
     converted (enrollments that passed the node and reached the goal)."""
-    waiting = and_(JourneyStep.left_at.is_(None), Enrollment.status == "active")
+    # Three reads joined by node: visits need no enrollment, and only the few open or converted steps
+    # meet their enrollment. One grouping with count(DISTINCT) instead sorted every step.
+    s = JourneyStep
+    visits = (
+        select(s.node_id, func.count().label("entered"), func.count(s.left_at).label("completed"))
+        .where(s.journey_id == journey_id)
+        .group_by(s.node_id)
+        .subquery()
+    )
+    waiting = (
+        select(s.node_id, func.count().label("n"))
+        .join(Enrollment, Enrollment.workflow_id == s.workflow_id)
+        .where(s.journey_id == journey_id, s.left_at.is_(None), Enrollment.status == "active")
+        .group_by(s.node_id)
+        .subquery()
+    )
+    converted = (  # an enrollment's workflow id is unique: counting them counts enrollments
+        select(s.node_id, func.count(func.distinct(s.workflow_id)).label("n"))
+        .join(Enrollment, Enrollment.workflow_id == s.workflow_id)
+        .where(s.journey_id == journey_id, Enrollment.status == "converted")
+        .group_by(s.node_id)
+        .subquery()
+    )
     stmt = (
         select(
-            JourneyStep.node_id,
-            func.count(),
-            func.count(JourneyStep.left_at),
-            func.sum(case((waiting, 1), else_=0)),
-            func.count(func.distinct(case((Enrollment.status == "converted", Enrollment.id)))),
+            visits.c.node_id,
+            visits.c.entered,
+            visits.c.completed,
+            func.coalesce(waiting.c.n, 0),
+            func.coalesce(converted.c.n, 0),
         )
-        .join(Enrollment, Enrollment.workflow_id == JourneyStep.workflow_id, isouter=True)
-        .where(JourneyStep.journey_id == journey_id)
-        .group_by(JourneyStep.node_id)
+        .outerjoin(waiting, waiting.c.node_id == visits.c.node_id)
+        .outerjoin(converted, converted.c.node_id == visits.c.node_id)
     )
     return list((await session.execute(stmt)).all())
 
