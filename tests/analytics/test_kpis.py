@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from domain.analytics import kpis
+from domain.analytics.periods import Period
 from tests.analytics import dataset, expected
 
 pytestmark = pytest.mark.timeout(600)
@@ -130,3 +132,24 @@ async def test_complaint_terms_match_whatever_the_case_in_any_script(
     )
     assert answer["complaint_count"] == 2
     assert got.json()["complaint_count"] == {"value": 2, "cases_opened": answer["cases_opened"]}
+
+
+async def test_a_trend_and_its_whole_period_agree_with_the_independent_computation(sessions, settings):
+    """The report's KPIs of the whole period come from the same per-week query as its trend."""
+    world = dataset.build(seed=9)
+    await dataset.store(sessions, world)
+    async with sessions() as session:
+        total, trend = await kpis.overview(session, Period(world.start, world.end), "week", settings)
+    answer = expected.kpis(world, world.start, world.end)
+    assert len(trend.points) > 2
+    assert total.retention_rate.model_dump() == {
+        "value": pytest.approx(answer["retention_rate"]),
+        "active_at_start": answer["active_at_start"],
+        "retained": answer["retained"],
+    }
+    assert total.roi.attributed_purchases == answer["attributed_purchases"]
+    assert total.customer_growth_rate.new_customers == answer["new_customers"]
+    for point in trend.points:
+        assert point.retention_rate == pytest.approx(
+            expected.kpis(world, point.start, point.end)["retention_rate"]
+        )
