@@ -100,14 +100,23 @@ async def retention(
     window = timedelta(days=active_days)
     ts = events.c.timestamp
     boundaries = [b.start for b in buckets] + [buckets[-1].end]
-    flags = [func.max(one_if((ts >= t - window) & (ts < t))).label(f"a{i}") for i, t in enumerate(boundaries)]
+    # The pass reads [first - N, last): active at the first boundary is a first purchase before it, at
+    # the last a last purchase within N days of it. min and max cost half what a flag per row does.
+    flags = [func.min(ts).label("first"), func.max(ts).label("last")]
+    flags += [
+        func.max(one_if((ts >= t - window) & (ts < t))).label(f"a{i}")
+        for i, t in enumerate(boundaries[1:-1], start=1)
+    ]
     per_customer = (
         select(*flags)
         .where(events.c.name == purchase_event, ts >= boundaries[0] - window, ts < boundaries[-1])
         .group_by(events.c.customer_id)
         .subquery()
     )
-    active = [per_customer.c[f"a{i}"] == 1 for i in range(len(boundaries))]
+    c = per_customer.c
+    active = [c.first < boundaries[0]]
+    active += [c[f"a{i}"] == 1 for i in range(1, len(boundaries) - 1)]
+    active.append(c.last >= boundaries[-1] - window)
     columns = []
     for i in range(len(buckets)):
         columns += [count_if(active[i]), count_if(active[i] & active[i + 1])]
