@@ -471,7 +471,11 @@ def _broadcast(world: World, rng: random.Random) -> None:
         if status == "sent" and rng.random() < 0.4:
             world.engage(m, created + timedelta(hours=5), OPENED)
         if status == "sent" and rng.random() < 0.2:
-            world.event(c["id"], created + _seconds(rng, 0.01, 9), PURCHASE, properties={"revenue": 50})
+            bought = world.event(
+                c["id"], created + _seconds(rng, 0.01, 9), PURCHASE, properties={"revenue": 50}
+            )
+            if c["id"] % 4 == 0:  # a second order at the same instant: both count
+                world.event(c["id"], bought["timestamp"], PURCHASE, properties={"revenue": 20})
     # A transactional receipt just before some purchases: never credited (not marketing).
     for e in [e for e in world.events if e["name"] == PURCHASE][:15]:
         receipt_at = e["timestamp"] - timedelta(hours=1)
