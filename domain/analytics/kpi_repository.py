@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, exists, func, literal, or_, select
+from sqlalchemy import case, exists, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.analytics.periods import Period
@@ -160,28 +160,40 @@ async def attributed_revenue(
     """Per bucket: revenue and count of its purchases that a marketing email sent to the customer in the
     ``window_days`` before the purchase (sent_at in [purchase - window, purchase)) is credited with."""
     dialect = dialect_of(session)
-    ts = events.c.timestamp
-    touched = exists(
-        select(literal(1))
-        .select_from(with_version)
-        .where(
-            messages.c.customer_id == events.c.customer_id,
-            messages.c.created_at <= ts,  # created before sent: lets the (customer, created) index cut
-            messages.c.sent_at < ts,
-            messages.c.sent_at >= plus_days(ts, -window_days, dialect),
-            # The same bounds for the whole span: the planner can pick the few messages that count.
-            messages.c.sent_at >= buckets[0].start - timedelta(days=window_days),
-            messages.c.sent_at < buckets[-1].end,
-            _marketing_sent(),
+
+    def touched(e):
+        ts = e.c.timestamp
+        return exists(
+            select(literal(1))
+            .select_from(with_version)
+            .where(
+                messages.c.customer_id == e.c.customer_id,
+                messages.c.created_at <= ts,  # created before sent: lets the (customer, created) index cut
+                messages.c.sent_at < ts,
+                messages.c.sent_at >= plus_days(ts, -window_days, dialect),
+                # The same bounds for the whole span: the planner can pick the few messages that count.
+                messages.c.sent_at >= buckets[0].start - timedelta(days=window_days),
+                messages.c.sent_at < buckets[-1].end,
+                _marketing_sent(),
+            )
         )
-    )
+
+    ts = events.c.timestamp
+    purchases = (events.c.name == purchase_event) & _span(ts, buckets)
+    credited = touched(events)
+    if dialect == "postgresql":
+        # Which purchases are credited needs only the (name, time, customer) index; the rows, with
+        # their revenue, are then read for those alone rather than for every purchase of the span.
+        # Whether a purchase is credited depends on its customer and time only: the same rows count.
+        e = events.alias("credited")
+        credited = tuple_(events.c.customer_id, ts).in_(
+            select(e.c.customer_id, e.c.timestamp).where(
+                e.c.name == purchase_event, _span(e.c.timestamp, buckets), touched(e)
+            )
+        )
     bucket = _bucket(ts, buckets)
     value = func.coalesce(func.sum(revenue(events.c.properties, revenue_property, dialect)), 0.0)
-    query = (
-        select(bucket, value, func.count())
-        .where(events.c.name == purchase_event, _span(ts, buckets), touched)
-        .group_by(bucket)
-    )
+    query = select(bucket, value, func.count()).where(purchases, credited).group_by(bucket)
     return [(float(v), int(n)) for v, n in await _per_bucket(session, query, buckets, 2)]
 
 
