@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import case, delete, func, select, union_all, update
+from sqlalchemy import and_, case, delete, func, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -255,9 +255,24 @@ async def steps_of(session: AsyncSession, workflow_ids: list[str]) -> list[Journ
 async def node_stats(session: AsyncSession, journey_id: str) -> list[tuple]:
     """Per node: entered, completed (left), waiting now (entered, not left, enrollment active),
     converted (enrollments that passed the node and reached the goal)."""
-    # Three reads joined by node: visits need no enrollment, and only the few open or converted steps
-    # meet their enrollment. One grouping with count(DISTINCT) instead sorted every step.
     s = JourneyStep
+    if session.bind.dialect.name != "postgresql":  # SQLite walks the steps in node order: one pass
+        waiting_now = and_(s.left_at.is_(None), Enrollment.status == "active")
+        stmt = (
+            select(
+                s.node_id,
+                func.count(),
+                func.count(s.left_at),
+                func.sum(case((waiting_now, 1), else_=0)),
+                func.count(func.distinct(case((Enrollment.status == "converted", Enrollment.id)))),
+            )
+            .join(Enrollment, Enrollment.workflow_id == s.workflow_id, isouter=True)
+            .where(s.journey_id == journey_id)
+            .group_by(s.node_id)
+        )
+        return list((await session.execute(stmt)).all())
+    # PostgreSQL: three reads joined by node. Visits need no enrollment, and only the few open or
+    # converted steps meet theirs; one grouping's count(DISTINCT) sorted every step (twice the time).
     visits = (
         select(s.node_id, func.count().label("entered"), func.count(s.left_at).label("completed"))
         .where(s.journey_id == journey_id)
