@@ -131,6 +131,9 @@ class SimulationIn(BaseModel):
     events: list[SimulatedEvent] = Field(default_factory=list, max_length=100)
     segments: list[str] = Field(default_factory=list, description="Segments the customer is in.")
     case_resolved_after: Duration | None = Field(None, description="When an escalated case resolves.")
+    points: StoredInt | None = Field(
+        None, ge=0, description="Points to spend at entry (default: a real customer's balance, else 0)."
+    )
     start: StoredTime | None = Field(
         None, description="Simulated entry time (default: now); without a UTC offset it is UTC."
     )

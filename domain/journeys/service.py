@@ -31,6 +31,7 @@ from domain.journeys.schemas import (
     StepOut,
 )
 from domain.journeys.simulate import Simulation
+from domain.loyalty import service as loyalty
 from domain.segments import service as segments
 from domain.subscriptions import service as subscriptions
 
@@ -650,10 +651,13 @@ async def simulate(
         definition = (await get_version(session, journey_id, spec.version)).definition
     else:
         definition = (await _validated(session, journey.draft)).model_dump(mode="json")
+    points = spec.points or 0
     if spec.customer_id is not None:
         customer = await customers.get_profile(session, spec.customer_id)
         if customer is None:
             raise NotFound(f"no customer {spec.customer_id}")
+        if spec.points is None:  # a deduction takes the path the customer's balance would
+            points = (await loyalty.status(session, spec.customer_id)).balance
     elif spec.customer is not None:
         customer = {"id": 0, **spec.customer.model_dump()}
     else:
@@ -695,6 +699,7 @@ async def simulate(
         segments=set(spec.segments),
         start=spec.start or utcnow(),
         case_resolved_after=spec.case_resolved_after,
+        points=points,
         templates=templates,
         render=render,
     ).run()

@@ -2,8 +2,9 @@
 
 The walk follows the same rules as JourneyWorkflow (the same condition, split and time functions), with
 the events the marketer describes arriving at given offsets from entry. Activities owned by other
-areas are not called: points and webhooks are listed, a segment's membership comes from the request,
-and an escalated case resolves after ``case_resolved_after`` (or breaches its SLA).
+areas are not called: webhooks are listed, points move a balance of the simulation's own (the
+request's, or the real customer's), a segment's membership comes from the request, and an escalated
+case resolves after ``case_resolved_after`` (or breaches its SLA).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Simulation:
         segments: set[str],
         start: datetime,
         case_resolved_after: str | None,
+        points: int = 0,
         templates: dict[str, Any],
         render: Render,
     ):
@@ -51,6 +53,7 @@ class Simulation:
         self.start = start
         self.now = start
         self.case_after = parse_duration(case_resolved_after) if case_resolved_after else None
+        self.points = points
         self.templates = templates
         self.render = render
         # Events after entry, in time order, each (moment, event); one without ``after`` comes right
@@ -212,7 +215,13 @@ class Simulation:
             return (
                 (None, "holdout") if chosen is None else (node["paths"][chosen].get("next"), f"path:{chosen}")
             )
-        if kind in ("award_points", "deduct_points"):
+        if kind == "award_points":
+            self.points += node["points"]
+            return node.get("next"), f"{kind}:{node['points']}"
+        if kind == "deduct_points":
+            if node["points"] > self.points:  # as the workflow: nothing taken, not on to `next`
+                return node.get("insufficient_next"), "insufficient"
+            self.points -= node["points"]
             return node.get("next"), f"{kind}:{node['points']}"
         if kind == "escalate":
             sla = parse_duration(node["sla"])

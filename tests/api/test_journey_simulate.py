@@ -308,3 +308,41 @@ async def test_a_simulated_email_is_the_one_the_preview_shows_and_the_journey_se
         shown["text"],
     )
     assert message["subject"] == "Salut Jean" and "subscribed to Weekly News" in message["html"]
+
+
+VOUCHER = [
+    {"id": "start", "type": "entry", "event": "Voucher Requested", "next": "pay"},
+    {"id": "pay", "type": "deduct_points", "points": 50, "next": "done", "insufficient_next": "sorry"},
+    {"id": "sorry", "type": "update_trait", "traits": {"voucher": "refused"}, "next": "done"},
+    {"id": "done", "type": "exit"},
+]
+
+
+async def test_a_simulated_deduction_takes_the_path_the_balance_would(
+    client, marketer_headers, admin_headers, sessions
+):
+    """As the workflow: a deduction the balance does not cover goes to insufficient_next."""
+    body = {"id": "voucher", "name": "Voucher", "definition": {"nodes": VOUCHER}}
+    assert (await client.post("/api/journeys", json=body, headers=marketer_headers)).status_code == 201
+    cid = await add_customer(sessions, email="ann@example.com", traits={})
+
+    async def path(spec):
+        r = await client.post("/api/journeys/voucher/simulate", json=spec, headers=marketer_headers)
+        assert r.status_code == 200, r.text
+        return [(s["node_id"], s["outcome"]) for s in r.json()["steps"]]
+
+    insufficient = [("pay", "insufficient"), ("sorry", None), ("done", None)]
+    paid = [("pay", "deduct_points:50"), ("done", None)]
+    assert await path({"customer": {}}) == insufficient  # a described customer has no points
+    assert await path({"customer": {}, "points": 50}) == paid
+    assert await path({"customer_id": cid}) == insufficient
+    r = await client.post(
+        f"/api/loyalty/{cid}/adjust", json={"points": 60, "reason": "gift"}, headers=admin_headers
+    )
+    assert r.status_code in (200, 201), r.text
+    assert await path({"customer_id": cid}) == paid  # the real customer's balance
+    assert await path({"customer_id": cid, "points": 10}) == insufficient
+    r = await client.post(
+        "/api/journeys/voucher/simulate", json={"customer": {}, "points": -1}, headers=marketer_headers
+    )
+    assert r.status_code == 422 and "points" in r.text
