@@ -47,8 +47,8 @@ async def get_broadcast(broadcast_id: str, session: Session, _: Marketer) -> Bro
     return broadcasts.out(await broadcasts.get(session, broadcast_id))
 
 
-async def _steer(broadcast_id: str, action: str, session, temporal) -> BroadcastOut:
-    row = await broadcasts.change(session, broadcast_id, action)
+async def _steer(broadcast_id: str, action: str, session, temporal, principal) -> BroadcastOut:
+    row = await broadcasts.change(session, broadcast_id, action, by=principal)
     await session.flush()
     try:
         await temporal.get_workflow_handle(broadcasts.workflow_id(broadcast_id)).signal(action)
@@ -58,15 +58,15 @@ async def _steer(broadcast_id: str, action: str, session, temporal) -> Broadcast
 
 
 @router.post("/{broadcast_id}/pause", response_model=BroadcastOut, summary="Pause after the current batch")
-async def pause(broadcast_id: str, session: Session, _: Marketer, temporal: TemporalClient):
-    return await _steer(broadcast_id, "pause", session, temporal)
+async def pause(broadcast_id: str, session: Session, principal: Marketer, temporal: TemporalClient):
+    return await _steer(broadcast_id, "pause", session, temporal, principal)
 
 
 @router.post("/{broadcast_id}/resume", response_model=BroadcastOut)
-async def resume(broadcast_id: str, session: Session, _: Marketer, temporal: TemporalClient):
-    return await _steer(broadcast_id, "resume", session, temporal)
+async def resume(broadcast_id: str, session: Session, principal: Marketer, temporal: TemporalClient):
+    return await _steer(broadcast_id, "resume", session, temporal, principal)
 
 
 @router.post("/{broadcast_id}/cancel", response_model=BroadcastOut, summary="Stop; nothing more is sent")
-async def cancel(broadcast_id: str, session: Session, _: Marketer, temporal: TemporalClient):
-    return await _steer(broadcast_id, "cancel", session, temporal)
+async def cancel(broadcast_id: str, session: Session, principal: Marketer, temporal: TemporalClient):
+    return await _steer(broadcast_id, "cancel", session, temporal, principal)

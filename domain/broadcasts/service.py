@@ -130,10 +130,15 @@ async def list_broadcasts(session: AsyncSession, limit: int) -> list[BroadcastOu
 _TRANSITIONS = {"pause": ("scheduled", "running"), "resume": ("paused",), "cancel": ACTIVE}
 
 
-async def change(session: AsyncSession, broadcast_id: str, action: str) -> Broadcast:
+async def change(
+    session: AsyncSession, broadcast_id: str, action: str, *, by: Principal | None = None
+) -> Broadcast:
     """pause / resume / cancel: the database says what the marketer asked; the workflow acts on it
-    between batches (it is signalled too)."""
+    between batches (it is signalled too). ``by``: the key asking."""
     row = await get(session, broadcast_id)
+    if row.kind == OPERATIONAL and not (by and by.has_role()):
+        # Holding or stopping a notice the company must send is the admins' call, as sending it was.
+        raise Forbidden(f"only a key with role admin may {action} an operational broadcast")
     if row.status not in _TRANSITIONS[action]:
         raise Conflict(f"cannot {action} a broadcast that is {row.status}")
     row.status = {"pause": "paused", "resume": "running" if row.started_at else "scheduled"}.get(

@@ -133,6 +133,29 @@ async def test_only_an_admin_key_may_send_an_operational_broadcast(client, marke
     assert await _stored(sessions) == 0
 
 
+async def test_only_an_admin_key_may_pause_resume_or_cancel_an_operational_broadcast(
+    client, admin_headers, marketer_headers, sessions, temporal
+):
+    await add_customers(sessions, 1)
+    await _add_notice_template(sessions)
+    body = _notice(send_at="2100-01-01T09:00:00Z")  # waits: nothing is sent while it is steered
+    assert (await client.post("/api/broadcasts", json=body, headers=admin_headers)).status_code == 201
+
+    async def status() -> str:
+        return (await client.get("/api/broadcasts/terms", headers=marketer_headers)).json()["status"]
+
+    for action in ("pause", "cancel"):
+        r = await client.post(f"/api/broadcasts/terms/{action}", headers=marketer_headers)
+        assert r.status_code == 403, r.text
+        assert "admin" in r.json()["detail"]
+        assert await status() == "scheduled"
+    assert (await client.post("/api/broadcasts/terms/pause", headers=admin_headers)).status_code == 200
+    assert (await client.post("/api/broadcasts/terms/resume", headers=marketer_headers)).status_code == 403
+    assert await status() == "paused"
+    assert (await client.post("/api/broadcasts/terms/cancel", headers=admin_headers)).status_code == 200
+    assert await status() == "cancelled"
+
+
 @pytest.mark.parametrize(
     ("patch", "field", "problem"),
     [
