@@ -65,6 +65,13 @@ def _kb(size: int) -> str:
 
 async def _read(request: Request, limit: int) -> bytes:
     """The request body, un-gzipped, refusing anything beyond ``limit`` bytes without buffering it."""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip"):
+        # Read as plain JSON, a br or deflate body was refused as "not UTF-8 text", which misleads.
+        raise DomainError(
+            {"field": "Content-Encoding", "problem": f"{encoding!r} is not supported: send gzip or none"},
+            code="unsupported_encoding",
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -72,7 +79,7 @@ async def _read(request: Request, limit: int) -> bytes:
             raise TooLarge({"field": "body", "problem": f"the body exceeds the limit of {_kb(limit)}"})
         chunks.append(chunk)
     body = b"".join(chunks)
-    if request.headers.get("content-encoding", "").strip().lower() in ("gzip", "x-gzip"):
+    if encoding in ("gzip", "x-gzip"):
         return _gunzip(body, limit)
     return body
 
@@ -111,6 +118,8 @@ def _malformed(raw: bytes, problem: str) -> DomainError:
         raw.decode()
     except UnicodeDecodeError as exc:
         problem = f"the body is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        if raw.startswith(b"\x1f\x8b"):  # gzip's magic number
+            problem += "; it looks gzip-compressed: send it with Content-Encoding: gzip"
         return DomainError({"field": "body", "problem": problem}, code="malformed_json")
     return DomainError({"field": "body", "problem": f"not valid JSON: {problem}"}, code="malformed_json")
 

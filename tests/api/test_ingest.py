@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import zlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -525,3 +526,31 @@ async def test_a_body_that_is_not_utf8_is_refused_as_such(client, sessions, writ
         assert body["detail"]["problem"].startswith("not valid JSON: "), body
     ok = await client.post("/v1/track", auth=(write_key, ""), content=(call % "café").encode())
     assert ok.status_code == 200, ok.text
+
+
+async def test_a_body_in_an_encoding_other_than_gzip_is_refused_naming_the_header(
+    client, sessions, write_key
+):
+    """A br or deflate body was read as plain JSON and refused as "not UTF-8 text (byte 0x8b ...)",
+    which sent people looking at their text; the 400 names Content-Encoding. A gzip body sent
+    without the header is told to send it."""
+    auth, call = (write_key, ""), json.dumps({"userId": "enc", "event": "Encoded"}).encode()
+    for encoding in ("br", "deflate", "compress, gzip"):
+        for path in ("/v1/track", "/v1/batch"):
+            body = await _rejected(
+                client,
+                sessions,
+                path,
+                auth=auth,
+                content=zlib.compress(call),
+                headers={"Content-Encoding": encoding},
+            )
+            assert body["error"] == "unsupported_encoding", body
+            assert body["detail"]["field"] == "Content-Encoding", body
+            assert repr(encoding) in body["detail"]["problem"], body
+    body = await _rejected(client, sessions, "/v1/track", auth=auth, content=gzip.compress(call))
+    assert "send it with Content-Encoding: gzip" in body["detail"]["problem"], body
+    for encoding in ("identity", "GZip", " x-gzip "):
+        content = call if encoding == "identity" else gzip.compress(call)
+        r = await client.post("/v1/track", auth=auth, content=content, headers={"Content-Encoding": encoding})
+        assert r.status_code == 200, r.text
