@@ -104,6 +104,8 @@ def buckets(whole: Period, interval: str) -> list[Period]:
         cursor = nxt
         if len(out) > MAX_BUCKETS:
             raise _invalid(
-                "interval", f"more than {MAX_BUCKETS} {interval}s in the period; choose a longer one"
+                "interval",
+                f"more than {MAX_BUCKETS} {interval}s in the period; "
+                "choose a longer interval or a shorter period",
             )
     return out
