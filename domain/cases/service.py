@@ -866,9 +866,10 @@ async def csat_case(session: AsyncSession, settings: Settings, case_id: int, sig
 
 async def rate(session: AsyncSession, settings: Settings, case_id: int, sig: str, rating: int) -> Case:
     """Record the customer's CSAT (1-5); a later answer replaces an earlier one."""
+    # The link first: a post without a valid signature is told the link is not valid, whatever it rated.
+    case = await csat_case(session, settings, case_id, sig)
     if not 1 <= rating <= 5:
         raise InvalidInput({"field": "rating", "problem": "must be a whole number from 1 to 5"})
-    case = await csat_case(session, settings, case_id, sig)
     case.csat_rating = rating
     case.csat_at = utcnow()
     await _log(session, case, None, "csat", f"customer rated {rating}/5", case.csat_at)

@@ -32,7 +32,19 @@ async def test_a_rating_that_is_not_1_to_5_gets_the_pages_answer(client, session
     assert posted.status_code == 422, posted.text
     assert "1 to 5" in posted.text
     bad_sig = await client.post(f"/csat/{case_id}", content=f"sig=x&rating={rating}", headers=FORM)
-    assert bad_sig.status_code in (403, 404, 422) and bad_sig.status_code < 500
+    assert bad_sig.status_code == 404 and "not valid" in bad_sig.text, bad_sig.text
+    async with sessions() as session:
+        assert (await session.get(Case, case_id)).csat_rating is None
+
+
+@pytest.mark.parametrize("body", ["", "rating=", "rating=7", "sig=&rating=abc"])
+async def test_a_post_without_a_signature_is_told_the_link_is_not_valid(client, sessions, settings, body):
+    """The signature is checked first: an unsigned post with no rating (or a bad one) was answered
+    "rating must be a whole number from 1 to 5" (422), as if the link were good."""
+    case_id = await _resolved_case(sessions, settings)
+    posted = await client.post(f"/csat/{case_id}", content=body, headers=FORM)
+    assert posted.status_code == 404, posted.text
+    assert "this rating link is not valid" in posted.text and "1 to 5" not in posted.text
     async with sessions() as session:
         assert (await session.get(Case, case_id)).csat_rating is None
 
