@@ -1,13 +1,16 @@
 """The API's read endpoints at the size of a real customer base.
 
 Seeds a PostgreSQL database (generate_series, as bench/segments.py does) with customers, events,
-segment stays, a journey's enrollments and steps, the send ledger and a case queue, then times every
-GET a marketer or agent uses all day through the whole stack (FastAPI, the session, the ORM): a first
-page, a deep page and a search each. Definitions (template, segments, journey, team) are made through
+segment stays, a journey's enrollments and steps, the send ledger, opens and clicks of its messages (a
+third opened, a tenth clicked, recorded as the product's tracking records them, so the analytics
+endpoints match them to messages by ``message_ref``) and a case queue, then times every GET a marketer
+or agent uses all day through the whole stack (FastAPI, the session, the ORM): a first page, a deep
+page and a search each. Definitions (template, segments, journey, team) are made through
 the API itself so they are valid; the bulk rows are written by SQL.
 
-    python bench/read_endpoints.py --quick          # 20 000 customers / 200 000 events, about a minute
-    python bench/read_endpoints.py                  # 200 000 customers / 2 M events, ~50 000 enrollments
+    python bench/read_endpoints.py --quick          # 20 000 customers / 200 000 events, under a minute
+    python bench/read_endpoints.py                  # 200 000 customers / 2 M events, ~50 000 enrollments,
+                                                    # 100 000 messages, 33 000 opens, 10 000 clicks
     python bench/read_endpoints.py --keep           # leave the database for EXPLAIN afterwards
     python bench/read_endpoints.py --database URL   # time an already seeded database again
 
@@ -38,9 +41,12 @@ from config.settings import Settings
 from domain.auth import service as auth
 from domain.auth.schemas import KeyCreate, KeyKind, Role
 from domain.db import create_engine, session_factory, transaction
+from domain.email import tracking
 from runtime.migrate import upgrade_async
 
-NAMES = ["Order Completed", "Viewed Product", "Added To Cart", "Page Viewed", "Email Opened"]
+# No opens or clicks: those are seeded from the messages, as tracking records them (below).
+NAMES = ["Order Completed", "Viewed Product", "Added To Cart", "Page Viewed", "Products Searched"]
+CLICKED_URL = "https://shop.example/sale"
 PLANS = ["free", "pro", "team", "enterprise"]
 SEGMENTS = {"buyers": 3, "browsers": 4, "vips": 20}  # every n-th customer is a member
 
@@ -173,6 +179,32 @@ async def seed(url: str, customers: int, events: int, enrollments: int, messages
             ),
             {"customers": customers, "k": min(enrollments, messages // 2), "m": messages},
         )
+        # Engagement as domain.email.tracking.record writes it: the first open of a message, the first
+        # click of its link, each naming the message by its message_ref (the digest of its idempotency key
+        # and its template), some minutes after the send. A third of the messages are opened, a tenth
+        # clicked (a click without a recorded open is a mail app that blocks images).
+        ref = (
+            "substr(encode(sha256(convert_to(idempotency_key, 'UTF8')), 'hex'), 1, 24) || '~' || template_id"
+        )
+        url_digest = "substr(encode(sha256(convert_to(CAST(:url AS text), 'UTF8')), 'hex'), 1, 16)"
+        for name, every, dedupe, extra in (  # dedupe and extra as record() builds messageId and properties
+            (tracking.OPENED, 3, "''", "'{}'::jsonb"),
+            (tracking.CLICKED, 10, f"'/' || {url_digest}", "jsonb_build_object('url', CAST(:url AS text))"),
+        ):
+            await conn.execute(
+                text(
+                    "INSERT INTO events (message_id, type, name, customer_id, user_id, properties, traits, "
+                    "context, timestamp, received_at) "
+                    f"SELECT CAST(:name AS text) || '/' || ref || {dedupe}, 'track', :name, customer_id, "
+                    "'user-' || customer_id, "
+                    f"jsonb_build_object('message_ref', ref, 'template_id', template_id) || {extra}, "
+                    "'{}'::jsonb, '{}'::jsonb, t, t "
+                    f"FROM (SELECT {ref} AS ref, customer_id, template_id, "
+                    "least(now(), sent_at + (id % 180) * interval '1 minute') AS t "
+                    "FROM messages WHERE id % :every = 0) m"
+                ),
+                {"name": name, "every": every, "url": CLICKED_URL},
+            )
         await conn.execute(
             text(
                 "INSERT INTO cases (customer_id, reason, priority, priority_rank, team_id, status, context, "
@@ -197,6 +229,15 @@ async def seed(url: str, customers: int, events: int, enrollments: int, messages
             )
         )
         await conn.execute(text("SET session_replication_role = DEFAULT"))
+        # The refs must be the product's, or the analytics endpoints would match no open at all.
+        key, template = (
+            await conn.execute(text("SELECT idempotency_key, template_id FROM messages WHERE id = 3"))
+        ).one()
+        opened = await conn.scalar(
+            text("SELECT count(*) FROM events WHERE name = :name AND properties->>'message_ref' = :ref"),
+            {"name": tracking.OPENED, "ref": tracking.message_ref(key, template)},
+        )
+        assert opened == 1, f"the seeded opens do not name messages as tracking does ({opened})"
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text("VACUUM ANALYZE"))
