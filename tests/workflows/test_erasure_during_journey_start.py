@@ -7,9 +7,10 @@ A visitor merged away in between is recorded as the customer it became."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from domain.customers import service as customers
 from domain.customers.models import Customer
@@ -21,6 +22,7 @@ from domain.journeys.models import Enrollment
 from domain.journeys.schemas import JourneyIn
 from runtime.event_router import EventRouter
 from tests.conftest import wait_for
+from tests.email.helpers import done_or_waiting_on_a_lock
 from tests.temporal_env import gone
 from tests.workflows.harness import engine
 from tests.workflows.test_abandoned_cart import _setup
@@ -88,7 +90,22 @@ async def test_recording_names_the_profile_a_visitor_became_and_leaves_out_the_e
     assert await _enrollments(sessions) == [("w-visitor", kim)]
 
 
+def _write_lock_taken(path: str) -> bool:
+    """Whether a connection holds SQLite's write lock: one more writer, not willing to wait, is refused."""
+    probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError as exc:
+        assert "locked" in str(exc)
+        return True
+    finally:
+        probe.close()
+
+
 async def test_a_recording_waits_for_an_erasure_in_flight_and_then_finds_the_customer_gone(sessions, journey):
+    db = sessions.kw["bind"]
     await _ingest(sessions, IdentifyCall(userId="ada"))
     ada = await _id(sessions, user_id="ada")
     async with sessions() as erasing:
@@ -101,10 +118,25 @@ async def test_a_recording_waits_for_an_erasure_in_flight_and_then_finds_the_cus
             async with transaction(sessions) as session:
                 return await journeys.record_enrollments(session, [_row("w-ada", ada)])
 
+        asked = asyncio.Event()  # SQLite: the recording asks for the write lock
+
+        def noting(_conn, _cursor, statement, *_):
+            if statement == "BEGIN IMMEDIATE":
+                asked.set()
+
+        event.listen(db.sync_engine, "before_cursor_execute", noting)
         recording = asyncio.create_task(record())
+
+        async def blocked() -> bool:
+            if db.dialect.name == "postgresql":  # the recording's statement waits for a lock
+                return await done_or_waiting_on_a_lock(recording, db)
+            # SQLite shows no waiting sessions; a recording that asked for the write lock while the
+            # erasure's transaction holds it can only wait (or finish, if the lock were not held).
+            return recording.done() or (asked.is_set() and _write_lock_taken(db.url.database))
+
         # It cannot record ahead of the erasure (the erasure would cascade the row away unseen).
-        done, _ = await asyncio.wait([recording], timeout=0.5)
-        assert not done
+        await wait_for(blocked)
+        assert not recording.done()
         await customers.erase(erasing, ada, by_key_id=None, reason=None)
         await erasing.commit()
 
