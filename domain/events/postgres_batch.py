@@ -173,6 +173,11 @@ WITH gate AS MATERIALIZED (
         last_seen_at = GREATEST(c.last_seen_at, f.last_seen),
         traits = CASE WHEN p.patch IS NULL THEN c.traits ELSE c.traits || p.patch END,
         email = COALESCE(pr.email, c.email),
+        -- Hashed only when a call names an address the profile did not have, or has without its digest
+        -- (written by an earlier release; see Customer.email_sha256).
+        email_sha256 = CASE WHEN pr.email IS NULL OR (pr.email = c.email AND c.email_sha256 IS NOT NULL)
+                            THEN c.email_sha256
+                            ELSE encode(sha256(convert_to(pr.email, 'UTF8')), 'hex') END,
         timezone = COALESCE(pr.timezone, c.timezone),
         locale = COALESCE(pr.locale, c.locale),
         updated_at = f.received_at

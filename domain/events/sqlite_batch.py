@@ -83,11 +83,13 @@ APPLY_FACTS = text(
 
 # Apart from the facts: SQLite rewrites the index entries of every column an UPDATE assigns, changed
 # or not, and few calls carry an email (assigning it on every row made the facts update 40 % slower).
+# Only rows whose address changes (or lacks its digest, Customer.email_sha256) are written, so the
+# digest is computed only then.
 APPLY_EMAILS = text(
     """
-    UPDATE customers SET email = f.email
+    UPDATE customers SET email = f.email, email_sha256 = sha256_hex(f.email)
     FROM (SELECT value ->> 'id' AS id, value ->> 'email' AS email FROM json_each(:rows)) AS f
-    WHERE customers.id = f.id
+    WHERE customers.id = f.id AND (customers.email IS NOT f.email OR customers.email_sha256 IS NULL)
     """
 )
 

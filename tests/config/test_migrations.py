@@ -165,6 +165,56 @@ async def test_the_suppressions_of_customers_erased_before_keep_only_digests(emp
     ]
 
 
+async def test_customers_get_the_digest_of_their_email_and_those_at_an_erased_address_a_recheck(
+    empty_database,
+):
+    url = empty_database
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "0032_template_versions_reply_to")
+    engine = create_async_engine(url)
+    gone = "sha256:" + hashlib.sha256("zoë@example.com".encode()).hexdigest()
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO customers (id, user_id, email, traits, first_seen_at, last_seen_at,"
+                    " created_at, updated_at) VALUES (:id, :user, :email, '{}', :at, :at, :at, :at)"
+                ),
+                [
+                    {
+                        "id": 1,
+                        "user": "u1",
+                        "email": "zoë@example.com",
+                        "at": utcnow(),
+                    },  # an erased person's address
+                    {"id": 2, "user": "u2", "email": "ann@example.com", "at": utcnow()},
+                    {"id": 3, "user": "u3", "email": None, "at": utcnow()},
+                    {
+                        "id": 25_000,
+                        "user": "u25_000",
+                        "email": "bob@example.com",
+                        "at": utcnow(),
+                    },  # a later batch of ids
+                ],
+            )
+            await conn.execute(
+                text("INSERT INTO suppressions (address, reason, created_at) VALUES (:a, 'bounced', :at)"),
+                [{"a": gone, "at": utcnow()}, {"a": "ann@example.com", "at": utcnow()}],
+            )
+        await upgrade_async(url)
+        async with engine.connect() as conn:
+            digests = dict((await conn.execute(text("SELECT id, email_sha256 FROM customers"))).all())
+            rechecks = (await conn.execute(text("SELECT customer_id FROM segment_rechecks"))).scalars().all()
+    finally:
+        await engine.dispose()
+    assert digests == {
+        1: hashlib.sha256("zoë@example.com".encode()).hexdigest(),
+        2: hashlib.sha256(b"ann@example.com").hexdigest(),
+        3: None,
+        25_000: hashlib.sha256(b"bob@example.com").hexdigest(),
+    }
+    assert rechecks == [1]  # its subscription conditions no longer hold; ann's never did
+
+
 async def test_the_read_indexes_go_down_and_up_again(empty_database):
     url = empty_database
     config = alembic_config(url)

@@ -1,0 +1,89 @@
+"""customers: the sha256 of the email, so segment conditions recognise an erased person's address
+
+An erased person's suppression entry keeps only ``sha256:<hex>`` of the address (0029). The send-time
+check hashes the one address it asks about; segment ``subscription`` conditions, over every customer,
+would have to hash every address at each evaluation (1.6 times slower on PostgreSQL, 3.5 on SQLite,
+once the list holds one digest). ``customers.email_sha256`` keeps the hex digest, written with the
+email, so the conditions compare it as they compare the address. No index: the conditions look the
+suppression list up by address (its unique index), never customers by digest, and an index would
+cost ingestion one more entry for every customer it creates.
+
+Existing rows are filled in batches of ids. On PostgreSQL each batch commits on its own (outside the
+run's transaction, as 0031 builds its indexes), so no batch holds more than its rows' locks for long
+and ingestion goes on meanwhile; an interrupted run starts again where it stopped (only rows without a
+digest are filled, and the column is added only if missing). Workers of an earlier release write no
+digest: replace them right after migrating. The customers whose digest is on the list now fail
+``subscription`` conditions that they passed before, so they are queued for the segment refresher's
+next pass (``segment_rechecks``), which re-evaluates them.
+
+Revision ID: 0033_customers_email_sha256
+Revises: 0032_template_versions_reply_to
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from domain.db import UTCDateTime, sql_sha256_hex, utcnow
+
+revision: str = "0033_customers_email_sha256"
+down_revision: str | None = "0032_template_versions_reply_to"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+BATCH = 10_000  # customer ids per UPDATE
+HASHED = "sha256:"  # as domain/subscriptions/addresses.py writes it
+
+customers = sa.table(
+    "customers", sa.column("id", sa.BigInteger), sa.column("email", sa.String), sa.column("email_sha256")
+)
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        op.add_column("customers", sa.Column("email_sha256", sa.String(length=64), nullable=True))
+        _backfill(bind)
+        _queue_rechecks(bind)
+        return
+    op.execute("ALTER TABLE customers ADD COLUMN IF NOT EXISTS email_sha256 VARCHAR(64)")
+    with op.get_context().autocommit_block():
+        _backfill(bind)
+    _queue_rechecks(bind)
+
+
+def _backfill(bind) -> None:
+    digest = sql_sha256_hex(customers.c.email, bind.dialect.name)
+    last = bind.scalar(sa.select(sa.func.max(customers.c.id))) or 0
+    for low in range(0, last, BATCH):
+        bind.execute(
+            customers.update()
+            .where(
+                customers.c.id > low,
+                customers.c.id <= low + BATCH,
+                customers.c.email.is_not(None),
+                customers.c.email != "",
+                customers.c.email_sha256.is_(None),
+            )
+            .values(email_sha256=digest)
+        )
+
+
+def _queue_rechecks(bind) -> None:
+    # The refresher takes rechecks as it takes customers merged or changed by a journey: all segments.
+    bind.execute(
+        sa.text(
+            "INSERT INTO segment_rechecks (customer_id, queued_at)"
+            " SELECT c.id, :now FROM customers AS c JOIN suppressions AS s"
+            " ON s.address = :hashed || c.email_sha256"
+            " WHERE c.email_sha256 IS NOT NULL"
+            " ON CONFLICT (customer_id) DO NOTHING"
+        ).bindparams(sa.bindparam("now", utcnow(), type_=UTCDateTime())),
+        {"hashed": HASHED},
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("customers") as batch:
+        batch.drop_column("email_sha256")
