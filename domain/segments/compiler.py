@@ -56,6 +56,7 @@ from domain.segments import calendar as cal
 from domain.segments import rules as r
 from domain.segments.evaluate import DEFAULT_LOWEST_TIER
 from domain.segments.models import CustomerScore
+from domain.subscriptions.addresses import HASHED
 from domain.subscriptions.events import SUBSCRIPTION_CHANGED
 from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
@@ -371,11 +372,14 @@ class Compiler:
     def _subscribed(self, group_id: str, id_col) -> ColumnElement[bool]:
         """Mirror of evaluate.subscribed: the send-time check for a marketing email of the group."""
         email = customers.c.email
+        # An erased person's entry keeps only the digest of the address: matched by the stored one.
+        digest = literal(HASHED, String) + customers.c.email_sha256
         reachable = and_(
             email.is_not(None),
             email != "",
             customers.c.unsubscribed_all_at.is_(None),
             not_(exists(select(suppressions.c.id).where(suppressions.c.address == email))),
+            not_(exists(select(suppressions.c.id).where(suppressions.c.address == digest))),
         )
         if group_id == r.ALL_MARKETING:
             return _two_valued(reachable)

@@ -51,6 +51,7 @@ from domain.segments.models import (
     SegmentRefreshState,
     SegmentVersion,
 )
+from domain.subscriptions.addresses import HASHED
 from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
 CHUNK = 5_000
@@ -212,8 +213,10 @@ async def customer_facts(
     if score is not None:
         facts.score = Score(score.tier, score.recency, score.frequency, score.monetary)
     if customer.email:
+        # Named, or (an erased person's entry) by the digest stored with the address, as the compiler.
+        forms = [customer.email] + ([HASHED + customer.email_sha256] if customer.email_sha256 else [])
         facts.suppressed = (
-            await session.scalar(select(Suppression.id).where(Suppression.address == customer.email))
+            await session.scalar(select(Suppression.id).where(Suppression.address.in_(forms)).limit(1))
         ) is not None
     rows = await session.execute(
         select(Subscription.group_id, Subscription.subscribed).where(Subscription.customer_id == customer_id)

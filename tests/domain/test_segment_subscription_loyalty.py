@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from domain.customers import service as customers
 from domain.customers.models import Customer
 from domain.db import transaction, utcnow
 from domain.events import service as events
@@ -13,7 +14,10 @@ from domain.events.models import Event
 from domain.events.schemas import IdentifyCall
 from domain.loyalty import service as loyalty
 from domain.loyalty.schemas import ProgramConfig, RedeemIn, Tier
+from domain.segments import compiler, repository
+from domain.segments import rules as r
 from domain.segments import service as segments
+from domain.segments.evaluate import evaluate
 from domain.segments.models import SegmentMembership
 from domain.segments.schemas import SegmentIn
 from domain.subscriptions import service as subscriptions
@@ -174,3 +178,86 @@ async def test_a_new_first_loyalty_tier_moves_customers_without_an_account_out_o
         )
     assert await _members(sessions, "basic-tier") == {"ada", "bob"}
     assert await _segment_events(sessions, "Segment Exited", "basic-tier") == []
+
+
+async def _erase(sessions, customer_id: int) -> None:
+    async with transaction(sessions) as session:
+        await customers.erase(session, customer_id, by_key_id=None, reason="asked")
+
+
+async def test_a_new_profile_at_an_erased_persons_bounced_address_is_not_reachable_in_segments(sessions):
+    async with transaction(sessions) as session:
+        await subscriptions.create_group(session, GroupIn(id="newsletter", name="Newsletter"))
+    ids = await _people(sessions, "ada", "bob")
+    async with transaction(sessions) as session:
+        batch = FeedbackBatch.model_validate({"events": [{"type": "bounce", "email": "ada@example.com"}]})
+        await subscriptions.record_feedback(session, batch)
+    await _erase(sessions, ids["ada"])  # the list keeps only the digest of ada@example.com
+    await _create(sessions, "readers", {"subscription": "newsletter"})
+    await _create(sessions, "mailable", {"subscription": "*"})
+    refresher = SegmentRefresher(sessions)
+    await refresher.refresh_once()
+
+    # Someone signs up later with the address: the incremental pass reads their identify call.
+    async with transaction(sessions) as session:
+        await events.ingest(
+            session,
+            [IdentifyCall(userId="newcomer", traits={"email": "ada@example.com"})],
+            source_key_id=None,
+        )
+    await refresher.refresh_once()
+    async with sessions() as session:
+        newcomer = await session.scalar(select(Customer.id).where(Customer.user_id == "newcomer"))
+        blocked = await subscriptions.blocked(
+            session, {newcomer: "ada@example.com"}, "marketing", "newsletter"
+        )
+        live = [await segments.matches(session, s, newcomer) for s in ("readers", "mailable")]
+    assert blocked == {newcomer: "address suppressed (bounced)"}  # the send-time check
+    assert live == [False, False]  # the per-customer evaluator (journey branches and entry filters)
+    assert await _members(sessions, "readers") == await _members(sessions, "mailable") == {"bob"}
+    # And a full evaluation (the SQL compiler over every customer) says the same.
+    for segment_id in ("readers", "mailable"):
+        async with transaction(sessions) as session:
+            await segments.rebuild(session, segment_id)
+    assert await _members(sessions, "readers") == await _members(sessions, "mailable") == {"bob"}
+
+
+async def test_every_way_a_profile_gets_an_erased_address_keeps_it_unreachable(sessions):
+    """Ingestion's identify (a new address, and the same again), a visitor's merge into a known
+    customer, and a journey's update_trait step each set the address the erased person had."""
+    ids = await _people(sessions, "ada", "bob", "cy")
+    async with transaction(sessions) as session:
+        batch = FeedbackBatch.model_validate({"events": [{"type": "complaint", "email": "ada@example.com"}]})
+        await subscriptions.record_feedback(session, batch)
+    await _erase(sessions, ids["ada"])
+    async with transaction(sessions) as session:
+        calls = [
+            IdentifyCall(userId="bob", traits={"email": "ada@example.com"}),
+            IdentifyCall(userId="bob", traits={"email": "ada@example.com"}),
+            IdentifyCall(anonymousId="visitor", traits={"email": "ada@example.com"}),
+        ]
+        await events.ingest(session, calls, source_key_id=None)
+        await session.execute(
+            update(Customer).where(Customer.user_id == "cy").values(email=None, email_sha256=None)
+        )
+    async with transaction(sessions) as session:
+        await events.ingest(session, [IdentifyCall(userId="cy", anonymousId="visitor")], source_key_id=None)
+    async with transaction(sessions) as session:
+        await events.ingest(session, [IdentifyCall(userId="dee", traits={"plan": "pro"})], source_key_id=None)
+    async with transaction(sessions) as session:
+        dee = await session.scalar(select(Customer.id).where(Customer.user_id == "dee"))
+        await customers.update_traits(session, dee, {"email": "Ada@Example.com"})
+    async with sessions() as session:
+        rows = dict((await session.execute(select(Customer.user_id, Customer.email))).all())
+        rule = r.parse({"subscription": "*"})
+        now = utcnow()
+        full = await repository.matching_ids(
+            session, compiler.members_query(rule, session.bind.dialect.name, now)
+        )
+        reachable = {
+            user
+            for user, cid in (await session.execute(select(Customer.user_id, Customer.id))).all()
+            if evaluate(rule, await repository.customer_facts(session, cid, set()), now)
+        }
+    assert rows == {"bob": "ada@example.com", "cy": "ada@example.com", "dee": "ada@example.com"}
+    assert full == set() and reachable == set()
