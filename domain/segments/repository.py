@@ -184,6 +184,18 @@ async def scalar(session: AsyncSession, query: Select):
     return await session.scalar(query)
 
 
+async def erased_address_customers(session: AsyncSession) -> frozenset[int]:
+    """Customers whose address the suppression list keeps only as an erased person's digest: by the
+    list's few digest entries (a partial index) and the digest stored with each address (its index)."""
+    digest = func.substr(Suppression.address, len(HASHED) + 1)
+    rows = await session.scalars(
+        select(Customer.id)
+        .join(Suppression, Customer.email_sha256 == digest)
+        .where(Suppression.address.like(HASHED + "%"))
+    )
+    return frozenset(rows)
+
+
 async def customer_facts(
     session: AsyncSession, customer_id: int, event_names: set[str], *, lowest_tier: str = DEFAULT_LOWEST_TIER
 ) -> CustomerFacts | None:
@@ -264,6 +276,7 @@ async def enter_matching(
     at: datetime,
     *,
     lowest_tier: str,
+    erased: frozenset[int],
     record: tuple[str, dict],
 ) -> list[int]:
     """Start a stay for the customers of ``scope`` outside the segment who match ``rule`` at ``at``,
@@ -273,7 +286,7 @@ async def enter_matching(
     dialect = _dialect(session)
     entered: list[int] = []
     for part in _scopes(scope):
-        matching = compiler.members_query(rule, dialect, at, part, lowest_tier=lowest_tier)
+        matching = compiler.members_query(rule, dialect, at, part, lowest_tier=lowest_tier, erased=erased)
         # Members already in are left out before their rows are locked (the insert would skip them).
         who = _customers_locked(
             dialect, _customers.c.id.in_(matching.correlate(None)), ~_in_segment(segment_id, _customers.c.id)
@@ -348,6 +361,7 @@ async def exit_unmatched(
     at: datetime,
     *,
     lowest_tier: str,
+    erased: frozenset[int],
     record: tuple[str, dict],
 ) -> list[int]:
     """End the stay of the customers of ``scope`` inside the segment who no longer match ``rule`` at
@@ -361,7 +375,9 @@ async def exit_unmatched(
             update(table)
             .where(
                 _open_stays_of(dialect, segment_id, part),
-                ~compiler.holds(rule, dialect, at, table.c.customer_id, lowest_tier=lowest_tier),
+                ~compiler.holds(
+                    rule, dialect, at, table.c.customer_id, lowest_tier=lowest_tier, erased=erased
+                ),
             )
             .values(exited_at=at)
             .returning(table.c.customer_id)

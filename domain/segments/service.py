@@ -56,6 +56,7 @@ class Catalog:
         self.versions = {sid: version for sid, version, _ in rows}
         self.rules = {sid: r.parse(rule) for sid, _, rule in rows}
         self.lowest_tier = lowest_tier  # loyalty tier of customers without an account
+        self.erased: frozenset[int] = frozenset()  # repository.erased_address_customers
         self.failing: set[str] = set()  # segments the last pass could not evaluate
 
     def expanded(self, segment_id: str) -> r.Rule:
@@ -91,6 +92,8 @@ async def _catalog(session: AsyncSession) -> Catalog:
     catalog.failing = await repository.failing_ids(session)
     if any(isinstance(node, r.LoyaltyTier) for rule in catalog.rules.values() for node in r.walk(rule)):
         catalog.lowest_tier = await _lowest_tier(session)  # only loyalty tier conditions read it
+    if any(isinstance(node, r.Subscribed) for rule in catalog.rules.values() for node in r.walk(rule)):
+        catalog.erased = await repository.erased_address_customers(session)  # read by those only
     return catalog
 
 
@@ -322,12 +325,10 @@ async def preview(session: AsyncSession, spec: PreviewIn, *, now: datetime | Non
     expanded = r.expand(rule, catalog.rules)
     at = now or utcnow()
     dialect = session.bind.dialect.name
-    lowest = catalog.lowest_tier
-    count = await repository.scalar(session, compiler.count_query(expanded, dialect, at, lowest_tier=lowest))
+    known = {"lowest_tier": catalog.lowest_tier, "erased": catalog.erased}
+    count = await repository.scalar(session, compiler.count_query(expanded, dialect, at, **known))
     sample_query = (
-        compiler.members_query(expanded, dialect, at, lowest_tier=lowest)
-        .order_by(None)
-        .limit(spec.sample_size)
+        compiler.members_query(expanded, dialect, at, **known).order_by(None).limit(spec.sample_size)
     )
     ids = sorted(await repository.matching_ids(session, sample_query))
     sample = [
@@ -382,7 +383,11 @@ async def rebuild(
     catalog = catalog or await _catalog(session)
     at = now or utcnow()
     query = compiler.members_query(
-        catalog.expanded(segment_id), session.bind.dialect.name, at, lowest_tier=catalog.lowest_tier
+        catalog.expanded(segment_id),
+        session.bind.dialect.name,
+        at,
+        lowest_tier=catalog.lowest_tier,
+        erased=catalog.erased,
     )
     matched = await repository.matching_ids(session, query)
     current = await repository.current_members(session, segment_id)
@@ -444,13 +449,13 @@ async def reevaluate(
     ``may_exit`` inside it (whoever can have moved only one way needs no check the other way). Each
     is one statement that evaluates, compares with stored membership and writes the change and its
     Segment Entered/Exited events (PostgreSQL; SQLite records the events in a second one)."""
-    rule, lowest = catalog.expanded(segment_id), catalog.lowest_tier
-    properties = _event_properties(segment_id, catalog)
+    rule, properties = catalog.expanded(segment_id), _event_properties(segment_id, catalog)
+    known = {"lowest_tier": catalog.lowest_tier, "erased": catalog.erased}
     exited = await repository.exit_unmatched(
-        session, segment_id, rule, may_exit, at, lowest_tier=lowest, record=(EXITED, properties)
+        session, segment_id, rule, may_exit, at, **known, record=(EXITED, properties)
     )
     entered = await repository.enter_matching(
-        session, segment_id, rule, may_enter, at, lowest_tier=lowest, record=(ENTERED, properties)
+        session, segment_id, rule, may_enter, at, **known, record=(ENTERED, properties)
     )
     return RefreshStats(entered=len(entered), exited=len(exited))
 

@@ -389,20 +389,16 @@ async def _check(sessions, dialect: str, scenario, counter: list[int]) -> None:
         facts = {
             cid: await repository.customer_facts(session, cid, set(NAMES), lowest_tier=lowest) for cid in ids
         }
+        known = {"lowest_tier": lowest, "erased": await repository.erased_address_customers(session)}
         for raw in raw_rules:
             rule = r.parse(raw)
-            full = await repository.matching_ids(
-                session, compiler.members_query(rule, dialect, now, lowest_tier=lowest)
-            )
+            full = await repository.matching_ids(session, compiler.members_query(rule, dialect, now, **known))
             scoped = await repository.matching_ids(
-                session, compiler.members_query(rule, dialect, now, customer_ids=ids, lowest_tier=lowest)
+                session, compiler.members_query(rule, dialect, now, customer_ids=ids, **known)
             )
             listed = compiler.ids_select(dialect, ids).subquery()
             held = await repository.matching_ids(
-                session,
-                select(listed.c[0]).where(
-                    compiler.holds(rule, dialect, now, listed.c[0], lowest_tier=lowest)
-                ),
+                session, select(listed.c[0]).where(compiler.holds(rule, dialect, now, listed.c[0], **known))
             )
             in_python = {cid for cid in ids if evaluate(rule, facts[cid], now)}
             assert full == in_python == scoped == held, (
@@ -583,8 +579,9 @@ async def _check_incremental(sessions, dialect: str, scenario, counter: list[int
         )
         recorded = {(name, props["segment_id"], cid) for name, cid, props in changes}
         for segment_id, raw in zip(segment_ids, raw_rules, strict=True):
+            erased = await repository.erased_address_customers(session)
             expected = await repository.matching_ids(
-                session, compiler.members_query(catalog.expanded(segment_id), dialect, now)
+                session, compiler.members_query(catalog.expanded(segment_id), dialect, now, erased=erased)
             )
             was, now_in = before.get(segment_id, set()), after.get(segment_id, set())
             assert now_in == expected, (

@@ -251,8 +251,9 @@ async def test_every_way_a_profile_gets_an_erased_address_keeps_it_unreachable(s
         rows = dict((await session.execute(select(Customer.user_id, Customer.email))).all())
         rule = r.parse({"subscription": "*"})
         now = utcnow()
+        erased = await repository.erased_address_customers(session)
         full = await repository.matching_ids(
-            session, compiler.members_query(rule, session.bind.dialect.name, now)
+            session, compiler.members_query(rule, session.bind.dialect.name, now, erased=erased)
         )
         reachable = {
             user
