@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, Numeric, String
+from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, text
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from domain.db import Base, BigId, Json, UTCDateTime, sha256_hex, utcnow
@@ -26,6 +26,14 @@ class Customer(Base):
             postgresql_using="gin",
             postgresql_ops={"traits": "jsonb_path_ops"},
         ).ddl_if(dialect="postgresql"),
+        # The customers at an address the suppression list keeps only as a digest, found by it
+        # (domain/segments/repository.erased_address_customers; migration 0033).
+        Index(
+            "ix_customers_email_sha256",
+            "email_sha256",
+            postgresql_where=text("email_sha256 IS NOT NULL"),
+            sqlite_where=text("email_sha256 IS NOT NULL"),
+        ),
         # Room on each page for the new version of a row ingestion updates: a HOT update, no index
         # entries (migration 0014).
         {"postgresql_with": {"fillfactor": 70}},

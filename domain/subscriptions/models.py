@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db import Base, BigId, UTCDateTime, utcnow
+from domain.subscriptions.addresses import HASHED
 
 
 class SubscriptionGroup(Base):
@@ -39,6 +40,16 @@ class Suppression(Base):
     """An address we must not mail: unsubscribed from all marketing, hard-bounced, or complained."""
 
     __tablename__ = "suppressions"
+    # The entries an erasure keeps only as a digest, few beside the named ones: segment evaluations
+    # look them up (domain/segments/repository.erased_address_customers; migration 0033).
+    __table_args__ = (
+        Index(
+            "ix_suppressions_digests",
+            "address",
+            postgresql_where=text(f"substr(address, 1, {len(HASHED)}) = '{HASHED}'"),
+            sqlite_where=text(f"substr(address, 1, {len(HASHED)}) = '{HASHED}'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     address: Mapped[str] = mapped_column(String(320), unique=True)
