@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import Field
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, event, func
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, LargeBinary, MetaData, String, event, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -106,6 +106,18 @@ def sha256_hex(value: str | None) -> str | None:
     return None if value is None else hashlib.sha256(value.encode()).hexdigest()
 
 
+def sha256_prefix(value: str | None) -> bytes | None:
+    """The first 16 bytes of the sha256 of ``value`` (UTF-8): enough to tell addresses apart."""
+    return None if value is None else hashlib.sha256(value.encode()).digest()[:16]
+
+
+def sql_sha256_prefix(expr, dialect: str) -> ColumnElement[bytes]:
+    """``sha256_prefix`` of a text expression, computed by the database."""
+    if dialect == "postgresql":
+        return func.substr(func.sha256(func.convert_to(expr, "UTF8")), 1, 16, type_=LargeBinary)
+    return func.sha256_prefix(expr, type_=LargeBinary)  # registered on every SQLite connection (below)
+
+
 def sql_sha256_hex(expr, dialect: str) -> ColumnElement[str]:
     """``sha256_hex`` of a text expression, computed by the database (UTF-8, as Python encodes)."""
     if dialect == "postgresql":
@@ -124,6 +136,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         # PostgreSQL has sha256(); SQLite gets the standard library's, so both can hash in SQL.
         dbapi_connection.create_function("sha256_hex", 1, sha256_hex, deterministic=True)
+        dbapi_connection.create_function("sha256_prefix", 1, sha256_prefix, deterministic=True)
         # SQLite's lower() folds ASCII only ('RÉCLAMATION' -> 'rÉclamation'); PostgreSQL's every letter.
         dbapi_connection.create_function("unicode_lower", 1, unicode_lower, deterministic=True)
         cursor = dbapi_connection.cursor()

@@ -177,7 +177,7 @@ WITH gate AS MATERIALIZED (
         -- (written by an earlier release; see Customer.email_sha256).
         email_sha256 = CASE WHEN pr.email IS NULL OR (pr.email = c.email AND c.email_sha256 IS NOT NULL)
                             THEN c.email_sha256
-                            ELSE encode(sha256(convert_to(pr.email, 'UTF8')), 'hex') END,
+                            ELSE substr(sha256(convert_to(pr.email, 'UTF8')), 1, 16) END,
         timezone = COALESCE(pr.timezone, c.timezone),
         locale = COALESCE(pr.locale, c.locale),
         updated_at = f.received_at

@@ -87,7 +87,7 @@ APPLY_FACTS = text(
 # digest is computed only then.
 APPLY_EMAILS = text(
     """
-    UPDATE customers SET email = f.email, email_sha256 = sha256_hex(f.email)
+    UPDATE customers SET email = f.email, email_sha256 = sha256_prefix(f.email)
     FROM (SELECT value ->> 'id' AS id, value ->> 'email' AS email FROM json_each(:rows)) AS f
     WHERE customers.id = f.id AND (customers.email IS NOT f.email OR customers.email_sha256 IS NULL)
     """

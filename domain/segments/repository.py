@@ -20,7 +20,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     or_,
     select,
     text,
@@ -53,7 +52,7 @@ from domain.segments.models import (
     SegmentRefreshState,
     SegmentVersion,
 )
-from domain.subscriptions.addresses import HASHED
+from domain.subscriptions.addresses import DIGEST_ENTRIES, forms, stored_digest
 from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
 CHUNK = 5_000
@@ -189,13 +188,12 @@ async def scalar(session: AsyncSession, query: Select):
 async def erased_address_customers(session: AsyncSession) -> frozenset[int]:
     """Customers whose address the suppression list keeps only as an erased person's digest: by the
     list's few digest entries (a partial index) and the digest stored with each address (its index)."""
-    # Written out, not bound: the planners use a partial index only for its own predicate.
-    entries = text(f"substr(suppressions.address, 1, {len(HASHED)}) = '{HASHED}'")
-    digest = literal_column(f"substr(suppressions.address, {len(HASHED) + 1})")
-    rows = await session.scalars(
-        select(Customer.id).join(Suppression, Customer.email_sha256 == digest).where(entries)
-    )
-    return frozenset(rows)
+    entries = await session.scalars(select(Suppression.address).where(text(DIGEST_ENTRIES)))
+    digests = {d for d in map(stored_digest, entries) if d is not None}
+    found: set[int] = set()
+    for part in chunks(digests):
+        found.update(await session.scalars(select(Customer.id).where(Customer.email_sha256.in_(part))))
+    return frozenset(found)
 
 
 async def customer_facts(
@@ -227,10 +225,11 @@ async def customer_facts(
     if score is not None:
         facts.score = Score(score.tier, score.recency, score.frequency, score.monetary)
     if customer.email:
-        # Named, or (an erased person's entry) by the digest stored with the address, as the compiler.
-        forms = [customer.email] + ([HASHED + customer.email_sha256] if customer.email_sha256 else [])
+        # Named, or (an erased person's entry) by its digest, as the send-time check.
         facts.suppressed = (
-            await session.scalar(select(Suppression.id).where(Suppression.address.in_(forms)).limit(1))
+            await session.scalar(
+                select(Suppression.id).where(Suppression.address.in_(forms(customer.email))).limit(1)
+            )
         ) is not None
     rows = await session.execute(
         select(Subscription.group_id, Subscription.subscribed).where(Subscription.customer_id == customer_id)

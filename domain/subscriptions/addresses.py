@@ -8,8 +8,9 @@ which is also how the suppression list stores it.
 
 The send-time check (every send and broadcast), the preference API and segment conditions on
 subscription state read both forms. The conditions run over every customer, so they do not hash each
-address: ``customers.email_sha256`` keeps the digest of the customer's address, written whenever the
-address is (migration 0033), and they compare ``sha256:`` and it with the entries.
+address: ``customers.email_sha256`` keeps (the first 16 bytes of) the digest of the customer's address,
+written whenever the address is (migration 0033), and each evaluation first looks up by it the few
+customers at an address with a digest entry.
 """
 
 from __future__ import annotations
@@ -17,12 +18,23 @@ from __future__ import annotations
 from domain.db import sha256_hex
 
 HASHED = "sha256:"
+# The digest entries (a partial index of the list holds them, migration 0033); written out, not bound,
+# since the planners use a partial index only for its own predicate.
+DIGEST_ENTRIES = f"substr(address, 1, {len(HASHED)}) = '{HASHED}'"
 # A stronger reason replaces a weaker one when an address is suppressed again.
 RANK = {"unsubscribed": 0, "complained": 1, "bounced": 2}
 
 
 def hashed(address: str) -> str:
     return HASHED + sha256_hex(address)
+
+
+def stored_digest(entry: str) -> bytes | None:
+    """What ``customers.email_sha256`` holds for the address of a digest entry (None: malformed)."""
+    try:
+        return bytes.fromhex(entry.removeprefix(HASHED))[:16] or None
+    except ValueError:
+        return None
 
 
 def forms(address: str) -> list[str]:

@@ -6,7 +6,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.db import Base, BigId, UTCDateTime, utcnow
-from domain.subscriptions.addresses import HASHED
+from domain.subscriptions.addresses import DIGEST_ENTRIES
 
 
 class SubscriptionGroup(Base):
@@ -46,8 +46,8 @@ class Suppression(Base):
         Index(
             "ix_suppressions_digests",
             "address",
-            postgresql_where=text(f"substr(address, 1, {len(HASHED)}) = '{HASHED}'"),
-            sqlite_where=text(f"substr(address, 1, {len(HASHED)}) = '{HASHED}'"),
+            postgresql_where=text(DIGEST_ENTRIES),
+            sqlite_where=text(DIGEST_ENTRIES),
         ),
     )
 

@@ -3,8 +3,9 @@
 An erased person's suppression entry keeps only ``sha256:<hex>`` of the address (0029). The send-time
 check hashes the one address it asks about; segment ``subscription`` conditions, over every customer,
 would have to hash every address at each evaluation (1.6 times slower on PostgreSQL, 3.5 on SQLite,
-once the list holds one digest). ``customers.email_sha256`` keeps the hex digest, written with the
-email. Two partial indexes let an evaluation find, once, the few customers at such an address (the
+once the list holds one digest). ``customers.email_sha256`` keeps the first 16 bytes of the digest
+(enough to tell addresses apart; the 64 hex digits grew the table by half at 200 000 customers, these
+by 14 %), written with the email. Two partial indexes let an evaluation find, once, the few customers at such an address (the
 digest entries of the list, then the customers with each digest) instead of comparing every customer's
 digest with the list: ``ix_suppressions_digests`` holds the digest entries only, and
 ``ix_customers_email_sha256`` the digests of customers with an address (ingestion's profiles without
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from domain.db import UTCDateTime, sql_sha256_hex, utcnow
+from domain.db import UTCDateTime, sql_sha256_prefix, utcnow
 
 revision: str = "0033_customers_email_sha256"
 down_revision: str | None = "0032_template_versions_reply_to"
@@ -41,27 +42,32 @@ BATCH = 10_000  # customer ids per UPDATE
 HASHED = "sha256:"  # as domain/subscriptions/addresses.py writes it
 
 customers = sa.table(
-    "customers", sa.column("id", sa.BigInteger), sa.column("email", sa.String), sa.column("email_sha256")
+    "customers",
+    sa.column("id", sa.BigInteger),
+    sa.column("email", sa.String),
+    sa.column("email_sha256", sa.LargeBinary),
 )
+suppressions = sa.table("suppressions", sa.column("address", sa.String))
 
 
+DIGEST_ENTRIES = f"substr(address, 1, {len(HASHED)}) = '{HASHED}'"  # as addresses.py has it
 # As domain/segments/repository.erased_address_customers asks, so the planners match the predicates.
 INDEXES = (
     ("ix_customers_email_sha256", "customers", "email_sha256", "email_sha256 IS NOT NULL"),
-    ("ix_suppressions_digests", "suppressions", "address", f"substr(address, 1, {len(HASHED)}) = '{HASHED}'"),
+    ("ix_suppressions_digests", "suppressions", "address", DIGEST_ENTRIES),
 )
 
 
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
-        op.add_column("customers", sa.Column("email_sha256", sa.String(length=64), nullable=True))
+        op.add_column("customers", sa.Column("email_sha256", sa.LargeBinary(length=16), nullable=True))
         _backfill(bind)
         for name, table, column, where in INDEXES:
             op.create_index(name, table, [column], sqlite_where=sa.text(where))
         _queue_rechecks(bind)
         return
-    op.execute("ALTER TABLE customers ADD COLUMN IF NOT EXISTS email_sha256 VARCHAR(64)")
+    op.execute("ALTER TABLE customers ADD COLUMN IF NOT EXISTS email_sha256 BYTEA")
     with op.get_context().autocommit_block():
         _backfill(bind)
         for name, table, column, where in INDEXES:
@@ -74,7 +80,7 @@ def upgrade() -> None:
 
 
 def _backfill(bind) -> None:
-    digest = sql_sha256_hex(customers.c.email, bind.dialect.name)
+    digest = sql_sha256_prefix(customers.c.email, bind.dialect.name)
     last = bind.scalar(sa.select(sa.func.max(customers.c.id))) or 0
     for low in range(0, last, BATCH):
         bind.execute(
@@ -92,16 +98,27 @@ def _backfill(bind) -> None:
 
 def _queue_rechecks(bind) -> None:
     # The refresher takes rechecks as it takes customers merged or changed by a journey: all segments.
-    bind.execute(
-        sa.text(
-            "INSERT INTO segment_rechecks (customer_id, queued_at)"
-            " SELECT c.id, :now FROM customers AS c JOIN suppressions AS s"
-            " ON s.address = :hashed || c.email_sha256"
-            " WHERE c.email_sha256 IS NOT NULL"
-            " ON CONFLICT (customer_id) DO NOTHING"
-        ).bindparams(sa.bindparam("now", utcnow(), type_=UTCDateTime())),
-        {"hashed": HASHED},
+    # SQLite cannot turn hex into bytes, so the digest entries are read and converted here.
+    entries = bind.scalars(sa.select(suppressions.c.address).where(sa.text(DIGEST_ENTRIES))).all()
+    digests = sorted({d for d in map(_stored, entries) if d})
+    queue = sa.text(
+        "INSERT INTO segment_rechecks (customer_id, queued_at)"
+        " SELECT id, :now FROM customers WHERE email_sha256 IN :digests"
+        " ON CONFLICT (customer_id) DO NOTHING"
+    ).bindparams(
+        sa.bindparam("now", utcnow(), type_=UTCDateTime()),
+        sa.bindparam("digests", expanding=True, type_=sa.LargeBinary()),
     )
+    for low in range(0, len(digests), BATCH):
+        bind.execute(queue, {"digests": digests[low : low + BATCH]})
+
+
+def _stored(entry: str) -> bytes | None:
+    """What email_sha256 holds for a digest entry's address (as addresses.stored_digest)."""
+    try:
+        return bytes.fromhex(entry.removeprefix(HASHED))[:16]
+    except ValueError:
+        return None
 
 
 def downgrade() -> None:

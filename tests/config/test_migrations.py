@@ -207,10 +207,10 @@ async def test_customers_get_the_digest_of_their_email_and_those_at_an_erased_ad
     finally:
         await engine.dispose()
     assert digests == {
-        1: hashlib.sha256("zoë@example.com".encode()).hexdigest(),
-        2: hashlib.sha256(b"ann@example.com").hexdigest(),
+        1: hashlib.sha256("zoë@example.com".encode()).digest()[:16],
+        2: hashlib.sha256(b"ann@example.com").digest()[:16],
         3: None,
-        25_000: hashlib.sha256(b"bob@example.com").hexdigest(),
+        25_000: hashlib.sha256(b"bob@example.com").digest()[:16],
     }
     assert rechecks == [1]  # its subscription conditions no longer hold; ann's never did
 
