@@ -325,7 +325,10 @@ async def preview(session: AsyncSession, spec: PreviewIn, *, now: datetime | Non
     expanded = r.expand(rule, catalog.rules)
     at = now or utcnow()
     dialect = session.bind.dialect.name
-    known = {"lowest_tier": catalog.lowest_tier, "erased": catalog.erased}
+    # The catalogue reads the erased addresses only when a saved rule needs them; this rule is unsaved.
+    subscribed = any(isinstance(node, r.Subscribed) for node in r.walk(expanded))
+    erased = await repository.erased_address_customers(session) if subscribed else frozenset()
+    known = {"lowest_tier": catalog.lowest_tier, "erased": erased}
     count = await repository.scalar(session, compiler.count_query(expanded, dialect, at, **known))
     sample_query = (
         compiler.members_query(expanded, dialect, at, **known).order_by(None).limit(spec.sample_size)

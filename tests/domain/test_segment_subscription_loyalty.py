@@ -19,7 +19,7 @@ from domain.segments import rules as r
 from domain.segments import service as segments
 from domain.segments.evaluate import evaluate
 from domain.segments.models import SegmentMembership
-from domain.segments.schemas import SegmentIn
+from domain.segments.schemas import PreviewIn, SegmentIn
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.schemas import FeedbackBatch, GroupIn
 from runtime.segment_refresher import SegmentRefresher
@@ -262,3 +262,19 @@ async def test_every_way_a_profile_gets_an_erased_address_keeps_it_unreachable(s
         }
     assert rows == {"bob": "ada@example.com", "cy": "ada@example.com", "dee": "ada@example.com"}
     assert full == set() and reachable == set()
+
+
+async def test_a_preview_leaves_out_a_profile_at_an_erased_persons_address_with_no_segment_saved(sessions):
+    """A preview's rule is nobody's segment: it reads the erased addresses itself."""
+    ids = await _people(sessions, "ada", "bob")
+    async with transaction(sessions) as session:
+        batch = FeedbackBatch.model_validate({"events": [{"type": "bounce", "email": "ada@example.com"}]})
+        await subscriptions.record_feedback(session, batch)
+    await _erase(sessions, ids["ada"])
+    async with transaction(sessions) as session:
+        calls = [IdentifyCall(userId="newcomer", traits={"email": "ada@example.com"})]
+        await events.ingest(session, calls, source_key_id=None)
+    async with sessions() as session:
+        preview = await segments.preview(session, PreviewIn(rule={"subscription": "*"}))
+    assert preview.count == 1
+    assert [c.user_id for c in preview.sample] == ["bob"]
