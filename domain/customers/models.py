@@ -46,10 +46,9 @@ class Customer(Base):
     # The first 16 bytes of the sha256 of ``email`` (``email_digest``): an erased person's suppression
     # entry keeps only ``sha256:`` and the hex digest, so segment evaluations find the customers at such
     # an address by it instead of hashing every address (migration 0033); 16 bytes tell addresses apart
-    # and grow each row by a quarter of the 64 hex digits. The application writes it wherever it sets
-    # the email (``email_digest``;
-    # the ORM does it here): PostgreSQL cannot compute it in a generated column (convert_to(), which
-    # gives the UTF-8 bytes to hash, is not immutable), and SQLite has no sha256 of its own, so a
+    # and take a quarter of the room of 64 hex digits. The application writes it wherever it sets the
+    # email (the ORM does it here): PostgreSQL cannot compute it in a generated column (convert_to(),
+    # which gives the UTF-8 bytes to hash, is not immutable), and SQLite has no sha256 of its own, so a
     # generated column there would need our function on every connection that writes, tools included.
     email_sha256: Mapped[bytes | None] = mapped_column(LargeBinary(16))
     traits: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)

@@ -4,12 +4,12 @@ An erased person's suppression entry keeps only ``sha256:<hex>`` of the address 
 check hashes the one address it asks about; segment ``subscription`` conditions, over every customer,
 would have to hash every address at each evaluation (1.6 times slower on PostgreSQL, 3.5 on SQLite,
 once the list holds one digest). ``customers.email_sha256`` keeps the first 16 bytes of the digest
-(enough to tell addresses apart; the 64 hex digits grew the table by half at 200 000 customers, these
-by 14 %), written with the email. Two partial indexes let an evaluation find, once, the few customers at such an address (the
-digest entries of the list, then the customers with each digest) instead of comparing every customer's
-digest with the list: ``ix_suppressions_digests`` holds the digest entries only, and
-``ix_customers_email_sha256`` the digests of customers with an address (ingestion's profiles without
-one add no entry; one with an address already writes ``ix_customers_email``'s).
+(enough to tell addresses apart; 64 hex digits grew the table by half at 200 000 customers, these by
+14 %), written with the email. Two partial indexes let an evaluation find, once, the few customers at
+such an address (the digest entries of the list, then the customers with each digest) instead of
+comparing every customer's digest with the list: ``ix_suppressions_digests`` holds the digest entries
+only, and ``ix_customers_email_sha256`` the digests of customers with an address (ingestion's profiles
+without one add no entry; one with an address already writes ``ix_customers_email``'s).
 
 Existing rows are filled in batches of ids. On PostgreSQL each batch commits on its own (outside the
 run's transaction, as 0031 builds its indexes), so no batch holds more than its rows' locks for long
@@ -17,8 +17,8 @@ and ingestion goes on meanwhile, and the indexes are built CONCURRENTLY after it
 own; an interrupted run starts again where it stopped (only rows without a digest are filled, the
 column is added only if missing, an index left invalid is built again). The backfill writes a new
 version of every customer with an address: a VACUUM (autovacuum's, or one by hand) after it lets the
-table reuse the old ones' space. Workers of an earlier release write no
-digest: replace them right after migrating. The customers whose digest is on the list now fail
+table reuse the old ones' space. Workers of an earlier release write no digest: replace them right
+after migrating. The customers whose digest is on the list now fail
 ``subscription`` conditions that they passed before, so they are queued for the segment refresher's
 next pass (``segment_rechecks``), which re-evaluates them.
 
