@@ -5,7 +5,7 @@ marketing unsubscribes and subscription groups, never past bounces and complaint
 which key asked for it, for the audit. Broadcasts stored before are marketing.
 
 Revision ID: 0034_broadcasts_operational
-Revises: 0032_template_versions_reply_to
+Revises: 0033_customers_email_sha256
 """
 
 from collections.abc import Sequence
@@ -14,8 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0034_broadcasts_operational"
-# To be re-pointed at 0033 when both are merged.
-down_revision: str | None = "0032_template_versions_reply_to"
+down_revision: str | None = "0033_customers_email_sha256"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
