@@ -325,10 +325,15 @@ async def preview(session: AsyncSession, spec: PreviewIn, *, now: datetime | Non
     expanded = r.expand(rule, catalog.rules)
     at = now or utcnow()
     dialect = session.bind.dialect.name
-    # The catalogue reads the erased addresses only when a saved rule needs them; this rule is unsaved.
-    subscribed = any(isinstance(node, r.Subscribed) for node in r.walk(expanded))
-    erased = await repository.erased_address_customers(session) if subscribed else frozenset()
-    known = {"lowest_tier": catalog.lowest_tier, "erased": erased}
+    # The catalogue reads the first tier and the erased addresses only when a saved rule needs them;
+    # this rule is unsaved.
+    nodes = list(r.walk(expanded))
+    tiered = any(isinstance(node, r.LoyaltyTier) for node in nodes)
+    subscribed = any(isinstance(node, r.Subscribed) for node in nodes)
+    known = {
+        "lowest_tier": await _lowest_tier(session) if tiered else catalog.lowest_tier,
+        "erased": await repository.erased_address_customers(session) if subscribed else frozenset(),
+    }
     count = await repository.scalar(session, compiler.count_query(expanded, dialect, at, **known))
     sample_query = (
         compiler.members_query(expanded, dialect, at, **known).order_by(None).limit(spec.sample_size)

@@ -278,3 +278,16 @@ async def test_a_preview_leaves_out_a_profile_at_an_erased_persons_address_with_
         preview = await segments.preview(session, PreviewIn(rule={"subscription": "*"}))
     assert preview.count == 1
     assert [c.user_id for c in preview.sample] == ["bob"]
+
+
+async def test_a_preview_of_a_tier_rule_with_no_segment_saved_reads_the_programmes_first_tier(sessions):
+    """A preview's rule is nobody's segment: it reads the tier of customers without an account itself."""
+    await _people(sessions, "ada", "bob")
+    tiers = [Tier(name="basic", threshold=0), Tier(name="gold", threshold=1000)]
+    async with transaction(sessions) as session:
+        await loyalty.put_program(session, ProgramConfig(tiers=tiers), utcnow())
+    async with sessions() as session:
+        basic = await segments.preview(session, PreviewIn(rule={"loyalty_tier": "basic"}))
+        gold = await segments.preview(session, PreviewIn(rule={"loyalty_tier": "gold"}))
+    assert (basic.count, sorted(c.user_id for c in basic.sample)) == (2, ["ada", "bob"])
+    assert gold.count == 0
