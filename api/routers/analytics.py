@@ -236,7 +236,9 @@ async def report_page(
     request: Request,
     session: Session,
     _: BrowserMarketer,
-    journey_id: str | None = Query(None, max_length=64, description="Default: the latest published journey."),
+    # No length bound: an id longer than any is no journey's, and the page says so (a bound would
+    # answer a browser with the API's JSON).
+    journey_id: str | None = Query(None, description="Default: the latest published journey."),
     start: str | None = _from(),
     end: str | None = _to(),
     interval: str = Query("month", description="Trend buckets: day, week or month (each costs a KPI call)."),

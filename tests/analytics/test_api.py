@@ -138,6 +138,7 @@ async def test_a_report_the_page_cannot_show_is_a_page_naming_the_problem(client
         ({"from": "2026-03-01", "to": "2026-02-01"}, 422, "from"),
         ({"from": "%ff"}, 422, "from"),
         ({"journey_id": "gone"}, 404, "no journey"),
+        ({"journey_id": "x" * 65}, 404, "no journey"),  # longer than any id: none has it
     ]:
         page = await client.get("/api/analytics/report", params=params, headers=browser, auth=(key, ""))
         assert page.status_code == status, page.text
