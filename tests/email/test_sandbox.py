@@ -41,9 +41,9 @@ def _outcome(payload: str) -> str:
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_injection_payload_is_refused_or_harmless(payload):
-    started = time.process_time()  # CPU time: what the payload costs, however loaded the machine is
+    started = time.monotonic()
     outcome = _outcome(payload)
-    assert time.process_time() - started < 2.0
+    assert time.monotonic() - started < 2.0
     if outcome not in ("save", "render"):
         for leak in LEAKS:
             assert leak not in outcome, f"{payload!r} leaked {leak!r}: {outcome[:300]!r}"
@@ -89,12 +89,10 @@ def test_syntax_error_is_reported_with_field_and_line():
 
 def test_slow_template_is_cut_off_and_the_next_render_works():
     slow = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
-    # CPU time, not wall time: the budget is a wall-clock deadline, so on a loaded machine the loop
-    # has less CPU before it; a cut-off that comes late, or only at the end, is CPU spent looping.
-    started = time.process_time()
+    started = time.monotonic()
     with pytest.raises(rendering.RenderError, match=r"longer than 0\.3s"):
         rendering.render("s", slow, None, rendering.context_for(CUSTOMER, None), budget=Budget(0.3))
-    assert time.process_time() - started < 1.5
+    assert time.monotonic() - started < 1.5
     ok = rendering.render("s", "<p>{{ traits.first_name }}</p>", None, rendering.context_for(CUSTOMER, None))
     assert "Ann" in ok.html
 
