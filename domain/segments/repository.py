@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import SelectBase
 
+from domain.broadcasts.models import Broadcast
 from domain.customers.models import Customer
 from domain.db import UTCDateTime, utcnow
 from domain.email.models import Message
@@ -173,6 +174,15 @@ async def published_journey_definitions(session: AsyncSession) -> list[tuple[str
         .where(Journey.status.in_(("published", "paused")))
     )
     return [(row[0], row[1]) for row in await session.execute(stmt)]
+
+
+async def unfinished_broadcast_audiences(session: AsyncSession) -> list[tuple[str, dict[str, Any]]]:
+    """(broadcast id, audience) of every broadcast still to send (scheduled, running or paused): it
+    reads its segment's members page by page as it runs."""
+    stmt = select(Broadcast.id, Broadcast.audience).where(
+        Broadcast.status.in_(("scheduled", "running", "paused"))
+    )
+    return [(row[0], row[1]) for row in await session.execute(stmt.order_by(Broadcast.id))]
 
 
 # -- evaluation ------------------------------------------------------------------------------------------

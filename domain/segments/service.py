@@ -285,6 +285,21 @@ async def delete(session: AsyncSession, segment_id: str) -> None:
             {"problem": f"segment {segment_id!r} is used by published journeys", "journeys": journeys},
             code="segment_in_use",
         )
+    # A broadcast to the segment reads its members as it goes: with the segment gone it would finish
+    # having sent nothing (or send to a new segment given the same id).
+    broadcasts = [
+        broadcast_id
+        for broadcast_id, audience in await repository.unfinished_broadcast_audiences(session)
+        if audience.get("kind") == "segment" and audience.get("segment_id") == segment_id
+    ]
+    if broadcasts:
+        raise Conflict(
+            {
+                "problem": f"segment {segment_id!r} is the audience of broadcasts still to send",
+                "broadcasts": broadcasts,
+            },
+            code="segment_in_use",
+        )
     dependents = (await _catalog(session)).dependents(segment_id)
     if dependents:
         raise Conflict(

@@ -269,6 +269,36 @@ async def test_broadcast_to_a_segment_reaches_its_members_only(
     ]
 
 
+async def test_the_segment_of_a_broadcast_still_to_send_cannot_be_deleted(
+    client, marketer_headers, sessions, capture, temporal
+):
+    """The broadcast reads the segment's members when it runs: with the segment deleted before its send
+    time it finished having sent nothing."""
+    await add_customers(sessions, 6)
+    await add_template(sessions)
+    async with transaction(sessions) as session:
+        rule = {"trait": "first_name", "op": "in", "value": ["Name1", "Name4"]}
+        await segments.create(session, SegmentIn(id="picked", name="Picked", rule=rule))
+    send_at = (datetime.now(UTC) + timedelta(hours=6)).isoformat()
+    audience = {"kind": "segment", "segment_id": "picked"}
+    await _create(client, marketer_headers, id="later", audience=audience, send_at=send_at)
+
+    refused = await client.delete("/api/segments/picked", headers=marketer_headers)
+
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"] == "segment_in_use"
+    assert refused.json()["detail"]["broadcasts"] == ["later"]
+    await temporal.sleep(timedelta(hours=7))  # skipped time
+    handle = temporal.client.get_workflow_handle("broadcast/later", result_type=BroadcastProgress)
+    assert ((result := await handle.result()).status, result.sent) == ("completed", 2)
+    assert sorted(m["envelope_to"][0] for m in await capture.wait_for_count(2)) == [
+        "c1@example.com",
+        "c4@example.com",
+    ]
+    # Sent: nothing reads the segment any more.
+    assert (await client.delete("/api/segments/picked", headers=marketer_headers)).status_code == 204
+
+
 @pytest.mark.parametrize(
     ("patch", "field"),
     [({}, "template_id"), ({"template_version": 1}, "template_version"), ({"subscription_group": "x"}, "")],
