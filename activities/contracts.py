@@ -278,6 +278,9 @@ class TimePlan:
     rate_max: int | None = None
     rate_per_seconds: int | None = None
     send_key: str | None = None
+    # The send's template version: the frequency cap is on marketing email, a transactional one passes.
+    template_id: str | None = None
+    template_version: int | None = None
 
 
 @dataclass

@@ -341,6 +341,9 @@ class JourneyWorkflow:
                     # The key also names the send's reservation under the cap (only the plan's
                     # input changes: no command is added or removed, so histories still replay).
                     send_key=key if rate or cap else None,
+                    # Input only, as above: the cap lets a transactional template's send go.
+                    template_id=node["template_id"] if cap else None,
+                    template_version=node["template_version"] if cap else None,
                 )
             if plan is None and workflow.patched(SEND_CHECKS_STATUS_PATCH):
                 # No rule to ask about: the send itself checks the journey's status (one step less).

@@ -8,7 +8,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from domain.customers.models import Customer
 from domain.db import insert_ignoring_conflicts, utcnow
-from domain.email.models import Message
+from domain.email.models import Message, TemplateVersion
 from domain.events.models import Event
 from domain.journeys.models import (
     CapReservation,
@@ -420,11 +420,21 @@ async def recent_marketing_sends(
 
     One statement: a send that records its ledger row meanwhile counts once, as a reservation or as
     a message, never as neither (PostgreSQL reads each statement from one snapshot)."""
+    transactional = (
+        select(TemplateVersion.id)
+        .where(
+            TemplateVersion.template_id == Message.template_id,
+            TemplateVersion.version == Message.template_version,
+            TemplateVersion.category == "transactional",
+        )
+        .exists()
+    )
     sent = select(Message.created_at.label("at")).where(
         Message.customer_id == customer_id,
         Message.journey_id.is_not(None),
         Message.status.in_(("sent", "pending")),
         Message.created_at >= since,
+        ~transactional,  # the cap is on marketing email: receipts do not use it up
     )
     recorded = select(Message.id).where(Message.idempotency_key == CapReservation.send_key).exists()
     reserved = select(CapReservation.reserved_at).where(

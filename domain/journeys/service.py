@@ -301,6 +301,10 @@ async def enrollment_context(
     quiet hours and the frequency cap let it go, and its reservation under the frequency cap, counted
     with the customer locked so that two plans at once cannot both take the cap's last send."""
     capped = bool(plan is not None and plan.cap_max and plan.cap_window_seconds)
+    if capped and plan.kind == "send" and plan.template_id and plan.template_version:
+        # The cap counts marketing email: a receipt or a password reset is neither held nor reserved.
+        version = await email.get_version(session, plan.template_id, plan.template_version)
+        capped = version.category != subscriptions.TRANSACTIONAL
     reserving = capped and plan.kind == "send" and journey_id is not None and plan.send_key is not None
     for _ in range(3):
         customer = await customers.get_current(session, customer_id)  # the visitor may have logged in
@@ -331,7 +335,7 @@ async def enrollment_context(
             traits=traits,
             recent_sends=sends,
             quiet=(plan.quiet_start, plan.quiet_end) if plan.quiet_start and plan.quiet_end else None,
-            cap=(plan.cap_max, plan.cap_window_seconds) if plan.cap_max and plan.cap_window_seconds else None,
+            cap=(plan.cap_max, plan.cap_window_seconds) if capped else None,
             at=plan.at,
             weekdays=plan.weekdays,
             trait=plan.trait,

@@ -241,3 +241,74 @@ async def test_send_rate_spreads_a_crowd_over_slots_and_drops_nobody(env, sessio
         assert sorted(round((t - first).total_seconds() / 60) for t in sent_at) == [0, 0, 1, 1, 2]
         subjects = sorted(m["subject"] for m in e.mailbox())
         assert subjects == ["Hello Ann", "Hello Bob", "Hello Cyd", "Hello Dan", "Hello Eve"]
+
+
+async def test_the_frequency_cap_neither_holds_nor_counts_a_transactional_email(env, sessions, settings):
+    """The cap is on marketing email: a receipt is not deferred because a promo filled it (Bob), and a
+    promo is not deferred because a receipt went out (Mia)."""
+    from domain.email.schemas import TemplateIn
+
+    async with engine(env, sessions, settings) as e:
+        await e.template("promo", "A promo for {{ traits.name }}")
+        await e.template("upsell", "More for {{ traits.name }}")
+        async with transaction(e.sessions) as session:
+            receipt = TemplateIn(
+                id="receipt",
+                name="Receipt",
+                category="transactional",
+                subject="Your receipt, {{ traits.name }}",
+                html="<p>Paid</p>",
+            )
+            await email.create_template(session, receipt)
+        await e.journey(
+            "browse",
+            {
+                "nodes": [
+                    {"id": "start", "type": "entry", "event": "Browsed", "next": "promo"},
+                    {"id": "promo", "type": "send_email", "template_id": "promo", "next": "done"},
+                    {"id": "done", "type": "exit"},
+                ]
+            },
+        )
+        await e.journey(
+            "order",
+            {
+                "nodes": [
+                    {"id": "start", "type": "entry", "event": "Order Completed", "next": "receipt"},
+                    {"id": "receipt", "type": "send_email", "template_id": "receipt", "next": "upsell"},
+                    {"id": "upsell", "type": "send_email", "template_id": "upsell", "next": "done"},
+                    {"id": "done", "type": "exit"},
+                ],
+                "rules": {"frequency_cap": {"max": 1, "window": "1d"}},
+            },
+        )
+        mia, bob = await e.customer("mia"), await e.customer("bob")
+        await e.track("bob", "Browsed")  # one promo fills Bob's cap of 1 a day
+        await wait_for(lambda: _async(len(e.mailbox()) == 1))
+        async with transaction(e.sessions) as session:
+            [promo] = await email.list_messages(session, customer_id=bob)
+        minute = timedelta(minutes=1)
+
+        async def order(user_id: str, customer_id: int) -> tuple[datetime, datetime]:
+            await e.track(user_id, "Order Completed")
+            handle = e.handle("order", customer_id)
+            assert (await e.result(handle)).path == ["receipt", "upsell", "done"]
+            steps = await handle.query("path", result_type=list)
+            return tuple(datetime.fromisoformat(s["left_at"]) for s in steps[:2])
+
+        receipt_sent, upsell_sent = await order("mia", mia)
+        assert upsell_sent - receipt_sent < minute  # the receipt did not use up Mia's cap
+        receipt_sent, upsell_sent = await order("bob", bob)
+        assert receipt_sent - promo.created_at < minute  # at once, not when the promo leaves the window
+        assert (
+            promo.created_at + timedelta(days=1)
+            <= upsell_sent
+            < promo.created_at + timedelta(days=1) + minute
+        )
+        assert sorted(m["subject"] for m in e.mailbox()) == [
+            "A promo for Bob",
+            "More for Bob",
+            "More for Mia",
+            "Your receipt, Bob",
+            "Your receipt, Mia",
+        ]
