@@ -141,3 +141,25 @@ async def advance(
             failed=Broadcast.failed + failed,
         )
     )
+
+
+async def reached_through_other_profiles(
+    session: AsyncSession, key_prefix: str, keys: dict[int, str]
+) -> set[int]:
+    """Of these customers (id -> their own ledger key under ``key_prefix``), those holding another key
+    under it that is sent or under way: a profile merged into them got the message before the merge."""
+    if not keys:
+        return set()
+    m = _messages.c
+    conn = await session.connection()
+    rows = await conn.execute(
+        select(m.customer_id)
+        .where(
+            m.customer_id.in_(list(keys)),
+            m.idempotency_key.startswith(key_prefix, autoescape=True),
+            m.idempotency_key.not_in(list(keys.values())),
+            m.status.in_(("sent", "pending")),
+        )
+        .distinct()
+    )
+    return set(rows.scalars())

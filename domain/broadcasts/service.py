@@ -32,7 +32,15 @@ def workflow_id(broadcast_id: str) -> str:
 
 
 def message_key(broadcast_id: str, customer_id: int) -> str:
-    return f"broadcast/{broadcast_id}/customer/{customer_id}"
+    return f"{_key_prefix(broadcast_id)}{customer_id}"
+
+
+def _key_prefix(broadcast_id: str) -> str:
+    return f"broadcast/{broadcast_id}/customer/"
+
+
+# Why a customer is passed over whose merged-away profile already got (or is getting) the broadcast.
+REACHED_BY_MERGE = "already sent to a profile merged into this customer"
 
 
 def out(row: Broadcast) -> BroadcastOut:
@@ -249,6 +257,14 @@ async def plan_batch(
         subscriptions.OPERATIONAL if operational else subscriptions.MARKETING,
         None if operational else row.subscription_group,
     )
+    # One person, one message: a profile that got it before being merged into this one (further on in
+    # the audience) brought its ledger row along.
+    merged = await repository.reached_through_other_profiles(
+        session,
+        _key_prefix(broadcast_id),
+        {c["id"]: keys[c["id"]] for c in pending if c["id"] not in blocked},
+    )
+    blocked |= dict.fromkeys(sorted(merged), REACHED_BY_MERGE)
     await repository.mark_each(
         session,
         [
