@@ -40,6 +40,9 @@ BATCHES_PER_RUN = 200
 # Local-time broadcasts re-read the audience's timezones after each send time (histories recorded
 # before did not).
 LATE_ZONES_PATCH = "broadcast-plans-late-timezones"
+# A batch that found the broadcast paused re-pauses the workflow only if no resume arrived meanwhile
+# (histories recorded before re-paused regardless, and stayed paused while the database said running).
+RESUME_DURING_BATCH_PATCH = "broadcast-resume-during-paused-batch"
 BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
 )
@@ -77,6 +80,7 @@ class BroadcastWorkflow:
     def __init__(self) -> None:
         self._paused = False
         self._cancelled = False
+        self._resumes = 0  # resume signals handled, so a batch can tell whether one came while it ran
         self._progress = BroadcastProgress("scheduled", 0, 0, 0, 0)
 
     @workflow.signal
@@ -86,6 +90,7 @@ class BroadcastWorkflow:
     @workflow.signal
     def resume(self) -> None:
         self._paused = False
+        self._resumes += 1
 
     @workflow.signal
     def cancel(self) -> None:
@@ -146,6 +151,7 @@ class BroadcastWorkflow:
                 if self._cancelled:
                     return await self._finish(inp.broadcast_id, p, "cancelled")
                 p.status = "running"
+                resumes = self._resumes
                 result: BroadcastBatchResult = await workflow.execute_activity(
                     SEND_BROADCAST_BATCH,
                     BroadcastBatchRequest(
@@ -162,7 +168,10 @@ class BroadcastWorkflow:
                 )
                 batches += 1
                 if result.status == "paused":  # paused through the database before the signal arrived
-                    self._paused = True
+                    # ... unless the resume was handled too before this result: the database says
+                    # running again, and nothing would ever resume the workflow.
+                    if self._resumes == resumes or not workflow.patched(RESUME_DURING_BATCH_PATCH):
+                        self._paused = True
                     continue
                 if result.status in ("cancelled", "completed", "failed"):
                     return await self._finish(inp.broadcast_id, p, result.status)
