@@ -26,7 +26,7 @@ from domain.segments import service as segments
 
 async def validate(session: AsyncSession, audience: dict) -> None:
     kind = audience.get("kind")
-    if kind == "segment" and not await segments.exists(session, audience["segment_id"]):
+    if kind == "segment" and not await segments.exists(session, audience["segment_id"], hold=True):
         raise InvalidInput({"field": "audience.segment_id", "problem": "no such segment"})
 
 

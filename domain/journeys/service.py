@@ -85,7 +85,7 @@ async def _validated(session: AsyncSession, raw: dict) -> graph.JourneyDefinitio
                 }
             )
     for ref in graph.segment_references(definition.model_dump(mode="json")):
-        if not await segments.exists(session, ref.segment):
+        if not await segments.exists(session, ref.segment, hold=True):  # a publish vs a delete
             where = {"node": ref.node, "path": ref.path} if ref.node is not None else {"path": ref.path}
             missing.append({**where, "problem": f"segment {ref.segment!r} does not exist"})
     if missing:

@@ -83,6 +83,23 @@ async def get(session: AsyncSession, segment_id: str, *, lock: bool = False) -> 
     return await session.get(Segment, segment_id)
 
 
+async def hold(session: AsyncSession, segment_id: str) -> bool:
+    """Whether the segment exists, key-share locking its row (PostgreSQL) until the transaction ends:
+    a broadcast or journey being saved with it as audience then either commits before a delete of the
+    segment looks for its users (and is found), or waits for the delete and finds the segment gone.
+    SQLite needs no lock: every transaction there takes the write lock when it begins."""
+    stmt = select(Segment.id).where(Segment.id == segment_id)
+    if _dialect(session) == "postgresql":
+        stmt = stmt.with_for_update(read=True, key_share=True)
+    return await session.scalar(stmt) is not None
+
+
+async def lock_for_delete(session: AsyncSession, segment_id: str) -> Segment | None:
+    """The segment, row-locked as its DELETE would (FOR UPDATE, which waits for key-share holders)
+    before the delete checks what uses it, so no broadcast or journey can take it up meanwhile."""
+    return await session.get(Segment, segment_id, with_for_update=True, populate_existing=True)
+
+
 async def add(session: AsyncSession, row) -> None:
     session.add(row)
     await session.flush()

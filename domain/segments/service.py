@@ -272,7 +272,10 @@ async def failing(session: AsyncSession) -> list[str]:
 
 
 async def delete(session: AsyncSession, segment_id: str) -> None:
-    await _segment(session, segment_id)
+    # Locked before the checks: a broadcast or journey taking the segment up (repository.hold) either
+    # committed before this lock, and the checks see it, or waits and finds the segment gone.
+    if await repository.lock_for_delete(session, segment_id) is None:
+        raise NotFound(f"segment {segment_id!r} does not exist")
     journeys = sorted(
         {
             journey_id
@@ -368,7 +371,11 @@ async def members(session: AsyncSession, segment_id: str, *, after: int = 0, lim
 
 
 # -- evaluation -------------------------------------------------------------------------------------------
-async def exists(session: AsyncSession, segment_id: str) -> bool:
+async def exists(session: AsyncSession, segment_id: str, *, hold: bool = False) -> bool:
+    """``hold``: the caller saves something that uses the segment; a concurrent delete waits for its
+    transaction (and then refuses) rather than both succeeding."""
+    if hold:
+        return await repository.hold(session, segment_id)
     return await repository.get(session, segment_id) is not None
 
 
