@@ -112,6 +112,9 @@ BRANCH_DATES_BY_DAY_PATCH = "branch-compares-dates-by-day"
 # Patch id of a deduct_points step the balance did not cover going to its `insufficient_next` (it went
 # on to `next` as if the points were taken); asked only when a deduction comes back insufficient.
 DEDUCT_INSUFFICIENT_PATCH = "deduct-insufficient-branches"
+# Patch id of branch conditions and event filters telling booleans from numbers (`true` equalled `1`);
+# asked only when the two equalities disagree.
+BOOLEANS_NOT_NUMBERS_PATCH = "conditions-tell-booleans-from-numbers"
 # Keep at most this many step records in memory and in a continue-as-new input.
 MAX_KEPT_STEPS = 200
 
@@ -452,13 +455,16 @@ class JourneyWorkflow:
 
         def arrived() -> bool:
             return any(
-                conditions.event_matches(
-                    e.name,
-                    e.properties or {},
-                    want=node["event"],
-                    where=node.get("where") or {},
-                    match_entry=node.get("match_entry"),
-                    entry_properties=self._entry_props,
+                self._strictly(
+                    lambda strict, e=e: conditions.event_matches(
+                        e.name,
+                        e.properties or {},
+                        want=node["event"],
+                        where=node.get("where") or {},
+                        match_entry=node.get("match_entry"),
+                        entry_properties=self._entry_props,
+                        strict=strict,
+                    )
                 )
                 for e in self._inbox[start:]
             )
@@ -478,15 +484,27 @@ class JourneyWorkflow:
 
         def holds(condition: dict[str, Any]) -> bool:
             facts = {"traits": traits, "event": self._entry_props, "segments": segments}
-            by_day = conditions.holds(condition, **facts)
-            if by_day == conditions.holds(condition, **facts, by_day=False):
-                return by_day
-            return by_day if workflow.patched(BRANCH_DATES_BY_DAY_PATCH) else not by_day
+            # Each reading that enrollments began without is asked for only where it decides.
+            by_day = conditions.holds(condition, **facts, strict=False) == conditions.holds(
+                condition, **facts, by_day=False, strict=False
+            ) or workflow.patched(BRANCH_DATES_BY_DAY_PATCH)
+            return self._strictly(
+                lambda strict: conditions.holds(condition, **facts, by_day=by_day, strict=strict)
+            )
 
         for index, branch in enumerate(node["branches"]):
             if all(holds(c) for c in branch["when"]):
                 return branch.get("next"), f"branch:{index}"
         return node.get("default_next"), "default"
+
+    @staticmethod
+    def _strictly(evaluate) -> bool:
+        """``evaluate(strict)`` with booleans told from numbers, or with Python's equality where the two
+        disagree and the enrollment began before the distinction (BOOLEANS_NOT_NUMBERS_PATCH)."""
+        strict = evaluate(True)
+        if strict == evaluate(False):
+            return strict
+        return strict if workflow.patched(BOOLEANS_NOT_NUMBERS_PATCH) else not strict
 
     def _split(self, node: dict[str, Any]) -> tuple[str | None, str | None]:
         bucket = conditions.split_bucket(self._inp.journey_id, node["id"], self._inp.customer_id)
@@ -599,15 +617,21 @@ class JourneyWorkflow:
             event = self._inbox[self._scanned]
             self._scanned += 1
             props = event.properties or {}
-            reached_event = goal.get("event") and conditions.event_matches(
-                event.name, props, want=goal["event"], where=goal.get("where") or {}
+            reached_event = goal.get("event") and self._strictly(
+                lambda strict, event=event, props=props: conditions.event_matches(
+                    event.name, props, want=goal["event"], where=goal.get("where") or {}, strict=strict
+                )
             )
             if reached_event or (
                 goal.get("segment") and conditions.entered_segment(event.name, props, goal["segment"])
             ):
                 self._outcome = "converted"
             elif any(
-                conditions.event_matches(event.name, props, want=m["event"], where=m.get("where") or {})
+                self._strictly(
+                    lambda strict, event=event, props=props, m=m: conditions.event_matches(
+                        event.name, props, want=m["event"], where=m.get("where") or {}, strict=strict
+                    )
+                )
                 for m in self._rules.get("exit_when") or []
             ):
                 self._outcome = "exited"

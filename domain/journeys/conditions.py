@@ -13,6 +13,23 @@ _MISSING = object()
 SEGMENT_ENTERED = "Segment Entered"
 
 
+def same(a: Any, b: Any) -> bool:
+    """JSON equality: ``true`` is no ``1`` and ``false`` no ``0`` (Python's ``True == 1``), also inside
+    lists and objects; numbers equal numbers whatever their form (``1 == 1.0``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _equal(a: Any, b: Any, strict: bool) -> bool:
+    # strict=False: Python's equality, for enrollments that began with it (see JourneyWorkflow).
+    return same(a, b) if strict else a == b
+
+
 def entered_segment(name: str | None, properties: dict[str, Any], segment_id: str) -> bool:
     return name == SEGMENT_ENTERED and properties.get("segment_id") == segment_id
 
@@ -27,13 +44,13 @@ def _lookup(data: dict[str, Any], path: str) -> Any:
     return current
 
 
-def _within(needle: Any, haystack: Any) -> bool:
+def _within(needle: Any, haystack: Any, strict: bool = True) -> bool:
     """``needle in haystack`` for any JSON values: a substring of a string (a needle that is no string
     is in none), an element of a list, and never of anything else."""
     if isinstance(haystack, str):
         return isinstance(needle, str) and needle in haystack
     if isinstance(haystack, list):
-        return needle in haystack  # element equality, which holds or not for any two JSON values
+        return any(_equal(needle, item, strict) for item in haystack)
     return False
 
 
@@ -49,7 +66,7 @@ def _days(actual: Any, expected: Any) -> tuple[str | None, str | None] | None:
     return days if days != (None, None) else None
 
 
-def _compare(actual: Any, op: str, expected: Any, *, by_day: bool = True) -> bool:
+def _compare(actual: Any, op: str, expected: Any, *, by_day: bool = True, strict: bool = True) -> bool:
     """Whether ``actual`` (a trait or event property, ``_MISSING`` when absent) passes ``op expected``.
 
     Total over JSON values: runs inside JourneyWorkflow, where an exception would fail the workflow
@@ -59,7 +76,8 @@ def _compare(actual: Any, op: str, expected: Any, *, by_day: bool = True) -> boo
     ``gt``/``gte``/``lt``/``lte`` between two strings of which either is a date compare the days they
     are on, as segments' ``after``/``before`` do (``2024-09-01T10:00:00+02:00`` is on 1 September, not
     after it); a date against a string that is no date (``2024-9-1``, ``05-17``, ``1990-05-99``) does
-    not hold. ``by_day=False`` is the old comparison by character, for enrollments that began with it."""
+    not hold. ``by_day=False`` is the old comparison by character, for enrollments that began with it.
+    ``strict=False`` is the old equality, under which ``true`` equalled ``1`` (see ``same``)."""
     if op == "exists":
         return actual is not _MISSING and actual is not None
     if op == "not_exists":
@@ -67,17 +85,19 @@ def _compare(actual: Any, op: str, expected: Any, *, by_day: bool = True) -> boo
     if actual is _MISSING:
         return op in ("ne", "not_in")
     if op == "eq":
-        return actual == expected
+        return _equal(actual, expected, strict)
     if op == "ne":
-        return actual != expected
+        return not _equal(actual, expected, strict)
     if op == "in":
-        return _within(actual, expected)
+        return _within(actual, expected, strict)
     if op == "not_in":
-        return not _within(actual, expected)
+        return not _within(actual, expected, strict)
     if op == "contains":
-        return _within(expected, actual)
+        return _within(expected, actual, strict)
     if op not in _ORDER:
         raise ValueError(f"unknown op {op!r}")
+    if strict and isinstance(actual, bool) != isinstance(expected, bool):
+        return False  # true > 0 held: a boolean and a number do not compare
     if by_day and (days := _days(actual, expected)) is not None:
         return None not in days and _ORDER[op](*days)
     try:
@@ -93,6 +113,7 @@ def holds(
     event: dict[str, Any],
     segments: set[str],
     by_day: bool = True,
+    strict: bool = True,
 ) -> bool:
     op = condition.get("op", "eq")
     if condition.get("segment") is not None:
@@ -103,7 +124,7 @@ def holds(
         actual = _lookup(traits, condition["trait"])
     else:
         actual = _lookup(event, condition["event_property"])
-    return _compare(actual, op, condition.get("value"), by_day=by_day)
+    return _compare(actual, op, condition.get("value"), by_day=by_day, strict=strict)
 
 
 def event_matches(
@@ -114,14 +135,16 @@ def event_matches(
     where: dict[str, Any],
     match_entry: list[str] | None = None,
     entry_properties: dict[str, Any] | None = None,
+    strict: bool = True,
 ) -> bool:
+    """``strict``: as in ``_compare`` (``where: {"gift": true}`` matched ``"gift": 1``)."""
     if name != want:
         return False
-    if any(properties.get(k) != v for k, v in (where or {}).items()):
+    if not all(_equal(properties.get(k), v, strict) for k, v in (where or {}).items()):
         return False
     for key in match_entry or []:
         expected = (entry_properties or {}).get(key)
-        if expected is None or properties.get(key) != expected:
+        if expected is None or not _equal(properties.get(key), expected, strict):
             return False
     return True
 

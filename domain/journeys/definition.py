@@ -615,4 +615,7 @@ def matches_entry(entry: dict, event_name: str, properties: dict) -> bool:
         return conditions.entered_segment(event_name, properties, entry.get("segment_id"))
     if trigger != "event" or entry.get("event") != event_name:
         return False
-    return all(properties.get(key) == value for key, value in (entry.get("where") or {}).items())
+    # JSON equality, as branches and goals (and analytics' SQL) read it: ``true`` is no ``1``.
+    return all(
+        conditions.same(properties.get(key), value) for key, value in (entry.get("where") or {}).items()
+    )

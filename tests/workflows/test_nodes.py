@@ -416,3 +416,45 @@ async def test_manual_enrollment_by_api_enrolls_each_customer_once(
         assert wrong.status_code == 404
         empty = await client.post("/api/journeys/invite/enrollments", json={}, headers=marketer_headers)
         assert empty.status_code == 422 and "customer_ids" in empty.text
+
+
+async def test_a_boolean_in_a_condition_or_filter_is_no_number(env, sessions, settings):
+    """`true` is no `1` (Python's True == 1 sent 1s down the branch for true and let them through an
+    entry filter): the journey reads JSON as segments and analytics do."""
+    async with engine(env, sessions, settings) as e:
+        for name in ("flagged", "rest"):
+            await e.template(name, name)
+        branch = {
+            "id": "b",
+            "type": "branch",
+            "branches": [
+                {"when": [{"trait": "vip", "op": "eq", "value": True}], "next": "flagged"},
+                {"when": [{"event_property": "gift", "op": "in", "value": [True]}], "next": "flagged"},
+            ],
+            "default_next": "rest",
+        }
+        graph = _graph(
+            branch,
+            {"id": "flagged", "type": "send_email", "template_id": "flagged", "next": "done"},
+            {"id": "rest", "type": "send_email", "template_id": "rest", "next": "done"},
+            entry_event="Order Completed",
+        )
+        graph["nodes"][0]["where"] = {"paid": True}
+        await e.journey("flags", graph)
+        for user, vip, gift, paid in (
+            ("ann", True, False, True),
+            ("ben", 1, 1, True),  # numbers where the journey asks for true: the default path
+            ("cat", False, True, True),
+            ("dan", True, True, 1),  # paid: 1 is not paid: true, and enrolls nobody
+        ):
+            await e.customer(user, vip=vip)
+            await e.track(user, "Order Completed", gift=gift, paid=paid)
+        enrollments = await e.enrollments("flags")
+        for enrollment in enrollments:
+            await e.result(e.client.get_workflow_handle_for(JourneyWorkflow.run, enrollment.workflow_id))
+        assert len(enrollments) == 3
+        assert {m["to"]: m["subject"] for m in e.mailbox()} == {
+            "ann@example.com": "flagged",
+            "ben@example.com": "rest",
+            "cat@example.com": "flagged",
+        }
