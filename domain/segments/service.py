@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -87,13 +87,24 @@ async def _lowest_tier(session: AsyncSession) -> str:
     return (await loyalty.program(session)).tiers[0].name
 
 
+async def _lookups(session: AsyncSession, rules: Iterable[r.Rule]) -> tuple[str, frozenset[int]]:
+    """What the compiler needs beside ``rules``: the programme's first tier (the loyalty tier of customers
+    without an account) and the customers at an erased address (repository.erased_address_customers).
+    Each is read only when some rule has a condition reading it, ``loyalty_tier`` or ``subscription``
+    (references are not followed: pass expanded rules, or every rule they refer to)."""
+    tiered = subscribed = False
+    for node in (node for rule in rules for node in r.walk(rule)):
+        tiered = tiered or isinstance(node, r.LoyaltyTier)
+        subscribed = subscribed or isinstance(node, r.Subscribed)
+    lowest_tier = await _lowest_tier(session) if tiered else DEFAULT_LOWEST_TIER
+    erased = await repository.erased_address_customers(session) if subscribed else frozenset()
+    return lowest_tier, erased
+
+
 async def _catalog(session: AsyncSession) -> Catalog:
     catalog = Catalog(await repository.current_rules(session))
     catalog.failing = await repository.failing_ids(session)
-    if any(isinstance(node, r.LoyaltyTier) for rule in catalog.rules.values() for node in r.walk(rule)):
-        catalog.lowest_tier = await _lowest_tier(session)  # only loyalty tier conditions read it
-    if any(isinstance(node, r.Subscribed) for rule in catalog.rules.values() for node in r.walk(rule)):
-        catalog.erased = await repository.erased_address_customers(session)  # read by those only
+    catalog.lowest_tier, catalog.erased = await _lookups(session, catalog.rules.values())
     return catalog
 
 
@@ -343,15 +354,9 @@ async def preview(session: AsyncSession, spec: PreviewIn, *, now: datetime | Non
     expanded = r.expand(rule, catalog.rules)
     at = now or utcnow()
     dialect = session.bind.dialect.name
-    # The catalogue reads the first tier and the erased addresses only when a saved rule needs them;
-    # this rule is unsaved.
-    nodes = list(r.walk(expanded))
-    tiered = any(isinstance(node, r.LoyaltyTier) for node in nodes)
-    subscribed = any(isinstance(node, r.Subscribed) for node in nodes)
-    known = {
-        "lowest_tier": await _lowest_tier(session) if tiered else catalog.lowest_tier,
-        "erased": await repository.erased_address_customers(session) if subscribed else frozenset(),
-    }
+    # The catalogue read its lookups for the saved rules; this rule is unsaved and may need others.
+    lowest_tier, erased = await _lookups(session, [expanded])
+    known = {"lowest_tier": lowest_tier, "erased": erased}
     count = await repository.scalar(session, compiler.count_query(expanded, dialect, at, **known))
     sample_query = (
         compiler.members_query(expanded, dialect, at, **known).order_by(None).limit(spec.sample_size)
