@@ -45,13 +45,13 @@ def click_token(secret: str, customer_id: int, ref: str, url: str) -> str:
 
 
 def read_open(secret: str, token: str) -> tuple[int, str]:
-    customer, ref = tokens.verify(secret, "open", token).split("|", 1)
-    return int(customer), ref
+    customer, ref = tokens.fields(tokens.verify(secret, "open", token), "|", 2)
+    return tokens.customer_id(customer), ref
 
 
 def read_click(secret: str, token: str) -> tuple[int, str, str]:
-    customer, ref, url = tokens.verify(secret, "click", token).split("|", 2)
-    return int(customer), ref, url
+    customer, ref, url = tokens.fields(tokens.verify(secret, "click", token), "|", 3)
+    return tokens.customer_id(customer), ref, url
 
 
 def track_links(html: str, *, base: str, secret: str, customer_id: int, ref: str) -> str:

@@ -284,8 +284,8 @@ def unsubscribe_token(secret: str, customer_id: int, group_id: str | None) -> st
 
 
 def read_unsubscribe_token(secret: str, token: str) -> tuple[int, str]:
-    customer, _, group = tokens.verify(secret, "unsubscribe", token).partition(":")
-    return int(customer), group
+    customer, group = tokens.fields(tokens.verify(secret, "unsubscribe", token), ":", 2)
+    return tokens.customer_id(customer), group
 
 
 def preferences_token(secret: str, customer_id: int) -> str:
@@ -293,4 +293,4 @@ def preferences_token(secret: str, customer_id: int) -> str:
 
 
 def read_preferences_token(secret: str, token: str) -> int:
-    return int(tokens.verify(secret, "preferences", token))
+    return tokens.customer_id(tokens.verify(secret, "preferences", token))
