@@ -61,7 +61,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Journeys", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    errors.install(app)
+    # A browser following a mangled link from an email gets that page's "not valid", not JSON.
+    errors.install(
+        app,
+        link_pages={
+            "/u": unsubscribe.broken_link,
+            "/preferences": unsubscribe.broken_link,
+            "/csat": csat.broken_link,
+        },
+    )
     for module in (
         ingest,
         templates,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -27,13 +28,37 @@ def _field_errors(exc: RequestValidationError) -> list[dict]:
     return out
 
 
-def install(app: FastAPI) -> None:
+# The page a path prefix of customers' links shows for a broken link, given the status to answer.
+LinkPages = Mapping[str, Callable[[int], Response]]
+
+
+def _link_page(pages: LinkPages, request: Request, status: int, headers: Mapping[str, str] | None):
+    """The broken-link page for a browser on a page customers reach from an email (a mangled link: a
+    path no route has, a method none takes, text no database stores); None for anyone else, who gets
+    the API's JSON like from every endpoint."""
+    if "text/html" not in request.headers.get("accept", ""):
+        return None
+    path = request.url.path
+    for prefix, page in pages.items():
+        if path == prefix or path.startswith(f"{prefix}/"):
+            response = page(status)
+            response.headers.update(headers or {})
+            return response
+    return None
+
+
+def install(app: FastAPI, link_pages: LinkPages | None = None) -> None:
+    pages = link_pages or {}
+
     @app.exception_handler(DomainError)
-    async def _domain(_: Request, exc: DomainError):
-        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status_code)
+    async def _domain(request: Request, exc: DomainError):
+        page = _link_page(pages, request, exc.status_code, None)
+        return page or JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
+        if page := _link_page(pages, request, 422, None):
+            return page
         if any(err.get("type") == "json_invalid" for err in exc.errors()):
             return JSONResponse(
                 {"error": "malformed_json", "detail": "the request body is not valid JSON"}, status_code=400
@@ -42,7 +67,9 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"error": "validation_error", "detail": _field_errors(exc)}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
+        if page := _link_page(pages, request, exc.status_code, getattr(exc, "headers", None)):
+            return page
         return JSONResponse(
             {"error": _code(exc.status_code), "detail": exc.detail},
             status_code=exc.status_code,

@@ -53,6 +53,11 @@ def _page(status: int = 200, **values) -> HTMLResponse:
     return HTMLResponse(_PAGE.render(**values), status_code=status, headers=_HEADERS)
 
 
+def broken_link(status: int) -> HTMLResponse:
+    """The page for a path or method no route under ``/csat`` takes (api.errors)."""
+    return _page(status, error="this rating link is not valid")
+
+
 def _case_id(text: str) -> int:
     """The link's case id; anything else (no number, beyond 64 bits) is 0, which no case has, so the
     link gets the page's "not valid" rather than the API's JSON 422."""

@@ -35,6 +35,11 @@ def _forgotten(status: int = 410) -> HTMLResponse:
     return _page("forgotten", status)
 
 
+def broken_link(status: int) -> HTMLResponse:
+    """The page for a path or method no route under ``/u`` or ``/preferences`` takes (api.errors)."""
+    return _page("invalid_link", status, reason="this address leads to no page (the link was cut short or changed)")
+
+
 def _from_a_test() -> HTMLResponse:
     """The page for a link of a preview or test send, which acts for no customer."""
     return _page("test_link")
