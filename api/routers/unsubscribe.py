@@ -37,7 +37,9 @@ def _forgotten(status: int = 410) -> HTMLResponse:
 
 def broken_link(status: int) -> HTMLResponse:
     """The page for a path or method no route under ``/u`` or ``/preferences`` takes (api.errors)."""
-    return _page("invalid_link", status, reason="this address leads to no page (the link was cut short or changed)")
+    return _page(
+        "invalid_link", status, reason="this address leads to no page (the link was cut short or changed)"
+    )
 
 
 def _from_a_test() -> HTMLResponse:
