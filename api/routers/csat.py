@@ -60,14 +60,20 @@ def broken_link(status: int) -> HTMLResponse:
 
 def _case_id(text: str) -> int:
     """The link's case id; anything else (no number, beyond 64 bits) is 0, which no case has, so the
-    link gets the page's "not valid" rather than the API's JSON 422."""
-    return stored_id(text) or 0
+    link gets the page's "not valid" rather than the API's JSON 422. A link has one spelling, as the
+    other signed links do (domain.subscriptions.tokens): ``/csat/02`` is no link we sent."""
+    found = stored_id(text)
+    return found if found is not None and str(found) == text else 0
+
+
+# The one spelling of each rating, as the page's buttons and a link's `&rating=` write it.
+_RATINGS = {str(n): n for n in range(1, 6)}
 
 
 def _rating(text: str) -> int:
-    """The rating as a number, or 0 (which rate() answers with the page's "1 to 5"): ASCII digits only
-    (str.isdigit also takes '²', which int() refuses, and 5000 digits exceed int()'s limit)."""
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 3 else 0
+    """The rating, or 0 (which rate() answers with the page's "1 to 5", and the form preselects none
+    for) for any other text: '05' as '+5', ' 5' or '²' (str.isdigit takes it, int() refuses it)."""
+    return _RATINGS.get(text, 0)
 
 
 async def _name(session, customer_id: int) -> str | None:

@@ -108,3 +108,38 @@ async def test_a_form_far_longer_than_the_pages_is_refused_unread(client, sessio
     assert posted.status_code == 400 and "could not be read" in posted.text, posted.text
     async with sessions() as session:
         assert (await session.get(Case, case_id)).csat_rating is None
+
+
+@pytest.mark.parametrize("spelling", ["0{}", "00{}", "+{}", "{}%20"])
+async def test_a_case_id_spelled_otherwise_than_the_link_is_not_valid(client, sessions, settings, spelling):
+    """A link has one spelling, as the other signed links do: /csat/02 with case 2's signature was
+    taken as case 2's link."""
+    case_id = await _resolved_case(sessions, settings)
+    sig = cases.csat_signature(settings, case_id)
+    path = f"/csat/{spelling.format(case_id)}"
+    page = await client.get(f"{path}?sig={sig}")
+    assert page.status_code == 404 and "this rating link is not valid" in page.text, page.text
+    posted = await client.post(path, content=f"sig={sig}&rating=5", headers=FORM)
+    assert posted.status_code == 404 and "this rating link is not valid" in posted.text, posted.text
+    async with sessions() as session:
+        assert (await session.get(Case, case_id)).csat_rating is None
+    assert (await client.get(f"/csat/{case_id}?sig={sig}")).status_code == 200  # the link as sent
+
+
+@pytest.mark.parametrize("rating", ["05", "005", "5.0", "0"])
+async def test_a_rating_spelled_otherwise_than_the_buttons_is_no_rating(client, sessions, settings, rating):
+    """Ratings have the one spelling the page's buttons and a link's `&rating=` write: '05' was taken as
+    5 where '0005' and '+5' were refused."""
+    case_id = await _resolved_case(sessions, settings)
+    sig = cases.csat_signature(settings, case_id)
+    page = await client.get(f"/csat/{case_id}?sig={sig}&rating={rating}")
+    assert page.status_code == 200 and 'class="chosen"' not in page.text
+    posted = await client.post(f"/csat/{case_id}", content=f"sig={sig}&rating={rating}", headers=FORM)
+    assert posted.status_code == 422 and "1 to 5" in posted.text, posted.text
+    async with sessions() as session:
+        assert (await session.get(Case, case_id)).csat_rating is None
+    preselected = await client.get(f"/csat/{case_id}?sig={sig}&rating=5")
+    assert 'value="5" class="chosen"' in preselected.text
+    assert (
+        await client.post(f"/csat/{case_id}", content=f"sig={sig}&rating=5", headers=FORM)
+    ).status_code == 200
