@@ -38,7 +38,9 @@ DESCRIPTION = """Durable customer journeys on Temporal.
   (HTTP Basic username).
 * `/api/*` is the management API for marketers, agents and admins: `Authorization: Bearer <key>`.
 
-Errors are `{"error": code, "detail": ...}`; the detail names the field and the problem.
+Errors are `{"error": code, "detail": ...}`; the detail names the field and the problem. A 422 also
+carries `problems`, a list of `{"field", "problem"}` whichever check refused the input, and `message`,
+the first of them in words.
 """
 
 

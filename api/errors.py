@@ -1,9 +1,11 @@
-"""One error shape for every failure: ``{"error": code, "detail": ...}``."""
+"""One error shape for every failure: ``{"error": code, "detail": ...}``; refused input (every 422) also
+carries ``message`` and ``problems``, the same whichever check refused it."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +28,32 @@ def _field_errors(exc: RequestValidationError) -> list[dict]:
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         out.append({"field": ".".join(loc) or "body", "problem": err.get("msg", "invalid")})
     return out
+
+
+def _problems(detail: Any) -> list[dict[str, Any]]:
+    """A refusal's detail as a list of ``{"field", "problem", ...}``. The detail itself keeps the shape
+    each check has always answered: a list of ``field``/``problem`` (the request's shape), one of them
+    (a domain check), ``path`` for ``field`` (segment rules, journey definitions), with more keys
+    (``node``, ``line``) kept here too."""
+    problems = []
+    for entry in detail if isinstance(detail, list) else [detail]:
+        found = entry if isinstance(entry, dict) else {"problem": str(entry)}
+        field = found.get("field", found.get("path"))
+        more = {key: value for key, value in found.items() if key not in ("field", "path", "problem")}
+        problem = str(found.get("problem", "is not valid"))
+        problems.append({"field": "body" if field is None else str(field), "problem": problem, **more})
+    return problems
+
+
+def _refused(code: str, detail: Any, status: int) -> JSONResponse:
+    """Refused input: ``problems`` lists every problem alike, ``message`` says the first in words."""
+    problems = _problems(detail)
+    first = problems[0] if problems else {"field": "body", "problem": "is not valid"}
+    message = f"{first['field']}: {first['problem']}" + (
+        f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    )
+    body = {"error": code, "detail": detail, "message": message, "problems": problems}
+    return JSONResponse(body, status_code=status)
 
 
 # The page a path prefix of customers' links shows for a broken link, given the status to answer.
@@ -52,8 +80,11 @@ def install(app: FastAPI, link_pages: LinkPages | None = None) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError):
-        page = _link_page(pages, request, exc.status_code, None)
-        return page or JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status_code)
+        if page := _link_page(pages, request, exc.status_code, None):
+            return page
+        if exc.status_code == 422:
+            return _refused(exc.code, exc.detail, 422)
+        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
@@ -64,7 +95,7 @@ def install(app: FastAPI, link_pages: LinkPages | None = None) -> None:
                 {"error": "malformed_json", "detail": "the request body is not valid JSON"}, status_code=400
             )
         status = 400 if request.url.path.startswith(_INGEST_PREFIX) else 422
-        return JSONResponse({"error": "validation_error", "detail": _field_errors(exc)}, status_code=status)
+        return _refused("validation_error", _field_errors(exc), status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
