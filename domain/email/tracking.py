@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers import service as customers
 from domain.email import service as email
+from domain.email.refs import message_ref as message_ref
 from domain.events import service as events
 from domain.events.schemas import TrackCall
 from domain.subscriptions import tokens
@@ -29,11 +30,6 @@ _HREF = re.compile(r"""<(?:link|base)\b[^>]*>|href=(["'])(https?://[^"'<>\s]+)\1
 PIXEL_GIF = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
 )
-
-
-def message_ref(idempotency_key: str, template_id: str | None) -> str:
-    """Names one sent message in signed links: a digest of its key, and its template for segments."""
-    return f"{hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]}~{template_id or ''}"
 
 
 def open_token(secret: str, customer_id: int, ref: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.repository import IDENTITY_CHANGES_LOCK
+from domain.events.models import MESSAGE_REF_LENGTH
 from domain.events.schemas import ASCII_SPACE, PLAIN_NUMBER
 
 # A request's fields, then a call's fields as the schemas dump them (see CALL_FIELDS there).
@@ -124,9 +125,14 @@ WITH gate AS MATERIALIZED (
     SELECT count(*) AS n FROM v WHERE customer_id IS NULL
 ), ins AS (
     INSERT INTO events (message_id, type, name, customer_id, user_id, anonymous_id, properties, traits,
-                        context, timestamp, original_timestamp, sent_at, received_at, source_key_id)
+                        context, timestamp, original_timestamp, sent_at, received_at, source_key_id,
+                        message_ref)
     SELECT message_id, type, name, customer_id, user_id, anonymous_id, properties, traits, context,
-           timestamp, original_timestamp, sent_at, received_at, source_key_id
+           timestamp, original_timestamp, sent_at, received_at, source_key_id,
+           -- the message an open or click names (models.message_ref_of: a string that fits)
+           CASE WHEN jsonb_typeof(properties -> 'message_ref') = 'string'
+                 AND length(properties ->> 'message_ref') <= {MESSAGE_REF_LENGTH}
+                THEN properties ->> 'message_ref' END
     FROM v WHERE (SELECT n FROM unresolved) = 0 ORDER BY message_id
     ON CONFLICT (message_id) DO NOTHING
     RETURNING id, message_id

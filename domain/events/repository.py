@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import utcnow
-from domain.events.models import LANE_EVENTS, Event, EventOutbox
+from domain.events.models import LANE_EVENTS, Event, EventOutbox, message_ref_of
 
 events = Event.__table__
 outbox = EventOutbox.__table__
@@ -29,7 +29,7 @@ outbox = EventOutbox.__table__
 
 _COLUMNS = [
     "message_id", "type", "name", "customer_id", "user_id", "anonymous_id",
-    "properties", "traits", "context", "timestamp", "received_at",
+    "properties", "traits", "context", "timestamp", "received_at", "message_ref",
 ]  # fmt: skip
 
 
@@ -57,6 +57,7 @@ def track_for_each(
         literal(context, events.c.context.type),
         literal(at, events.c.timestamp.type),
         literal(at, events.c.received_at.type),
+        literal(message_ref_of(properties), events.c.message_ref.type),
     ).where(*where)
     return insert(events).from_select(_COLUMNS, source).returning(events.c.id)
 

@@ -22,6 +22,7 @@ from domain.customers import repository as profiles
 from domain.customers import service as customers
 from domain.db import utcnow
 from domain.events import postgres_batch, sqlite_batch
+from domain.events.models import message_ref_of
 from domain.events.schemas import (
     PLAIN_NUMBER,
     AliasCall,
@@ -295,7 +296,8 @@ def _rows(submissions: Sequence[Submission], owners: customers.Resolution) -> li
                     "customer_id": owners.customer_id(call.userId, call.anonymousId),
                     "user_id": call.userId,
                     "anonymous_id": call.anonymousId,
-                    "properties": call.event_properties,
+                    "properties": (properties := call.event_properties),
+                    "message_ref": message_ref_of(properties),
                     "traits": call.event_traits,
                     "context": call.context,
                     "timestamp": at,

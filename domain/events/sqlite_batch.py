@@ -19,11 +19,12 @@ _TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 INSERT_EVENTS = text(
     """
     INSERT INTO events (message_id, type, name, customer_id, user_id, anonymous_id, properties, traits,
-                        context, timestamp, original_timestamp, sent_at, received_at, source_key_id)
+                        context, timestamp, original_timestamp, sent_at, received_at, source_key_id,
+                        message_ref)
     SELECT value ->> 'message_id', value ->> 'type', value ->> 'name', value ->> 'customer_id',
            value ->> 'user_id', value ->> 'anonymous_id', value -> 'properties', value -> 'traits',
            value -> 'context', value ->> 'timestamp', value ->> 'original_timestamp', value ->> 'sent_at',
-           value ->> 'received_at', value ->> 'source_key_id'
+           value ->> 'received_at', value ->> 'source_key_id', value ->> 'message_ref'
     FROM json_each(:batch) WHERE true
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id, id
