@@ -1,7 +1,8 @@
 """The SQL behind campaign analytics: journey visits and transitions, and what became of each message.
 
 Opens and clicks are ``Email Opened`` / ``Email Link Clicked`` events whose ``message_ref`` names one
-message (domain.email.tracking.message_ref). Unsubscribes and bounces are ``Subscription Changed``
+message (domain.email.refs.message_ref); both tables store the ref in a column of that name, so they
+join by equality (migration 0035). Unsubscribes and bounces are ``Subscription Changed``
 events of the customer; each is credited to the customer's latest message (sent or failed) created at
 most ``window`` days before it (last touch).
 """
@@ -20,7 +21,6 @@ from domain.analytics.sql import (
     count_if,
     dialect_of,
     during,
-    message_ref,
     one_if,
     plus_days,
     reached_goal,
@@ -151,10 +151,10 @@ class MessageCounts:
     converted: int | None = None
 
 
-def _engaged(p: Period | None, dialect: str):
+def _engaged(p: Period | None):
     """Per message ref with an open or a click: whether it was opened, and whether clicked (one scan of
-    both kinds); none can predate the period."""
-    ref = text_property(events.c.properties, "message_ref", dialect)
+    both kinds); none can predate the period. Read from ix_events_message_ref alone."""
+    ref = events.c.message_ref
     query = (
         select(
             ref.label("ref"),
@@ -188,9 +188,7 @@ async def message_counts(
 ) -> dict[Any, MessageCounts]:
     """Ledger rows matching ``where`` created in the period, grouped by ``group`` (None: one group),
     with opens, clicks, bounces and unsubscribes credited to them."""
-    dialect = dialect_of(session)
-    ref = message_ref(messages, dialect)
-    engaged = _engaged(p, dialect)
+    engaged = _engaged(p)
     key = (group if group is not None else literal("all")).label("g")
     status = messages.c.status
     counted = (
@@ -203,7 +201,7 @@ async def message_counts(
             count_if(engaged.c.opened == 1),
             count_if(engaged.c.clicked == 1),
         )
-        .select_from(messages.outerjoin(engaged, engaged.c.ref == ref))
+        .select_from(messages.outerjoin(engaged, engaged.c.ref == messages.c.message_ref))
         .where(where, during(messages.c.created_at, p))
         .group_by(key)
     )

@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from domain.analytics.periods import Period
-from domain.db import sql_sha256_hex
 from domain.errors import InvalidInput
 from domain.segments.compiler import JsonValue
 
@@ -41,12 +40,6 @@ def plus_days(column, days: float, dialect: str) -> ColumnElement:
         return column + cast(literal(timedelta(days=days), Interval), Interval)
     # SQLite keeps timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff'; strftime keeps milliseconds, so pad.
     return func.strftime("%Y-%m-%d %H:%M:%f", column, f"{days:+.6f} days", type_=String) + "000"
-
-
-def message_ref(messages, dialect: str) -> ColumnElement:
-    """The reference opens and clicks carry (domain.email.tracking.message_ref), computed in SQL."""
-    digest = sql_sha256_hex(messages.c.idempotency_key, dialect)
-    return func.substr(digest, 1, 24) + "~" + func.coalesce(messages.c.template_id, "")
 
 
 def text_property(properties, key: str, dialect: str) -> ColumnElement:
