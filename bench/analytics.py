@@ -66,8 +66,12 @@ JOURNEY = {
 # Share of the events the enrichment adds (identify calls, opens, clicks, subscription changes).
 ENRICHMENT_SHARE = 0.09
 HOLDOUT = "(customer_id * 7919) % 100 < 20"
-# What opens and clicks carry to name their message (domain.email.tracking.message_ref).
-REF = "substr(encode(sha256(convert_to(idempotency_key, 'UTF8')), 'hex'), 1, 24) || '~' || template_id"
+
+
+def ref(key: str, template: str) -> str:
+    """SQL of the ref a message stores and its opens and clicks carry (domain.email.refs.message_ref)."""
+    return f"substr(encode(sha256(convert_to({key}, 'UTF8')), 'hex'), 1, 24) || '~' || {template}"
+
 
 ENRICH = [
     # Profiles: emails (a few shared or missing), names, phones, time zones, creation and update dates.
@@ -112,43 +116,48 @@ ENRICH = [
         SELECT workflow_id, journey_id, 1, customer_id, 'done', 1, entered_at + interval '2 seconds',
                entered_at + interval '2 seconds', NULL FROM enrollments WHERE NOT ({HOLDOUT})""",
     f"""INSERT INTO messages (idempotency_key, message_id, customer_id, template_id, template_version,
-                              journey_id, node_id, to_address, status, attempts, meta, created_at, sent_at)
+                              journey_id, node_id, to_address, status, attempts, meta, created_at, sent_at,
+                              message_ref)
         SELECT workflow_id || '/0/hello/1', '<' || customer_id || '.hello@bench>', customer_id, 'welcome', 1,
                'onboarding', 'hello', 'u' || customer_id || '@example.com',
                CASE WHEN customer_id % 50 = 1 THEN 'skipped' ELSE 'sent' END, 1, '{{}}',
                entered_at + interval '1 second',
-               CASE WHEN customer_id % 50 = 1 THEN NULL ELSE entered_at + interval '2 seconds' END
+               CASE WHEN customer_id % 50 = 1 THEN NULL ELSE entered_at + interval '2 seconds' END,
+               {ref("workflow_id || '/0/hello/1'", "'welcome'")}
         FROM enrollments WHERE NOT ({HOLDOUT})""",
     # A broadcast to a third of the customers 20 days ago, and receipts (transactional) to a tenth.
     """INSERT INTO broadcasts (id, name, template_id, template_version, audience, status, batch_size, slot,
                                cursor, sent, skipped, failed, created_at)
        VALUES ('spring', 'Spring sale', 'promo', 1, '{"kind": "all"}', 'completed', 500, 0, 0, 0, 0, 0,
                now())""",
-    """INSERT INTO messages (idempotency_key, message_id, customer_id, template_id, template_version,
-                             to_address, status, attempts, meta, created_at, sent_at)
+    f"""INSERT INTO messages (idempotency_key, message_id, customer_id, template_id, template_version,
+                             to_address, status, attempts, meta, created_at, sent_at, message_ref)
        SELECT 'broadcast/spring/customer/' || g, '<' || g || '.spring@bench>', g, 'promo', 1,
-              'u' || g || '@example.com', 'sent', 1, '{"broadcast_id": "spring"}',
+              'u' || g || '@example.com', 'sent', 1, '{{"broadcast_id": "spring"}}',
               now() - interval '20 days' + g * interval '1 millisecond',
-              now() - interval '20 days' + g * interval '1 millisecond' + interval '1 second'
+              now() - interval '20 days' + g * interval '1 millisecond' + interval '1 second',
+              {ref("'broadcast/spring/customer/' || g", "'promo'")}
        FROM generate_series(1, :customers, 3) g""",
-    """INSERT INTO messages (idempotency_key, message_id, customer_id, template_id, template_version,
-                             to_address, status, attempts, meta, created_at, sent_at)
+    f"""INSERT INTO messages (idempotency_key, message_id, customer_id, template_id, template_version,
+                             to_address, status, attempts, meta, created_at, sent_at, message_ref)
        SELECT 'receipt/' || g, '<' || g || '.receipt@bench>', g, 'receipt', 1, 'u' || g || '@example.com',
-              'sent', 1, '{}', now() - random() * interval '90 days', now() - random() * interval '90 days'
+              'sent', 1, '{{}}', now() - random() * interval '90 days', now() - random() * interval '90 days',
+              {ref("'receipt/' || g", "'receipt'")}
        FROM generate_series(1, :customers, 10) g""",
-    # Opens (40 % of journey and broadcast sends), clicks (10 %), unsubscribes and bounces (0.5 %).
-    f"""INSERT INTO events (message_id, type, name, customer_id, properties, traits, context, timestamp,
-                            received_at)
+    # Opens (40 % of journey and broadcast sends), clicks (10 %), unsubscribes and bounces (0.5 %),
+    # naming their message as tracking records them (events.message_ref as ingestion copies it).
+    """INSERT INTO events (message_id, type, name, customer_id, properties, traits, context, timestamp,
+                            received_at, message_ref)
        SELECT 'open/' || id, 'track', 'Email Opened', customer_id,
-              jsonb_build_object('message_ref', {REF}, 'template_id', template_id),
-              '{{}}', '{{}}', created_at + random() * interval '2 days', now()
+              jsonb_build_object('message_ref', message_ref, 'template_id', template_id),
+              '{}', '{}', created_at + random() * interval '2 days', now(), message_ref
        FROM messages WHERE status = 'sent' AND template_id <> 'receipt' AND id % 5 < 2""",
-    f"""INSERT INTO events (message_id, type, name, customer_id, properties, traits, context, timestamp,
-                            received_at)
+    """INSERT INTO events (message_id, type, name, customer_id, properties, traits, context, timestamp,
+                            received_at, message_ref)
        SELECT 'click/' || id, 'track', 'Email Link Clicked', customer_id,
-              jsonb_build_object('message_ref', {REF}, 'template_id', template_id,
+              jsonb_build_object('message_ref', message_ref, 'template_id', template_id,
                                  'url', 'https://shop.example/'),
-              '{{}}', '{{}}', created_at + random() * interval '2 days', now()
+              '{}', '{}', created_at + random() * interval '2 days', now(), message_ref
        FROM messages WHERE status = 'sent' AND template_id <> 'receipt' AND id % 10 = 0""",
     """INSERT INTO events (message_id, type, name, customer_id, properties, traits, context, timestamp,
                            received_at)

@@ -165,27 +165,28 @@ async def seed(url: str, customers: int, events: int, enrollments: int, messages
                 ),
                 {"k": enrollments, "node": node, "outcome": outcome, "last": node == "done"},
             )
-        # The ledger: the journey's sends (one per enrollment) and broadcast sends to everyone else.
+        # The ledger: the journey's sends (one per enrollment) and broadcast sends to everyone else, each
+        # with its ref (domain.email.refs.message_ref: the digest of its key and its template).
+        ref = "substr(encode(sha256(convert_to('m' || g, 'UTF8')), 'hex'), 1, 24) || '~' || 'promo'"
         await conn.execute(
             text(
                 "INSERT INTO messages (idempotency_key, message_id, customer_id, template_id, "
                 "template_version, journey_id, node_id, to_address, subject, status, attempts, meta, "
-                "created_at, sent_at) "
+                "created_at, sent_at, message_ref) "
                 "SELECT 'm' || g, '<m' || g || '@bench>', 1 + (g::bigint * 31) % :customers, 'promo', 1, "
                 "CASE WHEN g <= :k THEN 'onboarding' END, CASE WHEN g <= :k THEN 'hello' END, "
                 "'person' || g || '@example.com', 'Hi', 'sent', 1, '{}'::jsonb, "
-                "now() - (:m - g) * interval '1 second', now() - (:m - g) * interval '1 second' "
+                "now() - (:m - g) * interval '1 second', now() - (:m - g) * interval '1 second', "
+                f"{ref} "
                 "FROM generate_series(1, :m) g"
             ),
             {"customers": customers, "k": min(enrollments, messages // 2), "m": messages},
         )
         # Engagement as domain.email.tracking.record writes it: the first open of a message, the first
-        # click of its link, each naming the message by its message_ref (the digest of its idempotency key
-        # and its template), some minutes after the send. A third of the messages are opened, a tenth
-        # clicked (a click without a recorded open is a mail app that blocks images).
-        ref = (
-            "substr(encode(sha256(convert_to(idempotency_key, 'UTF8')), 'hex'), 1, 24) || '~' || template_id"
-        )
+        # click of its link, each naming the message by its message_ref (stored with the message, and
+        # copied out of the properties by ingestion), some minutes after the send. A third of the
+        # messages are opened, a tenth clicked (a click without a recorded open is a mail app that
+        # blocks images).
         url_digest = "substr(encode(sha256(convert_to(CAST(:url AS text), 'UTF8')), 'hex'), 1, 16)"
         for name, every, dedupe, extra in (  # dedupe and extra as record() builds messageId and properties
             (tracking.OPENED, 3, "''", "'{}'::jsonb"),
@@ -194,12 +195,12 @@ async def seed(url: str, customers: int, events: int, enrollments: int, messages
             await conn.execute(
                 text(
                     "INSERT INTO events (message_id, type, name, customer_id, user_id, properties, traits, "
-                    "context, timestamp, received_at) "
+                    "context, timestamp, received_at, message_ref) "
                     f"SELECT CAST(:name AS text) || '/' || ref || {dedupe}, 'track', :name, customer_id, "
                     "'user-' || customer_id, "
                     f"jsonb_build_object('message_ref', ref, 'template_id', template_id) || {extra}, "
-                    "'{}'::jsonb, '{}'::jsonb, t, t "
-                    f"FROM (SELECT {ref} AS ref, customer_id, template_id, "
+                    "'{}'::jsonb, '{}'::jsonb, t, t, ref "
+                    "FROM (SELECT message_ref AS ref, customer_id, template_id, "
                     "least(now(), sent_at + (id % 180) * interval '1 minute') AS t "
                     "FROM messages WHERE id % :every = 0) m"
                 ),
@@ -230,12 +231,20 @@ async def seed(url: str, customers: int, events: int, enrollments: int, messages
         )
         await conn.execute(text("SET session_replication_role = DEFAULT"))
         # The refs must be the product's, or the analytics endpoints would match no open at all.
-        key, template = (
-            await conn.execute(text("SELECT idempotency_key, template_id FROM messages WHERE id = 3"))
+        key, template, stored = (
+            await conn.execute(
+                text("SELECT idempotency_key, template_id, message_ref FROM messages WHERE id = 3")
+            )
         ).one()
+        assert stored == tracking.message_ref(key, template), (
+            "the seeded messages' refs are not the product's"
+        )
         opened = await conn.scalar(
-            text("SELECT count(*) FROM events WHERE name = :name AND properties->>'message_ref' = :ref"),
-            {"name": tracking.OPENED, "ref": tracking.message_ref(key, template)},
+            text(
+                "SELECT count(*) FROM events WHERE name = :name AND properties->>'message_ref' = :ref"
+                " AND message_ref = :ref"
+            ),
+            {"name": tracking.OPENED, "ref": stored},
         )
         assert opened == 1, f"the seeded opens do not name messages as tracking does ({opened})"
     async with engine.connect() as conn:
