@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import json
 import re
 import sqlite3
 import sys
@@ -19,6 +20,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from domain.db import utcnow
+from domain.email import tracking
 from domain.models import Base
 from runtime.migrate import ROOT, alembic_config, made_on, upgrade, upgrade_async
 from tests.conftest import PG_ADMIN_URL, _pg_reachable
@@ -213,6 +215,63 @@ async def test_customers_get_the_digest_of_their_email_and_those_at_an_erased_ad
         25_000: hashlib.sha256(b"bob@example.com").digest()[:16],
     }
     assert rechecks == [1]  # its subscription conditions no longer hold; ann's never did
+
+
+async def test_existing_messages_and_engagement_events_get_their_refs_in_every_batch(empty_database):
+    url = empty_database
+    config = alembic_config(url)
+    await asyncio.to_thread(command.upgrade, config, "0034_broadcasts_operational")
+    engine = create_async_engine(url)
+    message = (
+        "INSERT INTO messages (id, idempotency_key, message_id, template_id, status, attempts, meta,"
+        " created_at) VALUES (:id, :key, :key, :template, 'sent', 1, '{}', :at)"
+    )
+    event = (
+        "INSERT INTO events (id, message_id, type, name, customer_id, properties, traits, context,"
+        " timestamp, received_at) VALUES (:id, :mid, 'track', :name, 1, :properties, '{}', '{}', :at, :at)"
+    )
+    keys = {1: ("journey/j/customer/1/0/hello/1", "welcome"), 2: ("café/1", None), 25_000: ("b/2", "promo")}
+    properties = {  # event id -> properties
+        1: {"message_ref": "abc~welcome", "template_id": "welcome"},
+        2: {"message_ref": 7},
+        3: {"message_ref": "x" * 97},
+        4: {"revenue": 10},
+        30_000: {"message_ref": "def~promo", "url": "https://shop.example/"},  # a later batch
+    }
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(message),
+                [{"id": i, "key": k, "template": t, "at": utcnow()} for i, (k, t) in keys.items()],
+            )
+            await conn.execute(
+                text(event),
+                [
+                    {
+                        "id": i,
+                        "mid": f"e{i}",
+                        "name": "Email Opened",
+                        "properties": json.dumps(p),
+                        "at": utcnow(),
+                    }
+                    for i, p in properties.items()
+                ],
+            )
+        await upgrade_async(url)
+        async with engine.connect() as conn:
+            messages = dict((await conn.execute(text("SELECT id, message_ref FROM messages"))).all())
+            events = dict((await conn.execute(text("SELECT id, message_ref FROM events"))).all())
+        assert messages == {i: tracking.message_ref(k, t) for i, (k, t) in keys.items()}
+        assert events == {1: "abc~welcome", 2: None, 3: None, 4: None, 30_000: "def~promo"}
+        # and down again, and up (the back-fill finds every row again)
+        await asyncio.to_thread(command.downgrade, config, "0034_broadcasts_operational")
+        await upgrade_async(url)
+        async with engine.connect() as conn:
+            assert dict((await conn.execute(text("SELECT id, message_ref FROM events"))).all()) == events
+            names = await conn.run_sync(lambda c: {i["name"] for i in inspect(c).get_indexes("events")})
+        assert "ix_events_message_ref" in names
+    finally:
+        await engine.dispose()
 
 
 async def test_the_read_indexes_go_down_and_up_again(empty_database):
