@@ -4,9 +4,9 @@ Campaign analytics credit an ``Email Opened`` / ``Email Link Clicked`` event to 
 ``message_ref`` property names (domain/email/refs.py: a digest of the message's idempotency key and its
 template). They computed the ref of every message of the report in SQL (sha256 per row) and read it out
 of every open's and click's JSON at each read: on PostgreSQL at 100 000 messages and 43 000 opens and
-clicks that was two thirds of the templates report's time. ``messages.message_ref`` now holds the ref,
-written with the row (the key and template never change), and ``events.message_ref`` the property when
-it is a string of at most 96 characters (no message's ref is longer), written at ingestion.
+clicks the hashing alone was three quarters of the templates report's query (185 of 250 ms; 78 ms
+now). ``messages.message_ref`` now holds the ref, written with the row (the key and template never
+change), and ``events.message_ref`` the property when it is a string of at most 96 characters (no message's ref is longer), written at ingestion.
 ``ix_events_message_ref`` holds the events that have one only (the name and time beside it, which the
 reports filter on), so a report reads the opens and clicks from it alone instead of from the table.
 
