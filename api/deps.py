@@ -37,8 +37,7 @@ def bearer_token(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def basic_username(request: Request) -> str | None:
-    """The HTTP Basic username, which is where Segment libraries put the write key."""
+def _basic(request: Request) -> tuple[str, str] | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic":
@@ -47,7 +46,13 @@ def basic_username(request: Request) -> str | None:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return decoded.partition(":")[0] or None
+    user, _, password = decoded.partition(":")
+    return user, password
+
+
+def basic_username(request: Request) -> str | None:
+    """The HTTP Basic username, which is where Segment libraries put the write key."""
+    return (_basic(request) or ("", ""))[0] or None
 
 
 # Declared so the OpenAPI document (and the Authorize button of /docs) knows how management routes
@@ -75,6 +80,28 @@ async def _management_principal(
         raise Unauthorized("unknown or revoked API key")
     if principal.kind is KeyKind.write:
         raise Forbidden("a write key can only send events to /v1; use a management key here")
+    if principal.kind is not KeyKind.management:
+        raise Forbidden(
+            "an inbound key can only deliver mail to /api/webhooks/unsubscribe-email; "
+            "use a management key here"
+        )
+    return principal
+
+
+async def _inbound_principal(request: Request, session: Session) -> Principal:
+    """An inbound key, as a Bearer token or in HTTP Basic (as the password, or as the user name when
+    there is none): providers' webhook settings take credentials in the URL, ``https://user:key@host``."""
+    user, password = _basic(request) or ("", "")
+    secret = bearer_token(request) or password or user
+    if not secret:
+        raise Unauthorized(
+            "send an inbound key as 'Authorization: Bearer <key>' or as the HTTP Basic password"
+        )
+    principal = await auth.authenticate(session, secret)
+    if principal is None:
+        raise Unauthorized("unknown or revoked API key")
+    if principal.kind is not KeyKind.inbound:
+        raise Forbidden(f"this endpoint takes an inbound key (kind 'inbound'), not a {principal.kind} key")
     return principal
 
 
@@ -98,3 +125,4 @@ def require(*roles: Role):
 
 Marketer = Annotated[Principal, Depends(require(Role.marketer))]
 Admin = Annotated[Principal, Depends(require())]
+InboundMail = Annotated[Principal, Depends(_inbound_principal)]

@@ -23,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     create = keys.add_parser("create", help="create a key and print its secret (shown once)")
     create.add_argument("--name", required=True)
     create.add_argument("--role", choices=["admin", "marketer", "agent"], help="for a management key")
-    create.add_argument("--write", action="store_true", help="an ingestion write key for one source")
+    kind = create.add_mutually_exclusive_group()
+    kind.add_argument("--write", action="store_true", help="an ingestion write key for one source")
+    kind.add_argument(
+        "--inbound", action="store_true", help="an inbound-mail provider's key (unsubscribe by email)"
+    )
     keys.add_parser("list", help="list keys (never their secrets)")
     args = parser.parse_args(argv)
 
@@ -120,9 +124,8 @@ async def _keys(settings: Settings, args) -> int:
                 for key in await auth.list_keys(session):
                     print(json.dumps(key.model_dump(mode="json")))
                 return 0
-            spec = KeyCreate(
-                name=args.name, kind=KeyKind.write if args.write else KeyKind.management, role=args.role
-            )
+            kind = KeyKind.write if args.write else KeyKind.inbound if args.inbound else KeyKind.management
+            spec = KeyCreate(name=args.name, kind=kind, role=args.role)
             created = await auth.create_key(session, spec)
             print(json.dumps(created.model_dump(mode="json"), indent=2))
             return 0

@@ -194,7 +194,7 @@ async def _source(request: Request, body: Callable[[], dict[str, Any]]) -> Princ
     if principal is None:
         raise Unauthorized("unknown or revoked write key")
     if principal.kind is not KeyKind.write:
-        raise Forbidden("ingestion takes a source write key, not a management key")
+        raise Forbidden(f"ingestion takes a source write key, not a {principal.kind} key")
     return principal
 
 

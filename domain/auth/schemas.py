@@ -16,11 +16,14 @@ class Role(StrEnum):
 class KeyKind(StrEnum):
     management = "management"
     write = "write"
+    # An inbound-mail provider's key: it can only deliver mail to the unsubscribe-by-email endpoint, so
+    # the secret kept in the provider's webhook settings opens nothing else.
+    inbound = "inbound"
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a management key with a role, or a source's write key."""
+    """Who is calling: a management key with a role, a source's write key, or an inbound-mail key."""
 
     key_id: int
     name: str

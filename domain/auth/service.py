@@ -15,6 +15,8 @@ from domain.errors import InvalidInput, NotFound
 
 DEV_ADMIN_KEY = "dev-admin-key"
 DEV_WRITE_KEY = "dev-write-key"
+DEV_INBOUND_KEY = "dev-inbound-key"
+_PREFIXES = {KeyKind.management: "jk_", KeyKind.write: "wk_", KeyKind.inbound: "ik_"}
 
 
 def hash_secret(secret: str) -> str:
@@ -23,7 +25,7 @@ def hash_secret(secret: str) -> str:
 
 
 def _new_secret(kind: KeyKind) -> str:
-    return ("jk_" if kind is KeyKind.management else "wk_") + secrets.token_urlsafe(32)
+    return _PREFIXES[kind] + secrets.token_urlsafe(32)
 
 
 def _out(key: ApiKey) -> KeyOut:
@@ -43,6 +45,10 @@ async def create_key(session: AsyncSession, spec: KeyCreate, *, secret: str | No
         raise InvalidInput({"field": "role", "problem": "a management key needs a role"})
     if spec.kind is KeyKind.write and spec.role is not None:
         raise InvalidInput({"field": "role", "problem": "a write key has no role; it can only send events"})
+    if spec.kind is KeyKind.inbound and spec.role is not None:
+        raise InvalidInput(
+            {"field": "role", "problem": "an inbound key has no role; it can only deliver unsubscribe mail"}
+        )
     secret = secret or _new_secret(spec.kind)
     key = await repository.add(
         session,
@@ -66,6 +72,7 @@ async def ensure_key(session: AsyncSession, spec: KeyCreate, secret: str) -> Non
 async def ensure_dev_keys(session: AsyncSession) -> None:
     await ensure_key(session, KeyCreate(name="dev admin", role=Role.admin), DEV_ADMIN_KEY)
     await ensure_key(session, KeyCreate(name="dev source", kind=KeyKind.write), DEV_WRITE_KEY)
+    await ensure_key(session, KeyCreate(name="dev inbound mail", kind=KeyKind.inbound), DEV_INBOUND_KEY)
 
 
 async def authenticate(session: AsyncSession, secret: str) -> Principal | None:

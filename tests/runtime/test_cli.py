@@ -34,6 +34,7 @@ async def test_migrate_then_create_keys_outside_dev_mode(tmp_path):
     assert created.returncode == 0, created.stderr
     marketer = json.loads(created.stdout)
     write = json.loads(run("keys", "create", "--name", "shop", "--write", env=env).stdout)
+    inbound = json.loads(run("keys", "create", "--name", "postmark", "--inbound", env=env).stdout)
     refused = run("keys", "create", "--name", "nobody", env=env)
     assert refused.returncode == 2
     assert "role" in refused.stderr
@@ -43,13 +44,15 @@ async def test_migrate_then_create_keys_outside_dev_mode(tmp_path):
         async with session_factory(engine)() as session:
             who = await auth.authenticate(session, marketer["secret"])
             source = await auth.authenticate(session, write["secret"])
+            provider = await auth.authenticate(session, inbound["secret"])
             assert await auth.authenticate(session, "dev-admin-key") is None  # no default key outside dev
     finally:
         await engine.dispose()
     assert (who.role.value, who.kind.value) == ("marketer", "management")
     assert (source.role, source.kind.value) == (None, "write")
+    assert (provider.role, provider.kind.value) == (None, "inbound")
     listed = [json.loads(line) for line in run("keys", "list", env=env).stdout.splitlines()]
-    assert [k["name"] for k in listed] == ["crm", "shop"]
+    assert [k["name"] for k in listed] == ["crm", "shop", "postmark"]
     assert all("secret" not in k for k in listed)
 
 
