@@ -16,6 +16,7 @@ from api.routers import (
     customers,
     dev,
     health,
+    inbound_mail,
     ingest,
     journeys,
     keys,
@@ -85,13 +86,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loyalty,
         segments,
         subscriptions,
+        inbound_mail,
         unsubscribe,
         broadcasts,
         tracking,
         analytics,
     ):
-        # Ingestion checks text itself (a 400 naming the event, as Segment clients expect).
-        guard = [] if module is ingest else [Depends(refuse_unstorable_text)]
+        # Ingestion checks text itself (a 400 naming the event, as Segment clients expect); the inbound
+        # mail endpoint reads its body itself, up to its limit, and stores none of it.
+        guard = [] if module in (ingest, inbound_mail) else [Depends(refuse_unstorable_text)]
         app.include_router(module.router, dependencies=guard)
     if settings.dev_mode:
         app.include_router(dev.router)

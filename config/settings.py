@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     mail_unsubscribe_mailto: str | None = Field(
         None, description="Mailbox for unsubscribe requests by email, a mailto in List-Unsubscribe."
     )
+    # A request a mail client writes from the mailto is a few KB; this leaves room for a signature's
+    # images while keeping what one request may make the API parse small.
+    inbound_mail_max_bytes: int = Field(
+        1_048_576, ge=1024, le=50 * 1024 * 1024, description="Largest message the unsubscribe mailbox takes."
+    )
     smtp_pool_size: int = Field(16, ge=1, le=256, description="SMTP connections kept open per worker.")
     email_tracking: bool = Field(True, description="Open pixel and click redirects in sent email.")
     postal_address: str | None = Field(

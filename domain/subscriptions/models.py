@@ -32,7 +32,7 @@ class Subscription(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     group_id: Mapped[str] = mapped_column(ForeignKey("subscription_groups.id", ondelete="CASCADE"))
     subscribed: Mapped[bool] = mapped_column(Boolean)
-    source: Mapped[str] = mapped_column(String(32))  # one_click | preferences | api
+    source: Mapped[str] = mapped_column(String(32))  # one_click | mailto | preferences | api
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -87,3 +87,18 @@ class Preferences(BaseModel):
     email: str | None
     unsubscribed_from_all: bool
     groups: list[PreferenceGroup]
+
+
+class MailUnsubscribeResult(BaseModel):
+    """What a message sent to the unsubscribe mailbox did."""
+
+    status: Literal["unsubscribed", "ignored"]
+    customer_id: int | None = None
+    group_id: str | None = Field(None, description="The group left; '*' is all marketing.")
+    changed: bool = Field(False, description="False when the request was already honoured (a repeat).")
+    reason: Literal["no_token", "bad_token", "test_send", "customer_erased"] | None = None
+    detail: str | None = None
+
+    @classmethod
+    def ignored(cls, reason: str, detail: str) -> MailUnsubscribeResult:
+        return cls(status="ignored", reason=reason, detail=detail)

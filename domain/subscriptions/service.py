@@ -6,13 +6,14 @@ step of a journey already running and to the rest of a broadcast already under w
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers import service as customer_service
 from domain.errors import Conflict, InvalidInput, NotFound
-from domain.subscriptions import repository, tokens
+from domain.subscriptions import repository, tokens, unsubscribe_mail
 from domain.subscriptions.models import SubscriptionGroup
 from domain.subscriptions.schemas import (
     FeedbackBatch,
@@ -20,6 +21,7 @@ from domain.subscriptions.schemas import (
     GroupIn,
     GroupOut,
     GroupUpdate,
+    MailUnsubscribeResult,
     PreferenceGroup,
     Preferences,
     SuppressionIn,
@@ -134,36 +136,78 @@ async def _current(session: AsyncSession, customer_id: int):
     return customer
 
 
-async def unsubscribe(session: AsyncSession, customer_id: int, group_id: str, source: str) -> None:
-    """Opt the customer out of one group, or of all marketing (``ALL_GROUPS``)."""
+async def unsubscribe(session: AsyncSession, customer_id: int, group_id: str, source: str) -> bool:
+    """Opt the customer out of one group, or of all marketing (``ALL_GROUPS``); whether anything changed
+    (a repeated request changes nothing and records no event)."""
     customer = await _current(session, customer_id)
     customer_id = customer.id
     if group_id == ALL_GROUPS or await repository.get_group(session, group_id) is None:
         # a group deleted since the email was sent: honour the wish by stopping all marketing
-        await _choose_all(session, customer, False, source)
+        changed = await _choose_all(session, customer, False, source)
         if customer.email:
-            await _suppress(session, customer.email, "unsubscribed", f"{source} by customer")
-        return
-    await _choose(session, customer_id, group_id, False, source)
+            changed |= await _suppress(session, customer.email, "unsubscribed", f"{source} by customer")
+        return changed
+    return await _choose(session, customer_id, group_id, False, source)
 
 
-async def _choose(session: AsyncSession, customer_id: int, group_id: str, subscribed: bool, source: str):
-    if await repository.set_choice(session, customer_id, group_id, subscribed, source):
-        properties = {"group_id": group_id, "subscribed": subscribed, "source": source}
-        await repository.record_changed(session, properties, customer_id=customer_id)
+async def unsubscribe_by_email(
+    session: AsyncSession, secret: str, raw: bytes, *, max_bytes: int
+) -> MailUnsubscribeResult:
+    """Act on a message sent to the unsubscribe mailbox as the one-click link does (same unsubscribe,
+    same event, source ``mailto``). A message that is none, or too large, raises; a message that asks
+    nothing we can act on (no token, a forged one, a test send's, an erased customer's) is ignored with
+    its reason: the mailbox is public, and a provider would deliver such mail again and again."""
+    unsubscribe_mail.check_size(len(raw), max_bytes)
+    # Parsing takes up to a second of CPU for a hostile message: off the event loop.
+    candidates = await asyncio.to_thread(unsubscribe_mail.tokens_in, raw)
+    if not candidates:
+        return MailUnsubscribeResult.ignored(
+            "no_token", "neither the subject nor the text holds 'unsubscribe <token>'"
+        )
+    for token in candidates:
+        try:
+            customer_id, group_id = read_unsubscribe_token(secret, token)
+            break
+        except tokens.BadToken:
+            continue
+    else:
+        return MailUnsubscribeResult.ignored("bad_token", "the token's signature does not match")
+    if customer_id == NO_CUSTOMER:
+        return MailUnsubscribeResult.ignored("test_send", "the token is a test send's, which acts for no one")
+    try:
+        changed = await unsubscribe(session, customer_id, group_id, "mailto")
+    except CustomerGone:
+        return MailUnsubscribeResult.ignored("customer_erased", "the customer was erased; nothing is sent")
+    return MailUnsubscribeResult(
+        status="unsubscribed", customer_id=customer_id, group_id=group_id, changed=changed
+    )
 
 
-async def _choose_all(session: AsyncSession, customer, subscribed: bool, source: str) -> None:
+async def _choose(
+    session: AsyncSession, customer_id: int, group_id: str, subscribed: bool, source: str
+) -> bool:
+    if not await repository.set_choice(session, customer_id, group_id, subscribed, source):
+        return False
+    properties = {"group_id": group_id, "subscribed": subscribed, "source": source}
+    await repository.record_changed(session, properties, customer_id=customer_id)
+    return True
+
+
+async def _choose_all(session: AsyncSession, customer, subscribed: bool, source: str) -> bool:
     """The person's choice for all marketing, kept on their profile: the address they have now is
     suppressed too, but a later one must not undo the choice (nor does a profile without one lose it)."""
-    if await repository.set_unsubscribed_from_all(session, customer, not subscribed):
-        properties = {"group_id": ALL_GROUPS, "subscribed": subscribed, "source": source}
-        await repository.record_changed(session, properties, customer_id=customer.id)
+    if not await repository.set_unsubscribed_from_all(session, customer, not subscribed):
+        return False
+    properties = {"group_id": ALL_GROUPS, "subscribed": subscribed, "source": source}
+    await repository.record_changed(session, properties, customer_id=customer.id)
+    return True
 
 
-async def _suppress(session: AsyncSession, address: str, reason: str, detail: str | None) -> None:
-    if await repository.suppress(session, address, reason, detail):
-        await repository.record_changed(session, {"suppressed": True, "reason": reason}, address=address)
+async def _suppress(session: AsyncSession, address: str, reason: str, detail: str | None) -> bool:
+    if not await repository.suppress(session, address, reason, detail):
+        return False
+    await repository.record_changed(session, {"suppressed": True, "reason": reason}, address=address)
+    return True
 
 
 async def _unsuppress(session: AsyncSession, address: str) -> bool:

@@ -1,0 +1,125 @@
+"""Reading an unsubscribe request that arrived by email, at the mailbox List-Unsubscribe's mailto names.
+
+The mailto (``domain/email/delivery.py``) carries ``subject=unsubscribe <token>``, the signed token of
+the one-click link, so a mail client that follows it sends a message with that subject. The message is
+parsed with the standard library (``policy.default`` unfolds and decodes RFC 2047 headers, as a client
+may have encoded the subject); the token is looked for in the Subject and then in the plain-text body,
+where a client that drops a mailto's subject or a person who pastes it leaves it. Only the start of a
+message is parsed (``PARSED_BYTES``), and each header only to a bound, so hostile mail costs little.
+Nothing of the message is kept: the token, once verified, says whom and what to unsubscribe.
+"""
+
+from __future__ import annotations
+
+import re
+from email.errors import MessageError
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import EmailPolicy, compat32
+
+from domain.errors import DomainError
+
+# "unsubscribe <token>", the token as tokens.sign writes it (base64url body, a dot, base64url MAC);
+# anywhere in the subject, so "Re: unsubscribe …" or "[ext] unsubscribe …" still reads, and with the
+# space still as the mailto wrote it ("%20") for a client that did not decode it.
+_REQUEST = re.compile(
+    r"(?<![\w-])unsubscribe(?:\s+|%20)([A-Za-z0-9_-]{1,1000}\.[A-Za-z0-9_-]{1,100})", re.IGNORECASE
+)
+# How much of a message is parsed: its header block and the start of its body, where a mail client
+# puts the text of a request (before any attachment). The stdlib's parser spends up to ~80 µs a MIME
+# part, and anyone can mail the mailbox: 64 KB of empty parts costs under a second, 1 MB ten.
+PARSED_BYTES = 65536
+# The stdlib raises these on malformed parts (an unknown charset, a broken transfer encoding, parts
+# nested deeper than its recursion goes).
+_UNREADABLE = (
+    MessageError,
+    LookupError,
+    UnicodeError,
+    ValueError,
+    TypeError,
+    IndexError,
+    AttributeError,
+    RecursionError,
+)
+
+
+# How much of one header is parsed: the stdlib's header parser takes time that grows faster than the
+# length (a subject of 70 000 encoded words took minutes), and anyone can mail the mailbox. A request's
+# subject is under 200 characters, so its token is always within the bound.
+_HEADER_CHARS = 4096
+
+
+class _BoundedHeaders(EmailPolicy):
+    """``policy.default``, each header value cut to ``_HEADER_CHARS`` before it is parsed."""
+
+    def header_fetch_parse(self, name, value):
+        return super().header_fetch_parse(name, value[:_HEADER_CHARS])
+
+
+_POLICY = _BoundedHeaders()
+
+
+class NotAMessage(DomainError):
+    status_code = 400
+    code = "not_a_message"
+
+
+class MessageTooLarge(DomainError):
+    status_code = 413
+    code = "too_large"
+
+
+def check_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise MessageTooLarge(
+            {"field": "body", "problem": f"the message is larger than {limit} bytes (inbound_mail_max_bytes)"}
+        )
+
+
+def parse(raw: bytes) -> Message:
+    """The message, or ``NotAMessage`` for a body that is none: empty, or without a From header (RFC
+    5322 requires one; JSON or a form posted here by mistake has no header block at all)."""
+    if not raw.strip():
+        raise NotAMessage({"field": "body", "problem": "is empty; send the raw message (RFC 822)"})
+    raw = raw[:PARSED_BYTES]  # a cut message parses as one, its last part unterminated
+    try:
+        message = BytesParser(policy=_POLICY).parsebytes(raw)
+    except _UNREADABLE:
+        # Parts nested thousands deep, or a Content-Type the stdlib trips on ("text/plain; a*0*"):
+        # the header block as it is (compat32 parses no header value), whose Subject still reads.
+        message = BytesParser(policy=compat32).parsebytes(raw, headersonly=True)
+    if "From" not in message:
+        raise NotAMessage(
+            {"field": "body", "problem": "is not an email message (RFC 822): it has no From header"}
+        )
+    return message
+
+
+def tokens_in(raw: bytes) -> list[str]:
+    """The tokens a message offers, the Subject's first; ``NotAMessage`` for a body that is none."""
+    return candidate_tokens(parse(raw))
+
+
+def candidate_tokens(message: Message) -> list[str]:
+    """The tokens the message offers, the Subject's first, each once."""
+    found: list[str] = []
+    for text in (_subject(message), _plain_text(message)):
+        for token in _REQUEST.findall(text):
+            if token not in found:
+                found.append(token)
+    return found
+
+
+def _subject(message: Message) -> str:
+    try:
+        return str(message.get("Subject", ""))
+    except _UNREADABLE:
+        return ""
+
+
+def _plain_text(message: Message) -> str:
+    try:
+        body = message.get_body(preferencelist=("plain",))  # an EmailMessage's (not compat32's)
+        return body.get_content() if body is not None else ""
+    except _UNREADABLE:  # an unreadable body offers nothing; the subject may still have
+        return ""
