@@ -20,6 +20,7 @@ from domain.auth import service as auth
 from domain.db import create_engine, session_factory, transaction
 from runtime import smtp_capture, temporal
 from runtime.migrate import upgrade_async
+from runtime.unsubscribe_mailbox import UnsubscribeMailbox
 from runtime.worker import run_worker
 
 log = logging.getLogger("journeys.dev")
@@ -42,7 +43,12 @@ async def run(settings: Settings) -> None:
     smtp = None
     try:
         client = await temporal.wait_until_ready(settings, server)
-        smtp, _ = await smtp_capture.start(settings.smtp_host, settings.smtp_port, settings.mailbox_dir)
+        smtp, _ = await smtp_capture.start(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.mailbox_dir,
+            unsubscribe_mailbox=UnsubscribeMailbox.of(settings, sessions),
+        )
         api = uvicorn.Server(
             uvicorn.Config(
                 create_app(settings),
@@ -85,9 +91,16 @@ async def _stop_process(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
+def _mailbox(settings: Settings) -> str:
+    if not settings.mail_unsubscribe_mailto:
+        return ""
+    return f"\n  Unsubscribe   mail to {settings.mail_unsubscribe_mailto} through the capture is processed"
+
+
 def _banner(settings: Settings) -> None:
     base = f"http://{settings.api_host}:{settings.api_port}"
     ui_host = settings.temporal_address.rpartition(":")[0] or "127.0.0.1"
+    mailbox = _mailbox(settings)
     print(
         f"""
 Journeys is running (dev mode). Ctrl-C stops everything; data stays in {settings.data_dir}/.
@@ -99,6 +112,7 @@ Journeys is running (dev mode). Ctrl-C stops everything; data stays in {settings
 
   Admin key     {auth.DEV_ADMIN_KEY}     (Authorization: Bearer {auth.DEV_ADMIN_KEY})
   Write key     {auth.DEV_WRITE_KEY}     (HTTP Basic username, as Segment libraries send it)
+  Inbound key   {auth.DEV_INBOUND_KEY}   (unsubscribe mail: POST /api/webhooks/unsubscribe-email){mailbox}
 """,
         flush=True,
     )

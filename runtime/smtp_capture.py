@@ -5,6 +5,9 @@ asked to deliver, not just what the headers say, can be inspected.
 
 Like a real mailbox provider, it keeps one copy per Message-ID: a message delivered again with the same
 Message-ID (a sender retrying after a crash) is accepted and counted in ``duplicates``, not stored.
+
+Given an ``unsubscribe_mailbox`` (``journeys dev`` passes one when ``JOURNEYS_MAIL_UNSUBSCRIBE_MAILTO`` is
+set), a message for that address is also handed to it once stored, before the server answers.
 """
 
 from __future__ import annotations
@@ -14,19 +17,23 @@ import mailbox
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+if TYPE_CHECKING:
+    from runtime.unsubscribe_mailbox import UnsubscribeMailbox
+
 
 class MaildirHandler:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, unsubscribe_mailbox: UnsubscribeMailbox | None = None):
         for sub in ("tmp", "new", "cur"):
             (directory / sub).mkdir(parents=True, exist_ok=True)
         self._maildir = mailbox.Maildir(directory, create=True)
         self.received = 0
         self.duplicates = 0
         self._seen: set[bytes] = set()
+        self._unsubscribe_mailbox = unsubscribe_mailbox
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content
@@ -44,6 +51,8 @@ class MaildirHandler:
         # Once a Message-ID is marked seen, the message must be stored even if the client goes away
         # now (aiosmtpd cancels this coroutine when the connection drops): shield the write.
         await asyncio.shield(asyncio.ensure_future(asyncio.to_thread(self._store, stamp + content)))
+        if self._unsubscribe_mailbox is not None and self._unsubscribe_mailbox.takes(envelope.rcpt_tos):
+            await self._unsubscribe_mailbox.deliver(content)
         return "250 Message accepted for delivery"
 
     def _store(self, data: bytes) -> None:
@@ -60,11 +69,16 @@ def _message_id(content: bytes) -> bytes | None:
 
 
 async def start(
-    host: str, port: int, directory: Path, *, smtputf8: bool = True
+    host: str,
+    port: int,
+    directory: Path,
+    *,
+    smtputf8: bool = True,
+    unsubscribe_mailbox: UnsubscribeMailbox | None = None,
 ) -> tuple[asyncio.AbstractServer, MaildirHandler]:
     """Listen on ``host:port``. It offers SMTPUTF8 as most providers do, so a test send to a mailbox
     such as ``zoé@example.com`` arrives in dev; ``smtputf8=False`` plays a server that lacks it."""
-    handler = MaildirHandler(directory)
+    handler = MaildirHandler(directory, unsubscribe_mailbox)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(

@@ -1,5 +1,6 @@
 """Unsubscribing by email: the mailto a sent marketing email offers, followed by a mail client and
-delivered to the inbound endpoint, unsubscribes as the one-click link does, once."""
+delivered to the inbound endpoint (or, in dev, through the SMTP capture), unsubscribes as the
+one-click link does, once."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import aiosmtplib
 import pytest
 from sqlalchemy import func, select
 
@@ -20,7 +22,9 @@ from domain.events.models import Event
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.events import SUBSCRIPTION_CHANGED
 from domain.subscriptions.models import Subscription
-from tests.conftest import make_key
+from runtime import smtp_capture
+from runtime.unsubscribe_mailbox import UnsubscribeMailbox
+from tests.conftest import free_port, make_key
 from tests.email.helpers import add_customer, add_template, run_activity
 
 MAILBOX = "unsubscribe@acme.example"
@@ -228,6 +232,37 @@ async def test_only_an_inbound_key_delivers_mail_and_it_opens_nothing_else(clien
         headers={"Authorization": f"Bearer {admin}"},
     )
     assert created.status_code == 422 and created.json()["detail"]["field"] == "role"
+
+
+async def test_in_dev_mail_to_the_mailbox_through_the_capture_unsubscribes(
+    settings, sessions, activities, capture
+):
+    """``journeys dev`` hands the capture's mail for the unsubscribe mailbox to the processor; the SMTP
+    answer comes once it is processed."""
+    ann = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    await add_template(sessions, subscription_group="newsletter")
+    mailto = await _sent_mailto(sessions, activities, capture, ann)
+    port = free_port()
+    mailbox = UnsubscribeMailbox.of(settings, sessions)
+    server, handler = await smtp_capture.start(
+        settings.smtp_host, port, settings.data_dir / "dev-mailbox", unsubscribe_mailbox=mailbox
+    )
+    try:
+        send = {"sender": "ann@example.com", "hostname": settings.smtp_host, "port": port}
+        elsewhere = _followed(mailto, "ann@example.com", message_id="<r1@mail.example>")
+        await aiosmtplib.send(elsewhere, recipients=["someone@acme.example"], **send)
+        assert handler.received == 1 and await _changes(sessions, ann) == []
+        request = _followed(mailto, "ann@example.com", message_id="<r2@mail.example>")
+        await aiosmtplib.send(request, recipients=[MAILBOX.upper()], **send)  # any case, as SMTP allows
+        assert handler.received == 2
+        change = {"group_id": "newsletter", "subscribed": False, "source": "mailto"}
+        assert await _changes(sessions, ann) == [change]
+        spam = _followed("mailto:" + MAILBOX, "x@y.example", subject="Cheap watches", message_id="<r3@y>")
+        await aiosmtplib.send(spam, recipients=[MAILBOX], **send)
+        assert handler.received == 3 and await _changes(sessions, ann) == [change]  # no token: logged
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_mail_the_stdlib_parser_trips_on_still_reads_its_subject_and_never_fails(
