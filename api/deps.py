@@ -88,7 +88,19 @@ async def _management_principal(
     return principal
 
 
-async def _inbound_principal(request: Request, session: Session) -> Principal:
+inbound_key = HTTPBearer(
+    scheme_name="InboundKey",
+    description="An inbound key (kind `inbound`): `Authorization: Bearer <key>`, or the HTTP Basic "
+    "password (`https://inbound:<key>@host/...` in a provider's webhook URL).",
+    auto_error=False,
+)
+
+
+async def _inbound_principal(
+    request: Request,
+    session: Session,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(inbound_key)],
+) -> Principal:
     """An inbound key, as a Bearer token or in HTTP Basic (as the password, or as the user name when
     there is none): providers' webhook settings take credentials in the URL, ``https://user:key@host``."""
     user, password = _basic(request) or ("", "")

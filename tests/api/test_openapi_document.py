@@ -52,6 +52,7 @@ async def test_each_route_declares_the_key_it_takes(client):
     assert all(names == ["WriteKey"] for (_, path), names in security.items() if path.startswith("/v1/"))
     assert security[("post", "/api/journeys")] == ["ManagementKey"]
     assert security[("get", "/api/analytics/report")] == ["ManagementKey"]
+    assert security[("post", "/api/webhooks/unsubscribe-email")] == ["InboundKey"]
     # What customers open from an email, and the health check, take no key.
     for public in [("get", "/u/{token}"), ("get", "/o/{token}"), ("get", "/api/health")]:
         assert security[public] == []
