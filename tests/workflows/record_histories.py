@@ -22,6 +22,7 @@ from runtime.migrate import upgrade_async
 from tests.conftest import wait_for
 from tests.temporal_env import time_skipping
 from tests.workflows.harness import engine, engine_settings
+from tests.workflows.patch_scenarios import PATCH_SCENARIOS
 from tests.workflows.test_abandoned_cart import CART
 from tests.workflows.test_journey_fuzzed_inputs import DATE_BRANCH
 from tests.workflows.test_wait_listeners import _twice
@@ -218,6 +219,7 @@ SCENARIOS = (
     _wait_ends_its_listener,
     _branch_dates,
     *NON_JOURNEY_SCENARIOS,
+    *PATCH_SCENARIOS,
 )
 
 
