@@ -4,8 +4,9 @@ Every workflow type the worker registers gets at least one history (test_replay 
 scenario runs it for real on the time-skipping test server, against a freshly migrated SQLite database,
 with the worker's real activities. Give scenario names (e.g. `broadcast case_sla`) to re-record only
 those. Run it when a workflow change is deliberate and versioned (workflow.patched); the replay test then
-guards the new shape. The journey scenarios exercise different commands: timers, signals, local
-activities, activities of every node type, interrupts and deferrals.
+guards the new shape; a new patch also gets a scenario that takes its new path (patch_scenarios.py,
+test_replay checks every patch id has a recorded marker). The journey scenarios exercise different
+commands: timers, signals, local activities, activities of every node type, interrupts and deferrals.
 """
 
 from __future__ import annotations
