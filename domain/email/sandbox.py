@@ -27,11 +27,11 @@ import types
 from datetime import date, datetime
 from datetime import time as clock_time
 from decimal import Decimal
-from functools import update_wrapper
+from functools import update_wrapper, wraps
 from string import Formatter
 from typing import Any
 
-from jinja2 import Undefined, nodes, pass_environment, pass_eval_context
+from jinja2 import ChainableUndefined, Undefined, nodes, pass_environment, pass_eval_context
 from jinja2.compiler import CodeGenerator
 from jinja2.filters import (
     do_batch,
@@ -127,7 +127,27 @@ def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
 
 
 def _safe_string(value: Any) -> str:
-    return str(_refuse_objects(value))
+    return "" if value is None else str(_refuse_objects(value))
+
+
+# Filters that turn their value into text: a null reads as the empty text a missing value gives, so
+# ``traits.first_name | capitalize`` greets a customer whose name was sent as null with "", not "None".
+_TEXT_FILTERS = (
+    "capitalize", "title", "upper", "lower", "trim", "striptags", "truncate", "wordwrap", "wordcount",
+    "center", "indent", "replace", "urlencode", "escape", "e", "forceescape",
+)  # fmt: skip
+
+
+def _null_is_empty(f: Any) -> Any:
+    at = 1 if hasattr(f, "jinja_pass_arg") else 0  # after the context a filter asks for
+
+    @wraps(f)  # keeps jinja_pass_arg
+    def text_filter(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > at and args[at] is None:
+            args = (*args[:at], "", *args[at + 1 :])
+        return f(*args, **kwargs)
+
+    return text_filter
 
 
 # -- sizes of what string builders would make, checked before they run ---------------------------------
@@ -231,7 +251,7 @@ def _joined_size(separator: Any, items: list) -> int:
 def _safe_join(eval_ctx, value: Any, d: str = "", attribute: Any = None) -> str:
     if attribute is not None:
         value = map(make_attrgetter(eval_ctx.environment, attribute), value)
-    items = list(value)
+    items = ["" if item is None else item for item in value]  # a null prints nothing here too
     _reserve(_joined_size(d, items))
     return sync_do_join(eval_ctx, items, d)
 
@@ -349,13 +369,19 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
     def __init__(self, *, autoescape: bool):
         # optimized=False: Jinja's optimizer would run constant filter calls (marketer code) at compile
         # time, while the template is saved, with no budget: '%0999999999d'|format(1) took 38 s
-        super().__init__(autoescape=autoescape, finalize=_print, optimized=False)
+        # ChainableUndefined: a value under a missing one (``traits.address.city`` for a customer without
+        # an address) is missing too, printed empty and covered by ``default``, not a failed message
+        super().__init__(
+            autoescape=autoescape, finalize=_print, optimized=False, undefined=ChainableUndefined
+        )
         self.globals = {"range": self._range, "dict": dict}
         for name in ("pprint", "xmlattr", "attr"):  # nothing a marketer needs; handy for probing
             self.filters.pop(name, None)
         self.filters["string"] = _safe_string
         self.filters["default"] = self.filters["d"] = _default
         self.filters.update(_GUARDED_FILTERS)
+        for name in _TEXT_FILTERS:
+            self.filters[name] = _null_is_empty(self.filters[name])
 
     def _range(self, *args: int):
         numbers = range(*args)
@@ -368,6 +394,7 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
             yield n
 
     def concat(self, eval_ctx, values: tuple) -> str:
+        values = tuple("" if value is None else value for value in values)  # "Hi " ~ a null: "Hi "
         for value in values:
             _refuse_objects(value)
         joined = (markup_join if eval_ctx.autoescape else str_join)(values)
@@ -453,9 +480,10 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         if _CURRENT.budget is not None:
             _CURRENT.budget.tick()
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
-            # ``traits.first_name``: what Jinja ends up doing for a key of a plain dict, without
-            # first failing to find an attribute of that name (an exception per lookup)
+        if type(obj) is dict and (attribute in obj or attribute not in _DICT_ATTRIBUTES):
+            # ``traits.first_name``: the key of a plain dict, without first failing to find an attribute
+            # of that name (an exception per lookup); and a key named like a dict method is the data
+            # (``properties.items`` of a cart is its items, not ``dict.items``)
             try:
                 return obj[attribute]
             except KeyError:
