@@ -50,6 +50,13 @@ def read_click(secret: str, token: str) -> tuple[int, str, str]:
     return tokens.customer_id(customer), ref, url
 
 
+def _ours(url: str, base: str) -> bool:
+    """A link to this API (unsubscribe, preferences): the public URL itself or a path under it. Not
+    every URL that merely begins with it: ``https://acme.com`` is no prefix of ``https://acme.com.au``
+    or, under ``https://acme.com/mail``, of ``https://acme.com/mail-offers``."""
+    return url.startswith(base) and url[len(base) : len(base) + 1] in ("", "/", "?", "#")
+
+
 def track_links(html: str, *, base: str, secret: str, customer_id: int, ref: str) -> str:
     """Point every external http(s) link through the click redirect (our own links stay as they are)."""
 
@@ -58,7 +65,7 @@ def track_links(html: str, *, base: str, secret: str, customer_id: int, ref: str
             return match.group(0)
         # the attribute as a browser reads it: the sandbox escapes a URL from data (' as &#39;, & as &amp;)
         quote, url = match.group(1), html_entities.unescape(match.group(2))
-        if url.startswith(base):
+        if _ours(url, base):
             return match.group(0)
         token = click_token(secret, customer_id, ref, url)
         return f"href={quote}{escape(f'{base}/c/{token}')}{quote}"

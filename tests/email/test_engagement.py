@@ -103,3 +103,20 @@ async def test_a_password_reset_link_goes_straight_to_its_page_and_one_sent_trac
     r = await client.get(f"/c/{old_link}")
     assert r.status_code == 302 and r.headers["location"] == reset
     assert await _events(sessions, "Email Link Clicked") == []
+
+
+def _tracked(url: str, base: str) -> bool:
+    html = tracking.track_links(f'<a href="{url}">x</a>', base=base, secret="s", customer_id=1, ref="r~t")
+    return html.startswith(f'<a href="{base}/c/')
+
+
+def test_a_link_that_only_begins_like_the_public_url_is_tracked():
+    # another site, or another path of the same one: clicks on them went unrecorded
+    assert _tracked("https://acme.com.au/offer", base="https://acme.com")
+    assert _tracked("https://acme.community/", base="https://acme.com")
+    assert _tracked("https://acme.com/mail-offers", base="https://acme.com/mail")
+    assert _tracked("https://acme.com/", base="https://acme.com/mail")
+    # this API's own links (unsubscribe, preferences) stay as they are
+    for base in ("https://acme.com", "https://acme.com/mail"):
+        for own in (base, f"{base}/u/abc", f"{base}?x=1", f"{base}#top"):
+            assert not _tracked(own, base), own
