@@ -143,7 +143,8 @@ async def roi(session: AsyncSession, buckets: list[Period], settings: Settings) 
 
 def normalised(out: KpisOut) -> dict[str, float | None]:
     """Each KPI on 0-1, higher is better: CSAT (x-1)/4, retention and conversion as they are, growth
-    capped at 1, complaints 1 - complaint share of cases opened, ROI x/(1+x) (break-even, 1, is 0.5)."""
+    capped at 1, complaints 1 - complaint share of cases opened, ROI x/(1+x) (break-even, 1, is 0.5;
+    below 0, from negative revenue, is 0)."""
     csat, growth_rate, roi_ = out.customer_satisfaction.value, out.customer_growth_rate.value, out.roi.value
     cases = out.complaint_count
     return {
@@ -152,8 +153,15 @@ def normalised(out: KpisOut) -> dict[str, float | None]:
         "growth": min(1.0, growth_rate) if growth_rate is not None else None,
         "conversion": out.marketing_conversion_rate.value,
         "complaints": 1 - cases.value / cases.cases_opened if cases.cases_opened else None,
-        "roi": roi_ / (1 + roi_) if roi_ is not None else None,
+        "roi": _roi_score(roi_) if roi_ is not None else None,
     }
+
+
+def _roi_score(roi_: float) -> float:
+    """x/(1+x) for x >= 0. Below 0 (negative revenue: refunds recorded as purchases) is 0, the worst
+    score; x/(1+x) itself divided by zero at -1 and scored anything below -1 above break-even."""
+    gain = max(roi_, 0.0)
+    return gain / (1 + gain)
 
 
 def effectiveness(values: dict[str, float | None], weights: dict[str, float]) -> EffectivenessIndex:
