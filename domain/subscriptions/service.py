@@ -151,15 +151,17 @@ async def unsubscribe(session: AsyncSession, customer_id: int, group_id: str, so
 
 
 async def unsubscribe_by_email(
-    session: AsyncSession, secret: str, raw: bytes, *, max_bytes: int
+    session: AsyncSession, secret: str, mail: bytes | unsubscribe_mail.MailText, *, max_bytes: int
 ) -> MailUnsubscribeResult:
-    """Act on a message sent to the unsubscribe mailbox as the one-click link does (same unsubscribe,
-    same event, source ``mailto``). A message that is none, or too large, raises; a message that asks
-    nothing we can act on (no token, a forged one, a test send's, an erased customer's) is ignored with
-    its reason: the mailbox is public, and a provider would deliver such mail again and again."""
-    unsubscribe_mail.check_size(len(raw), max_bytes)
+    """Act on a message sent to the unsubscribe mailbox (raw, or the subject and text a provider parsed
+    out of it) as the one-click link does (same unsubscribe, same event, source ``mailto``). A message
+    that is none, or too large, raises; a message that asks nothing we can act on (no token, a forged
+    one, a test send's, an erased customer's) is ignored with its reason: the mailbox is public, and a
+    provider would deliver such mail again and again."""
+    if isinstance(mail, bytes):
+        unsubscribe_mail.check_size(len(mail), max_bytes)
     # Parsing takes up to a second of CPU for a hostile message: off the event loop.
-    candidates = await asyncio.to_thread(unsubscribe_mail.tokens_in, raw)
+    candidates = await asyncio.to_thread(unsubscribe_mail.tokens_in, mail)
     if not candidates:
         return MailUnsubscribeResult.ignored(
             "no_token", "neither the subject nor the text holds 'unsubscribe <token>'"

@@ -12,6 +12,7 @@ Nothing of the message is kept: the token, once verified, says whom and what to 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from email.errors import MessageError
 from email.message import Message
 from email.parser import BytesParser
@@ -95,15 +96,30 @@ def parse(raw: bytes) -> Message:
     return message
 
 
-def tokens_in(raw: bytes) -> list[str]:
+@dataclass(frozen=True)
+class MailText:
+    """A message as a provider that parsed it posts it: its decoded subject and plain text."""
+
+    subject: str
+    text: str
+
+
+def tokens_in(mail: bytes | MailText) -> list[str]:
     """The tokens a message offers, the Subject's first; ``NotAMessage`` for a body that is none."""
-    return candidate_tokens(parse(raw))
+    if isinstance(mail, MailText):
+        # the same bounds as a raw message's: a subject within a header's, the start of the text
+        return _tokens(mail.subject[:_HEADER_CHARS], mail.text[:PARSED_BYTES])
+    return candidate_tokens(parse(mail))
 
 
 def candidate_tokens(message: Message) -> list[str]:
     """The tokens the message offers, the Subject's first, each once."""
+    return _tokens(_subject(message), _plain_text(message))
+
+
+def _tokens(*texts: str) -> list[str]:
     found: list[str] = []
-    for text in (_subject(message), _plain_text(message)):
+    for text in texts:
         for token in _REQUEST.findall(text):
             if token not in found:
                 found.append(token)

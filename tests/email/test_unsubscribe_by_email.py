@@ -182,11 +182,13 @@ async def test_bad_requests_are_refused_naming_the_problem_and_write_nothing(
         f"mailto:{MAILBOX}", "ann@example.com", subject=f"unsubscribe {token}", body="x" * 1_048_576
     )
     json_headers = inbound | {"Content-Type": "application/json"}
+    text_headers = inbound | {"Content-Type": "text/plain"}
     cases = [
         (b"", inbound, 400, "not_a_message"),
         (b'{"subject": "unsubscribe ' + token.encode() + b'"}', inbound, 400, "not_a_message"),
         (b"\x00\xff\xfe garbage " + token.encode(), inbound, 400, "not_a_message"),
-        (good, json_headers, 415, "unsupported_media_type"),
+        (good, json_headers, 400, "not_a_message"),  # a message labelled as Postmark's JSON
+        (good, text_headers, 415, "unsupported_media_type"),
         (good, {k: v for k, v in inbound.items() if k != "Content-Type"}, 415, "unsupported_media_type"),
         (oversize, inbound, 413, "too_large"),
     ]

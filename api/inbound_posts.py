@@ -1,0 +1,101 @@
+"""Reading what an inbound-mail provider posts for a message to the unsubscribe mailbox: the raw
+message (``message/rfc822``), Postmark's JSON, or SendGrid's and Mailgun's forms.
+
+The body is read here, never by FastAPI, and at most ``inbound_mail_max_bytes`` of it whatever the
+shape, refused as it is read; JSON is parsed by orjson (which bounds nesting), forms by the parsers
+Starlette uses (python-multipart) under limits of fields and files. What the fields mean is the
+domain's (``domain/subscriptions/inbound_providers.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi import HTTPException, Request
+from python_multipart.exceptions import FormParserError
+from starlette.datastructures import UploadFile
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
+
+from domain.subscriptions import inbound_providers
+from domain.subscriptions.unsubscribe_mail import MailText, NotAMessage, check_size
+
+RAW_MESSAGE = "message/rfc822"
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+URLENCODED = "application/x-www-form-urlencoded"
+MEDIA_TYPES = (RAW_MESSAGE, JSON, MULTIPART, URLENCODED)
+# A provider's post has a few dozen fields (Mailgun adds one per header of the message) and a file
+# per attachment; the size cap bounds the rest.
+MAX_FORM_FIELDS = 500
+MAX_FORM_FILES = 50
+
+
+async def read_inbound_mail(request: Request, limit: int) -> bytes | MailText:
+    """The message the post carries: raw bytes, or the subject and text a provider parsed out."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type not in MEDIA_TYPES:
+        problem = (
+            f"must be {RAW_MESSAGE} (the raw message), {JSON} (Postmark) or a form (SendGrid,"
+            f" Mailgun: {MULTIPART}, {URLENCODED}), not {media_type!r}"
+        )
+        raise HTTPException(415, {"field": "Content-Type", "problem": problem})
+    body = await _read_body(request, limit)
+    if media_type == RAW_MESSAGE:
+        return body
+    if media_type == JSON:
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise NotAMessage({"field": "body", "problem": f"is not JSON: {exc}"}) from None
+        return inbound_providers.from_postmark(document)
+    return inbound_providers.from_form(await _form(request, body, limit, multipart=media_type == MULTIPART))
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit():
+        check_size(int(declared), limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        check_size(size, limit)  # stops reading at the limit, whatever Content-Length said
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _form(request: Request, body: bytes, limit: int, *, multipart: bool) -> dict[str, str]:
+    """The form's fields, the first value of each; the content of a file the providers' fields name as
+    text (a provider may post the raw message as one), other files (attachments) not read."""
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield body
+
+    try:
+        if multipart:
+            parser = MultiPartParser(
+                request.headers,
+                stream(),
+                max_files=MAX_FORM_FILES,
+                max_fields=MAX_FORM_FIELDS,
+                max_part_size=limit,
+            )
+        else:
+            parser = FormParser(request.headers, stream(), max_fields=MAX_FORM_FIELDS, max_part_size=limit)
+        form = await parser.parse()
+    except (MultiPartException, FormParserError) as exc:
+        problem = f"is not a well-formed form: {getattr(exc, 'message', None) or exc}"
+        raise NotAMessage({"field": "body", "problem": problem}) from None
+    try:
+        fields: dict[str, str] = {}
+        for name, value in form.multi_items():
+            if name in fields:
+                continue
+            if isinstance(value, UploadFile):
+                if name not in inbound_providers.READ_FIELDS:
+                    continue  # an attachment
+                value = (await value.read()).decode("utf-8", "surrogateescape")
+            fields[name] = value
+        return fields
+    finally:
+        await form.close()

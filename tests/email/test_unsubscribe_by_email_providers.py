@@ -1,0 +1,347 @@
+"""Unsubscribing by email through the inbound-mail providers: the mailto of a sent marketing email,
+followed by a mail client, posted to the endpoint as Postmark (JSON), SendGrid Inbound Parse
+(multipart form) or a Mailgun route (multipart or urlencoded form) wraps it, with the raw message or
+with only the fields the provider parsed out, unsubscribes as the one-click link does, once."""
+
+from __future__ import annotations
+
+import json
+from email import message_from_bytes
+from email.policy import default
+
+import pytest
+from urllib3 import encode_multipart_formdata
+
+from api.inbound_posts import MAX_FORM_FIELDS, MAX_FORM_FILES
+from domain.auth import service as auth
+from domain.auth.schemas import KeyCreate, KeyKind
+from domain.db import transaction
+from domain.email.delivery import MessageFactory
+from domain.subscriptions import service as subscriptions
+from tests.email.helpers import add_customer, add_template
+from tests.email.test_unsubscribe_by_email import ENDPOINT, MAILBOX, _changes, _followed, _sent_mailto
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # an attachment: a signature's logo
+
+
+@pytest.fixture
+def settings(settings):
+    return settings.model_copy(update={"mail_unsubscribe_mailto": MAILBOX})
+
+
+@pytest.fixture
+async def key(sessions) -> dict[str, str]:
+    async with transaction(sessions) as session:
+        created = await auth.create_key(session, KeyCreate(name="provider", kind=KeyKind.inbound))
+    return {"Authorization": f"Bearer {created.secret}"}
+
+
+def _form(fields: list) -> dict:
+    """A multipart/form-data post (as SendGrid and Mailgun send it), composed by urllib3."""
+    body, content_type = encode_multipart_formdata(fields)
+    return {"content": body, "headers": {"Content-Type": content_type}}
+
+
+def _parts(raw: bytes) -> tuple[str, str, str]:
+    """What a provider that parses the message posts of it: From, Subject, the plain text."""
+    message = message_from_bytes(raw, policy=default)
+    return str(message["From"]), str(message["Subject"]), message.get_body(("plain",)).get_content()
+
+
+# Each provider's post of the message `raw`. Where the raw message is posted, the parsed fields beside
+# it hold no token, so the answer shows the raw message was the one read.
+def postmark_raw(raw: bytes) -> dict:
+    sender, _, _ = _parts(raw)
+    document = {
+        "From": sender,
+        "To": MAILBOX,
+        "Subject": "",
+        "TextBody": "",
+        "HtmlBody": "",
+        "Headers": [],
+        "Attachments": [],
+        "RawEmail": raw.decode(),
+    }
+    return {"json": document}
+
+
+def postmark_fields(raw: bytes) -> dict:
+    sender, subject, text = _parts(raw)
+    document = {
+        "FromName": "Ann",
+        "MessageStream": "inbound",
+        "From": sender,
+        "FromFull": {"Email": sender, "Name": "Ann", "MailboxHash": ""},
+        "To": MAILBOX,
+        "Subject": subject,
+        "MessageID": "73e6d360-66eb-11e1-8e72-a8904824019b",
+        "Date": "Fri, 1 Aug 2014 16:45:32 -04:00",
+        "TextBody": text,
+        "HtmlBody": "",
+        "StrippedTextReply": "",
+        "Headers": [{"Name": "X-Spam-Status", "Value": "No"}],
+        "Attachments": [],
+    }
+    return {"json": document}
+
+
+def sendgrid_raw(raw: bytes) -> dict:
+    sender, _, _ = _parts(raw)
+    envelope = json.dumps({"to": [MAILBOX], "from": "ann@example.com"})
+    return _form(
+        [
+            ("dkim", "{@example.com : pass}"),
+            ("email", raw.decode()),
+            ("to", MAILBOX),
+            ("from", sender),
+            ("subject", ""),
+            ("sender_ip", "192.0.2.1"),
+            ("envelope", envelope),
+            ("charsets", json.dumps({"to": "UTF-8", "from": "UTF-8", "subject": "UTF-8"})),
+            ("SPF", "pass"),
+        ]
+    )
+
+
+def sendgrid_fields(raw: bytes) -> dict:
+    sender, subject, text = _parts(raw)
+    headers = raw.partition(b"\r\n\r\n")[0].decode()
+    return _form(
+        [
+            ("headers", headers),
+            ("dkim", "{@example.com : pass}"),
+            ("to", MAILBOX),
+            ("text", text),
+            ("from", sender),
+            ("sender_ip", "192.0.2.1"),
+            ("envelope", json.dumps({"to": [MAILBOX], "from": "ann@example.com"})),
+            ("attachments", "1"),
+            ("subject", subject),
+            ("attachment-info", json.dumps({"attachment1": {"filename": "logo.png", "type": "image/png"}})),
+            ("charsets", json.dumps({"to": "UTF-8", "text": "UTF-8", "subject": "UTF-8", "from": "UTF-8"})),
+            ("SPF", "pass"),
+            ("attachment1", ("logo.png", PNG, "image/png")),
+        ]
+    )
+
+
+def _mailgun_signature() -> list:
+    return [("timestamp", "1733332800"), ("token", "a" * 50), ("signature", "0" * 64)]
+
+
+def mailgun_mime(raw: bytes) -> dict:
+    sender, _, _ = _parts(raw)
+    return _form(
+        [
+            ("recipient", MAILBOX),
+            ("sender", "ann@example.com"),
+            ("from", sender),
+            ("subject", ""),
+            ("body-mime", raw.decode()),
+            *_mailgun_signature(),
+        ]
+    )
+
+
+def _mailgun_parsed(raw: bytes) -> list:
+    sender, subject, text = _parts(raw)
+    headers = [[name, value] for name, value in message_from_bytes(raw, policy=default).items()]
+    return [
+        ("recipient", MAILBOX),
+        ("sender", "ann@example.com"),
+        ("from", sender),
+        ("subject", subject),
+        ("body-plain", text),
+        ("stripped-text", text),
+        ("message-headers", json.dumps(headers)),
+        *_mailgun_signature(),
+    ]
+
+
+def mailgun_urlencoded(raw: bytes) -> dict:
+    return {"data": dict(_mailgun_parsed(raw))}  # httpx posts it application/x-www-form-urlencoded
+
+
+def mailgun_multipart(raw: bytes) -> dict:
+    # Mailgun posts multipart/form-data when the message has attachments
+    fields = [
+        *_mailgun_parsed(raw),
+        ("attachment-count", "1"),
+        ("attachment-1", ("logo.png", PNG, "image/png")),
+    ]
+    return _form(fields)
+
+
+SHAPES = [
+    postmark_raw,
+    postmark_fields,
+    sendgrid_raw,
+    sendgrid_fields,
+    mailgun_mime,
+    mailgun_urlencoded,
+    mailgun_multipart,
+]
+
+
+def _post(client, key: dict, shape: dict):
+    headers = key | shape.get("headers", {})
+    return client.post(ENDPOINT, headers=headers, **{k: v for k, v in shape.items() if k != "headers"})
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: shape.__name__)
+async def test_each_providers_post_of_the_mailto_unsubscribes_its_customer_once(
+    client, sessions, activities, capture, key, shape
+):
+    ann = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    await add_customer(sessions, email="bob@example.com", traits={"first_name": "Bob"})
+    await add_template(sessions, subscription_group="newsletter")
+    mailto = await _sent_mailto(sessions, activities, capture, ann)
+    post = shape(_followed(mailto, "Ann <ann@example.com>", body="Sent from my phone"))
+
+    r = await _post(client, key, post)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "unsubscribed", r.json()
+    assert (r.json()["customer_id"], r.json()["group_id"], r.json()["changed"]) == (ann, "newsletter", True)
+    change = {"group_id": "newsletter", "subscribed": False, "source": "mailto"}
+    assert await _changes(sessions, ann) == [change]
+
+    # The provider posts it again (a retry after a timeout): the same answer, nothing more.
+    again = await _post(client, key, post)
+    assert again.status_code == 200 and again.json()["status"] == "unsubscribed"
+    assert again.json()["changed"] is False
+    assert await _changes(sessions, ann) == [change]
+
+
+async def test_a_parsed_post_reads_the_token_in_the_text_and_an_empty_raw_field_is_no_message(
+    client, sessions, activities, capture, key
+):
+    """A mail client that dropped the mailto's subject leaves the token in the text, which the parsed
+    fields carry; an empty RawEmail (the option off in some setups) falls back to them."""
+    ann = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    await add_template(sessions, subscription_group="newsletter")
+    mailto = await _sent_mailto(sessions, activities, capture, ann)
+    _, request_subject, _ = _parts(_followed(mailto, "ann@example.com"))
+    in_text = _followed(
+        mailto, "ann@example.com", subject="Re: hello", body=f"Remove me.\n{request_subject}\n"
+    )
+    document = postmark_fields(in_text)["json"] | {"RawEmail": ""}
+    outcomes = []
+    for post in [sendgrid_fields(in_text), mailgun_urlencoded(in_text), {"json": document}]:
+        r = await _post(client, key, post)
+        assert r.status_code == 200, r.text
+        outcomes.append((r.json()["status"], r.json()["changed"]))
+    assert outcomes == [("unsubscribed", True), ("unsubscribed", False), ("unsubscribed", False)]
+    assert len(await _changes(sessions, ann)) == 1
+
+
+async def test_a_providers_post_that_asks_nothing_we_can_act_on_is_acknowledged(
+    client, sessions, settings, key
+):
+    """Spam, a forged token, a test send's token, as each provider posts them: 200 'ignored' with the
+    reason, so the provider does not deliver them again for days."""
+    ann = await add_customer(sessions, email="ann@example.com", traits={})
+    factory = MessageFactory(settings)
+    token = factory.unsubscribe_url(ann, "newsletter").rpartition("/u/")[2]
+    forged = f"{token.split('.')[0]}.{'A' * len(token.split('.')[1])}"
+    test_send = factory.unsubscribe_url(subscriptions.NO_CUSTOMER, "newsletter").rpartition("/u/")[2]
+    cases = [
+        ("no_token", "Cheap watches", postmark_fields),
+        ("no_token", "Cheap watches", postmark_raw),
+        ("bad_token", f"unsubscribe {forged}", sendgrid_fields),
+        ("bad_token", f"unsubscribe {forged}", sendgrid_raw),
+        ("test_send", f"unsubscribe {test_send}", mailgun_urlencoded),
+        ("test_send", f"unsubscribe {test_send}", mailgun_mime),
+    ]
+    for reason, subject, shape in cases:
+        message = _followed(f"mailto:{MAILBOX}", "ann@example.com", subject=subject, body="hi")
+        r = await _post(client, key, shape(message))
+        assert r.status_code == 200, (shape.__name__, r.text)
+        assert (r.json()["status"], r.json()["reason"]) == ("ignored", reason), (shape.__name__, r.json())
+    assert await _changes(sessions, ann) == []
+
+
+async def test_a_malformed_post_is_refused_naming_the_problem_and_writes_nothing(
+    client, sessions, settings, key
+):
+    ann = await add_customer(sessions, email="ann@example.com", traits={})
+    token = MessageFactory(settings).unsubscribe_url(ann, "newsletter").rpartition("/u/")[2]
+    request = f"unsubscribe {token}"
+    good = _followed(f"mailto:{MAILBOX}", "ann@example.com", subject=request)
+    json_type = {"Content-Type": "application/json"}
+    urlencoded = {"Content-Type": "application/x-www-form-urlencoded"}
+    part = b'--b\r\nContent-Disposition: form-data; name="from"\r\n\r\nann@example.com\r\n--b--\r\n'
+    cases = [
+        ({"content": b"{not json", "headers": json_type}, "body", "is not JSON"),
+        ({"content": b"[" * 100_000, "headers": json_type}, "body", "is not JSON"),  # nesting: bounded
+        ({"json": [request]}, "body", "must be a JSON object"),
+        ({"json": {"Subject": request, "TextBody": ""}}, "From", "is missing"),
+        ({"json": {"From": "ann@example.com", "RawEmail": 42}}, "RawEmail", "must be a string"),
+        ({"json": {"From": "ann@example.com", "Subject": [request]}}, "Subject", "must be a string"),
+        ({"json": {"From": "ann@example.com", "RawEmail": request}}, "body", "has no From header"),
+        (
+            {"content": part, "headers": {"Content-Type": "multipart/form-data"}},
+            "body",
+            "Missing boundary",
+        ),
+        (
+            {
+                "content": b"--b\r\ngarbage\r\n\r\n" + request.encode(),
+                "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+            },
+            "body",
+            "Invalid multipart data",
+        ),
+        (
+            {
+                "content": part.replace(b'; name="from"', b""),
+                "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+            },
+            "body",
+            '"name" must be provided',
+        ),
+        ({"data": {"subject": request, "text": ""}}, "body", "neither a raw message"),
+        (_form([("subject", request)]), "body", "neither a raw message"),
+        ({"content": b"", "headers": urlencoded}, "body", "neither a raw message"),
+        (
+            {"content": ("from=a&" * MAX_FORM_FIELDS + f"subject={request}").encode(), "headers": urlencoded},
+            "body",
+            "Too many fields",
+        ),
+        (
+            _form(
+                [
+                    ("from", "a"),
+                    *[(f"attachment{i}", ("a.png", b"x", "image/png")) for i in range(MAX_FORM_FILES + 1)],
+                ]
+            ),
+            "body",
+            "Too many files",
+        ),
+        (
+            _form([("from", "ann@example.com"), ("email", "unsubscribe " + token)]),
+            "body",
+            "has no From header",
+        ),
+    ]
+    for post, field, problem in cases:
+        r = await _post(client, key, post)
+        assert r.status_code == 400, (post, r.status_code, r.text)
+        assert r.json()["error"] == "not_a_message", r.json()
+        assert r.json()["detail"]["field"] == field and problem in r.json()["detail"]["problem"], r.json()
+
+    # Every shape is read to the same size cap, and refused as it is read (here without Content-Length).
+    async def chunks(head: bytes):
+        yield head
+        for _ in range(6):
+            yield b"x" * 200_000
+
+    for head, content_type in [
+        (b'{"From": "ann@example.com", "Subject": "' + request.encode(), "application/json"),
+        (b"from=ann%40example.com&subject=" + request.encode() + b"&text=", urlencoded["Content-Type"]),
+        (sendgrid_raw(good)["content"], sendgrid_raw(good)["headers"]["Content-Type"]),
+    ]:
+        r = await client.post(ENDPOINT, content=chunks(head), headers=key | {"Content-Type": content_type})
+        assert r.status_code == 413 and r.json()["error"] == "too_large", r.text
+    r = await _post(client, key, {"content": b"x", "headers": {"Content-Type": "text/plain"}})
+    assert r.status_code == 415 and "Postmark" in r.json()["detail"]["problem"]
+    assert await _changes(sessions, ann) == []
