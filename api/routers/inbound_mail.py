@@ -37,6 +37,13 @@ _BODY = {
     summary="A message sent to the unsubscribe mailbox (inbound key; the raw message or a provider's post)",
     openapi_extra=_BODY,
 )
+# The same, at a URL ending in "mime": Mailgun posts a route's raw message only to such a URL.
+@router.post(
+    "/api/webhooks/unsubscribe-email/mime",
+    response_model=MailUnsubscribeResult,
+    summary="The same, at the URL a Mailgun route's forward() needs for the raw message",
+    openapi_extra=_BODY,
+)
 async def unsubscribe_email(request: Request, session: Session, _: InboundMail) -> MailUnsubscribeResult:
     """Unsubscribes as the one-click link does. 200 with ``status: ignored`` and a ``reason`` for mail
     that asks nothing we can act on (no token, a forged one): delivering it again would change nothing.

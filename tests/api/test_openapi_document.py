@@ -53,6 +53,7 @@ async def test_each_route_declares_the_key_it_takes(client):
     assert security[("post", "/api/journeys")] == ["ManagementKey"]
     assert security[("get", "/api/analytics/report")] == ["ManagementKey"]
     assert security[("post", "/api/webhooks/unsubscribe-email")] == ["InboundKey"]
+    assert security[("post", "/api/webhooks/unsubscribe-email/mime")] == ["InboundKey"]
     # What customers open from an email, and the health check, take no key.
     for public in [("get", "/u/{token}"), ("get", "/o/{token}"), ("get", "/api/health")]:
         assert security[public] == []
