@@ -88,6 +88,16 @@ class JourneyStep(Base):
     __table_args__ = (
         UniqueConstraint("workflow_id", "node_id", "visit"),
         Index("ix_journey_steps_journey_node", "journey_id", "node_id"),
+        # A journey's steps in each enrollment's order, with what the analytics' transitions read
+        # beside them (PostgreSQL): the window over them needs no sort (migration 0040).
+        Index(
+            "ix_journey_steps_journey_path",
+            "journey_id",
+            "workflow_id",
+            "entered_at",
+            "id",
+            postgresql_include=["node_id", "left_at", "outcome"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
