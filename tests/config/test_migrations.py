@@ -395,6 +395,78 @@ async def test_writes_to_customers_go_on_while_the_read_indexes_build(empty_data
         await engine.dispose()
 
 
+_PATH_INDEX = "ix_journey_steps_journey_path"
+
+
+async def _path_index(engine) -> str | None:
+    """How the database defines the steps' path index (PostgreSQL: valid ones only), or None."""
+    async with engine.connect() as conn:
+        if engine.dialect.name != "postgresql":
+            return await conn.scalar(
+                text("SELECT sql FROM sqlite_master WHERE name = :n"), {"n": _PATH_INDEX}
+            )
+        return await conn.scalar(
+            text(
+                "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i"
+                " JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :n AND i.indisvalid"
+            ),
+            {"n": _PATH_INDEX},
+        )
+
+
+async def test_the_steps_path_index_holds_what_the_transitions_read_and_goes_down_and_up(empty_database):
+    url = empty_database
+    engine = create_async_engine(url)
+    try:
+        await upgrade_async(url)
+        built = await _path_index(engine)
+        assert "(journey_id, workflow_id, entered_at, id)" in " ".join(built.split()), built
+        if url.startswith("postgresql"):  # the window reads the index alone
+            assert built.endswith("INCLUDE (node_id, left_at, outcome)"), built
+        await asyncio.to_thread(command.downgrade, alembic_config(url), "0035_engagement_message_refs")
+        assert await _path_index(engine) is None
+        await upgrade_async(url)
+        assert await _path_index(engine) == built
+    finally:
+        await engine.dispose()
+
+
+async def test_a_steps_path_index_left_invalid_by_an_interrupted_build_is_rebuilt(empty_database):
+    url = empty_database
+    await _postgres_only(url)
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "0035_engagement_message_refs")
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(_CUSTOMER), {"u": "a"})
+            await conn.execute(
+                text(
+                    "INSERT INTO journeys (id, name, status, draft, created_at, updated_at)"
+                    " VALUES ('j', 'J', 'published', '{}', now(), now())"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO journey_steps (workflow_id, journey_id, version, customer_id, node_id,"
+                    " visit, entered_at) SELECT 'w', 'j', 1, id, n, 1, now() FROM customers,"
+                    " (VALUES ('start'), ('hello')) AS nodes (n)"
+                )
+            )
+        async with engine.connect() as conn:  # a failed concurrent build leaves it INVALID
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            with pytest.raises(Exception, match="could not create unique index"):
+                await conn.execute(
+                    text(f"CREATE UNIQUE INDEX CONCURRENTLY {_PATH_INDEX} ON journey_steps ((1))")
+                )
+        assert await _path_index(engine) is None
+
+        await upgrade_async(url)
+
+        assert (await _path_index(engine)).endswith("INCLUDE (node_id, left_at, outcome)")
+    finally:
+        await engine.dispose()
+
+
 async def test_two_migration_runs_at_once_take_turns_and_both_end_at_head(empty_database):
     """Replicas that each migrate on start: the second run waits for the first, then finds nothing
     to do, instead of creating the same tables beside it (or dropping an index it is building)."""
