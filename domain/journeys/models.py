@@ -89,7 +89,7 @@ class JourneyStep(Base):
         UniqueConstraint("workflow_id", "node_id", "visit"),
         Index("ix_journey_steps_journey_node", "journey_id", "node_id"),
         # A journey's steps in each enrollment's order, with what the analytics' transitions read
-        # beside them (PostgreSQL): the window over them needs no sort (migration 0040).
+        # beside them (PostgreSQL): the window over them needs no sort (migration 0036).
         Index(
             "ix_journey_steps_journey_path",
             "journey_id",

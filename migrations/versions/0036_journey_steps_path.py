@@ -16,7 +16,7 @@ On PostgreSQL the index is built CONCURRENTLY, outside the run's transaction, as
 recorder's inserts and updates go on during the build. An interrupted build leaves an INVALID index
 of the name behind; it is dropped and built again.
 
-Revision ID: 0040_journey_steps_path
+Revision ID: 0036_journey_steps_path
 Revises: 0035_engagement_message_refs
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0040_journey_steps_path"
+revision: str = "0036_journey_steps_path"
 down_revision: str | None = "0035_engagement_message_refs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
