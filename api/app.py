@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from api import errors, ingest_docs
+from api import errors, ingest_docs, pages
 from api.routers import (
     analytics,
     broadcasts,
@@ -68,9 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(
         app,
         link_pages={
-            "/u": unsubscribe.broken_link,
-            "/preferences": unsubscribe.broken_link,
+            "/u": pages.broken_link,
+            "/preferences": pages.broken_link,
             "/csat": csat.broken_link,
+            "/c": pages.broken_link,  # not /o: the pixel is an image, which no browser shows as a page
         },
     )
     for module in (

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 
 from api.deps import Session
+from api.pages import invalid_link
 from domain.email import tracking
 from domain.subscriptions.tokens import BadToken
 
@@ -31,8 +32,8 @@ async def open_pixel(token: str, request: Request, session: Session) -> Response
 async def click(token: str, request: Request, session: Session) -> Response:
     try:
         customer_id, ref, url = tracking.read_click(_secret(request), token)
-    except BadToken:
+    except BadToken as exc:
         # never redirect on a token we did not sign: that would be an open redirect
-        return HTMLResponse("<h1>This link is not valid</h1>", status_code=403, headers=_NO_STORE)
+        return invalid_link(403, str(exc))
     await tracking.record(session, tracking.CLICKED, customer_id, ref, url)
     return RedirectResponse(url, status_code=302, headers=_NO_STORE)

@@ -1,7 +1,7 @@
 """Pages customers reach from an email: one-click unsubscribe (RFC 8058) and the preference page.
 
-No cookie or key: the signed token in the URL is the credential. Every page is rendered by an
-autoescaping Jinja environment, so nothing from the database or the URL can inject HTML.
+No cookie or key: the signed token in the URL is the credential. The pages share their look and
+headers with the other links of an email (api.pages).
 """
 
 from __future__ import annotations
@@ -12,39 +12,23 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute
-from jinja2 import Environment, FileSystemLoader
 
 from api.deps import Session
 from api.forms import read_form
 from api.mail import factory
-from domain.email.rendering import TEMPLATES_DIR
+from api.pages import invalid_link, page
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.tokens import BadToken
-
-_pages = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
-_HEADERS = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
-
-
-def _page(name: str, status: int = 200, **values) -> HTMLResponse:
-    html = _pages.get_template(f"pages/{name}.html").render(**values)
-    return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
 
 def _forgotten(status: int = 410) -> HTMLResponse:
     """The page for a link of an erased customer (as a page, not the API's JSON 404)."""
-    return _page("forgotten", status)
-
-
-def broken_link(status: int) -> HTMLResponse:
-    """The page for a path or method no route under ``/u`` or ``/preferences`` takes (api.errors)."""
-    return _page(
-        "invalid_link", status, reason="this address leads to no page (the link was cut short or changed)"
-    )
+    return page("forgotten", status)
 
 
 def _from_a_test() -> HTMLResponse:
     """The page for a link of a preview or test send, which acts for no customer."""
-    return _page("test_link")
+    return page("test_link")
 
 
 def _secret(request: Request) -> str:
@@ -84,7 +68,7 @@ def _read(request: Request, token: str, read: Callable):
     try:
         return read(_secret(request), token)
     except BadToken as exc:
-        raise _PageInstead(_page("invalid_link", 403, reason=str(exc))) from None
+        raise _PageInstead(invalid_link(403, str(exc))) from None
 
 
 def _a_customer(customer_id: int) -> int:
@@ -118,7 +102,7 @@ async def confirm_unsubscribe(token: str, link: UnsubscribeLink, request: Reques
         prefs = await subscriptions.preferences(session, customer_id)
     except subscriptions.CustomerGone:
         return _forgotten()
-    return _page(
+    return page(
         "unsubscribe_confirm",
         what=_what(group_id),
         email=prefs.email,
@@ -136,7 +120,7 @@ async def one_click_unsubscribe(token: str, link: UnsubscribeLink, request: Requ
         prefs = await subscriptions.preferences(session, customer_id)
     except subscriptions.CustomerGone:
         return _forgotten(200)  # nothing more goes to them: the unsubscribe holds (RFC 8058 wants a 2xx)
-    return _page(
+    return page(
         "unsubscribe_done",
         what=_what(group_id),
         email=prefs.email,
@@ -150,7 +134,7 @@ async def preference_page(token: str, customer_id: PreferencesLink, request: Req
         prefs = await subscriptions.preferences(session, customer_id)
     except subscriptions.CustomerGone:
         return _forgotten()
-    return _page("preferences", prefs=prefs, action=f"/preferences/{token}", saved=False)
+    return page("preferences", prefs=prefs, action=f"/preferences/{token}", saved=False)
 
 
 def _shown(form: dict[str, list[str]]) -> tuple[dict[str, bool], bool] | None:
@@ -176,7 +160,7 @@ async def save_preferences(token: str, customer_id: PreferencesLink, request: Re
     try:
         if opened is None:  # not guessed at: nothing is saved (an erased person's link still says so)
             await subscriptions.preferences(session, customer_id)
-            return _page("unreadable_form", 400)
+            return page("unreadable_form", 400)
         prefs = await subscriptions.save_preferences(
             session,
             customer_id,
@@ -187,4 +171,4 @@ async def save_preferences(token: str, customer_id: PreferencesLink, request: Re
         )
     except subscriptions.CustomerGone:
         return _forgotten()
-    return _page("preferences", prefs=prefs, action=f"/preferences/{token}", saved=True)
+    return page("preferences", prefs=prefs, action=f"/preferences/{token}", saved=True)

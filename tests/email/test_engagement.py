@@ -120,3 +120,16 @@ def test_a_link_that_only_begins_like_the_public_url_is_tracked():
     for base in ("https://acme.com", "https://acme.com/mail"):
         for own in (base, f"{base}/u/abc", f"{base}?x=1", f"{base}#top"):
             assert not _tracked(own, base), own
+
+
+async def test_a_click_link_we_did_not_sign_shows_the_link_pages_not_valid(client):
+    forged = tracking.click_token("another-secret-another-secret-xx", 1, "ref", "https://evil.example/")
+    page = await client.get(f"/c/{forged}")
+    assert page.status_code == 403 and "location" not in page.headers
+    assert page.headers["content-type"].startswith("text/html")
+    # The look and headers of the unsubscribe and preference pages, with the reason in words.
+    unsubscribe = await client.get("/u/x.y")
+    assert page.headers["cache-control"] == unsubscribe.headers["cache-control"] == "no-store"
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "<title>Link not valid</title>" in page.text and "<style>" in page.text
+    assert "The link&#39;s signature does not match." in page.text
