@@ -1,5 +1,5 @@
 """What the pages and links customers reach from an email share: the look of ``templates/pages``, its
-headers and the "this link is not valid" page.
+headers, the "this link is not valid" page, and HEAD answered as GET.
 
 Every page is rendered by an autoescaping Jinja environment, so nothing from the database or the URL
 can inject HTML.
@@ -7,6 +7,10 @@ can inject HTML.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader
 
@@ -29,3 +33,18 @@ def invalid_link(status: int, reason: str) -> HTMLResponse:
 def broken_link(status: int) -> HTMLResponse:
     """The page for a path or method no route of a link takes, or text no database stores (api.errors)."""
     return invalid_link(status, "this address leads to no page (the link was cut short or changed)")
+
+
+def get_and_head(router: APIRouter, path: str, **kwargs: Any) -> Callable[[Callable], Callable]:
+    """``@router.get``, and HEAD answered by the same endpoint (FastAPI adds no HEAD to a GET): mail
+    security scanners and link checkers send HEAD and should see the status and headers a click would.
+    The endpoint must record nothing for a HEAD (``request.method``); the server sends no body for it.
+    HEAD stays out of the OpenAPI document, which would otherwise list each operation twice."""
+
+    def register(endpoint: Callable) -> Callable:
+        # GET first: a method no route takes is answered by the first route of the path (its Allow).
+        router.get(path, **kwargs)(endpoint)
+        router.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False, **kwargs)
+        return endpoint
+
+    return register

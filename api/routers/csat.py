@@ -1,6 +1,7 @@
 """The customer's satisfaction page, reached through the signed link in a follow-up email.
 
-GET shows the question (a mail scanner opening the link records nothing); POST records the rating.
+GET (and HEAD) shows the question (a mail scanner opening the link records nothing); POST records the
+rating.
 Everything shown is escaped by Jinja's autoescape, and the page allows no script.
 """
 
@@ -14,6 +15,7 @@ from jinja2 import Environment
 
 from api.deps import Session, get_settings
 from api.forms import read_form
+from api.pages import get_and_head
 from config.settings import Settings
 from domain.cases import service as cases
 from domain.customers import service as customers
@@ -83,7 +85,7 @@ async def _name(session, customer_id: int) -> str | None:
     return name if isinstance(name, str) else None
 
 
-@router.get("/csat/{case_id}", response_class=HTMLResponse)
+@get_and_head(router, "/csat/{case_id}", response_class=HTMLResponse)
 async def csat_form(
     case_id: str,
     session: Session,

@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from api.deps import Session
 from api.forms import read_form
 from api.mail import factory
-from api.pages import invalid_link, page
+from api.pages import get_and_head, invalid_link, page
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.tokens import BadToken
 
@@ -94,9 +94,9 @@ UnsubscribeLink = Annotated[tuple[int, str], Depends(_unsubscribe_link)]
 PreferencesLink = Annotated[int, Depends(_preferences_link)]
 
 
-@router.get("/u/{token}", response_class=HTMLResponse, summary="Unsubscribe confirmation page")
+@get_and_head(router, "/u/{token}", response_class=HTMLResponse, summary="Unsubscribe confirmation page")
 async def confirm_unsubscribe(token: str, link: UnsubscribeLink, request: Request, session: Session):
-    """Shows a button; a GET never unsubscribes (link scanners follow GETs)."""
+    """Shows a button; a GET (or HEAD) never unsubscribes: link scanners follow them (RFC 8058)."""
     customer_id, group_id = link
     try:
         prefs = await subscriptions.preferences(session, customer_id)
@@ -128,7 +128,7 @@ async def one_click_unsubscribe(token: str, link: UnsubscribeLink, request: Requ
     )
 
 
-@router.get("/preferences/{token}", response_class=HTMLResponse, summary="Preference page")
+@get_and_head(router, "/preferences/{token}", response_class=HTMLResponse, summary="Preference page")
 async def preference_page(token: str, customer_id: PreferencesLink, request: Request, session: Session):
     try:
         prefs = await subscriptions.preferences(session, customer_id)
