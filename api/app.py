@@ -41,7 +41,7 @@ DESCRIPTION = """Durable customer journeys on Temporal.
 
 Errors are `{"error": code, "detail": ...}`; the detail names the field and the problem. A 422 also
 carries `problems`, a list of `{"field", "problem"}` whichever check refused the input, and `message`,
-the first of them in words.
+the first of them in words (the `Refusal` schema).
 """
 
 
@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict:
         if app.openapi_schema is None:  # generated once, then served from FastAPI's cache
-            app.openapi_schema = ingest_docs.document(generate())
+            app.openapi_schema = errors.document(ingest_docs.document(generate()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -43,6 +44,47 @@ def _problems(detail: Any) -> list[dict[str, Any]]:
         problem = str(found.get("problem", "is not valid"))
         problems.append({"field": "body" if field is None else str(field), "problem": problem, **more})
     return problems
+
+
+class RefusalProblem(BaseModel):
+    """One problem of refused input (a journey's also names its `node`, a template's its `line`)."""
+
+    model_config = ConfigDict(extra="allow")
+    field: str = Field(description="Where: a body field's dotted path, a parameter's name, or `body`")
+    problem: str = Field(description="What is wrong with it, in words")
+
+
+class Refusal(BaseModel):
+    """The body of every 422, whichever check refused the input (the OpenAPI document's 422)."""
+
+    error: str = Field(description="The code: `validation_error` (the request's shape), `invalid`, ...")
+    detail: Any = Field(description="As each check has always answered: one problem, a list, or text")
+    message: str = Field(description="The first problem in words, e.g. `opt_in: Input should be ...`")
+    problems: list[RefusalProblem] = Field(description="Every problem alike")
+
+
+_REF = "#/components/schemas/{model}"
+# FastAPI's own 422 (``{"detail": [{loc, msg, type}]}``), which this API never answers.
+_FASTAPI_422 = ("HTTPValidationError", "ValidationError")
+
+
+def document(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Make each operation's documented 422 the ``Refusal`` the handlers below answer (in place)."""
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    schema = Refusal.model_json_schema(ref_template=_REF)
+    schemas.update(schema.pop("$defs", {}))
+    schemas[Refusal.__name__] = schema
+    refusal = {
+        "description": "Refused input: every problem names the field",
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model=Refusal.__name__)}}},
+    }
+    for operations in openapi.get("paths", {}).values():
+        for operation in operations.values():
+            if "422" in operation.get("responses", {}):
+                operation["responses"]["422"] = refusal
+    for name in _FASTAPI_422:
+        schemas.pop(name, None)
+    return openapi
 
 
 def _refused(code: str, detail: Any, status: int) -> JSONResponse:

@@ -57,3 +57,45 @@ async def test_each_route_declares_the_key_it_takes(client):
     # What customers open from an email, and the health check, take no key.
     for public in [("get", "/u/{token}"), ("get", "/o/{token}"), ("get", "/api/health")]:
         assert security[public] == []
+
+
+def _conforms(value, schema, schemas, where="body"):
+    """Assert the value is what the document's schema says (the parts of JSON Schema it uses here)."""
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"].removeprefix("#/components/schemas/")]
+    kind = {"string": str, "array": list, "object": dict, "integer": int}.get(schema.get("type"), object)
+    assert isinstance(value, kind), f"{where}: {value!r} is no {schema.get('type')}"
+    if schema.get("type") == "object":
+        assert set(schema.get("required", [])) <= set(value), f"{where}: misses {schema['required']}"
+        if schema.get("additionalProperties") is not True:
+            assert set(value) <= set(schema.get("properties", {})), f"{where}: undocumented keys"
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                _conforms(value[key], sub, schemas, f"{where}.{key}")
+    if schema.get("type") == "array" and "items" in schema:
+        for index, item in enumerate(value):
+            _conforms(item, schema["items"], schemas, f"{where}[{index}]")
+
+
+async def test_the_documented_422_is_the_body_the_api_answers(client, admin_headers):
+    doc = await _document(client)
+    schemas = doc["components"]["schemas"]
+    # Not FastAPI's {"detail": [{loc, msg, type}]}, which no route answers.
+    assert not {"HTTPValidationError", "ValidationError"} & set(schemas)
+    refusal = schemas["Refusal"]
+    keys = {"error", "detail", "message", "problems"}
+    assert set(refusal["required"]) == set(refusal["properties"]) == keys
+    problem = refusal["properties"]["problems"]["items"]["$ref"].removeprefix("#/components/schemas/")
+    assert set(schemas[problem]["required"]) == {"field", "problem"}
+    # The request's shape (FastAPI's check) and a domain check (text no database stores) refused alike.
+    for method, path, body in [
+        ("post", "/api/subscription-groups", {"id": "news", "name": "News", "opt_in": "maybe"}),
+        ("get", "/api/customers/{customer_id}", None),
+    ]:
+        documented = doc["paths"][path][method]["responses"]["422"]["content"]["application/json"]
+        answer = await client.request(
+            method, path.replace("{customer_id}", "x%00"), json=body, headers=admin_headers
+        )
+        assert answer.status_code == 422, answer.text
+        assert set(answer.json()) == keys
+        _conforms(answer.json(), documented["schema"], schemas)
