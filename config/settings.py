@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 import idna
+from babel import Locale, UnknownLocaleError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -76,6 +77,11 @@ class Settings(BaseSettings):
     email_tracking: bool = Field(True, description="Open pixel and click redirects in sent email.")
     postal_address: str | None = Field(
         None, description="The sender's postal address, shown in every email footer (CAN-SPAM)."
+    )
+    default_locale: str = Field(
+        "en",
+        description="Locale templates format dates, money and numbers in for a customer without a usable "
+        "locale (and no matching variant), e.g. de-DE.",
     )
 
     api_host: str = "127.0.0.1"
@@ -210,6 +216,18 @@ class Settings(BaseSettings):
         netloc = host if port is None else f"{host}:{port}"
         path = quote(parts.path, safe="/%:@!$&'()*+,;=-._~")
         return urlunsplit((parts.scheme, netloc, path, "", "")).rstrip("/")
+
+    @field_validator("default_locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        # a default no formatting filter could use would silently print English: refuse it at start
+        try:
+            Locale.parse(value.strip().replace("_", "-"), sep="-")
+        except (UnknownLocaleError, ValueError) as exc:
+            raise ValueError(
+                f"{value!r} is not a locale Babel knows (such as en, de-DE, pt-BR): {exc}"
+            ) from None
+        return value.strip()
 
     @field_validator("webhook_proxy")
     @classmethod

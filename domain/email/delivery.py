@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from config.settings import Settings
-from domain.email import compose, rendering, tracking
+from domain.email import compose, formatting, rendering, tracking
 from domain.email.models import TemplateVersion
 from domain.errors import InvalidInput
 from domain.subscriptions import service as subscriptions
@@ -55,6 +55,7 @@ class MessageFactory:
         self.envelope_from = self.composer.envelope_from
         self._sender_name = parseaddr(settings.mail_from)[0] or self.composer.domain
         self._postal_address = settings.postal_address
+        self._default_locale = settings.default_locale
         self._tracking = settings.email_tracking
         # Unsubscribing by email, beside the one-click URL, for clients that only send one (RFC 2369).
         self._unsubscribe_mailto = (
@@ -115,7 +116,9 @@ class MessageFactory:
         signed = subscriptions.unsubscribe_token(self._secret, owner, group_id) if marketing else ""
         unsubscribe = self._unsubscribe_url(signed) if marketing else None
         preferences = self.preferences_url(owner) if marketing else None
-        variant = rendering.pick_variant(version.variants, customer.get("locale")) or {}
+        locale = customer.get("locale")
+        variant_locale = rendering.variant_locale(version.variants, locale)
+        variant = version.variants[variant_locale] if variant_locale is not None else {}
         # names this message in signed links; None: links stay untracked (previews, test sends, and
         # transactional mail, whose links may be credentials: a password reset, a magic login)
         tracked = track and self._tracking and marketing
@@ -130,7 +133,7 @@ class MessageFactory:
                 customer, event, journey=journey, unsubscribe_url=unsubscribe, preferences_url=preferences
             ),
             layout=version.layout,
-            lang=(customer.get("locale") or "en").split("-")[0].split("_")[0][:8] or "en",
+            lang=(locale or "en").split("-")[0].split("_")[0][:8] or "en",
             footer=rendering.Footer(
                 sender_name=self._sender_name,
                 postal_address=self._postal_address,
@@ -139,6 +142,10 @@ class MessageFactory:
                 group_name=group_name or group_id or "our emails",
             ),
             links=self._link_tracker(customer["id"], ref) if ref else None,
+            # dates and amounts as the customer reads them; cached per combination, cheap per message
+            locality=formatting.locality(
+                locale, variant_locale, self._default_locale, timezone=customer.get("timezone")
+            ),
         )
         html = rendered.html
         if ref:
@@ -168,6 +175,10 @@ def prepare_or_422(
     try:
         return factory.make(version, customer, **kwargs)
     except rendering.RenderError as exc:
-        raise InvalidInput({"field": "template", "problem": str(exc)}, code="render_failed") from exc
+        where = {"part": exc.part, "line": exc.line}
+        detail = {"field": "template", "problem": str(exc)} | {
+            k: v for k, v in where.items() if v is not None
+        }
+        raise InvalidInput(detail, code="render_failed") from exc
     except compose.InvalidRecipient as exc:
         raise InvalidInput({"field": "to", "problem": str(exc)}, code="invalid_recipient") from exc

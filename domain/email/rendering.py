@@ -20,7 +20,7 @@ import css_inline
 from jinja2 import Environment, FileSystemLoader, TemplateSyntaxError, meta, select_autoescape
 from markupsafe import Markup, escape
 
-from domain.email import inlining
+from domain.email import formatting, inlining
 from domain.email.sandbox import (
     INTERNALS,
     Budget,
@@ -53,7 +53,13 @@ _inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=
 
 
 class RenderError(Exception):
-    """A template failed for this one message (bad data, blocked operation, over budget). Not retryable."""
+    """A template failed for this one message (bad data, blocked operation, over budget). Not retryable.
+    ``part`` and ``line`` say where, when known."""
+
+    def __init__(self, message: str, *, part: str | None = None, line: int | None = None):
+        where = f" ({part}, line {line})" if part and line else f" ({part})" if part else ""
+        super().__init__(message + where)
+        self.part, self.line = part, line
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,7 @@ def check_template(parts: dict[str, str | None], prefix: str = "") -> None:
             raise InvalidInput(
                 {"field": name, "problem": NESTED_TOO_DEEPLY}, code="template_too_deep"
             ) from exc
-        blocked = blocked_constructs(ast) + oversized_constructs(ast)
+        blocked = blocked_constructs(ast) + oversized_constructs(ast) + formatting.unreadable_arguments(ast)
         if blocked:
             raise InvalidInput({"field": name, "problem": "; ".join(blocked)}, code="template_blocked")
         unknown = sorted(meta.find_undeclared_variables(ast) - VARIABLES)
@@ -126,8 +132,31 @@ def _compiled(source: str, html: bool):
         raise RenderError(NESTED_TOO_DEEPLY) from exc
 
 
+class _Failed(Exception):
+    """A part failed to render: the error, and the line of the template it failed on."""
+
+    def __init__(self, error: Exception, line: int | None):
+        super().__init__(error)
+        self.error, self.line = error, line
+
+
+def _line_of(template, error: Exception) -> int | None:
+    """The template line the error was raised on: render_with_budget runs the compiled code directly,
+    so the traceback still holds its frames (filename ``<template>``), which Jinja maps back to lines."""
+    line, tb = None, error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == template.filename:
+            line = template.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    return line
+
+
 def _run(source: str, html: bool, context: dict[str, Any], budget: Budget) -> str:
-    out = render_with_budget(_compiled(source, html), context, budget)
+    template = _compiled(source, html)
+    try:
+        out = render_with_budget(template, context, budget)
+    except Exception as exc:
+        raise _Failed(exc, _line_of(template, exc)) from exc
     if INTERNALS.search(out):
         raise RenderError("template output exposes internal objects; refusing to send")
     return out
@@ -144,23 +173,33 @@ def render(
     lang: str = "en",
     budget: Budget | None = None,
     links: Callable[[str], str] | None = None,
+    locality: formatting.Locality | None = None,
 ) -> RenderedEmail:
     """Render one message. Every failure of the template becomes a ``RenderError``. ``links`` rewrites
-    the links of the rendered body (click tracking); the layout's own links are never tracked."""
+    the links of the rendered body (click tracking); the layout's own links are never tracked.
+    ``locality`` is the customer's locale and zone, for the formatting filters (default: en, UTC)."""
     budget = budget or Budget()
     context = with_globals(_html_env, context)  # once for the three parts
+    if locality is not None:
+        context[formatting.LOCALITY] = locality
     footer = footer or Footer(sender_name="", postal_address=None)
     body_source, skeleton = _styled(html, layout, lang, footer.skeleton_key())
+    part = "subject"
     try:
         # stripped, never rewritten: a line break inside it is refused by compose, not joined away
         rendered_subject = _run(subject, False, context, budget).strip(" ")
+        part = "html"
         body = _run(body_source, True, context, budget)
         # no text part: one derived once from the HTML template, rendered like the others
+        part = "text"
         rendered_text = _run(text if text is not None else _derived_text(html), False, context, budget)
     except RenderError:
         raise
     except Exception as exc:  # blocked operation, over budget, bad data: this message fails, not the worker
-        raise RenderError(f"template failed to render: {exc}") from exc
+        error, line = (exc.error, exc.line) if isinstance(exc, _Failed) else (exc, None)
+        if (part == "html" and body_source != html) or (part == "text" and text is None):
+            line = None  # the source run was rewritten (CSS inlined, text derived): its lines are not theirs
+        raise RenderError(f"template failed to render: {error}", part=part, line=line) from error
     if not rendered_subject:
         raise RenderError("the rendered subject is empty")
     if links is not None:
@@ -252,10 +291,16 @@ def context_for(
 
 def pick_variant(variants: dict[str, dict[str, Any]] | None, locale: str | None) -> dict[str, Any] | None:
     """The variant for ``locale``: exact tag first (``pt-BR``), then its language (``pt``)."""
+    key = variant_locale(variants, locale)
+    return None if key is None else variants[key]
+
+
+def variant_locale(variants: dict[str, Any] | None, locale: str | None) -> str | None:
+    """The key (a locale) of the variant ``pick_variant`` chooses, as it was saved."""
     if not variants or not locale:
         return None
     wanted = locale.replace("_", "-").lower()
-    lowered = {k.replace("_", "-").lower(): v for k, v in variants.items()}  # saved as pt_BR or pt-BR
+    lowered = {k.replace("_", "-").lower(): k for k in variants}  # saved as pt_BR or pt-BR
     return lowered.get(wanted) or lowered.get(wanted.split("-")[0])
 
 

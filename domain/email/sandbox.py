@@ -54,6 +54,8 @@ from jinja2.sandbox import (
 )
 from markupsafe import Markup
 
+from domain.email import formatting
+
 MAX_OUTPUT_CHARS = 1_000_000
 MAX_RENDER_SECONDS = 1.0
 MAX_RANGE = 10_000
@@ -380,6 +382,7 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
         self.filters["string"] = _safe_string
         self.filters["default"] = self.filters["d"] = _default
         self.filters.update(_GUARDED_FILTERS)
+        self.filters.update(formatting.FILTERS)  # plain data in, plain text out: no Babel object escapes
         for name in _TEXT_FILTERS:
             self.filters[name] = _null_is_empty(self.filters[name])
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from domain.db import StoredInt, VersionNumber
 from domain.email import compose
+from domain.events.schemas import is_timezone
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
@@ -109,6 +110,9 @@ class PreviewIn(BaseModel):
     traits: dict[str, Any] = Field(default_factory=dict, description="Sample traits (no customer_id).")
     email: str | None = Field(None, max_length=320, description="Sample address (no customer_id).")
     locale: str | None = Field(None, pattern=LOCALE)
+    timezone: str | None = Field(
+        None, max_length=64, description="Sample IANA time zone (no customer_id); default UTC."
+    )
     event: dict[str, Any] | None = Field(None, description="Sample triggering event: {name, properties}.")
     version: VersionNumber | None = Field(None, description="Default: the current version.")
     subscription_group: str | None = Field(
@@ -124,6 +128,13 @@ class PreviewIn(BaseModel):
     def _address(cls, value: str | None) -> str | None:
         # checked here so the 422 names this field, not the `to` the preview is composed for
         return None if value is None else compose.checked_address(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None and not is_timezone(value):
+            raise ValueError(f"{value!r} is not an IANA time zone (such as Europe/Berlin)")
+        return value
 
 
 class PreviewOut(BaseModel):

@@ -166,7 +166,7 @@ async def preview_subject(session: AsyncSession, template_id: str, spec: Preview
             "user_id": None,
             "email": spec.email or PREVIEW_ADDRESS,
             "traits": spec.traits,
-            "timezone": None,
+            "timezone": spec.timezone,
             "locale": spec.locale,
         }
     group_id = spec.subscription_group or version.subscription_group
