@@ -63,7 +63,7 @@ def readable_locale(tag: Any) -> bool:
 def _zone(name: str) -> tzinfo | None:
     try:
         return ZoneInfo(name)
-    except (ValueError, OSError):  # unknown, or not a zone name at all ("../x")
+    except (KeyError, ValueError, OSError):  # unknown (ZoneInfoNotFoundError), or no zone name ("../x")
         return None
 
 

@@ -34,11 +34,19 @@ async def add_customers(sessions, n: int, *, prefix: str = "c") -> list[int]:
         return [r.id for r in rows]
 
 
-async def add_customer(sessions, *, email: str, traits: dict, locale: str | None = None) -> int:
+async def add_customer(
+    sessions, *, email: str, traits: dict, locale: str | None = None, timezone: str | None = None
+) -> int:
     now = utcnow()
     async with transaction(sessions) as session:
         row = Customer(
-            user_id=email, email=email, traits=traits, locale=locale, first_seen_at=now, last_seen_at=now
+            user_id=email,
+            email=email,
+            traits=traits,
+            locale=locale,
+            timezone=timezone,
+            first_seen_at=now,
+            last_seen_at=now,
         )
         session.add(row)
         await session.flush()
