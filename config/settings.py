@@ -80,8 +80,8 @@ class Settings(BaseSettings):
     )
     default_locale: str = Field(
         "en",
-        description="Locale templates format dates, money and numbers in for a customer without a usable "
-        "locale (and no matching variant), e.g. de-DE.",
+        description="Language the templates' main content is written in (e.g. de-DE): dates, money and "
+        "numbers in it are formatted in this locale, or the customer's when it is the same language.",
     )
 
     api_host: str = "127.0.0.1"

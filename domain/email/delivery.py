@@ -119,6 +119,8 @@ class MessageFactory:
         locale = customer.get("locale")
         variant_locale = rendering.variant_locale(version.variants, locale)
         variant = version.variants[variant_locale] if variant_locale is not None else {}
+        # dates and amounts in the language of the text the customer reads (a variant's, else the main one's)
+        written = formatting.written_in(locale, variant_locale, self._default_locale)
         # names this message in signed links; None: links stay untracked (previews, test sends, and
         # transactional mail, whose links may be credentials: a password reset, a magic login)
         tracked = track and self._tracking and marketing
@@ -133,7 +135,7 @@ class MessageFactory:
                 customer, event, journey=journey, unsubscribe_url=unsubscribe, preferences_url=preferences
             ),
             layout=version.layout,
-            lang=(locale or "en").split("-")[0].split("_")[0][:8] or "en",
+            lang=written[-1].split("-")[0].split("_")[0][:8] or "en",
             footer=rendering.Footer(
                 sender_name=self._sender_name,
                 postal_address=self._postal_address,
@@ -143,9 +145,7 @@ class MessageFactory:
             ),
             links=self._link_tracker(customer["id"], ref) if ref else None,
             # dates and amounts as the customer reads them; cached per combination, cheap per message
-            locality=formatting.locality(
-                locale, variant_locale, self._default_locale, timezone=customer.get("timezone")
-            ),
+            locality=formatting.locality(*written, timezone=customer.get("timezone")),
         )
         html = rendered.html
         if ref:

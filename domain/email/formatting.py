@@ -59,6 +59,21 @@ def readable_locale(tag: Any) -> bool:
     return isinstance(tag, str) and len(tag) <= 35 and _locale(tag) is not None
 
 
+def written_in(customer: str | None, variant: str | None, default: str) -> tuple[str, ...]:
+    """The locales to format in, best first: the language the message is written in (the chosen
+    variant's, else the main content's, ``default``), spelled as the customer's locale when that is the
+    same language (``de-AT`` for a ``de`` text, so its region's conventions). A customer whose language
+    no variant has reads the main content, so a ``de`` customer of English text gets English dates."""
+    text = variant or default
+    if (
+        readable_locale(customer)
+        and readable_locale(text)
+        and _locale(customer).language == _locale(text).language
+    ):
+        return (customer, text)
+    return (text,)
+
+
 @lru_cache(maxsize=512)
 def _zone(name: str) -> tzinfo | None:
     try:
@@ -69,7 +84,7 @@ def _zone(name: str) -> tzinfo | None:
 
 @lru_cache(maxsize=4096)
 def locality(*locales: str | None, timezone: str | None = None) -> Locality:
-    """The first of ``locales`` Babel knows (the customer's, the variant's, the default), else English;
+    """The first of ``locales`` Babel knows (see ``written_in``), else English;
     the customer's zone, else UTC. A profile's unknown locale or zone falls back instead of failing:
     it decides how values are spelled, not whether the customer gets the message."""
     locale = next((_locale(tag) for tag in locales if readable_locale(tag)), None)

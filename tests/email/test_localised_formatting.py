@@ -164,6 +164,14 @@ def test_a_send_formats_for_the_customer_the_variant_and_the_configured_default(
     assert sent(locale="zz", timezone="Nowhere/City").text.strip() == "4 décembre 2026"
 
 
+def test_values_are_written_in_the_language_of_the_text_in_the_customers_region():
+    assert formatting.written_in("de", None, "en") == ("en",)  # no German variant: English text
+    assert formatting.written_in("de-AT", "de", "en") == ("de-AT", "de")  # Austrian conventions
+    assert formatting.written_in("en-GB", None, "en") == ("en-GB", "en")
+    assert formatting.written_in("xx-YY", None, "fr-FR") == ("fr-FR",)
+    assert formatting.written_in(None, None, "pt-BR") == ("pt-BR",)
+
+
 def test_a_default_locale_babel_does_not_know_stops_the_start(tmp_path):
     with pytest.raises(ValueError, match="default_locale"):
         Settings(dev_mode=True, data_dir=tmp_path, default_locale="klingon")
@@ -198,12 +206,19 @@ def test_templates_reach_no_babel_object_and_cannot_name_the_locality():
     assert _render("{{ (1 | money('EUR')) is string }}", "de") == "True"
 
 
+ORDER_HTML = (
+    "<p>Total: {{ properties.total | money('EUR') }}</p>\n"
+    "<p>Placed {{ event.timestamp | datetime('short') }}</p>\n<p>Ships {{ properties.ships | date }}</p>"
+)
 ORDER = {
     "id": "order",
     "name": "Order",
     "subject": "Order of {{ event.timestamp | date }}",
-    "html": "<p>Total: {{ properties.total | money('EUR') }}</p>\n"
-    "<p>Placed {{ event.timestamp | datetime('short') }}</p>\n<p>Ships {{ properties.ships | date }}</p>",
+    "html": ORDER_HTML,
+    "variants": {
+        "de": {"subject": "Bestellung vom {{ event.timestamp | date }}", "html": ORDER_HTML},
+        "ja": {"subject": "ご注文 {{ event.timestamp | date }}", "html": ORDER_HTML},
+    },
 }
 
 
@@ -216,7 +231,7 @@ async def test_a_preview_formats_sample_data_and_a_stored_customer_and_a_bad_val
     sample = {"locale": "de-DE", "timezone": "Europe/Berlin", "event": event}
     r = await client.post("/api/templates/order/preview", json=sample, headers=marketer_headers)
     assert r.status_code == 200, r.text
-    assert r.json()["subject"] == "Order of 5. Dezember 2026"
+    assert r.json()["subject"] == "Bestellung vom 5. Dezember 2026"
     assert "Total: 1.234,50" + NBSP + "€" in r.json()["text"] and "Placed 05.12.26, 00:30" in r.json()["text"]
 
     cid = await add_customer(sessions, email="ken@example.com", traits={}, locale="ja", timezone="Asia/Tokyo")
@@ -224,7 +239,14 @@ async def test_a_preview_formats_sample_data_and_a_stored_customer_and_a_bad_val
         "/api/templates/order/preview", json={"customer_id": cid, "event": event}, headers=marketer_headers
     )
     assert r.status_code == 200, r.text
-    assert r.json()["subject"] == "Order of 2026年12月5日" and "Placed 2026/12/05 8:30" in r.json()["text"]
+    assert r.json()["subject"] == "ご注文 2026年12月5日" and "Placed 2026/12/05 8:30" in r.json()["text"]
+
+    # no French variant: a French customer reads the English main text, with English dates and amounts
+    french = sample | {"locale": "fr-FR"}
+    r = await client.post("/api/templates/order/preview", json=french, headers=marketer_headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["subject"] == "Order of December 5, 2026" and "Total: €1,234.50" in r.json()["text"]
+    assert '<html lang="en"' in r.json()["html"]
 
     bad = sample | {"event": event | {"properties": {"total": 5, "ships": "next week"}}}
     r = await client.post("/api/templates/order/preview", json=bad, headers=marketer_headers)
