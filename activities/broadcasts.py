@@ -7,7 +7,9 @@ it again. Within a call, work flows without a pause at page boundaries:
 - the planner claims the next page's ledger rows and checks suppression while the current one is sent;
 - the renderer renders messages ``RENDER_AHEAD`` at a time, ahead of the pool: a connection that
   finishes a send finds its next message ready, and rendering in a tight loop keeps the sandbox's code
-  in the CPU cache (one message rendered between two sends costs about a third more);
+  in the CPU cache (one message rendered between two sends costs about a third more). Before it
+  renders them it holds their recipients (``_Hold``): an erasure since planning skips them, and one
+  that starts waits until their outcome is recorded;
 - one sender per pooled connection delivers the next rendered message;
 - the recorder commits what the server accepted every ``RECORD_EVERY`` seconds (sooner when many
   wait), and closes each page, in order, once all of its messages are recorded: the broadcast's cursor
@@ -60,6 +62,7 @@ RUN_SECONDS = 20.0  # an activity call takes no new page after this long
 RENDER_AHEAD = 32  # messages rendered in one go, ahead of the pool
 RECORD_EVERY = 0.05  # seconds between ledger commits while messages are being accepted
 MAX_UNRECORDED = 100  # sent or being sent, not yet recorded: the most a crash can send twice
+HOLDS_OPEN = 4  # groups of recipients held against an erasure at once (one connection each)
 
 
 class RateLimit:
@@ -97,6 +100,57 @@ class _Page:
     blocked: bool = False  # a message was not accepted yet (temporary failure): the page stays open
 
 
+class _Hold:
+    """A group of recipients re-checked right before their messages are rendered and sent, in a
+    transaction that key-share locks their profiles (``broadcasts.hold_recipients``). On PostgreSQL
+    it stays open until the last of their outcomes is recorded, so an erasure (which locks the
+    profile first) waits for that: it never commits while one of its messages is on its way, and it
+    then finds the ledger row complete and anonymises it. SQLite lets one writer in at a time, so
+    there the check commits at once, and only an erasure committed before it is seen."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], room: asyncio.Semaphore, open_holds: set[_Hold]
+    ):
+        self._sessions = sessions
+        self._room = room
+        self._registry = open_holds  # the run's, which closes what a failure leaves open
+        self._stack = contextlib.AsyncExitStack()
+        self._open = False
+        self.unrecorded = 0
+
+    async def check(
+        self, broadcast_id: str, planned: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        await self._room.acquire()
+        self._open = True
+        self._registry.add(self)
+        try:
+            session = await self._stack.enter_async_context(transaction(self._sessions))
+            todo, erased = await broadcasts.hold_recipients(session, broadcast_id, planned)
+        except BaseException:
+            await self.close()
+            raise
+        self.unrecorded = len(todo)
+        if not todo or session.bind.dialect.name != "postgresql":
+            await self.close()
+        return todo, erased
+
+    async def recorded(self, n: int = 1) -> None:
+        self.unrecorded -= n
+        if self.unrecorded <= 0:
+            await self.close()
+
+    async def close(self) -> None:
+        """Ends the transaction (it wrote nothing); once only."""
+        if self._open:
+            self._open = False
+            self._registry.discard(self)
+            try:
+                await self._stack.aclose()
+            finally:
+                self._room.release()
+
+
 @dataclass
 class _Rendered:
     page: _Page
@@ -104,6 +158,7 @@ class _Rendered:
     key: str
     message: Prepared | None
     error: str | None = None  # why it could not be rendered (this message fails, not the page)
+    hold: _Hold | None = None  # its recipient's, released once its outcome is recorded
 
 
 class _Run:
@@ -125,6 +180,9 @@ class _Run:
         self._slots = asyncio.Semaphore(MAX_UNRECORDED)
         self._sent: list[_Rendered] = []
         self._failed: list[tuple[_Rendered, str, str | None]] = []
+        self._erased: list[tuple[_Page, str]] = []  # recipients erased since their page was planned
+        self._holds: set[_Hold] = set()
+        self._room = asyncio.Semaphore(HOLDS_OPEN)
         self._bounced: list[tuple[str, str]] = []
         self._due = asyncio.Event()
         self._closing = False
@@ -142,6 +200,8 @@ class _Run:
                 self._closing = True
                 self._due.set()
         finally:
+            for hold in list(self._holds):  # a run that failed: nothing more is recorded
+                await hold.close()
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
@@ -177,12 +237,25 @@ class _Run:
         while (page := await self._planned.get()) is not None:
             self._ahead.release()
             todo = page.plan.todo
-            for start in range(0, len(todo), RENDER_AHEAD):
+            # A rate-limited broadcast holds fewer at a time: an erasure waits about a second at most.
+            step = min(RENDER_AHEAD, page.plan.rate_per_second or RENDER_AHEAD)
+            for start in range(0, len(todo), step):
                 while self._ready.qsize() >= self._senders:
                     self._wanted.clear()
                     await self._wanted.wait()
-                for customer in todo[start : start + RENDER_AHEAD]:
-                    self._ready.put_nowait(self._sender.render(page, customer, self._req.broadcast_id))
+                planned = todo[start : start + step]
+                hold = _Hold(self._sender.sessions, self._room, self._holds)
+                ready, erased = await hold.check(self._req.broadcast_id, planned)
+                if len(ready) + len(erased) < len(planned):  # settled by another attempt meanwhile
+                    page.unrecorded -= len(planned) - len(ready) - len(erased)
+                    self._due.set()
+                if erased:
+                    self._erased.extend((page, key) for key in erased)
+                    self._due.set()
+                for customer in ready:
+                    item = self._sender.render(page, customer, self._req.broadcast_id)
+                    item.hold = hold
+                    self._ready.put_nowait(item)
             if not todo:
                 self._due.set()  # nothing to send: the page can be closed now
         for _ in range(self._senders):
@@ -210,6 +283,8 @@ class _Run:
                 self._slots.release()
                 self.temporary.append(str(exc))
                 item.page.blocked = True
+                if item.hold:
+                    await item.hold.recorded()
             else:
                 self._sent.append(item)
                 if len(self._sent) >= MAX_UNRECORDED // 2:
@@ -230,16 +305,18 @@ class _Run:
                 return
 
     async def _commit(self) -> None:
-        sent, failed, bounced = self._sent, self._failed, self._bounced
-        self._sent, self._failed, self._bounced = [], [], []
+        sent, failed, bounced, erased = self._sent, self._failed, self._bounced, self._erased
+        self._sent, self._failed, self._bounced, self._erased = [], [], [], []
         for item in sent:
             item.page.unrecorded -= 1
         for item, _, _ in failed:
             item.page.unrecorded -= 1
+        for page, _ in erased:
+            page.unrecorded -= 1
         closing = []
         while self._open and self._open[0].unrecorded == 0 and not self._open[0].blocked:
             closing.append(self._open.popleft())
-        if not (sent or failed or closing):
+        if not (sent or failed or erased or closing):
             return
         req = self._req
         async with transaction(self._sender.sessions) as session:
@@ -252,6 +329,10 @@ class _Run:
                 [
                     {"k": item.key, "s": "failed", "e": error[:2000], "subj": subject, "at": None}
                     for item, error, subject in failed
+                ]
+                + [
+                    {"k": key, "s": "skipped", "e": broadcasts.ERASED, "subj": None, "at": None}
+                    for _, key in erased
                 ],
             )
             for address, why in bounced:
@@ -264,6 +345,9 @@ class _Run:
             ]
         for _ in sent:
             self._slots.release()
+        for item in [*sent, *(item for item, _, _ in failed)]:
+            if item.hold:
+                await item.hold.recorded()
         for page, count in zip(closing, counts, strict=True):
             self.progress.after_id = page.plan.last_id
             self.progress.sent += count.get("sent", 0)

@@ -61,6 +61,18 @@ async def claim_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> d
     return statuses
 
 
+async def ledger_rows(session: AsyncSession, keys: list[str]) -> dict[str, tuple[str, str | None]]:
+    """Each key's (status, to_address) as the ledger holds them now."""
+    if not keys:
+        return {}
+    m = _messages.c
+    conn = await session.connection()
+    rows = await conn.execute(
+        select(m.idempotency_key, m.status, m.to_address).where(m.idempotency_key.in_(keys))
+    )
+    return {k: (s, a) for k, s, a in rows}
+
+
 # A sent message: its subject as rendered for its recipient, one more attempt.
 _sent = {
     "status": "sent",

@@ -15,6 +15,7 @@ from domain.auth.schemas import Principal
 from domain.broadcasts import audience, repository
 from domain.broadcasts.models import Broadcast
 from domain.broadcasts.schemas import BroadcastIn, BroadcastOut
+from domain.customers import service as customers_service
 from domain.db import utcnow
 from domain.email import repository as email_repository
 from domain.email.models import TemplateVersion
@@ -41,6 +42,8 @@ def _key_prefix(broadcast_id: str) -> str:
 
 # Why a customer is passed over whose merged-away profile already got (or is getting) the broadcast.
 REACHED_BY_MERGE = "already sent to a profile merged into this customer"
+# Why a planned recipient is passed over who was erased before their message went out.
+ERASED = "customer erased before the send"
 
 
 def out(row: Broadcast) -> BroadcastOut:
@@ -284,6 +287,33 @@ async def plan_batch(
         blocked=blocked,
         keys=list(keys.values()),
     )
+
+
+async def hold_recipients(
+    session: AsyncSession, broadcast_id: str, planned: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Right before sending to these planned recipients: key-share lock their profiles until the
+    transaction ends, as a journey send's claim does (``customers.hold_current``, which an erasure's
+    ``hold_for_erasure`` waits for, and which waits for an erasure in flight), and re-read their ledger
+    rows. Returns the recipients to send to (profile there, row pending at the address it was claimed
+    for) and the keys of those erased since the page was planned (their rows were anonymised), to be
+    recorded as skipped. Rows settled meanwhile by another attempt are in neither."""
+    if not planned:
+        return [], []
+    held = await customers_service.hold_current(session, [c["id"] for c in planned])
+    keys = {c["id"]: message_key(broadcast_id, c["id"]) for c in planned}
+    rows = await repository.ledger_rows(session, list(keys.values()))
+    todo: list[dict[str, Any]] = []
+    erased: list[str] = []
+    for c in planned:
+        status, address = rows.get(keys[c["id"]], (None, None))
+        if status != "pending":
+            continue
+        if c["id"] in held and address == c["email"]:
+            todo.append(c)
+        else:
+            erased.append(keys[c["id"]])
+    return todo, erased
 
 
 async def record_results(
