@@ -183,7 +183,7 @@ class _Run:
         self._erased: list[tuple[_Page, str]] = []  # recipients erased since their page was planned
         self._holds: set[_Hold] = set()
         self._room = asyncio.Semaphore(HOLDS_OPEN)
-        self._bounced: list[tuple[str, str]] = []
+        self._bounced: list[tuple[str, str, str]] = []  # (ledger key, address, why)
         self._due = asyncio.Event()
         self._closing = False
 
@@ -278,7 +278,7 @@ class _Run:
                 self._slots.release()
                 self._failed.append((item, str(exc), message.subject))
                 if not isinstance(exc, NotABounce):  # our relay's limit or setup, not a bounce
-                    self._bounced.append((item.customer["email"], str(exc)[:500]))
+                    self._bounced.append((item.key, item.customer["email"], str(exc)[:500]))
             except TemporaryFailure as exc:  # left pending: the retried attempt sends it
                 self._slots.release()
                 self.temporary.append(str(exc))
@@ -322,7 +322,7 @@ class _Run:
         async with transaction(self._sender.sessions) as session:
             # The bounced addresses before the ledger rows: an erasure locks its addresses, then
             # rewrites its ledger rows; the other way round the two could each wait for the other.
-            await subscriptions.hold_addresses(session, [address for address, _ in bounced])
+            await subscriptions.hold_addresses(session, [address for _, address, _ in bounced])
             await broadcasts.record_results(
                 session,
                 {item.key: item.message.subject for item in sent},
@@ -335,8 +335,7 @@ class _Run:
                     for _, key in erased
                 ],
             )
-            for address, why in bounced:
-                await subscriptions.suppress_address(session, address, "bounced", why)
+            await broadcasts.record_bounces(session, bounced)
             counts = [
                 await broadcasts.finish_batch(
                     session, req.broadcast_id, req.slot, page.plan.last_id, page.plan.keys

@@ -31,6 +31,7 @@ from domain.errors import InvalidInput, NotFound
 from domain.segments import repository as segment_repository
 
 Key = tuple[str | None, str | None]  # (userId, anonymousId) as a call carries them
+ERASED_ERROR = repository.ERASED_ERROR  # what an erased person's ledger rows keep of an error
 
 
 @dataclass

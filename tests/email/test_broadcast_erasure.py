@@ -144,3 +144,32 @@ async def test_an_erasure_waits_for_a_held_recipient_to_be_recorded(sessions, en
             (ann, "ann@example.com", "sent", "Hi"),
             (None, None, "sent", None),
         ]
+
+
+async def test_outcomes_recorded_after_an_erasure_keep_nothing_of_the_person(sessions):
+    """SQLite lets the erasure in between the re-check and the recording: the recorded outcome then
+    keeps no subject, no error quoting the address, and a bounce suppresses the address as a digest."""
+    ann, bob = await _setup(sessions, "marketing")
+    async with transaction(sessions) as session:
+        plan = await broadcasts.plan_batch(session, "spring", 0, lambda key: f"<{key}@test>")
+    async with transaction(sessions) as session:
+        todo, _ = await broadcasts.hold_recipients(session, "spring", plan.todo)
+    await _erase(sessions, ann)
+    await _erase(sessions, bob)
+    ann_key, bob_key = (broadcasts.message_key("spring", c["id"]) for c in todo)
+    refused = "(550, 'no such user: bob@example.com')"
+    async with transaction(sessions) as session:
+        failure = {"k": bob_key, "s": "failed", "e": refused, "subj": "Hi Bob", "at": None}
+        await broadcasts.record_results(session, {ann_key: "Hi Ann"}, [failure])
+        await broadcasts.record_bounces(session, [(bob_key, "bob@example.com", refused)])
+    async with sessions() as session:
+        rows = (await session.scalars(select(Message).order_by(Message.id))).all()
+        assert [(m.customer_id, m.to_address, m.status, m.subject, m.error) for m in rows] == [
+            (None, None, "sent", None, None),
+            (None, None, "failed", None, customers.ERASED_ERROR),
+        ]
+        kept = (await session.scalars(select(Suppression))).all()
+        assert [(s.address, s.reason) for s in kept] == [
+            ("sha256:" + customers.sha256("bob@example.com"), "bounced")
+        ]
+        assert not [s for s in kept if s.detail and "bob" in s.detail]
