@@ -10,13 +10,13 @@ and journey triggers like any tracked event.
 from __future__ import annotations
 
 import hashlib
-import html as html_entities
 import re
 
 from markupsafe import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers import service as customers
+from domain.email import hrefs
 from domain.email import service as email
 from domain.email.refs import message_ref as message_ref
 from domain.events import service as events
@@ -24,9 +24,12 @@ from domain.events.schemas import TrackCall
 from domain.subscriptions import tokens
 
 OPENED, CLICKED = "Email Opened", "Email Link Clicked"
-# An href to rewrite, or a whole <link>/<base> tag to leave alone: a mail app fetches a stylesheet when
-# the message opens, so through the redirect every open would count as a click.
-_HREF = re.compile(r"""<(?:link|base)\b[^>]*>|href=(["'])(https?://[^"'<>\s]+)\1""", re.IGNORECASE)
+# Only links a reader clicks (hrefs.link_hrefs: <a>, <area>, Outlook's VML buttons), never a <link> or
+# <base>: a mail app fetches a stylesheet when the message opens, so through the redirect every open
+# would count as a click.
+_WEB = re.compile(r"https?://.", re.IGNORECASE | re.DOTALL)
+# what a browser's URL parser drops: spaces and controls around the URL, tabs and line breaks inside it
+_URL_EDGES, _URL_BREAKS = "".join(map(chr, range(33))), re.compile(r"[\t\n\r]")
 PIXEL_GIF = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
 )
@@ -58,19 +61,19 @@ def _ours(url: str, base: str) -> bool:
 
 
 def track_links(html: str, *, base: str, secret: str, customer_id: int, ref: str) -> str:
-    """Point every external http(s) link through the click redirect (our own links stay as they are)."""
-
-    def rewrite(match: re.Match) -> str:
-        if match.group(1) is None:  # a <link> or <base> tag
-            return match.group(0)
-        # the attribute as a browser reads it: the sandbox escapes a URL from data (' as &#39;, & as &amp;)
-        quote, url = match.group(1), html_entities.unescape(match.group(2))
-        if _ours(url, base):
-            return match.group(0)
-        token = click_token(secret, customer_id, ref, url)
-        return f"href={quote}{escape(f'{base}/c/{token}')}{quote}"
-
-    return _HREF.sub(rewrite, html)
+    """Point every external http(s) link through the click redirect (our own links stay as they are).
+    Only the href values change; every other character of the document is kept as it was."""
+    out, done = [], 0
+    for href in hrefs.link_hrefs(html):
+        # the URL a browser follows: the sandbox escapes a URL from data (' as &#39;, & as &amp;)
+        url = _URL_BREAKS.sub("", hrefs.attribute_value(html[href.start : href.end]).strip(_URL_EDGES))
+        if not _WEB.match(url) or _ours(url, base):
+            continue
+        quote = href.quote or '"'  # an unquoted value gets quotes: escaped, it may hold "&"
+        new = escape(f"{base}/c/{click_token(secret, customer_id, ref, url)}")
+        out += (html[done : href.start - len(href.quote)], quote, new, quote)
+        done = href.end + len(href.quote)
+    return "".join(out) + html[done:] if out else html
 
 
 def add_open_pixel(html: str, open_url: str) -> str:
