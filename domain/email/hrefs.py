@@ -20,10 +20,16 @@ from collections.abc import Iterator
 from html.entities import html5
 from typing import NamedTuple
 
-_SPACE = re.compile(r"[\t\n\f\r ]*")
-_TAG_NAME = re.compile(r"[^\t\n\f\r />]*")
-_ATTR_NAME = re.compile(r"[^\t\n\f\r />][^\t\n\f\r /=>]*")  # a first "=" belongs to the name
-_UNQUOTED = re.compile(r"[^\t\n\f\r >]*")
+# One attribute, after any spaces and "/": its name (a first "=" belongs to it), then maybe "=" and a
+# double-quoted, single-quoted or unquoted value. Atomic and possessive, as the tokenizer never goes
+# back; a quote never closed matches nothing (the tag runs to the end of the document).
+_ATTR = (
+    r"""[\t\n\f\r /]*+([^\t\n\f\r />][^\t\n\f\r /=>]*+)[\t\n\f\r ]*+"""
+    r"""(?:=[\t\n\f\r ]*+(?:"([^"]*+)"|'([^']*+)'|(?!["'])([^\t\n\f\r >]*+))|(?!=))"""
+)
+_ATTRIBUTE = re.compile(_ATTR)
+# a whole start or end tag (an end tag's attributes are lexed alike, and ignored)
+_TAG = re.compile(rf"<(/?)([a-zA-Z][^\t\n\f\r />]*+)(?>{_ATTR})*+[\t\n\f\r /]*+>")
 _CONDITIONAL = re.compile(r"\[if\b[^\]]*\]>", re.IGNORECASE)  # what follows <!-- in Outlook's comments
 # elements whose content is text up to their end tag (RCDATA, RAWTEXT, script data, plaintext)
 _RAW = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"})
@@ -37,43 +43,15 @@ class Href(NamedTuple):
     quote: str  # '"', "'" or "" (unquoted)
 
 
-def _tag(s: str, i: int, n: int) -> tuple[str, int, Href | None] | None:
-    """The start or end tag whose name begins at ``i``: (lower-case name, index after ``>``, its first
-    href); None if the document (``s[:n]``) ends inside it: a browser drops such a tag."""
-    j = _TAG_NAME.match(s, i, n).end()
-    name, href = s[i:j].lower(), None
-    while True:
-        j = _SPACE.match(s, j, n).end()
-        if j >= n:
-            return None
-        c = s[j]
-        if c == ">":
-            return name, j + 1, href
-        if c == "/":
-            j += 1
-            continue
-        m = _ATTR_NAME.match(s, j, n)
-        attr, j = m.group().lower(), _SPACE.match(s, m.end(), n).end()
-        if j >= n:
-            return None
-        if s[j] != "=":
-            continue  # no value: the next attribute, "/" or ">"
-        j = _SPACE.match(s, j + 1, n).end()
-        if j >= n:
-            return None
-        q = s[j]
-        if q in "\"'":
-            end = s.find(q, j + 1, n)
-            if end < 0:
-                return None
-            value, j = Href(j + 1, end, q), end + 1
-        elif q == ">":
-            value = Href(j, j, "")  # "href=>": an empty value
-        else:
-            end = _UNQUOTED.match(s, j, n).end()
-            value, j = Href(j, end, ""), end
-        if attr == "href" and href is None:  # a repeated attribute is dropped: the first one counts
-            href = value
+def _first_href(s: str, i: int, end: int) -> Href | None:
+    """The first href among the attributes in ``s[i:end]`` (a repeated attribute is dropped)."""
+    while (m := _ATTRIBUTE.match(s, i, end)) is not None:
+        attr, i = m.group(1), m.end()
+        if len(attr) == 4 and attr.lower() == "href":
+            for group, quote in ((2, '"'), (3, "'"), (4, "")):
+                if m.start(group) >= 0:
+                    return Href(m.start(group), m.end(group), quote)
+    return None
 
 
 def link_hrefs(s: str, start: int = 0, stop: int | None = None, *, outer: bool = True) -> Iterator[Href]:
@@ -82,12 +60,20 @@ def link_hrefs(s: str, start: int = 0, stop: int | None = None, *, outer: bool =
     i = start
     while (i := s.find("<", i, stop)) >= 0:
         nxt = s[i + 1 : min(i + 2, stop)]
+        if nxt == "/":
+            nxt = s[i + 2 : min(i + 3, stop)]
+            if not (nxt.isascii() and nxt.isalpha()):
+                i = _past(s, ">", i + 2, stop)  # "</>" is dropped, anything else is a bogus comment to ">"
+                continue
         if nxt.isascii() and nxt.isalpha():
-            tag = _tag(s, i + 1, stop)
-            if tag is None:
+            tag = _TAG.match(s, i, stop)
+            if tag is None:  # the document ends inside the tag: a browser drops it and what follows
                 return
-            name, i, href = tag
-            if href is not None and (name in _LINKS or name.startswith("v:")):
+            i, name = tag.end(), tag.group(2).lower()
+            if tag.group(1):  # an end tag
+                continue
+            href = _first_href(s, tag.end(2), i - 1) if name in _LINKS or name[:2] == "v:" else None
+            if href is not None:
                 yield href
             if name == "plaintext":
                 return
@@ -96,15 +82,6 @@ def link_hrefs(s: str, start: int = 0, stop: int | None = None, *, outer: bool =
                 if close is None:
                     return
                 i = close.start()
-        elif nxt == "/":
-            after = s[i + 2 : min(i + 3, stop)]
-            if after.isascii() and after.isalpha():
-                tag = _tag(s, i + 2, stop)  # attributes of an end tag are lexed (and ignored) alike
-                if tag is None:
-                    return
-                i = tag[1]
-            else:  # "</>" is dropped, anything else is a bogus comment up to ">"
-                i = _past(s, ">", i + 2, stop)
         elif s.startswith("<!--", i, stop):
             body = i + 4
             if s.startswith(">", body, stop) or s.startswith("->", body, stop):  # <!--> and <!---> are empty
