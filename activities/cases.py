@@ -19,7 +19,7 @@ from domain.cases import service as cases
 from domain.cases.schemas import Priority
 from domain.customers import service as customers
 from domain.db import transaction
-from domain.errors import InvalidInput
+from domain.errors import InvalidInput, NotFound
 
 
 async def _current(session: AsyncSession, customer_id: int) -> int:
@@ -68,8 +68,12 @@ class CaseActivities:
 
     @activity.defn(name=CASE_SLA_BREACH)
     async def case_sla_breach(self, req: CaseSlaBreachRequest) -> CaseSlaBreachResult:
-        async with transaction(self._sessions) as session:
-            done = await cases.record_breach(session, req.case_id, req.target)
+        try:
+            async with transaction(self._sessions) as session:
+                done = await cases.record_breach(session, req.case_id, req.target)
+        except NotFound:
+            # Erased with its customer: retrying would fail forever, and there is no one to escalate.
+            return CaseSlaBreachResult(escalated=False, priority="", team="", status="gone", gone=True)
         return CaseSlaBreachResult(
             escalated=done.escalated,
             priority=done.priority,

@@ -114,6 +114,7 @@ class CaseSlaBreachResult:
     team: str
     status: str
     breached: bool = False  # as stored: escalated by this call or before
+    gone: bool = False  # the case no longer exists (its customer was erased): nothing to escalate
 
 
 # Loyalty: journey steps and the scheduled maintenance.

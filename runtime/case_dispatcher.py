@@ -3,6 +3,10 @@
 Case changes are written to ``case_outbox`` in the same transaction as the change. This loop reads
 them, signal-with-starts ``case/{id}/sla`` with the case's current state, then deletes the rows. A crash
 in between repeats the pass: the workflow keeps only the newest revision, so a repeat changes nothing.
+
+A case erased with its customer between the read and the start had its clock deleted by the erasure
+before this start recreated it, as a journey started during an erasure is (runtime/journey_start.py):
+the pass deletes it again once the erasure has committed.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from domain.cases import service as cases
 from domain.db import transaction
+from runtime import forget
 from runtime.polling import poll_until_stopped
 from workflows.case_sla import CASE_CHANGED_SIGNAL, CaseSlaInput, CaseSlaWorkflow, CaseState, sla_workflow_id
 
@@ -54,8 +60,18 @@ class CaseDispatcher:
         latest = {c.case_id: c for c in changes}
         await asyncio.gather(*(self._signal(c) for c in latest.values()))
         async with transaction(self._sessions) as session:
+            # The customers are held before the rows go, the order an erasure takes them in.
+            erased = await cases.erased_since(session, {c.case_id: c.customer_id for c in latest.values()})
             await cases.sla_changes_done(session, [c.outbox_id for c in changes])
+        if erased:
+            await self._forget(erased)
         return len(changes)
+
+    async def _forget(self, case_ids: list[int]) -> None:
+        try:
+            await forget.delete_histories(self._client, [sla_workflow_id(c) for c in case_ids])
+        except RPCError:  # the clock, finding its case gone at its deadline, stops by itself anyway
+            log.warning("SLA clocks of erased cases %s not deleted", case_ids, exc_info=True)
 
     async def _signal(self, change: cases.SlaState) -> None:
         try:

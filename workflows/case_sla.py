@@ -4,7 +4,7 @@ The worker's case dispatcher starts it (signal-with-start, id ``case/{id}/sla``)
 and signals every later change. While the case is active the workflow waits for the deadline that
 counts (first response until an agent claims the case, then resolution); when it passes, the case is
 escalated once and the waiting journey is told. Resolution stops the clock and tells the journey the
-outcome.
+outcome. A case that no longer exists (erased with its customer) stops the clock silently.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ FINAL = ("resolved", "closed")
 # Runs started before it took any passed deadline as a breach, even when the case met it and only
 # its signal was late; from it on, the breach is what the case recorded.
 BREACH_AS_STORED_PATCH = "breach-as-stored"
+# Runs started before it retried the breach of a case erased with its customer forever; from it on,
+# the clock stops there without a word to anyone.
+CASE_GONE_PATCH = "case-gone"
 
 
 def sla_workflow_id(case_id: int) -> str:
@@ -114,6 +117,8 @@ class CaseSlaWorkflow:
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)),
                 result_type=CaseSlaBreachResult,
             )
+            if result.gone and workflow.patched(CASE_GONE_PATCH):
+                return CaseSlaResult("gone", None, False, self._escalations)
             breached = result.breached if workflow.patched(BREACH_AS_STORED_PATCH) else True
             if not breached:
                 # The case met the target or finished, and the change that says so is on its way.

@@ -800,6 +800,7 @@ class SlaState:
 
     outbox_id: int
     case_id: int
+    customer_id: int
     revision: int
     status: str
     first_responded: bool
@@ -822,6 +823,7 @@ async def pending_sla_changes(session: AsyncSession, limit: int) -> list[SlaStat
             SlaState(
                 outbox_id=outbox_id,
                 case_id=case.id,
+                customer_id=case.customer_id,
                 revision=case.revision,
                 status=case.status,
                 first_responded=case.first_responded_at is not None,
@@ -837,6 +839,15 @@ async def pending_sla_changes(session: AsyncSession, limit: int) -> list[SlaStat
 
 async def sla_changes_done(session: AsyncSession, outbox_ids: list[int]) -> None:
     await repo.dequeue_changes(session, outbox_ids)
+
+
+async def erased_since(session: AsyncSession, customer_of_case: dict[int, int]) -> list[int]:
+    """Of these cases (id -> their customer when read), those gone since, erased with their customer.
+    The customers are held first, so an erasure in flight is waited for: it either listed the cases
+    after this caller's clocks started (and deleted them), or it has committed and they are found gone."""
+    await customers.hold_current(session, set(customer_of_case.values()))
+    kept = {c.id for c in await repo.cases_by_ids(session, sorted(customer_of_case))}
+    return sorted(set(customer_of_case) - kept)
 
 
 # --- customer satisfaction -------------------------------------------------------------------------

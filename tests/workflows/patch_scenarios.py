@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 from domain.cases import service as cases
 from domain.cases.models import Case
 from domain.cases.schemas import Outcome
+from domain.customers import service as customers
 from domain.db import transaction, utcnow
 from tests.cases.helpers import make_agent, make_team
 from tests.conftest import wait_for
@@ -214,6 +215,36 @@ async def _case_sla_heard_late(e) -> list:
     return [("case_sla_target_met_heard_late", handle)]
 
 
+async def _case_sla_case_gone(e) -> list:
+    """The clock's target passes for a case erased with its customer: the breach activity says the
+    case is gone (case-gone), and the clock ends there without signalling anyone."""
+    await make_team(e.sessions, "gone-desk")
+    customer = await e.customer("gil")
+    async with transaction(e.sessions) as session:
+        case, _ = await cases.open_case(
+            session, cases.OpenCase(customer_id=customer, reason="gone soon", team="gone-desk")
+        )
+    handle = await e.client.start_workflow(
+        CaseSlaWorkflow.run,
+        CaseSlaInput(
+            case.id, case.first_response_due.isoformat(), case.resolution_due.isoformat(), "journey/x"
+        ),
+        id=sla_workflow_id(case.id),
+        task_queue=e.task_queue,
+        start_signal=CASE_CHANGED_SIGNAL,
+        start_signal_args=[CaseState(case.revision, "open", False)],
+    )
+    async with transaction(e.sessions) as session:
+        await customers.hold_for_erasure(session, customer)
+        await customers.erase(session, customer, by_key_id=None, reason="asked")
+    await e.env.sleep(case.first_response_due - utcnow() + timedelta(minutes=5))
+    await wait_for(lambda: _has(handle, "activity_task_completed_event_attributes"))
+    with e.env.auto_time_skipping_disabled():
+        result = await asyncio.wait_for(handle.result(), 30)
+    assert (result.status, result.breached, result.escalations) == ("gone", False, 0), result
+    return [("case_sla_case_gone", handle)]
+
+
 async def _has(handle, attributes: str, *, after_activity: bool = False) -> bool:
     """Whether the history has an event of that kind (after the first completed activity)."""
     events = (await handle.fetch_history()).events
@@ -231,4 +262,5 @@ PATCH_SCENARIOS = (
     _enrolled_by_api,
     _broadcast_resume_during_paused_batch,
     _case_sla_heard_late,
+    _case_sla_case_gone,
 )

@@ -7,10 +7,13 @@ from __future__ import annotations
 from temporalio.client import WorkflowExecutionStatus
 
 from runtime import forget
+from runtime.case_dispatcher import CaseDispatcher
+from tests.cases.helpers import make_customer, make_team, open_case
 from tests.conftest import free_port, wait_for
 from tests.temporal_env import gone
 from tests.workflows.harness import engine
 from tests.workflows.test_abandoned_cart import _setup
+from workflows.case_sla import sla_workflow_id
 
 
 async def test_erasure_deletes_the_customers_journeys_from_temporal_and_no_one_elses(
@@ -84,3 +87,37 @@ async def test_when_temporal_is_unreachable_nothing_is_erased(
         assert profile.status_code == 200
         assert [j["workflow_id"] for j in profile.json()["journeys"]] == [e.handle("cart", ada, "c1").id]
         assert (await e.handle("cart", ada, "c1").describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_a_case_clock_started_while_its_customer_is_erased_is_deleted_from_temporal(
+    dev_server, app, client, admin_headers, sessions
+):
+    """The case dispatcher read a case's change before the erasure and starts its clock after the
+    erasure deleted it (the id is free again): the pass deletes it once the erasure committed."""
+    app.state.temporal = dev_server.client
+    await make_team(sessions, "care")
+    ada = await make_customer(sessions, "ada")
+    bob = await make_customer(sessions, "bob")
+    ada_case = await open_case(sessions, ada, "care")
+    bob_case = await open_case(sessions, bob, "care")
+    erasures = []
+
+    class OvertakenDispatcher(CaseDispatcher):
+        async def _signal(self, change) -> None:
+            if change.case_id == ada_case:
+                erasures.append(
+                    await client.delete(f"/api/customers/{ada}?reason=asked", headers=admin_headers)
+                )
+            await super()._signal(change)
+
+    # No worker: the clocks only need to exist in Temporal.
+    dispatcher = OvertakenDispatcher(dev_server.client, sessions, task_queue="no-worker")
+    assert await dispatcher.dispatch_once() == 2
+
+    [erasure] = erasures
+    assert erasure.status_code == 200, erasure.text
+    assert (erasure.json()["workflows_deleted"], erasure.json()["workflows_already_gone"]) == (0, 1)
+    clock = dev_server.client.get_workflow_handle(sla_workflow_id(ada_case))
+    await wait_for(lambda: gone(clock))
+    others = dev_server.client.get_workflow_handle(sla_workflow_id(bob_case))
+    assert (await others.describe()).status == WorkflowExecutionStatus.RUNNING
