@@ -403,6 +403,7 @@ class BroadcastSender:
                 group_id=page.plan.group_id,
                 group_name=page.plan.group_name,
                 journey={"broadcast_id": broadcast_id},
+                default_timezone=page.plan.default_timezone,
             )
         except (rendering.RenderError, compose.InvalidRecipient) as exc:
             return _Rendered(page, customer, key, None, str(exc))

@@ -172,6 +172,8 @@ class BatchPlan:
     group_name: str | None = None
     last_id: int = 0
     rate_per_second: int | None = None
+    # the zone send times were planned in for customers without a known one; their dates show in it too
+    default_timezone: str | None = None
     # customers to send to now; the rest of the page is already settled (sent/skipped/failed)
     todo: list[dict[str, Any]] = field(default_factory=list)
     blocked: dict[int, str] = field(default_factory=dict)
@@ -283,6 +285,7 @@ async def plan_batch(
         group_name=await subscriptions.group_name(session, row.subscription_group),
         last_id=ids[-1],
         rate_per_second=row.rate_per_second,
+        default_timezone=row.default_timezone,
         todo=[c for c in pending if c["id"] not in blocked],
         blocked=blocked,
         keys=list(keys.values()),

@@ -103,8 +103,12 @@ class MessageFactory:
         group_name: str | None = None,
         to: str | None = None,
         track: bool = True,
+        default_timezone: str | None = None,
     ) -> Prepared:
-        """Render and compose; raises ``RenderError`` or ``InvalidRecipient`` for this message only."""
+        """Render and compose; raises ``RenderError`` or ``InvalidRecipient`` for this message only.
+
+        ``default_timezone``: the zone dates are shown in for a customer without a known one (UTC if
+        None)."""
         address = compose.checked_address(to or customer["email"])
         category = category or version.category
         group_id = group_id or version.subscription_group
@@ -145,7 +149,9 @@ class MessageFactory:
             ),
             links=self._link_tracker(customer["id"], ref) if ref else None,
             # dates and amounts as the customer reads them; cached per combination, cheap per message
-            locality=formatting.locality(*written, timezone=customer.get("timezone")),
+            locality=formatting.locality(
+                *written, timezone=customer.get("timezone"), default_timezone=default_timezone
+            ),
         )
         html = rendered.html
         if ref:

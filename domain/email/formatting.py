@@ -83,12 +83,17 @@ def _zone(name: str) -> tzinfo | None:
 
 
 @lru_cache(maxsize=4096)
-def locality(*locales: str | None, timezone: str | None = None) -> Locality:
+def locality(
+    *locales: str | None, timezone: str | None = None, default_timezone: str | None = None
+) -> Locality:
     """The first of ``locales`` Babel knows (see ``written_in``), else English;
-    the customer's zone, else UTC. A profile's unknown locale or zone falls back instead of failing:
-    it decides how values are spelled, not whether the customer gets the message."""
+    the customer's zone, else ``default_timezone`` (a broadcast's, the zone it planned their send
+    time in), else UTC. A profile's unknown locale or zone falls back instead of failing: it decides
+    how values are spelled, not whether the customer gets the message."""
     locale = next((_locale(tag) for tag in locales if readable_locale(tag)), None)
-    zone = _zone(timezone) if isinstance(timezone, str) and timezone else None
+    zone = next(
+        (_zone(z) for z in (timezone, default_timezone) if isinstance(z, str) and z and _zone(z)), None
+    )
     return Locality(locale or _locale(FALLBACK_LOCALE), zone or UTC)
 
 

@@ -443,6 +443,58 @@ async def test_local_time_broadcast_sends_at_nine_in_each_recipients_timezone(
     assert sent_at["tokyo@example.com"] < sent_at["nozone@example.com"] < sent_at["nyc@example.com"]
 
 
+async def test_a_local_time_broadcast_shows_times_in_its_default_zone_to_customers_without_a_known_one(
+    client, marketer_headers, sessions, capture, temporal
+):
+    """Sent at 09:00 Berlin time, a customer without a zone (or with one nobody knows) reads the sale's
+    end in Berlin time too, not in UTC; a customer with a zone reads it in theirs."""
+    from domain.customers.models import Customer
+
+    await add_template(
+        sessions, html="<p>Sale ends at {{ traits.ends | time }} ({{ traits.ends | date('yyyy-MM-dd') }})</p>"
+    )
+    zones = {
+        "none@example.com": None,
+        "mars@example.com": "Mars/Olympus",
+        "nyc@example.com": "America/New_York",
+    }
+    async with transaction(sessions) as session:
+        now = datetime.now(UTC)
+        for address, zone in zones.items():
+            session.add(
+                Customer(
+                    user_id=address,
+                    email=address,
+                    traits={"ends": "2030-06-01T22:30:00Z"},
+                    timezone=zone,
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
+            )
+    day = (datetime.now(UTC) + timedelta(days=3)).date()
+    await _create(
+        client,
+        marketer_headers,
+        id="berlin",
+        local_send_at=f"{day}T09:00:00",
+        default_timezone="Europe/Berlin",
+    )
+    handle = temporal.client.get_workflow_handle("broadcast/berlin", result_type=BroadcastProgress)
+    await temporal.sleep(timedelta(days=5))  # skipped time
+    assert (await handle.result()).sent == 3
+
+    shown = {
+        m["to"]: re.search(r"Sale ends at [^<]*", m["html"]).group() for m in await capture.wait_for_count(3)
+    }
+    # 22:30 UTC is 00:30 the next day in Berlin (summer time), 18:30 in New York
+    berlin = "Sale ends at 12:30\u202fAM (2030-06-02)"
+    assert shown == {
+        "none@example.com": berlin,
+        "mars@example.com": berlin,
+        "nyc@example.com": "Sale ends at 6:30\u202fPM (2030-06-01)",
+    }
+
+
 async def test_local_time_broadcast_reaches_customers_in_timezones_that_appear_after_it_was_planned(
     client, marketer_headers, sessions, capture, temporal
 ):
