@@ -73,18 +73,6 @@ async def ledger_rows(session: AsyncSession, keys: list[str]) -> dict[str, tuple
     return {k: (s, a) for k, s, a in rows}
 
 
-async def anonymised(session: AsyncSession, keys: list[str]) -> set[str]:
-    """Of these keys, those whose row an erasure stripped of its recipient."""
-    if not keys:
-        return set()
-    m = _messages.c
-    conn = await session.connection()
-    rows = await conn.execute(
-        select(m.idempotency_key).where(m.idempotency_key.in_(keys), m.customer_id.is_(None))
-    )
-    return set(rows.scalars())
-
-
 # A sent message: its subject as rendered for its recipient, one more attempt.
 _sent = {
     "status": "sent",

@@ -18,6 +18,7 @@ from domain.broadcasts.schemas import BroadcastIn, BroadcastOut
 from domain.customers import service as customers_service
 from domain.db import utcnow
 from domain.email import repository as email_repository
+from domain.email import service as email
 from domain.email.models import TemplateVersion
 from domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from domain.segments import service as segments
@@ -326,27 +327,23 @@ async def record_results(
     row by row. The sends are queued for segments on received messages in the same transaction.
 
     A row an erasure anonymised meanwhile (SQLite, where the send's check does not hold the profile
-    until now) keeps neither the subject nor the error, which may name the person or quote the address.
+    until now) keeps neither the subject nor the error (``email.erased_since_claim``).
     """
-    gone = await repository.anonymised(session, [*sent, *(f["k"] for f in failures)])
+    gone = await email.erased_since_claim(session, [*sent, *(f["k"] for f in failures)])
     if gone:
         sent = {k: None if k in gone else subject for k, subject in sent.items()}
-        erased = {"subj": None, "e": customers_service.ERASED_ERROR}
-        failures = [f | erased if f["k"] in gone and f["s"] == "failed" else f for f in failures]
+        erased = [f["k"] in gone and f["s"] == "failed" for f in failures]
+        failures = [
+            f | {"subj": None, "e": email.erased_error(f["e"])} if e else f
+            for f, e in zip(failures, erased, strict=True)
+        ]
     await repository.mark_sent(session, sent)
     await segments.note_sends(session, list(sent))
     await repository.mark_each(session, failures)
 
 
-async def record_bounces(session: AsyncSession, bounced: list[tuple[str, str, str]]) -> None:
-    """(ledger key, address, why) of messages the server refused for good: the addresses are
-    suppressed. One whose row an erasure anonymised meanwhile stays suppressed only as a digest, as
-    the erasure leaves every address of the person."""
-    gone = await repository.anonymised(session, [key for key, _, _ in bounced])
-    for _, address, why in bounced:
-        await subscriptions.suppress_address(session, address, "bounced", why)
-    if forget := sorted({address for key, address, _ in bounced if key in gone}):
-        await subscriptions.forget_addresses(session, forget)
+# (ledger key, address, why) of messages the server refused for good: shared with journey sends.
+record_bounces = email.record_bounces
 
 
 async def finish_batch(

@@ -78,6 +78,18 @@ async def set_message_status(
     await session.execute(update(Message).where(Message.idempotency_key == idempotency_key).values(**values))
 
 
+async def anonymised(session: AsyncSession, keys: list[str]) -> set[str]:
+    """Of these keys, those whose row an erasure stripped of its recipient."""
+    if not keys:
+        return set()
+    m = Message.__table__.c
+    conn = await session.connection()
+    rows = await conn.execute(
+        select(m.idempotency_key).where(m.idempotency_key.in_(keys), m.customer_id.is_(None))
+    )
+    return set(rows.scalars())
+
+
 async def recent_for_customer(session: AsyncSession, customer_id: int, limit: int) -> list[Message]:
     """A customer's latest messages, newest first (customer 360, case snapshots)."""
     stmt = (

@@ -222,3 +222,32 @@ async def finish_message(session: AsyncSession, idempotency_key: str, status: st
         from domain.segments import service as segments
 
         await segments.note_sends(session, [idempotency_key])
+
+
+# -- recording a send after its claim -----------------------------------------------------------------
+# A send's claim commits before the message goes out, so an erasure can commit while it is on its way
+# (it cannot be recalled). What is recorded afterwards must not bring back what the erasure removed:
+# the rules below, for journey sends and broadcasts alike.
+
+
+async def erased_since_claim(session: AsyncSession, keys: list[str]) -> set[str]:
+    """Of these claimed ledger keys, those whose row an erasure has anonymised since: record on them
+    no subject, no error text (it may quote the address) and no plain address."""
+    return await repository.anonymised(session, keys)
+
+
+def erased_error(error: str | None) -> str | None:
+    """What an erased person's ledger row keeps of an error: that there was one, as the erasure leaves it."""
+    return None if error is None else customers.ERASED_ERROR
+
+
+async def record_bounces(session: AsyncSession, bounced: list[tuple[str, str, str]]) -> None:
+    """(ledger key, address, why) of messages the server refused for good: the addresses are
+    suppressed. One whose row an erasure anonymised meanwhile stays suppressed only as a digest, as
+    the erasure leaves every address of the person. Take the addresses' locks first
+    (``subscriptions.hold_addresses``) when the transaction also writes the ledger rows."""
+    gone = await erased_since_claim(session, [key for key, _, _ in bounced])
+    for _, address, why in bounced:
+        await subscriptions.suppress_address(session, address, "bounced", why)
+    if forget := sorted({address for key, address, _ in bounced if key in gone}):
+        await subscriptions.forget_addresses(session, forget)
