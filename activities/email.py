@@ -72,13 +72,17 @@ class EmailActivities:
             await self._mailer.send(self._factory.envelope_from, outcome.to, outcome.data)
         except PermanentFailure as exc:
             async with transaction(self._sessions) as session:
-                # The address before the ledger row, in the order an erasure locks them.
-                if not isinstance(exc, NotABounce):  # our relay's limit or setup, not a bounce
-                    await subscriptions.suppress_address(session, outcome.to, "bounced", str(exc)[:500])
-                await email.finish_message(session, req.idempotency_key, "failed", str(exc))
-            raise ApplicationError(str(exc), type=UNDELIVERABLE, non_retryable=True) from exc
+                # Not a bounce: our relay's limit or setup, the mailbox stays sendable. An erasure
+                # since the claim leaves the error unrecorded, here and in the workflow's history.
+                bounced = not isinstance(exc, NotABounce)
+                error = await email.record_refusal(
+                    session, req.idempotency_key, outcome.to, str(exc), bounced=bounced
+                )
+            cause = exc if error == str(exc) else None  # the history keeps a cause's text too
+            raise ApplicationError(error, type=UNDELIVERABLE, non_retryable=True) from cause
         # Temporary failures propagate: Temporal retries with the workflow's backoff policy.
-        # 3. Record the delivery (one UPDATE, group-committed).
+        # 3. Record the delivery (one UPDATE, group-committed). It writes no subject, error or
+        #    address (the claim wrote them), so a row an erasure anonymised meanwhile stays so.
         await self._writes.run(
             lambda session: email.finish_message(session, req.idempotency_key, "sent", None)
         )

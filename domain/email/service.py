@@ -251,3 +251,20 @@ async def record_bounces(session: AsyncSession, bounced: list[tuple[str, str, st
         await subscriptions.suppress_address(session, address, "bounced", why)
     if forget := sorted({address for key, address, _ in bounced if key in gone}):
         await subscriptions.forget_addresses(session, forget)
+
+
+async def record_refusal(
+    session: AsyncSession, key: str, address: str, error: str, *, bounced: bool
+) -> str | None:
+    """A journey send the server refused for good (``bounced``: for this mailbox, which is then
+    suppressed). Returns the error as recorded: the erased-error marker when an erasure anonymised the
+    row since its claim, so the caller passes nothing of the person on either."""
+    # The address before the ledger row, in the order an erasure locks them: an erasure in flight
+    # either committed before this reads the row, or waits and then anonymises what this wrote.
+    await subscriptions.hold_addresses(session, [address])
+    if bounced:
+        await record_bounces(session, [(key, address, error[:500])])
+    if key in await erased_since_claim(session, [key]):
+        error = erased_error(error)
+    await finish_message(session, key, "failed", error)
+    return error
