@@ -6,11 +6,11 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.customers.models import Customer
+from domain.customers.models import Customer, CustomerErasure
 from domain.db import insert_ignoring_conflicts, sha256_hex, utcnow
 from domain.events import repository as events_repository
 from domain.events.models import EventOutbox
-from domain.subscriptions.addresses import forms, hashed, stronger
+from domain.subscriptions.addresses import HASHED, forms, hashed, stronger
 from domain.subscriptions.events import CONTEXT, SUBSCRIPTION_CHANGED
 from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
 
@@ -157,6 +157,22 @@ async def suppress(session: AsyncSession, address: str, reason: str, detail: str
     if stronger(row.reason, reason) != row.reason:
         row.reason, row.detail = reason, detail
     return bool(inserted.rowcount) and erased is None
+
+
+async def erased_only(session: AsyncSession, addresses: list[str]) -> set[str]:
+    """Of these addresses, those an erasure left behind that no profile has now: a digest entry keeps
+    it, or an erasure record its profile's address. What is recorded about them must name no one."""
+    if not addresses:
+        return set()
+    by_digest = {sha256_hex(a): a for a in addresses}
+    entries = select(Suppression.address).where(Suppression.address.in_([hashed(a) for a in addresses]))
+    records = select(CustomerErasure.email_sha256).where(CustomerErasure.email_sha256.in_(by_digest))
+    left = {by_digest[e.removeprefix(HASHED)] for e in await session.scalars(entries)}
+    left |= {by_digest[d] for d in await session.scalars(records)}
+    if not left:
+        return set()
+    held = set(await session.scalars(select(Customer.email).where(Customer.email.in_(sorted(left)))))
+    return left - held
 
 
 async def list_suppressions(session: AsyncSession, limit: int, after_id: int | None) -> list[Suppression]:

@@ -281,13 +281,22 @@ async def save_preferences(
 
 
 async def record_feedback(session: AsyncSession, batch: FeedbackBatch) -> FeedbackResult:
-    """Bounces and complaints from the mail provider. Transient bounces do not suppress."""
+    """Bounces and complaints from the mail provider. Transient bounces do not suppress.
+
+    One about an erased person's address (a message on its way when they were erased, reported
+    later) that no profile has now suppresses it only as a digest, without the provider's detail
+    (which quotes it), as the erasure left the address's other entries."""
     kept = [e for e in batch.events if not (e.type == "bounce" and e.bounce_type == "transient")]
-    # All the batch's locks first, in one order for every batch and erasure (not the batch's order).
-    await repository.lock_addresses(session, [e.email.lower() for e in kept])
+    addresses = [e.email.lower() for e in kept]
+    # All the batch's locks first, in one order for every batch and erasure (not the batch's order);
+    # an erasure in flight has then committed (its digests and records are seen) or waits for this.
+    await repository.lock_addresses(session, addresses)
+    erased = await repository.erased_only(session, addresses)
     for event in kept:
         reason = "bounced" if event.type == "bounce" else "complained"
         await _suppress(session, event.email.lower(), reason, event.detail)
+    if erased:
+        await repository.forget(session, sorted(erased))
     return FeedbackResult(suppressed=len(kept), ignored=len(batch.events) - len(kept))
 
 

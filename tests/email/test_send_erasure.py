@@ -138,3 +138,80 @@ async def test_a_bounce_of_a_customer_not_erased_keeps_the_error_and_the_address
     [(customer_id, to, status, _, error, _)] = await _ledger(sessions)
     assert (customer_id is not None, to, status, error) == (True, "annabel@example.com", "failed", REFUSED)
     assert await _suppressions(sessions) == [("annabel@example.com", "bounced", REFUSED)]
+
+
+# -- provider feedback arriving after the erasure ---------------------------------------------------------
+
+
+async def _feedback(client, admin_headers, *events: dict) -> None:
+    batch = {"events": events}
+    response = await client.post("/api/webhooks/email-feedback", json=batch, headers=admin_headers)
+    assert response.status_code == 200, response.text
+
+
+async def test_feedback_about_an_erased_persons_address_suppresses_it_only_as_a_digest(
+    settings, sessions, client, admin_headers
+):
+    """Ann was mailed and then erased; Bob had unsubscribed and was erased (his entry became a digest);
+    Carol is a customer. The provider reports a bounce for Ann, a complaint for Bob and one for Carol
+    later: Ann's and Bob's addresses are suppressed as digests without the provider's words, Carol's
+    by name, as always."""
+
+    class Accepting(_ErasingMailer):
+        async def send(self, sender, recipient, data):
+            self.sent_to.append(recipient)
+
+    mailer = Accepting(sessions)
+    assert (await _send(settings, sessions, mailer)).status == "sent"
+    ann = mailer.customer_id
+    bob = await add_customer(sessions, email="bob@example.com", traits={})
+    carol = await add_customer(sessions, email="carol@example.com", traits={})
+    async with transaction(sessions) as session:
+        await subscriptions.unsubscribe(session, bob, subscriptions.ALL_GROUPS, "one_click")
+    for erased in (ann, bob):
+        response = await client.delete(f"/api/customers/{erased}?reason=asked", headers=admin_headers)
+        assert response.status_code == 200, response.text
+
+    await _feedback(
+        client,
+        admin_headers,
+        {"type": "bounce", "email": "Annabel@Example.com", "detail": REFUSED},
+        {"type": "complaint", "email": "bob@example.com", "detail": "abuse report for bob@example.com"},
+        {"type": "complaint", "email": "carol@example.com", "detail": "abuse report"},
+    )
+
+    def digest(address):
+        return "sha256:" + customers.sha256(address)
+
+    assert sorted(await _suppressions(sessions)) == sorted(
+        [
+            (digest("annabel@example.com"), "bounced", None),
+            (digest("bob@example.com"), "complained", None),
+            ("carol@example.com", "complained", "abuse report"),
+        ]
+    )
+    await _assert_nothing_of_annabel(sessions)
+    assert await rows_naming(sessions, "bob@") == {}
+    # Still suppressed for whoever has the addresses next; Carol is, by name.
+    again = await add_customer(sessions, email="annabel@example.com", traits={})
+    async with sessions() as session:
+        blocked = await subscriptions.blocked(
+            session, {again: "annabel@example.com", carol: "carol@example.com"}, "transactional", None
+        )
+    assert blocked == {again: "address suppressed (bounced)"}
+
+
+async def test_feedback_about_an_address_an_erased_person_had_and_a_customer_has_now_names_it(
+    sessions, client, admin_headers
+):
+    """The person is back (or someone else has the address): the address is a customer's again, and
+    their suppression names it, folding in the digest the erasure left."""
+    ann = await add_customer(sessions, email="ann@example.com", traits={})
+    async with transaction(sessions) as session:
+        await subscriptions.unsubscribe(session, ann, subscriptions.ALL_GROUPS, "one_click")
+    response = await client.delete(f"/api/customers/{ann}?reason=asked", headers=admin_headers)
+    assert response.status_code == 200, response.text
+    await add_customer(sessions, email="ann@example.com", traits={})
+
+    await _feedback(client, admin_headers, {"type": "bounce", "email": "ann@example.com", "detail": "550"})
+    assert await _suppressions(sessions) == [("ann@example.com", "bounced", "550")]
