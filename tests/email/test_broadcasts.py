@@ -391,7 +391,6 @@ async def test_bad_broadcasts_are_refused_naming_the_field(client, marketer_head
 async def test_local_time_broadcast_sends_at_nine_in_each_recipients_timezone(
     client, marketer_headers, sessions, capture, temporal
 ):
-    from domain.customers.models import Customer
 
     await add_template(sessions)
     zones = {
@@ -399,19 +398,8 @@ async def test_local_time_broadcast_sends_at_nine_in_each_recipients_timezone(
         "paris@example.com": "Europe/Paris",
         "nyc@example.com": "America/New_York",
     }
-    async with transaction(sessions) as session:
-        now = datetime.now(UTC)
-        for address, zone in [*zones.items(), ("nozone@example.com", None)]:
-            session.add(
-                Customer(
-                    user_id=address,
-                    email=address,
-                    traits={},
-                    timezone=zone,
-                    first_seen_at=now,
-                    last_seen_at=now,
-                )
-            )
+    for address, zone in [*zones.items(), ("nozone@example.com", None)]:
+        await add_customer(sessions, email=address, traits={}, timezone=zone)
     day = (datetime.now(UTC) + timedelta(days=3)).date()
     await _create(
         client,
@@ -448,7 +436,6 @@ async def test_a_local_time_broadcast_shows_times_in_its_default_zone_to_custome
 ):
     """Sent at 09:00 Berlin time, a customer without a zone (or with one nobody knows) reads the sale's
     end in Berlin time too, not in UTC; a customer with a zone reads it in theirs."""
-    from domain.customers.models import Customer
 
     await add_template(
         sessions, html="<p>Sale ends at {{ traits.ends | time }} ({{ traits.ends | date('yyyy-MM-dd') }})</p>"
@@ -458,19 +445,8 @@ async def test_a_local_time_broadcast_shows_times_in_its_default_zone_to_custome
         "mars@example.com": "Mars/Olympus",
         "nyc@example.com": "America/New_York",
     }
-    async with transaction(sessions) as session:
-        now = datetime.now(UTC)
-        for address, zone in zones.items():
-            session.add(
-                Customer(
-                    user_id=address,
-                    email=address,
-                    traits={"ends": "2030-06-01T22:30:00Z"},
-                    timezone=zone,
-                    first_seen_at=now,
-                    last_seen_at=now,
-                )
-            )
+    for address, zone in zones.items():
+        await add_customer(sessions, email=address, traits={"ends": "2030-06-01T22:30:00Z"}, timezone=zone)
     day = (datetime.now(UTC) + timedelta(days=3)).date()
     await _create(
         client,
