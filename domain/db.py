@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -146,12 +149,43 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if driver is not None:  # aiosqlite (the sync sqlite3 driver of the migrations needs nothing)
+            driver._execute = functools.partial(_execute_to_the_end, driver, driver._execute)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection):
         # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
         # one of them failing with "database is locked" when it upgrades a read lock mid-transaction.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def _execute_to_the_end(driver, execute, fn, *args, **kwargs):
+    """aiosqlite's call into its connection thread, which a cancelled caller waits out and then rolls back.
+
+    The thread runs a statement to its end whatever happens to the awaiting task. Without this, a task
+    cancelled mid-statement (a Temporal activity when its worker stops, or when it is cancelled) makes
+    SQLAlchemy drop the connection at once; the close it sends cannot end the transaction while the
+    cut-off statement is unfinalized (its cursor lives on in the traceback), so the connection lingers
+    and holds SQLite's write lock for good: every later writer waits out its 30 s busy timeout.
+    """
+    call = asyncio.ensure_future(execute(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        cleanup = asyncio.ensure_future(_rollback_after(driver, execute, call))
+        while not cleanup.done():  # a second cancel must not cut the clean-up short either
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(cleanup)
+        raise
+
+
+async def _rollback_after(driver, execute, call: asyncio.Future) -> None:
+    await asyncio.wait([call])
+    if not call.cancelled():
+        call.exception()  # retrieved: the caller sees its cancellation, not this
+    with contextlib.suppress(Exception):  # closed already (the cancelled call was the close)
+        await execute(lambda: driver._conn.rollback())
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
