@@ -113,7 +113,9 @@ class PreviewIn(BaseModel):
     timezone: str | None = Field(
         None, max_length=64, description="Sample IANA time zone (no customer_id); default UTC."
     )
-    event: dict[str, Any] | None = Field(None, description="Sample triggering event: {name, properties}.")
+    event: dict[str, Any] | None = Field(
+        None, description="Sample triggering event: {name, properties, timestamp}."
+    )
     version: VersionNumber | None = Field(None, description="Default: the current version.")
     subscription_group: str | None = Field(
         None,
