@@ -294,11 +294,6 @@ async def delete(session: AsyncSession, segment_id: str) -> None:
             if _mentions_segment(definition, segment_id)
         }
     )
-    if journeys:
-        raise Conflict(
-            {"problem": f"segment {segment_id!r} is used by published journeys", "journeys": journeys},
-            code="segment_in_use",
-        )
     # A broadcast to the segment reads its members as it goes: with the segment gone it would finish
     # having sent nothing (or send to a new segment given the same id).
     broadcasts = [
@@ -306,20 +301,17 @@ async def delete(session: AsyncSession, segment_id: str) -> None:
         for broadcast_id, audience in await repository.unfinished_broadcast_audiences(session)
         if audience.get("kind") == "segment" and audience.get("segment_id") == segment_id
     ]
-    if broadcasts:
-        raise Conflict(
-            {
-                "problem": f"segment {segment_id!r} is the audience of broadcasts still to send",
-                "broadcasts": broadcasts,
-            },
-            code="segment_in_use",
-        )
     dependents = (await _catalog(session)).dependents(segment_id)
-    if dependents:
-        raise Conflict(
-            {"problem": f"segment {segment_id!r} is used by other segments", "segments": dependents},
-            code="segment_in_use",
-        )
+    # every user at once, so the marketer sees in one answer all there is to change first
+    users = {
+        "journeys": (journeys, "used by published journeys"),
+        "broadcasts": (broadcasts, "the audience of broadcasts still to send"),
+        "segments": (dependents, "used by other segments"),
+    }
+    found = {kind: ids for kind, (ids, _) in users.items() if ids}
+    if found:
+        problem = ", ".join(says for ids, says in users.values() if ids)
+        raise Conflict({"problem": f"segment {segment_id!r} is {problem}", **found}, code="segment_in_use")
     await repository.delete_segment(session, segment_id)
 
 

@@ -282,12 +282,21 @@ async def test_the_segment_of_a_broadcast_still_to_send_cannot_be_deleted(
     send_at = (datetime.now(UTC) + timedelta(hours=6)).isoformat()
     audience = {"kind": "segment", "segment_id": "picked"}
     await _create(client, marketer_headers, id="later", audience=audience, send_at=send_at)
+    also = {"id": "fans", "name": "Fans", "rule": {"segment": "picked"}}
+    assert (await client.post("/api/segments", json=also, headers=marketer_headers)).status_code == 201
 
     refused = await client.delete("/api/segments/picked", headers=marketer_headers)
 
     assert refused.status_code == 409, refused.text
     assert refused.json()["error"] == "segment_in_use"
-    assert refused.json()["detail"]["broadcasts"] == ["later"]
+    # every user in one answer: the broadcast and the segment that refers to it
+    assert refused.json()["detail"] == {
+        "problem": "segment 'picked' is the audience of broadcasts still to send, used by other segments",
+        "broadcasts": ["later"],
+        "segments": ["fans"],
+    }
+    deleted = await client.delete("/api/segments/fans", headers=marketer_headers)
+    assert deleted.status_code == 204
     await temporal.sleep(timedelta(hours=7))  # skipped time
     handle = temporal.client.get_workflow_handle("broadcast/later", result_type=BroadcastProgress)
     assert ((result := await handle.result()).status, result.sent) == ("completed", 2)
