@@ -10,9 +10,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from domain.db import sqlstate, transient
 from domain.errors import DomainError
@@ -117,6 +119,23 @@ def _link_page(pages: LinkPages, request: Request, status: int, headers: Mapping
     return None
 
 
+# The order Allow lists methods in; any other method follows, alphabetically.
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed(request: Request) -> str | None:
+    """Every method the app's routes take for this path, for a 405's ``Allow``. The router answers the
+    first route whose path matched with that route's methods alone, though the path's other routes (a
+    HEAD from ``get_and_head``, a POST beside a GET) take more. None if no route matches the path."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= route.methods or set()
+    rank = {method: index for index, method in enumerate(_METHOD_ORDER)}
+    return ", ".join(sorted(methods, key=lambda method: (rank.get(method, len(rank)), method))) or None
+
+
 def install(app: FastAPI, link_pages: LinkPages | None = None) -> None:
     pages = link_pages or {}
 
@@ -141,12 +160,16 @@ def install(app: FastAPI, link_pages: LinkPages | None = None) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        if page := _link_page(pages, request, exc.status_code, getattr(exc, "headers", None)):
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405 and (allowed := _allowed(request)):
+            headers = {name: value for name, value in headers.items() if name.lower() != "allow"}
+            headers["Allow"] = allowed
+        if page := _link_page(pages, request, exc.status_code, headers):
             return page
         return JSONResponse(
             {"error": _code(exc.status_code), "detail": exc.detail},
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers or None,
         )
 
     @app.exception_handler(IntegrityError)

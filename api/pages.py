@@ -42,7 +42,7 @@ def get_and_head(router: APIRouter, path: str, **kwargs: Any) -> Callable[[Calla
     HEAD stays out of the OpenAPI document, which would otherwise list each operation twice."""
 
     def register(endpoint: Callable) -> Callable:
-        # GET first: a method no route takes is answered by the first route of the path (its Allow).
+        # A method none of the path's routes takes is a 405 whose Allow lists all of theirs (api.errors).
         router.get(path, **kwargs)(endpoint)
         router.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False, **kwargs)
         return endpoint
