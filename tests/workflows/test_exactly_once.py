@@ -35,11 +35,12 @@ from domain.journeys.schemas import JourneyIn
 from runtime import smtp_capture
 from runtime.event_router import EventRouter
 from tests.conftest import ROOT, _pg_reachable
-from tests.temporal_env import local
+from tests.temporal_env import local, shutdown
 
 ENROLLMENTS = 100
 KILLS = 4
 STEPS = ("first", "second", "third")
+KILL_WAIT_SECONDS = 30
 JOURNEY = {
     "nodes": [
         {"id": "start", "type": "entry", "event": "Joined", "next": "first"},
@@ -53,7 +54,12 @@ JOURNEY = {
 
 
 async def _start_worker(address: str, task_queue: str, database_url: str, smtp_port: int):
-    """The worker process, once it says it is ready, and how long its start took."""
+    """The worker process, once it says it is ready, and how long its start took.
+
+    After "ready" its stdout is drained for as long as it lives: the SDK core logs its warnings there
+    (about 100 KiB per worker life on a loaded machine), and an undrained pipe stops the worker's
+    writes and, once asyncio pauses reading, ``wait()`` after a kill, which waits for EOF too.
+    """
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -67,8 +73,25 @@ async def _start_worker(address: str, task_queue: str, database_url: str, smtp_p
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    assert (await asyncio.wait_for(process.stdout.readline(), 120)).strip() == b"ready"
+    try:
+        assert (await asyncio.wait_for(process.stdout.readline(), 120)).strip() == b"ready"
+    except BaseException:
+        await _kill(process)
+        raise
+    process.drain = asyncio.create_task(_drain(process.stdout))
     return process, time.monotonic() - started
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(1 << 16):
+        pass
+
+
+async def _kill(process) -> None:
+    """SIGKILL and reap, bounded: a wait that cannot finish fails the test instead of hanging it."""
+    if process.returncode is None:
+        process.kill()
+    await asyncio.wait_for(process.wait(), KILL_WAIT_SECONDS)
 
 
 class Watchdog:
@@ -164,8 +187,7 @@ async def test_worker_killed_at_random_points_every_email_once(sessions, setting
             delivered = copies.total()
             watchdog.check((done, delivered))
             if kills < KILLS and delivered - before >= kill_after[kills]:
-                worker.kill()  # SIGKILL: no cleanup, activities die mid-flight
-                await worker.wait()
+                await _kill(worker)  # SIGKILL: no cleanup, activities die mid-flight
                 kills += 1
                 cut_off.update(await unrecorded())  # the dead worker writes nothing more
                 worker, took = await _start_worker(
@@ -197,8 +219,13 @@ async def test_worker_killed_at_random_points_every_email_once(sessions, setting
             f"slowest worker start {watchdog.slowest_start:.1f} s"
         )
     finally:
-        if worker is not None and worker.returncode is None:
-            worker.kill()
-            await worker.wait()
-        await env.shutdown()
-        smtp.close()
+        # Each step is bounded and runs even when an earlier one failed: pytest-timeout's alarm fires
+        # once, so a hang after it (or after a failure it raised) would hold the suite for good.
+        try:
+            if worker is not None:
+                await _kill(worker)
+        finally:
+            try:
+                await shutdown(env)
+            finally:
+                smtp.close()
