@@ -57,8 +57,8 @@ async def _start_worker(address: str, task_queue: str, database_url: str, smtp_p
     """The worker process, once it says it is ready, and how long its start took.
 
     After "ready" its stdout is drained for as long as it lives: the SDK core logs its warnings there
-    (about 100 KiB per worker life on a loaded machine), and an undrained pipe stops the worker's
-    writes and, once asyncio pauses reading, ``wait()`` after a kill, which waits for EOF too.
+    (workflow tasks over 5 s: 100 KiB in one worker's life seen on a loaded machine). Past 128 KiB
+    unread asyncio pauses reading, and ``wait()`` after the kill, which waits for EOF too, never returns.
     """
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
