@@ -241,16 +241,18 @@ def erased_error(error: str | None) -> str | None:
     return None if error is None else customers.ERASED_ERROR
 
 
-async def record_bounces(session: AsyncSession, bounced: list[tuple[str, str, str]]) -> None:
+async def record_bounces(session: AsyncSession, bounced: list[tuple[str, str, str]]) -> set[str]:
     """(ledger key, address, why) of messages the server refused for good: the addresses are
     suppressed. One whose row an erasure anonymised meanwhile stays suppressed only as a digest, as
     the erasure leaves every address of the person. Take the addresses' locks first
-    (``subscriptions.hold_addresses``) when the transaction also writes the ledger rows."""
+    (``subscriptions.hold_addresses``) when the transaction also writes the ledger rows. Returns the
+    keys erased since their claim (``erased_since_claim``)."""
     gone = await erased_since_claim(session, [key for key, _, _ in bounced])
     for _, address, why in bounced:
         await subscriptions.suppress_address(session, address, "bounced", why)
     if forget := sorted({address for key, address, _ in bounced if key in gone}):
         await subscriptions.forget_addresses(session, forget)
+    return gone
 
 
 async def record_refusal(
@@ -263,8 +265,10 @@ async def record_refusal(
     # either committed before this reads the row, or waits and then anonymises what this wrote.
     await subscriptions.hold_addresses(session, [address])
     if bounced:
-        await record_bounces(session, [(key, address, error[:500])])
-    if key in await erased_since_claim(session, [key]):
+        gone = await record_bounces(session, [(key, address, error[:500])])
+    else:
+        gone = await erased_since_claim(session, [key])
+    if key in gone:
         error = erased_error(error)
     await finish_message(session, key, "failed", error)
     return error
