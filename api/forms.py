@@ -7,6 +7,8 @@ from urllib.parse import parse_qs
 
 from fastapi import Request
 
+from api.bodies import read_capped
+
 # Far more than any of the pages' forms (a preference page of a thousand groups is about 50 KB).
 MAX_FORM_BYTES = 65536
 
@@ -15,13 +17,10 @@ async def read_form(request: Request, *, max_fields: int | None = None) -> dict[
     """The urlencoded form, or None when it is longer than ``MAX_FORM_BYTES`` (refused whole: a form
     cut short would lose the ticks after the cut; and never buffered beyond the limit) or has more
     than ``max_fields`` fields. Text that is not UTF-8 reads as U+FFFD."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            return None
-        chunks.append(chunk)
+    body = await read_capped(request, MAX_FORM_BYTES)
+    if body is None:
+        return None
     try:
-        return parse_qs(b"".join(chunks).decode("utf-8", "replace"), max_num_fields=max_fields)
+        return parse_qs(body.decode("utf-8", "replace"), max_num_fields=max_fields)
     except ValueError:  # more fields than max_fields
         return None

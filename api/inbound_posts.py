@@ -18,8 +18,9 @@ from python_multipart.exceptions import FormParserError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
+from api.bodies import read_capped
 from domain.subscriptions import inbound_providers
-from domain.subscriptions.unsubscribe_mail import MailText, NotAMessage, check_size
+from domain.subscriptions.unsubscribe_mail import MailText, NotAMessage, check_size, too_large
 
 RAW_MESSAGE = "message/rfc822"
 JSON = "application/json"
@@ -57,12 +58,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit():
         check_size(int(declared), limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        check_size(size, limit)  # stops reading at the limit, whatever Content-Length said
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = await read_capped(request, limit)  # stops reading at the limit, whatever Content-Length said
+    if body is None:
+        raise too_large(limit)
+    return body
 
 
 async def _form(request: Request, body: bytes, limit: int, *, multipart: bool) -> dict[str, str]:

@@ -17,6 +17,7 @@ import orjson
 import pydantic_core
 from fastapi import APIRouter, Request, Response
 
+from api.bodies import read_capped
 from api.deps import basic_username, bearer_token, revoked_keys
 from domain.auth import service as auth
 from domain.auth.schemas import KeyKind, Principal
@@ -72,13 +73,9 @@ async def _read(request: Request, limit: int) -> bytes:
             {"field": "Content-Encoding", "problem": f"{encoding!r} is not supported: send gzip or none"},
             code="unsupported_encoding",
         )
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge({"field": "body", "problem": f"the body exceeds the limit of {_kb(limit)}"})
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await read_capped(request, limit)
+    if body is None:
+        raise TooLarge({"field": "body", "problem": f"the body exceeds the limit of {_kb(limit)}"})
     if encoding in ("gzip", "x-gzip"):
         return _gunzip(body, limit)
     return body

@@ -70,11 +70,15 @@ class MessageTooLarge(DomainError):
     code = "too_large"
 
 
+def too_large(limit: int) -> MessageTooLarge:
+    return MessageTooLarge(
+        {"field": "body", "problem": f"the message is larger than {limit} bytes (inbound_mail_max_bytes)"}
+    )
+
+
 def check_size(size: int, limit: int) -> None:
     if size > limit:
-        raise MessageTooLarge(
-            {"field": "body", "problem": f"the message is larger than {limit} bytes (inbound_mail_max_bytes)"}
-        )
+        raise too_large(limit)
 
 
 def parse(raw: bytes) -> Message:
