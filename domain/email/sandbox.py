@@ -14,12 +14,14 @@ On top of it we
 - never run template code at compile time (``optimized=False``: Jinja's optimizer would evaluate
   constant filter calls while the template is saved, outside any budget); instead
   ``oversized_constructs`` reports constant arguments past the caps when the template is saved;
-- check a deadline and an output budget while rendering (``Budget``): a slow or huge template stops
-  with a clear error for that one message.
+- check a time and an output budget while rendering (``Budget``): a slow or huge template stops
+  with a clear error for that one message. The time is the template's own CPU time, so a busy machine
+  never fails a message a quiet one would send.
 """
 
 from __future__ import annotations
 
+import gc
 import re
 import threading
 import time
@@ -75,7 +77,15 @@ class RenderLimitExceeded(SecurityError):
 
 
 class Budget:
-    """Deadline and output cap of one render, checked from the hooks below."""
+    """Time and output cap of one render, checked from the hooks below.
+
+    The time is the CPU time the rendering thread spends on the template, not the wall clock: a render
+    that fails here fails its message for good (not retried), so it must depend on the template, never
+    on the machine. Under load the thread waits for a core, for the interpreter lock other renders or
+    the event loop hold, or for a full garbage collection that scans the whole heap; none of that is the
+    template's doing. The wall clock is only the cheap first check (a thread cannot spend more CPU time
+    than time passes): past it, the thread's own CPU time decides. Create it in the thread that renders.
+    """
 
     def __init__(self, seconds: float = MAX_RENDER_SECONDS, chars: int = MAX_OUTPUT_CHARS):
         self.deadline = time.monotonic() + seconds
@@ -83,16 +93,41 @@ class Budget:
         self.chars = chars
         self.used = 0
         self.built = 0
+        self.started = time.thread_time()
+        self.excused = 0.0  # CPU time of full garbage collections during the render
+        self.collecting_since: float | None = None
+
+    def spent(self) -> float:
+        return time.thread_time() - self.started - self.excused
 
     def tick(self) -> None:
         if time.monotonic() > self.deadline:
-            raise RenderLimitExceeded(f"rendering took longer than {self.seconds:g}s; template stopped")
+            left = self.seconds - self.spent()
+            if left <= 0:
+                raise RenderLimitExceeded(f"rendering took longer than {self.seconds:g}s; template stopped")
+            self.deadline = time.monotonic() + left
 
     def build(self, size: int) -> None:
         self.built += size
         if self.built > MAX_BUILT_CHARS:
             raise RenderLimitExceeded(f"the template built more than {MAX_BUILT_CHARS} characters of text")
         self.tick()
+
+
+def _excuse_full_collections(phase: str, info: dict[str, int]) -> None:
+    """Keep the interpreter's full collections (their cost is the whole heap's size, whatever the
+    template does) out of the render's time; young collections stay in: the template's allocations
+    make them."""
+    if info["generation"] != 2:
+        return
+    budget = _CURRENT.budget  # collections run in the thread that triggered them
+    if budget is None:
+        return
+    if phase == "start":
+        budget.collecting_since = time.thread_time()
+    elif budget.collecting_since is not None:
+        budget.excused += time.thread_time() - budget.collecting_since
+        budget.collecting_since = None
 
 
 _SCALARS = (str, int, float, bool, Decimal, date, datetime, Undefined)
@@ -501,6 +536,7 @@ class _Current(threading.local):
 
 
 _CURRENT = _Current()
+gc.callbacks.append(_excuse_full_collections)
 
 
 def render_with_budget(template, variables: dict[str, Any], budget: Budget) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,68 @@ def test_slow_template_is_cut_off_and_the_next_render_works():
     assert time.monotonic() - started < 1.5
     ok = rendering.render("s", "<p>{{ traits.first_name }}</p>", None, rendering.context_for(CUSTOMER, None))
     assert "Ann" in ok.html
+
+
+class _Stalled:
+    """A value whose reading stands for the rendering thread getting no CPU for a while: the machine
+    serving other processes, or another thread holding the interpreter."""
+
+    def __init__(self, stall):
+        self.stall = stall
+
+    @property
+    def name(self):
+        self.stall()
+        return "Ann"
+
+
+def _render_name(value, budget):
+    return rendering.render("s", "<p>{{ customer.name }}</p>", None, {"customer": value}, budget=budget)
+
+
+def test_a_render_whose_thread_waits_longer_than_the_budget_still_sends():
+    # a cut-off message fails for good: the budget is the template's own time, not the machine's load
+    out = _render_name(_Stalled(lambda: time.sleep(0.4)), Budget(0.2))
+    assert "<p>Ann</p>" in out.html
+
+
+def test_a_full_garbage_collection_during_a_render_is_not_the_templates_time():
+    heap = [{"n": i} for i in range(1_000_000)]  # a worker's long-lived objects: a full scan is slow
+    started = time.thread_time()
+    gc.collect()
+    collection = time.thread_time() - started
+    out = _render_name(_Stalled(gc.collect), Budget(collection / 2))
+    assert "<p>Ann</p>" in out.html
+    del heap
+
+
+SPIN = "{% for i in range(150) %}{% for j in range(1000) %}{% endfor %}{% endfor %}{{ customer.id }}"
+ENDLESS = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"
+
+
+def _render_in_thread(html, budget_seconds, customer_id):
+    budget = Budget(budget_seconds)  # made where it renders, as render() does
+    try:
+        out = rendering.render("s", html, None, {"customer": {"id": customer_id}}, budget=budget)
+    except rendering.RenderError as exc:
+        return str(exc)
+    return out.text.splitlines()[0]
+
+
+def test_renders_sharing_the_interpreter_each_get_their_own_second_and_a_slow_one_is_still_stopped():
+    # a worker renders in several activity threads at once: each waits for the interpreter lock while
+    # the others run, so each takes several times its own time on the clock
+    costs = []
+    for _ in range(2):
+        started = time.thread_time()
+        assert _render_in_thread(SPIN, 30, 1) == "1"
+        costs.append(time.thread_time() - started)
+    budget = 2.5 * max(costs)
+    with ThreadPoolExecutor(max_workers=7) as pool:
+        spinning = [pool.submit(_render_in_thread, SPIN, budget, n) for n in range(6)]
+        endless = pool.submit(_render_in_thread, ENDLESS, budget, 99)
+        assert [f.result() for f in spinning] == [str(n) for n in range(6)]
+        assert f"longer than {budget:g}s" in endless.result()
 
 
 def test_oversized_output_is_cut_off():
