@@ -7,12 +7,18 @@ A value is a date when it is a string that starts with a real calendar day writt
 
 The segments' SQL compiler (domain/segments/compiler.py) applies the same test in SQL; the segments'
 per-customer evaluator and journeys read values through this module, so all of them agree.
+
+Time-zone names are read here too, one way for every caller: a zone is a name in ``known_zones()``,
+exactly as written (``Europe/Paris``; not ``europe/paris``, ``posix/Europe/Paris`` or ``right/UTC``, other
+files of the tz database that ``ZoneInfo`` would also open).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import date
+from functools import lru_cache
+from zoneinfo import ZoneInfo, available_timezones
 
 DATE_PREFIX_LEN = 10  # values are compared on their leading YYYY-MM-DD
 _DATE_LIKE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # at the start (match)
@@ -56,3 +62,25 @@ def parse(value) -> tuple[date, bool] | None:
     if recurs is not None:
         return date(LEAP_YEAR, int(recurs[:2]), int(recurs[3:])), False
     return None
+
+
+@lru_cache(maxsize=1)
+def known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def is_zone(name) -> bool:
+    """``name`` is an IANA zone name as the product knows them (what ingestion stores, what segments,
+    journeys, broadcasts and templates accept from marketers)."""
+    return isinstance(name, str) and name in known_zones()
+
+
+@lru_cache(maxsize=1024)
+def _opened(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def zone(*names) -> ZoneInfo:
+    """The first of ``names`` that is a zone (``is_zone``), else UTC: a customer's zone, then a
+    journey's or broadcast's default. None, '' and unknown names are passed over, never an error."""
+    return _opened(next((name for name in names if is_zone(name)), "UTC"))

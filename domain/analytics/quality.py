@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import zoneinfo
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from functools import cache
@@ -25,6 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import Settings
+from domain import dates
 from domain.analytics import quality_repository as repository
 from domain.analytics import side_by_side
 from domain.analytics.schemas import DataQualityOut, Dimension, Finding
@@ -42,7 +42,7 @@ CSV_COLUMNS = ["dimension", "customer_id", "user_id", "field", "problem"]
 
 @cache
 def _zones() -> list[str]:
-    return sorted(zoneinfo.available_timezones())
+    return sorted(dates.known_zones())
 
 
 def _checks(session: AsyncSession, settings: Settings, now: datetime) -> repository.Checks:

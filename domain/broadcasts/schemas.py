@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, Field, NaiveDatetime, field_validator, model_validator
 
+from domain.dates import is_zone
 from domain.db import EARLIEST, LATEST, StoredInt, VersionNumber
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -63,10 +63,8 @@ class BroadcastIn(BaseModel):
     @field_validator("default_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not an IANA timezone such as 'Europe/Paris'") from exc
+        if not is_zone(value):
+            raise ValueError(f"{value!r} is not an IANA timezone such as 'Europe/Paris'")
         return value
 
     @model_validator(mode="after")

@@ -7,10 +7,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain import dates
 from domain.auth.schemas import Principal
 from domain.broadcasts import audience, repository
 from domain.broadcasts.models import Broadcast
@@ -199,17 +199,9 @@ async def time_slots(
         after = ids[-1]
     by_instant: dict[datetime, list[str]] = {}
     for zone in sorted(zones - served):
-        tz = ZoneInfo(zone if zone and _valid_zone(zone) else row.default_timezone)
+        tz = dates.zone(zone, row.default_timezone)
         by_instant.setdefault(local.replace(tzinfo=tz).astimezone(UTC), []).append(zone)
     return sorted(by_instant.items())
-
-
-def _valid_zone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
 
 
 async def plan_batch(

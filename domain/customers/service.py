@@ -410,7 +410,8 @@ async def update_traits(session: AsyncSession, customer_id: int, traits: dict[st
     Top-level keys replace, as with identify; email, timezone and locale also update the profile
     columns when they are valid.
     """
-    from domain.events.schemas import is_timezone, normalise_email, normalise_locale
+    from domain.dates import is_zone
+    from domain.events.schemas import normalise_email, normalise_locale
 
     customer = await repository.get(session, customer_id)
     if customer is None:
@@ -420,7 +421,7 @@ async def update_traits(session: AsyncSession, customer_id: int, traits: dict[st
     if isinstance(email, str):
         with contextlib.suppress(ValueError):
             customer.email = normalise_email(email)
-    if isinstance(timezone, str) and is_timezone(timezone):
+    if is_zone(timezone):
         customer.timezone = timezone
     if isinstance(locale, str):
         customer.locale = normalise_locale(locale) or customer.locale

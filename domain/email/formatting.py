@@ -21,7 +21,6 @@ from datetime import time as clock_time
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime, format_skeleton, format_time
@@ -74,27 +73,16 @@ def written_in(customer: str | None, variant: str | None, default: str) -> tuple
     return (text,)
 
 
-@lru_cache(maxsize=512)
-def _zone(name: str) -> tzinfo | None:
-    try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError, OSError):  # unknown (ZoneInfoNotFoundError), or no zone name ("../x")
-        return None
-
-
 @lru_cache(maxsize=4096)
 def locality(
     *locales: str | None, timezone: str | None = None, default_timezone: str | None = None
 ) -> Locality:
-    """The first of ``locales`` Babel knows (see ``written_in``), else English;
-    the customer's zone, else ``default_timezone`` (a broadcast's, the zone it planned their send
-    time in), else UTC. A profile's unknown locale or zone falls back instead of failing: it decides
+    """The first of ``locales`` Babel knows (see ``written_in``), else English; the customer's zone,
+    else ``default_timezone`` (a broadcast's, the zone it planned their send time in), else UTC, read
+    by ``dates.zone``. A profile's unknown locale or zone falls back instead of failing: it decides
     how values are spelled, not whether the customer gets the message."""
     locale = next((_locale(tag) for tag in locales if readable_locale(tag)), None)
-    zone = next(
-        (_zone(z) for z in (timezone, default_timezone) if isinstance(z, str) and z and _zone(z)), None
-    )
-    return Locality(locale or _locale(FALLBACK_LOCALE), zone or UTC)
+    return Locality(locale or _locale(FALLBACK_LOCALE), dates.zone(timezone, default_timezone))
 
 
 _DEFAULT = locality()

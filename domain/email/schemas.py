@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from domain.dates import is_zone
 from domain.db import StoredInt, VersionNumber
 from domain.email import compose
-from domain.events.schemas import is_timezone
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
@@ -134,7 +134,7 @@ class PreviewIn(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        if value is not None and not is_timezone(value):
+        if value is not None and not is_zone(value):
             raise ValueError(f"{value!r} is not an IANA time zone (such as Europe/Berlin)")
         return value
 

@@ -19,9 +19,9 @@ from pydantic import (
     model_validator,
 )
 
+from domain.dates import is_zone
 from domain.db import StoredTime
 from domain.json_strings import first_string
-from domain.segments.calendar import known_zones
 
 MAX_ID = 255
 # Segment's own limits: https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/#max-request-size
@@ -46,13 +46,6 @@ def normalise_email(value: str) -> str:
         return validate_email(value.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address: {exc}") from None
-
-
-def is_timezone(name: str) -> bool:
-    """An IANA zone name, as the rest of the product knows them (segments' dates, the data-quality
-    review): ZoneInfo also opens other files of the tz database ("posix/Europe/Paris", "right/UTC",
-    "posixrules"), which those call unknown."""
-    return name in known_zones()
 
 
 def normalise_locale(value: str) -> str | None:
@@ -163,7 +156,7 @@ class IdentifyCall(SegmentCall):
             except ValueError as exc:
                 raise ValueError(f"traits.email: {exc}") from None
         timezone = traits.get("timezone")
-        if timezone is not None and not (isinstance(timezone, str) and is_timezone(timezone)):
+        if timezone is not None and not is_zone(timezone):
             raise ValueError(
                 f"traits.timezone: {_shown(timezone)} is not an IANA time zone such as Europe/Paris"
             )

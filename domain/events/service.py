@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers import repository as profiles
 from domain.customers import service as customers
+from domain.dates import is_zone
 from domain.db import utcnow
 from domain.events import postgres_batch, sqlite_batch
 from domain.events.models import message_ref_of
@@ -31,7 +32,6 @@ from domain.events.schemas import (
     SegmentCall,
     TrackCall,
     dump_calls,
-    is_timezone,
     normalise_locale,
 )
 
@@ -132,7 +132,7 @@ class Submission:
             locale = context.get("locale", shared.get("locale"))
             if timezone is None and locale is None:
                 continue
-            timezone = timezone if isinstance(timezone, str) and is_timezone(timezone) else None
+            timezone = timezone if is_zone(timezone) else None
             locale = normalise_locale(locale) if isinstance(locale, str) else None
             if timezone or locale:
                 hints[str(seq)] = [timezone, locale]
@@ -239,7 +239,7 @@ def _contribution(call: Call, purchase: PurchaseRule) -> dict[str, Any]:
         "revenue": purchase.revenue(call.properties) if is_order else Decimal(0),  # type: ignore[union-attr]
         "profile_traits": None,
         "email": None,
-        "timezone": timezone if isinstance(timezone, str) and is_timezone(timezone) else None,
+        "timezone": timezone if is_zone(timezone) else None,
         "locale": normalise_locale(locale) if isinstance(locale, str) else None,
     }
     if isinstance(call, IdentifyCall) and call.traits:

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from domain.dates import is_zone
 from domain.errors import InvalidInput
 from domain.journeys import conditions
 
@@ -366,12 +367,8 @@ class Rules(_Strict):
     @field_validator("default_timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not an IANA timezone") from exc
+        if not is_zone(value):
+            raise ValueError(f"{value!r} is not an IANA timezone")
         return value
 
 

@@ -5,9 +5,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from domain.dates import is_zone
 from domain.db import StoredInt, StoredTime, VersionNumber
 from domain.email.schemas import SLUG
-from domain.events.schemas import is_timezone, normalise_email
+from domain.events.schemas import normalise_email
 from domain.journeys.definition import Duration
 
 DEFINITION = Field(
@@ -119,7 +120,7 @@ class SimulatedCustomer(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
-        if value is not None and not is_timezone(value):
+        if value is not None and not is_zone(value):
             raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Paris")
         return value
 

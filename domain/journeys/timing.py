@@ -7,7 +7,7 @@ workflow can sleep until it. Nothing here reads a clock.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from domain import dates
 from domain.wall_clock import clock_passes
@@ -16,13 +16,8 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def zone(name: str | None, default: str = "UTC") -> ZoneInfo:
-    for candidate in (name, default, "UTC"):
-        if candidate:
-            try:
-                return ZoneInfo(candidate)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return ZoneInfo("UTC")
+    """The customer's zone, else the journey's default, else UTC (``dates.zone``)."""
+    return dates.zone(name, default)
 
 
 def _hhmm(text: str) -> time:

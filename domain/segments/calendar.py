@@ -8,19 +8,15 @@ from __future__ import annotations
 import calendar
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
-
-@lru_cache(maxsize=1)
-def known_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+from domain.dates import known_zones
+from domain.dates import zone as _zone
 
 
 def local_date(zone: str | None, now: datetime) -> date:
     """Today for a customer; an unknown or missing zone means UTC."""
-    if zone and zone in known_zones():
-        return now.astimezone(ZoneInfo(zone)).date()
-    return now.astimezone(UTC).date()
+    return now.astimezone(_zone(zone)).date()
 
 
 @lru_cache(maxsize=32)
