@@ -55,6 +55,7 @@ from domain.broadcasts import service as broadcasts
 from domain.broadcasts.service import BatchPlan
 from domain.db import transaction
 from domain.email import compose, rendering
+from domain.email import service as email
 from domain.email.delivery import MessageFactory, Prepared, TemplateSpec
 from domain.subscriptions import service as subscriptions
 
@@ -335,7 +336,7 @@ class _Run:
                     for _, key in erased
                 ],
             )
-            await broadcasts.record_bounces(session, bounced)
+            await email.record_bounces(session, bounced)  # shared with journey sends
             counts = [
                 await broadcasts.finish_batch(
                     session, req.broadcast_id, req.slot, page.plan.last_id, page.plan.keys

@@ -334,10 +334,6 @@ async def record_results(
     await repository.mark_each(session, failures)
 
 
-# (ledger key, address, why) of messages the server refused for good: shared with journey sends.
-record_bounces = email.record_bounces
-
-
 async def finish_batch(
     session: AsyncSession, broadcast_id: str, slot: int, cursor: int, keys: list[str]
 ) -> dict[str, int]:

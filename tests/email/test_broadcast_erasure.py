@@ -19,6 +19,7 @@ from domain.broadcasts import service as broadcasts
 from domain.broadcasts.schemas import BroadcastIn
 from domain.customers import service as customers
 from domain.db import transaction
+from domain.email import service as email
 from domain.email.models import Message
 from domain.subscriptions.models import Suppression
 from tests.conftest import make_key
@@ -161,7 +162,7 @@ async def test_outcomes_recorded_after_an_erasure_keep_nothing_of_the_person(ses
     async with transaction(sessions) as session:
         failure = {"k": bob_key, "s": "failed", "e": refused, "subj": "Hi Bob", "at": None}
         await broadcasts.record_results(session, {ann_key: "Hi Ann"}, [failure])
-        await broadcasts.record_bounces(session, [(bob_key, "bob@example.com", refused)])
+        await email.record_bounces(session, [(bob_key, "bob@example.com", refused)])
     async with sessions() as session:
         rows = (await session.scalars(select(Message).order_by(Message.id))).all()
         assert [(m.customer_id, m.to_address, m.status, m.subject, m.error) for m in rows] == [
