@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Query, Request
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from api.deps import Marketer, Session
-from api.temporal import TemporalClient, TemporalUnavailable, temporal_client
+from api.temporal import TemporalUnavailable, temporal_client
 from config.settings import Settings
 from domain.broadcasts import service as broadcasts
 from domain.broadcasts.schemas import BroadcastIn, BroadcastOut
+from domain.db import transaction
 from workflows.broadcast import BroadcastInput, BroadcastWorkflow
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/broadcasts", tags=["broadcasts"])
 
 
@@ -47,26 +51,36 @@ async def get_broadcast(broadcast_id: str, session: Session, _: Marketer) -> Bro
     return broadcasts.out(await broadcasts.get(session, broadcast_id))
 
 
-async def _steer(broadcast_id: str, action: str, session, temporal, principal) -> BroadcastOut:
-    row = await broadcasts.change(session, broadcast_id, action, by=principal)
-    await session.flush()
+async def _steer(broadcast_id: str, action: str, request: Request, session, principal) -> BroadcastOut:
+    answer = broadcasts.out(await broadcasts.change(session, broadcast_id, action, by=principal))
+    # Committed before Temporal is reached (and its client fetched): the request's transaction holds
+    # SQLite's write lock, which every other writer would wait on for as long as Temporal takes.
+    await session.commit()
     try:
+        temporal = await temporal_client(request)
         await temporal.get_workflow_handle(broadcasts.workflow_id(broadcast_id)).signal(action)
-    except RPCError as exc:
-        raise TemporalUnavailable(f"could not {action} the broadcast: {exc}") from exc
-    return broadcasts.out(row)
+    except (RPCError, TemporalUnavailable) as exc:
+        if action != "resume":  # stored, and honoured by the workflow before its next batch
+            log.warning(
+                "broadcast %s: %s stored, but the workflow was not signalled: %s", broadcast_id, action, exc
+            )
+            return answer
+        async with transaction(request.app.state.sessions) as undo:
+            await broadcasts.resume_not_delivered(undo, broadcast_id, answer.status)
+        raise TemporalUnavailable(f"could not resume the broadcast (it stays paused): {exc}") from exc
+    return answer
 
 
 @router.post("/{broadcast_id}/pause", response_model=BroadcastOut, summary="Pause after the current batch")
-async def pause(broadcast_id: str, session: Session, principal: Marketer, temporal: TemporalClient):
-    return await _steer(broadcast_id, "pause", session, temporal, principal)
+async def pause(broadcast_id: str, request: Request, session: Session, principal: Marketer):
+    return await _steer(broadcast_id, "pause", request, session, principal)
 
 
 @router.post("/{broadcast_id}/resume", response_model=BroadcastOut)
-async def resume(broadcast_id: str, session: Session, principal: Marketer, temporal: TemporalClient):
-    return await _steer(broadcast_id, "resume", session, temporal, principal)
+async def resume(broadcast_id: str, request: Request, session: Session, principal: Marketer):
+    return await _steer(broadcast_id, "resume", request, session, principal)
 
 
 @router.post("/{broadcast_id}/cancel", response_model=BroadcastOut, summary="Stop; nothing more is sent")
-async def cancel(broadcast_id: str, session: Session, principal: Marketer, temporal: TemporalClient):
-    return await _steer(broadcast_id, "cancel", session, temporal, principal)
+async def cancel(broadcast_id: str, request: Request, session: Session, principal: Marketer):
+    return await _steer(broadcast_id, "cancel", request, session, principal)

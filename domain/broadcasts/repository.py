@@ -22,6 +22,16 @@ async def add(session: AsyncSession, row: Broadcast) -> None:
     await session.flush()
 
 
+async def set_status_if(session: AsyncSession, broadcast_id: str, expected: str, status: str) -> bool:
+    """``status`` only if the broadcast is still ``expected`` (nobody, the workflow included, moved it)."""
+    result = await session.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast_id, Broadcast.status == expected)
+        .values(status=status)
+    )
+    return result.rowcount == 1
+
+
 async def list_all(session: AsyncSession, limit: int) -> list[Broadcast]:
     return list(await session.scalars(select(Broadcast).order_by(Broadcast.created_at.desc()).limit(limit)))
 

@@ -145,8 +145,11 @@ _TRANSITIONS = {"pause": ("scheduled", "running"), "resume": ("paused",), "cance
 async def change(
     session: AsyncSession, broadcast_id: str, action: str, *, by: Principal | None = None
 ) -> Broadcast:
-    """pause / resume / cancel: the database says what the marketer asked; the workflow acts on it
-    between batches (it is signalled too). ``by``: the key asking."""
+    """pause / resume / cancel: the database says what the marketer asked, and is committed before
+    the workflow is signalled. A pause or cancel holds even if the signal is lost: every batch reads
+    the stored status first and stops on it. A resume does not: a paused workflow runs no batch and
+    moves only on the signal, so one it could not be told is undone (``resume_not_delivered``).
+    ``by``: the key asking."""
     row = await get(session, broadcast_id)
     if row.kind == OPERATIONAL and not (by and by.has_role()):
         # Holding or stopping a notice the company must send is the admins' call, as sending it was.
@@ -159,6 +162,11 @@ async def change(
     if action == "cancel":
         row.finished_at = utcnow()
     return row
+
+
+async def resume_not_delivered(session: AsyncSession, broadcast_id: str, resumed_status: str) -> bool:
+    """Back to paused after a resume the workflow never got, unless the status moved on since."""
+    return await repository.set_status_if(session, broadcast_id, resumed_status, "paused")
 
 
 # -- the database side of one batch ------------------------------------------------------------------
