@@ -56,7 +56,11 @@ class BroadcastIn(BaseModel):
         None,
         description="Wall-clock time in each recipient's own timezone, e.g. 2030-03-01T09:00 (no offset).",
     )
-    default_timezone: str = Field("UTC", description="For customers without a timezone (with local_send_at).")
+    default_timezone: str = Field(
+        "UTC",
+        description="For customers without a timezone: the zone of their local_send_at, and of the "
+        "times and dates their email shows.",
+    )
     rate_per_second: int | None = Field(None, ge=1, le=100_000, description="Cap on messages per second.")
     batch_size: int = Field(500, ge=1, le=5000)
 

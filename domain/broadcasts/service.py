@@ -113,7 +113,7 @@ async def create(session: AsyncSession, spec: BroadcastIn, *, by: Principal | No
         audience=spec_audience,
         send_at=spec.send_at.astimezone(UTC) if spec.send_at else None,  # answered as GET answers it
         local_send_at=spec.local_send_at.isoformat() if spec.local_send_at else None,
-        default_timezone=spec.default_timezone if spec.local_send_at else None,
+        default_timezone=spec.default_timezone,  # every broadcast's dates show in it, not only a local one's
         slot=0,
         rate_per_second=spec.rate_per_second,
         batch_size=spec.batch_size,

@@ -480,6 +480,27 @@ async def test_a_local_time_broadcast_shows_times_in_its_default_zone_to_custome
     }
 
 
+async def test_a_broadcast_sent_at_once_shows_times_in_its_default_zone_to_customers_without_a_known_one(
+    client, marketer_headers, sessions, capture, temporal
+):
+    await add_template(sessions, html="<p>Sale ends at {{ traits.ends | datetime('yyyy-MM-dd HH:mm') }}</p>")
+    for address, zone in {"none@example.com": None, "nyc@example.com": "America/New_York"}.items():
+        await add_customer(sessions, email=address, traits={"ends": "2030-06-01T22:30:00Z"}, timezone=zone)
+
+    created = await _create(client, marketer_headers, id="now", default_timezone="Europe/Berlin")
+
+    assert created["default_timezone"] == "Europe/Berlin"
+    handle = temporal.client.get_workflow_handle("broadcast/now", result_type=BroadcastProgress)
+    assert (await handle.result()).sent == 2
+    shown = {
+        m["to"]: re.search(r"Sale ends at [^<]*", m["html"]).group() for m in await capture.wait_for_count(2)
+    }
+    assert shown == {
+        "none@example.com": "Sale ends at 2030-06-02 00:30",
+        "nyc@example.com": "Sale ends at 2030-06-01 18:30",
+    }
+
+
 async def test_local_time_broadcast_reaches_customers_in_timezones_that_appear_after_it_was_planned(
     client, marketer_headers, sessions, capture, temporal
 ):
