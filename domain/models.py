@@ -35,7 +35,7 @@ from domain.segments.models import (
     SegmentRefreshState,
     SegmentVersion,
 )
-from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
+from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression, UnsubscribeMail
 
 # An id, once given, is never given again, on SQLite as on PostgreSQL (whose identities never reuse):
 # running journeys, merge redirects, workflow ids and agents' links keep ids of rows that may be
@@ -93,4 +93,5 @@ __all__ = [
     "TeamMember",
     "Template",
     "TemplateVersion",
+    "UnsubscribeMail",
 ]

@@ -8,6 +8,10 @@ to what the token finder reads: the raw message when the post carries it, else i
 - Mailgun routes' ``forward()`` posts a form (multipart, or urlencoded without attachments):
   ``body-mime`` (at a URL ending in ``mime``), else ``sender``, ``from``, ``subject``, ``body-plain``.
 
+What tells one mail from another in the parsed fields: the Message-ID header, in Postmark's
+``Headers`` (else its own ``MessageID`` for the message), in Mailgun's ``Message-Id`` field or
+``message-headers``, in the ``headers`` block SendGrid posts.
+
 A post is recognised by its fields, as a raw message is by its From header: one with neither a raw
 message nor a sender is none of these (a misconfigured webhook, a wrong URL) and is refused naming
 what is missing; a well-formed one whose text asks nothing is for the token finder to ignore.
@@ -15,9 +19,12 @@ what is missing; a well-formed one whose text asks nothing is for the token find
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from email.parser import HeaderParser
+from email.policy import compat32
 
-from domain.subscriptions.unsubscribe_mail import MailText, NotAMessage
+from domain.subscriptions.unsubscribe_mail import PARSED_BYTES, MailText, NotAMessage
 
 # Form fields holding the raw message: SendGrid's, Mailgun's.
 RAW_FIELDS = ("email", "body-mime")
@@ -42,8 +49,22 @@ def from_postmark(document: object) -> bytes | MailText:
                 "problem": "is missing: not a Postmark inbound post (From, Subject, TextBody or RawEmail)",
             }
         )
-    _string(document, "From")
-    return MailText(subject=_string(document, "Subject"), text=_string(document, "TextBody"))
+    sender = _string(document, "From")
+    return MailText(
+        subject=_string(document, "Subject"),
+        text=_string(document, "TextBody"),
+        message_id=_postmark_message_id(document),
+        sender=sender,
+    )
+
+
+def _postmark_message_id(document: dict) -> str:
+    headers = document.get("Headers")
+    for header in headers if isinstance(headers, list) else []:
+        if isinstance(header, dict) and str(header.get("Name", "")).lower() == "message-id":
+            return str(header.get("Value", ""))
+    postmark_id = document.get("MessageID")
+    return f"postmark:{postmark_id}" if isinstance(postmark_id, str) and postmark_id else ""
 
 
 def from_form(fields: Mapping[str, str]) -> bytes | MailText:
@@ -58,7 +79,27 @@ def from_form(fields: Mapping[str, str]) -> bytes | MailText:
         )
         raise NotAMessage({"field": "body", "problem": problem})
     text = next((fields[name] for name in TEXT_FIELDS if fields.get(name)), "")
-    return MailText(subject=fields.get("subject", ""), text=text)
+    sender = next((fields[name] for name in SENDER_FIELDS if fields.get(name)), "")
+    return MailText(
+        subject=fields.get("subject", ""), text=text, message_id=_form_message_id(fields), sender=sender
+    )
+
+
+def _form_message_id(fields: Mapping[str, str]) -> str:
+    for name, value in fields.items():  # Mailgun posts the headers as fields too ("Message-Id")
+        if name.lower() == "message-id":
+            return value
+    if listed := fields.get("message-headers"):  # Mailgun's list of [name, value], as JSON
+        try:
+            pairs = json.loads(listed)
+        except (ValueError, RecursionError):
+            pairs = None
+        for pair in pairs if isinstance(pairs, list) else []:
+            if isinstance(pair, list) and len(pair) == 2 and str(pair[0]).lower() == "message-id":
+                return str(pair[1])
+    if headers := fields.get("headers"):  # SendGrid's header block, which only the raw headers need
+        return str(HeaderParser(policy=compat32).parsestr(headers[:PARSED_BYTES]).get("Message-ID", ""))
+    return ""
 
 
 def _string(document: dict, name: str) -> str:

@@ -56,3 +56,14 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(String(16))  # unsubscribed | bounced | complained
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UnsubscribeMail(Base):
+    """A mail to the unsubscribe mailbox that was acted on, by ``unsubscribe_mail.mail_key``: a
+    provider's retry of it (the same mail, after the person re-subscribed) then changes nothing. Only
+    the digest is kept, which names no one."""
+
+    __tablename__ = "unsubscribe_mails"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -12,7 +12,7 @@ from domain.events import repository as events_repository
 from domain.events.models import EventOutbox
 from domain.subscriptions.addresses import HASHED, forms, hashed, stronger
 from domain.subscriptions.events import CONTEXT, SUBSCRIPTION_CHANGED
-from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression
+from domain.subscriptions.models import Subscription, SubscriptionGroup, Suppression, UnsubscribeMail
 
 
 async def get_group(session: AsyncSession, group_id: str) -> SubscriptionGroup | None:
@@ -70,6 +70,15 @@ async def set_choice(
     changed = bool(inserted.rowcount) or row.subscribed != subscribed
     row.subscribed, row.source, row.updated_at = subscribed, source, utcnow()
     return changed
+
+
+async def claim_mail(session: AsyncSession, key: str) -> bool:
+    """Record the mail as acted on; False when it was already (a concurrent delivery of it waits on
+    the key until the first commits, then finds it: PostgreSQL's unique key, SQLite's one writer)."""
+    inserted = await session.execute(
+        insert_ignoring_conflicts(session, UnsubscribeMail, ["key"]).values(key=key, processed_at=utcnow())
+    )
+    return bool(inserted.rowcount)
 
 
 async def unsubscribed_from_all(session: AsyncSession, customer_ids: list[int]) -> set[int]:

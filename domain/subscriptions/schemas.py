@@ -95,7 +95,14 @@ class MailUnsubscribeResult(BaseModel):
     status: Literal["unsubscribed", "ignored"]
     customer_id: int | None = None
     group_id: str | None = Field(None, description="The group left; '*' is all marketing.")
-    changed: bool = Field(False, description="False when the request was already honoured (a repeat).")
+    changed: bool = Field(False, description="False when the request was already honoured.")
+    repeat: bool = Field(
+        False,
+        description=(
+            "True for a mail acted on before (a provider's retry of the same Message-ID):"
+            " acknowledged, and nothing done again."
+        ),
+    )
     reason: Literal["no_token", "bad_token", "test_send", "customer_erased"] | None = None
     detail: str | None = None
 

@@ -157,16 +157,17 @@ async def unsubscribe_by_email(
     out of it) as the one-click link does (same unsubscribe, same event, source ``mailto``). A message
     that is none, or too large, raises; a message that asks nothing we can act on (no token, a forged
     one, a test send's, an erased customer's) is ignored with its reason: the mailbox is public, and a
-    provider would deliver such mail again and again."""
+    provider would deliver such mail again and again. A mail acted on once is only acknowledged when
+    it comes again (``repeat``): a provider's retry must not undo a re-subscription made since."""
     if isinstance(mail, bytes):
         unsubscribe_mail.check_size(len(mail), max_bytes)
     # Parsing takes up to a second of CPU for a hostile message: off the event loop.
-    candidates = await asyncio.to_thread(unsubscribe_mail.tokens_in, mail)
-    if not candidates:
+    request = await asyncio.to_thread(unsubscribe_mail.read_request, mail)
+    if not request.tokens:
         return MailUnsubscribeResult.ignored(
             "no_token", "neither the subject nor the text holds 'unsubscribe <token>'"
         )
-    for token in candidates:
+    for token in request.tokens:
         try:
             customer_id, group_id = read_unsubscribe_token(secret, token)
             break
@@ -176,13 +177,14 @@ async def unsubscribe_by_email(
         return MailUnsubscribeResult.ignored("bad_token", "the token's signature does not match")
     if customer_id == NO_CUSTOMER:
         return MailUnsubscribeResult.ignored("test_send", "the token is a test send's, which acts for no one")
+    answer = MailUnsubscribeResult(status="unsubscribed", customer_id=customer_id, group_id=group_id)
+    if not await repository.claim_mail(session, unsubscribe_mail.mail_key(request.mail_id, token)):
+        return answer.model_copy(update={"repeat": True})
     try:
         changed = await unsubscribe(session, customer_id, group_id, "mailto")
     except CustomerGone:
         return MailUnsubscribeResult.ignored("customer_erased", "the customer was erased; nothing is sent")
-    return MailUnsubscribeResult(
-        status="unsubscribed", customer_id=customer_id, group_id=group_id, changed=changed
-    )
+    return answer.model_copy(update={"changed": changed})
 
 
 async def _choose(

@@ -6,11 +6,14 @@ parsed with the standard library (``policy.default`` unfolds and decodes RFC 204
 may have encoded the subject); the token is looked for in the Subject and then in the plain-text body,
 where a client that drops a mailto's subject or a person who pastes it leaves it. Only the start of a
 message is parsed (``PARSED_BYTES``), and each header only to a bound, so hostile mail costs little.
-Nothing of the message is kept: the token, once verified, says whom and what to unsubscribe.
+Of the message only a digest is kept (``mail_key``): of its Message-ID (or, without one, of the
+message) and the token, so a provider's retry of a mail acted on is known again, and nothing that names
+the person is stored; the token, once verified, says whom and what to unsubscribe.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from email.errors import MessageError
@@ -102,18 +105,51 @@ def parse(raw: bytes) -> Message:
 
 @dataclass(frozen=True)
 class MailText:
-    """A message as a provider that parsed it posts it: its decoded subject and plain text."""
+    """A message as a provider that parsed it posts it: its decoded subject and plain text, and what
+    tells this mail from another (its Message-ID as the provider posts it, else its sender)."""
 
     subject: str
     text: str
+    message_id: str = ""
+    sender: str = ""
+
+
+@dataclass(frozen=True)
+class MailRequest:
+    """What a message asks: the tokens it offers (the Subject's first), and what names this mail in
+    every delivery of it (its Message-ID, else a digest of the message)."""
+
+    tokens: list[str]
+    mail_id: str
+
+
+def read_request(mail: bytes | MailText) -> MailRequest:
+    """The request a message makes; ``NotAMessage`` for a body that is none."""
+    if isinstance(mail, MailText):
+        # the same bounds as a raw message's: a subject within a header's, the start of the text
+        tokens = _tokens(mail.subject[:_HEADER_CHARS], mail.text[:PARSED_BYTES])
+        if mail.message_id.strip():
+            return MailRequest(tokens, "message-id:" + mail.message_id.strip()[:_HEADER_CHARS])
+        fields = "\0".join((mail.sender, mail.subject, mail.text)).encode("utf-8", "surrogateescape")
+        return MailRequest(tokens, "digest:" + hashlib.sha256(fields).hexdigest())
+    message = parse(mail)
+    message_id = _header(message, "Message-ID").strip()
+    if message_id:
+        return MailRequest(candidate_tokens(message), "message-id:" + message_id)
+    # Without a Message-ID a retry still carries the same bytes; another mail differs (its Date).
+    return MailRequest(candidate_tokens(message), "digest:" + hashlib.sha256(mail).hexdigest())
 
 
 def tokens_in(mail: bytes | MailText) -> list[str]:
     """The tokens a message offers, the Subject's first; ``NotAMessage`` for a body that is none."""
-    if isinstance(mail, MailText):
-        # the same bounds as a raw message's: a subject within a header's, the start of the text
-        return _tokens(mail.subject[:_HEADER_CHARS], mail.text[:PARSED_BYTES])
-    return candidate_tokens(parse(mail))
+    return read_request(mail).tokens
+
+
+def mail_key(mail_id: str, token: str) -> str:
+    """The digest a mail acted on is recorded by: of the mail and of what it asked, so another
+    person's mail that reuses a Message-ID is still acted on. It names no one (the Message-ID may
+    hold an address; the digest cannot be looked up from a person), so an erasure has nothing here."""
+    return hashlib.sha256(f"{mail_id}\n{token}".encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def candidate_tokens(message: Message) -> list[str]:
@@ -131,8 +167,12 @@ def _tokens(*texts: str) -> list[str]:
 
 
 def _subject(message: Message) -> str:
+    return _header(message, "Subject")
+
+
+def _header(message: Message, name: str) -> str:
     try:
-        return str(message.get("Subject", ""))
+        return str(message.get(name, ""))
     except _UNREADABLE:
         return ""
 

@@ -492,3 +492,22 @@ async def test_two_migration_runs_at_once_take_turns_and_both_end_at_head(empty_
         await engine.dispose()
     script_head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     assert heads == [script_head] and invalid == 0
+
+
+async def test_the_record_of_unsubscribe_mails_goes_down_and_up(empty_database):
+    url = empty_database
+    engine = create_async_engine(url)
+
+    async def tables() -> set[str]:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+
+    try:
+        await upgrade_async(url)
+        assert "unsubscribe_mails" in await tables()
+        await asyncio.to_thread(command.downgrade, alembic_config(url), "0036_journey_steps_path")
+        assert "unsubscribe_mails" not in await tables()
+        await upgrade_async(url)
+        assert "unsubscribe_mails" in await tables()
+    finally:
+        await engine.dispose()

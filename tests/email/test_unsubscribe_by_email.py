@@ -4,6 +4,7 @@ one-click link does, once."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -21,7 +22,7 @@ from domain.email.delivery import MessageFactory
 from domain.events.models import Event
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.events import SUBSCRIPTION_CHANGED
-from domain.subscriptions.models import Subscription
+from domain.subscriptions.models import Subscription, UnsubscribeMail
 from runtime import smtp_capture
 from runtime.unsubscribe_mailbox import UnsubscribeMailbox
 from tests.conftest import free_port, make_key
@@ -109,6 +110,7 @@ async def test_the_mailto_of_a_sent_email_unsubscribes_its_customer_once(
         "customer_id": ann,
         "group_id": "newsletter",
         "changed": True,
+        "repeat": False,
         "reason": None,
         "detail": None,
     }
@@ -125,6 +127,70 @@ async def test_the_mailto_of_a_sent_email_unsubscribes_its_customer_once(
     assert await _changes(sessions, ann) == [change]
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Subscription)) == 1
+
+
+async def _resubscribe(sessions, customer_id: int) -> None:
+    async with transaction(sessions) as session:
+        await subscriptions.save_preferences(session, customer_id, {"newsletter"}, False)
+
+
+async def test_a_retry_after_re_subscribing_changes_nothing_and_a_new_mail_unsubscribes_again(
+    client, sessions, activities, capture, inbound
+):
+    """A provider delivers a mail again (a timeout on its side) after the person re-subscribed: the
+    same Message-ID, or the same bytes when the mail has none, is acknowledged and changes nothing.
+    A new mail with the same request is a new wish and is honoured."""
+    ann = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    await add_template(sessions, subscription_group="newsletter")
+    mailto = await _sent_mailto(sessions, activities, capture, ann)
+    with_id = _followed(mailto, "ann@example.com", message_id="<r1@mail.example>")
+    without_id = _followed(mailto, "ann@example.com", body="stop please").replace(
+        b"Message-ID: <r1@mail.example>\r\n", b""
+    )
+    assert b"Message-ID" not in without_id
+    unsubscribed = {ann: "unsubscribed from newsletter"}
+    for first in [with_id, without_id]:
+        r = await client.post(ENDPOINT, content=first, headers=inbound)
+        assert (r.status_code, r.json()["changed"], r.json()["repeat"]) == (200, True, False), r.text
+        assert await _blocked(sessions, ann, "ann@example.com") == unsubscribed
+        await _resubscribe(sessions, ann)
+        retry = await client.post(ENDPOINT, content=first, headers=inbound)
+        assert retry.status_code == 200, retry.text
+        assert retry.json() | {"detail": None} == {
+            "status": "unsubscribed",
+            "customer_id": ann,
+            "group_id": "newsletter",
+            "changed": False,
+            "repeat": True,
+            "reason": None,
+            "detail": None,
+        }
+        assert await _blocked(sessions, ann, "ann@example.com") == {}  # still subscribed
+
+    another = _followed(mailto, "ann@example.com", message_id="<r2@mail.example>")
+    r = await client.post(ENDPOINT, content=another, headers=inbound)
+    assert (r.status_code, r.json()["changed"], r.json()["repeat"]) == (200, True, False), r.text
+    assert await _blocked(sessions, ann, "ann@example.com") == unsubscribed
+    assert [c["subscribed"] for c in await _changes(sessions, ann)] == [False, True, False, True, False]
+
+
+async def test_concurrent_deliveries_of_one_mail_act_on_it_once(
+    client, sessions, activities, capture, inbound
+):
+    """A provider that timed out posts the mail again while the first post is still being processed:
+    one of them acts on it, the others are acknowledged as repeats, none fails."""
+    ann = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    await add_template(sessions, subscription_group="newsletter")
+    mailto = await _sent_mailto(sessions, activities, capture, ann)
+    request = _followed(mailto, "ann@example.com")
+    posts = [client.post(ENDPOINT, content=request, headers=inbound) for _ in range(4)]
+    answers = await asyncio.gather(*posts)
+    assert [r.status_code for r in answers] == [200] * 4, [r.text for r in answers]
+    outcomes = sorted((r.json()["changed"], r.json()["repeat"]) for r in answers)
+    assert outcomes == [(False, True)] * 3 + [(True, False)]
+    assert len(await _changes(sessions, ann)) == 1
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(UnsubscribeMail)) == 1
 
 
 async def test_what_a_mail_client_may_do_to_the_request_still_reads(

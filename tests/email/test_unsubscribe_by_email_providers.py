@@ -6,6 +6,7 @@ with only the fields the provider parsed out, unsubscribes as the one-click link
 from __future__ import annotations
 
 import json
+import uuid
 from email import message_from_bytes
 from email.policy import default
 
@@ -67,6 +68,8 @@ def postmark_raw(raw: bytes) -> dict:
 
 def postmark_fields(raw: bytes) -> dict:
     sender, subject, text = _parts(raw)
+    # Postmark's own id for each message it receives (the same in each retry of its post)
+    postmark_id = uuid.uuid5(uuid.NAMESPACE_URL, str(message_from_bytes(raw)["Message-ID"]))
     document = {
         "FromName": "Ann",
         "MessageStream": "inbound",
@@ -74,7 +77,7 @@ def postmark_fields(raw: bytes) -> dict:
         "FromFull": {"Email": sender, "Name": "Ann", "MailboxHash": ""},
         "To": MAILBOX,
         "Subject": subject,
-        "MessageID": "73e6d360-66eb-11e1-8e72-a8904824019b",
+        "MessageID": str(postmark_id),
         "Date": "Fri, 1 Aug 2014 16:45:32 -04:00",
         "TextBody": text,
         "HtmlBody": "",
@@ -212,6 +215,35 @@ async def test_each_providers_post_of_the_mailto_unsubscribes_its_customer_once(
     assert again.status_code == 200 and again.json()["status"] == "unsubscribed"
     assert again.json()["changed"] is False
     assert await _changes(sessions, ann) == [change]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: shape.__name__)
+async def test_each_providers_retry_after_re_subscribing_changes_nothing(
+    client, sessions, activities, capture, key, shape
+):
+    """The provider posts a mail again after the person re-subscribed: acknowledged, nothing undone;
+    a new mail (another Message-ID) with the same request unsubscribes again."""
+    ann = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    await add_template(sessions, subscription_group="newsletter")
+    mailto = await _sent_mailto(sessions, activities, capture, ann)
+    first = shape(_followed(mailto, "Ann <ann@example.com>", message_id="<r1@mail.example>"))
+    assert (await _post(client, key, first)).json()["changed"] is True
+    async with transaction(sessions) as session:
+        await subscriptions.save_preferences(session, ann, {"newsletter"}, False)
+
+    retry = await _post(client, key, first)
+    assert retry.status_code == 200, retry.text
+    assert (retry.json()["status"], retry.json()["changed"], retry.json()["repeat"]) == (
+        "unsubscribed",
+        False,
+        True,
+    )
+    assert [c["subscribed"] for c in await _changes(sessions, ann)] == [False, True]
+
+    another = shape(_followed(mailto, "Ann <ann@example.com>", message_id="<r2@mail.example>"))
+    r = await _post(client, key, another)
+    assert (r.status_code, r.json()["changed"], r.json()["repeat"]) == (200, True, False), r.text
+    assert [c["subscribed"] for c in await _changes(sessions, ann)] == [False, True, False]
 
 
 async def test_a_parsed_post_reads_the_token_in_the_text_and_an_empty_raw_field_is_no_message(
