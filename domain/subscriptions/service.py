@@ -139,15 +139,17 @@ async def _current(session: AsyncSession, customer_id: int):
 async def unsubscribe(session: AsyncSession, customer_id: int, group_id: str, source: str) -> bool:
     """Opt the customer out of one group, or of all marketing (``ALL_GROUPS``); whether anything changed
     (a repeated request changes nothing and records no event)."""
-    customer = await _current(session, customer_id)
-    customer_id = customer.id
+    return await _unsubscribe(session, await _current(session, customer_id), group_id, source)
+
+
+async def _unsubscribe(session: AsyncSession, customer, group_id: str, source: str) -> bool:
     if group_id == ALL_GROUPS or await repository.get_group(session, group_id) is None:
         # a group deleted since the email was sent: honour the wish by stopping all marketing
         changed = await _choose_all(session, customer, False, source)
         if customer.email:
             changed |= await _suppress(session, customer.email, "unsubscribed", f"{source} by customer")
         return changed
-    return await _choose(session, customer_id, group_id, False, source)
+    return await _choose(session, customer.id, group_id, False, source)
 
 
 async def unsubscribe_by_email(
@@ -177,13 +179,15 @@ async def unsubscribe_by_email(
         return MailUnsubscribeResult.ignored("bad_token", "the token's signature does not match")
     if customer_id == NO_CUSTOMER:
         return MailUnsubscribeResult.ignored("test_send", "the token is a test send's, which acts for no one")
-    answer = MailUnsubscribeResult(status="unsubscribed", customer_id=customer_id, group_id=group_id)
-    if not await repository.claim_mail(session, unsubscribe_mail.mail_key(request.mail_id, token)):
-        return answer.model_copy(update={"repeat": True})
     try:
-        changed = await unsubscribe(session, customer_id, group_id, "mailto")
+        customer = await _current(session, customer_id)
     except CustomerGone:
         return MailUnsubscribeResult.ignored("customer_erased", "the customer was erased; nothing is sent")
+    # The profile acted on: the token's customer may have been merged into another since the send.
+    answer = MailUnsubscribeResult(status="unsubscribed", customer_id=customer.id, group_id=group_id)
+    if not await repository.claim_mail(session, unsubscribe_mail.mail_key(request.mail_id, token)):
+        return answer.model_copy(update={"repeat": True})
+    changed = await _unsubscribe(session, customer, group_id, "mailto")
     return answer.model_copy(update={"changed": changed})
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from activities.contracts import SendEmailRequest
 from domain.auth import service as auth
 from domain.auth.schemas import KeyCreate, KeyKind
+from domain.customers import service as customers
 from domain.db import transaction
 from domain.email.delivery import MessageFactory
 from domain.events.models import Event
@@ -191,6 +192,25 @@ async def test_concurrent_deliveries_of_one_mail_act_on_it_once(
     assert len(await _changes(sessions, ann)) == 1
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(UnsubscribeMail)) == 1
+
+
+async def test_a_mail_from_before_a_merge_answers_the_profile_it_unsubscribed(
+    client, sessions, settings, inbound
+):
+    """The email went to a visitor who later logged in (merged into the known profile): the request
+    unsubscribes the known profile, and the answer names that profile, not the merged-away id."""
+    visitor = await add_customer(sessions, email="ann@example.com", traits={})
+    known = await add_customer(sessions, email="ann.known@example.com", traits={})
+    await add_template(sessions, subscription_group="newsletter")
+    token = MessageFactory(settings).unsubscribe_url(visitor, "newsletter").rpartition("/u/")[2]
+    async with transaction(sessions) as session:
+        await customers.merge(session, source_id=visitor, target_id=known)
+    request = _followed(f"mailto:{MAILBOX}", "ann@example.com", subject=f"unsubscribe {token}")
+    for changed, repeat in [(True, False), (False, True)]:  # and a provider's retry of it
+        r = await client.post(ENDPOINT, content=request, headers=inbound)
+        assert r.status_code == 200, r.text
+        assert (r.json()["customer_id"], r.json()["changed"], r.json()["repeat"]) == (known, changed, repeat)
+    assert await _blocked(sessions, known, "ann.known@example.com") == {known: "unsubscribed from newsletter"}
 
 
 async def test_what_a_mail_client_may_do_to_the_request_still_reads(
