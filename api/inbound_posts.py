@@ -10,7 +10,8 @@ domain's (``domain/subscriptions/inbound_providers.py``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import orjson
 from fastapi import HTTPException, Request
@@ -20,7 +21,13 @@ from starlette.formparsers import FormParser, MultiPartException, MultiPartParse
 
 from api.bodies import read_capped
 from domain.subscriptions import inbound_providers
-from domain.subscriptions.unsubscribe_mail import MailText, NotAMessage, check_size, too_large
+from domain.subscriptions.unsubscribe_mail import (
+    MailText,
+    MessageTooLarge,
+    NotAMessage,
+    check_size,
+    too_large,
+)
 
 RAW_MESSAGE = "message/rfc822"
 JSON = "application/json"
@@ -31,11 +38,31 @@ MEDIA_TYPES = (RAW_MESSAGE, JSON, MULTIPART, URLENCODED)
 # per attachment; the size cap bounds the rest.
 MAX_FORM_FIELDS = 500
 MAX_FORM_FILES = 50
+# The answer that stops a provider retrying a post that can never be read: any other 4xx is posted
+# again for hours or days. Postmark stops at a 403 (its JSON); Mailgun at a 406, and SendGrid retries
+# only a 5xx (their forms). A raw message's sender (an MTA piping to curl -f) bounces any 4xx.
+REFUSED_FOR_GOOD = {JSON: 403, MULTIPART: 406, URLENCODED: 406}
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+@contextmanager
+def refused_for_good(request: Request) -> Iterator[None]:
+    """A post that is no message, or too large, answered with the status that stops its provider's
+    retries (the error and its detail as they were); a transient failure (5xx) stays retried."""
+    try:
+        yield
+    except (NotAMessage, MessageTooLarge) as exc:
+        if status := REFUSED_FOR_GOOD.get(_media_type(request)):
+            exc.status_code = status
+        raise
 
 
 async def read_inbound_mail(request: Request, limit: int) -> bytes | MailText:
     """The message the post carries: raw bytes, or the subject and text a provider parsed out."""
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    media_type = _media_type(request)
     if media_type not in MEDIA_TYPES:
         problem = (
             f"must be {RAW_MESSAGE} (the raw message), {JSON} (Postmark) or a form (SendGrid,"

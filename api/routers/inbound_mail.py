@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from api.deps import InboundMail, Session
-from api.inbound_posts import JSON, MULTIPART, RAW_MESSAGE, URLENCODED, read_inbound_mail
+from api.inbound_posts import JSON, MULTIPART, RAW_MESSAGE, URLENCODED, read_inbound_mail, refused_for_good
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.schemas import MailUnsubscribeResult
 
@@ -47,10 +47,12 @@ _BODY = {
 async def unsubscribe_email(request: Request, session: Session, _: InboundMail) -> MailUnsubscribeResult:
     """Unsubscribes as the one-click link does. 200 with ``status: ignored`` and a ``reason`` for mail
     that asks nothing we can act on (no token, a forged one): delivering it again would change nothing.
+    A post that can never be read is refused with the status its provider stops retrying at.
     """
     settings = request.app.state.settings
-    mail = await read_inbound_mail(request, settings.inbound_mail_max_bytes)
     secret = settings.secret_key.get_secret_value()
-    return await subscriptions.unsubscribe_by_email(
-        session, secret, mail, max_bytes=settings.inbound_mail_max_bytes
-    )
+    with refused_for_good(request):
+        mail = await read_inbound_mail(request, settings.inbound_mail_max_bytes)
+        return await subscriptions.unsubscribe_by_email(
+            session, secret, mail, max_bytes=settings.inbound_mail_max_bytes
+        )

@@ -273,7 +273,7 @@ async def test_bad_requests_are_refused_naming_the_problem_and_write_nothing(
         (b"", inbound, 400, "not_a_message"),
         (b'{"subject": "unsubscribe ' + token.encode() + b'"}', inbound, 400, "not_a_message"),
         (b"\x00\xff\xfe garbage " + token.encode(), inbound, 400, "not_a_message"),
-        (good, json_headers, 400, "not_a_message"),  # a message labelled as Postmark's JSON
+        (good, json_headers, 403, "not_a_message"),  # labelled Postmark's JSON: 403 stops its retries
         (good, text_headers, 415, "unsupported_media_type"),
         (good, {k: v for k, v in inbound.items() if k != "Content-Type"}, 415, "unsupported_media_type"),
         (oversize, inbound, 413, "too_large"),

@@ -6,11 +6,13 @@ with only the fields the provider parsed out, unsubscribes as the one-click link
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from email import message_from_bytes
 from email.policy import default
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from urllib3 import encode_multipart_formdata
 
 from api.inbound_posts import MAX_FORM_FIELDS, MAX_FORM_FILES
@@ -18,6 +20,7 @@ from domain.auth import service as auth
 from domain.auth.schemas import KeyCreate, KeyKind
 from domain.db import transaction
 from domain.email.delivery import MessageFactory
+from domain.subscriptions import repository as subscriptions_repository
 from domain.subscriptions import service as subscriptions
 from tests.email.helpers import add_customer, add_template
 from tests.email.test_unsubscribe_by_email import ENDPOINT, MAILBOX, _changes, _followed, _sent_mailto
@@ -294,6 +297,35 @@ async def test_a_providers_post_that_asks_nothing_we_can_act_on_is_acknowledged(
     assert await _changes(sessions, ann) == []
 
 
+@pytest.mark.parametrize(
+    "shape", [postmark_fields, sendgrid_raw, mailgun_urlencoded], ids=lambda shape: shape.__name__
+)
+async def test_a_transient_failure_is_answered_for_a_retry_which_then_acts(
+    client, sessions, activities, capture, key, shape, monkeypatch
+):
+    """A busy database is no reason to stop the provider: 503, nothing kept, and its retry unsubscribes."""
+    ann = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    await add_template(sessions, subscription_group="newsletter")
+    post = shape(_followed(await _sent_mailto(sessions, activities, capture, ann), "ann@example.com"))
+
+    async def busy(*_args, **_kwargs):
+        raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(subscriptions_repository, "claim_mail", busy)
+        r = await _post(client, key, post)
+    assert (r.status_code, r.json()["error"], r.headers["Retry-After"]) == (503, "busy", "1"), r.text
+    assert await _changes(sessions, ann) == []
+    retry = await _post(client, key, post)
+    assert (retry.status_code, retry.json()["changed"], retry.json()["repeat"]) == (200, True, False)
+
+
+def _refused_for_good(post: dict) -> int:
+    """The status that stops the provider's retries: Postmark's (JSON) 403, Mailgun's (forms) 406."""
+    json_post = "json" in post or post.get("headers", {}).get("Content-Type") == "application/json"
+    return 403 if json_post else 406
+
+
 async def test_a_malformed_post_is_refused_naming_the_problem_and_writes_nothing(
     client, sessions, settings, key
 ):
@@ -304,6 +336,7 @@ async def test_a_malformed_post_is_refused_naming_the_problem_and_writes_nothing
     json_type = {"Content-Type": "application/json"}
     urlencoded = {"Content-Type": "application/x-www-form-urlencoded"}
     part = b'--b\r\nContent-Disposition: form-data; name="from"\r\n\r\nann@example.com\r\n--b--\r\n'
+    # Refused with the status at which its provider stops retrying: it can never be read.
     cases = [
         ({"content": b"{not json", "headers": json_type}, "body", "is not JSON"),
         ({"content": b"[" * 100_000, "headers": json_type}, "body", "is not JSON"),  # nesting: bounded
@@ -359,7 +392,7 @@ async def test_a_malformed_post_is_refused_naming_the_problem_and_writes_nothing
     ]
     for post, field, problem in cases:
         r = await _post(client, key, post)
-        assert r.status_code == 400, (post, r.status_code, r.text)
+        assert r.status_code == _refused_for_good(post), (post, r.status_code, r.text)
         assert r.json()["error"] == "not_a_message", r.json()
         assert r.json()["detail"]["field"] == field and problem in r.json()["detail"]["problem"], r.json()
 
@@ -369,13 +402,14 @@ async def test_a_malformed_post_is_refused_naming_the_problem_and_writes_nothing
         for _ in range(6):
             yield b"x" * 200_000
 
-    for head, content_type in [
-        (b'{"From": "ann@example.com", "Subject": "' + request.encode(), "application/json"),
-        (b"from=ann%40example.com&subject=" + request.encode() + b"&text=", urlencoded["Content-Type"]),
-        (sendgrid_raw(good)["content"], sendgrid_raw(good)["headers"]["Content-Type"]),
+    for head, content_type, status in [
+        (b'{"From": "ann@example.com", "Subject": "' + request.encode(), "application/json", 403),
+        (b"from=ann%40example.com&subject=" + request.encode() + b"&text=", urlencoded["Content-Type"], 406),
+        (sendgrid_raw(good)["content"], sendgrid_raw(good)["headers"]["Content-Type"], 406),
     ]:
         r = await client.post(ENDPOINT, content=chunks(head), headers=key | {"Content-Type": content_type})
-        assert r.status_code == 413 and r.json()["error"] == "too_large", r.text
+        assert r.status_code == status and r.json()["error"] == "too_large", r.text
+        assert "inbound_mail_max_bytes" in r.json()["detail"]["problem"]
     r = await _post(client, key, {"content": b"x", "headers": {"Content-Type": "text/plain"}})
     assert r.status_code == 415 and "Postmark" in r.json()["detail"]["problem"]
     assert await _changes(sessions, ann) == []
