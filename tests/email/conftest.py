@@ -9,9 +9,13 @@ from temporalio.worker import Worker
 
 from activities.email import EmailActivities
 from activities.smtp import Mailer
+from domain.auth import service as auth
+from domain.auth.schemas import KeyCreate, KeyKind
+from domain.db import transaction
 from runtime import smtp_capture
 from runtime.worker import WORKFLOWS
 from runtime.worker import activities as worker_activities
+from tests.email.helpers import UNSUBSCRIBE_MAILBOX
 from tests.temporal_env import time_skipping
 
 
@@ -45,6 +49,23 @@ class Capture:
         """Wait for ``n`` messages and return them all, parsed (for small tests)."""
         await self.wait_until(n, within)
         return await asyncio.to_thread(self.messages)
+
+
+@pytest.fixture
+def settings(settings, request):
+    """The settings; with the unsubscribe mailbox set for tests marked ``unsubscribe_mailbox`` (those
+    of unsubscribing by email), every other email test sending without one, as configured."""
+    if request.node.get_closest_marker("unsubscribe_mailbox") is None:
+        return settings
+    return settings.model_copy(update={"mail_unsubscribe_mailto": UNSUBSCRIBE_MAILBOX})
+
+
+@pytest.fixture
+async def inbound_key(sessions) -> dict[str, str]:
+    """The Authorization header of a new inbound key, as an inbound-mail provider's post carries it."""
+    async with transaction(sessions) as session:
+        created = await auth.create_key(session, KeyCreate(name="provider", kind=KeyKind.inbound))
+    return {"Authorization": f"Bearer {created.secret}"}
 
 
 @pytest.fixture

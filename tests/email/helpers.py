@@ -14,6 +14,9 @@ from domain.email.schemas import TemplateIn
 from domain.subscriptions import service as subscriptions
 from domain.subscriptions.schemas import GroupIn
 
+# The mailbox List-Unsubscribe's mailto names in the tests marked ``unsubscribe_mailbox``.
+UNSUBSCRIBE_MAILBOX = "unsubscribe@acme.example"
+
 
 async def add_customers(sessions, n: int, *, prefix: str = "c") -> list[int]:
     """``n`` customers ``{prefix}{i}@example.com`` with first_name ``Name{i}``, in id order."""

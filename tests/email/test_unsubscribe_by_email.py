@@ -15,8 +15,6 @@ import pytest
 from sqlalchemy import func, select
 
 from activities.contracts import SendEmailRequest
-from domain.auth import service as auth
-from domain.auth.schemas import KeyCreate, KeyKind
 from domain.customers import service as customers
 from domain.db import transaction
 from domain.email.delivery import MessageFactory
@@ -27,23 +25,19 @@ from domain.subscriptions.models import Subscription, UnsubscribeMail
 from runtime import smtp_capture
 from runtime.unsubscribe_mailbox import UnsubscribeMailbox
 from tests.conftest import free_port, make_key
-from tests.email.helpers import add_customer, add_template, run_activity
+from tests.email.helpers import UNSUBSCRIBE_MAILBOX, add_customer, add_template, run_activity
 
-MAILBOX = "unsubscribe@acme.example"
+MAILBOX = UNSUBSCRIBE_MAILBOX
 ENDPOINT = "/api/webhooks/unsubscribe-email"
 RAW = {"Content-Type": "message/rfc822"}
 
-
-@pytest.fixture
-def settings(settings):
-    return settings.model_copy(update={"mail_unsubscribe_mailto": MAILBOX})
+pytestmark = pytest.mark.unsubscribe_mailbox
 
 
 @pytest.fixture
-async def inbound(sessions) -> dict[str, str]:
-    async with transaction(sessions) as session:
-        key = await auth.create_key(session, KeyCreate(name="provider", kind=KeyKind.inbound))
-    return RAW | {"Authorization": f"Bearer {key.secret}"}
+def inbound(inbound_key) -> dict[str, str]:
+    """An inbound key's post of a raw message."""
+    return RAW | inbound_key
 
 
 async def _sent_mailto(sessions, activities, capture, customer_id: int) -> str:

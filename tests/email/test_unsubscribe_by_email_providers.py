@@ -16,8 +16,6 @@ from sqlalchemy.exc import OperationalError
 from urllib3 import encode_multipart_formdata
 
 from api.inbound_posts import MAX_FORM_FIELDS, MAX_FORM_FILES
-from domain.auth import service as auth
-from domain.auth.schemas import KeyCreate, KeyKind
 from domain.db import transaction
 from domain.email.delivery import MessageFactory
 from domain.subscriptions import repository as subscriptions_repository
@@ -27,17 +25,7 @@ from tests.email.test_unsubscribe_by_email import ENDPOINT, MAILBOX, _changes, _
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # an attachment: a signature's logo
 
-
-@pytest.fixture
-def settings(settings):
-    return settings.model_copy(update={"mail_unsubscribe_mailto": MAILBOX})
-
-
-@pytest.fixture
-async def key(sessions) -> dict[str, str]:
-    async with transaction(sessions) as session:
-        created = await auth.create_key(session, KeyCreate(name="provider", kind=KeyKind.inbound))
-    return {"Authorization": f"Bearer {created.secret}"}
+pytestmark = pytest.mark.unsubscribe_mailbox
 
 
 def _form(fields: list) -> dict:
@@ -198,7 +186,7 @@ def _post(client, key: dict, shape: dict):
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: shape.__name__)
 async def test_each_providers_post_of_the_mailto_unsubscribes_its_customer_once(
-    client, sessions, activities, capture, key, shape
+    client, sessions, activities, capture, inbound_key, shape
 ):
     ann = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
     await add_customer(sessions, email="bob@example.com", traits={"first_name": "Bob"})
@@ -206,7 +194,7 @@ async def test_each_providers_post_of_the_mailto_unsubscribes_its_customer_once(
     mailto = await _sent_mailto(sessions, activities, capture, ann)
     post = shape(_followed(mailto, "Ann <ann@example.com>", body="Sent from my phone"))
 
-    r = await _post(client, key, post)
+    r = await _post(client, inbound_key, post)
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "unsubscribed", r.json()
     assert (r.json()["customer_id"], r.json()["group_id"], r.json()["changed"]) == (ann, "newsletter", True)
@@ -214,7 +202,7 @@ async def test_each_providers_post_of_the_mailto_unsubscribes_its_customer_once(
     assert await _changes(sessions, ann) == [change]
 
     # The provider posts it again (a retry after a timeout): the same answer, nothing more.
-    again = await _post(client, key, post)
+    again = await _post(client, inbound_key, post)
     assert again.status_code == 200 and again.json()["status"] == "unsubscribed"
     assert again.json()["changed"] is False
     assert await _changes(sessions, ann) == [change]
@@ -222,7 +210,7 @@ async def test_each_providers_post_of_the_mailto_unsubscribes_its_customer_once(
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: shape.__name__)
 async def test_each_providers_retry_after_re_subscribing_changes_nothing(
-    client, sessions, activities, capture, key, shape
+    client, sessions, activities, capture, inbound_key, shape
 ):
     """The provider posts a mail again after the person re-subscribed: acknowledged, nothing undone;
     a new mail (another Message-ID) with the same request unsubscribes again."""
@@ -230,11 +218,11 @@ async def test_each_providers_retry_after_re_subscribing_changes_nothing(
     await add_template(sessions, subscription_group="newsletter")
     mailto = await _sent_mailto(sessions, activities, capture, ann)
     first = shape(_followed(mailto, "Ann <ann@example.com>", message_id="<r1@mail.example>"))
-    assert (await _post(client, key, first)).json()["changed"] is True
+    assert (await _post(client, inbound_key, first)).json()["changed"] is True
     async with transaction(sessions) as session:
         await subscriptions.save_preferences(session, ann, {"newsletter"}, False)
 
-    retry = await _post(client, key, first)
+    retry = await _post(client, inbound_key, first)
     assert retry.status_code == 200, retry.text
     assert (retry.json()["status"], retry.json()["changed"], retry.json()["repeat"]) == (
         "unsubscribed",
@@ -244,13 +232,13 @@ async def test_each_providers_retry_after_re_subscribing_changes_nothing(
     assert [c["subscribed"] for c in await _changes(sessions, ann)] == [False, True]
 
     another = shape(_followed(mailto, "Ann <ann@example.com>", message_id="<r2@mail.example>"))
-    r = await _post(client, key, another)
+    r = await _post(client, inbound_key, another)
     assert (r.status_code, r.json()["changed"], r.json()["repeat"]) == (200, True, False), r.text
     assert [c["subscribed"] for c in await _changes(sessions, ann)] == [False, True, False]
 
 
 async def test_a_parsed_post_reads_the_token_in_the_text_and_an_empty_raw_field_is_no_message(
-    client, sessions, activities, capture, key
+    client, sessions, activities, capture, inbound_key
 ):
     """A mail client that dropped the mailto's subject leaves the token in the text, which the parsed
     fields carry; an empty RawEmail (the option off in some setups) falls back to them."""
@@ -264,7 +252,7 @@ async def test_a_parsed_post_reads_the_token_in_the_text_and_an_empty_raw_field_
     document = postmark_fields(in_text)["json"] | {"RawEmail": ""}
     outcomes = []
     for post in [sendgrid_fields(in_text), mailgun_urlencoded(in_text), {"json": document}]:
-        r = await _post(client, key, post)
+        r = await _post(client, inbound_key, post)
         assert r.status_code == 200, r.text
         outcomes.append((r.json()["status"], r.json()["changed"]))
     assert outcomes == [("unsubscribed", True), ("unsubscribed", False), ("unsubscribed", False)]
@@ -272,7 +260,7 @@ async def test_a_parsed_post_reads_the_token_in_the_text_and_an_empty_raw_field_
 
 
 async def test_a_providers_post_that_asks_nothing_we_can_act_on_is_acknowledged(
-    client, sessions, settings, key
+    client, sessions, settings, inbound_key
 ):
     """Spam, a forged token, a test send's token, as each provider posts them: 200 'ignored' with the
     reason, so the provider does not deliver them again for days."""
@@ -291,7 +279,7 @@ async def test_a_providers_post_that_asks_nothing_we_can_act_on_is_acknowledged(
     ]
     for reason, subject, shape in cases:
         message = _followed(f"mailto:{MAILBOX}", "ann@example.com", subject=subject, body="hi")
-        r = await _post(client, key, shape(message))
+        r = await _post(client, inbound_key, shape(message))
         assert r.status_code == 200, (shape.__name__, r.text)
         assert (r.json()["status"], r.json()["reason"]) == ("ignored", reason), (shape.__name__, r.json())
     assert await _changes(sessions, ann) == []
@@ -301,7 +289,7 @@ async def test_a_providers_post_that_asks_nothing_we_can_act_on_is_acknowledged(
     "shape", [postmark_fields, sendgrid_raw, mailgun_urlencoded], ids=lambda shape: shape.__name__
 )
 async def test_a_transient_failure_is_answered_for_a_retry_which_then_acts(
-    client, sessions, activities, capture, key, shape, monkeypatch
+    client, sessions, activities, capture, inbound_key, shape, monkeypatch
 ):
     """A busy database is no reason to stop the provider: 503, nothing kept, and its retry unsubscribes."""
     ann = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
@@ -313,10 +301,10 @@ async def test_a_transient_failure_is_answered_for_a_retry_which_then_acts(
 
     with monkeypatch.context() as patched:
         patched.setattr(subscriptions_repository, "claim_mail", busy)
-        r = await _post(client, key, post)
+        r = await _post(client, inbound_key, post)
     assert (r.status_code, r.json()["error"], r.headers["Retry-After"]) == (503, "busy", "1"), r.text
     assert await _changes(sessions, ann) == []
-    retry = await _post(client, key, post)
+    retry = await _post(client, inbound_key, post)
     assert (retry.status_code, retry.json()["changed"], retry.json()["repeat"]) == (200, True, False)
 
 
@@ -327,7 +315,7 @@ def _refused_for_good(post: dict) -> int:
 
 
 async def test_a_malformed_post_is_refused_naming_the_problem_and_writes_nothing(
-    client, sessions, settings, key
+    client, sessions, settings, inbound_key
 ):
     ann = await add_customer(sessions, email="ann@example.com", traits={})
     token = MessageFactory(settings).unsubscribe_url(ann, "newsletter").rpartition("/u/")[2]
@@ -391,7 +379,7 @@ async def test_a_malformed_post_is_refused_naming_the_problem_and_writes_nothing
         ),
     ]
     for post, field, problem in cases:
-        r = await _post(client, key, post)
+        r = await _post(client, inbound_key, post)
         assert r.status_code == _refused_for_good(post), (post, r.status_code, r.text)
         assert r.json()["error"] == "not_a_message", r.json()
         assert r.json()["detail"]["field"] == field and problem in r.json()["detail"]["problem"], r.json()
@@ -407,9 +395,11 @@ async def test_a_malformed_post_is_refused_naming_the_problem_and_writes_nothing
         (b"from=ann%40example.com&subject=" + request.encode() + b"&text=", urlencoded["Content-Type"], 406),
         (sendgrid_raw(good)["content"], sendgrid_raw(good)["headers"]["Content-Type"], 406),
     ]:
-        r = await client.post(ENDPOINT, content=chunks(head), headers=key | {"Content-Type": content_type})
+        r = await client.post(
+            ENDPOINT, content=chunks(head), headers=inbound_key | {"Content-Type": content_type}
+        )
         assert r.status_code == status and r.json()["error"] == "too_large", r.text
         assert "inbound_mail_max_bytes" in r.json()["detail"]["problem"]
-    r = await _post(client, key, {"content": b"x", "headers": {"Content-Type": "text/plain"}})
+    r = await _post(client, inbound_key, {"content": b"x", "headers": {"Content-Type": "text/plain"}})
     assert r.status_code == 415 and "Postmark" in r.json()["detail"]["problem"]
     assert await _changes(sessions, ann) == []
