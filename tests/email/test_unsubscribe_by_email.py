@@ -24,7 +24,7 @@ from domain.subscriptions.events import SUBSCRIPTION_CHANGED
 from domain.subscriptions.models import Subscription, UnsubscribeMail
 from runtime import smtp_capture
 from runtime.unsubscribe_mailbox import UnsubscribeMailbox
-from tests.conftest import free_port, make_key
+from tests.conftest import free_port, make_key, rows_naming
 from tests.email.helpers import UNSUBSCRIBE_MAILBOX, add_customer, add_template, run_activity
 
 MAILBOX = UNSUBSCRIBE_MAILBOX
@@ -186,6 +186,24 @@ async def test_concurrent_deliveries_of_one_mail_act_on_it_once(
     assert len(await _changes(sessions, ann)) == 1
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(UnsubscribeMail)) == 1
+
+
+async def test_an_erasure_leaves_nothing_of_the_mails_acted_on_that_names_the_person(
+    client, sessions, activities, capture, inbound
+):
+    """The record of mails acted on keeps digests only: a Message-ID that holds the person's address
+    is found nowhere, before or after their erasure; a retry after it is ignored."""
+    ann = await add_customer(sessions, email="ann@example.com", traits={"first_name": "Ann"})
+    await add_template(sessions, subscription_group="newsletter")
+    mailto = await _sent_mailto(sessions, activities, capture, ann)
+    request = _followed(mailto, "Ann <ann@example.com>", message_id="<1733.ann@example.com>")
+    assert (await client.post(ENDPOINT, content=request, headers=inbound)).json()["changed"] is True
+    assert "unsubscribe_mails" not in await rows_naming(sessions, "1733.ann@example.com")
+    async with transaction(sessions) as session:
+        await customers.erase(session, ann, by_key_id=None, reason="asked")
+    assert await rows_naming(sessions, "ann@example.com") == {}
+    retry = await client.post(ENDPOINT, content=request, headers=inbound)
+    assert (retry.status_code, retry.json()["reason"]) == (200, "customer_erased"), retry.text
 
 
 async def test_a_mail_from_before_a_merge_answers_the_profile_it_unsubscribed(
