@@ -46,6 +46,9 @@ class SendEmailRequest:
     # "held" with the status as detail), saving the step a separate status read.
     hold_unless_published: bool = False
     fresh_status: bool = False
+    # The zone a journey shows dates in for a customer without a known one (its rules' default_timezone,
+    # the zone its waits are planned in); None: UTC
+    default_timezone: str | None = None
 
 
 @dataclass

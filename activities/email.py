@@ -153,6 +153,7 @@ class EmailActivities:
                 category=category,
                 group_id=group_id,
                 group_name=await subscriptions.group_name(session, group_id),
+                default_timezone=req.default_timezone,
             )
         except (rendering.RenderError, compose.InvalidRecipient) as exc:
             email.mark(row, "failed", error=str(exc))

@@ -390,6 +390,7 @@ class JourneyWorkflow:
             subscription_group=node.get("subscription_group"),
             hold_unless_published=hold,
             fresh_status=fresh,
+            default_timezone=self._rules.get("default_timezone"),
         )
         if workflow.patched(LOCAL_STEPS_PATCH):
             return await workflow.execute_local_activity(

@@ -312,3 +312,25 @@ async def test_the_frequency_cap_neither_holds_nor_counts_a_transactional_email(
             "Your receipt, Bob",
             "Your receipt, Mia",
         ]
+
+
+async def test_a_journey_email_shows_a_customer_without_a_zone_the_journeys_default_zone(
+    env, sessions, settings
+):
+    # the zone the journey plans their waits in is the one their emails' dates and times are written in
+    async with engine(env, sessions, settings) as e:
+        await e.template("hello", 'Webinar at {{ properties.starts | datetime("yyyy-MM-dd HH:mm") }}')
+        await e.journey("welcome", _one_send({"default_timezone": "Europe/Berlin"}))
+        zoneless = await e.customer("zoe")
+        nora = await e.customer("nora", timezone="America/New_York")
+        for user_id in ("zoe", "nora"):
+            await e.track(user_id, "Signed Up", starts="2030-06-01T22:30:00+00:00")
+
+        for customer_id in (zoneless, nora):
+            assert (await e.result(e.handle("welcome", customer_id))).path == ["hello", "done"]
+
+        subjects = {m["to"]: m["subject"] for m in e.mailbox()}
+        assert subjects == {
+            "zoe@example.com": "Webinar at 2030-06-02 00:30",
+            "nora@example.com": "Webinar at 2030-06-01 18:30",
+        }
