@@ -33,6 +33,9 @@ BREACH_AS_STORED_PATCH = "breach-as-stored"
 # Runs started before it retried the breach of a case erased with its customer forever; from it on,
 # the clock stops there without a word to anyone.
 CASE_GONE_PATCH = "case-gone"
+# Runs started before it told the journey of a breach only when this call escalated; a retry after an
+# attempt that escalated but whose result was lost found it breached already and told no one.
+BREACH_TOLD_ON_RETRY_PATCH = "breach-told-on-retry"
 
 
 def sla_workflow_id(case_id: int) -> str:
@@ -124,7 +127,8 @@ class CaseSlaWorkflow:
                 # The case met the target or finished, and the change that says so is on its way.
                 await workflow.wait_condition(lambda seen=seen: self._revision() != seen)
                 continue
-            if result.escalated:
+            # Not escalated by this call yet breached: an earlier attempt of it escalated the case.
+            if result.escalated or (result.breached and workflow.patched(BREACH_TOLD_ON_RETRY_PATCH)):
                 self._escalations += 1
                 await self._tell(inp, CaseUpdate(inp.case_id, result.status, None, True))
         final = self._state

@@ -245,6 +245,46 @@ async def _case_sla_case_gone(e) -> list:
     return [("case_sla_case_gone", handle)]
 
 
+async def _case_sla_breach_told_on_retry(e) -> list:
+    """The clock's target passes for a case an earlier attempt of the breach activity escalated (its
+    result lost): the activity says breached but not escalated now, and the clock still tells the
+    waiting journey of the breach (breach-told-on-retry), then of the resolution."""
+    await make_team(e.sessions, "retry-leads")
+    await make_team(e.sessions, "retry-desk", supervisor="retry-leads")
+    supervisor = await make_agent(e.sessions, "rey", "retry-leads")
+    customer = await e.customer("rita")
+    async with transaction(e.sessions) as session:
+        case, _ = await cases.open_case(
+            session, cases.OpenCase(customer_id=customer, reason="lost result", team="retry-desk")
+        )
+    handle = await e.client.start_workflow(
+        CaseSlaWorkflow.run,
+        CaseSlaInput(
+            case.id, case.first_response_due.isoformat(), case.resolution_due.isoformat(), "journey/r"
+        ),
+        id=sla_workflow_id(case.id),
+        task_queue=e.task_queue,
+        start_signal=CASE_CHANGED_SIGNAL,
+        start_signal_args=[CaseState(case.revision, "open", False)],
+    )
+    async with transaction(e.sessions) as session:  # what the lost attempt committed
+        await cases.record_breach(session, case.id, "first_response")
+    await e.env.sleep(case.first_response_due - utcnow() + timedelta(minutes=5))
+    await wait_for(lambda: _has(handle, "signal_external_workflow_execution_initiated_event_attributes"))
+    actor = cases.Actor(supervisor["id"], ["retry-leads"])
+    async with transaction(e.sessions) as session:
+        await cases.claim(session, actor, case.id)
+        await cases.resolve(session, e.settings, actor, case.id, Outcome.solved, "done")
+    async with e.sessions() as session:
+        stored = await session.get(Case, case.id)
+    state = CaseState(stored.revision, stored.status, True, stored.outcome, True)
+    await handle.signal(CASE_CHANGED_SIGNAL, state)
+    with e.env.auto_time_skipping_disabled():
+        result = await asyncio.wait_for(handle.result(), 30)
+    assert (result.status, result.breached, result.escalations) == ("resolved", True, 1), result
+    return [("case_sla_breach_told_on_retry", handle)]
+
+
 async def _has(handle, attributes: str, *, after_activity: bool = False) -> bool:
     """Whether the history has an event of that kind (after the first completed activity)."""
     events = (await handle.fetch_history()).events
@@ -263,4 +303,5 @@ PATCH_SCENARIOS = (
     _broadcast_resume_during_paused_batch,
     _case_sla_heard_late,
     _case_sla_case_gone,
+    _case_sla_breach_told_on_retry,
 )
