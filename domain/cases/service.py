@@ -574,6 +574,10 @@ async def claim(session: AsyncSession, actor: Actor, case_id: int) -> CaseOut:
         if _first_response(case, utcnow()):
             await _changed(session, case, agent_id, "claimed", "acknowledged", case.first_responded_at)
         return case_out(case)
+    if case.status != Status.open or case.assignee_id is not None:
+        # Said before the cap: an agent at their cap is told the case is resolved or held, not to
+        # free a slot for a claim that would fail anyway.
+        raise Conflict(_held_problem(case), code="not_claimable")
     await _check_cap(session, agent_id)
     if not await repo.claim(session, case.id, agent_id, now):
         raise Conflict(_held_problem(case), code="not_claimable")

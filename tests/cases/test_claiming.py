@@ -194,3 +194,28 @@ async def test_claiming_a_case_the_team_handed_you_is_its_first_response(client,
     assert claimed.status_code == 200, claimed.text
     assert claimed.json()["first_responded_at"] is not None
     assert claimed.json()["due_at"] == before["resolution_due"]
+
+
+async def test_an_agent_at_their_cap_is_told_why_a_case_cannot_be_claimed(client, sessions):
+    await make_team(sessions, "care")
+    ann = await make_agent(sessions, "ann", "care", cap=1)
+    bob = await make_agent(sessions, "bob", "care")
+    customer = await make_customer(sessions, "u1")
+    finished, held, mine = [await open_case(sessions, customer, "care", reason=f"c{i}") for i in range(3)]
+    for case_id in (finished, held):
+        assert (await client.post(f"/api/cases/{case_id}/claim", headers=bob["headers"])).status_code == 200
+    resolve = {"outcome": "solved"}
+    assert (
+        await client.post(f"/api/cases/{finished}/resolve", headers=bob["headers"], json=resolve)
+    ).is_success
+    assert (await client.post(f"/api/cases/{mine}/claim", headers=ann["headers"])).status_code == 200
+
+    # Ann is at her cap of one; the case itself is why she cannot have these.
+    for case_id, problem in (
+        (finished, f"case {finished} is resolved"),
+        (held, f"held by agent {bob['id']}"),
+    ):
+        refused = await client.post(f"/api/cases/{case_id}/claim", headers=ann["headers"])
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"] == "not_claimable", refused.text
+        assert problem in refused.json()["detail"], refused.text
