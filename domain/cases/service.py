@@ -498,6 +498,11 @@ async def queue(session: AsyncSession, actor: Actor, f: QueueFilter) -> list[Cas
         assignee_id = stored_id(f.assignee)
         if assignee_id is None:
             raise InvalidInput({"field": "assignee", "problem": "use 'me', 'none' or an agent id"})
+    customer_id = f.customer_id
+    if customer_id is not None:
+        # A visitor's id from before they logged in names the customer they became, whose cases theirs
+        # now are, as opening a case for that id does; an erased id names no one (no cases).
+        customer_id = await customers.current_id(session, customer_id) or customer_id
     stmt = repo.queue_query(
         teams,
         statuses=[s.value for s in (f.statuses or ACTIVE)],
@@ -505,7 +510,7 @@ async def queue(session: AsyncSession, actor: Actor, f: QueueFilter) -> list[Cas
         assignee_id=assignee_id,
         unassigned=unassigned,
         breached=f.breached,
-        customer_id=f.customer_id,
+        customer_id=customer_id,
         limit=f.limit,
     )
     return [case_out(c) for c in await repo.list_cases(session, stmt)]

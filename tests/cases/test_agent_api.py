@@ -264,3 +264,24 @@ async def test_a_case_opened_by_hand_for_a_merged_away_visitor_goes_to_the_custo
     assert response.json()["customer_id"] == known
     gone = await client.post("/api/cases", json={**body, "customer_id": 999_999}, headers=ann["headers"])
     assert gone.status_code == 422 and gone.json()["detail"]["field"] == "customer_id", gone.text
+
+
+async def test_the_queue_filtered_by_a_merged_away_visitors_id_shows_the_customer_they_became(
+    client, sessions
+):
+    await make_team(sessions, "care")
+    ann = await make_agent(sessions, "ann", "care")
+    known = await make_customer(sessions, "known")
+    visitor = await make_customer(sessions, "visitor")
+    before_login = await open_case(sessions, visitor, "care", reason="asked before logging in")
+    after_login = await open_case(sessions, known, "care", reason="asked again")
+    async with transaction(sessions) as session:
+        await customers.merge(session, source_id=visitor, target_id=known)
+
+    for customer_id in (visitor, known):
+        response = await client.get(f"/api/cases?customer_id={customer_id}", headers=ann["headers"])
+        assert response.status_code == 200, response.text
+        assert sorted(c["id"] for c in response.json()) == sorted([before_login, after_login])
+        assert {c["customer_id"] for c in response.json()} == {known}
+    nobody = await client.get("/api/cases?customer_id=999999", headers=ann["headers"])
+    assert nobody.status_code == 200 and nobody.json() == []
