@@ -10,7 +10,21 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, false, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    cast,
+    delete,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.cases.models import Agent, Case, CaseNote, CaseOutbox, SlaPolicy, Team, TeamMember
@@ -265,11 +279,17 @@ async def cases_of_customer(
     return list(await session.scalars(stmt))
 
 
-def case_events_outside(teams: list[str]) -> ColumnElement[bool]:
-    """The events about cases of other teams than these: the engine's Case Opened, Resolved and SLA
-    Breached events, whose messageId names their case (``case/{id}/...``)."""
-    visible = select(Case.id).where(Case.team_id.in_(teams))
-    return and_(Event.message_id.like("case/%"), Event.properties["case_id"].as_integer().not_in(visible))
+def case_events_outside(teams: list[str], slugs: dict[str, str]) -> ColumnElement[bool]:
+    """The engine's case events (track calls named as ``slugs``' keys, messageId ``case/{id}/{slug}``)
+    about cases of other teams than these. Matched as text, never by casting a property: a customer's
+    own events may carry any messageId and properties (``case/ZD-1``, a ``case_id`` of "ZD-1")."""
+    own_id = literal("case/") + cast(Case.id, String) + "/"
+    visible = exists().where(
+        Case.customer_id == Event.customer_id,
+        Case.team_id.in_(teams),
+        or_(*(and_(Event.name == name, Event.message_id == own_id + slug) for name, slug in slugs.items())),
+    )
+    return and_(Event.type == "track", Event.name.in_(list(slugs)), Event.message_id.like("case/%"), ~visible)
 
 
 async def case_ids_in_teams(

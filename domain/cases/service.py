@@ -49,6 +49,8 @@ EVENT_SOURCE = "journeys-cases"
 CASE_OPENED = "Case Opened"
 CASE_RESOLVED = "Case Resolved"
 CASE_SLA_BREACHED = "Case SLA Breached"
+# The messageId of a case event is case/{id}/{slug}: once per case, and how agents' views tell them.
+EVENT_SLUGS = {CASE_OPENED: "opened", CASE_RESOLVED: "resolved", CASE_SLA_BREACHED: "sla-breached"}
 RECENT = 10  # events and messages kept in a case's context snapshot
 
 log = logging.getLogger(__name__)
@@ -529,7 +531,7 @@ async def cases_of_customer(
 
 def case_events_outside(teams: list[str]):
     """A filter for the events about other teams' cases, which an agent of ``teams`` does not see."""
-    return repo.case_events_outside(teams)
+    return repo.case_events_outside(teams, EVENT_SLUGS)
 
 
 async def teams_visible_to(session: AsyncSession, principal: Principal) -> list[str] | None:
@@ -718,7 +720,7 @@ async def _log(session: AsyncSession, case: Case, agent_id: int | None, kind: st
 async def _emit(session: AsyncSession, case: Case, name: str, now: datetime, extra: dict[str, Any]) -> None:
     """A case event as a track call of the customer, so journeys and segments can use it."""
     profile = await customers.get_profile(session, case.customer_id)
-    slug = {CASE_OPENED: "opened", CASE_RESOLVED: "resolved", CASE_SLA_BREACHED: "sla-breached"}[name]
+    slug = EVENT_SLUGS[name]
     await repo.insert_event(
         session,
         {

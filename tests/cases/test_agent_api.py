@@ -285,3 +285,38 @@ async def test_the_queue_filtered_by_a_merged_away_visitors_id_shows_the_custome
         assert {c["customer_id"] for c in response.json()} == {known}
     nobody = await client.get("/api/cases?customer_id=999999", headers=ann["headers"])
     assert nobody.status_code == 200 and nobody.json() == []
+
+
+async def test_a_customers_own_events_named_like_case_events_are_shown_to_agents(client, sessions, write_key):
+    """A helpdesk of the customer's own may send messageIds such as case/ZD-1 and a case_id of its own:
+    the agent's customer 360 shows those events (it answered 500 on PostgreSQL, casting "ZD-1" to a
+    number, and hid them on SQLite), while the engine's events of other teams' cases stay hidden."""
+    await make_team(sessions, "billing")
+    await make_team(sessions, "care")
+    olga = await make_agent(sessions, "olga", "billing")
+    customer = await make_customer(sessions, "u1")
+    await open_case(sessions, customer, "care", reason="a private care matter")
+    billing_case = await open_case(sessions, customer, "billing", reason="an invoice")
+    own = [("case/ZD-1", "ZD-1"), ("case/ZD-2", 1.5), ("case/7/opened", 99_999_999_999_999), ("case/x", True)]
+    for message_id, case_id in own:
+        call = {
+            "userId": "u1",
+            "event": "Ticket Created",
+            "messageId": message_id,
+            "properties": {"case_id": case_id},
+        }
+        assert (await client.post("/v1/track", auth=(write_key, ""), json=call)).status_code == 200
+
+    view = await client.get(f"/api/customers/{customer}", headers=olga["headers"])
+
+    assert view.status_code == 200, view.text
+    shown = [e for e in view.json()["recent_events"] if e["name"] == "Ticket Created"]
+    assert sorted(
+        e["properties"]["case_id"] for e in shown if isinstance(e["properties"]["case_id"], str)
+    ) == ["ZD-1"]
+    assert len(shown) == len(own)
+    assert view.json()["facts"]["track_counts"].get("Ticket Created") == len(own)
+    assert view.json()["facts"]["track_counts"].get("Case Opened") == 1  # of the billing case only
+    opened = [e["properties"]["case_id"] for e in view.json()["recent_events"] if e["name"] == "Case Opened"]
+    assert opened == [billing_case]
+    assert "a private care matter" not in view.text
