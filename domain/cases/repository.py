@@ -166,11 +166,14 @@ def queue_query(
         stmt = stmt.where(Case.breached_at.is_not(None) if breached else Case.breached_at.is_(None))
     if customer_id is not None:
         stmt = stmt.where(Case.customer_id == customer_id)
-    return stmt.order_by(*URGENCY).limit(limit)
+    return stmt.order_by(*LISTED).limit(limit)
 
 
 # SLA urgency: the nearest deadline first, then the higher priority, then the older case.
 URGENCY = (Case.due_at.asc().nulls_last(), Case.priority_rank.desc(), Case.id.asc())
+# The queue as listed: active cases by urgency, then the finished ones (no deadline) most recently
+# resolved first, so a list of resolved cases starts with today's, not with the oldest ones.
+LISTED = (Case.due_at.asc().nulls_last(), Case.resolved_at.desc(), *URGENCY[1:])
 
 
 async def list_cases(session: AsyncSession, stmt: Select) -> list[Case]:

@@ -320,3 +320,25 @@ async def test_a_customers_own_events_named_like_case_events_are_shown_to_agents
     opened = [e["properties"]["case_id"] for e in view.json()["recent_events"] if e["name"] == "Case Opened"]
     assert opened == [billing_case]
     assert "a private care matter" not in view.text
+
+
+async def test_resolved_cases_are_listed_most_recently_resolved_first(client, sessions):
+    await make_team(sessions, "care")
+    ann = await make_agent(sessions, "ann", "care")
+    customer = await make_customer(sessions, "u1")
+    ids = [await open_case(sessions, customer, "care", reason=f"case {i}") for i in range(4)]
+    for case_id in ids:  # resolved in the order they were opened: the last one most recently
+        assert (await client.post(f"/api/cases/{case_id}/claim", headers=ann["headers"])).is_success
+        resolved = await client.post(
+            f"/api/cases/{case_id}/resolve", headers=ann["headers"], json={"outcome": "solved"}
+        )
+        assert resolved.is_success, resolved.text
+    assert (await client.post(f"/api/cases/{ids[0]}/close", headers=ann["headers"])).is_success
+    still_open = await open_case(sessions, customer, "care", reason="still open")
+
+    latest = await client.get("/api/cases?status=resolved&status=closed&limit=2", headers=ann["headers"])
+    assert [c["id"] for c in latest.json()] == [ids[3], ids[2]], latest.text
+    everything = await client.get(
+        "/api/cases?status=open&status=resolved&status=closed", headers=ann["headers"]
+    )
+    assert [c["id"] for c in everything.json()] == [still_open, *reversed(ids)], everything.text
