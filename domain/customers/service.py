@@ -173,14 +173,16 @@ async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> Non
         return
     # Imported here: the journeys and loyalty areas build on customers, not the reverse.
     from domain.journeys import service as journeys
-    from domain.loyalty import service as loyalty
+    from domain.loyalty import merging as loyalty
 
+    # Enrollments one person could not have had both of: their awards count once (loyalty.merging).
+    once_per_person = await journeys.once_per_person_pairs(session, source_id, target_id)
     # One person inside one journey twice where its re-entry policy allows once: the later goes.
     await journeys.supersede_duplicates(session, source_id, target_id, utcnow())
     await repository.reattribute(session, source_id, target_id)
     await repository.record_merge(session, source_id, target_id)
 
-    await loyalty.fold_member(session, source_id, target_id, utcnow())
+    await loyalty.fold_member(session, source_id, target_id, utcnow(), once_per_person=once_per_person)
     target.event_count += source.event_count
     target.order_count += source.order_count
     target.lifetime_value = Decimal(target.lifetime_value or 0) + Decimal(source.lifetime_value or 0)

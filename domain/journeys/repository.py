@@ -129,6 +129,15 @@ async def active_enrollments_of(session: AsyncSession, customer_ids: list[int]) 
     )
 
 
+async def enrollments_of_customers(session: AsyncSession, customer_ids: list[int]) -> list[Enrollment]:
+    """Every enrollment of these customers, whatever its status."""
+    return list(
+        await session.scalars(
+            select(Enrollment).where(Enrollment.customer_id.in_(customer_ids)).order_by(Enrollment.id)
+        )
+    )
+
+
 async def definitions_of(
     session: AsyncSession, versions: set[tuple[str, int]]
 ) -> dict[tuple[str, int], dict]:

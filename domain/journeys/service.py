@@ -550,6 +550,43 @@ async def supersede_duplicates(session: AsyncSession, source_id: int, target_id:
                 ended.add(later.workflow_id)
 
 
+def _overlapped(first: Enrollment, second: Enrollment) -> bool:
+    """Whether the two were inside at the same moment (one still inside overlaps everything later)."""
+    first_out, second_out = first.completed_at, second.completed_at
+    return (second_out is None or first.entered_at < second_out) and (
+        first_out is None or second.entered_at < first_out
+    )
+
+
+async def once_per_person_pairs(
+    session: AsyncSession, source_id: int, target_id: int
+) -> list[tuple[str, str]]:
+    """Before profile ``source`` is merged into ``target``: the pairs (source's workflow id, target's)
+    of enrollments in one journey, finished or not, that its re-entry policy would not have given one
+    person both of (``once``; ``once_per_key`` with the same key; ``after_exit`` when they overlapped).
+    What a step of the one gave, the same step of the other must not give again to the merged person
+    (see loyalty.merging). The policy is the later-entered enrollment's version's."""
+    rows = await repository.enrollments_of_customers(session, [source_id, target_id])
+    theirs = [r for r in rows if r.customer_id == source_id]
+    ours = [r for r in rows if r.customer_id == target_id]
+    if not theirs or not ours:
+        return []
+    definitions = await repository.definitions_of(session, {(r.journey_id, r.version) for r in rows})
+    pairs = []
+    for a in theirs:
+        for b in ours:
+            if a.journey_id != b.journey_id:
+                continue
+            later = max((a, b), key=lambda e: (e.entered_at, e.id))
+            definition = definitions.get((later.journey_id, later.version))
+            reentry = reentry_of(definition) if definition is not None else "once"
+            if reentry == "after_exit" and not _overlapped(a, b):
+                continue  # one after the other: the policy lets a person in again
+            if _cannot_coexist(reentry, a, b):
+                pairs.append((a.workflow_id, b.workflow_id))
+    return pairs
+
+
 async def superseded_by(session: AsyncSession, workflow_id: str) -> str | None:
     """The enrollment a profile merge kept instead of this one, if it ended this one."""
     return await repository.superseded_by(session, workflow_id)

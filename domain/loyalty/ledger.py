@@ -144,6 +144,15 @@ def replay(entries: Iterable[EntryLike], program: ProgramConfig, tier_as_of: dat
                 )
             if lot is not None:
                 lot.remaining = max(0, lot.remaining + entry.points)
+        elif entry.points < 0 and entry.lot_entry_id is not None:  # a reversal names the lot it takes from
+            lot = lots.get(entry.lot_entry_id)
+            if lot is None or lot.remaining < -entry.points:
+                out.problems.append(
+                    f"entry {entry.id} takes {-entry.points} points from a lot that holds "
+                    f"{lot.remaining if lot else 'nothing'}"
+                )
+            if lot is not None:
+                lot.remaining = max(0, lot.remaining + entry.points)
         elif entry.points < 0:
             try:
                 spend(lots.values(), -entry.points)

@@ -66,7 +66,8 @@ class LoyaltyEntry(Base):
     source: Mapped[str] = mapped_column(String(16))  # event | api | journey | schedule
     rule_id: Mapped[str | None] = mapped_column(String(64))
     event_id: Mapped[int | None] = mapped_column(BigId)
-    lot_entry_id: Mapped[int | None] = mapped_column(BigId)  # the lot an expire entry closed
+    # The lot an expire entry closed, or the one a merge's reversal took from (not oldest first).
+    lot_entry_id: Mapped[int | None] = mapped_column(BigId)
     # When the points were earned (the event's time), which is what expiry and tier windows count from.
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -115,7 +116,8 @@ class LoyaltyFoldedKey(Base):
 
     The merge credits the visitor's open points to the customer as new entries and deletes the
     visitor's ledger; its keys stay here, so a step retried after the merge (an award whose reply was
-    lost) is recognised as done instead of applied again."""
+    lost) is recognised as done instead of applied again. A merge also claims here, as ``step:...``,
+    a journey step the person's other enrollment already gave (see loyalty.merging)."""
 
     __tablename__ = "loyalty_folded_keys"
 

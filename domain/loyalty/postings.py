@@ -89,7 +89,7 @@ async def append(
             raise InsufficientPoints(
                 {"field": "points", "problem": f"the balance is {acct.balance}; {-points} cannot be taken"}
             )
-        if lot is not None:  # expiry closes exactly this lot
+        if lot is not None:  # expiry closes exactly this lot; a merge's reversal takes from it
             lot.remaining += points
         else:
             ledger.spend(await repository.open_lots(session, acct.customer_id), -points)

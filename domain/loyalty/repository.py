@@ -119,11 +119,52 @@ async def keep_folded_keys(session: AsyncSession, source_id: int, target_id: int
     )
 
 
-async def folded_into(session: AsyncSession, key: str) -> int | None:
-    """The customer a merged-away ledger's entry with this key now belongs to."""
+async def folded_into(session: AsyncSession, keys: list[str]) -> int | None:
+    """The customer a merged-away ledger's entry (or a step claimed by a merge) with one of these keys
+    now belongs to."""
     return await session.scalar(
-        select(LoyaltyFoldedKey.customer_id).where(LoyaltyFoldedKey.idempotency_key == key)
+        select(LoyaltyFoldedKey.customer_id).where(LoyaltyFoldedKey.idempotency_key.in_(keys)).limit(1)
     )
+
+
+async def claim_keys(session: AsyncSession, keys: list[str], customer_id: int, at: datetime) -> None:
+    """Keys the customer's ledger counts as done though no entry of theirs has them."""
+    if keys:
+        await session.execute(
+            insert_ignoring_conflicts(session, LoyaltyFoldedKey, ["idempotency_key"]),
+            [{"idempotency_key": k, "customer_id": customer_id, "folded_at": at} for k in sorted(set(keys))],
+        )
+
+
+async def journey_awards(session: AsyncSession, customer_id: int) -> list[LoyaltyEntry]:
+    """The points journey steps gave the customer, oldest first."""
+    return list(
+        await session.scalars(
+            select(LoyaltyEntry)
+            .where(
+                LoyaltyEntry.customer_id == customer_id,
+                LoyaltyEntry.kind == "earn",
+                LoyaltyEntry.source == "journey",
+            )
+            .order_by(LoyaltyEntry.id)
+        )
+    )
+
+
+async def expired_of(session: AsyncSession, customer_id: int, lot_ids: list[int]) -> dict[int, int]:
+    """Points expiry took from each of these lots of the customer's."""
+    if not lot_ids:
+        return {}
+    rows = await session.execute(
+        select(LoyaltyEntry.lot_entry_id, func.sum(-LoyaltyEntry.points))
+        .where(
+            LoyaltyEntry.customer_id == customer_id,
+            LoyaltyEntry.kind == "expire",
+            LoyaltyEntry.lot_entry_id.in_(lot_ids),
+        )
+        .group_by(LoyaltyEntry.lot_entry_id)
+    )
+    return {lot: int(points) for lot, points in rows}
 
 
 async def lock_existing_account(session: AsyncSession, customer_id: int) -> LoyaltyAccount | None:

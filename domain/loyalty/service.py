@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import Conflict, NotFound
-from domain.loyalty import events_out, ledger, repository
+from domain.loyalty import events_out, keys, ledger, repository
 from domain.loyalty.models import LoyaltyAccount, LoyaltyEntry
 from domain.loyalty.postings import InsufficientPoints, account_defaults, append, lock_member
 from domain.loyalty.schemas import (
@@ -240,8 +240,9 @@ async def _move(
     existing = await _replay_or_none(session, key, customer_id, kind, points)
     if existing is not None:
         return _movement(existing, acct, replayed=True)
-    # A step for a profile merged into this one may have been done before the merge brought it here.
-    if merged_from not in (None, customer_id) and await repository.folded_into(session, key) == customer_id:
+    # A journey step may have been done before a merge brought it here, for the profile merged in, or
+    # claimed by the merge: the same step of the person's other enrollment gave it (loyalty.merging).
+    if merged_from is not None and await repository.folded_into(session, keys.done_as(key)) == customer_id:
         return MovementOut(entry=None, balance=acct.balance, tier=acct.tier, replayed=True)
     entry = await append(
         session,
@@ -258,45 +259,6 @@ async def _move(
     )
     await events_out.flush(session)
     return _movement(entry, acct, replayed=False)
-
-
-async def fold_member(session: AsyncSession, source_id: int, target_id: int, now: datetime) -> None:
-    """A visitor merged into a known customer brings their points (called before the visitor's profile,
-    and with it their account, is deleted).
-
-    A customer without an account takes the visitor's ledger as it is. Otherwise each of the
-    visitor's open lots is credited to the customer as an adjustment dated when the lot was earned,
-    expiring when it would have (the lot's own expiry: the programme's may have changed since it was
-    earned) and already warned about if the visitor was; the customer's tier points stay their own."""
-    accounts = await repository.lock_existing_accounts(session, [source_id, target_id])
-    if source_id not in accounts:
-        return
-    if target_id not in accounts:
-        session.expunge(accounts[source_id])  # the row changes owner below, outside the ORM
-        await repository.hand_over(session, source_id, target_id)
-        return
-    await repository.keep_folded_keys(session, source_id, target_id, now)
-    lots = await repository.open_lots(session, source_id)
-    if not lots:
-        return
-    config, who = await program(session), await _require_customer(session, target_id)
-    for lot in lots:
-        await append(
-            session,
-            config,
-            accounts[target_id],
-            kind="adjust",
-            points=lot.remaining,
-            key=f"merge/{source_id}/{lot.entry_id}",
-            source="merge",
-            now=now,
-            occurred_at=lot.earned_at,
-            expires_at=lot.expires_at,
-            warned_at=lot.warned_at,  # the person was told these points expire: not a second time
-            reason=f"points of profile {source_id}, merged into this one",
-            who=who,
-        )
-    await events_out.flush(session)
 
 
 async def redeem(
