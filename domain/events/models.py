@@ -24,6 +24,14 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_customer_name_time", "customer_id", "name", "timestamp"),
+        # A loyalty rule's back-fill reads its event's stored track events newest first (migration 0039).
+        Index(
+            "ix_events_track_name_id",
+            "name",
+            "id",
+            postgresql_where=text("type = 'track'"),
+            sqlite_where=text("type = 'track'"),
+        ),
         # Opens and clicks by the message they name, for the campaign reports (migration 0035): only
         # the events with a ref have an entry, and the report reads name and time from it too.
         Index(

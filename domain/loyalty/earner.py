@@ -10,7 +10,8 @@ so a restart re-reads from there; each award's key is ``event:{event_id}:{rule_i
 re-reading harmless.
 
 A rule given an earlier ``since`` than it had needs events the cursor has passed: ``backfill_once``
-takes that rule alone back over them (see repository.start_backfill), a window of ids a pass.
+takes that rule alone back over them (see repository.start_backfill), a batch of its event's stored
+track events a pass, newest first, read by name from an index.
 """
 
 from __future__ import annotations
@@ -114,12 +115,13 @@ async def earn_once(
 async def backfill_once(
     sessions: async_sessionmaker[AsyncSession], now: datetime, span: int
 ) -> tuple[int, int]:
-    """One pass of a rule's back-fill, in one transaction: its events among the next ``span`` ids
-    downwards, under that rule only (the awards' keys make a repeated window harmless; caps count
-    what the rule already gave in the event's day and month). The position is saved with the
-    awards, so a pass that fails is done again and a restarted worker goes on where it stopped; the
-    row goes once id 1 is passed, or when the rule is no longer in the programme. Returns (ids
-    scanned, entries written); with no back-fill under way it only reads, and returns (0, 0)."""
+    """One pass of a rule's back-fill, in one transaction: the next ``span`` stored track events of the
+    rule's event downwards (read by name from an index, not every id of every event), under that rule
+    only (the awards' keys make a repeated batch harmless; caps count what the rule already gave in the
+    event's day and month). The position is saved with the awards, so a pass that fails is done again
+    and a restarted worker goes on where it stopped; the row goes once a pass finds fewer than ``span``
+    events (none is left below), or when the rule is no longer in the programme. Returns (events
+    read, at least 1, entries written); with no back-fill under way it only reads, and returns (0, 0)."""
     async with transaction(sessions) as session:
         name = await repository.next_backfill(session)
         state = name and await repository.lock_existing_cursor(session, name)
@@ -127,13 +129,14 @@ async def backfill_once(
             return 0, 0
         config = await service.program(session)
         rule = next((r for r in config.rules if repository.backfill_cursor(r.id) == name), None)
-        high, low = state.position, max(state.position - span, 1)
+        rows = []
+        if rule is not None:
+            rows = await repository.track_events_below(session, state.position, rule.event, span)
         written = 0
-        if rule is not None and high > low:
-            rows = await repository.track_events_between(session, low, high, rule.event, rule.since)
+        if rows:
             written = await service.on_events(session, _stored(rows), now, config=config, rule_id=rule.id)
-        if rule is None or low == 1:
+        if len(rows) < span:
             await repository.drop_cursor(session, name)
         else:
-            state.position, state.updated_at = low, now
-    return max(high - low, 1), written
+            state.position, state.updated_at = rows[0][0], now  # the oldest read: next pass below it
+    return max(len(rows), 1), written

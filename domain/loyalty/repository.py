@@ -6,7 +6,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select, union_all, update
+from sqlalchemy import delete, func, insert, literal, literal_column, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers.models import Customer
@@ -399,13 +399,15 @@ async def drop_cursor(session: AsyncSession, name: str) -> None:
     await session.execute(delete(LoyaltyCursor).where(LoyaltyCursor.name == name))
 
 
-async def track_events_between(
-    session: AsyncSession, low: int, high: int, name: str, since: datetime | None
-) -> list[tuple]:
-    """Track events called ``name`` with ``low <= id < high``, at or after ``since``, as events_after."""
-    stmt = select(*_EVENT_COLUMNS).where(
-        Event.id >= low, Event.id < high, Event.type == "track", Event.name == name
+async def track_events_below(session: AsyncSession, high: int, name: str, limit: int) -> list[tuple]:
+    """The newest ``limit`` track events called ``name`` with ids below ``high``, oldest first, as
+    events_after: read from ix_events_track_name_id, whose condition is written out (not a bound
+    parameter) so the planner can use the partial index. Bounded by ``limit`` rows however old the
+    events are; the earning rules then judge their times."""
+    stmt = (
+        select(*_EVENT_COLUMNS)
+        .where(Event.name == name, Event.id < high, Event.type == literal_column("'track'"))
+        .order_by(Event.name.desc(), Event.id.desc())
+        .limit(limit)
     )
-    if since is not None:
-        stmt = stmt.where(Event.timestamp >= since)
-    return [tuple(r) for r in await session.execute(stmt.order_by(Event.id))]
+    return [tuple(r) for r in await session.execute(stmt)][::-1]

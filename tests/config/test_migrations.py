@@ -467,6 +467,39 @@ async def test_a_steps_path_index_left_invalid_by_an_interrupted_build_is_rebuil
         await engine.dispose()
 
 
+_BACKFILL_INDEX = "ix_events_track_name_id"
+
+
+async def _index_sql(engine, name: str) -> str | None:
+    """How the database defines index ``name`` (PostgreSQL: valid ones only), or None."""
+    async with engine.connect() as conn:
+        if engine.dialect.name != "postgresql":
+            return await conn.scalar(text("SELECT sql FROM sqlite_master WHERE name = :n"), {"n": name})
+        return await conn.scalar(
+            text(
+                "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i"
+                " JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :n AND i.indisvalid"
+            ),
+            {"n": name},
+        )
+
+
+async def test_the_loyalty_back_fill_index_holds_track_events_by_name_and_goes_down_and_up(empty_database):
+    url = empty_database
+    engine = create_async_engine(url)
+    try:
+        await upgrade_async(url)
+        built = " ".join((await _index_sql(engine, _BACKFILL_INDEX)).split())
+        where = re.sub(r"[()]|::text", "", built.split(" WHERE ", 1)[1])  # PostgreSQL adds casts
+        assert "(name, id)" in built and where.replace('"', "") == "type = 'track'", built
+        await asyncio.to_thread(command.downgrade, alembic_config(url), "0036_journey_steps_path")
+        assert await _index_sql(engine, _BACKFILL_INDEX) is None
+        await upgrade_async(url)
+        assert " ".join((await _index_sql(engine, _BACKFILL_INDEX)).split()) == built
+    finally:
+        await engine.dispose()
+
+
 async def test_two_migration_runs_at_once_take_turns_and_both_end_at_head(empty_database):
     """Replicas that each migrate on start: the second run waits for the first, then finds nothing
     to do, instead of creating the same tables beside it (or dropping an index it is building)."""

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from domain.db import transaction, utcnow
 from domain.loyalty import maintenance
+from domain.loyalty.earner import backfill_once
 from domain.loyalty.models import LoyaltyCursor
 from domain.loyalty.schemas import POINTS_EARNED
 from runtime.loyalty_earner import LoyaltyEarner
@@ -155,3 +156,34 @@ async def test_a_back_fill_awards_no_points_that_would_already_have_expired(
     account = (await client.get(f"/api/loyalty/{di}", headers=admin_headers)).json()
     assert (account["balance"], account["lifetime_earned"]) == (50, 50)
     assert (await audit(sessions, di)).consistent
+
+
+async def test_a_back_fill_reads_its_rules_events_only_not_every_event_stored(
+    client, sessions, write_key, admin_headers
+):
+    """A back-fill went through every stored id down to 1 a window at a time, whatever the rule's
+    event: with 600 page views and 3 reviews it took 302 passes in windows of two. It now reads the
+    rule's track events only (an index by name), newest first: two reviews a pass, then one, done."""
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+
+    def review(days_after_since: int) -> dict:
+        at = (month_ago + timedelta(days=days_after_since)).isoformat()
+        return {"type": "track", "userId": "ed", "event": "Review Written", "properties": {}, "timestamp": at}
+
+    views = [{"type": "track", "userId": "ed", "event": "Page Viewed", "properties": {}}] * 300
+    page = {"type": "page", "userId": "ed", "name": "Review Written", "properties": {}}  # not a track
+    calls = [*views, review(1), *views, review(1), page, review(-1)]  # the last: before since
+    response = await client.post("/v1/batch", json={"batch": calls}, auth=(write_key, ""))
+    assert response.status_code == 200, response.text
+    await _put(client, admin_headers, [REVIEW])
+    await _put(client, admin_headers, [{**REVIEW, "since": month_ago.isoformat()}])
+
+    passes = 0
+    while (await backfill_once(sessions, utcnow(), 2))[0]:
+        passes += 1
+        assert passes <= 3, "the back-fill reads more than the rule's events"
+
+    assert passes == 2  # reviews 3 and 2 (the one before since earns nothing), then review 1
+    assert await _earned(sessions, "ed") == [("review", 50), ("review", 50)]  # the day's cap: 100
+    async with sessions() as session:
+        assert list(await session.scalars(select(LoyaltyCursor.name))) == ["events"]
