@@ -23,6 +23,7 @@ from domain.db import transaction, utcnow
 from domain.events import service as events
 from domain.events.schemas import IdentifyCall, TrackCall
 from domain.journeys.models import Enrollment, Journey, JourneyVersion
+from domain.loyalty import maintenance
 from domain.loyalty import service as loyalty
 from domain.loyalty.earner import EventCursor, earn_once
 from domain.loyalty.schemas import POINTS_ADJUSTED, RedeemIn
@@ -78,17 +79,22 @@ async def _enroll(sessions, customer_id: int, *, minutes_ago: int, done_after: i
     return workflow_id
 
 
-def _step(workflow_id: str, customer_id: int) -> PointsRequest:
+def _step(workflow_id: str, customer_id: int, at=None) -> PointsRequest:
     return PointsRequest(
-        f"{workflow_id}/7/bonus/1", customer_id, BONUS, journey_id="welcome", node_id="bonus"
+        f"{workflow_id}/7/bonus/1",
+        customer_id,
+        BONUS,
+        journey_id="welcome",
+        node_id="bonus",
+        occurred_at=at and at.isoformat(),
     )
 
 
-async def _award(sessions, workflow_id: str, customer_id: int):
+async def _award(sessions, workflow_id: str, customer_id: int, at=None):
     """The journey's bonus step, run as the worker runs it for that enrollment."""
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, workflow_id=workflow_id)
-    return await env.run(LoyaltyActivities(sessions).award_points, _step(workflow_id, customer_id))
+    return await env.run(LoyaltyActivities(sessions).award_points, _step(workflow_id, customer_id, at))
 
 
 async def _buy(sessions, call) -> None:
@@ -228,6 +234,23 @@ async def test_a_bonus_spent_on_both_profiles_is_written_off_and_the_balance_sta
 
     account = await _state(sessions, kim)
     assert account.balance == 80  # the purchases; nothing is left of either bonus to take back
+
+
+async def test_a_bonus_that_expired_on_the_visitor_is_not_taken_from_the_customers_own(sessions, people):
+    kim, visitor = people
+    await _journey(sessions, "once")
+    theirs = await _enroll(sessions, visitor, minutes_ago=60, done_after=1)
+    ours = await _enroll(sessions, kim, minutes_ago=30, done_after=1)
+    await _award(sessions, theirs, visitor, at=utcnow() - timedelta(days=400))  # expires after a year
+    async with transaction(sessions) as session:
+        assert await maintenance.expire_due(session, utcnow(), 100) == 1
+    await _award(sessions, ours, kim)
+
+    await _merge(sessions)
+
+    account = await _state(sessions, kim)
+    assert account.balance == BONUS  # the visitor never had the use of theirs: Kim's stays whole
+    assert [e for e in await entries(sessions, kim) if e.points < 0] == []
 
 
 @pytest.mark.parametrize("goes_on", ["visitor's", "Kim's"])
