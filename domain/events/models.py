@@ -24,7 +24,7 @@ class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_customer_name_time", "customer_id", "name", "timestamp"),
-        # A loyalty rule's back-fill reads its event's stored track events newest first (migration 0039).
+        # A loyalty rule's back-fill reads its event's stored track events newest first (migration 0038).
         Index(
             "ix_events_track_name_id",
             "name",

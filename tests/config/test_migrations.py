@@ -492,7 +492,7 @@ async def test_the_loyalty_back_fill_index_holds_track_events_by_name_and_goes_d
         built = " ".join((await _index_sql(engine, _BACKFILL_INDEX)).split())
         where = re.sub(r"[()]|::text", "", built.split(" WHERE ", 1)[1])  # PostgreSQL adds casts
         assert "(name, id)" in built and where.replace('"', "") == "type = 'track'", built
-        await asyncio.to_thread(command.downgrade, alembic_config(url), "0036_journey_steps_path")
+        await asyncio.to_thread(command.downgrade, alembic_config(url), "0037_unsubscribe_mails")
         assert await _index_sql(engine, _BACKFILL_INDEX) is None
         await upgrade_async(url)
         assert " ".join((await _index_sql(engine, _BACKFILL_INDEX)).split()) == built

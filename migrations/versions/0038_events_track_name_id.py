@@ -11,8 +11,8 @@ On PostgreSQL the index is built CONCURRENTLY, outside the run's transaction, as
 goes on during the build. An interrupted build leaves an INVALID index of the name behind; it is
 dropped and built again.
 
-Revision ID: 0039_events_track_name_id
-Revises: 0036_journey_steps_path
+Revision ID: 0038_events_track_name_id
+Revises: 0037_unsubscribe_mails
 """
 
 from collections.abc import Sequence
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0039_events_track_name_id"
-down_revision: str | None = "0036_journey_steps_path"
+revision: str = "0038_events_track_name_id"
+down_revision: str | None = "0037_unsubscribe_mails"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
