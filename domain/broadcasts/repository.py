@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.broadcasts.models import Broadcast
@@ -28,6 +28,24 @@ async def set_status_if(session: AsyncSession, broadcast_id: str, expected: str,
         update(Broadcast)
         .where(Broadcast.id == broadcast_id, Broadcast.status == expected)
         .values(status=status)
+    )
+    return result.rowcount == 1
+
+
+async def move(session: AsyncSession, broadcast_id: str, allowed: tuple[str, ...], status: str) -> bool:
+    """``status`` in one compare-and-set, only if the broadcast is in one of ``allowed`` when the
+    statement runs (a concurrent change, committed first, makes it match nothing). ``"resumed"`` means
+    running if it started, else scheduled; ``"cancelled"`` also stamps ``finished_at``."""
+    values: dict = {"status": status}
+    if status == "resumed":
+        values["status"] = case((Broadcast.started_at.is_(None), "scheduled"), else_="running")
+    if status == "cancelled":
+        values["finished_at"] = utcnow()
+    result = await session.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast_id, Broadcast.status.in_(allowed))
+        .values(**values)
+        .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
 

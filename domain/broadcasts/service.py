@@ -149,18 +149,20 @@ async def change(
     the workflow is signalled. A pause or cancel holds even if the signal is lost: every batch reads
     the stored status first and stops on it. A resume does not: a paused workflow runs no batch and
     moves only on the signal, so one it could not be told is undone (``resume_not_delivered``).
+
+    The transition is one compare-and-set on the stored status, so of two requests at once that
+    conflict (two resumes; a pause read before a cancel committed) exactly one wins and the other is a
+    409 naming the state the first left: a pause never brings back a broadcast cancelled meanwhile.
     ``by``: the key asking."""
     row = await get(session, broadcast_id)
     if row.kind == OPERATIONAL and not (by and by.has_role()):
         # Holding or stopping a notice the company must send is the admins' call, as sending it was.
         raise Forbidden(f"only a key with role admin may {action} an operational broadcast")
-    if row.status not in _TRANSITIONS[action]:
+    target = {"pause": "paused", "resume": "resumed"}.get(action, "cancelled")
+    moved = await repository.move(session, broadcast_id, _TRANSITIONS[action], target)
+    await session.refresh(row)  # what the statement left (or, if it matched nothing, what stopped it)
+    if not moved:
         raise Conflict(f"cannot {action} a broadcast that is {row.status}")
-    row.status = {"pause": "paused", "resume": "running" if row.started_at else "scheduled"}.get(
-        action, "cancelled"
-    )
-    if action == "cancel":
-        row.finished_at = utcnow()
     return row
 
 
