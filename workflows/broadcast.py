@@ -4,7 +4,9 @@ No workflow per recipient: each batch (hundreds of customers) is one activity th
 cursor (last customer id done) lives in the workflow's state and in the broadcasts table; a worker that
 dies mid-batch loses nothing: the batch activity times out on its heartbeat and runs again on another
 worker, skipping every recipient the ledger already records. Pause, resume and cancel are signals,
-honoured between batches. Long broadcasts continue-as-new to keep the history small.
+honoured between batches; a paused run also looks at the stored status every few minutes, so a
+resume or cancel whose signal was lost still takes effect. Long broadcasts continue-as-new to keep the
+history small.
 
 A local-time broadcast ("9:00 in each recipient's timezone") first groups the audience's timezones by
 the UTC instant their 9:00 falls on, then runs one pass of batches per instant, earliest first. After
@@ -43,6 +45,11 @@ LATE_ZONES_PATCH = "broadcast-plans-late-timezones"
 # A batch that found the broadcast paused re-pauses the workflow only if no resume arrived meanwhile
 # (histories recorded before re-paused regardless, and stayed paused while the database said running).
 RESUME_DURING_BATCH_PATCH = "broadcast-resume-during-paused-batch"
+# A paused workflow also wakes every PAUSED_RECHECK and runs its batch, which reads the stored status
+# first: a resume (or cancel) committed whose signal never came (the API stopped between the two) is
+# honoured within that time (histories recorded before waited for the signal alone).
+PAUSED_RECHECK_PATCH = "broadcast-paused-rechecks-status"
+PAUSED_RECHECK = timedelta(minutes=5)
 BATCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
 )
@@ -147,10 +154,10 @@ class BroadcastWorkflow:
                         )
                     )
                 p.status = "paused" if self._paused else "running"
-                await workflow.wait_condition(lambda: not self._paused or self._cancelled)
+                rechecking = await self._wait_while_paused()
                 if self._cancelled:
                     return await self._finish(inp.broadcast_id, p, "cancelled")
-                p.status = "running"
+                p.status = "paused" if rechecking else "running"
                 resumes = self._resumes
                 result: BroadcastBatchResult = await workflow.execute_activity(
                     SEND_BROADCAST_BATCH,
@@ -173,6 +180,8 @@ class BroadcastWorkflow:
                     if self._resumes == resumes or not workflow.patched(RESUME_DURING_BATCH_PATCH):
                         self._paused = True
                     continue
+                if rechecking:  # the database says it goes on: no signal is coming to say so
+                    self._paused = False
                 if result.status in ("cancelled", "completed", "failed"):
                     return await self._finish(inp.broadcast_id, p, result.status)
                 if result.status == "done":
@@ -186,6 +195,18 @@ class BroadcastWorkflow:
                 p.slots = [s.at for s in slots]
             index += 1
         return await self._finish(inp.broadcast_id, p, "completed")
+
+    async def _wait_while_paused(self) -> bool:
+        """Until resumed or cancelled by signal; True if, still paused, it is time to ask the database
+        instead (the batch that follows reads the stored status first and says what it found)."""
+        if not self._paused or not workflow.patched(PAUSED_RECHECK_PATCH):
+            await workflow.wait_condition(lambda: not self._paused or self._cancelled)
+            return False
+        try:
+            await workflow.wait_condition(lambda: not self._paused or self._cancelled, timeout=PAUSED_RECHECK)
+        except TimeoutError:
+            return True
+        return False
 
     async def _plan_late_zones(
         self, broadcast_id: str, slots: list[BroadcastSlot], done: int

@@ -12,6 +12,7 @@ from aiosmtpd.smtp import SMTP
 from sqlalchemy import select
 
 from activities.contracts import SendEmailRequest
+from domain.broadcasts import service as broadcasts
 from domain.broadcasts.models import Broadcast
 from domain.db import transaction
 from domain.email.models import Message
@@ -20,7 +21,7 @@ from domain.segments.schemas import SegmentIn
 from domain.subscriptions import service as subscriptions
 from runtime import smtp_capture
 from tests.email.helpers import add_customer, add_customers, add_template, run_activity
-from workflows.broadcast import BroadcastInput, BroadcastProgress, BroadcastWorkflow
+from workflows.broadcast import PAUSED_RECHECK, BroadcastInput, BroadcastProgress, BroadcastWorkflow
 
 
 async def _create(client, headers, **spec):
@@ -245,6 +246,65 @@ async def test_pause_then_resume_finishes_the_broadcast(
     result = await temporal.client.get_workflow_handle("broadcast/pr", result_type=BroadcastProgress).result()
     assert (result.status, result.sent) == ("completed", 20)
     assert len({m["envelope_to"][0] for m in await capture.wait_for_count(20)}) == 20
+
+
+async def test_a_broadcast_resumed_whose_workflow_was_never_told_sends_the_rest_on_its_own(
+    client, marketer_headers, sessions, capture, temporal
+):
+    await add_customers(sessions, 80)
+    await add_template(sessions)
+    paused = _capture_holds_after(capture, 1)
+    await _create(client, marketer_headers, id="lost", batch_size=5, rate_per_second=100)
+    await capture.wait_for_count(1)  # pages are planned about 45 messages ahead of the sends
+    r = await client.post("/api/broadcasts/lost/pause", headers=marketer_headers)
+    paused.set()
+    assert r.status_code == 200
+    handle = temporal.client.get_workflow_handle("broadcast/lost", result_type=BroadcastProgress)
+    deadline = asyncio.get_running_loop().time() + 20
+    while (await handle.query(BroadcastWorkflow.progress)).status != "paused":
+        assert asyncio.get_running_loop().time() < deadline, "the workflow never paused"
+        await asyncio.sleep(0.05)
+    sent_while_paused = capture.handler.received
+    # The API stored the resume and stopped before it signalled the workflow.
+    async with transaction(sessions) as session:
+        await broadcasts.change(session, "lost", "resume")
+
+    await temporal.sleep(PAUSED_RECHECK + timedelta(seconds=1))  # the paused workflow looks again
+    with temporal.auto_time_skipping_disabled():  # real time while the batches send
+        result = await asyncio.wait_for(handle.result(), 30)
+
+    assert sent_while_paused < 80
+    assert (result.status, result.sent) == ("completed", 80)
+    assert len({m["envelope_to"][0] for m in await capture.wait_for_count(80)}) == 80
+    status = (await client.get("/api/broadcasts/lost", headers=marketer_headers)).json()
+    assert (status["status"], status["sent"]) == ("completed", 80)
+
+
+async def test_a_broadcast_cancelled_whose_workflow_was_never_told_ends_without_sending_more(
+    client, marketer_headers, sessions, capture, temporal
+):
+    await add_customers(sessions, 80)
+    await add_template(sessions)
+    paused = _capture_holds_after(capture, 1)
+    await _create(client, marketer_headers, id="gone", batch_size=5, rate_per_second=100)
+    await capture.wait_for_count(1)
+    assert (await client.post("/api/broadcasts/gone/pause", headers=marketer_headers)).status_code == 200
+    paused.set()
+    handle = temporal.client.get_workflow_handle("broadcast/gone", result_type=BroadcastProgress)
+    deadline = asyncio.get_running_loop().time() + 20
+    while (await handle.query(BroadcastWorkflow.progress)).status != "paused":
+        assert asyncio.get_running_loop().time() < deadline, "the workflow never paused"
+        await asyncio.sleep(0.05)
+    held = capture.handler.received
+    async with transaction(sessions) as session:  # stored; the signal never came
+        await broadcasts.change(session, "gone", "cancel")
+
+    await temporal.sleep(PAUSED_RECHECK + timedelta(seconds=1))
+    with temporal.auto_time_skipping_disabled():
+        result = await asyncio.wait_for(handle.result(), 30)
+
+    assert result.status == "cancelled"
+    assert capture.handler.received == held < 80
 
 
 async def test_broadcast_to_a_segment_reaches_its_members_only(

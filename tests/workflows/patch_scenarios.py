@@ -11,6 +11,8 @@ from datetime import timedelta
 
 from temporalio.worker import Worker
 
+from domain.broadcasts import service as broadcasts
+from domain.broadcasts.schemas import BroadcastIn
 from domain.cases import service as cases
 from domain.cases.models import Case
 from domain.cases.schemas import Outcome
@@ -20,7 +22,8 @@ from tests.cases.helpers import make_agent, make_team
 from tests.conftest import wait_for
 from tests.workflows.test_broadcast_signals import StubbedBatches
 from tests.workflows.test_entries_without_an_event import RENEWALS, _enroll_by_api, _manual
-from workflows.broadcast import BroadcastInput, BroadcastWorkflow
+from tests.workflows.workflow_scenarios import _mail_for, _outcome, _start_broadcast, _steer
+from workflows.broadcast import PAUSED_RECHECK, BroadcastInput, BroadcastWorkflow
 from workflows.case_sla import CASE_CHANGED_SIGNAL, CaseSlaInput, CaseSlaWorkflow, CaseState, sla_workflow_id
 
 
@@ -173,6 +176,38 @@ async def _broadcast_resume_during_paused_batch(e) -> list:
     return [("broadcast_resume_during_paused_batch", handle)]
 
 
+async def _broadcast_resume_signal_lost(e) -> list:
+    """A paused broadcast resumed in the database whose signal never came (the API stopped between
+    the two): the workflow wakes on its timer (broadcast-paused-rechecks-status), its batch reads
+    'running', and it sends the rest."""
+    await e.template("lost", "Still on for {{ traits.name }}")
+    buyers = [await e.customer(f"lost{i}") for i in range(8)]
+    handle = await _start_broadcast(
+        e,
+        BroadcastIn(
+            id="lost-resume",
+            name="Lost resume",
+            template_id="lost",
+            audience={"kind": "customers", "customer_ids": buyers},
+            batch_size=4,
+            rate_per_second=4,
+        ),
+    )
+    await wait_for(lambda: _mail_for(e, "Still on for", 1))
+    await _steer(e, handle, "lost-resume", "pause")
+    await wait_for(lambda: _progress_is(handle, "paused"))
+    async with transaction(e.sessions) as session:
+        await broadcasts.change(session, "lost-resume", "resume")  # and no signal
+    await e.env.sleep(PAUSED_RECHECK + timedelta(seconds=1))
+    result = await _outcome(e, handle)
+    assert (result.status, result.sent) == ("completed", 8), result
+    return [("broadcast_resume_signal_lost", handle)]
+
+
+async def _progress_is(handle, status: str) -> bool:
+    return (await handle.query(BroadcastWorkflow.progress)).status == status
+
+
 async def _case_sla_heard_late(e) -> list:
     """The clock's first-response timer fires for a case claimed in time, whose signal is late: the
     breach activity says no breach (breach-as-stored), so the clock waits for the change and then times
@@ -301,6 +336,7 @@ PATCH_SCENARIOS = (
     _goal_segment_member,
     _enrolled_by_api,
     _broadcast_resume_during_paused_batch,
+    _broadcast_resume_signal_lost,
     _case_sla_heard_late,
     _case_sla_case_gone,
     _case_sla_breach_told_on_retry,
