@@ -4,6 +4,7 @@ import logging
 
 from fastapi import APIRouter, Query, Request
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.deps import Marketer, Session
@@ -12,6 +13,7 @@ from config.settings import Settings
 from domain.broadcasts import service as broadcasts
 from domain.broadcasts.schemas import BroadcastIn, BroadcastOut
 from domain.db import transaction
+from domain.errors import Conflict
 from workflows.broadcast import BroadcastInput, BroadcastWorkflow
 
 log = logging.getLogger(__name__)
@@ -21,10 +23,13 @@ router = APIRouter(prefix="/api/broadcasts", tags=["broadcasts"])
 @router.post("", status_code=201, response_model=BroadcastOut, summary="Send a template to an audience")
 async def create_broadcast(spec: BroadcastIn, session: Session, principal: Marketer, request: Request):
     # validated first: a bad request is a 422 even if Temporal is down
-    row = await broadcasts.create(session, spec, by=principal)
-    temporal = await temporal_client(request)
-    settings: Settings = request.app.state.settings
+    row = await broadcasts.create(session, spec, by=principal)  # stored as starting
+    # Committed before Temporal is reached (and its client fetched): the request's transaction holds
+    # SQLite's write lock (on PostgreSQL the new id), which every other writer would wait on.
+    await session.commit()
     try:
+        temporal = await temporal_client(request)
+        settings: Settings = request.app.state.settings
         await temporal.start_workflow(
             BroadcastWorkflow.run,
             BroadcastInput(
@@ -36,9 +41,26 @@ async def create_broadcast(spec: BroadcastIn, session: Session, principal: Marke
             task_queue=settings.temporal_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
-    except RPCError as exc:  # the broadcast row is rolled back with the request
-        raise TemporalUnavailable(f"could not start the broadcast: {exc}") from exc
-    return broadcasts.out(row)
+    except Exception as exc:
+        async with transaction(request.app.state.sessions) as undo:
+            withdrawn = await broadcasts.withdraw(undo, row.id)
+        if withdrawn:
+            if (refusal := _not_started(row.id, exc)) is None:
+                raise
+            raise refusal from exc
+        # else its workflow took the broadcast on: the start failed only as seen from here
+    async with transaction(request.app.state.sessions) as confirm:  # the request's was committed
+        return broadcasts.out(await broadcasts.started(confirm, row.id))
+
+
+def _not_started(broadcast_id: str, exc: Exception) -> Exception | None:
+    """What a create whose workflow did not start answers (its row withdrawn); None: the error itself."""
+    if isinstance(exc, WorkflowAlreadyStartedError):  # a withdrawn broadcast's workflow kept the id
+        problem = f"a broadcast with id {broadcast_id!r} was started before; use another id"
+        return Conflict({"field": "id", "problem": problem})
+    if isinstance(exc, RPCError | TemporalUnavailable):
+        return TemporalUnavailable(f"could not start the broadcast (nothing was stored): {exc}")
+    return None
 
 
 @router.get("", response_model=list[BroadcastOut])

@@ -34,7 +34,8 @@ class Broadcast(Base):
     default_timezone: Mapped[str | None] = mapped_column(String(64))
     rate_per_second: Mapped[int | None] = mapped_column(Integer)
     batch_size: Mapped[int] = mapped_column(Integer, default=500)
-    # scheduled | running | paused | cancelled | completed | failed
+    # starting (stored, its workflow not yet confirmed) | scheduled | running | paused | cancelled |
+    # completed | failed
     status: Mapped[str] = mapped_column(String(16))
     slot: Mapped[int] = mapped_column(Integer, default=0)
     cursor: Mapped[int] = mapped_column(BigInteger, default=0)

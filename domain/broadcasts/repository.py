@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.broadcasts.models import Broadcast
@@ -28,6 +28,27 @@ async def set_status_if(session: AsyncSession, broadcast_id: str, expected: str,
         update(Broadcast)
         .where(Broadcast.id == broadcast_id, Broadcast.status == expected)
         .values(status=status)
+    )
+    return result.rowcount == 1
+
+
+async def delete_if(session: AsyncSession, broadcast_id: str, expected: str) -> bool:
+    result = await session.execute(
+        delete(Broadcast)
+        .where(Broadcast.id == broadcast_id, Broadcast.status == expected)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+async def start_sending(session: AsyncSession, broadcast_id: str, expected: str) -> bool:
+    """Running from now, if still ``expected`` (compare-and-set: a withdrawal or a marketer's change
+    committed first wins)."""
+    result = await session.execute(
+        update(Broadcast)
+        .where(Broadcast.id == broadcast_id, Broadcast.status == expected)
+        .values(status="running", started_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
 

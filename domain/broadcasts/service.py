@@ -25,7 +25,12 @@ from domain.segments import service as segments
 from domain.subscriptions import service as subscriptions
 
 OPERATIONAL = "operational"
-ACTIVE = ("scheduled", "running", "paused")
+# Stored, its workflow not yet known to be started: the API commits the row before it starts the
+# workflow (so no transaction waits on Temporal) and marks it scheduled once it has; the workflow's
+# first batch takes it on too (the API may have stopped in between). A row withdrawn because the start
+# failed leaves the workflow, should it exist after all, nothing to send.
+STARTING = "starting"
+ACTIVE = (STARTING, "scheduled", "running", "paused")
 FINAL = ("cancelled", "completed", "failed")
 
 
@@ -117,7 +122,7 @@ async def create(session: AsyncSession, spec: BroadcastIn, *, by: Principal | No
         slot=0,
         rate_per_second=spec.rate_per_second,
         batch_size=spec.batch_size,
-        status="scheduled",
+        status=STARTING,
         cursor=0,
         sent=0,
         skipped=0,
@@ -126,6 +131,20 @@ async def create(session: AsyncSession, spec: BroadcastIn, *, by: Principal | No
     )
     await repository.add(session, row)
     return row
+
+
+async def started(session: AsyncSession, broadcast_id: str) -> Broadcast:
+    """Its workflow is started: scheduled, unless the workflow (or a marketer) moved it on already."""
+    await repository.set_status_if(session, broadcast_id, STARTING, "scheduled")
+    row = await get(session, broadcast_id)
+    await session.refresh(row)
+    return row
+
+
+async def withdraw(session: AsyncSession, broadcast_id: str) -> bool:
+    """Its workflow could not be started: the row goes, unless a workflow took it on meanwhile (the
+    start failed only as far as the API could tell). False: it is being sent."""
+    return await repository.delete_if(session, broadcast_id, STARTING)
 
 
 async def get(session: AsyncSession, broadcast_id: str) -> Broadcast:
@@ -200,7 +219,9 @@ async def time_slots(
 
     ``served``: timezones that already have a send time. The workflow asks again after each send time
     for the zones of the audience not among them (customers who joined or moved there since)."""
-    row = await get(session, broadcast_id)
+    row = await repository.get(session, broadcast_id)
+    if row is None:  # withdrawn: its workflow was started after all, and has nothing to send
+        return []
     local = datetime.fromisoformat(row.local_send_at)
     zones: set[str] = set()
     after = 0
@@ -220,12 +241,15 @@ async def plan_batch(
     """Page the audience after ``after_id``, claim ledger rows, and sort recipients into to-send /
     blocked (suppressed or unsubscribed, checked now) / already settled by an earlier attempt."""
     row = await repository.get(session, broadcast_id)
-    if row is None:
-        raise NotFound(f"no broadcast {broadcast_id!r}")
+    if row is None:  # withdrawn: its start looked failed to the API, which said nothing was stored
+        return BatchPlan(status="cancelled")
     if row.status in FINAL or row.status == "paused":
         return BatchPlan(status=row.status)
-    if row.status == "scheduled":
-        row.status, row.started_at = "running", utcnow()
+    if row.status in (STARTING, "scheduled"):  # this workflow runs, so it was started
+        if not await repository.start_sending(session, broadcast_id, row.status):
+            session.expunge(row)  # withdrawn, paused or cancelled since it was read: look again
+            return await plan_batch(session, broadcast_id, after_id, message_id, timezones)
+        await session.refresh(row)
     ids = await audience.page(session, row.audience, after_id, row.batch_size)
     if not ids:
         return BatchPlan(status="done")

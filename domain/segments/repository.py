@@ -194,10 +194,10 @@ async def published_journey_definitions(session: AsyncSession) -> list[tuple[str
 
 
 async def unfinished_broadcast_audiences(session: AsyncSession) -> list[tuple[str, dict[str, Any]]]:
-    """(broadcast id, audience) of every broadcast still to send (scheduled, running or paused): it
-    reads its segment's members page by page as it runs."""
+    """(broadcast id, audience) of every broadcast still to send (starting, scheduled, running or
+    paused): it reads its segment's members page by page as it runs."""
     stmt = select(Broadcast.id, Broadcast.audience).where(
-        Broadcast.status.in_(("scheduled", "running", "paused"))
+        Broadcast.status.in_(("starting", "scheduled", "running", "paused"))
     )
     return [(row[0], row[1]) for row in await session.execute(stmt.order_by(Broadcast.id))]
 
