@@ -74,6 +74,15 @@ class Customer(Base):
         return email
 
 
+# The most (and, with refunds, the least) lifetime value holds: its column's 16 digits. Adding past it
+# stays at it: PostgreSQL refused the update, so a big spender's every later order failed.
+MAX_LIFETIME_VALUE = Decimal("99999999999999.99")
+
+
+def within_lifetime_value(amount: Decimal) -> Decimal:
+    return min(max(amount, -MAX_LIFETIME_VALUE), MAX_LIFETIME_VALUE)
+
+
 def email_digest(email: str | None) -> bytes | None:
     """What ``Customer.email_sha256`` holds for ``email`` (nothing for no address)."""
     return sha256_prefix(email) if email else None

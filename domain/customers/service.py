@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.customers import repository
-from domain.customers.models import Customer
+from domain.customers.models import Customer, within_lifetime_value
 from domain.customers.repository import Identity
 from domain.customers.schemas import (
     Customer360,
@@ -185,7 +185,9 @@ async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> Non
     await loyalty.fold_member(session, source_id, target_id, utcnow(), once_per_person=once_per_person)
     target.event_count += source.event_count
     target.order_count += source.order_count
-    target.lifetime_value = Decimal(target.lifetime_value or 0) + Decimal(source.lifetime_value or 0)
+    target.lifetime_value = within_lifetime_value(
+        Decimal(target.lifetime_value or 0) + Decimal(source.lifetime_value or 0)
+    )
     target.first_seen_at = min(target.first_seen_at, source.first_seen_at)
     target.last_seen_at = max(target.last_seen_at, source.last_seen_at)
     target.traits = {**(source.traits or {}), **(target.traits or {})}

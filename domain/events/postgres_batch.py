@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.customers.models import MAX_LIFETIME_VALUE
 from domain.customers.repository import IDENTITY_CHANGES_LOCK
 from domain.events.models import MESSAGE_REF_LENGTH
 from domain.events.schemas import ASCII_SPACE, PLAIN_NUMBER
@@ -174,7 +175,8 @@ WITH gate AS MATERIALIZED (
     UPDATE customers AS c SET
         event_count = c.event_count + f.events,
         order_count = c.order_count + f.orders,
-        lifetime_value = c.lifetime_value + f.value,
+        lifetime_value = LEAST(GREATEST(c.lifetime_value + f.value, -{MAX_LIFETIME_VALUE}),
+                               {MAX_LIFETIME_VALUE}),
         first_seen_at = LEAST(c.first_seen_at, f.first_seen),
         last_seen_at = GREATEST(c.last_seen_at, f.last_seen),
         traits = CASE WHEN p.patch IS NULL THEN c.traits ELSE c.traits || p.patch END,

@@ -13,6 +13,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.customers.models import MAX_LIFETIME_VALUE
+
 # SQLAlchemy's SQLite DATETIME storage format (see UTCDateTime in domain/db.py).
 _TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -59,11 +61,11 @@ async def enqueue(session: AsyncSession, event_ids: list[int], now: datetime) ->
 
 
 APPLY_FACTS = text(
-    """
+    f"""
     UPDATE customers SET
         event_count = event_count + f.events,
         order_count = order_count + f.orders,
-        lifetime_value = lifetime_value + f.value,
+        lifetime_value = min(max(lifetime_value + f.value, -{MAX_LIFETIME_VALUE}), {MAX_LIFETIME_VALUE}),
         first_seen_at = min(first_seen_at, f.first_seen),
         last_seen_at = max(last_seen_at, f.last_seen),
         traits = coalesce(f.traits, customers.traits),
@@ -78,7 +80,7 @@ APPLY_FACTS = text(
         FROM json_each(:rows)
     ) AS f
     WHERE customers.id = f.id
-    """
+    """  # noqa: S608 (assembled from a constant, never from input)
 )
 
 
