@@ -94,10 +94,19 @@ class SegmentCall(BaseModel):
     # another Python call per field).
     timestamp: StoredTime | None = None
     sentAt: StoredTime | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
+    # The objects may come as null (a client writing every key of its message): that means absent, as
+    # Segment reads it; the check below makes them empty (pydantic's core checks the type alone).
+    context: dict[str, Any] | None = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _someone(self):
+        fields = self.__dict__
+        if fields["context"] is None:
+            fields["context"] = {}
+        if fields.get("properties", fields) is None:
+            fields["properties"] = {}
+        if fields.get("traits", fields) is None:  # a group's (an identify's are checked below)
+            fields["traits"] = {}
         if self.timestamp is not None and abs(self.timestamp.utcoffset() or _NO_OFFSET) > _PG_OFFSETS:
             self.timestamp = _in_utc(self.timestamp)
         if self.sentAt is not None and abs(self.sentAt.utcoffset() or _NO_OFFSET) > _PG_OFFSETS:
@@ -128,7 +137,7 @@ class SegmentCall(BaseModel):
 class TrackCall(SegmentCall):
     type: Literal["track"] = "track"
     event: str = Field(min_length=1, max_length=255)
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] | None = Field(default_factory=dict)
 
     @property
     def event_name(self) -> str | None:
@@ -141,11 +150,13 @@ class TrackCall(SegmentCall):
 
 class IdentifyCall(SegmentCall):
     type: Literal["identify"] = "identify"
-    traits: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] | None = Field(default_factory=dict)
 
     @field_validator("traits")
     @classmethod
-    def _known_traits(cls, traits: dict[str, Any]) -> dict[str, Any]:
+    def _known_traits(cls, traits: dict[str, Any] | None) -> dict[str, Any]:
+        if traits is None:
+            return {}
         # Reserved traits the engine acts on are checked here, so a bad one is a 400 naming it.
         email = traits.get("email")
         if email is not None:
@@ -177,7 +188,7 @@ class PageCall(SegmentCall):
     type: Literal["page"] = "page"
     name: str | None = Field(None, max_length=255)
     category: str | None = Field(None, max_length=255)
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] | None = Field(default_factory=dict)
 
     @property
     def event_name(self) -> str | None:
@@ -197,7 +208,7 @@ class ScreenCall(PageCall):
 class GroupCall(SegmentCall):
     type: Literal["group"] = "group"
     groupId: Id
-    traits: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] | None = Field(default_factory=dict)
 
     @property
     def event_properties(self) -> dict[str, Any]:
