@@ -6,7 +6,13 @@ import domain.analytics.models  # noqa: F401  (indexes on other areas' tables)
 from domain.auth.models import ApiKey
 from domain.broadcasts.models import Broadcast
 from domain.cases.models import Agent, Case, CaseNote, CaseOutbox, SlaPolicy, Team, TeamMember
-from domain.customers.models import Customer, CustomerAlias, CustomerErasure, CustomerMerge
+from domain.customers.models import (
+    Customer,
+    CustomerAlias,
+    CustomerErasure,
+    CustomerMerge,
+    CustomerUserAlias,
+)
 from domain.db import Base
 from domain.email.models import Message, Template, TemplateVersion
 from domain.events.models import Event, EventOutbox
@@ -65,6 +71,7 @@ __all__ = [
     "CustomerErasure",
     "CustomerMerge",
     "CustomerScore",
+    "CustomerUserAlias",
     "Enrollment",
     "Event",
     "EventOutbox",

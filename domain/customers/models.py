@@ -99,6 +99,17 @@ class CustomerAlias(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class CustomerUserAlias(Base):
+    """Former userIds of a customer: an ``alias`` whose previousId was a userId renamed the profile or
+    merged it into this one. Calls still sent under the old id land here, not on a new profile."""
+
+    __tablename__ = "customer_user_aliases"
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class CustomerErasure(Base):
     """The record that a person's data was erased on request (right to be forgotten). It keeps no
     personal data: only SHA-256 digests of the ids, so a later audit can answer "was X erased?"."""

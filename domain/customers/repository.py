@@ -28,11 +28,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.customers.models import Customer, CustomerAlias, CustomerErasure, CustomerMerge
+from domain.customers.models import (
+    Customer,
+    CustomerAlias,
+    CustomerErasure,
+    CustomerMerge,
+    CustomerUserAlias,
+)
 from domain.db import insert_ignoring_conflicts, utcnow
 
 customers = Customer.__table__
 aliases = CustomerAlias.__table__
+user_aliases = CustomerUserAlias.__table__
 merges = CustomerMerge.__table__
 # What an erased person's failed or skipped message says instead of its error (which may name them).
 ERASED_ERROR = "(the error was erased with the customer)"
@@ -70,7 +77,8 @@ def _one_of(session: AsyncSession, column, values: list[str]):
 async def identities(
     session: AsyncSession, user_ids: Iterable[str], anonymous_ids: Iterable[str]
 ) -> tuple[dict[str, Identity], dict[str, Identity]]:
-    """Customers by userId and by anonymousId (own column or a merged alias), in one or two queries."""
+    """Customers by userId (own column or a former one) and by anonymousId (own column or a merged
+    alias), in one to three queries (former userIds are looked up only for ids no profile has)."""
     user_ids, anonymous_ids = sorted(set(user_ids)), sorted(set(anonymous_ids))
     cols = (customers.c.id, customers.c.user_id, customers.c.anonymous_id)
     clauses = []
@@ -99,6 +107,16 @@ async def identities(
             by_user[ident.user_id] = ident
         if ident.anonymous_id is not None:
             by_anon[ident.anonymous_id] = ident
+    if former := [u for u in user_ids if u not in by_user]:
+        renamed = (
+            await session.execute(
+                select(user_aliases.c.user_id, *cols)
+                .join(customers, customers.c.id == user_aliases.c.customer_id)
+                .where(_one_of(session, user_aliases.c.user_id, former))
+            )
+        ).all()
+        for former_id, *ids in renamed:
+            by_user[former_id] = known.setdefault(ids[0], Identity(*ids))
     return by_user, by_anon
 
 
@@ -143,6 +161,12 @@ async def add_alias(session: AsyncSession, anonymous_id: str, customer_id: int) 
     await session.execute(
         stmt.values(anonymous_id=anonymous_id, customer_id=customer_id, created_at=utcnow())
     )
+
+
+async def add_user_alias(session: AsyncSession, user_id: str, customer_id: int) -> None:
+    """Keep ``user_id`` naming the customer after it stopped being the profile's own."""
+    stmt = insert_ignoring_conflicts(session, CustomerUserAlias, ["user_id"])
+    await session.execute(stmt.values(user_id=user_id, customer_id=customer_id, created_at=utcnow()))
 
 
 async def claim_user_id(session: AsyncSession, customer_id: int, user_id: str) -> bool:
@@ -204,6 +228,7 @@ async def reattribute(session: AsyncSession, source_id: int, target_id: int) -> 
         Case,
         Subscription,
         CustomerAlias,
+        CustomerUserAlias,
     ):
         await session.execute(
             update(model.__table__)
@@ -336,6 +361,7 @@ async def search(
             select(c.id).where(c.anonymous_id == q),
             select(c.id).where(c.email == q.strip().lower()),
             select(aliases.c.customer_id).where(aliases.c.anonymous_id == q),
+            select(user_aliases.c.customer_id).where(user_aliases.c.user_id == q),
         ]
         if q.isascii() and q.isdigit() and len(q) < 19:  # "²" is a digit int() refuses
             found.append(select(c.id).where(c.id == int(q)))

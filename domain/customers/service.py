@@ -129,8 +129,11 @@ async def link(
     customer known as ``user_id``: claim the visitor profile, or merge it into the known one."""
     by_user, by_anon = await repository.identities(session, [user_id], [previous_id])
     known, previous = by_user.get(user_id), by_anon.get(previous_id)
+    # An alias's previousId may be a userId, the profile's own or a former one (see CustomerUserAlias).
+    named = previous is not None and previous.user_id == previous_id
     if previous is None and explicit:
         previous = (await repository.identities(session, [previous_id], []))[0].get(previous_id)
+        named = previous is not None
     if previous is None:
         if known is None:
             at = seen_at or utcnow()
@@ -144,14 +147,13 @@ async def link(
     if known is None:
         if previous.user_id is None:
             await repository.claim_user_id(session, previous.id, user_id)
-        elif explicit and previous.user_id == previous_id:
+        elif explicit and named:
             await repository.rename_user_id(session, previous.id, user_id)
+            await repository.add_user_alias(session, previous.user_id, previous.id)
         # Otherwise the visitor id belongs to another known person (a shared device): the user gets a
         # profile of their own and nobody's history is moved.
         return
-    if known.id != previous.id and (
-        previous.user_id is None or (explicit and previous.user_id == previous_id)
-    ):
+    if known.id != previous.id and (previous.user_id is None or (explicit and named)):
         await merge(session, source_id=previous.id, target_id=known.id)
 
 
@@ -164,9 +166,9 @@ async def _create(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
 async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> None:
     """Fold profile ``source`` into ``target``: everything recorded about it moves (repository.reattribute),
     its loyalty points too, facts are added up, traits merged (the target's win), its visitor id kept as
-    an alias, and its id noted as now being ``target`` for the journeys started with it. Where both
-    are inside one journey that lets a person in only once (``journeys.supersede_duplicates``), the
-    later-entered enrollment is ended."""
+    an alias and its userId as a former one, and its id noted as now being ``target`` for the journeys
+    started with it. Where both are inside one journey that lets a person in only once
+    (``journeys.supersede_duplicates``), the later-entered enrollment is ended."""
     rows = await repository.lock(session, [source_id, target_id])
     source, target = rows.get(source_id), rows.get(target_id)
     if source is None or target is None:
@@ -194,12 +196,14 @@ async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> Non
     target.email = target.email or source.email
     target.timezone = target.timezone or source.timezone
     target.locale = target.locale or source.locale
-    anonymous_id = source.anonymous_id
+    anonymous_id, user_id = source.anonymous_id, source.user_id
     await session.flush()
     await repository.delete_customer(session, source_id)
     session.expunge(source)
     if anonymous_id:
         await repository.add_alias(session, anonymous_id, target_id)
+    if user_id:
+        await repository.add_user_alias(session, user_id, target_id)
     # The target now owns events older than the refresher's cursor: its segments must be re-evaluated.
     await segment_repository.queue_rechecks(session, [target_id])
 

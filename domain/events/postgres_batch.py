@@ -109,13 +109,17 @@ WITH gate AS MATERIALIZED (
                 ELSE hints -> CAST(seq AS TEXT) ->> 1 END AS locale
     FROM received
 ), v AS (
-    -- The first call of each messageId, attributed by userId or else by anonymousId (own column or
-    -- a merged visitor id). Identity changes were settled before; a missing customer stops the insert.
+    -- The first call of each messageId, attributed by userId (own column or a former one) or else by
+    -- anonymousId (own column or a merged visitor id). Identity changes were settled before; a missing
+    -- customer stops the insert.
     -- The customer row is share-locked, as a foreign key check would: a merge or an erasure waits
     -- until these events are stored, then moves or deletes them with the rest.
     SELECT DISTINCT ON (message_id) calls.*,
            CASE WHEN user_id IS NOT NULL
-                THEN (SELECT id FROM customers AS u WHERE u.user_id = calls.user_id FOR KEY SHARE)
+                THEN COALESCE(
+                    (SELECT id FROM customers AS u WHERE u.user_id = calls.user_id FOR KEY SHARE),
+                    (SELECT m.id FROM customer_user_aliases AS ua JOIN customers AS m ON m.id = ua.customer_id
+                     WHERE ua.user_id = calls.user_id FOR KEY SHARE OF m))
                 ELSE COALESCE(
                     (SELECT id FROM customers AS a WHERE a.anonymous_id = calls.anonymous_id FOR KEY SHARE),
                     (SELECT m.id FROM customer_aliases AS al JOIN customers AS m ON m.id = al.customer_id

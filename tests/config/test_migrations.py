@@ -544,3 +544,22 @@ async def test_the_record_of_unsubscribe_mails_goes_down_and_up(empty_database):
         assert "unsubscribe_mails" in await tables()
     finally:
         await engine.dispose()
+
+
+async def test_the_former_user_ids_go_down_and_up(empty_database):
+    url = empty_database
+    engine = create_async_engine(url)
+
+    async def tables() -> set[str]:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+
+    try:
+        await upgrade_async(url)
+        assert "customer_user_aliases" in await tables()
+        await asyncio.to_thread(command.downgrade, alembic_config(url), "0037_unsubscribe_mails")
+        assert "customer_user_aliases" not in await tables()
+        await upgrade_async(url)
+        assert "customer_user_aliases" in await tables()
+    finally:
+        await engine.dispose()
