@@ -39,7 +39,8 @@ def document(openapi: dict[str, Any]) -> dict[str, Any]:
         "description": "A source's write key as the user name, no password (as Segment libraries send "
         "it). It may instead travel in the body as `writeKey`.",
     }
-    bodies = {"batch": (Batch, "Up to 500 KB; each call at most 32 KB. All calls are stored, or none.")}
+    batch = (Batch, "Up to 500 KB; each call at most 32 KB. All calls are stored, or none.")
+    bodies = {"batch": batch, "import": batch}
     for kind, model in CALL_TYPES.items():
         bodies[kind] = (model, "At most 32 KB. `type` is implied by the path.")
     for kind, (model, description) in bodies.items():

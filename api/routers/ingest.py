@@ -292,6 +292,14 @@ async def batch(request: Request) -> Response:
     return _accepted()
 
 
+# Segment's Ruby, Java and .NET libraries post their batches to /v1/import, the older name of /v1/batch
+# (Java's default path ends with a slash: answered there, since a redirect to the path without it may
+# lose the key, which HTTP clients drop when a proxy's redirect changes the scheme).
+router.add_api_route(
+    "/import", batch, methods=["POST"], response_model=Accepted, summary="The same as /v1/batch"
+)
+router.add_api_route("/import/", batch, methods=["POST"], response_model=Accepted, include_in_schema=False)
+
 # After /batch, which is matched first: nearly all traffic is batches (routes are tried in order).
 SUMMARIES = {
     "identify": "Record who the customer is (traits merge into the profile)",
