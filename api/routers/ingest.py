@@ -299,6 +299,8 @@ router.add_api_route(
     "/import", batch, methods=["POST"], response_model=Accepted, summary="The same as /v1/batch"
 )
 router.add_api_route("/import/", batch, methods=["POST"], response_model=Accepted, include_in_schema=False)
+# ...and the Kotlin and Swift (mobile) libraries to /v1/b, with the key in the body.
+router.add_api_route("/b", batch, methods=["POST"], response_model=Accepted, include_in_schema=False)
 
 # After /batch, which is matched first: nearly all traffic is batches (routes are tried in order).
 SUMMARIES = {

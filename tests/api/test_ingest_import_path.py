@@ -1,6 +1,6 @@
 """Segment's Ruby, Java and .NET libraries post their batches to ``/v1/import`` (Java's default path
-is ``/v1/import/``, with the slash), the older name of ``/v1/batch``: pointed at the engine they must
-work unchanged, as the Python library does."""
+is ``/v1/import/``, with the slash), the older name of ``/v1/batch``, and its Kotlin and Swift (mobile)
+libraries to ``/v1/b``: pointed at the engine they must work unchanged, as the Python library does."""
 
 import gzip
 import json
@@ -56,3 +56,20 @@ async def test_the_import_path_is_in_the_api_document(client):
     operation = doc["paths"]["/v1/import"]["post"]
     assert operation["security"] == [{"WriteKey": []}]
     assert operation["requestBody"] == doc["paths"]["/v1/batch"]["post"]["requestBody"]
+
+
+async def test_the_path_of_segment_mobile_libraries_stores_a_batch(client, sessions, write_key):
+    # As analytics-kotlin and analytics-swift send it: gzip, declared text/plain, the key in the body.
+    body = {
+        "batch": [_call("k-1", "Order Completed")],
+        "sentAt": "2030-05-01T12:00:01Z",
+        "writeKey": write_key,
+    }
+    response = await client.post(
+        "/v1/b",
+        content=gzip.compress(json.dumps(body).encode()),
+        headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 200, response.text  # was a 404: every batch lost
+    async with sessions() as session:
+        assert list(await session.scalars(select(Event.message_id))) == ["k-1"]
