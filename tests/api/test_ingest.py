@@ -232,6 +232,21 @@ async def test_oversize_event_and_batch_are_refused_whole(client, sessions, writ
     assert body["error"] == "too_large"
 
 
+async def test_a_batch_over_32_kb_with_a_call_nested_too_deeply_is_refused_not_failed(
+    client, sessions, write_key
+):
+    deep = "x"
+    for _ in range(300):
+        deep = [deep]
+    good = {"type": "track", "userId": "ok", "event": "Fine", "properties": {"pad": "y" * 20_000}}
+    nested = {"type": "track", "userId": "ok", "event": "Deep", "properties": {"d": deep}}
+    # Measuring each call of a body over 32 KB wrote it as JSON, which failed on the deep one: a 500,
+    # which Segment's libraries retry for ever. It is refused as in a smaller batch.
+    for batch in ([good, good, nested], [nested]):
+        body = await _rejected(client, sessions, "/v1/batch", auth=(write_key, ""), json={"batch": batch})
+        assert body["error"] == "malformed_json" and "recursion limit" in body["detail"]["problem"], body
+
+
 async def test_keys_are_checked(client, sessions, write_key, marketer_headers):
     call = {"userId": "u", "event": "E"}
     await _rejected(client, sessions, "/v1/track", auth=None, status=401, json=call)
