@@ -241,8 +241,12 @@ def _single(kind: str):
         call, problems = parse_call(kind, {**body, "type": kind})
         if problems:
             raise BadEvent(problems)
+        submission = Submission([call], source.key_id, _purchase(request))  # type: ignore[list-item]
+        # Depth first: the NUL search below walks the call recursively, which a call nested near
+        # orjson's 1024 levels took past Python's recursion limit (a 500).
+        _writable(submission, batch=False)
         _storable(raw)
-        await _store(request, Submission([call], source.key_id, _purchase(request)))  # type: ignore[list-item]
+        await request.app.state.ingestor.store(submission)
         return _accepted()
 
     return endpoint

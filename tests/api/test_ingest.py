@@ -247,6 +247,26 @@ async def test_a_batch_over_32_kb_with_a_call_nested_too_deeply_is_refused_not_f
         assert body["error"] == "malformed_json" and "recursion limit" in body["detail"]["problem"], body
 
 
+async def test_a_call_nested_a_thousand_levels_deep_with_a_nul_is_refused_not_failed(
+    client, sessions, write_key
+):
+    depth = 1000  # orjson reads up to 1024 levels
+    for text in ('"a"', '"a\\u0000b"'):
+        raw = '{"userId": "u", "event": "E", "properties": {"d": %s}}' % ("[" * depth + text + "]" * depth)
+        # With a NUL in it, the search for the NUL passed Python's recursion limit: a 500.
+        body = await _rejected(
+            client,
+            sessions,
+            "/v1/track",
+            auth=(write_key, ""),
+            content=raw.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        assert body["detail"] == [
+            {"field": "properties", "problem": "nested too deeply (at most 250 levels)"}
+        ], body
+
+
 async def test_keys_are_checked(client, sessions, write_key, marketer_headers):
     call = {"userId": "u", "event": "E"}
     await _rejected(client, sessions, "/v1/track", auth=None, status=401, json=call)
