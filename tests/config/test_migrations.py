@@ -557,7 +557,7 @@ async def test_the_former_user_ids_go_down_and_up(empty_database):
     try:
         await upgrade_async(url)
         assert "customer_user_aliases" in await tables()
-        await asyncio.to_thread(command.downgrade, alembic_config(url), "0037_unsubscribe_mails")
+        await asyncio.to_thread(command.downgrade, alembic_config(url), "0038_events_track_name_id")
         assert "customer_user_aliases" not in await tables()
         await upgrade_async(url)
         assert "customer_user_aliases" in await tables()

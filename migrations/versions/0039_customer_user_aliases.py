@@ -4,8 +4,8 @@ An ``alias`` whose previousId was a userId renamed the profile (or merged it int
 the old id: a call still sent under it started a second profile of the same person. The former ids are
 kept here, and looked up when a userId names no profile itself.
 
-Revision ID: 0043_customer_user_aliases
-Revises: 0037_unsubscribe_mails
+Revision ID: 0039_customer_user_aliases
+Revises: 0038_events_track_name_id
 """
 
 from collections.abc import Sequence
@@ -15,8 +15,8 @@ from alembic import op
 
 import domain.db
 
-revision: str = "0043_customer_user_aliases"
-down_revision: str | None = "0037_unsubscribe_mails"
+revision: str = "0039_customer_user_aliases"
+down_revision: str | None = "0038_events_track_name_id"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
