@@ -19,6 +19,8 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
+from domain.revenue import amount_or_zero
+
 # Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -142,6 +144,8 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.create_function("sha256_prefix", 1, sha256_prefix, deterministic=True)
         # SQLite's lower() folds ASCII only ('RÉCLAMATION' -> 'rÉclamation'); PostgreSQL's every letter.
         dbapi_connection.create_function("unicode_lower", 1, unicode_lower, deterministic=True)
+        # An order's amount as ingestion counts it, for the value tiers' recompute (PostgreSQL: in SQL).
+        dbapi_connection.create_function("order_amount", 1, amount_or_zero, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a message recorded as sent survives a power cut; the ledger depends on it.

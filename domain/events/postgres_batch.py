@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.customers.models import MAX_LIFETIME_VALUE
 from domain.customers.repository import IDENTITY_CHANGES_LOCK
 from domain.events.models import MESSAGE_REF_LENGTH
-from domain.events.schemas import ASCII_SPACE, PLAIN_NUMBER
+from domain.revenue import ASCII_SPACE, PLAIN_NUMBER
 
 # A request's fields, then a call's fields as the schemas dump them (see CALL_FIELDS there).
 _REQUEST_COLUMNS = """
@@ -39,7 +39,7 @@ _CALL_NAMES = (
 # A revenue property counts when it is a JSON number or a string holding a plain decimal number (ASCII
 # digits, ASCII white space around: \\s would also take Unicode spaces, which trim leaves and the cast
 # refuses), and when it fits the lifetime value column; anything else adds nothing (as in
-# PurchaseRule.revenue, with the same PLAIN_NUMBER).
+# domain.revenue.amount, with the same PLAIN_NUMBER).
 _AMOUNT = f"""
     CASE jsonb_typeof(properties -> revenue_property)
         WHEN 'number' THEN CAST(properties ->> revenue_property AS NUMERIC)

@@ -30,14 +30,6 @@ MAX_BATCH_BYTES = 500 * 1024
 
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
-# A string amount (revenue) counts when it is a plain decimal number: ASCII digits, optionally ASCII
-# white space around (Python's Decimal would also take '1_000', Unicode digits and spaces, and long
-# exponents). Written for both Python and PostgreSQL's regular expressions (postgres_batch).
-ASCII_SPACE = r" \t\n\r\f\v"
-PLAIN_NUMBER = re.compile(
-    rf"[{ASCII_SPACE}]*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{{1,3}})?[{ASCII_SPACE}]*"
-)
-
 
 def normalise_email(value: str) -> str:
     """Validated and lower-cased (mail providers treat addresses case-insensitively, and so must

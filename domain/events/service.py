@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -25,7 +25,6 @@ from domain.db import utcnow
 from domain.events import postgres_batch, sqlite_batch
 from domain.events.models import message_ref_of
 from domain.events.schemas import (
-    PLAIN_NUMBER,
     AliasCall,
     Call,
     IdentifyCall,
@@ -34,9 +33,7 @@ from domain.events.schemas import (
     dump_calls,
     normalise_locale,
 )
-
-CENT = Decimal("0.01")
-MAX_REVENUE = Decimal(10) ** 12  # beyond this a "revenue" is a mistake, not an order
+from domain.revenue import amount as order_amount
 
 
 @dataclass(frozen=True)
@@ -47,20 +44,9 @@ class PurchaseRule:
     revenue_property: str = "revenue"
 
     def revenue(self, properties: dict[str, Any]) -> Decimal:
-        """The order's amount to the cent (half up); 0 when the property is missing, not a number,
-        or absurd. The PostgreSQL statement applies the same rule in SQL."""
-        value = properties.get(self.revenue_property)
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            return Decimal(0)
-        if isinstance(value, str) and not PLAIN_NUMBER.fullmatch(value):
-            return Decimal(0)
-        try:
-            amount = Decimal(str(value).strip())  # a string has only PLAIN_NUMBER's ASCII space around
-            if not amount.is_finite() or abs(amount) >= MAX_REVENUE:
-                return Decimal(0)
-            return amount.quantize(CENT, rounding=ROUND_HALF_UP)
-        except (InvalidOperation, ValueError):
-            return Decimal(0)
+        """The order's amount (domain.revenue.amount); the PostgreSQL statement applies the same rule
+        in SQL."""
+        return order_amount(properties.get(self.revenue_property))
 
 
 @dataclass

@@ -14,8 +14,8 @@ from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Protocol
 
-from domain.events.service import MAX_REVENUE
 from domain.loyalty.schemas import MAX_POINTS, EarnRule, ProgramConfig
+from domain.revenue import MAX_REVENUE
 
 CREDIT_KINDS = ("earn", "adjust")
 

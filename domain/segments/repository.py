@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Float,
+    Numeric,
     Select,
     and_,
     any_,
@@ -39,6 +42,7 @@ from domain.events import repository as events_repository
 from domain.events.models import LANE_SEGMENTS, Event, EventOutbox
 from domain.journeys.models import Journey, JourneyVersion
 from domain.loyalty.models import LoyaltyAccount
+from domain.revenue import ASCII_SPACE, MAX_REVENUE, PLAIN_NUMBER
 from domain.segments import compiler
 from domain.segments import rules as r
 from domain.segments.compiler import JsonValue, ids_filter
@@ -767,6 +771,24 @@ async def customers_with_messages_between(session: AsyncSession, start: datetime
 
 # -- value tiers and RFM ------------------------------------------------------------------------------
 TIER_SHARES = (("key", 0.01), ("major", 0.05), ("ordinary", 0.20))
+_SPACES = codecs.decode(ASCII_SPACE, "unicode_escape")  # the characters ASCII_SPACE spells out
+
+
+def order_amount(dialect: str, properties, key: str) -> ColumnElement:
+    """An order's amount as ingestion adds it to the profile's lifetime value (domain.revenue.amount):
+    a JSON number, or a string holding a plain number, to the cent; 0 when it is neither or 10^12 or
+    more, so a customer's value tier and monetary score follow the lifetime value their profile shows."""
+    value = JsonValue(dialect, properties, key)
+    if dialect != "postgresql":
+        raw = func.json_extract(properties, f'$."{key}"')  # true and false would read as 1 and 0
+        counted = value.type.in_(("integer", "real", "text"))
+        return case((counted, func.order_amount(raw, type_=Float)), else_=0.0)
+    plain = value.text.op("~")(f"^{PLAIN_NUMBER.pattern}$")
+    number = case(
+        (value.type == "number", cast(value.text, Numeric)),
+        (and_(value.is_string, plain), cast(func.btrim(value.text, _SPACES), Numeric)),
+    )
+    return case((func.abs(number) < MAX_REVENUE, func.round(number, 2)), else_=0)
 
 
 async def recompute_scores(
@@ -778,11 +800,12 @@ async def recompute_scores(
     if not total:
         return []
     events = Event.__table__
-    revenue = JsonValue(_dialect(session), events.c.properties, revenue_property)
+    amount = order_amount(_dialect(session), events.c.properties, revenue_property)
     purchases = (
         select(
             events.c.customer_id,
-            func.sum(case((revenue.is_number, revenue.number), else_=0.0)).label("ltv"),
+            # To the cent, as the profile keeps it (and the same sum whatever the order of the rows).
+            cast(func.round(func.sum(amount), 2), Float).label("ltv"),
             func.count().label("orders"),
             func.max(events.c.timestamp).label("last_order_at"),
         )

@@ -91,3 +91,44 @@ async def test_a_tier_segment_follows_the_recompute(sessions):
         )
     # 21 customers: key = top 1, major up to ceil(1.05) = 2.
     assert members == {ids[20], ids[19]}
+
+
+async def test_value_tiers_count_the_revenue_the_profile_counts(
+    sessions, client, marketer_headers, write_key
+):
+    """An amount sent as a string ("49.90") adds to the profile's lifetime value at ingestion, and an
+    absurd one (10^12 or more) adds nothing: the value tier and monetary score read orders the same way."""
+    orders = {
+        "as-text": [{"revenue": "49.90"}, {"revenue": " 10.10 "}],
+        "as-number": [{"revenue": 30}],
+        "absurd": [{"revenue": 1e13}, {"revenue": 5}],
+        "not-a-number": [{"revenue": "12abc"}, {"revenue": True}, {"revenue": 1}],
+    }
+    batch = [
+        {"type": "track", "userId": user, "event": PURCHASE, "properties": props}
+        for user, placed in orders.items()
+        for props in placed
+    ]
+    response = await client.post("/v1/batch", json={"batch": batch}, auth=(write_key, ""))
+    assert response.status_code == 200, response.text
+    async with transaction(sessions) as session:
+        await segments.recompute_scores(session, PURCHASE)
+    seen = {}
+    for user in orders:
+        found = (await client.get("/api/customers", params={"q": user}, headers=marketer_headers)).json()
+        (customer,) = found["items"]
+        view = (await client.get(f"/api/customers/{customer['id']}", headers=marketer_headers)).json()
+        seen[user] = (view["facts"]["lifetime_value"], view["loyalty"]["value"])
+    assert {user: facts for user, (facts, _) in seen.items()} == {
+        "as-text": 60.0,
+        "as-number": 30.0,
+        "absurd": 5.0,
+        "not-a-number": 1.0,
+    }
+    # The scores' lifetime value is the profile's, and so is the order of the customers by it.
+    assert {user: value["ltv"] for user, (_, value) in seen.items()} == {
+        user: facts for user, (facts, _) in seen.items()
+    }
+    by_value = ("not-a-number", "absurd", "as-number", "as-text")
+    assert [seen[user][1]["monetary"] for user in by_value] == [1, 2, 3, 4]
+    assert seen["as-text"][1]["tier"] == "key"
