@@ -817,28 +817,50 @@ async def recompute_scores(
     ltv = func.coalesce(purchases.c.ltv, 0.0)
     orders = func.coalesce(purchases.c.orders, 0)
     buyer = purchases.c.customer_id.is_not(None)
-    rank = func.row_number().over(order_by=(ltv.desc(), customers.c.id))
+    # Customers who spent as much or more, ties counted together (the window's frame takes in the
+    # row's peers): customers who spent alike share a tier, the one the last of them reaches, so a
+    # tier never holds more than its share and nobody is ahead of an equal by customer id.
+    reached = func.count().over(order_by=ltv.desc())
     tier_cases = [(ltv <= 0, literal("small"))]
-    tier_cases += [(rank <= math.ceil(total * share), literal(name)) for name, share in TIER_SHARES]
+    tier_cases += [(reached <= math.ceil(total * share), literal(name)) for name, share in TIER_SHARES]
 
     def quintile(column):
         return case((buyer, func.ntile(5).over(partition_by=buyer, order_by=(column, customers.c.id))))
 
-    scored = (
+    ranked = (
         select(
             customers.c.id.label("customer_id"),
             ltv.label("ltv"),
             orders.label("order_count"),
             purchases.c.last_order_at,
             case(*tier_cases, else_=literal("small")).label("tier"),
+            purchases.c.orders.label("orders"),
+            purchases.c.ltv.label("spent"),
             quintile(purchases.c.last_order_at).label("recency"),
             quintile(purchases.c.orders).label("frequency"),
             quintile(purchases.c.ltv).label("monetary"),
-            literal(now, CustomerScore.__table__.c.computed_at.type).label("computed_at"),
         )
         .select_from(customers.outerjoin(purchases, purchases.c.customer_id == customers.c.id))
-        .where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
+        .subquery("ranked")
     )
+
+    def shared(score: str, value: str):
+        """Buyers alike in ``value`` share the lowest quintile any of them falls in: a quintile is a
+        fifth of the buyers, so a run of equals (most customers order once) can span several, which
+        would score equals apart by customer id. Non-buyers have no value and no score."""
+        return func.min(ranked.c[score]).over(partition_by=ranked.c[value])
+
+    scored = select(
+        ranked.c.customer_id,
+        ranked.c.ltv,
+        ranked.c.order_count,
+        ranked.c.last_order_at,
+        ranked.c.tier,
+        shared("recency", "last_order_at").label("recency"),
+        shared("frequency", "orders").label("frequency"),
+        shared("monetary", "spent").label("monetary"),
+        literal(now, CustomerScore.__table__.c.computed_at.type).label("computed_at"),
+    ).where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
     table = CustomerScore.__table__
     columns = [
         "customer_id",

@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 import zoneinfo
 from datetime import datetime, timedelta
+from decimal import Decimal
 from statistics import mean
 from typing import Any
 
 from domain.email.tracking import CLICKED, OPENED, message_ref
+from domain.revenue import amount as order_amount
 from domain.subscriptions.events import SUBSCRIPTION_CHANGED
 from tests.analytics.dataset import PURCHASE, World
 
@@ -382,19 +384,21 @@ def data_quality(world: World, *, required=("email", "first_name", "last_name"),
 
 
 def tiers(world: World) -> dict[str, int]:
-    """Customers per value tier by lifetime value: top 1 % key, to 5 % major, to 20 % ordinary (ranks
-    rounded up; ties by id), the rest and everyone without revenue small."""
-    ltv = {c["id"]: 0.0 for c in world.customers}
+    """Customers per value tier by lifetime value (each order's amount as the profile counts it): top
+    1 % key, to 5 % major, to 20 % ordinary (ranks rounded up; customers who spent alike counted
+    together, so they share the tier the last of them reaches), the rest and everyone without
+    revenue small."""
+    ltv = {c["id"]: Decimal(0) for c in world.customers}
     for e in world.events:
         if e["name"] == PURCHASE:
-            ltv[e["customer_id"]] += _revenue(e)
-    ranked = sorted(ltv, key=lambda i: (-ltv[i], i))
+            ltv[e["customer_id"]] += order_amount(e["properties"].get("revenue"))
     out = {"key": 0, "major": 0, "ordinary": 0, "small": 0}
-    for rank, customer_id in enumerate(ranked, start=1):
+    for mine in ltv.values():
+        reached = sum(1 for other in ltv.values() if other >= mine)
         tier = "small"
-        if ltv[customer_id] > 0:
+        if mine > 0:
             for name, top in (("key", 0.01), ("major", 0.05), ("ordinary", 0.20)):
-                if rank <= math.ceil(len(ranked) * top):
+                if reached <= math.ceil(len(ltv) * top):
                     tier = name
                     break
         out[tier] += 1

@@ -132,3 +132,68 @@ async def test_value_tiers_count_the_revenue_the_profile_counts(
     by_value = ("not-a-number", "absurd", "as-number", "as-text")
     assert [seen[user][1]["monetary"] for user in by_value] == [1, 2, 3, 4]
     assert seen["as-text"][1]["tier"] == "key"
+
+
+async def _buyers(sessions, orders: list[list[float]]) -> list[int]:
+    """Customer i placed ``orders[i]`` (one amount per order), the latest order i hours ago."""
+    now = utcnow()
+    ids = []
+    async with transaction(sessions) as session:
+        for i, amounts in enumerate(orders):
+            cid = await session.scalar(
+                insert(Customer)
+                .values(user_id=f"b{i}", traits={}, first_seen_at=now, last_seen_at=now)
+                .returning(Customer.id)
+            )
+            ids.append(cid)
+            for n, amount in enumerate(amounts):
+                when = now - timedelta(hours=i, days=n)
+                await session.execute(
+                    insert(Event).values(
+                        message_id=f"b{i}-{n}",
+                        type="track",
+                        name=PURCHASE,
+                        customer_id=cid,
+                        properties={"revenue": amount},
+                        traits={},
+                        context={},
+                        timestamp=when,
+                        received_at=when,
+                    )
+                )
+        await segments.recompute_scores(session, PURCHASE)
+    return ids
+
+
+async def _scores(sessions, ids: list[int]) -> list:
+    async with sessions() as session:
+        return [await segments.scores_for(session, cid) for cid in ids]
+
+
+async def test_customers_who_bought_alike_score_alike(sessions):
+    # Eight one-time buyers of the same 10.0 order, two who ordered three times.
+    scores = await _scores(sessions, await _buyers(sessions, [[10.0]] * 8 + [[10.0] * 3] * 2))
+    # A quintile split them by customer id: one-time buyers scored frequency 1 to 4 and monetary 1 to
+    # 4, so "frequency at least 4" held customers who had ordered once.
+    assert [s.frequency for s in scores] == [1] * 8 + [5, 5]
+    assert [s.monetary for s in scores] == [1] * 8 + [5, 5]
+    assert sorted({s.recency for s in scores}) == [1, 2, 3, 4, 5]  # the last orders all differ
+
+
+async def test_customers_who_spent_alike_share_a_value_tier(sessions):
+    # 200 customers: four tie at the top with 500, the rest spent 1 to 196.
+    spent = [[500.0]] * 4 + [[float(n)] for n in range(196, 0, -1)]
+    scores = await _scores(sessions, await _buyers(sessions, spent))
+    # key is the top 1 % (2 customers): four tie for it, none is ahead of the others, so none is key
+    # (by customer id two of them were) and a tier never holds more than its share.
+    assert [s.tier for s in scores[:4]] == ["major"] * 4
+    assert "key" not in {s.tier for s in scores}
+    assert [s.tier for s in scores[4:10]] == ["major"] * 6  # major: the top 5 % (10)
+    assert {s.tier for s in scores[10:40]} == {"ordinary"}  # ordinary: the top 20 % (40)
+    assert {s.tier for s in scores[40:]} == {"small"}
+
+
+async def test_buyers_who_all_tie(sessions):
+    # Everyone bought one 20.0 order: nobody stands out, every score is the same.
+    scores = await _scores(sessions, await _buyers(sessions, [[20.0]] * 6))
+    assert {(s.frequency, s.monetary, s.tier) for s in scores} == {(1, 1, "small")}
