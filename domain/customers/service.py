@@ -182,6 +182,7 @@ async def merge(session: AsyncSession, *, source_id: int, target_id: int) -> Non
     # One person inside one journey twice where its re-entry policy allows once: the later goes.
     await journeys.supersede_duplicates(session, source_id, target_id, utcnow())
     await repository.reattribute(session, source_id, target_id)
+    await segment_repository.move_stays(session, source_id, target_id)
     await repository.record_merge(session, source_id, target_id)
 
     await loyalty.fold_member(session, source_id, target_id, utcnow(), once_per_person=once_per_person)

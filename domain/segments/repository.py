@@ -699,6 +699,27 @@ async def _queue(session: AsyncSession, table, customer_ids: Iterable[int]) -> N
         await session.execute(_insert(_dialect(session), table).values(rows).on_conflict_do_nothing())
 
 
+async def move_stays(session: AsyncSession, source_id: int, target_id: int) -> None:
+    """A merge: ``source``'s stays become ``target``'s, as its events (its Segment Entered among them)
+    do, so the recheck that follows closes with a Segment Exited a stay the merged profile no longer
+    matches, and one it matches keeps its entry time. Where both are in a segment, ``target``'s stay
+    is kept. The caller holds both customers locked, so no pass opens a stay for either meanwhile."""
+    stays = SegmentMembership.__table__
+    theirs = stays.alias("theirs")
+    both_in = (
+        select(theirs.c.id)
+        .where(
+            theirs.c.customer_id == target_id,
+            theirs.c.segment_id == stays.c.segment_id,
+            theirs.c.exited_at.is_(None),
+        )
+        .exists()
+    )
+    open_stay = and_(stays.c.customer_id == source_id, stays.c.exited_at.is_(None))
+    await session.execute(delete(stays).where(open_stay, both_in))
+    await session.execute(update(stays).where(stays.c.customer_id == source_id).values(customer_id=target_id))
+
+
 async def queue_rechecks(session: AsyncSession, customer_ids: Iterable[int]) -> None:
     """Have the next refresher pass re-evaluate these customers against every segment."""
     await _queue(session, SegmentRecheck.__table__, customer_ids)

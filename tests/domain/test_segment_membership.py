@@ -186,6 +186,62 @@ async def test_a_merged_visitors_history_counts_on_the_next_pass(sessions):
     assert await _segment_events_of(sessions, "ada") == ["Segment Entered"]
 
 
+async def _segment_history(sessions, user) -> list[tuple[str, str]]:
+    """(event, segment) of the customer's Segment Entered / Exited events, in order."""
+    async with sessions() as session:
+        rows = await session.execute(
+            select(Event.name, Event.properties)
+            .join(Customer, Customer.id == Event.customer_id)
+            .where(Customer.user_id == user, Event.name.like("Segment %"))
+            .order_by(Event.id)
+        )
+        return [(name, properties["segment_id"]) for name, properties in rows]
+
+
+async def test_a_merged_visitors_stays_go_with_the_visitor(sessions):
+    """A visitor's stays become the customer's on the merge, as its events (their Segment Entered
+    among them) do: a person the merged profile no longer matches leaves the segment with a Segment
+    Exited (exit_when and goals hear it), and one it still matches stays in since the visitor came."""
+    await _create(
+        sessions, "browsing", {"all": [{"event": "Product Viewed"}, {"not": {"event": "Order Completed"}}]}
+    )
+    await _create(sessions, "viewers", {"event": "Product Viewed"})
+    refresher = SegmentRefresher(sessions)
+    await _track(sessions, "ada", "Order Completed")
+    async with transaction(sessions) as session:
+        call = TrackCall(anonymousId="visitor-8", event="Product Viewed")
+        await events.ingest(session, [call], source_key_id=None)
+    await refresher.refresh_once()
+    async with sessions() as session:
+        visitor = await session.scalar(select(Customer.id).where(Customer.anonymous_id == "visitor-8"))
+        entered = await session.scalar(
+            select(SegmentMembership.entered_at).where(
+                SegmentMembership.customer_id == visitor, SegmentMembership.segment_id == "viewers"
+            )
+        )
+    assert await _members(sessions, "browsing") == await _members(sessions, "viewers") == {None}
+    await _age_profiles(sessions)
+
+    async with transaction(sessions) as session:  # the visitor logs in: their view is Ada's now
+        await events.ingest(
+            session, [IdentifyCall(userId="ada", anonymousId="visitor-8")], source_key_id=None
+        )
+    await refresher.refresh_once()
+    assert await _members(sessions, "browsing") == set()  # Ada has ordered
+    assert await _members(sessions, "viewers") == {"ada"}
+    # Entered as the visitor, exited as Ada; in "viewers" once, since the visitor's view.
+    assert await _segment_history(sessions, "ada") == [
+        ("Segment Entered", "browsing"),
+        ("Segment Entered", "viewers"),
+        ("Segment Exited", "browsing"),
+    ]
+    async with sessions() as session:
+        stays = (
+            await session.execute(select(SegmentMembership.segment_id, SegmentMembership.entered_at))
+        ).all()
+    assert ("viewers", entered) in stays
+
+
 async def test_a_journeys_trait_update_moves_the_customer_on_the_next_pass(sessions):
     await _create(sessions, "pro", {"trait": "plan", "op": "equals", "value": "pro"})
     refresher = SegmentRefresher(sessions)

@@ -72,7 +72,8 @@ async def test_a_merged_visitor_leaves_no_stay_behind(sessions):
         await events.ingest(session, [AliasCall(userId="ada", previousId="visitor-1")], source_key_id=None)
     ada = await _customer_id(sessions, "ada")
     assert ada != visitor
-    assert await _stays(sessions) == set()  # the visitor's profile is gone, and its stay with it
+    # The visitor's profile is gone; its stay is Ada's now, as its events are.
+    assert await _stays(sessions) == {("buyers", ada)}
     async with transaction(sessions) as session:
         await segments.refresh_from_events(session)
     assert await _stays(sessions) == {("buyers", ada)}
