@@ -98,6 +98,18 @@ async def hold(session: AsyncSession, segment_id: str) -> bool:
     return await session.scalar(stmt) is not None
 
 
+RULE_CHANGES_LOCK = 7_301_955_118  # any constant; it names this lock in pg_locks
+
+
+async def lock_rule_changes(session: AsyncSession) -> None:
+    """Saves of segment rules take turns until the transaction ends (PostgreSQL): each checks its
+    references against the others' rules, and two saves each adding a reference to the other would
+    both pass (a cycle), or each stay within the limits and together go beyond them. SQLite runs one
+    writer at a time anyway."""
+    if _dialect(session) == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(RULE_CHANGES_LOCK)))
+
+
 async def lock_for_delete(session: AsyncSession, segment_id: str) -> Segment | None:
     """The segment, row-locked as its DELETE would (FOR UPDATE, which waits for key-share holders)
     before the delete checks what uses it, so no broadcast or journey can take it up meanwhile."""

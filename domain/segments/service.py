@@ -224,6 +224,7 @@ async def _segment(session: AsyncSession, segment_id: str, *, lock: bool = False
 
 async def create(session: AsyncSession, spec: SegmentIn, *, now: datetime | None = None) -> SegmentOut:
     rule = parse_rule(spec.rule)
+    await repository.lock_rule_changes(session)  # before the rules its references are checked against
     segment_id = spec.id or uuid.uuid4().hex[:12]
     if await repository.get(session, segment_id) is not None:
         raise Conflict({"field": "id", "problem": f"a segment with id {segment_id!r} exists"})
@@ -249,10 +250,12 @@ async def create(session: AsyncSession, spec: SegmentIn, *, now: datetime | None
 async def update(
     session: AsyncSession, segment_id: str, spec: SegmentUpdate, *, now: datetime | None = None
 ) -> SegmentOut:
+    if spec.rule is not None:
+        rule = parse_rule(spec.rule)
+        await repository.lock_rule_changes(session)  # taken before the row, as create takes it
     segment = await _segment(session, segment_id, lock=True)
     at = now or utcnow()
     if spec.rule is not None:
-        rule = parse_rule(spec.rule)
         _check_references(rule, segment_id, await _catalog(session))
         await _check_names(session, rule)
         segment.current_version += 1
@@ -284,7 +287,9 @@ async def failing(session: AsyncSession) -> list[str]:
 
 async def delete(session: AsyncSession, segment_id: str) -> None:
     # Locked before the checks: a broadcast or journey taking the segment up (repository.hold) either
-    # committed before this lock, and the checks see it, or waits and finds the segment gone.
+    # committed before this lock, and the checks see it, or waits and finds the segment gone; so does
+    # a save of a rule referring to it (repository.lock_rule_changes).
+    await repository.lock_rule_changes(session)
     if await repository.lock_for_delete(session, segment_id) is None:
         raise NotFound(f"segment {segment_id!r} does not exist")
     journeys = sorted(
