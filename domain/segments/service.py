@@ -50,11 +50,24 @@ PENDING_MAX = 10_000
 
 # -- the catalogue of rules ----------------------------------------------------------------------------
 class Catalog:
-    """Every segment's current rule, parsed; expands references for evaluation."""
+    """Every segment's current rule, parsed; expands references for evaluation.
+
+    ``rules`` holds the segments that can be evaluated. A stored rule today's language refuses (saved
+    before one of its checks) cannot, nor can a rule referring to such a segment, to one that is gone
+    or back to itself: those are in ``unusable`` with why, left out of every pass and lookup (one old
+    rule used to fail them all) until a new rule is saved."""
 
     def __init__(self, rows: list[tuple[str, int, dict[str, Any]]], lowest_tier: str = DEFAULT_LOWEST_TIER):
         self.versions = {sid: version for sid, version, _ in rows}
-        self.rules = {sid: r.parse(rule) for sid, _, rule in rows}
+        self.parsed: dict[str, r.Rule] = {}  # every rule that parses, usable or not
+        self.unreadable: dict[str, str] = {}  # the rules that do not
+        for sid, _, raw in rows:
+            try:
+                self.parsed[sid] = r.parse(raw)
+            except r.RuleError as exc:
+                problem = f"its rule can no longer be read ({exc.path}: {exc.problem}); save a new one"
+                self.unreadable[sid] = problem
+        self.rules, self.unusable = usable(self.parsed, self.unreadable)
         self.lowest_tier = lowest_tier  # loyalty tier of customers without an account
         self.erased: frozenset[int] = frozenset()  # repository.erased_address_customers
         self.failing: set[str] = set()  # segments the last pass could not evaluate
@@ -68,12 +81,12 @@ class Catalog:
         return evaluate(expanded, CustomerFacts(traits={}, loyalty_tier=self.lowest_tier), at)
 
     def dependents(self, segment_id: str) -> list[str]:
-        """Segments whose rule refers to ``segment_id``, directly or through others."""
+        """Segments whose rule refers to ``segment_id``, directly or through others (usable or not)."""
         found, frontier = [], {segment_id}
         while frontier:
             nxt = {
                 sid
-                for sid, rule in self.rules.items()
+                for sid, rule in self.parsed.items()
                 if sid not in found
                 and sid not in frontier
                 and any(ref.segment_id in frontier for ref in r.references(rule))
@@ -81,6 +94,48 @@ class Catalog:
             found += sorted(nxt)
             frontier = nxt
         return found
+
+
+def usable(parsed: dict[str, r.Rule], unreadable: dict[str, str]) -> tuple[dict[str, r.Rule], dict[str, str]]:
+    """The rules of ``parsed`` that expand (every segment they refer to, through others too, exists and
+    can be evaluated, and none leads back to them), and every other segment with why it cannot be."""
+    problems: dict[str, str | None] = {}
+    path: list[str] = []
+
+    def problem_of(sid: str) -> str | None:
+        if sid in problems:
+            return problems[sid]
+        if sid in path:
+            return "circular reference: " + " -> ".join([*path[path.index(sid) :], sid])
+        path.append(sid)
+        found = None
+        for ref in r.references(parsed[sid]):
+            target = ref.segment_id
+            if target in unreadable or target not in parsed:
+                which = "cannot be evaluated" if target in unreadable else "does not exist"
+                found = f"it refers to segment {target!r}, which {which}"
+            elif (inner := problem_of(target)) is not None:
+                circular = inner.startswith("circular")
+                found = inner if circular else f"it refers to segment {target!r}, which cannot be evaluated"
+            if found:
+                break
+        path.pop()
+        problems[sid] = found
+        return found
+
+    unusable = dict(unreadable)
+    for sid in sorted(parsed):
+        if (problem := problem_of(sid)) is not None:
+            unusable[sid] = problem
+    return {sid: rule for sid, rule in parsed.items() if sid not in unusable}, unusable
+
+
+async def _note_unusable(session: AsyncSession, catalog: Catalog, at: datetime) -> None:
+    """Keep on each segment a pass cannot evaluate why (shown by the API and /api/health)."""
+    for segment_id, problem in sorted(catalog.unusable.items()):
+        if segment_id not in catalog.failing:
+            await repository.note_refresh(session, segment_id, at, f"cannot be evaluated: {problem}")
+            catalog.failing.add(segment_id)
 
 
 async def _lowest_tier(session: AsyncSession) -> str:
@@ -148,14 +203,19 @@ def _check_references(rule: r.Rule, segment_id: str | None, catalog: Catalog) ->
     rule, and every rule that refers to this segment, stays within the size and depth limits once
     expanded."""
     _check_reference_targets(rule, segment_id, catalog)
-    rules = {**catalog.rules, segment_id: rule} if segment_id else catalog.rules
+    rules = catalog.rules
+    if segment_id:  # with this rule saved (it may make segments referring to it usable again)
+        unreadable = {sid: why for sid, why in catalog.unreadable.items() if sid != segment_id}
+        rules, _ = usable({**catalog.parsed, segment_id: rule}, unreadable)
     try:
         r.check_expanded_depth(rule, rules)
     except r.RuleError as exc:
         raise _invalid(exc.path, exc.problem) from exc
     _check_expanded_size(rule, rules, "")
     for dependent in catalog.dependents(segment_id) if segment_id else []:
-        _check_expanded_size(rules[dependent], rules, f" segment {dependent!r}, which refers to this one:")
+        if dependent in rules:
+            whose = f" segment {dependent!r}, which refers to this one:"
+            _check_expanded_size(rules[dependent], rules, whose)
 
 
 def _check_expanded_size(rule: r.Rule, rules: dict[str, r.Rule], whose: str) -> None:
@@ -173,7 +233,10 @@ def _check_reference_targets(rule: r.Rule, segment_id: str | None, catalog: Cata
     for ref in r.references(rule):
         if ref.segment_id == segment_id:
             raise _invalid(ref.path, f"segment {segment_id!r} cannot refer to itself")
-        if ref.segment_id not in catalog.rules:
+        if ref.segment_id in catalog.unusable:
+            problem = catalog.unusable[ref.segment_id]
+            raise _invalid(ref.path, f"segment {ref.segment_id!r} cannot be evaluated: {problem}")
+        if ref.segment_id not in catalog.parsed:
             raise _invalid(ref.path, f"segment {ref.segment_id!r} does not exist")
         if segment_id is None:
             continue
@@ -183,7 +246,7 @@ def _check_reference_targets(rule: r.Rule, segment_id: str | None, catalog: Cata
 
 
 def _path_to(start: str, target: str, catalog: Catalog, trail: list[str]) -> list[str] | None:
-    for ref in r.references(catalog.rules.get(start, r.All(()))):
+    for ref in r.references(catalog.parsed.get(start, r.All(()))):
         if ref.segment_id == target:
             return [*trail, target]
         if ref.segment_id in trail:
@@ -273,7 +336,8 @@ async def update(
     if spec.rule is not None:
         segment.refresh_failed_at = segment.refresh_error = None  # rebuilt below, or the save fails
         catalog = await _catalog(session)
-        for sid in [segment_id, *catalog.dependents(segment_id)]:
+        usable_now = [sid for sid in catalog.dependents(segment_id) if sid in catalog.rules]
+        for sid in [segment_id, *usable_now]:
             await rebuild(session, sid, now=at, catalog=catalog)
             if sid != segment_id and sid in catalog.failing:
                 await repository.note_refresh(session, sid, None, None)
@@ -391,6 +455,8 @@ async def matches(
 ) -> bool:
     """Decide for one customer, live (journey branches and entry filters)."""
     catalog = await _catalog(session)
+    if segment_id in catalog.unusable:
+        raise NotFound(f"segment {segment_id!r} cannot be evaluated: {catalog.unusable[segment_id]}")
     if segment_id not in catalog.rules:
         raise NotFound(f"segment {segment_id!r} does not exist")
     return await matches_rule(session, catalog.expanded(segment_id), customer_id, now=now)
@@ -584,6 +650,7 @@ async def refresh_from_events(
         return 0
 
     catalog = await _catalog(session)
+    await _note_unusable(session, catalog, at)
     dialect = session.bind.dialect.name
     for segment_id in sorted(catalog.rules):
         rule = catalog.expanded(segment_id)
@@ -646,6 +713,7 @@ async def refresh_window_edges(session: AsyncSession, *, now: datetime | None = 
     since = progress.ran_at
     sent_to = await repository.take_sends(session)  # before any customer is locked, as erasure expects
     catalog = await _catalog(session)
+    await _note_unusable(session, catalog, at)
     total = RefreshStats()
     for segment_id in sorted(catalog.rules):
         deps = r.dependencies(catalog.expanded(segment_id))
