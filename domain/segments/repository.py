@@ -110,6 +110,14 @@ async def lock_rule_changes(session: AsyncSession) -> None:
         await session.execute(select(func.pg_advisory_xact_lock(RULE_CHANGES_LOCK)))
 
 
+async def share_rule_changes(session: AsyncSession) -> None:
+    """Evaluations by the current rules take turns with saves (``lock_rule_changes``) until the
+    transaction ends (PostgreSQL): a pass evaluating a rule while a new one is saved would enter or
+    exit customers by the old rule after the save rebuilt the segment by the new one."""
+    if _dialect(session) == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock_shared(RULE_CHANGES_LOCK)))
+
+
 async def lock_for_delete(session: AsyncSession, segment_id: str) -> Segment | None:
     """The segment, row-locked as its DELETE would (FOR UPDATE, which waits for key-share holders)
     before the delete checks what uses it, so no broadcast or journey can take it up meanwhile."""

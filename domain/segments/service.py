@@ -157,6 +157,7 @@ async def _lookups(session: AsyncSession, rules: Iterable[r.Rule]) -> tuple[str,
 
 
 async def _catalog(session: AsyncSession) -> Catalog:
+    await repository.share_rule_changes(session)  # the rules read stay current until the transaction ends
     catalog = Catalog(await repository.current_rules(session))
     catalog.failing = await repository.failing_ids(session)
     catalog.lowest_tier, catalog.erased = await _lookups(session, catalog.rules.values())
