@@ -135,6 +135,10 @@ class Settings(BaseSettings):
         3_600, ge=60, le=86_400, description="Schedule of the birthday and anniversary enrollment sweep."
     )
 
+    broadcast_start_sweep_seconds: float = Field(
+        30.0, gt=0, le=3_600, description="How often a worker starts broadcasts a stopped API left starting."
+    )
+
     analytics_conversion_window_days: float = Field(
         7.0, gt=0, le=366, description="A journey visit converts when the goal follows within this many days."
     )

@@ -22,6 +22,7 @@ from activities.smtp import Mailer
 from activities.webhooks import WebhookActivities
 from config.settings import Settings
 from runtime.anniversary_schedule import ensure_schedule as ensure_anniversary_schedule
+from runtime.broadcast_start import BroadcastStartSweep
 from runtime.case_dispatcher import CaseDispatcher
 from runtime.event_router import routers
 from runtime.loyalty_earner import LoyaltyEarner
@@ -112,6 +113,12 @@ async def run_worker(
         poll_seconds=settings.segment_refresh_poll_seconds,
         batch_size=settings.segment_refresh_batch_size,
     )
+    broadcast_starter = BroadcastStartSweep(
+        client,
+        sessions,
+        task_queue=settings.temporal_task_queue,
+        poll_seconds=settings.broadcast_start_sweep_seconds,
+    )
     worker = build_worker(client, settings, sessions)
     if schedules:
         await ensure_loyalty_schedules(client, settings)
@@ -129,6 +136,7 @@ async def run_worker(
         cases_task = asyncio.create_task(dispatcher.run(stop), name="case-dispatcher")
         earner_task = asyncio.create_task(earner.run(stop), name="loyalty-earner")
         refresher_task = asyncio.create_task(refresher.run(stop), name="segment-refresher")
+        starter_task = asyncio.create_task(broadcast_starter.run(stop), name="broadcast-start-sweep")
         try:
             await stop.wait()
         finally:
@@ -139,6 +147,7 @@ async def run_worker(
                 cases_task,
                 earner_task,
                 refresher_task,
+                starter_task,
             ):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

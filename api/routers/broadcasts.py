@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from fastapi import APIRouter, Query, Request
-from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -14,10 +14,13 @@ from domain.broadcasts import service as broadcasts
 from domain.broadcasts.schemas import BroadcastIn, BroadcastOut
 from domain.db import transaction
 from domain.errors import Conflict
-from workflows.broadcast import BroadcastInput, BroadcastWorkflow
+from runtime import broadcast_start
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/broadcasts", tags=["broadcasts"])
+# A create's attempt at starting the workflow ends well within its grace (broadcasts.CREATE_GRACE), past
+# which the start sweep would start it instead.
+START_TIMEOUT = timedelta(seconds=30)
 
 
 @router.post("", status_code=201, response_model=BroadcastOut, summary="Send a template to an audience")
@@ -30,16 +33,13 @@ async def create_broadcast(spec: BroadcastIn, session: Session, principal: Marke
     try:
         temporal = await temporal_client(request)
         settings: Settings = request.app.state.settings
-        await temporal.start_workflow(
-            BroadcastWorkflow.run,
-            BroadcastInput(
-                broadcast_id=row.id,
-                send_at=row.send_at.isoformat() if row.send_at else None,
-                local_time=row.local_send_at is not None,
-            ),
-            id=broadcasts.workflow_id(row.id),
+        await broadcast_start.start(
+            temporal,
+            row.id,
+            row.send_at,
+            row.local_send_at is not None,
             task_queue=settings.temporal_task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            rpc_timeout=START_TIMEOUT,
         )
     except Exception as exc:
         async with transaction(request.app.state.sessions) as undo:
@@ -48,7 +48,10 @@ async def create_broadcast(spec: BroadcastIn, session: Session, principal: Marke
             if (refusal := _not_started(row.id, exc)) is None:
                 raise
             raise refusal from exc
-        # else its workflow took the broadcast on: the start failed only as seen from here
+        # Its workflow took the broadcast on (the start failed only as seen from here), or this create
+        # outlasted its grace and the start sweep starts it: either way it is answered as it stands.
+        async with transaction(request.app.state.sessions) as look:
+            return broadcasts.out(await broadcasts.get(look, row.id))
     async with transaction(request.app.state.sessions) as confirm:  # the request's was committed
         return broadcasts.out(await broadcasts.started(confirm, row.id))
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
@@ -32,10 +33,33 @@ async def set_status_if(session: AsyncSession, broadcast_id: str, expected: str,
     return result.rowcount == 1
 
 
-async def delete_if(session: AsyncSession, broadcast_id: str, expected: str) -> bool:
+async def delete_if(
+    session: AsyncSession, broadcast_id: str, expected: str, *, created_after: datetime | None = None
+) -> bool:
+    where = [Broadcast.id == broadcast_id, Broadcast.status == expected]
+    if created_after is not None:
+        where.append(Broadcast.created_at > created_after)
     result = await session.execute(
-        delete(Broadcast)
+        delete(Broadcast).where(*where).execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+async def starting_before(session: AsyncSession, created_before: datetime, limit: int) -> list[Broadcast]:
+    query = (
+        select(Broadcast)
+        .where(Broadcast.status == "starting", Broadcast.created_at <= created_before)
+        .order_by(Broadcast.created_at, Broadcast.id)
+        .limit(limit)
+    )
+    return list(await session.scalars(query))
+
+
+async def fail_if(session: AsyncSession, broadcast_id: str, expected: str, error: str) -> bool:
+    result = await session.execute(
+        update(Broadcast)
         .where(Broadcast.id == broadcast_id, Broadcast.status == expected)
+        .values(status="failed", error=error, finished_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1

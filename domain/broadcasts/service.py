@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,9 +27,15 @@ from domain.subscriptions import service as subscriptions
 OPERATIONAL = "operational"
 # Stored, its workflow not yet known to be started: the API commits the row before it starts the
 # workflow (so no transaction waits on Temporal) and marks it scheduled once it has; the workflow's
-# first batch takes it on too (the API may have stopped in between). A row withdrawn because the start
-# failed leaves the workflow, should it exist after all, nothing to send.
+# first batch takes it on too (the API may have stopped in between), and a worker's start sweep starts
+# the workflow of one left so past CREATE_GRACE (runtime/broadcast_start.py). A row withdrawn because
+# the start failed leaves the workflow, should it exist after all, nothing to send.
 STARTING = "starting"
+# How long the create that stored a row as starting owns it: only within this may it withdraw the row
+# (its start failed); past it the start sweep may start the workflow (the API stopped before it did).
+# Both sides test the stored created_at against their own clock, so of the two exactly one may act
+# (with clocks that agree to well within this); the API's attempt at Temporal is bounded far below it.
+CREATE_GRACE = timedelta(minutes=2)
 ACTIVE = (STARTING, "scheduled", "running", "paused")
 FINAL = ("cancelled", "completed", "failed")
 
@@ -141,10 +147,47 @@ async def started(session: AsyncSession, broadcast_id: str) -> Broadcast:
     return row
 
 
-async def withdraw(session: AsyncSession, broadcast_id: str) -> bool:
+async def withdraw(session: AsyncSession, broadcast_id: str, *, now: datetime | None = None) -> bool:
     """Its workflow could not be started: the row goes, unless a workflow took it on meanwhile (the
-    start failed only as far as the API could tell). False: it is being sent."""
-    return await repository.delete_if(session, broadcast_id, STARTING)
+    start failed only as far as the API could tell), or the create outlasted ``CREATE_GRACE`` (the
+    start sweep starts it). False: it is being sent, or will be."""
+    since = (now or utcnow()) - CREATE_GRACE
+    return await repository.delete_if(session, broadcast_id, STARTING, created_after=since)
+
+
+@dataclass
+class Unstarted:
+    """A broadcast left starting past its create's grace: what its workflow is started with."""
+
+    id: str
+    send_at: datetime | None
+    local_time: bool
+
+
+async def left_starting(session: AsyncSession, *, now: datetime | None = None, limit: int = 100):
+    """Broadcasts still starting whose create's grace has passed (oldest first): the API stopped before
+    it started their workflow (or before it marked them scheduled)."""
+    rows = await repository.starting_before(session, (now or utcnow()) - CREATE_GRACE, limit)
+    return [Unstarted(r.id, r.send_at, r.local_send_at is not None) for r in rows]
+
+
+async def started_by_sweep(session: AsyncSession, broadcast_id: str) -> bool:
+    """Its workflow is started (by the sweep, or found started): scheduled, if still starting."""
+    return await repository.set_status_if(session, broadcast_id, STARTING, "scheduled")
+
+
+async def status_of(session: AsyncSession, broadcast_id: str) -> str | None:
+    row = await repository.get(session, broadcast_id)
+    return row.status if row is not None else None
+
+
+async def refused_id(session: AsyncSession, broadcast_id: str) -> bool:
+    """Still starting, its id's workflow an earlier broadcast's that has ended: it cannot be sent under
+    this id. Failed, saying so (the API answers a create so with a 409)."""
+    problem = (
+        "its id was used by an earlier broadcast, whose workflow is kept: create it again under another id"
+    )
+    return await repository.fail_if(session, broadcast_id, STARTING, problem)
 
 
 async def get(session: AsyncSession, broadcast_id: str) -> Broadcast:

@@ -5,13 +5,17 @@ workflow with anything to send."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
+from sqlalchemy import update
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.broadcasts import service as broadcasts
+from domain.broadcasts.models import Broadcast
 from domain.broadcasts.schemas import BroadcastIn
-from domain.db import transaction
+from domain.db import transaction, utcnow
+from runtime.broadcast_start import BroadcastStartSweep
 from tests.email.helpers import add_customer, add_template
 
 BODY = {"id": "spring", "name": "Spring", "template_id": "welcome", "audience": {"kind": "all"}}
@@ -162,6 +166,45 @@ async def test_a_broadcast_left_starting_without_a_workflow_can_be_cancelled(
     response = await client.post("/api/broadcasts/spring/cancel", headers=marketer_headers)
 
     assert response.status_code == 200 and response.json()["status"] == "cancelled", response.text
+
+
+async def test_the_start_sweep_leaves_a_broadcast_alone_while_its_create_is_at_temporal(
+    app, client, sessions, marketer_headers, settings
+):
+    await _setup(sessions)
+    app.state.temporal = temporal = _Temporal()
+    create = asyncio.create_task(client.post("/api/broadcasts", json=BODY, headers=marketer_headers))
+    await asyncio.wait_for(temporal.reached.wait(), 30)
+    workers = _Temporal()
+    workers.release.set()
+    try:
+        sweep = BroadcastStartSweep(workers, sessions, task_queue=settings.temporal_task_queue)
+        assert await sweep.sweep_once() == 0
+    finally:
+        temporal.release.set()
+        response = await create
+    assert response.status_code == 201 and response.json()["status"] == "scheduled", response.text
+    assert (temporal.started, workers.started) == (["broadcast/spring"], [])  # the create's start alone
+
+
+async def test_a_create_whose_start_failed_past_its_grace_leaves_the_broadcast_to_the_start_sweep(
+    app, client, sessions, marketer_headers
+):
+    await _setup(sessions)
+
+    async def outlasted() -> None:  # Temporal took longer than the grace to answer
+        async with transaction(sessions) as session:
+            earlier = utcnow() - broadcasts.CREATE_GRACE - timedelta(seconds=1)
+            backdate = update(Broadcast).where(Broadcast.id == "spring").values(created_at=earlier)
+            await session.execute(backdate)
+
+    app.state.temporal = _Temporal(error=_unavailable(), meanwhile=outlasted)
+
+    response = await client.post("/api/broadcasts", json=BODY, headers=marketer_headers)
+
+    # a worker's sweep may already have started it: taken back, it would be a workflow with nothing to send
+    assert response.status_code == 201 and response.json()["status"] == "starting", response.text
+    assert await _status(client, marketer_headers) == "starting"
 
 
 class _NoWorkflow:
