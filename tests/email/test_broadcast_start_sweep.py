@@ -91,7 +91,8 @@ async def test_two_sweeps_at_once_start_a_broadcast_once_and_send_it_once(
     sessions, settings, capture, temporal
 ):
     await _left_starting(sessions)
-    starts = _CountingStarts(temporal.client)
+    both_read = asyncio.Barrier(2)  # each sweep has read the row as starting before either starts it
+    starts = _CountingStarts(temporal.client, before=both_read.wait)
     sweeps = [BroadcastStartSweep(starts, sessions, task_queue=settings.temporal_task_queue) for _ in "ab"]
 
     marked = await asyncio.gather(*(s.sweep_once(now=utcnow() + LATER) for s in sweeps))
@@ -101,6 +102,7 @@ async def test_two_sweeps_at_once_start_a_broadcast_once_and_send_it_once(
     progress = await result(temporal, "broadcast/spring", BroadcastProgress)
     assert (progress.status, progress.sent) == ("completed", 1)
     await capture.wait_for_count(1)
+    starts.before = None
     assert await sweeps[0].sweep_once(now=utcnow() + LATER) == 0
     assert (starts.started, capture.handler.received) == (1, 1)
 
@@ -163,15 +165,15 @@ class _CountingStarts:
     runs ahead of each start (what happened meanwhile)."""
 
     def __init__(self, client, *, before=None) -> None:
-        self._client, self._before = client, before
+        self._client, self.before = client, before
         self.started = self.refused = 0
 
     def __getattr__(self, name):
         return getattr(self._client, name)
 
     async def start_workflow(self, *args, **kwargs):
-        if self._before is not None:
-            await self._before()
+        if self.before is not None:
+            await self.before()
         try:
             handle = await self._client.start_workflow(*args, **kwargs)
         except Exception:
