@@ -36,6 +36,11 @@ CASE_GONE_PATCH = "case-gone"
 # Runs started before it told the journey of a breach only when this call escalated; a retry after an
 # attempt that escalated but whose result was lost found it breached already and told no one.
 BREACH_TOLD_ON_RETRY_PATCH = "breach-told-on-retry"
+# Runs started before it heard nothing of a breach the case recorded itself (an agent answered after
+# the deadline, before the timer fired) until the next deadline; and told a finished case's breach on
+# its own, which the journey took for a breach of an unresolved case. From it on, the journey hears an
+# active case's recorded breach at once, and a finished case's with its resolution only.
+BREACH_RECORDED_PATCH = "breach-recorded-by-case"
 
 
 def sla_workflow_id(case_id: int) -> str:
@@ -96,6 +101,11 @@ class CaseSlaWorkflow:
         resolution_due = datetime.fromisoformat(inp.resolution_due)
         breached = bool(self._state and self._state.breached)
         while not self._final():
+            recorded = self._state is not None and self._state.breached
+            if not breached and recorded and workflow.patched(BREACH_RECORDED_PATCH):
+                breached = True  # an agent's late answer recorded it: no escalation, the news only
+                await self._tell(inp, CaseUpdate(inp.case_id, self._state.status, None, True))
+                continue
             if breached:
                 # Escalated once; from here only the resolution matters.
                 await workflow.wait_condition(self._final)
@@ -128,7 +138,10 @@ class CaseSlaWorkflow:
                 await workflow.wait_condition(lambda seen=seen: self._revision() != seen)
                 continue
             # Not escalated by this call yet breached: an earlier attempt of it escalated the case.
-            if result.escalated or (result.breached and workflow.patched(BREACH_TOLD_ON_RETRY_PATCH)):
+            told = result.escalated or (result.breached and workflow.patched(BREACH_TOLD_ON_RETRY_PATCH))
+            if told and result.status in FINAL and workflow.patched(BREACH_RECORDED_PATCH):
+                told = False  # resolved late meanwhile: the resolution, next, carries the breach
+            if told:
                 self._escalations += 1
                 await self._tell(inp, CaseUpdate(inp.case_id, result.status, None, True))
         final = self._state

@@ -567,6 +567,7 @@ async def claim_next(session: AsyncSession, actor: Actor, *, now: datetime | Non
     if case is None:
         return NextCase(case=None, detail="no unassigned open case in your teams")
     await _claimed(session, case, agent_id, now)
+    await _breached_late(session, case, now)
     return NextCase(case=case_out(case), detail=f"case {case.id} is yours")
 
 
@@ -580,6 +581,7 @@ async def claim(session: AsyncSession, actor: Actor, case_id: int) -> CaseOut:
         # Claiming twice is harmless; claiming a case the team handed you acknowledges it.
         if _first_response(case, utcnow()):
             await _changed(session, case, agent_id, "claimed", "acknowledged", case.first_responded_at)
+            await _breached_late(session, case, case.first_responded_at)
         return case_out(case)
     if case.status != Status.open or case.assignee_id is not None:
         # Said before the cap: an agent at their cap is told the case is resolved or held, not to
@@ -590,6 +592,7 @@ async def claim(session: AsyncSession, actor: Actor, case_id: int) -> CaseOut:
         raise Conflict(_held_problem(case), code="not_claimable")
     case = await repo.get_case(session, case_id, fresh=True)
     await _claimed(session, case, agent_id, now)
+    await _breached_late(session, case, now)
     return case_out(case)
 
 
@@ -643,6 +646,7 @@ async def set_pending(session: AsyncSession, actor: Actor, case_id: int) -> Case
     _first_response(case, now)
     case.status = Status.pending.value
     await _changed(session, case, agent_id, "pending", "waiting on the customer", now)
+    await _breached_late(session, case, now)
     return case_out(case)
 
 
@@ -658,6 +662,7 @@ async def add_note(session: AsyncSession, actor: Actor, case_id: int, body: str)
         case.revision += 1
         case.updated_at = now
         repo.enqueue_change(session, case.id)
+        await _breached_late(session, case, now)
     return NoteOut(
         id=note.id, kind=note.kind, body=note.body, agent_id=note.agent_id, created_at=note.created_at
     )
@@ -675,6 +680,7 @@ async def resolve(
     case.resolved_at = now
     case.due_at = None  # resolution stops the clock
     await _changed(session, case, agent_id, "resolved", f"resolved: {outcome.value}", now)
+    await _breached_late(session, case, now)
     await _emit(
         session,
         case,
@@ -709,6 +715,25 @@ async def _changed(
     case.updated_at = now
     await _log(session, case, agent_id, kind, body, now)
     repo.enqueue_change(session, case.id)
+
+
+async def _breached_late(session: AsyncSession, case: Case, now: datetime) -> None:
+    """Record the breach of a target this change shows was missed (a first response or resolution
+    after its deadline) when the SLA clock has not yet: its timer may act seconds to minutes late.
+    Called with the case locked, so the clock, firing later, finds it breached and does nothing. The
+    case stays where it is: the escalation finds someone to act, and someone just did."""
+    if case.breached_at is not None:
+        return
+    if case.first_responded_at is not None and case.first_responded_at > case.first_response_due:
+        target, due = "first_response", case.first_response_due
+    elif case.resolved_at is not None and case.resolved_at > case.resolution_due:
+        target, due = "resolution", case.resolution_due
+    else:
+        return
+    case.breached_at = due  # when it was breached, whenever that became known
+    missed = target.replace("_", " ")
+    await _log(session, case, None, "breached", f"{missed} target missed (due {due.isoformat()})", now)
+    await _emit(session, case, CASE_SLA_BREACHED, now, {"target": target, "escalated_from_team": None})
 
 
 async def _log(session: AsyncSession, case: Case, agent_id: int | None, kind: str, body: str, now: datetime):

@@ -28,6 +28,7 @@ class ProbeResult:
     case_id: int
     branch: str  # "breached" or "outcome:<code>"
     updates: int
+    first: CaseUpdate | None = None  # the first update heard, as sent
 
 
 @workflow.defn(name="EscalationProbeWorkflow")
@@ -62,4 +63,4 @@ class EscalationProbeWorkflow:
         await workflow.wait_condition(lambda: bool(self._updates))
         first = self._updates[0]
         branch = "breached" if first.breached else f"outcome:{first.outcome}"
-        return ProbeResult(case_id=case_id, branch=branch, updates=len(self._updates))
+        return ProbeResult(case_id=case_id, branch=branch, updates=len(self._updates), first=first)

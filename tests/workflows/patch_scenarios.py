@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from sqlalchemy import update
 from temporalio.worker import Worker
 
 from domain.broadcasts import service as broadcasts
@@ -320,6 +321,51 @@ async def _case_sla_breach_told_on_retry(e) -> list:
     return [("case_sla_breach_told_on_retry", handle)]
 
 
+async def _case_sla_breach_recorded_by_case(e) -> list:
+    """An agent claims a case after its first-response deadline, before the clock's timer fired: the
+    case records the breach, and the clock tells the waiting journey at once (breach-recorded-by-case),
+    escalating nothing, then waits for the resolution."""
+    await make_team(e.sessions, "tardy-desk")
+    agent = await make_agent(e.sessions, "tod", "tardy-desk")
+    customer = await e.customer("tess")
+    async with transaction(e.sessions) as session:
+        case, _ = await cases.open_case(
+            session, cases.OpenCase(customer_id=customer, reason="late answer", team="tardy-desk")
+        )
+    handle = await e.client.start_workflow(
+        CaseSlaWorkflow.run,
+        CaseSlaInput(
+            case.id, case.first_response_due.isoformat(), case.resolution_due.isoformat(), "journey/t"
+        ),
+        id=sla_workflow_id(case.id),
+        task_queue=e.task_queue,
+        start_signal=CASE_CHANGED_SIGNAL,
+        start_signal_args=[CaseState(case.revision, "open", False)],
+    )
+    past = utcnow() - timedelta(minutes=1)  # the deadline passed; the clock's timer has not fired
+    async with transaction(e.sessions) as session:
+        await session.execute(
+            update(Case).where(Case.id == case.id).values(first_response_due=past, due_at=past)
+        )
+    actor = cases.Actor(agent["id"], ["tardy-desk"])
+    async with transaction(e.sessions) as session:
+        await cases.claim(session, actor, case.id)
+    async with e.sessions() as session:
+        stored = await session.get(Case, case.id)
+    await handle.signal(CASE_CHANGED_SIGNAL, CaseState(stored.revision, stored.status, True, None, True))
+    await wait_for(lambda: _has(handle, "signal_external_workflow_execution_initiated_event_attributes"))
+    async with transaction(e.sessions) as session:
+        await cases.resolve(session, e.settings, actor, case.id, Outcome.solved, "done")
+    async with e.sessions() as session:
+        stored = await session.get(Case, case.id)
+    state = CaseState(stored.revision, stored.status, True, stored.outcome, True)
+    await handle.signal(CASE_CHANGED_SIGNAL, state)
+    with e.env.auto_time_skipping_disabled():
+        result = await asyncio.wait_for(handle.result(), 30)
+    assert (result.status, result.breached, result.escalations) == ("resolved", True, 0), result
+    return [("case_sla_breach_recorded_by_case", handle)]
+
+
 async def _has(handle, attributes: str, *, after_activity: bool = False) -> bool:
     """Whether the history has an event of that kind (after the first completed activity)."""
     events = (await handle.fetch_history()).events
@@ -340,4 +386,5 @@ PATCH_SCENARIOS = (
     _case_sla_heard_late,
     _case_sla_case_gone,
     _case_sla_breach_told_on_retry,
+    _case_sla_breach_recorded_by_case,
 )
