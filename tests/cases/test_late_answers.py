@@ -9,7 +9,9 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, update
+from temporalio.worker import Worker
 
+from activities.cases import CaseActivities
 from domain.cases import service as cases
 from domain.cases.models import Case, CaseNote
 from domain.cases.schemas import Outcome
@@ -19,6 +21,8 @@ from tests.cases.escalation_probe import EscalationProbeWorkflow, ProbeInput
 from tests.cases.helpers import make_agent, make_customer, make_team, open_case
 from tests.cases.test_sla_workflow import QUEUE, _case_of, _result, _sla_result, _sla_running, temporal
 from tests.conftest import wait_for
+from tests.temporal_env import time_skipping
+from workflows.case_sla import CASE_CHANGED_SIGNAL, CaseSlaInput, CaseSlaWorkflow, CaseState, sla_workflow_id
 
 __all__ = ["temporal"]  # the fixture, shared with the SLA workflow tests
 
@@ -182,3 +186,63 @@ async def test_a_late_first_response_tells_the_journey_of_the_breach_at_once(tem
     sla = await _sla_result(temporal, case.id)
     assert (sla.status, sla.breached) == ("resolved", True)
     assert len(await _events(sessions, "Case SLA Breached")) == 1
+
+
+async def test_a_late_resolution_the_clock_fires_on_before_hearing_of_it_reaches_the_journey_once(
+    sessions, settings
+):
+    """The timer fires after the late resolution committed but before its change reached the clock:
+    the breach activity finds the case resolved and breached, and the journey still hears only the
+    resolution, not a breach notice it would take for a breach of an unresolved case."""
+    actor, customer = await _setup(sessions)
+    env = await time_skipping()
+    activities = CaseActivities(sessions)
+    try:
+        async with Worker(
+            env.client,
+            task_queue=QUEUE,
+            workflows=[EscalationProbeWorkflow, CaseSlaWorkflow],
+            activities=[activities.open_case, activities.case_sla_breach],
+        ):
+            journey_id = f"journey-{uuid.uuid4().hex[:8]}"
+            probe = await env.client.start_workflow(
+                EscalationProbeWorkflow.run,
+                ProbeInput(customer_id=customer, team="care", reason="late answer"),
+                id=journey_id,
+                task_queue=QUEUE,
+            )
+            case = await wait_for(lambda: _case_of(sessions, journey_id))
+            # No dispatcher: the clock learns only what the test signals.
+            clock = await env.client.start_workflow(
+                CaseSlaWorkflow.run,
+                CaseSlaInput(
+                    case.id, case.first_response_due.isoformat(), case.resolution_due.isoformat(), journey_id
+                ),
+                id=sla_workflow_id(case.id),
+                task_queue=QUEUE,
+                start_signal=CASE_CHANGED_SIGNAL,
+                start_signal_args=[CaseState(case.revision, "open", False)],
+            )
+            await _deadlines_passed(sessions, case.id, resolution=True)
+            async with transaction(sessions) as session:
+                await cases.claim(session, actor, case.id)
+                await cases.resolve(session, settings, actor, case.id, Outcome.solved, "late")
+            await env.sleep(case.first_response_due - utcnow() + timedelta(minutes=5))
+            await wait_for(lambda: _activity_done(clock))
+            async with sessions() as session:
+                stored = await session.get(Case, case.id)
+            await clock.signal(
+                CASE_CHANGED_SIGNAL, CaseState(stored.revision, stored.status, True, stored.outcome, True)
+            )
+            result = await _result(env, probe)
+            sla = await _result(env, clock)
+    finally:
+        await env.shutdown()
+    first = result.first
+    assert (first.status, first.outcome, first.breached) == ("resolved", "solved", True)
+    assert (sla.status, sla.breached, sla.escalations) == ("resolved", True, 0)
+
+
+async def _activity_done(handle) -> bool:
+    events = (await handle.fetch_history()).events
+    return any(ev.HasField("activity_task_completed_event_attributes") for ev in events)
