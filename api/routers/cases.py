@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AfterValidator
 
 from api.deps import Admin, Session, get_settings, require
@@ -101,8 +101,14 @@ def _assignee(value: str | None) -> str | None:
     raise ValueError("use 'me', 'none' or an agent id")
 
 
-@router.get("/api/cases", response_model=list[CaseOut], summary="The queue, most urgent SLA first")
+@router.get(
+    "/api/cases",
+    response_model=list[CaseOut],
+    summary="The queue, most urgent SLA first; a Link header (rel=next) names the next page",
+)
 async def list_cases(
+    request: Request,
+    response: Response,
     session: Session,
     actor: Actor,
     team: str | None = None,
@@ -114,8 +120,11 @@ async def list_cases(
     breached: bool | None = None,
     customer_id: StoredInt | None = None,
     limit: int = Query(50, ge=1, le=500),
+    cursor: Annotated[
+        str | None, Query(max_length=400, description="From the previous page's Link header (rel=next)")
+    ] = None,
 ) -> list[CaseOut]:
-    return await cases.queue(
+    page = await cases.queue(
         session,
         actor,
         cases.QueueFilter(
@@ -126,8 +135,13 @@ async def list_cases(
             breached=breached,
             customer_id=customer_id,
             limit=limit,
+            cursor=cursor,
         ),
     )
+    if page.next_cursor is not None:
+        following = request.url.include_query_params(cursor=page.next_cursor)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    return page.cases
 
 
 @router.post(

@@ -73,6 +73,8 @@ class Case(Base):
     reason: Mapped[str] = mapped_column(Text)
     priority: Mapped[str] = mapped_column(String(16))  # low | normal | high | urgent
     priority_rank: Mapped[int] = mapped_column(SmallInteger)  # 0..3, for ordering
+    # The rank before a breach raised it (the queue's later pages order cases as they stood); NULL: as now.
+    opened_priority_rank: Mapped[int | None] = mapped_column(SmallInteger)
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"))
     status: Mapped[str] = mapped_column(String(16))  # open | assigned | pending | resolved | closed
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))

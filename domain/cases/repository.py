@@ -15,12 +15,14 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    case,
     cast,
     delete,
     exists,
     false,
     func,
     literal,
+    null,
     or_,
     select,
     update,
@@ -28,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.cases.models import Agent, Case, CaseNote, CaseOutbox, SlaPolicy, Team, TeamMember
+from domain.cases.queue_cursor import QueueKey
 from domain.db import UTCDateTime, insert_ignoring_conflicts
 from domain.events.models import Event, EventOutbox
 
@@ -152,7 +155,10 @@ def queue_query(
     breached: bool | None,
     customer_id: int | None,
     limit: int,
+    after: QueueKey | None = None,
 ) -> Select:
+    """The queue's filters, ordered as listed; ``after`` continues a walk past that case, ordering
+    the cases as they stood when the walk began (see queue_cursor)."""
     stmt = select(Case).where(Case.status.in_(statuses))
     if team_ids is not None:
         stmt = stmt.where(Case.team_id.in_(team_ids))
@@ -166,7 +172,30 @@ def queue_query(
         stmt = stmt.where(Case.breached_at.is_not(None) if breached else Case.breached_at.is_(None))
     if customer_id is not None:
         stmt = stmt.where(Case.customer_id == customer_id)
-    return stmt.order_by(*LISTED).limit(limit)
+    if after is None:
+        return stmt.order_by(*LISTED).limit(limit)
+    due, resolved, rank = queue_as_of(after.at)
+    ties = or_(rank < after.rank, and_(rank == after.rank, Case.id > after.case_id))
+    if after.due is not None:
+        later = or_(due.is_(None), due > after.due, and_(due == after.due, ties))
+    else:  # among the finished ones, most recently resolved first
+        later = and_(due.is_(None), or_(resolved < after.resolved, and_(resolved == after.resolved, ties)))
+    order = (due.asc().nulls_last(), resolved.desc().nulls_last(), rank.desc(), Case.id.asc())
+    return stmt.where(later).order_by(*order).limit(limit)
+
+
+def queue_as_of(at: datetime) -> tuple[ColumnElement, ColumnElement, ColumnElement]:
+    """(deadline, resolved_at, rank) as they stood at ``at``: the stored times tell them (the same
+    rules as queue_cursor.key_of)."""
+    when = literal(at, UTCDateTime())
+    finished = and_(Case.resolved_at.is_not(None), Case.resolved_at <= when)
+    responded = and_(Case.first_responded_at.is_not(None), Case.first_responded_at <= when)
+    due = case((finished, null()), (responded, Case.resolution_due), else_=Case.first_response_due)
+    resolved = case((finished, Case.resolved_at), else_=null())
+    breached_since = and_(Case.breached_at.is_not(None), Case.breached_at > when)
+    before = func.coalesce(Case.opened_priority_rank, Case.priority_rank)
+    rank = case((breached_since, before), else_=Case.priority_rank)
+    return due, resolved, rank
 
 
 # SLA urgency: the nearest deadline first, then the higher priority, then the older case.

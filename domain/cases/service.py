@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.settings import Settings
 from domain.auth import service as auth
 from domain.auth.schemas import KeyCreate, Principal, Role
-from domain.cases import business_hours
+from domain.cases import business_hours, queue_cursor
 from domain.cases import repository as repo
 from domain.cases.business_hours import BusinessHours
 from domain.cases.models import Agent, Case, CaseNote, SlaPolicy, Team, TeamMember
@@ -294,6 +294,7 @@ async def open_case(
         "reason": spec.reason,
         "priority": priority.value,
         "priority_rank": priority.rank,
+        "opened_priority_rank": priority.rank,
         "team_id": team.id,
         "status": Status.open.value,
         "journey_id": spec.journey_id,
@@ -483,9 +484,24 @@ class QueueFilter:
     breached: bool | None = None
     customer_id: int | None = None
     limit: int = 50
+    cursor: str | None = None  # where the previous page ended
 
 
-async def queue(session: AsyncSession, actor: Actor, f: QueueFilter) -> list[CaseOut]:
+@dataclass
+class QueuePage:
+    cases: list[CaseOut]
+    next_cursor: str | None  # None on the last page
+
+
+async def queue(
+    session: AsyncSession, actor: Actor, f: QueueFilter, *, now: datetime | None = None
+) -> QueuePage:
+    after = None
+    if f.cursor is not None:
+        after = queue_cursor.decode(f.cursor)
+        if after is None:
+            problem = "not a cursor of this queue; use the one the last page gave, or none to start over"
+            raise InvalidInput({"field": "cursor", "problem": problem})
     teams = actor.team_ids
     if f.team is not None:
         if teams is not None and f.team not in teams:
@@ -513,9 +529,16 @@ async def queue(session: AsyncSession, actor: Actor, f: QueueFilter) -> list[Cas
         unassigned=unassigned,
         breached=f.breached,
         customer_id=customer_id,
-        limit=f.limit,
+        limit=f.limit + 1,
+        after=after,
     )
-    return [case_out(c) for c in await repo.list_cases(session, stmt)]
+    rows = await repo.list_cases(session, stmt)
+    # The walk's start: the first page's reading time, carried on by every cursor after it.
+    at = after.at if after is not None else (now or utcnow())
+    more = len(rows) > f.limit
+    rows = rows[: f.limit]
+    next_cursor = queue_cursor.encode(queue_cursor.key_of(rows[-1], at)) if more else None
+    return QueuePage([case_out(c) for c in rows], next_cursor)
 
 
 # --- working a case --------------------------------------------------------------------------------

@@ -563,3 +563,23 @@ async def test_the_former_user_ids_go_down_and_up(empty_database):
         assert "customer_user_aliases" in await tables()
     finally:
         await engine.dispose()
+
+
+async def test_the_cases_opened_rank_goes_down_and_up(empty_database):
+    url = empty_database
+    engine = create_async_engine(url)
+
+    async def columns() -> set[str]:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(lambda sync: inspect(sync).get_columns("cases"))
+        return {c["name"] for c in found}
+
+    try:
+        await upgrade_async(url)
+        assert "opened_priority_rank" in await columns()
+        await asyncio.to_thread(command.downgrade, alembic_config(url), "0039_customer_user_aliases")
+        assert "opened_priority_rank" not in await columns()
+        await upgrade_async(url)
+        assert "opened_priority_rank" in await columns()
+    finally:
+        await engine.dispose()
