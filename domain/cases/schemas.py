@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from domain.dates import is_zone
 from domain.db import StoredInt
 
 
@@ -130,6 +131,14 @@ LOCAL_TIME = "a local time such as 09:00, without a zone: the zone is `timezone`
 STORED = "stored"
 
 
+def _opens(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 class BusinessHoursIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -140,12 +149,12 @@ class BusinessHoursIn(BaseModel):
 
     @field_validator("timezone")
     @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+    def _known_zone(cls, value: str, info: ValidationInfo) -> str:
+        if is_zone(value):  # the product's zones, as ingestion, journeys and broadcasts accept them
+            return value
+        if (info.context or {}).get(STORED) and _opens(value):
+            return value  # saved before the rule (a file ZoneInfo opens): its deadlines stay as they were
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris")
 
     @field_validator("days")
     @classmethod

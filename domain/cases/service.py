@@ -383,11 +383,13 @@ async def _snapshot(session: AsyncSession, profile: dict[str, Any], tier: str | 
     }
 
 
-async def _auto_assign(session: AsyncSession, case: Case, now: datetime) -> None:
+async def _auto_assign(
+    session: AsyncSession, case: Case, now: datetime, *, passing_over: int | None = None
+) -> None:
     """Round-robin: the available agent below their cap who was assigned least recently."""
     agents = await repo.lock_team_agents(session, case.team_id)
     counts = await repo.open_counts(session, [a.id for a in agents])
-    free = [a for a in agents if counts.get(a.id, 0) < a.max_open_cases]
+    free = [a for a in agents if counts.get(a.id, 0) < a.max_open_cases and a.id != passing_over]
     if not free:
         return  # stays in the queue for agents to pull
     oldest = datetime.min.replace(tzinfo=now.tzinfo)
@@ -651,6 +653,10 @@ async def release(session: AsyncSession, actor: Actor, case_id: int) -> CaseOut:
     case.assignee_id = None
     case.status = Status.open.value
     await _changed(session, case, agent_id, "released", "released back to the queue", now)
+    team = await repo.get_team(session, case.team_id)
+    if team.auto_assign:  # handed out again, as a new case is; not back to the agent who let it go
+        await session.flush()
+        await _auto_assign(session, case, now, passing_over=agent_id)
     return case_out(case)
 
 
