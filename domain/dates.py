@@ -9,8 +9,8 @@ The segments' SQL compiler (domain/segments/compiler.py) applies the same test i
 per-customer evaluator and journeys read values through this module, so all of them agree.
 
 Time-zone names are read here too, one way for every caller: a zone is a name in ``known_zones()``,
-exactly as written (``Europe/Paris``; not ``europe/paris``, ``posix/Europe/Paris`` or ``right/UTC``, other
-files of the tz database that ``ZoneInfo`` would also open).
+exactly as written (``Europe/Paris``; not ``europe/paris``, ``posix/Europe/Paris``, ``right/UTC`` or
+``localtime``, other files of the tz database that ``ZoneInfo`` would also open).
 """
 
 from __future__ import annotations
@@ -64,9 +64,14 @@ def parse(value) -> tuple[date, bool] | None:
     return None
 
 
+# Files of the tz database that name no zone: ``localtime`` is the server's own zone (a link some
+# systems' databases hold, others not), so a name meaning different zones on different servers.
+NOT_ZONES = frozenset({"localtime"})
+
+
 @lru_cache(maxsize=1)
 def known_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - NOT_ZONES
 
 
 def is_zone(name) -> bool:

@@ -21,7 +21,7 @@ TEMPLATE = {
 }
 # ZoneInfo opens each of these (a file of the tz database, or a case-insensitive file system), but none
 # is a zone name the product stores for a customer
-NOT_ZONES = ["posix/Europe/Paris", "right/UTC", "posixrules", "europe/paris", "Europe/Paris "]
+NOT_ZONES = ["posix/Europe/Paris", "right/UTC", "posixrules", "europe/paris", "Europe/Paris ", "localtime"]
 
 
 def _journey(zone: str) -> dict:

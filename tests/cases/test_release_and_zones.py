@@ -50,7 +50,9 @@ def _hours(zone: str) -> dict:
     }
 
 
-@pytest.mark.parametrize("zone", ["posix/Europe/Paris", "right/UTC", "europe/paris", "Mars/Olympus"])
+@pytest.mark.parametrize(
+    "zone", ["posix/Europe/Paris", "right/UTC", "europe/paris", "Mars/Olympus", "localtime"]
+)
 async def test_business_hours_take_only_the_products_zone_names(client, admin_headers, sessions, zone):
     response = await client.put("/api/cases/sla-policies/high", json=_hours(zone), headers=admin_headers)
     assert response.status_code == 422, response.text
