@@ -58,7 +58,8 @@ async def get_program(session: Session, _: Reader) -> ProgramOut:
 
 @router.put("/program", response_model=ProgramOut, summary="Replace the programme (admin)")
 async def put_program(spec: ProgramIn, session: Session, _: Admin) -> ProgramOut:
-    """The whole programme: every field is required (422 names each one missing)."""
+    """The whole programme: every field is required (422 names each one missing). Dropping or renaming
+    a tier a segment rule names is a 409 ``tier_in_use`` naming those segments and journeys."""
     return await loyalty.put_program(session, spec.config(), utcnow())
 
 

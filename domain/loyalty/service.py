@@ -62,8 +62,16 @@ async def put_program(session: AsyncSession, config: ProgramConfig, now: datetim
     Customers without an account are in the first tier. When its name changes, so does the tier of
     every one of them, with no event of theirs for the segment refresher to follow; so, in this same
     transaction, every segment whose rule reads the loyalty tier is rebuilt (recording its Segment
-    Entered / Exited events). Balances do not depend on the programme (no account is 0 points)."""
+    Entered / Exited events). Balances do not depend on the programme (no account is 0 points).
+
+    Dropping or renaming a tier that a segment rule names is refused (409 ``tier_in_use``, see
+    segments.tier_users), nothing stored."""
     before = await program(session, lock=True)  # held: concurrent replacements take turns
+    removed = {t.name for t in before.tiers} - {t.name for t in config.tiers}
+    if removed:  # imported here for the reason given below
+        from domain.segments import tier_users
+
+        await tier_users.refuse_removing_named(session, removed)
     previous = {r.id: r for r in before.rules}
     rules = []
     for rule in config.rules:
