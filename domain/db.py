@@ -144,7 +144,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.create_function("sha256_prefix", 1, sha256_prefix, deterministic=True)
         # SQLite's lower() folds ASCII only ('RÉCLAMATION' -> 'rÉclamation'); PostgreSQL's every letter.
         dbapi_connection.create_function("unicode_lower", 1, unicode_lower, deterministic=True)
-        # An order's amount as ingestion counts it, for the value tiers' recompute (PostgreSQL: in SQL).
+        # An order's amount as ingestion counts it, for SQL that sums it (domain.revenue_sql).
         dbapi_connection.create_function("order_amount", 1, amount_or_zero, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")

@@ -1,6 +1,7 @@
 """An order's amount, read one way by every reader: ingestion's lifetime value (Python on SQLite, SQL on
 PostgreSQL: domain/events/postgres_batch.py) and the value tiers' and RFM's recompute (SQL on both;
-SQLite calls ``amount_or_zero``, registered on its connections by domain/db.py)."""
+SQLite calls ``amount_or_zero``, registered on its connections as ``order_amount`` by domain/db.py;
+the SQL is domain/revenue_sql.py), and analytics' attributed revenue (ROI)."""
 
 from __future__ import annotations
 

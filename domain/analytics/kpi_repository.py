@@ -13,12 +13,13 @@ from sqlalchemy import case, exists, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.analytics.periods import Period
-from domain.analytics.sql import count_if, dialect_of, one_if, plus_days, reached_goal, revenue
+from domain.analytics.sql import count_if, dialect_of, one_if, plus_days, reached_goal
 from domain.cases.models import Case
 from domain.customers.models import Customer
 from domain.email.models import Message, TemplateVersion
 from domain.events.models import Event
 from domain.journeys.models import Enrollment
+from domain.revenue_sql import order_amount
 
 cases = Case.__table__
 customers = Customer.__table__
@@ -192,7 +193,7 @@ async def attributed_revenue(
             )
         )
     bucket = _bucket(ts, buckets)
-    value = func.coalesce(func.sum(revenue(events.c.properties, revenue_property, dialect)), 0.0)
+    value = func.coalesce(func.sum(order_amount(dialect, events.c.properties, revenue_property)), 0.0)
     query = select(bucket, value, func.count()).where(purchases, credited).group_by(bucket)
     return [(float(v), int(n)) for v, n in await _per_bucket(session, query, buckets, 2)]
 

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Float, Interval, String, and_, case, cast, func, literal, not_, select, text, true
+from sqlalchemy import Interval, String, and_, case, cast, func, literal, not_, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -44,12 +44,6 @@ def plus_days(column, days: float, dialect: str) -> ColumnElement:
 
 def text_property(properties, key: str, dialect: str) -> ColumnElement:
     return JsonValue(dialect, properties, key).text
-
-
-def revenue(properties, key: str, dialect: str) -> ColumnElement:
-    """The purchase's revenue: the property when it is a JSON number, else 0 (as lifetime value)."""
-    value = JsonValue(dialect, properties, key)
-    return case((value.is_number, value.number), else_=literal(0.0, Float))
 
 
 def goal_matches(events, goal: dict[str, Any], dialect: str, *, field: str = "rules.goal") -> ColumnElement:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Float,
-    Numeric,
     Select,
     and_,
     any_,
@@ -42,10 +40,10 @@ from domain.events import repository as events_repository
 from domain.events.models import LANE_SEGMENTS, Event, EventOutbox
 from domain.journeys.models import Journey, JourneyVersion
 from domain.loyalty.models import LoyaltyAccount
-from domain.revenue import ASCII_SPACE, MAX_REVENUE, PLAIN_NUMBER
+from domain.revenue_sql import order_amount
 from domain.segments import compiler
 from domain.segments import rules as r
-from domain.segments.compiler import JsonValue, ids_filter
+from domain.segments.compiler import ids_filter
 from domain.segments.evaluate import DEFAULT_LOWEST_TIER, CustomerFacts, EventFact, MessageFact, Score
 from domain.segments.models import (
     CustomerScore,
@@ -812,24 +810,6 @@ async def customers_with_messages_between(session: AsyncSession, start: datetime
 
 # -- value tiers and RFM ------------------------------------------------------------------------------
 TIER_SHARES = (("key", 0.01), ("major", 0.05), ("ordinary", 0.20))
-_SPACES = codecs.decode(ASCII_SPACE, "unicode_escape")  # the characters ASCII_SPACE spells out
-
-
-def order_amount(dialect: str, properties, key: str) -> ColumnElement:
-    """An order's amount as ingestion adds it to the profile's lifetime value (domain.revenue.amount):
-    a JSON number, or a string holding a plain number, to the cent; 0 when it is neither or 10^12 or
-    more, so a customer's value tier and monetary score follow the lifetime value their profile shows."""
-    value = JsonValue(dialect, properties, key)
-    if dialect != "postgresql":
-        raw = func.json_extract(properties, f'$."{key}"')  # true and false would read as 1 and 0
-        counted = value.type.in_(("integer", "real", "text"))
-        return case((counted, func.order_amount(raw, type_=Float)), else_=0.0)
-    plain = value.text.op("~")(f"^{PLAIN_NUMBER.pattern}$")
-    number = case(
-        (value.type == "number", cast(value.text, Numeric)),
-        (and_(value.is_string, plain), cast(func.btrim(value.text, _SPACES), Numeric)),
-    )
-    return case((func.abs(number) < MAX_REVENUE, func.round(number, 2)), else_=0)
 
 
 async def recompute_scores(

@@ -54,8 +54,7 @@ def reached(world: World, customer_id: int, goal: dict, since: datetime, days: f
 
 
 def _revenue(event: dict) -> float:
-    value = event["properties"].get("revenue")
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+    return float(order_amount(event["properties"].get("revenue")))
 
 
 def marketing(world: World, message: dict) -> bool:

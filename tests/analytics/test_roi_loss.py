@@ -16,10 +16,12 @@ from tests.email.helpers import add_customer, add_template
 SENT = datetime(2026, 5, 10, 12, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("revenue", "roi"), [(-0.001, -1.0), (-0.003, -3.0)])
+@pytest.mark.parametrize(("revenue", "roi"), [(-0.01, -1.0), (-0.03, -3.0)])
 async def test_a_negative_roi_is_the_lowest_score_and_never_a_500(
-    client, marketer_headers, sessions, revenue, roi
+    app, client, marketer_headers, sessions, revenue, roi
 ):
+    # amounts count to the cent: one message costs a cent here
+    app.state.settings = app.state.settings.model_copy(update={"analytics_cost_per_message": 0.01})
     cid = await add_customer(sessions, email="ann@example.com", traits={})
     await add_template(sessions, id="promo")
     async with transaction(sessions) as session:
@@ -35,7 +37,6 @@ async def test_a_negative_roi_is_the_lowest_score_and_never_a_500(
                 sent_at=SENT,
             )
         )
-        # one message costs 0.001 (JOURNEYS_ANALYTICS_COST_PER_MESSAGE's default)
         purchase = TrackCall(
             userId="ann@example.com",
             event="Order Completed",
