@@ -355,7 +355,10 @@ async def _snapshot(session: AsyncSession, profile: dict[str, Any], tier: str | 
     points = (await loyalty.status(session, profile["id"])).balance
     return {
         "captured_at": now.isoformat(),
-        "customer": {k: profile[k] for k in ("id", "user_id", "email", "timezone", "locale")},
+        "customer": {
+            **{k: profile[k] for k in ("id", "user_id", "email", "timezone", "locale")},
+            "former_user_ids": await customers.former_user_ids(session, profile["id"]),
+        },
         "traits": traits,
         "value_tier": tier,
         "lifetime_value": profile["lifetime_value"],

@@ -17,10 +17,12 @@ from sqlalchemy import (
     cast,
     delete,
     func,
+    insert,
     literal,
     or_,
     select,
     text,
+    tuple_,
     union,
     union_all,
     update,
@@ -426,17 +428,42 @@ async def aliases_of(session: AsyncSession, customer_id: int) -> list[str]:
     )
 
 
-async def record_erasure(session: AsyncSession, values: dict[str, Any]) -> CustomerErasure:
+async def former_user_ids(session: AsyncSession, customer_id: int) -> list[str]:
+    return list(
+        await session.scalars(
+            select(user_aliases.c.user_id)
+            .where(user_aliases.c.customer_id == customer_id)
+            .order_by(user_aliases.c.created_at, user_aliases.c.user_id)
+        )
+    )
+
+
+async def record_erasure(
+    session: AsyncSession, values: dict[str, Any], former_user_id_digests: Iterable[str] = ()
+) -> CustomerErasure:
+    """The erasure record, then one entry per former userId's digest: a copy of the record after it
+    (same customer and time, no address digest) that the audit lookup resolves to the record."""
     row = CustomerErasure(**values)
     session.add(row)
     await session.flush()
+    entries = [{**values, "user_id_sha256": d, "email_sha256": None} for d in former_user_id_digests]
+    if entries:
+        await session.execute(insert(CustomerErasure), entries)
     return row
 
 
 async def erasures(session: AsyncSession, user_id_sha256: str) -> list[CustomerErasure]:
-    return list(
-        await session.scalars(select(CustomerErasure).where(CustomerErasure.user_id_sha256 == user_id_sha256))
+    """The erasure records of a userId, the profile's own or a former one (the first row written for
+    the customer at that time is the record; later ones are its former-userId entries)."""
+    e = CustomerErasure.__table__.c
+    named = select(e.customer_id, e.erased_at).where(e.user_id_sha256 == user_id_sha256)
+    records = (
+        select(func.min(e.id))
+        .where(tuple_(e.customer_id, e.erased_at).in_(named))
+        .group_by(e.customer_id, e.erased_at)
     )
+    found = select(CustomerErasure).where(CustomerErasure.id.in_(records)).order_by(CustomerErasure.id)
+    return list(await session.scalars(found))
 
 
 async def ledger_addresses(session: AsyncSession, customer_id: int) -> set[str]:

@@ -30,6 +30,11 @@ class Profile(BaseModel):
     id: int
     user_id: str | None
     anonymous_ids: list[str] = Field(description="The visitor ids merged into this customer.")
+    former_user_ids: list[str] = Field(
+        default_factory=list,
+        description="userIds the customer had before (an alias renamed the profile or merged one into it): "
+        "calls still sent under them land on this customer.",
+    )
     email: str | None
     timezone: str | None
     locale: str | None

@@ -265,6 +265,12 @@ async def get_profile(session: AsyncSession, customer_id: int) -> dict[str, Any]
 
 # --- the customer 360 -----------------------------------------------------------------------------
 
+
+async def former_user_ids(session: AsyncSession, customer_id: int) -> list[str]:
+    """The userIds the customer had before (alias renames and merges), oldest first."""
+    return await repository.former_user_ids(session, customer_id)
+
+
 TRAIT_KEY = re.compile(r"^[A-Za-z0-9_.\- ]{1,100}$")
 
 
@@ -310,6 +316,7 @@ async def view(
             id=customer.id,
             user_id=customer.user_id,
             anonymous_ids=anonymous_ids,
+            former_user_ids=await former_user_ids(session, customer_id),
             email=customer.email,
             timezone=customer.timezone,
             locale=customer.locale,
@@ -389,6 +396,8 @@ async def erase(
             "reason": reason,
             "erased_at": utcnow(),
         },
+        # The audit finds the person by a former userId too (the aliases naming them go with the profile).
+        [sha256(u) for u in await repository.former_user_ids(session, customer_id)],
     )
     # Every address the person had, before the ledger and their identify events forget them.
     addresses = (
