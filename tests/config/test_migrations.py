@@ -527,59 +527,35 @@ async def test_two_migration_runs_at_once_take_turns_and_both_end_at_head(empty_
     assert heads == [script_head] and invalid == 0
 
 
-async def test_the_record_of_unsubscribe_mails_goes_down_and_up(empty_database):
+# Each migration that adds a table or a column: gone after going down to the one before, back after up.
+ADDED = {
+    "unsubscribe_mails": "0036_journey_steps_path",
+    "customer_user_aliases": "0038_events_track_name_id",
+    "cases.opened_priority_rank": "0039_customer_user_aliases",
+}
+
+
+@pytest.mark.parametrize("added", list(ADDED))
+async def test_a_table_or_column_a_migration_adds_goes_down_and_up(empty_database, added):
     url = empty_database
     engine = create_async_engine(url)
 
-    async def tables() -> set[str]:
+    def present(sync) -> bool:
+        table, _, column = added.partition(".")
+        if not column:
+            return table in inspect(sync).get_table_names()
+        return column in {c["name"] for c in inspect(sync).get_columns(table)}
+
+    async def there() -> bool:
         async with engine.connect() as conn:
-            return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+            return await conn.run_sync(present)
 
     try:
         await upgrade_async(url)
-        assert "unsubscribe_mails" in await tables()
-        await asyncio.to_thread(command.downgrade, alembic_config(url), "0036_journey_steps_path")
-        assert "unsubscribe_mails" not in await tables()
+        assert await there()
+        await asyncio.to_thread(command.downgrade, alembic_config(url), ADDED[added])
+        assert not await there()
         await upgrade_async(url)
-        assert "unsubscribe_mails" in await tables()
-    finally:
-        await engine.dispose()
-
-
-async def test_the_former_user_ids_go_down_and_up(empty_database):
-    url = empty_database
-    engine = create_async_engine(url)
-
-    async def tables() -> set[str]:
-        async with engine.connect() as conn:
-            return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
-
-    try:
-        await upgrade_async(url)
-        assert "customer_user_aliases" in await tables()
-        await asyncio.to_thread(command.downgrade, alembic_config(url), "0038_events_track_name_id")
-        assert "customer_user_aliases" not in await tables()
-        await upgrade_async(url)
-        assert "customer_user_aliases" in await tables()
-    finally:
-        await engine.dispose()
-
-
-async def test_the_cases_opened_rank_goes_down_and_up(empty_database):
-    url = empty_database
-    engine = create_async_engine(url)
-
-    async def columns() -> set[str]:
-        async with engine.connect() as conn:
-            found = await conn.run_sync(lambda sync: inspect(sync).get_columns("cases"))
-        return {c["name"] for c in found}
-
-    try:
-        await upgrade_async(url)
-        assert "opened_priority_rank" in await columns()
-        await asyncio.to_thread(command.downgrade, alembic_config(url), "0039_customer_user_aliases")
-        assert "opened_priority_rank" not in await columns()
-        await upgrade_async(url)
-        assert "opened_priority_rank" in await columns()
+        assert await there()
     finally:
         await engine.dispose()
