@@ -93,7 +93,7 @@ class BroadcastStartSweep:
             if await self._ended_before_taking_it_on(b.id):
                 return False
         async with transaction(self._sessions) as session:
-            if await broadcasts.started_by_sweep(session, b.id):
+            if await broadcasts.scheduled(session, b.id):
                 log.info("broadcast %s: left starting by its create; workflow started", b.id)
                 return True
             status = await broadcasts.status_of(session, b.id)

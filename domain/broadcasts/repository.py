@@ -23,12 +23,15 @@ async def add(session: AsyncSession, row: Broadcast) -> None:
     await session.flush()
 
 
-async def set_status_if(session: AsyncSession, broadcast_id: str, expected: str, status: str) -> bool:
-    """``status`` only if the broadcast is still ``expected`` (nobody, the workflow included, moved it)."""
+async def set_if(session: AsyncSession, broadcast_id: str, allowed: tuple[str, ...], **values: Any) -> bool:
+    """``values`` in one compare-and-set, only if the broadcast is in one of ``allowed`` when the
+    statement runs: a change committed first (a withdrawal, a marketer's, the workflow's) makes it
+    match nothing. Rows already loaded are not updated: refresh one to read what it left."""
     result = await session.execute(
         update(Broadcast)
-        .where(Broadcast.id == broadcast_id, Broadcast.status == expected)
-        .values(status=status)
+        .where(Broadcast.id == broadcast_id, Broadcast.status.in_(allowed))
+        .values(**values)
+        .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
 
@@ -55,44 +58,15 @@ async def starting_before(session: AsyncSession, created_before: datetime, limit
     return list(await session.scalars(query))
 
 
-async def fail_if(session: AsyncSession, broadcast_id: str, expected: str, error: str) -> bool:
-    result = await session.execute(
-        update(Broadcast)
-        .where(Broadcast.id == broadcast_id, Broadcast.status == expected)
-        .values(status="failed", error=error, finished_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
-
-
-async def start_sending(session: AsyncSession, broadcast_id: str, expected: str) -> bool:
-    """Running from now, if still ``expected`` (compare-and-set: a withdrawal or a marketer's change
-    committed first wins)."""
-    result = await session.execute(
-        update(Broadcast)
-        .where(Broadcast.id == broadcast_id, Broadcast.status == expected)
-        .values(status="running", started_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
-
-
 async def move(session: AsyncSession, broadcast_id: str, allowed: tuple[str, ...], status: str) -> bool:
-    """``status`` in one compare-and-set, only if the broadcast is in one of ``allowed`` when the
-    statement runs (a concurrent change, committed first, makes it match nothing). ``"resumed"`` means
-    running if it started, else scheduled; ``"cancelled"`` also stamps ``finished_at``."""
+    """``status`` by ``set_if``. ``"resumed"`` means running if it started, else scheduled;
+    ``"cancelled"`` also stamps ``finished_at``."""
     values: dict = {"status": status}
     if status == "resumed":
         values["status"] = case((Broadcast.started_at.is_(None), "scheduled"), else_="running")
     if status == "cancelled":
         values["finished_at"] = utcnow()
-    result = await session.execute(
-        update(Broadcast)
-        .where(Broadcast.id == broadcast_id, Broadcast.status.in_(allowed))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    return await set_if(session, broadcast_id, allowed, **values)
 
 
 async def list_all(session: AsyncSession, limit: int) -> list[Broadcast]:

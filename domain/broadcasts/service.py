@@ -141,7 +141,7 @@ async def create(session: AsyncSession, spec: BroadcastIn, *, by: Principal | No
 
 async def started(session: AsyncSession, broadcast_id: str) -> Broadcast:
     """Its workflow is started: scheduled, unless the workflow (or a marketer) moved it on already."""
-    await repository.set_status_if(session, broadcast_id, STARTING, "scheduled")
+    await scheduled(session, broadcast_id)
     row = await get(session, broadcast_id)
     await session.refresh(row)
     return row
@@ -171,9 +171,10 @@ async def left_starting(session: AsyncSession, *, now: datetime | None = None, l
     return [Unstarted(r.id, r.send_at, r.local_send_at is not None) for r in rows]
 
 
-async def started_by_sweep(session: AsyncSession, broadcast_id: str) -> bool:
-    """Its workflow is started (by the sweep, or found started): scheduled, if still starting."""
-    return await repository.set_status_if(session, broadcast_id, STARTING, "scheduled")
+async def scheduled(session: AsyncSession, broadcast_id: str) -> bool:
+    """Its workflow is started (by the API or the sweep, or found started): scheduled, if still
+    starting."""
+    return await repository.set_if(session, broadcast_id, (STARTING,), status="scheduled")
 
 
 async def status_of(session: AsyncSession, broadcast_id: str) -> str | None:
@@ -187,7 +188,9 @@ async def refused_id(session: AsyncSession, broadcast_id: str) -> bool:
     problem = (
         "its id was used by an earlier broadcast, whose workflow is kept: create it again under another id"
     )
-    return await repository.fail_if(session, broadcast_id, STARTING, problem)
+    return await repository.set_if(
+        session, broadcast_id, (STARTING,), status="failed", error=problem, finished_at=utcnow()
+    )
 
 
 async def get(session: AsyncSession, broadcast_id: str) -> Broadcast:
@@ -230,7 +233,7 @@ async def change(
 
 async def resume_not_delivered(session: AsyncSession, broadcast_id: str, resumed_status: str) -> bool:
     """Back to paused after a resume the workflow never got, unless the status moved on since."""
-    return await repository.set_status_if(session, broadcast_id, resumed_status, "paused")
+    return await repository.set_if(session, broadcast_id, (resumed_status,), status="paused")
 
 
 # -- the database side of one batch ------------------------------------------------------------------
@@ -289,7 +292,8 @@ async def plan_batch(
     if row.status in FINAL or row.status == "paused":
         return BatchPlan(status=row.status)
     if row.status in (STARTING, "scheduled"):  # this workflow runs, so it was started
-        if not await repository.start_sending(session, broadcast_id, row.status):
+        running = {"status": "running", "started_at": utcnow()}
+        if not await repository.set_if(session, broadcast_id, (row.status,), **running):
             session.expunge(row)  # withdrawn, paused or cancelled since it was read: look again
             return await plan_batch(session, broadcast_id, after_id, message_id, timezones)
         await session.refresh(row)
