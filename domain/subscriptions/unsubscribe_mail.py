@@ -140,11 +140,6 @@ def read_request(mail: bytes | MailText) -> MailRequest:
     return MailRequest(candidate_tokens(message), "digest:" + hashlib.sha256(mail).hexdigest())
 
 
-def tokens_in(mail: bytes | MailText) -> list[str]:
-    """The tokens a message offers, the Subject's first; ``NotAMessage`` for a body that is none."""
-    return read_request(mail).tokens
-
-
 def mail_key(mail_id: str, token: str) -> str:
     """The digest a mail acted on is recorded by: of the mail and of what it asked, so another
     person's mail that reuses a Message-ID is still acted on. It names no one (the Message-ID may
